@@ -1,0 +1,97 @@
+"""Shared fixtures: small zoos built in memory (random or briefly trained), and the sample zoos."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from wslviz.arch import Architecture, mlp_spec
+from wslviz.tasks import make_task
+from wslviz.zoo import Zoo, load_zoo
+
+warnings.filterwarnings("ignore", category=ImportWarning)
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_zoo"
+
+SMALL_CNN = {
+    "input_shape": [1, 8, 8],
+    "layers": [
+        {"type": "conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": 3},
+        {"type": "relu"},
+        {"type": "conv2d", "in_channels": 4, "out_channels": 6, "kernel_size": 3},
+        {"type": "relu"},
+        {"type": "flatten"},
+        {"type": "linear", "in_features": 96, "out_features": 10},
+    ],
+}
+
+
+def random_zoo(arch: Architecture, task, n_models: int = 6, epochs=(0, 1), seed: int = 0, scale: float = 0.5) -> Zoo:
+    """A zoo of random weights: ``n_models`` models x ``epochs`` checkpoints, metadata computed."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(n_models * len(epochs), arch.n_params, generator=g) * scale
+    rows = [{"model_id": m, "epoch": e, "seed": m, "lr": [0.01, 0.1][m % 2]} for m in range(n_models) for e in epochs]
+    meta = pd.DataFrame(rows)
+    if task is not None:
+        from wslviz.evaluation import evaluate
+
+        r = evaluate(arch, task, w)
+        meta["test_loss"], meta["test_acc"] = r["loss"].numpy(), r["accuracy"].numpy()
+    return Zoo(name="random", metadata=meta, weights=w, arch=arch, task=task)
+
+
+@pytest.fixture(scope="session")
+def moons_task():
+    return make_task("moons")
+
+
+@pytest.fixture(scope="session")
+def digits_task():
+    return make_task("digits")
+
+
+@pytest.fixture(scope="session")
+def mlp_arch():
+    return Architecture(mlp_spec([2, 16, 16, 2]))
+
+
+@pytest.fixture(scope="session")
+def cnn_arch():
+    return Architecture(SMALL_CNN)
+
+
+@pytest.fixture(scope="session")
+def random_mlp_zoo(mlp_arch, moons_task):
+    return random_zoo(mlp_arch, moons_task)
+
+
+@pytest.fixture(scope="session")
+def random_cnn_zoo(cnn_arch, digits_task):
+    return random_zoo(cnn_arch, digits_task)
+
+
+def sample_zoo(name: str) -> Zoo:
+    path = SAMPLE / name
+    if not (path / "zoo.json").is_file():
+        pytest.skip(f"sample zoo {name} is not built (run `wslviz make-zoo`)")
+    return load_zoo(path)
+
+
+@pytest.fixture(scope="session")
+def moons_zoo():
+    return sample_zoo("moons-mlp")
+
+
+@pytest.fixture(scope="session")
+def digits_zoo():
+    return sample_zoo("digits-cnn")
+
+
+@pytest.fixture(scope="session")
+def spirals_zoo():
+    return sample_zoo("spirals-tanh")

@@ -1,0 +1,66 @@
+"""wslviz: weight space learning as an interactive instrument.
+
+The public API is re-exported here lazily (heavy modules such as umap load on first use)::
+
+    import wslviz as wv
+    zoo = wv.load_zoo("sample_zoo/moons-mlp")
+    wv.evaluate(zoo.arch, zoo.task, zoo.weights)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+# A module never shares a name with a function exported here: importing ``wslviz.evaluate`` would
+# replace the function ``wv.evaluate`` with the module (hence ``evaluation``, ``generation``).
+_API: dict[str, str] = {
+    "Architecture": "wslviz.arch",
+    "ArchitectureError": "wslviz.arch",
+    "ParamInfo": "wslviz.arch",
+    "infer_architecture": "wslviz.arch",
+    "mlp_spec": "wslviz.arch",
+    "Task": "wslviz.tasks",
+    "TaskError": "wslviz.tasks",
+    "make_task": "wslviz.tasks",
+    "evaluate": "wslviz.evaluation",
+    "model_outputs": "wslviz.evaluation",
+    "forward": "wslviz.evaluation",
+    "Zoo": "wslviz.zoo",
+    "load_zoo": "wslviz.zoo",
+    "save_zoo": "wslviz.zoo",
+    "ZooFormatError": "wslviz.formats",
+    # symmetry / alignment
+    "permutation_spec": "wslviz.symmetry",
+    "random_symmetry": "wslviz.symmetry",
+    "apply_symmetry": "wslviz.symmetry",
+    "weight_matching": "wslviz.align",
+    "activation_matching": "wslviz.align",
+    # landscape
+    "interpolate": "wslviz.landscape",
+    "loss_barrier": "wslviz.landscape",
+    # representations
+    "compute_features": "wslviz.features",
+    "project": "wslviz.embed",
+    "predict_property": "wslviz.predict",
+    # generation
+    "generate": "wslviz.generation",
+    "novelty": "wslviz.generation",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'wslviz' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

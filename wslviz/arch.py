@@ -1,0 +1,447 @@
+"""Architectures: a JSON-able spec <-> ``nn.Module``, and the flat parameter layout.
+
+A spec is a plain dict::
+
+    {"input_shape": [2],
+     "layers": [{"type": "linear", "in_features": 2, "out_features": 16},
+                {"type": "relu"},
+                {"type": "linear", "in_features": 16, "out_features": 2}]}
+
+Layer types: ``linear``, ``conv2d`` (``in_channels, out_channels, kernel_size, stride, padding``),
+``maxpool2d`` / ``avgpool2d`` (``kernel_size, stride``), ``global_avg_pool``, ``flatten``,
+``batchnorm`` (``num_features``; 1d or 2d by position), ``layernorm`` (``normalized_shape``, over the
+last axis of flat features), ``dropout`` (``p``), and the activations ``relu``, ``leaky_relu``
+(``negative_slope``), ``tanh``, ``gelu``, ``sigmoid``, ``sin`` (``w0``, SIREN's frequency).
+
+The module built from a spec is an ``nn.Sequential`` whose children are named by layer index, so its
+state dict keys are ``"{index}.weight"`` etc. A model's *flat vector* concatenates, in layer order,
+every parameter and BatchNorm running statistic (the buffers are part of the function in eval mode);
+``num_batches_tracked`` is not.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import torch
+from torch import nn
+
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "gelu", "sigmoid", "sin")
+PARAMETRIC = ("linear", "conv2d", "batchnorm", "layernorm")
+SHAPE_ONLY = ("maxpool2d", "avgpool2d", "global_avg_pool", "flatten", "dropout")
+LAYER_TYPES = PARAMETRIC + SHAPE_ONLY + ACTIVATIONS
+
+
+class ArchitectureError(ValueError):
+    """A spec or state dict that does not describe a supported architecture."""
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One tensor of the flat vector: ``vector[offset:offset+numel].view(shape)``."""
+
+    name: str
+    shape: tuple[int, ...]
+    offset: int
+    layer: int
+    role: str  # weight | bias | running_mean | running_var
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def trainable(self) -> bool:
+        return self.role in ("weight", "bias")
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.offset, self.offset + self.numel)
+
+
+class Sin(nn.Module):
+    """``sin(w0 * x)``, the SIREN activation."""
+
+    def __init__(self, w0: float = 1.0):
+        super().__init__()
+        self.w0 = float(w0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.w0 * x)
+
+
+class GlobalAvgPool(nn.Module):
+    """Mean over the two spatial axes: ``[N, C, H, W] -> [N, C]``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(-2, -1))
+
+
+def _pair(v: Any) -> int:
+    if isinstance(v, list | tuple):
+        if len(set(v)) != 1:
+            raise ArchitectureError(f"only square kernels/strides are supported, got {v}")
+        v = v[0]
+    return int(v)
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class Architecture:
+    """A sequential network described by a JSON-able spec, with its flat parameter layout.
+
+    Attributes: ``spec`` (dict), ``layers`` (list of layer dicts, defaults filled in),
+    ``input_shape`` (tuple), ``layout`` (tuple of :class:`ParamInfo`), ``n_params`` (int),
+    ``shapes`` (the activation shape after each layer, without the batch axis).
+    """
+
+    def __init__(self, spec: Mapping[str, Any]):
+        if not isinstance(spec, Mapping) or "layers" not in spec or "input_shape" not in spec:
+            raise ArchitectureError("an architecture spec needs 'input_shape' and 'layers'")
+        self.input_shape = tuple(int(s) for s in spec["input_shape"])
+        self.layers = [self._normalise(i, dict(layer)) for i, layer in enumerate(spec["layers"])]
+        self.spec = {"input_shape": list(self.input_shape), "layers": copy.deepcopy(self.layers)}
+        self.shapes = self._infer_shapes()
+        self.layout = self._make_layout()
+        self.n_params = sum(p.numel for p in self.layout)
+
+    # ---------------------------------------------------------------- construction
+    @staticmethod
+    def _normalise(i: int, layer: dict[str, Any]) -> dict[str, Any]:
+        kind = layer.get("type")
+        if kind not in LAYER_TYPES:
+            raise ArchitectureError(f"layer {i}: unknown type {kind!r}; known: {', '.join(LAYER_TYPES)}")
+        if kind == "linear":
+            layer = {"type": kind, "in_features": int(layer["in_features"]),
+                     "out_features": int(layer["out_features"]), "bias": bool(layer.get("bias", True))}
+        elif kind == "conv2d":
+            layer = {"type": kind, "in_channels": int(layer["in_channels"]),
+                     "out_channels": int(layer["out_channels"]), "kernel_size": _pair(layer["kernel_size"]),
+                     "stride": _pair(layer.get("stride", 1)), "padding": _pair(layer.get("padding", 0)),
+                     "bias": bool(layer.get("bias", True))}
+        elif kind in ("maxpool2d", "avgpool2d"):
+            k = _pair(layer["kernel_size"])
+            layer = {"type": kind, "kernel_size": k, "stride": _pair(layer.get("stride") or k)}
+        elif kind == "batchnorm":
+            layer = {"type": kind, "num_features": int(layer["num_features"]), "eps": float(layer.get("eps", 1e-5))}
+        elif kind == "layernorm":
+            layer = {"type": kind, "normalized_shape": int(layer["normalized_shape"]),
+                     "eps": float(layer.get("eps", 1e-5))}
+        elif kind == "dropout":
+            layer = {"type": kind, "p": float(layer.get("p", 0.0))}
+        elif kind == "leaky_relu":
+            layer = {"type": kind, "negative_slope": float(layer.get("negative_slope", 0.01))}
+        elif kind == "sin":
+            layer = {"type": kind, "w0": float(layer.get("w0", 1.0))}
+        else:
+            layer = {"type": kind}
+        return layer
+
+    def _infer_shapes(self) -> list[tuple[int, ...]]:
+        shape = self.input_shape
+        shapes = []
+        for i, layer in enumerate(self.layers):
+            kind = layer["type"]
+            where = f"layer {i} ({kind}) on input of shape {list(shape)}"
+            if kind == "linear":
+                if len(shape) != 1 or shape[0] != layer["in_features"]:
+                    raise ArchitectureError(f"{where}: expects {layer['in_features']} flat features")
+                shape = (layer["out_features"],)
+            elif kind == "conv2d":
+                if len(shape) != 3 or shape[0] != layer["in_channels"]:
+                    raise ArchitectureError(f"{where}: expects [{layer['in_channels']}, H, W]")
+                k, s, p = layer["kernel_size"], layer["stride"], layer["padding"]
+                shape = (layer["out_channels"], _conv_out(shape[1], k, s, p), _conv_out(shape[2], k, s, p))
+                if min(shape[1:]) < 1:
+                    raise ArchitectureError(f"{where}: the image is too small for this kernel")
+            elif kind in ("maxpool2d", "avgpool2d"):
+                if len(shape) != 3:
+                    raise ArchitectureError(f"{where}: pooling needs [C, H, W]")
+                k, s = layer["kernel_size"], layer["stride"]
+                shape = (shape[0], _conv_out(shape[1], k, s, 0), _conv_out(shape[2], k, s, 0))
+            elif kind == "global_avg_pool":
+                if len(shape) != 3:
+                    raise ArchitectureError(f"{where}: global average pooling needs [C, H, W]")
+                shape = (shape[0],)
+            elif kind == "flatten":
+                shape = (math.prod(shape),)
+            elif kind == "batchnorm":
+                if shape[0] != layer["num_features"] or len(shape) not in (1, 3):
+                    raise ArchitectureError(f"{where}: expects {layer['num_features']} channels")
+            elif kind == "layernorm":
+                if len(shape) != 1 or shape[0] != layer["normalized_shape"]:
+                    raise ArchitectureError(f"{where}: layernorm is supported over flat features only")
+            shapes.append(shape)
+        return shapes
+
+    def _make_layout(self) -> tuple[ParamInfo, ...]:
+        layout, offset = [], 0
+        for i, layer in enumerate(self.layers):
+            kind = layer["type"]
+            entries: list[tuple[str, tuple[int, ...]]] = []
+            if kind == "linear":
+                entries.append(("weight", (layer["out_features"], layer["in_features"])))
+                if layer["bias"]:
+                    entries.append(("bias", (layer["out_features"],)))
+            elif kind == "conv2d":
+                k = layer["kernel_size"]
+                entries.append(("weight", (layer["out_channels"], layer["in_channels"], k, k)))
+                if layer["bias"]:
+                    entries.append(("bias", (layer["out_channels"],)))
+            elif kind == "batchnorm":
+                c = (layer["num_features"],)
+                entries += [("weight", c), ("bias", c), ("running_mean", c), ("running_var", c)]
+            elif kind == "layernorm":
+                c = (layer["normalized_shape"],)
+                entries += [("weight", c), ("bias", c)]
+            for role, shape in entries:
+                info = ParamInfo(f"{i}.{role}", shape, offset, i, role)
+                layout.append(info)
+                offset += info.numel
+        return tuple(layout)
+
+    # ---------------------------------------------------------------- modules
+    def build(self, weights: torch.Tensor | None = None) -> nn.Sequential:
+        """A fresh ``nn.Sequential`` in eval mode; loads ``weights`` ([P]) when given."""
+        modules: list[nn.Module] = []
+        for i, layer in enumerate(self.layers):
+            kind = layer["type"]
+            if kind == "linear":
+                m: nn.Module = nn.Linear(layer["in_features"], layer["out_features"], bias=layer["bias"])
+            elif kind == "conv2d":
+                m = nn.Conv2d(layer["in_channels"], layer["out_channels"], layer["kernel_size"],
+                              stride=layer["stride"], padding=layer["padding"], bias=layer["bias"])
+            elif kind == "maxpool2d":
+                m = nn.MaxPool2d(layer["kernel_size"], layer["stride"])
+            elif kind == "avgpool2d":
+                m = nn.AvgPool2d(layer["kernel_size"], layer["stride"])
+            elif kind == "global_avg_pool":
+                m = GlobalAvgPool()
+            elif kind == "flatten":
+                m = nn.Flatten()
+            elif kind == "batchnorm":
+                bn = nn.BatchNorm2d if len(self.shapes[i]) == 3 else nn.BatchNorm1d
+                m = bn(layer["num_features"], eps=layer["eps"])
+            elif kind == "layernorm":
+                m = nn.LayerNorm(layer["normalized_shape"], eps=layer["eps"])
+            elif kind == "dropout":
+                m = nn.Dropout(layer["p"])
+            elif kind == "relu":
+                m = nn.ReLU()
+            elif kind == "leaky_relu":
+                m = nn.LeakyReLU(layer["negative_slope"])
+            elif kind == "tanh":
+                m = nn.Tanh()
+            elif kind == "gelu":
+                m = nn.GELU()
+            elif kind == "sigmoid":
+                m = nn.Sigmoid()
+            else:
+                m = Sin(layer["w0"])
+            modules.append(m)
+        model = nn.Sequential(*modules).eval()
+        if weights is not None:
+            model.load_state_dict(self.unflatten(weights), strict=False)
+        return model
+
+    # ---------------------------------------------------------------- flat vectors
+    def unflatten(self, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``[P] -> {name: tensor}`` or ``[B, P] -> {name: [B, *shape]}`` (views, no copies)."""
+        if weights.shape[-1] != self.n_params:
+            raise ArchitectureError(f"expected {self.n_params} parameters per model, got {weights.shape[-1]}")
+        lead = weights.shape[:-1]
+        return {p.name: weights[..., p.slice].reshape(*lead, *p.shape) for p in self.layout}
+
+    def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False) -> torch.Tensor:
+        """A state dict of this architecture -> float32 ``[P]``; names the first missing or misshapen key.
+
+        ``by_order=True`` accepts foreign key names (``net.0.weight``, ``module_list.3.bias``): keys are
+        matched to the layout in (layer index, role) order, as :func:`infer_architecture` reads them.
+        """
+        if by_order:
+            state_dict = _rename_by_order(self, state_dict)
+        keys = {k for k in state_dict if not k.endswith("num_batches_tracked")}
+        expected = {p.name for p in self.layout}
+        if keys - expected:
+            raise ArchitectureError(f"unexpected keys for this architecture: {sorted(keys - expected)[:5]}")
+        parts = []
+        for p in self.layout:
+            if p.name not in state_dict:
+                raise ArchitectureError(f"missing key {p.name!r}")
+            t = torch.as_tensor(state_dict[p.name])
+            if tuple(t.shape) != p.shape:
+                raise ArchitectureError(f"{p.name}: shape {list(t.shape)}, expected {list(p.shape)}")
+            parts.append(t.detach().reshape(-1).to(torch.float32))
+        return torch.cat(parts) if parts else torch.zeros(0)
+
+    # ---------------------------------------------------------------- descriptions
+    @property
+    def output_dim(self) -> int:
+        return math.prod(self.shapes[-1])
+
+    @property
+    def weight_layers(self) -> list[int]:
+        """Indices of the linear/conv layers, in order."""
+        return [i for i, layer in enumerate(self.layers) if layer["type"] in ("linear", "conv2d")]
+
+    @property
+    def activations(self) -> list[str]:
+        return sorted({layer["type"] for layer in self.layers if layer["type"] in ACTIVATIONS})
+
+    @cached_property
+    def perm_spec(self):
+        """The permutation spec (see :mod:`wslviz.symmetry`): which tensor axes share a permutation."""
+        from wslviz.symmetry import permutation_spec
+
+        return permutation_spec(self)
+
+    def describe(self) -> str:
+        """A one-line summary such as ``"MLP 2-16-16-2 (relu), 386 params"``."""
+        acts = "/".join(self.activations) or "linear"
+        if any(layer["type"] == "conv2d" for layer in self.layers):
+            chans = [str(self.layers[i].get("out_channels", self.layers[i].get("out_features")))
+                     for i in self.weight_layers]
+            body = f"CNN {'x'.join(map(str, self.input_shape))} -> " + "-".join(chans)
+        else:
+            widths = [str(self.input_shape[0])] + [str(self.layers[i]["out_features"]) for i in self.weight_layers]
+            body = "MLP " + "-".join(widths)
+        return f"{body} ({acts}), {self.n_params:,} params"
+
+    def to_json(self) -> str:
+        return json.dumps(self.spec, sort_keys=True)
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Architecture) and self.spec == other.spec
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())
+
+    def __repr__(self) -> str:
+        return f"Architecture({self.describe()})"
+
+
+_ROLE_ORDER = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3}
+
+
+def _rename_by_order(arch: Architecture, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    entries = []
+    for key, value in state_dict.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        m = _KEY.match(key)
+        if not m:
+            raise ArchitectureError(f"key {key!r} is not '<index>.<role>'")
+        entries.append(((int(m["index"]), _ROLE_ORDER[m["role"]]), key, value))
+    entries.sort(key=lambda e: e[0])
+    if len(entries) != len(arch.layout):
+        raise ArchitectureError(f"state dict has {len(entries)} tensors, the architecture {len(arch.layout)}")
+    return {p.name: value for p, (_, _, value) in zip(arch.layout, entries, strict=True)}
+
+
+def mlp_spec(widths: list[int], activation: str = "relu", **act_kwargs: Any) -> dict[str, Any]:
+    """Spec of an MLP with the given layer widths, e.g. ``[2, 16, 16, 2]``."""
+    layers: list[dict[str, Any]] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        layers.append({"type": "linear", "in_features": a, "out_features": b})
+        if i < len(widths) - 2:
+            layers.append({"type": activation, **act_kwargs})
+    return {"input_shape": [widths[0]], "layers": layers}
+
+
+_KEY = re.compile(r"^(?:(?P<prefix>.*)\.)?(?P<index>\d+)\.(?P<role>weight|bias|running_mean|running_var)$")
+
+
+def infer_architecture(
+    state_dict: Mapping[str, torch.Tensor],
+    activation: str = "relu",
+    input_shape: tuple[int, ...] | list[int] | None = None,
+) -> Architecture:
+    """Infer a sequential MLP/CNN from the key names and shapes of a state dict.
+
+    Keys must look like ``[prefix.]{index}.{weight|bias|running_mean|running_var}`` with one common
+    prefix (``net.0.weight``, ``module_list.3.bias``, ``0.weight``). Weights of rank 2 become linear
+    layers, rank 4 conv layers, rank 1 with running statistics BatchNorm, rank 1 without LayerNorm.
+    ``activation`` goes between consecutive weight layers (a state dict does not record it). Between
+    the last conv and the first linear layer the flatten is global average pooling when the widths
+    match the channels, else a plain flatten (``input_shape`` lets that be checked). Raises
+    :class:`ArchitectureError` naming the key it cannot place.
+    """
+    groups: dict[int, dict[str, tuple[int, ...]]] = {}
+    prefixes = set()
+    for key, value in state_dict.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        m = _KEY.match(key)
+        if not m:
+            raise ArchitectureError(f"cannot infer a sequential architecture: key {key!r} is not '<index>.<role>'")
+        prefixes.add(m["prefix"] or "")
+        groups.setdefault(int(m["index"]), {})[m["role"]] = tuple(torch.as_tensor(value).shape)
+    if len(prefixes) > 1:
+        raise ArchitectureError(f"cannot infer a sequential architecture: several key prefixes {sorted(prefixes)}")
+    if not groups:
+        raise ArchitectureError("cannot infer an architecture from an empty state dict")
+    if activation not in ACTIVATIONS:
+        raise ArchitectureError(f"unknown activation {activation!r}")
+    layers: list[dict[str, Any]] = []
+    first = groups[min(groups)]
+    if "weight" not in first:
+        raise ArchitectureError(f"layer {min(groups)} has no weight")
+    w0 = first["weight"]
+    if input_shape is None:
+        if len(w0) == 4:
+            raise ArchitectureError("a CNN state dict does not record the image size: pass input_shape=[C, H, W]")
+        input_shape = (w0[1],)
+    shape = tuple(input_shape)
+    seen_weight = False
+    for idx in sorted(groups):
+        roles = groups[idx]
+        w = roles.get("weight")
+        if w is None:
+            raise ArchitectureError(f"layer {idx} has {sorted(roles)} but no weight")
+        if len(w) in (2, 4) and seen_weight:
+            layers.append({"type": activation})
+        if len(w) == 4:
+            if w[2] != w[3]:
+                raise ArchitectureError(f"layer {idx}: non-square kernel {list(w)} is not supported")
+            layers.append({"type": "conv2d", "in_channels": w[1], "out_channels": w[0], "kernel_size": w[2],
+                           "bias": "bias" in roles})
+            seen_weight = True
+        elif len(w) == 2:
+            if len(shape) == 3:
+                c, h, wd = shape
+                if w[1] == c:
+                    layers.append({"type": "global_avg_pool"})
+                elif w[1] == c * h * wd:
+                    layers.append({"type": "flatten"})
+                else:
+                    raise ArchitectureError(
+                        f"layer {idx}: linear layer takes {w[1]} features but the conv stack gives {list(shape)}"
+                        " (pooling layers cannot be inferred from a state dict; write the spec)")
+            layers.append({"type": "linear", "in_features": w[1], "out_features": w[0], "bias": "bias" in roles})
+            seen_weight = True
+        elif len(w) == 1:
+            if "running_mean" in roles:
+                layers.append({"type": "batchnorm", "num_features": w[0]})
+            else:
+                layers.append({"type": "layernorm", "normalized_shape": w[0]})
+        else:
+            raise ArchitectureError(f"layer {idx}: weight of rank {len(w)} is not supported")
+        try:
+            shape = Architecture({"input_shape": list(input_shape), "layers": layers}).shapes[-1]
+        except ArchitectureError as e:
+            raise ArchitectureError(f"layer {idx} does not fit the layers before it: {e}") from None
+    return Architecture({"input_shape": list(input_shape), "layers": layers})

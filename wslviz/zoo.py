@@ -1,0 +1,134 @@
+"""``Zoo``: a population of checkpoints (metadata table + weight matrix + architecture + task)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from wslviz.arch import Architecture
+from wslviz.formats import ZooFormatError, detect_format, reader
+from wslviz.tasks import Task, make_task
+
+MODEL_ID = "model_id"
+EPOCH = "epoch"
+
+
+@dataclass
+class Zoo:
+    """A model zoo.
+
+    ``metadata``: one row per checkpoint (``model_id``, ``epoch``, ``seed``, hyper-parameters,
+    ``train_loss``/``train_acc``/``test_loss``/``test_acc`` where known), in weight-row order.
+    ``weights``: float32 ``[n_checkpoints, n_params]`` (memory-mapped when opened from disk).
+    ``task``: evaluation data, or None for weights-only zoos.
+    """
+
+    name: str
+    metadata: pd.DataFrame
+    weights: torch.Tensor
+    arch: Architecture
+    task: Task | None = None
+    description: str = ""
+    path: Path | None = None
+    format: str = "native"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_checkpoints(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def n_params(self) -> int:
+        return int(self.weights.shape[1])
+
+    @property
+    def model_ids(self) -> np.ndarray:
+        """Model id per checkpoint (the row index when the metadata has no ``model_id``)."""
+        if MODEL_ID in self.metadata:
+            return self.metadata[MODEL_ID].to_numpy()
+        return np.arange(self.n_checkpoints)
+
+    @property
+    def n_models(self) -> int:
+        return len(pd.unique(self.model_ids))
+
+    def final_index(self) -> np.ndarray:
+        """Row indices of each model's last checkpoint (highest ``epoch``), in model order."""
+        if EPOCH not in self.metadata:
+            return np.arange(self.n_checkpoints)
+        df = pd.DataFrame({"m": self.model_ids, "e": self.metadata[EPOCH].to_numpy(), "i": np.arange(self.n_checkpoints)})
+        return df.sort_values(["m", "e", "i"]).groupby("m", sort=True)["i"].last().to_numpy()
+
+    def subset(self, index) -> Zoo:
+        """A zoo of the given rows (positions, or a boolean mask), metadata re-indexed from 0."""
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        return replace(self, metadata=self.metadata.iloc[index].reset_index(drop=True),
+                       weights=self.weights[torch.as_tensor(index, dtype=torch.long)])
+
+    def with_task(self, task: Task | dict | str) -> Zoo:
+        """The same zoo with evaluation data attached (a Task, a task spec, or a path to a ``.npz``)."""
+        if isinstance(task, str | Path) and str(task).endswith(".npz"):
+            task = make_task({"name": "npz", "path": str(task)})
+        elif not isinstance(task, Task):
+            task = make_task(task)
+        if task.input_shape != self.arch.input_shape:
+            raise ValueError(f"the data has inputs of shape {list(task.input_shape)}, the zoo's architecture "
+                             f"expects {list(self.arch.input_shape)}")
+        return replace(self, task=task)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash identifying this zoo's content (architecture, shape, metadata, sampled weights)."""
+        h = hashlib.sha1(self.arch.to_json().encode())
+        h.update(str(tuple(self.weights.shape)).encode())
+        h.update(pd.util.hash_pandas_object(self.metadata, index=False).to_numpy().tobytes())
+        flat = self.weights.reshape(-1)
+        step = max(1, flat.numel() // 65536)
+        h.update(flat[::step].contiguous().numpy().tobytes())
+        h.update(str(self.task.spec if self.task else None).encode())
+        return h.hexdigest()[:16]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and ranges for a summary card."""
+        out: dict[str, Any] = {
+            "name": self.name, "models": self.n_models, "checkpoints": self.n_checkpoints,
+            "parameters": self.n_params, "architecture": self.arch.describe(),
+            "task": self.task.name if self.task else "none (weights only)",
+        }
+        if "test_acc" in self.metadata:
+            final = self.metadata["test_acc"].iloc[self.final_index()]
+            out["final test accuracy"] = f"{final.min():.3f} - {final.max():.3f} (median {final.median():.3f})"
+        return out
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write this zoo in the native layout (see :mod:`wslviz.formats.native`)."""
+        from wslviz.formats import native
+
+        return native.write(self, path, overwrite=overwrite)
+
+    def __repr__(self) -> str:
+        return (f"Zoo({self.name!r}: {self.n_models} models, {self.n_checkpoints} checkpoints, "
+                f"{self.arch.describe()}, task={self.task.name if self.task else None})")
+
+
+def load_zoo(path: str | Path, format: str | None = None, **options: Any) -> Zoo:
+    """Open a zoo in any supported layout (auto-detected, or ``format=`` one of
+    :data:`wslviz.formats.READERS`). Raises :class:`ZooFormatError` naming the file and the problem."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ZooFormatError(path, "no such file or directory")
+    name = format or detect_format(path)
+    return reader(name).read(path, **options)
+
+
+def save_zoo(zoo: Zoo, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``zoo`` in the native layout; refuses to overwrite unless asked."""
+    return zoo.save(path, overwrite=overwrite)
