@@ -78,7 +78,7 @@ def random_cnn_zoo(cnn_arch, digits_task):
 def sample_zoo(name: str) -> Zoo:
     path = SAMPLE / name
     if not (path / "zoo.json").is_file():
-        pytest.skip(f"sample zoo {name} is not built (run `wslviz make-zoo`)")
+        pytest.fail(f"sample zoo {name} is missing (run `wslviz make-zoo`)")
     return load_zoo(path)
 
 

@@ -62,7 +62,8 @@ class Zoo:
         """Row indices of each model's last checkpoint (highest ``epoch``), in model order."""
         if EPOCH not in self.metadata:
             return np.arange(self.n_checkpoints)
-        df = pd.DataFrame({"m": self.model_ids, "e": self.metadata[EPOCH].to_numpy(), "i": np.arange(self.n_checkpoints)})
+        df = pd.DataFrame({"m": self.model_ids, "e": self.metadata[EPOCH].to_numpy(),
+                           "i": np.arange(self.n_checkpoints)})
         return df.sort_values(["m", "e", "i"]).groupby("m", sort=True)["i"].last().to_numpy()
 
     def subset(self, index) -> Zoo:
