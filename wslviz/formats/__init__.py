@@ -23,7 +23,13 @@ class ZooFormatError(ValueError):
 
 # name -> module under wslviz.formats; order is detection priority (most specific first).
 READERS: dict[str, str] = {
-    "native": "wslviz.formats.native",
+    "native": "wslviz.formats.native",  # zoo.json
+    "huggingface": "wslviz.formats.huggingface",  # model.safetensors / model.safetensors.index.json
+    "modelzoos": "wslviz.formats.modelzoos",  # <trial>/params.json + checkpoint_<e>/checkpoints
+    "cnnzoo": "wslviz.formats.cnnzoo",  # weights.npy + layout.csv (+ metrics.csv.gz)
+    "pdiff": "wslviz.formats.pdiff",  # [checkpoint/]NNNN_accX_seedN_tag.pth
+    "inr": "wslviz.formats.inr",  # splits.json, or .pth files only in sub-folders
+    "folder": "wslviz.formats.folder",  # .safetensors/.pt/.pth/.bin files at the top level
 }
 
 

@@ -1,0 +1,97 @@
+"""A plain folder of checkpoints: one state dict per file (``.safetensors``, ``.pt``, ``.pth``,
+``.bin``), all of one sequential architecture, with optional metadata keyed by file name::
+
+    <root>/a.safetensors, <root>/b.pt, ...
+    <root>/metadata.csv     a column file|filename|name|path with the file names, any other columns
+    <root>/metadata.json    [{"file": "a.pt", ...}, ...]  or  {"a.pt": {...}, ...}
+
+The architecture is inferred from the first file (:func:`wslviz.arch.infer_architecture`) unless
+``arch=`` gives the spec; every file is then flattened by layer order into one float32 matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from wslviz.formats import ZooFormatError
+from wslviz.formats._common import CHECKPOINT_SUFFIXES, read_csv, read_json, require_finite, stack_files
+
+KEY_COLUMNS = ("file", "filename", "name", "path")
+
+
+def checkpoint_files(path: Path) -> list[Path]:
+    """The checkpoint files directly inside ``path``, sorted by name."""
+    return sorted(p for p in path.iterdir() if p.suffix in CHECKPOINT_SUFFIXES and p.is_file()
+                  and not p.name.startswith("."))
+
+
+def detect(path: Path) -> bool:
+    return path.is_dir() and any(p.suffix in CHECKPOINT_SUFFIXES and p.is_file() for p in path.iterdir())
+
+
+def read_metadata(path: Path, names: Sequence[str]) -> pd.DataFrame | None:
+    """The rows of ``metadata.csv`` / ``metadata.json`` in ``names`` order (None when there is none).
+    A row for a file that does not exist, a repeated file name or a missing key column is an error."""
+    if (path / "metadata.csv").is_file():
+        where = path / "metadata.csv"
+        df = read_csv(where)
+    elif (path / "metadata.json").is_file():
+        where = path / "metadata.json"
+        data = read_json(where)
+        if isinstance(data, Mapping):
+            if not all(isinstance(v, Mapping) for v in data.values()):
+                raise ZooFormatError(where, "expected {file name: {column: value}} or a list of records")
+            df = pd.DataFrame([{"file": k, **v} for k, v in data.items()])
+        elif isinstance(data, list) and all(isinstance(r, Mapping) for r in data):
+            df = pd.DataFrame(list(data))
+        else:
+            raise ZooFormatError(where, "expected {file name: {column: value}} or a list of records")
+    else:
+        return None
+    key = next((c for c in KEY_COLUMNS if c in df), None)
+    if key is None:
+        raise ZooFormatError(where, f"needs a column naming the checkpoint file (one of {', '.join(KEY_COLUMNS)})")
+    keys = df[key].astype(str).map(lambda s: Path(s).name)
+    dup = keys.duplicated()
+    if dup.any():
+        raise ZooFormatError(where, f"file {keys[dup].iloc[0]!r} has more than one row")
+    unknown = sorted(set(keys) - set(names))
+    if unknown:
+        raise ZooFormatError(where, f"rows for files that are not in the folder: {unknown[:5]}")
+    df = df.drop(columns=[key]).assign(file=keys.to_numpy()).set_index("file")
+    return df.reindex(list(names)).reset_index()
+
+
+def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, activation: str = "relu",
+               input_shape: Sequence[int] | None = None, check_finite: bool = True,
+               loader: Callable[[Path], Any] | None = None, description: str = ""):
+    """Stack ``files`` into a zoo whose metadata has ``model_id``, ``file`` and the metadata file's columns."""
+    from wslviz.zoo import Zoo
+
+    if not files:
+        raise ZooFormatError(path, f"no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})")
+    kwargs = {"loader": loader} if loader is not None else {}
+    architecture, weights = stack_files(files, arch, activation, input_shape, **kwargs)
+    if check_finite:
+        require_finite(weights, lambda i: files[i])
+    names = [str(f.relative_to(path)) if f.is_relative_to(path) else f.name for f in files]
+    meta = read_metadata(path, names)
+    if meta is None:
+        meta = pd.DataFrame({"file": names})
+    meta.insert(0, "model_id", range(len(files)))
+    return Zoo(name=path.name, metadata=meta, weights=weights, arch=architecture, task=None, path=path,
+               format=fmt, description=description)
+
+
+def read(path: Path, arch: Any = None, activation: str = "relu", input_shape: Sequence[int] | None = None,
+         check_finite: bool = True, **_: Any):
+    """Read a folder of checkpoints; ``arch`` (spec), ``activation`` and ``input_shape`` help when
+    the architecture cannot be inferred from key names and shapes alone."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ZooFormatError(path, "not a folder")
+    return read_files(path, checkpoint_files(path), "folder", arch, activation, input_shape, check_finite)

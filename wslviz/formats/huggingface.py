@@ -1,0 +1,85 @@
+"""Hugging Face model folders: ``model.safetensors``, or shards listed in
+``model.safetensors.index.json`` (``{"weight_map": {tensor name: shard file}}``).
+
+A folder that is one such model opens as a one-checkpoint zoo; a folder whose sub-folders are such
+models opens as a zoo with one row per sub-folder (``model`` column). Only sequential MLP/CNN
+state dicts can be turned into an architecture (``arch=`` gives the spec otherwise); the activation
+is read from ``config.json`` (``hidden_act``/``activation``) when present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+
+from wslviz.formats import ZooFormatError
+from wslviz.formats._common import ACTIVATION_NAMES, read_json
+from wslviz.formats.folder import read_files
+from wslviz.safeio import load_state_dict
+
+SINGLE = "model.safetensors"
+INDEX = "model.safetensors.index.json"
+
+
+def is_model(path: Path) -> bool:
+    return (path / SINGLE).is_file() or (path / INDEX).is_file()
+
+
+def detect(path: Path) -> bool:
+    if not path.is_dir():
+        return False
+    return is_model(path) or any(p.is_dir() and is_model(p) for p in path.iterdir())
+
+
+def model_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    """The state dict of one model folder, gathering shards through the index when there is one."""
+    if (folder / SINGLE).is_file():
+        return load_state_dict(folder / SINGLE)
+    where = folder / INDEX
+    index = read_json(where)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ZooFormatError(where, "expected a non-empty 'weight_map' {tensor name: shard file}")
+    shards: dict[str, list[str]] = {}
+    for key, shard in weight_map.items():
+        if not isinstance(shard, str) or len(PurePosixPath(shard).parts) != 1 or shard in ("..", "."):
+            raise ZooFormatError(where, f"tensor {key!r}: shard {shard!r} must be a file name in this folder")
+        shards.setdefault(shard, []).append(key)
+    out: dict[str, torch.Tensor] = {}
+    for shard, keys in shards.items():
+        if not (folder / shard).is_file():
+            raise ZooFormatError(folder / shard, f"missing shard listed in {INDEX}")
+        tensors = load_state_dict(folder / shard)
+        for key in keys:
+            if key not in tensors:
+                raise ZooFormatError(folder / shard, f"tensor {key!r} listed in {INDEX} is not in this shard")
+            out[key] = tensors[key]
+    return out
+
+
+def _activation(folder: Path, default: str) -> str:
+    if not (folder / "config.json").is_file():
+        return default
+    config = read_json(folder / "config.json")
+    value = next((config.get(k) for k in ("hidden_act", "activation", "activation_function")
+                  if isinstance(config, dict) and isinstance(config.get(k), str)), None)
+    return ACTIVATION_NAMES.get(str(value).lower().replace("_", ""), ACTIVATION_NAMES.get(str(value), default))
+
+
+def read(path: Path, arch: Any = None, activation: str | None = None, input_shape: Sequence[int] | None = None,
+         check_finite: bool = True, **_: Any):
+    """Read one Hugging Face model folder, or a folder of them."""
+    path = Path(path)
+    folders = [path] if is_model(path) else sorted(p for p in path.iterdir() if p.is_dir() and is_model(p))
+    if not folders:
+        raise ZooFormatError(path, f"no {SINGLE} or {INDEX}")
+    act = activation or _activation(folders[0], "relu")
+    zoo = read_files(path, folders, "huggingface", arch, act, input_shape, check_finite, loader=model_state_dict,
+                     description="Hugging Face model folder(s)")
+    zoo.metadata = zoo.metadata.rename(columns={"file": "model"})
+    if folders == [path]:
+        zoo.metadata["model"] = [path.name]
+    return zoo
