@@ -1,0 +1,167 @@
+"""p-diff checkpoint folders, plain folders of checkpoints, Hugging Face folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+from fixtures_formats import mlp_forward, mlp_state_dict, write_folder, write_hf, write_pdiff
+
+import wslviz as wv
+from wslviz.evaluation import model_outputs
+from wslviz.formats import READERS, ZooFormatError, detect_format
+
+
+def _check_functions(zoo, state_dicts, n_in):
+    x = torch.randn(9, n_in)
+    ours = model_outputs(zoo.arch, zoo.weights, x).double()
+    for row, sd in enumerate(state_dicts):
+        torch.testing.assert_close(ours[row], mlp_forward(sd, x), rtol=1e-5, atol=1e-5)
+
+
+def test_pdiff_names_carry_accuracy_and_seed(tmp_path):
+    written = write_pdiff(tmp_path / "pdiff", n=3)
+    assert detect_format(tmp_path / "pdiff") == "pdiff"
+    assert detect_format(tmp_path / "pdiff" / "checkpoint") == "pdiff"
+    zoo = wv.load_zoo(tmp_path / "pdiff")
+    m = zoo.metadata
+    assert list(m["model_id"]) == [0, 1, 2] and list(m["tag"]) == ["resnet18"] * 3
+    assert list(m["test_acc"]) == [acc for acc, _, _ in written]
+    assert list(m["seed"]) == [s for _, s, _ in written]
+    _check_functions(zoo, [sd for _, _, sd in written], 2)
+
+
+def test_pdiff_duplicate_index(tmp_path):
+    write_pdiff(tmp_path / "p", n=2)
+    f = next((tmp_path / "p" / "checkpoint").iterdir())
+    shutil.copy(f, f.parent / "0001_acc0.5000_seed0001_other.pth")
+    shutil.copy(f, f.parent / "0001_acc0.5100_seed0002_other.pth")
+    with pytest.raises(ZooFormatError, match="index 1 is used twice"):
+        wv.load_zoo(tmp_path / "p")
+
+
+@pytest.mark.parametrize("metadata", ["csv", "json", None])
+def test_folder_of_mixed_suffixes_with_metadata(tmp_path, metadata):
+    written = write_folder(tmp_path / "f", metadata=metadata)
+    assert detect_format(tmp_path / "f") == "folder"
+    zoo = wv.load_zoo(tmp_path / "f")
+    m = zoo.metadata
+    assert list(m["file"]) == sorted(written)
+    if metadata:  # the csv is written in reverse order: rows must follow the files, not the csv
+        assert list(m["test_acc"]) == [0.5, 0.6, 0.7, 0.8]
+    else:
+        assert list(m.columns) == ["model_id", "file"]
+    _check_functions(zoo, [written[f] for f in m["file"]], 2)
+
+
+def test_folder_malformed(tmp_path):
+    root = tmp_path / "f"
+    write_folder(root)
+
+    bad = tmp_path / "unknown"
+    shutil.copytree(root, bad)
+    df = pd.read_csv(bad / "metadata.csv")
+    df.loc[0, "file"] = "nope.pt"
+    df.to_csv(bad / "metadata.csv", index=False)
+    with pytest.raises(ZooFormatError, match="nope.pt"):
+        wv.load_zoo(bad)
+
+    bad = tmp_path / "dupmeta"
+    shutil.copytree(root, bad)
+    df = pd.read_csv(bad / "metadata.csv")
+    df.loc[0, "file"] = df.loc[1, "file"]
+    df.to_csv(bad / "metadata.csv", index=False)
+    with pytest.raises(ZooFormatError, match="more than one row"):
+        wv.load_zoo(bad)
+
+    bad = tmp_path / "mixed"
+    shutil.copytree(root, bad)
+    torch.save(mlp_state_dict(torch.Generator().manual_seed(0), widths=(2, 8, 3)), bad / "model_2.pth")
+    with pytest.raises(ZooFormatError, match="mixed architectures") as e:
+        wv.load_zoo(bad)
+    assert e.value.path == str(bad / "model_2.pth")
+
+    bad = tmp_path / "dtype"
+    shutil.copytree(root, bad)
+    sd = torch.load(bad / "model_1.pt", weights_only=True)
+    sd["net.0.weight"] = sd["net.0.weight"].to(torch.int64)
+    torch.save(sd, bad / "model_1.pt")
+    with pytest.raises(ZooFormatError, match="dtype torch.int64"):
+        wv.load_zoo(bad)
+
+    bad = tmp_path / "notsd"
+    shutil.copytree(root, bad)
+    torch.save([torch.zeros(3)], bad / "model_1.pt")
+    with pytest.raises(ZooFormatError, match="expected a state dict"):
+        wv.load_zoo(bad)
+
+    bad = tmp_path / "trunc"
+    shutil.copytree(root, bad)
+    data = (bad / "model_0.safetensors").read_bytes()
+    (bad / "model_0.safetensors").write_bytes(data[:-7])
+    with pytest.raises(ZooFormatError, match="safetensors") as e:
+        wv.load_zoo(bad)
+    assert e.value.path == str(bad / "model_0.safetensors")
+
+    bad = tmp_path / "nan"
+    shutil.copytree(root, bad)
+    sd = torch.load(bad / "model_2.pth", weights_only=True)
+    sd["net.2.bias"][0] = float("-inf")
+    torch.save(sd, bad / "model_2.pth")
+    with pytest.raises(ZooFormatError, match="NaN/Inf"):
+        wv.load_zoo(bad)
+    assert wv.load_zoo(bad, check_finite=False).weights.isinf().sum() == 1
+
+
+def test_folder_wrapped_state_dict_and_cnn_needs_input_shape(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    (tmp_path / "w").mkdir()
+    torch.save({"state_dict": mlp_state_dict(gen)}, tmp_path / "w" / "a.pt")
+    assert wv.load_zoo(tmp_path / "w").n_params == 2 * 16 + 16 + 16 * 3 + 3
+    (tmp_path / "c").mkdir()
+    torch.save({"0.weight": torch.randn(4, 1, 3, 3), "0.bias": torch.zeros(4), "2.weight": torch.randn(3, 4),
+                "2.bias": torch.zeros(3)}, tmp_path / "c" / "cnn.pt")
+    with pytest.raises(ZooFormatError, match="input_shape"):
+        wv.load_zoo(tmp_path / "c")
+    zoo = wv.load_zoo(tmp_path / "c", input_shape=[1, 8, 8])
+    assert [layer["type"] for layer in zoo.arch.layers] == ["conv2d", "relu", "global_avg_pool", "linear"]
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_huggingface_single_and_sharded(tmp_path, sharded):
+    sd = write_hf(tmp_path / "hf", sharded=sharded)
+    assert detect_format(tmp_path / "hf") == "huggingface"
+    zoo = wv.load_zoo(tmp_path / "hf")
+    assert zoo.n_checkpoints == 1 and list(zoo.metadata["model"]) == ["hf"]
+    _check_functions(zoo, [sd], 4)
+
+
+def test_huggingface_folder_of_models_and_bad_index(tmp_path):
+    sds = [write_hf(tmp_path / "many" / f"m{i}", sharded=bool(i % 2), seed=i) for i in range(3)]
+    zoo = wv.load_zoo(tmp_path / "many")
+    assert list(zoo.metadata["model"]) == ["m0", "m1", "m2"]
+    _check_functions(zoo, sds, 4)
+
+    index = json.loads((tmp_path / "many" / "m1" / "model.safetensors.index.json").read_text())
+    index["weight_map"]["classifier.0.weight"] = "../m0/model.safetensors"
+    (tmp_path / "many" / "m1" / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(ZooFormatError, match="must be a file name in this folder"):
+        wv.load_zoo(tmp_path / "many")
+    (tmp_path / "many" / "m1" / "model-00002-of-00002.safetensors").unlink()
+    index["weight_map"]["classifier.0.weight"] = "model-00001-of-00002.safetensors"
+    (tmp_path / "many" / "m1" / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(ZooFormatError, match="missing shard"):
+        wv.load_zoo(tmp_path / "many")
+
+
+def test_registry_order_and_unknown(tmp_path):
+    assert list(READERS)[0] == "native" and list(READERS)[-1] == "folder"
+    assert {"modelzoos", "cnnzoo", "inr", "pdiff", "folder", "huggingface"} <= set(READERS)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ZooFormatError, match="not a zoo in any known layout"):
+        wv.load_zoo(tmp_path / "empty")
+    with pytest.raises(ZooFormatError, match="unknown zoo format"):
+        wv.load_zoo(tmp_path / "empty", format="nope")
