@@ -149,7 +149,7 @@ def _members(archive: Path, kind: str) -> Iterator[tuple[PurePosixPath, bool, IO
                 mode = info.external_attr >> 16
                 if stat.S_ISLNK(mode):
                     raise ZooFormatError(archive, f"refused: member {info.filename!r} is a symbolic link")
-                if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: no type recorded
                     raise ZooFormatError(archive, f"refused: member {info.filename!r} is not a regular file")
                 if info.is_dir():
                     yield rel, True, None
