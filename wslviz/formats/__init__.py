@@ -24,6 +24,7 @@ class ZooFormatError(ValueError):
 # name -> module under wslviz.formats; order is detection priority (most specific first).
 READERS: dict[str, str] = {
     "native": "wslviz.formats.native",  # zoo.json
+    "archive": "wslviz.formats.archive",  # a .zip/.tar.gz/.tgz/.tar file holding a zoo in any layout
     "huggingface": "wslviz.formats.huggingface",  # model.safetensors / model.safetensors.index.json
     "modelzoos": "wslviz.formats.modelzoos",  # <trial>/params.json + checkpoint_<e>/checkpoints
     "cnnzoo": "wslviz.formats.cnnzoo",  # weights.npy + layout.csv (+ metrics.csv.gz)

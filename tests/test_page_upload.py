@@ -1,0 +1,133 @@
+"""Uploading a zoo archive: the unpack+open function, the uploader widget under AppTest, and the
+home page (``app.py``) when it offers the uploader."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fixtures_formats import write_cnnzoo, write_modelzoos
+from streamlit.testing.v1 import AppTest
+
+import wslviz as wv
+from wslviz.formats import ZooFormatError
+from wslviz.formats.archive import import_archive
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _zip_folder(folder: Path, arcroot: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                zf.write(f, f"{arcroot}/{f.relative_to(folder).as_posix()}")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def cnnzoo_zip(tmp_path):
+    write_cnnzoo(tmp_path / "zoo", n_models=2, steps=(0, 10))
+    return tmp_path / "zoo", _zip_folder(tmp_path / "zoo", "mnist_cnns")
+
+
+def test_import_archive_gives_an_equal_native_zoo(tmp_path, cnnzoo_zip):
+    folder, data = cnnzoo_zip
+    (tmp_path / "zoo.zip").write_bytes(data)
+    direct = wv.load_zoo(folder)
+    native = import_archive(tmp_path / "zoo.zip", workdir=tmp_path / "work")
+    assert (native / "zoo.json").is_file() and native.is_relative_to(tmp_path / "work")
+    imported = wv.load_zoo(native)
+    assert imported.format == "native" and imported.arch == direct.arch
+    assert torch.equal(imported.weights, direct.weights)
+    assert list(imported.metadata["test_acc"]) == list(direct.metadata["test_acc"])
+    assert (tmp_path / "zoo.zip").read_bytes() == data
+    # load_zoo opens archives directly too
+    assert torch.equal(wv.load_zoo(tmp_path / "zoo.zip").weights, direct.weights)
+
+
+def test_import_archive_with_explicit_layout_and_errors(tmp_path):
+    write_modelzoos(tmp_path / "mz", n_trials=1, epochs=(0, 1))
+    (tmp_path / "mz.zip").write_bytes(_zip_folder(tmp_path / "mz", "mz"))
+    zoo = wv.load_zoo(import_archive(tmp_path / "mz.zip", zoo_format="modelzoos", workdir=tmp_path / "w1"))
+    assert zoo.n_checkpoints == 2 and "test_acc" in zoo.metadata
+    with pytest.raises(ZooFormatError, match="no trial folders|weights.npy"):
+        import_archive(tmp_path / "mz.zip", zoo_format="cnnzoo", workdir=tmp_path / "w2")
+    assert list((tmp_path / "w2").iterdir()) == []  # nothing left behind
+
+
+UPLOADER_APP = """
+import streamlit as st
+from wslviz.ui.upload import zoo_uploader
+path = zoo_uploader(max_upload_bytes={cap})
+st.write(f"path={{path}}")
+"""
+
+
+def _uploader_app(cap: int = 200 * 2**20) -> AppTest:
+    return AppTest.from_string(UPLOADER_APP.format(cap=cap), default_timeout=60)
+
+
+def test_uploader_widget_loads_archive(cnnzoo_zip):
+    folder, data = cnnzoo_zip
+    at = _uploader_app()
+    at.run()
+    assert not at.exception and len(at.file_uploader) == 1
+    at.file_uploader[0].set_value(("mnist_cnns.zip", data, "application/zip"))
+    at.run()
+    assert not at.exception and not at.error
+    path = at.session_state["zoo_path"]
+    zoo = wv.load_zoo(path)
+    assert zoo.format == "native" and torch.equal(zoo.weights, wv.load_zoo(folder).weights)
+    assert f"path={path}" in [m.value for m in at.markdown]
+    at.run()  # a rerun reuses the unpacked zoo
+    assert at.session_state["zoo_path"] == path
+
+
+def test_uploader_shows_errors_not_tracebacks(tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("../evil.txt", "x")
+    at = _uploader_app()
+    at.run()
+    at.file_uploader[0].set_value(("evil.zip", buf.getvalue(), "application/zip"))
+    at.run()
+    assert not at.exception and "refused" in at.error[0].value and "evil.zip" in at.error[0].value
+    assert "zoo_path" not in at.session_state or at.session_state["zoo_path"] is None
+
+    np.save(tmp_path / "weights.npy", np.zeros((2, 3), dtype=np.float32))
+    (tmp_path / "layout.csv").write_text("varname,start_idx\n")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.write(tmp_path / "weights.npy", "z/weights.npy")
+        zf.write(tmp_path / "layout.csv", "z/layout.csv")
+    at.file_uploader[0].set_value(("broken.zip", buf.getvalue(), "application/zip"))
+    at.run()
+    assert not at.exception and "layout.csv" in at.error[0].value and "/tmp" not in at.error[0].value
+
+    small = _uploader_app(cap=10)
+    small.run()
+    small.file_uploader[0].set_value(("big.zip", buf.getvalue(), "application/zip"))
+    small.run()
+    assert not small.exception and "limit" in small.error[0].value
+
+
+def test_home_page_loads_an_uploaded_archive(cnnzoo_zip):
+    """The home page offers the uploader (wired by app.py) and an upload becomes the current zoo."""
+    if not (ROOT / "app.py").is_file() or "zoo_uploader" not in (ROOT / "app.py").read_text():
+        pytest.skip("app.py does not call wslviz.ui.upload.zoo_uploader yet")
+    folder, data = cnnzoo_zip
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception
+    uploaders = [u for u in at.file_uploader if u.key == "zoo_upload"]
+    assert uploaders, "the home page shows no zoo uploader"
+    uploaders[0].set_value(("mnist_cnns.zip", data, "application/zip"))
+    at.run()
+    assert not at.exception and not at.error
+    zoo = wv.load_zoo(at.session_state["zoo_path"])
+    assert torch.equal(zoo.weights, wv.load_zoo(folder).weights)

@@ -1,0 +1,87 @@
+"""Uploading a zoo archive in the browser.
+
+:func:`zoo_uploader` renders a layout picker and an ``st.file_uploader`` for ``.zip`` / ``.tar.gz`` /
+``.tgz``; an upload is copied into a private temporary folder, unpacked there with path checks and
+size caps (:func:`wslviz.safeio.safe_unpack`), opened in its layout and converted to a native zoo, whose
+path becomes the current zoo. Problems are shown with ``st.error`` (never a traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import streamlit as st
+
+from wslviz.formats import READERS, ZooFormatError
+from wslviz.formats.archive import import_archive, private_dir, remove_private_dir
+from wslviz.safeio import MAX_BYTES, MAX_FILES
+from wslviz.ui import ZOO_KEY
+
+AUTO = "auto-detect"
+MAX_UPLOAD_BYTES = 200 * 2**20
+_log = logging.getLogger(__name__)
+
+
+def zoo_uploader(key: str = "zoo_upload", select: bool = True, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+                 max_bytes: int = MAX_BYTES, max_files: int = MAX_FILES) -> str | None:
+    """Render the upload widgets; return the path of the uploaded zoo (native layout) or None.
+
+    Each upload is unpacked once (remembered in session state by its file id and the layout picked);
+    a new upload replaces the previous one's temporary folder. With ``select`` a newly loaded zoo
+    becomes the current zoo (``st.session_state[ZOO_KEY]``). ``max_upload_bytes`` caps the archive,
+    ``max_bytes`` / ``max_files`` what it unpacks to.
+    """
+    layouts = [AUTO, *(name for name in READERS if name != "archive")]
+    fmt = st.selectbox("Layout of the uploaded zoo", layouts, key=f"{key}_format",
+                       help="Leave on auto-detect unless the layout is recognised wrongly.")
+    upload = st.file_uploader("Upload a zoo archive (.zip, .tar.gz)", type=["zip", "gz", "tgz"], key=key,
+                              help=f"Up to {max_upload_bytes // 2**20} MB; unpacked into a private temporary "
+                                   "folder with path checks. Any supported layout.")
+    state_key = f"{key}_loaded"
+    if upload is None:
+        return None
+    ident = (upload.file_id, fmt)
+    loaded = st.session_state.get(state_key)
+    if loaded and loaded["ident"] == ident:
+        return loaded["path"]
+    if loaded:
+        remove_private_dir(Path(loaded["workdir"]))
+        st.session_state.pop(state_key)
+    if upload.size > max_upload_bytes:
+        st.error(f"{upload.name} is {upload.size / 2**20:.1f} MB; the limit is {max_upload_bytes // 2**20} MB.")
+        return None
+    workdir = private_dir("wslviz-upload-")
+    try:
+        archive = workdir / "upload.bin"
+        archive.write_bytes(upload.getvalue())
+        with st.spinner(f"Unpacking and opening {upload.name} ..."):
+            path = import_archive(archive, zoo_format=None if fmt == AUTO else fmt, name=upload.name,
+                                  workdir=workdir, max_bytes=max_bytes, max_files=max_files)
+    except ZooFormatError as e:
+        remove_private_dir(workdir)
+        st.error(f"Could not open {upload.name}: {_describe(e, workdir, upload.name)}")
+        return None
+    except Exception as e:  # an upload is untrusted input: report, never show a traceback
+        remove_private_dir(workdir)
+        _log.exception("opening upload %s failed", upload.name)
+        st.error(f"Could not open {upload.name}: {type(e).__name__}: {e}")
+        return None
+    st.session_state[state_key] = {"ident": ident, "path": str(path), "workdir": str(workdir)}
+    if select:
+        st.session_state[ZOO_KEY] = str(path)
+    st.success(f"Opened {upload.name}.")
+    return str(path)
+
+
+def _describe(error: ZooFormatError, workdir: Path, name: str) -> str:
+    """The error with temporary paths replaced by what the user knows: the archive's name, or the
+    file's path inside the archive."""
+    if error.path is None:
+        return error.problem
+    path = Path(error.path)
+    if path == workdir / "upload.bin":
+        return error.problem
+    if path.is_relative_to(workdir / "unpacked"):
+        return f"{path.relative_to(workdir / 'unpacked')}: {error.problem}"
+    return str(error).replace(str(workdir / "upload.bin"), name)
