@@ -1,0 +1,831 @@
+"""Weight generation: make new weights for a zoo's architecture, and check whether they are new.
+
+Generators follow the scikit-learn pattern: ``make_generator(method, **options)`` returns an object
+with ``fit(zoo, progress=None)`` and ``sample(n, seed=None) -> Tensor [n, n_params]``, so a page can cache
+a fitted generator and sample from it repeatedly. :func:`generate` is the one-call form.
+
+======================  ==========================================================================
+method                  what it does
+======================  ==========================================================================
+``interpolate``         points ``(1 - t) a + t b`` on the line between two checkpoints (naive, or with
+                        ``b`` first aligned to ``a`` by weight matching); ``t`` outside [0, 1] extrapolates
+``merge``               aligned merging of selected checkpoints: sample 0 is the uniform average,
+                        further samples random convex (Dirichlet) combinations of the aligned models
+``pca_gaussian``        a Gaussian in the top-``k`` PCA space of aligned final checkpoints
+``kde``                 kernel density sampling in that PCA space
+``hyperrep``            kernel density sampling in the latent space of a hyper-representation
+                        autoencoder, decoded (Schuerholt et al., NeurIPS 2022)
+``conditional``         a conditional VAE in PCA space of aligned checkpoints, conditioned on test
+                        accuracy: ask for ``target=0.9`` and decode
+``diffusion``           a small DDPM over PCA latents of aligned final checkpoints, in the spirit of
+                        p-diff (Wang et al. 2024, which diffuses autoencoder latents of parameters)
+======================  ==========================================================================
+
+"Aligned" means re-expressed in the permutation basis of one *reference* checkpoint (the final
+checkpoint with the best test accuracy) by weight matching (Ainsworth et al., ICLR 2023), so that
+averaging and density estimation do not mix up neurons that play the same role.
+
+Evaluation: :func:`novelty` measures, for each generated model, the distance to the nearest zoo
+checkpoint after aligning *everything to the common reference* (a symmetric copy of a zoo model is not
+new), and the prediction agreement with that checkpoint. :func:`noise_baseline` perturbs zoo models
+with Gaussian noise until they are as accurate as the generated ones, so a generator's novelty can be
+compared with the novelty that plain noise buys at the same accuracy: weight generators often memorise
+or interpolate their training checkpoints (Zeng et al. 2025, "Generative modeling of weights:
+generalization or memorization?").
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from wslviz.arch import Architecture
+from wslviz.evaluation import evaluate, model_outputs
+from wslviz.zoo import Zoo
+
+Progress = Callable[[int, int], None] | None
+
+LEARNED = ("pca_gaussian", "kde", "hyperrep", "conditional", "diffusion")
+"""Methods that fit a density or a network to the zoo (as opposed to interpolation and merging)."""
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _accuracies(zoo: Zoo, rows: np.ndarray) -> np.ndarray:
+    """Test accuracy of the given checkpoints: the metadata's ``test_acc`` where known, else evaluated."""
+    if "test_acc" in zoo.metadata and zoo.metadata["test_acc"].iloc[rows].notna().all():
+        return zoo.metadata["test_acc"].to_numpy(dtype=float)[rows]
+    if zoo.task is None:
+        raise ValueError("this zoo has neither a 'test_acc' column nor a task to compute accuracies with")
+    return evaluate(zoo.arch, zoo.task, zoo.weights[torch.as_tensor(rows)])["accuracy"].numpy().astype(float)
+
+
+def reference_row(zoo: Zoo) -> int:
+    """The alignment reference: the final checkpoint with the best test accuracy (the first final
+    checkpoint when accuracies are unknown)."""
+    final = zoo.final_index()
+    try:
+        acc = _accuracies(zoo, final)
+    except ValueError:
+        return int(final[0])
+    return int(final[int(np.nanargmax(acc))])
+
+
+def _best_final_rows(zoo: Zoo, top_fraction: float) -> np.ndarray:
+    """Final checkpoints, restricted to the best ``top_fraction`` by test accuracy (at least two)."""
+    if not 0 < top_fraction <= 1:
+        raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
+    final = zoo.final_index()
+    if top_fraction < 1:
+        acc = _accuracies(zoo, final)
+        keep = max(2, int(math.ceil(top_fraction * len(final))))
+        final = final[np.argsort(-acc, kind="stable")[:keep]]
+    return np.sort(final)
+
+
+def align_rows(zoo: Zoo, rows: Sequence[int] | np.ndarray, reference: int, aligned: bool = True,
+               progress: Progress = None) -> torch.Tensor:
+    """Weights ``[len(rows), P]`` of the given checkpoints, re-expressed in ``reference``'s basis."""
+    weights = zoo.weights[torch.as_tensor(np.asarray(rows, dtype=np.int64))].float()
+    if not aligned:
+        return weights.clone()
+    from wslviz.align import align_zoo
+
+    return align_zoo(zoo.arch, weights, zoo.weights[int(reference)].float(), method="weight", progress=progress)
+
+
+def _check_rows(zoo: Zoo, rows: Sequence[int], what: str, minimum: int = 1) -> np.ndarray:
+    rows = np.asarray(list(rows), dtype=np.int64)
+    if len(rows) < minimum:
+        raise ValueError(f"{what} needs at least {minimum} checkpoints, got {len(rows)}")
+    bad = rows[(rows < 0) | (rows >= zoo.n_checkpoints)]
+    if len(bad):
+        raise ValueError(f"{what}: rows {bad.tolist()} are outside the zoo (0..{zoo.n_checkpoints - 1})")
+    return rows
+
+
+class PCASpace:
+    """Affine PCA coordinates of a weight matrix: ``z = (w - mean) V^T / s`` with unit-variance coordinates.
+
+    ``fit(W [M, P], k)`` keeps ``min(k, M - 1)`` components; ``transform`` / ``inverse_transform`` map
+    between weights ``[B, P]`` and standardized coordinates ``[B, k]``.
+    """
+
+    def fit(self, weights: torch.Tensor, k: int) -> PCASpace:
+        if weights.shape[0] < 2:
+            raise ValueError("a PCA space needs at least 2 models")
+        w = weights.double()
+        self.mean_ = w.mean(0)
+        _, s, vh = torch.linalg.svd(w - self.mean_, full_matrices=False)
+        k = max(1, min(int(k), w.shape[0] - 1))
+        self.components_ = vh[:k]
+        # floor the scale so a (near-)degenerate direction cannot blow up the coordinates
+        self.scale_ = (s[:k] / math.sqrt(w.shape[0] - 1)).clamp_min(1e-8 * float(s[0]) + 1e-12)
+        self.explained_variance_ratio_ = (s[:k] ** 2 / (s**2).sum().clamp_min(1e-30)).float()
+        return self
+
+    @property
+    def k(self) -> int:
+        return int(self.components_.shape[0])
+
+    def transform(self, weights: torch.Tensor) -> torch.Tensor:
+        return (((weights.double() - self.mean_) @ self.components_.T) / self.scale_).float()
+
+    def inverse_transform(self, z: torch.Tensor) -> torch.Tensor:
+        return ((z.double() * self.scale_) @ self.components_ + self.mean_).float()
+
+
+def _scott_bandwidth(n: int, d: int) -> float:
+    """Scott's rule for unit-variance data: ``n ** (-1 / (d + 4))``."""
+    return float(n ** (-1.0 / (d + 4)))
+
+
+def _kde_sample(points: np.ndarray, n: int, bandwidth: float, rng: np.random.Generator) -> np.ndarray:
+    """Draw from a Gaussian KDE: a random data point plus ``N(0, bandwidth^2 I)`` (exactly the KDE's law)."""
+    pick = rng.integers(0, len(points), size=n)
+    return points[pick] + bandwidth * rng.standard_normal((n, points.shape[1]))
+
+
+def _mlp(n_in: int, n_out: int, hidden: int, depth: int = 2) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers += [nn.Linear(n_in if i == 0 else hidden, hidden), nn.SiLU()]
+    layers.append(nn.Linear(hidden, n_out))
+    return nn.Sequential(*layers)
+
+
+def _report(progress: Progress, done: int, total: int, every: int = 25) -> None:
+    if progress is not None and (done % every == 0 or done == total):
+        progress(done, total)
+
+
+# ---------------------------------------------------------------------------------------------- generators
+class WeightGenerator:
+    """Base class. Subclasses set ``method`` and implement ``_fit`` and ``_sample``.
+
+    After ``fit``: ``arch_`` (the zoo's architecture), ``reference_`` (row of the alignment reference, or
+    None), ``fit_rows_`` (zoo rows the generator was fitted on). After ``sample``: ``sample_info_``, a
+    DataFrame with one row per sample (e.g. the ``t`` of an interpolation), used as export metadata.
+    """
+
+    method = ""
+    learned = False
+    sample_params: tuple[str, ...] = ()
+    """Options used only when sampling: :meth:`set_params` may change them on a fitted generator."""
+
+    def __init__(self, random_state: int = 0):
+        self.random_state = int(random_state)
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments (JSON-able), recorded in exported metadata."""
+        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+
+    def fit_params(self) -> dict[str, Any]:
+        """The constructor arguments that affect fitting (a cache key for fitted generators)."""
+        return {k: v for k, v in self.get_params().items() if k not in self.sample_params}
+
+    def set_params(self, **params: Any) -> WeightGenerator:
+        """Change options; on a fitted generator only the sampling options (:attr:`sample_params`) may
+        change, anything else needs a refit. Returns ``self``."""
+        known = self.get_params()
+        for key, value in params.items():
+            if key not in known:
+                raise TypeError(f"{self.method}: unknown option {key!r}; options: {', '.join(sorted(known))}")
+            if hasattr(self, "arch_") and key not in self.sample_params:
+                raise ValueError(f"{self.method}: {key!r} changes the fit; refit the generator to change it")
+            setattr(self, key, value)
+        return self
+
+    def fit(self, zoo: Zoo, progress: Progress = None) -> WeightGenerator:
+        """Fit to ``zoo``; ``progress(done, total)`` is called during alignment and training."""
+        self.arch_ = zoo.arch
+        self.reference_: int | None = None
+        with torch.random.fork_rng():
+            torch.manual_seed(self.random_state)
+            self._fit(zoo, progress)
+        return self
+
+    def sample(self, n: int = 16, seed: int | None = None) -> torch.Tensor:
+        """``n`` new weight vectors, float32 ``[n, n_params]``; the same seed gives the same samples."""
+        if not hasattr(self, "arch_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(zoo) first")
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        seed = self.random_state if seed is None else int(seed)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            out, info = self._sample(int(n), np.random.default_rng(seed))
+        self.sample_info_ = pd.DataFrame(info, index=range(n))
+        return out.detach().float().contiguous()
+
+    def _fit(self, zoo: Zoo, progress: Progress) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _sample(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, Any]]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Interpolation(WeightGenerator):
+    """Points on the line through two checkpoints ``a`` and ``b`` (zoo rows): ``w(t) = (1 - t) a + t b``.
+
+    ``n`` samples take ``t`` evenly from ``t_min`` to ``t_max`` (values outside [0, 1] extrapolate).
+    With ``aligned=True`` (default) ``b`` is first permuted into ``a``'s basis by weight matching, the
+    linear mode connectivity setting of Ainsworth et al. (2023). Defaults: the two best final checkpoints.
+    """
+
+    method = "interpolate"
+    sample_params = ("t_min", "t_max")
+
+    def __init__(self, a: int | None = None, b: int | None = None, aligned: bool = True, t_min: float = -0.25,
+                 t_max: float = 1.25, random_state: int = 0):
+        super().__init__(random_state)
+        self.a, self.b, self.aligned = a, b, bool(aligned)
+        self.t_min, self.t_max = float(t_min), float(t_max)
+
+    def _fit(self, zoo: Zoo, progress: Progress) -> None:
+        a, b = self.a, self.b
+        if a is None or b is None:
+            best = _best_final_rows(zoo, 1.0)
+            acc = _accuracies(zoo, best)
+            order = best[np.argsort(-acc, kind="stable")]
+            if len(order) < 2:
+                raise ValueError("interpolation needs two checkpoints; this zoo has one final checkpoint")
+            a = int(order[0]) if a is None else a
+            b = int(next(r for r in order if r != a)) if b is None else b
+        rows = _check_rows(zoo, [a, b], "interpolation", 2)
+        self.fit_rows_ = rows
+        self.reference_ = int(rows[0])
+        self.endpoints_ = align_rows(zoo, rows, rows[0], self.aligned, progress)
+
+    def _sample(self, n, rng):
+        t = torch.linspace(self.t_min, self.t_max, n) if n > 1 else torch.tensor([0.5 * (self.t_min + self.t_max)])
+        wa, wb = self.endpoints_
+        return wa + t[:, None] * (wb - wa), {"t": t.numpy()}
+
+
+class Merge(WeightGenerator):
+    """Aligned merging of selected checkpoints (``rows``; default: all final checkpoints).
+
+    All are aligned to the best of them by weight matching. Sample 0 is the uniform average (model
+    soup / "merging after alignment"); further samples are random convex combinations with Dirichlet
+    (``alpha``) coefficients. BatchNorm running statistics of a merge are meaningless averages, so when
+    the architecture has BatchNorm and the zoo a task, they are recomputed on the training data.
+    """
+
+    method = "merge"
+    sample_params = ("alpha",)
+
+    def __init__(self, rows: Sequence[int] | None = None, aligned: bool = True, alpha: float = 1.0,
+                 random_state: int = 0):
+        super().__init__(random_state)
+        self.rows = None if rows is None else [int(r) for r in rows]
+        self.aligned, self.alpha = bool(aligned), float(alpha)
+
+    def _fit(self, zoo: Zoo, progress: Progress) -> None:
+        rows = _check_rows(zoo, zoo.final_index() if self.rows is None else self.rows, "merging", 2)
+        acc = _accuracies(zoo, rows) if ("test_acc" in zoo.metadata or zoo.task is not None) else np.zeros(len(rows))
+        self.reference_ = int(rows[int(np.argmax(acc))])
+        self.fit_rows_ = rows
+        self.aligned_ = align_rows(zoo, rows, self.reference_, self.aligned, progress)
+        self.task_ = zoo.task
+
+    def _sample(self, n, rng):
+        k = len(self.fit_rows_)
+        coef = rng.dirichlet(np.full(k, self.alpha), size=n)
+        coef[0] = 1.0 / k
+        merged = torch.as_tensor(coef, dtype=torch.float32) @ self.aligned_
+        if any(layer["type"] == "batchnorm" for layer in self.arch_.layers):
+            from wslviz.align import reset_batchnorm
+
+            merged = torch.stack([reset_batchnorm(self.arch_, w, self.task_) for w in merged])
+        return merged, {"coefficients": [json.dumps(np.round(c, 4).tolist()) for c in coef]}
+
+
+class _AlignedPCA(WeightGenerator):
+    """Shared fitting: align the (best ``top_fraction`` of the) final checkpoints, PCA with ``k`` components."""
+
+    learned = True
+
+    def __init__(self, k: int = 8, top_fraction: float = 1.0, random_state: int = 0):
+        super().__init__(random_state)
+        self.k, self.top_fraction = int(k), float(top_fraction)
+
+    def _fit(self, zoo: Zoo, progress: Progress) -> None:
+        self.reference_ = reference_row(zoo)
+        self.fit_rows_ = _best_final_rows(zoo, self.top_fraction)
+        self.aligned_ = align_rows(zoo, self.fit_rows_, self.reference_, True, progress)
+        self.pca_ = PCASpace().fit(self.aligned_, self.k)
+        self.latent_ = self.pca_.transform(self.aligned_)
+
+
+class PCAGaussian(_AlignedPCA):
+    """A Gaussian in the top-``k`` PCA space of aligned final checkpoints.
+
+    PCA coordinates are uncorrelated, so the Gaussian is diagonal there with the data's variances;
+    ``temperature`` scales its standard deviation (< 1 samples closer to the mean). Samples lie in the
+    affine span of the mean and the ``k`` components.
+    """
+
+    method = "pca_gaussian"
+    sample_params = ("temperature",)
+
+    def __init__(self, k: int = 8, temperature: float = 1.0, top_fraction: float = 1.0, random_state: int = 0):
+        super().__init__(k, top_fraction, random_state)
+        self.temperature = float(temperature)
+
+    def _sample(self, n, rng):
+        z = self.temperature * rng.standard_normal((n, self.pca_.k))
+        return self.pca_.inverse_transform(torch.as_tensor(z)), {}
+
+
+class KDESampler(_AlignedPCA):
+    """Gaussian kernel density sampling in the top-``k`` PCA space of aligned final checkpoints.
+
+    ``bandwidth`` is in units of each component's standard deviation; ``None`` uses Scott's rule.
+    A sample is a fitted model's coordinates plus kernel noise, so small bandwidths memorise.
+    """
+
+    method = "kde"
+    sample_params = ("bandwidth",)
+
+    def __init__(self, k: int = 8, bandwidth: float | None = None, top_fraction: float = 1.0, random_state: int = 0):
+        super().__init__(k, top_fraction, random_state)
+        self.bandwidth = None if bandwidth is None else float(bandwidth)
+
+    def _sample(self, n, rng):
+        pts = self.latent_.numpy().astype(float)
+        bw = self.bandwidth if self.bandwidth is not None else _scott_bandwidth(*pts.shape)
+        return self.pca_.inverse_transform(torch.as_tensor(_kde_sample(pts, n, bw, rng))), {}
+
+
+class HyperRepSampler(WeightGenerator):
+    """Kernel density sampling in a hyper-representation's latent space, decoded to weights.
+
+    The autoencoder (:class:`wslviz.hyperrep.HyperRepresentation`, trained with permutation
+    augmentation) is fitted on the aligned final checkpoints; new latents are drawn from a Gaussian KDE
+    of their embeddings (Scott's rule times ``bandwidth_scale``) and decoded, as in Schuerholt et al.,
+    "Hyper-representations as generative models" (NeurIPS 2022).
+    """
+
+    method = "hyperrep"
+    learned = True
+    sample_params = ("bandwidth_scale",)
+
+    def __init__(self, latent_dim: int = 16, bandwidth_scale: float = 1.0, top_fraction: float = 1.0,
+                 random_state: int = 0):
+        super().__init__(random_state)
+        self.latent_dim, self.bandwidth_scale, self.top_fraction = int(latent_dim), float(bandwidth_scale), \
+            float(top_fraction)
+
+    def _fit(self, zoo: Zoo, progress: Progress) -> None:
+        from wslviz.hyperrep import HyperRepresentation
+
+        self.reference_ = reference_row(zoo)
+        self.fit_rows_ = _best_final_rows(zoo, self.top_fraction)
+        aligned = align_rows(zoo, self.fit_rows_, self.reference_, True)
+        model = HyperRepresentation(latent_dim=self.latent_dim, random_state=self.random_state)
+        self.model_ = _fit_with_progress(model, (zoo.arch, aligned), progress)
+        z = np.asarray(self.model_.transform(aligned), dtype=float)
+        self.latent_mean_, self.latent_std_ = z.mean(0), z.std(0) + 1e-8
+        self.latent_ = (z - self.latent_mean_) / self.latent_std_
+
+    def _sample(self, n, rng):
+        bw = self.bandwidth_scale * _scott_bandwidth(*self.latent_.shape)
+        z = _kde_sample(self.latent_, n, bw, rng) * self.latent_std_ + self.latent_mean_
+        return torch.as_tensor(self.model_.inverse_transform(z.astype(np.float32))).float(), {}
+
+
+def _fit_with_progress(model: Any, data: Any, progress: Progress) -> Any:
+    """``model.fit(data, progress=...)`` when the model takes a progress callback, else ``model.fit(data)``."""
+    import inspect
+
+    if progress is not None and "progress" in inspect.signature(model.fit).parameters:
+        return model.fit(data, progress=progress)
+    return model.fit(data)
+
+
+class ConditionalVAE(WeightGenerator):
+    """Property-conditioned generation: a conditional VAE (Sohn et al. 2015) over PCA coordinates of
+    aligned checkpoints, conditioned on their test accuracy.
+
+    Trained on *all* checkpoints (every epoch, so the condition spans bad to good models), each aligned
+    to the reference. ``sample`` decodes ``z ~ N(0, temperature^2 I)`` with the condition ``target``
+    (default: the zoo's best final accuracy). The decoder is the hypernetwork accuracy -> weights.
+    """
+
+    method = "conditional"
+    learned = True
+    sample_params = ("target", "temperature")
+
+    def __init__(self, target: float | None = None, k: int = 16, latent_dim: int = 4, hidden: int = 128,
+                 steps: int = 1500, beta: float = 0.5, temperature: float = 1.0, random_state: int = 0):
+        super().__init__(random_state)
+        self.target = None if target is None else float(target)
+        self.k, self.latent_dim, self.hidden, self.steps = int(k), int(latent_dim), int(hidden), int(steps)
+        self.beta, self.temperature = float(beta), float(temperature)
+
+    def _fit(self, zoo: Zoo, progress: Progress) -> None:
+        rows = np.arange(zoo.n_checkpoints)
+        acc = _accuracies(zoo, rows)
+        keep = np.isfinite(acc)
+        rows, acc = rows[keep], acc[keep]
+        if len(rows) < 3:
+            raise ValueError("conditional generation needs at least 3 checkpoints with a known accuracy")
+        self.reference_ = reference_row(zoo)
+        self.fit_rows_ = rows
+        total = self.steps + len(rows)
+        align_progress = (lambda d, t: progress(d, total)) if progress else None
+        aligned = align_rows(zoo, rows, self.reference_, True, align_progress)
+        self.pca_ = PCASpace().fit(aligned, self.k)
+        x = self.pca_.transform(aligned)
+        self.acc_mean_, self.acc_std_ = float(acc.mean()), float(acc.std() + 1e-6)
+        c = torch.as_tensor((acc - self.acc_mean_) / self.acc_std_, dtype=torch.float32)[:, None]
+        self.default_target_ = float(_accuracies(zoo, zoo.final_index()).max())
+        kx, kz = x.shape[1], self.latent_dim
+        self.encoder_ = _mlp(kx + 1, 2 * kz, self.hidden)
+        self.decoder_ = _mlp(kz + 1, kx, self.hidden)
+        opt = torch.optim.Adam([*self.encoder_.parameters(), *self.decoder_.parameters()], lr=2e-3)
+        for step in range(self.steps):
+            mu, logvar = self.encoder_(torch.cat([x, c], 1)).chunk(2, dim=1)
+            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+            recon = self.decoder_(torch.cat([z, c], 1))
+            kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1).mean()
+            loss = ((recon - x) ** 2).sum(1).mean() + self.beta * kl
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            _report(progress, len(rows) + step + 1, total)
+        self.final_loss_ = loss.item()
+
+    def _sample(self, n, rng):
+        target = self.default_target_ if self.target is None else self.target
+        z = torch.as_tensor(self.temperature * rng.standard_normal((n, self.latent_dim)), dtype=torch.float32)
+        c = torch.full((n, 1), (target - self.acc_mean_) / self.acc_std_)
+        with torch.no_grad():
+            x = self.decoder_(torch.cat([z, c], 1))
+        return self.pca_.inverse_transform(x), {"target": np.full(n, target)}
+
+
+class LatentDiffusion(_AlignedPCA):
+    """A small DDPM (Ho et al. 2020) over standardized PCA coordinates of aligned final checkpoints.
+
+    In the spirit of p-diff (Wang et al. 2024, "Neural network diffusion"), which trains a diffusion
+    model on autoencoder latents of checkpoints; here the latent map is PCA so that it trains in seconds
+    on a CPU. ``timesteps`` noise levels on a linear beta schedule; an MLP denoiser predicts the noise.
+    """
+
+    method = "diffusion"
+
+    def __init__(self, k: int = 16, timesteps: int = 100, hidden: int = 256, steps: int = 3000, batch_size: int = 256,
+                 top_fraction: float = 1.0, random_state: int = 0):
+        super().__init__(k, top_fraction, random_state)
+        self.timesteps, self.hidden, self.steps, self.batch_size = int(timesteps), int(hidden), int(steps), \
+            int(batch_size)
+
+    def _embed_t(self, t: torch.Tensor) -> torch.Tensor:
+        freqs = torch.exp(-math.log(1000.0) * torch.arange(8) / 8)
+        ang = t.float()[:, None] / self.timesteps * 100 * freqs
+        return torch.cat([ang.sin(), ang.cos()], 1)
+
+    def _fit(self, zoo: Zoo, progress: Progress) -> None:
+        super()._fit(zoo, None)
+        x0 = self.latent_
+        betas = torch.linspace(1e-4, 0.02 * 1000 / self.timesteps, self.timesteps).clamp_max(0.999)
+        self.betas_ = betas
+        self.alpha_bar_ = torch.cumprod(1 - betas, 0)
+        self.denoiser_ = _mlp(x0.shape[1] + 16, x0.shape[1], self.hidden, depth=3)
+        opt = torch.optim.Adam(self.denoiser_.parameters(), lr=1e-3)
+        for step in range(self.steps):
+            idx = torch.randint(0, len(x0), (self.batch_size,))
+            t = torch.randint(0, self.timesteps, (self.batch_size,))
+            eps = torch.randn(self.batch_size, x0.shape[1])
+            ab = self.alpha_bar_[t][:, None]
+            xt = ab.sqrt() * x0[idx] + (1 - ab).sqrt() * eps
+            loss = ((self.denoiser_(torch.cat([xt, self._embed_t(t)], 1)) - eps) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            _report(progress, step + 1, self.steps)
+        self.final_loss_ = loss.item()
+
+    def _sample(self, n, rng):
+        x = torch.as_tensor(rng.standard_normal((n, self.pca_.k)), dtype=torch.float32)
+        noise = torch.as_tensor(rng.standard_normal((self.timesteps, n, self.pca_.k)), dtype=torch.float32)
+        with torch.no_grad():
+            for t in reversed(range(self.timesteps)):
+                beta, ab = self.betas_[t], self.alpha_bar_[t]
+                eps = self.denoiser_(torch.cat([x, self._embed_t(torch.full((n,), t))], 1))
+                x = (x - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
+                if t > 0:
+                    x = x + beta.sqrt() * noise[t]
+        return self.pca_.inverse_transform(x), {}
+
+
+GENERATORS: dict[str, type[WeightGenerator]] = {
+    cls.method: cls for cls in (Interpolation, Merge, PCAGaussian, KDESampler, HyperRepSampler, ConditionalVAE,
+                                LatentDiffusion)
+}
+"""method name -> generator class."""
+
+
+def make_generator(method: str, random_state: int = 0, **options: Any) -> WeightGenerator:
+    """An unfitted generator for ``method`` (see :data:`GENERATORS`); unknown options raise ``TypeError``."""
+    if method not in GENERATORS:
+        raise ValueError(f"unknown generation method {method!r}; known: {', '.join(GENERATORS)}")
+    cls = GENERATORS[method]
+    try:
+        return cls(random_state=random_state, **options)
+    except TypeError as e:
+        raise TypeError(f"{method}: {e}") from None
+
+
+def generate(zoo: Zoo, method: str, n: int = 16, seed: int = 0, progress: Progress = None,
+             **options: Any) -> torch.Tensor:
+    """``n`` new weight vectors ``[n, n_params]`` for ``zoo.arch`` made by ``method`` (see module docstring).
+
+    ``options`` go to the generator's constructor (e.g. ``k=8`` for ``pca_gaussian``, ``target=0.9`` for
+    ``conditional``, ``a=0, b=5, aligned=False`` for ``interpolate``). ``seed`` fixes fitting and sampling.
+    """
+    return make_generator(method, random_state=seed, **options).fit(zoo, progress).sample(n, seed)
+
+
+# ---------------------------------------------------------------------------------------------- novelty
+class NoveltyIndex:
+    """Zoo checkpoints aligned to one common reference, to find each generated model's nearest neighbour.
+
+    Everything (the zoo's ``rows``, default all checkpoints, and every queried model) is aligned to the
+    *same* reference checkpoint (default :func:`reference_row`) by weight matching, then compared by
+    Euclidean distance: a permuted copy of a zoo model has distance ~0 (exactly 0 when the matching
+    recovers the permutation). Aligning each generated model to a common reference rather than to each
+    candidate separately keeps the cost at one matching per model.
+    """
+
+    def __init__(self, zoo: Zoo, rows: Sequence[int] | None = None, reference: int | None = None):
+        self.zoo = zoo
+        self.rows = np.arange(zoo.n_checkpoints) if rows is None else _check_rows(zoo, rows, "novelty")
+        self.reference = reference_row(zoo) if reference is None else int(reference)
+
+    def fit(self, progress: Progress = None) -> NoveltyIndex:
+        self.aligned_ = align_rows(self.zoo, self.rows, self.reference, True, progress)
+        return self
+
+    def query(self, generated: torch.Tensor, progress: Progress = None) -> pd.DataFrame:
+        """One row per generated model (``generated [B, P]``): ``distance`` to the nearest aligned zoo
+        checkpoint, ``relative_distance`` (divided by that checkpoint's norm), ``nearest_row`` (zoo row),
+        ``nearest_model_id``, ``nearest_epoch``, ``agreement`` (fraction of test inputs on which both
+        predict the same class; NaN without a classification task), ``accuracy`` and ``nearest_accuracy``."""
+        if not hasattr(self, "aligned_"):
+            self.fit()
+        zoo = self.zoo
+        if generated.dim() != 2 or generated.shape[1] != zoo.n_params:
+            raise ValueError(f"generated weights must be [B, {zoo.n_params}], got {list(generated.shape)}")
+        gen = generated.float()
+        ref = zoo.weights[self.reference].float()
+        from wslviz.align import align_zoo
+
+        gen_aligned = align_zoo(zoo.arch, gen, ref, method="weight", progress=progress)
+        dist = torch.cdist(gen_aligned.double(), self.aligned_.double())
+        d, j = dist.min(1)
+        nearest = self.rows[j.numpy()]
+        norms = self.aligned_.double().norm(dim=1)[j]
+        df = pd.DataFrame({
+            "distance": d.numpy(),
+            "relative_distance": (d / norms.clamp_min(1e-12)).numpy(),
+            "nearest_row": nearest,
+            "nearest_model_id": zoo.model_ids[nearest],
+        })
+        if "epoch" in zoo.metadata:
+            df["nearest_epoch"] = zoo.metadata["epoch"].to_numpy()[nearest]
+        task = zoo.task
+        if task is not None and task.kind == "classification":
+            zw = zoo.weights[torch.as_tensor(nearest)].float()
+            pred_g = model_outputs(zoo.arch, gen, task.x_test).argmax(-1)
+            pred_z = model_outputs(zoo.arch, zw, task.x_test).argmax(-1)
+            df["agreement"] = (pred_g == pred_z).float().mean(1).numpy()
+            df["accuracy"] = (pred_g == task.y_test.view(1, -1)).float().mean(1).numpy()
+            df["nearest_accuracy"] = (pred_z == task.y_test.view(1, -1)).float().mean(1).numpy()
+        else:
+            df["agreement"] = np.nan
+        return df
+
+
+def novelty(zoo: Zoo, generated: torch.Tensor, rows: Sequence[int] | None = None, reference: int | None = None,
+            progress: Progress = None) -> pd.DataFrame:
+    """Per generated model (``generated [B, P]``): distance to the nearest zoo checkpoint after aligning
+    everything to a common reference, that checkpoint's row, and prediction agreement with it.
+
+    See :class:`NoveltyIndex` for the columns and the alignment convention. ``rows``: the zoo checkpoints
+    to compare with (default all, every epoch).
+    """
+    return NoveltyIndex(zoo, rows, reference).fit(progress).query(generated)
+
+
+def noise_baseline(zoo: Zoo, n: int = 16, target_accuracy: float | None = None, seed: int = 0,
+                   max_scale: float = 2.0, iterations: int = 14) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Zoo models plus Gaussian noise, as noisy as possible while still as accurate as ``target_accuracy``.
+
+    Sources: final checkpoints whose test accuracy is at least ``target_accuracy`` (default: the median
+    final accuracy; the best final checkpoint if none reaches it), drawn ``n`` times with replacement.
+    Each tensor gets noise ``s * std(tensor) * N(0, 1)`` (relative to that layer's own weight scale). The
+    scale ``s`` in ``[0, max_scale]`` is the largest whose mean test accuracy is still >= the target, found
+    by bisection with fixed noise draws. Returns ``(weights [n, P], info)`` with ``scale``, ``accuracy``
+    (mean) and ``source_rows``. The point: the distance from the zoo that plain noise buys at a given
+    accuracy is the bar a generator must clear to claim novelty.
+    """
+    if zoo.task is None:
+        raise ValueError("the noise baseline needs the zoo's task to measure accuracy")
+    final = zoo.final_index()
+    acc = _accuracies(zoo, final)
+    target = float(np.median(acc)) if target_accuracy is None else float(target_accuracy)
+    ok = final[acc >= target]
+    sources = ok if len(ok) else final[[int(np.argmax(acc))]]
+    rng = np.random.default_rng(seed)
+    src = sources[rng.integers(0, len(sources), size=n)]
+    base = zoo.weights[torch.as_tensor(src)].float()
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(base.shape, generator=g)
+    for p in zoo.arch.layout:
+        # per-model std of each tensor, so every layer is perturbed in proportion to its own scale
+        if p.trainable:
+            noise[:, p.slice] *= base[:, p.slice].std(1, keepdim=True, unbiased=False) if p.numel > 1 else \
+                base[:, p.slice].abs()
+        else:
+            noise[:, p.slice] = 0.0
+
+    def mean_acc(s: float) -> float:
+        return float(evaluate(zoo.arch, zoo.task, base + s * noise)["accuracy"].mean())
+
+    lo, hi = 0.0, float(max_scale)
+    if mean_acc(hi) >= target:
+        lo = hi
+    else:
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if mean_acc(mid) >= target else (lo, mid)
+    weights = base + lo * noise
+    return weights, {"scale": lo, "accuracy": mean_acc(lo), "target_accuracy": target, "source_rows": src}
+
+
+def compare_with_baseline(zoo: Zoo, generated: torch.Tensor, index: NoveltyIndex | None = None, seed: int = 0,
+                          progress: Progress = None) -> dict[str, Any]:
+    """Accuracy and novelty of ``generated [B, P]`` next to the noise baseline at the same accuracy.
+
+    Returns a dict: ``accuracy`` (mean test accuracy of the generated models), ``zoo_final_median`` (median
+    test accuracy of the zoo's final checkpoints), ``distance`` (mean nearest-zoo-neighbour distance),
+    ``baseline_accuracy``, ``baseline_distance``, ``noise_scale``, ``novelty`` and ``baseline_novelty``
+    (the per-model DataFrames), and two verdicts:
+
+    * ``beats_baseline``: the generated models are farther from the zoo than the noise baseline
+      (``distance > baseline_distance``) while at least as accurate (``accuracy >= baseline_accuracy - 1/N_test``,
+      one test example of slack, since the baseline is calibrated to the generated accuracy from above);
+    * ``done``: ``beats_baseline`` and ``accuracy >= zoo_final_median``.
+    """
+    if zoo.task is None:
+        raise ValueError("comparing with the noise baseline needs the zoo's task")
+    index = index if index is not None else NoveltyIndex(zoo).fit(progress)
+    gen_df = index.query(generated)
+    acc = float(gen_df["accuracy"].mean())
+    base_w, info = noise_baseline(zoo, n=len(generated), target_accuracy=acc, seed=seed)
+    base_df = index.query(base_w)
+    slack = 1.0 / len(zoo.task.y_test)
+    out = {
+        "accuracy": acc,
+        "zoo_final_median": float(np.median(_accuracies(zoo, zoo.final_index()))),
+        "distance": float(gen_df["distance"].mean()),
+        "agreement": float(gen_df["agreement"].mean()),
+        "baseline_accuracy": float(base_df["accuracy"].mean()),
+        "baseline_distance": float(base_df["distance"].mean()),
+        "baseline_agreement": float(base_df["agreement"].mean()),
+        "noise_scale": info["scale"],
+        "novelty": gen_df,
+        "baseline_novelty": base_df,
+        "baseline_weights": base_w,
+    }
+    out["beats_baseline"] = bool(out["distance"] > out["baseline_distance"]
+                                 and acc >= out["baseline_accuracy"] - slack)
+    out["done"] = bool(out["beats_baseline"] and acc >= out["zoo_final_median"])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- 2D views
+@torch.no_grad()
+def decision_grid(arch: Architecture, weights: torch.Tensor, x: torch.Tensor, resolution: int = 80,
+                  margin: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predicted class of each model on a ``resolution x resolution`` grid over the 2D inputs ``x [N, 2]``
+    (padded by ``margin`` of the range), in one batched pass. Returns ``(xs [R], ys [R], classes [B, R, R])``
+    with ``classes[b, i, j]`` the prediction at ``(xs[j], ys[i])``."""
+    if tuple(arch.input_shape) != (2,):
+        raise ValueError(f"decision boundaries need 2D inputs; this architecture takes {list(arch.input_shape)}")
+    lo, hi = x.min(0).values, x.max(0).values
+    pad = margin * (hi - lo)
+    xs = torch.linspace(float(lo[0] - pad[0]), float(hi[0] + pad[0]), resolution)
+    ys = torch.linspace(float(lo[1] - pad[1]), float(hi[1] + pad[1]), resolution)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
+    out = model_outputs(arch, weights.reshape(-1, arch.n_params), grid)
+    classes = out.argmax(-1).reshape(-1, resolution, resolution)
+    return xs.numpy(), ys.numpy(), classes.numpy()
+
+
+def project_with_generated(zoo: Zoo, generated: torch.Tensor, kind: str = "stats", method: str = "pca",
+                           seed: int = 0) -> tuple[pd.DataFrame, bool]:
+    """2D coordinates of the zoo's checkpoints and the generated models in one projection.
+
+    The projector is fitted on the zoo's features (``wv.compute_features(zoo, kind)``) and the generated
+    models are placed with its ``transform`` where the method has one (PCA, UMAP); otherwise (t-SNE) it
+    is refitted on zoo + generated together. Returns ``(frame, refitted)``; the frame has columns
+    ``x, y, source`` ("zoo" / "generated"), ``row`` (zoo row or generated index) and ``test_acc``.
+    """
+    from wslviz.embed import Projector
+    from wslviz.features import compute_features
+
+    gen_zoo = as_zoo(zoo, generated, method="generated")
+    f_zoo = np.asarray(compute_features(zoo, kind), dtype=float)
+    f_gen = np.asarray(compute_features(gen_zoo, kind), dtype=float)
+    refitted = False
+    try:
+        proj = Projector(method, 2, seed).fit(f_zoo)
+        xy_zoo, xy_gen = np.asarray(proj.transform(f_zoo)), np.asarray(proj.transform(f_gen))
+    except (NotImplementedError, AttributeError, ValueError):
+        both = np.asarray(Projector(method, 2, seed).fit(np.vstack([f_zoo, f_gen])).transform(
+            np.vstack([f_zoo, f_gen])))
+        xy_zoo, xy_gen, refitted = both[: len(f_zoo)], both[len(f_zoo):], True
+    acc_zoo = zoo.metadata["test_acc"].to_numpy(dtype=float) if "test_acc" in zoo.metadata else \
+        np.full(zoo.n_checkpoints, np.nan)
+    acc_gen = gen_zoo.metadata["test_acc"].to_numpy(dtype=float) if "test_acc" in gen_zoo.metadata else \
+        np.full(len(generated), np.nan)
+    frame = pd.DataFrame({
+        "x": np.concatenate([xy_zoo[:, 0], xy_gen[:, 0]]),
+        "y": np.concatenate([xy_zoo[:, 1], xy_gen[:, 1]]),
+        "source": ["zoo"] * len(xy_zoo) + ["generated"] * len(xy_gen),
+        "row": np.concatenate([np.arange(len(xy_zoo)), np.arange(len(xy_gen))]),
+        "test_acc": np.concatenate([acc_zoo, acc_gen]),
+    })
+    return frame, refitted
+
+
+# ---------------------------------------------------------------------------------------------- export
+def as_zoo(zoo: Zoo, generated: torch.Tensor, method: str, params: dict[str, Any] | None = None,
+           info: pd.DataFrame | None = None, name: str | None = None) -> Zoo:
+    """The generated models ``[B, P]`` as a :class:`~wslviz.zoo.Zoo` with the source zoo's architecture and
+    task: metadata ``model_id`` (0..B-1), ``epoch`` (0), ``generator``, ``generator_params`` (JSON),
+    ``source_zoo``, per-sample ``info`` columns, and ``test_loss``/``test_acc``/``train_acc`` when a task is
+    attached. Save it with :func:`wslviz.zoo.save_zoo`."""
+    if generated.dim() != 2 or generated.shape[1] != zoo.n_params:
+        raise ValueError(f"generated weights must be [B, {zoo.n_params}], got {list(generated.shape)}")
+    w = generated.detach().float().contiguous()
+    meta = pd.DataFrame({"model_id": np.arange(len(w)), "epoch": 0, "generator": method,
+                         "generator_params": json.dumps(params or {}, sort_keys=True, default=str),
+                         "source_zoo": zoo.name})
+    if info is not None:
+        for col in info.columns:
+            meta[col] = info[col].to_numpy()
+    if zoo.task is not None:
+        test = evaluate(zoo.arch, zoo.task, w)
+        meta["test_loss"], meta["test_acc"] = test["loss"].numpy(), test["accuracy"].numpy()
+        meta["train_acc"] = evaluate(zoo.arch, zoo.task, w, split="train")["accuracy"].numpy()
+    return Zoo(name=name or f"{zoo.name}-{method}", metadata=meta, weights=w, arch=zoo.arch, task=zoo.task,
+               description=f"{len(w)} models generated by '{method}' from the zoo '{zoo.name}' with wslviz")
+
+
+def metadata_json(gen_zoo: Zoo) -> str:
+    """JSON describing a generated zoo: architecture and task specs plus the per-model table."""
+    return json.dumps({
+        "name": gen_zoo.name, "description": gen_zoo.description, "architecture": gen_zoo.arch.spec,
+        "task": gen_zoo.task.spec if gen_zoo.task is not None else None,
+        "models": json.loads(gen_zoo.metadata.to_json(orient="records")),
+    }, indent=2, default=str)
+
+
+def safetensors_bytes(gen_zoo: Zoo) -> bytes:
+    """The weights as a ``.safetensors`` file (one tensor ``"weights" [B, P]``; the header's metadata holds
+    the architecture spec and the generator, so the file is self-describing)."""
+    from safetensors.torch import save
+
+    header = {"format": "wslviz-generated", "architecture": json.dumps(gen_zoo.arch.spec),
+              "generator": str(gen_zoo.metadata["generator"].iloc[0]) if len(gen_zoo.metadata) else ""}
+    return save({"weights": gen_zoo.weights.detach().float().contiguous()}, metadata=header)
+
+
+def zoo_archive_bytes(gen_zoo: Zoo) -> bytes:
+    """A ``.zip`` of the native zoo layout (``<name>/zoo.json``, ``metadata.csv``, ``weights.safetensors``)."""
+    import tempfile
+
+    from wslviz.zoo import save_zoo
+
+    buf = io.BytesIO()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save_zoo(gen_zoo, Path(tmp) / gen_zoo.name)
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for f in sorted(folder.iterdir()):
+                zf.write(f, f"{gen_zoo.name}/{f.name}")
+    return buf.getvalue()
