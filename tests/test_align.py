@@ -1,0 +1,153 @@
+"""Alignment: planted symmetries are undone exactly; every alignment keeps the function."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_symmetry import BN_CNN, GAP_CNN, random_weights
+
+import wslviz as wv
+from wslviz.align import align_to_average, align_zoo, merge, reset_batchnorm
+from wslviz.arch import Architecture, mlp_spec
+from wslviz.symmetry import equivalence_gap, inverse, probe_inputs
+
+MLPS = [
+    Architecture(mlp_spec([2, 16, 16, 2])),
+    Architecture(mlp_spec([5, 32, 3])),
+    Architecture(mlp_spec([3, 8, 12, 8, 4], "tanh")),
+    Architecture(mlp_spec([4, 10, 10, 3], "leaky_relu")),
+    Architecture(mlp_spec([2, 6, 9, 2], "gelu")),
+]
+SMALL_CNN = {
+    "input_shape": [1, 8, 8],
+    "layers": [
+        {"type": "conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": 3},
+        {"type": "relu"},
+        {"type": "conv2d", "in_channels": 4, "out_channels": 6, "kernel_size": 3},
+        {"type": "relu"},
+        {"type": "flatten"},
+        {"type": "linear", "in_features": 96, "out_features": 10},
+    ],
+}
+CNNS = [Architecture(SMALL_CNN), BN_CNN, GAP_CNN]
+
+
+def _recovery(archs: list[Architecture], trials: int = 100) -> int:
+    """Planted permutation + rescaling/sign flip of a random model, undone by weight matching."""
+    recovered = 0
+    for t in range(trials):
+        arch = archs[t % len(archs)]
+        reference = random_weights(arch, 1, seed=t)[0]
+        planted = wv.random_symmetry(arch, seed=10_000 + t)
+        other = wv.apply_symmetry(arch, reference, planted)
+        aligned, g = wv.weight_matching(arch, reference, other, seed=t, return_perm=True)
+        assert equivalence_gap(arch, aligned, other, probe_inputs(arch, 32)) <= 1e-5
+        exact = (aligned - reference).abs().max() <= 1e-5
+        same_element = all(torch.equal(p, q) for p, q in zip(g.perms, inverse(planted).perms, strict=True))
+        recovered += int(exact and same_element)
+    return recovered
+
+
+def test_planted_permutation_and_scaling_recovered_in_mlps():
+    assert _recovery(MLPS) == 100
+
+
+def test_planted_permutation_and_scaling_recovered_in_cnns():
+    assert _recovery(CNNS) == 100
+
+
+def test_independent_models_keep_their_function_and_get_closer():
+    arch = MLPS[0]
+    reference, other = random_weights(arch, 2, seed=7)
+    for kinds in (("permutation",), ("permutation", "scale", "sign")):
+        aligned = wv.weight_matching(arch, reference, other, kinds=kinds)
+        assert equivalence_gap(arch, aligned, other) <= 1e-5
+    # plain permutation matching maximises <reference, P other>, i.e. never moves further away
+    plain = wv.weight_matching(arch, reference, other, kinds=("permutation",))
+    assert (plain - reference).norm() < (other - reference).norm()
+    torch.testing.assert_close(wv.weight_matching(arch, reference, reference), reference, atol=1e-6, rtol=0)
+
+
+def test_batched_matching_equals_one_by_one():
+    arch = BN_CNN
+    reference = random_weights(arch, 1, seed=1)[0]
+    others = random_weights(arch, 4, seed=2)
+    batched = wv.weight_matching(arch, reference, others, seed=3)
+    for i in range(4):
+        assert torch.equal(batched[i], wv.weight_matching(arch, reference, others[i], seed=3))
+
+
+def test_activation_matching_recovers_planted_symmetry(moons_task, digits_task):
+    cases = [(Architecture(mlp_spec([2, 12, 12, 2], "tanh")), moons_task),
+             (Architecture(SMALL_CNN), digits_task)]
+    for arch, task in cases:
+        for t in range(5):
+            reference = random_weights(arch, 1, seed=t)[0]
+            other = wv.apply_symmetry(arch, reference, wv.random_symmetry(arch, seed=t))
+            aligned = wv.activation_matching(arch, task, reference, other, n_samples=256, seed=t)
+            assert equivalence_gap(arch, aligned, other) <= 1e-5
+            if arch.activations == ["tanh"]:  # no dead units: the pairing is unique
+                torch.testing.assert_close(aligned, reference, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="needs data"):
+        wv.activation_matching(arch, None, reference, other)
+
+
+def test_activation_matching_keeps_function_of_independent_models(digits_task):
+    arch = BN_CNN
+    reference, other = random_weights(arch, 2, seed=4)
+    aligned = wv.activation_matching(arch, digits_task, reference, other)
+    assert equivalence_gap(arch, aligned, other) <= 1e-5
+
+
+@pytest.mark.parametrize("method", ["weight", "activation"])
+def test_align_zoo(method, moons_task):
+    arch = MLPS[0]
+    reference = random_weights(arch, 1, seed=0)[0]
+    zoo = torch.cat([random_weights(arch, 3, seed=1),
+                     wv.apply_symmetry(arch, reference, wv.random_symmetry(arch, seed=2)).unsqueeze(0)])
+    calls = []
+    aligned = align_zoo(arch, zoo, reference, method=method, task=moons_task, chunk_size=2,
+                        progress=lambda d, t: calls.append((d, t)))
+    assert aligned.shape == zoo.shape
+    assert equivalence_gap(arch, aligned, zoo) <= 1e-5
+    assert calls == [(2, 4), (4, 4)]
+    if method == "weight":
+        torch.testing.assert_close(aligned[3], reference, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="unknown alignment method"):
+        align_zoo(arch, zoo, reference, method="magic")
+
+
+def test_align_to_average_keeps_functions():
+    arch = MLPS[2]
+    zoo = random_weights(arch, 5, seed=9)
+    aligned = align_to_average(arch, zoo, n_iter=3)
+    assert equivalence_gap(arch, aligned, zoo) <= 1e-5
+    spread = lambda w: (w - w.mean(0)).norm()
+    plain = align_to_average(arch, zoo, n_iter=3, kinds=("permutation",))
+    assert spread(plain) < spread(zoo)
+
+
+def test_merge_of_symmetric_copies_is_the_model():
+    arch = BN_CNN
+    theta = random_weights(arch, 1, seed=5)[0]
+    copies = torch.stack([wv.apply_symmetry(arch, theta, wv.random_symmetry(arch, seed=s)) for s in range(4)])
+    merged = merge(arch, copies, reference=theta)
+    no_bn = [p.slice for p in arch.layout if p.role not in ("running_mean", "running_var")]
+    for s in no_bn:
+        torch.testing.assert_close(merged[s], theta[s], atol=1e-5, rtol=0)
+    # without data the running statistics are reset to mean 0, variance 1
+    for p in arch.layout:
+        if p.role in ("running_mean", "running_var"):
+            assert torch.all(merged[p.slice] == (0.0 if p.role == "running_mean" else 1.0))
+
+
+def test_reset_batchnorm_from_data_matches_module_statistics(digits_task):
+    arch = BN_CNN
+    w = reset_batchnorm(arch, random_weights(arch, 1, seed=6)[0], digits_task, n_samples=300)
+    model = arch.build(w)
+    x = digits_task.x_train[:300]
+    h1 = model[0](x)
+    torch.testing.assert_close(model[1].running_mean, h1.mean((0, 2, 3)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model[1].running_var, h1.var((0, 2, 3), unbiased=False), atol=1e-5, rtol=1e-5)
+    h6 = model[:6](x)  # the second BatchNorm sees its inputs after the first one was reset
+    torch.testing.assert_close(model[6].running_mean, h6.mean((0, 2, 3)), atol=1e-5, rtol=1e-5)

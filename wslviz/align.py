@@ -1,0 +1,347 @@
+"""Alignment: re-express models in a common basis by undoing weight-space symmetries.
+
+* :func:`weight_matching` — Git Re-Basin's weight matching (Ainsworth, Hayase & Srinivasa, "Git
+  Re-Basin: Merging Models modulo Permutation Symmetries", ICLR 2023, Algorithm 1): coordinate descent
+  over the permutation groups, each step a linear assignment problem
+  (``scipy.optimize.linear_sum_assignment``) maximising the inner product with the reference, groups
+  visited in random order until a full pass improves none. Before matching, both models are brought
+  to a normal form for the scale/sign symmetries (unit incoming norm for ReLU units, sign of the
+  largest incoming weight for odd units), so a permuted *and* rescaled copy is matched exactly; the
+  result carries the reference's unit scales.
+* :func:`activation_matching` — the same paper's activation matching: per group, units are paired by
+  the correlation of their activations on data.
+* :func:`align_zoo`, :func:`align_to_average` and :func:`merge` for whole zoos.
+
+Every function returns a group element's image of its input: the same function, other weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from wslviz.arch import Architecture
+from wslviz.symmetry import (
+    KINDS,
+    SymmetryElement,
+    SymmetryError,
+    _as_batch,
+    _check_kinds,
+    apply_group,
+    apply_symmetry,
+    compose,
+    inverse,
+    normalising_element,
+    unit_view,
+)
+
+Progress = Callable[[int, int], None] | None
+METHODS = ("weight", "activation")
+
+
+def _normal_form(arch: Architecture, weights: torch.Tensor, kinds: tuple[str, ...]) -> SymmetryElement:
+    """Element (batched over ``weights`` [B, P]) putting every unit in scale/sign normal form, no reordering."""
+    out = weights.double()
+    perms, scales = [], []
+    for group in arch.perm_spec.groups:
+        s = normalising_element(arch, out, group, kinds)
+        out = apply_group(arch, out, group, None, s)
+        perms.append(torch.arange(group.size).expand(weights.shape[0], -1).clone())
+        scales.append(s.float())
+    return SymmetryElement(perms, scales)
+
+
+def _assign(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per model the maximising assignment of ``cost`` [B, n, n] and whether it beats the identity."""
+    b, n, _ = cost.shape
+    cols = torch.empty(b, n, dtype=torch.int64)
+    better = torch.zeros(b, dtype=torch.bool)
+    c = cost.numpy()
+    for i in range(b):  # one assignment problem per model: the solver has no batched form
+        _, col = linear_sum_assignment(c[i], maximize=True)
+        old, new = np.trace(c[i]), c[i][np.arange(n), col].sum()
+        # a strict, scale-aware improvement test so that float noise cannot make the descent cycle
+        if new > old + 1e-9 * max(1.0, abs(old)):
+            better[i] = True
+            cols[i] = torch.from_numpy(col)
+        else:
+            cols[i] = torch.arange(n)
+    return cols, better
+
+
+def _match_batch(arch: Architecture, reference: torch.Tensor, others: torch.Tensor, seed: int, max_iter: int,
+                 kinds: tuple[str, ...]) -> SymmetryElement:
+    """The elements ``[B]`` taking each of ``others`` [B, P] to ``reference`` [P]'s basis (weight matching)."""
+    spec = arch.perm_spec
+    b = others.shape[0]
+    g_ref = _normal_form(arch, reference.unsqueeze(0), kinds)
+    g_oth = _normal_form(arch, others, kinds)
+    ref = apply_symmetry(arch, reference.unsqueeze(0).double(), g_ref)
+    cur = apply_symmetry(arch, others.double(), g_oth)
+    perms = [torch.arange(g.size).expand(b, -1).clone() for g in spec.groups]
+
+    def step(gi: int, incoming_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        group = spec.groups[gi]
+        cost = torch.zeros(b, group.size, group.size, dtype=torch.float64)
+        for ref_axis in group.refs:
+            if incoming_only and not ref_axis.incoming:
+                continue
+            cost += unit_view(arch, ref, ref_axis) @ unit_view(arch, cur, ref_axis).transpose(1, 2)
+        return _assign(cost)
+
+    def update(gi: int, cols: torch.Tensor) -> None:
+        nonlocal cur
+        cur = apply_group(arch, cur, spec.groups[gi], cols)
+        perms[gi] = torch.gather(perms[gi], 1, cols)
+
+    # Initialise with one sweep in layer order matching only each group's incoming side (whose inputs the
+    # previous groups have just aligned); for an exact permuted copy this already is the planted answer.
+    # Kept only where it beats the identity on the full objective, so the descent never ends worse than it.
+    start_cur, start_perms = cur, [p.clone() for p in perms]
+    for gi in range(len(spec.groups)):
+        update(gi, step(gi, incoming_only=True)[0])
+    worse = (cur * ref).sum(1) < (start_cur * ref).sum(1)
+    cur = torch.where(worse.unsqueeze(1), start_cur, cur)
+    perms = [torch.where(worse.unsqueeze(1), p0, p) for p0, p in zip(start_perms, perms, strict=True)]
+    rng = np.random.default_rng(seed)
+    for _ in range(max_iter):
+        improved = False
+        for gi in rng.permutation(len(spec.groups)):
+            cols, better = step(int(gi), incoming_only=False)
+            if better.any():
+                update(int(gi), cols)
+                improved = True
+        if not improved:
+            break
+    match = SymmetryElement(perms, [torch.ones(b, g.size) for g in spec.groups])
+    back = inverse(g_ref)
+    back = SymmetryElement([p.expand(b, -1) for p in back.perms], [s.expand(b, -1) for s in back.scales])
+    return compose(back, compose(match, g_oth))
+
+
+def _check_pair(arch: Architecture, reference: torch.Tensor, other: torch.Tensor) -> None:
+    if reference.dim() != 1 or reference.shape[0] != arch.n_params:
+        raise SymmetryError(f"reference must be one model [P] with P = {arch.n_params}, got {list(reference.shape)}")
+    if other.shape[-1] != arch.n_params:
+        raise SymmetryError(f"other must have P = {arch.n_params} parameters, got {list(other.shape)}")
+
+
+def weight_matching(
+    arch: Architecture,
+    reference: torch.Tensor,
+    other: torch.Tensor,
+    seed: int = 0,
+    max_iter: int = 100,
+    return_perm: bool = False,
+    kinds: Iterable[str] = KINDS,
+) -> torch.Tensor | tuple[torch.Tensor, SymmetryElement]:
+    """``other`` re-expressed in ``reference``'s basis by weight matching (Git Re-Basin, Algorithm 1).
+
+    ``reference`` [P]; ``other`` [P] (or [B, P]: each row matched independently, in one batched run).
+    Coordinate descent over permutation groups in random order (``seed``), each step solving
+    ``max_P <W_ref, P W_other>`` summed over every axis the group moves, until a pass improves no group
+    or ``max_iter`` passes. ``kinds`` chooses which symmetries besides permutations are normalised away
+    first (``"scale"`` for ReLU units, ``"sign"`` for odd units; pass ``("permutation",)`` for plain
+    Git Re-Basin). The result computes the same function as ``other``. With ``return_perm`` also the
+    group element ``g`` with ``apply_symmetry(arch, other, g)`` the result.
+    """
+    _check_pair(arch, reference, other)
+    kinds = _check_kinds(kinds)
+    w, single = _as_batch(other, arch)
+    g = _match_batch(arch, reference.float(), w.float(), seed, max_iter, kinds)
+    aligned = apply_symmetry(arch, w, g)
+    if single:
+        aligned, g = aligned[0], SymmetryElement([p[0] for p in g.perms], [s[0] for s in g.scales])
+    return (aligned, g) if return_perm else aligned
+
+
+def _activations(arch: Architecture, weights: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
+    """Per group, activations ``[B, n_units, samples]`` of ``weights`` [B, P] on inputs ``x``."""
+    from wslviz.evaluation import forward
+
+    spec = arch.perm_spec
+    with torch.no_grad():
+        _, captured = forward(arch, weights, x, capture={g.capture for g in spec.groups})
+    out = []
+    for group in spec.groups:
+        h = captured[group.capture]  # [B, N, C, (H, W)]
+        h = h.movedim(2, 1).reshape(h.shape[0], group.size, -1)
+        out.append(h.double())
+    return out
+
+
+def _correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlations ``[B, n, n]`` between the units of ``a`` [1 or B, n, S] and ``b`` [B, n, S];
+    a constant unit (a dead ReLU) correlates 0 with everything."""
+    a = a - a.mean(-1, keepdim=True)
+    b = b - b.mean(-1, keepdim=True)
+    na, nb = a.norm(dim=-1), b.norm(dim=-1)
+    a = a / torch.where(na > 0, na, 1.0).unsqueeze(-1)
+    b = b / torch.where(nb > 0, nb, 1.0).unsqueeze(-1)
+    return a @ b.transpose(1, 2)
+
+
+def activation_matching(
+    arch: Architecture,
+    task,
+    reference: torch.Tensor,
+    other: torch.Tensor,
+    n_samples: int = 512,
+    seed: int = 0,
+    return_perm: bool = False,
+    kinds: Iterable[str] = KINDS,
+) -> torch.Tensor | tuple[torch.Tensor, SymmetryElement]:
+    """``other`` re-expressed in ``reference``'s basis by activation matching (Git Re-Basin, Sec. 3.1).
+
+    On ``n_samples`` training inputs of ``task`` (chosen with ``seed``), each group's units are paired by
+    maximising the summed correlation of their activations (one linear assignment per group; groups are
+    independent because a permutation does not change the activations of other layers). Scale and sign
+    normal forms are taken first as in :func:`weight_matching` (correlation is blind to scale, and
+    sign-normalising makes it blind to sign flips). ``other`` [P] or [B, P]; the result computes the
+    same function as ``other``.
+    """
+    if task is None:
+        raise ValueError("activation matching needs data: this zoo has no task")
+    _check_pair(arch, reference, other)
+    kinds = _check_kinds(kinds)
+    w, single = _as_batch(other.float(), arch)
+    b = w.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    x = task.x_train
+    x = x[torch.randperm(len(x), generator=gen)[:n_samples]]
+    g_ref = _normal_form(arch, reference.float().unsqueeze(0), kinds)
+    g_oth = _normal_form(arch, w, kinds)
+    acts_ref = _activations(arch, apply_symmetry(arch, reference.float().unsqueeze(0), g_ref), x)
+    acts_oth = _activations(arch, apply_symmetry(arch, w, g_oth), x)
+    perms = []
+    for a_ref, a_oth in zip(acts_ref, acts_oth, strict=True):
+        cost = _correlation(a_ref, a_oth)
+        cols = torch.empty(b, cost.shape[1], dtype=torch.int64)
+        for i in range(b):  # one assignment problem per model
+            cols[i] = torch.from_numpy(linear_sum_assignment(cost[i].numpy(), maximize=True)[1])
+        perms.append(cols)
+    match = SymmetryElement(perms, [torch.ones(b, p.shape[1]) for p in perms])
+    back = inverse(g_ref)
+    back = SymmetryElement([p.expand(b, -1) for p in back.perms], [s.expand(b, -1) for s in back.scales])
+    g = compose(back, compose(match, g_oth))
+    aligned = apply_symmetry(arch, w, g)
+    if single:
+        aligned, g = aligned[0], SymmetryElement([p[0] for p in g.perms], [s[0] for s in g.scales])
+    return (aligned, g) if return_perm else aligned
+
+
+def align_zoo(
+    arch: Architecture,
+    weights: torch.Tensor,
+    reference: torch.Tensor,
+    method: str = "weight",
+    progress: Progress = None,
+    task=None,
+    kinds: Iterable[str] = KINDS,
+    seed: int = 0,
+    chunk_size: int = 64,
+) -> torch.Tensor:
+    """Every model of ``weights`` [B, P] re-expressed in the basis of ``reference`` [P] -> ``[B, P]``.
+
+    ``method``: ``"weight"`` (:func:`weight_matching`) or ``"activation"`` (:func:`activation_matching`,
+    needs ``task``). Models are matched in batched chunks of ``chunk_size``; ``progress(done, total)``
+    is called after each chunk.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown alignment method {method!r}; known: {', '.join(METHODS)}")
+    if method == "activation" and task is None:
+        raise ValueError("activation matching needs data: pass task= (this zoo has no task?)")
+    w, _ = _as_batch(weights, arch)
+    out = torch.empty_like(w, dtype=torch.float32)
+    for start in range(0, len(w), chunk_size):
+        part = w[start:start + chunk_size]
+        if method == "weight":
+            out[start:start + chunk_size] = weight_matching(arch, reference, part, seed=seed, kinds=kinds)
+        else:
+            out[start:start + chunk_size] = activation_matching(arch, task, reference, part, seed=seed, kinds=kinds)
+        if progress:
+            progress(min(start + chunk_size, len(w)), len(w))
+    return out
+
+
+def align_to_average(
+    arch: Architecture,
+    weights: torch.Tensor,
+    n_iter: int = 5,
+    progress: Progress = None,
+    kinds: Iterable[str] = KINDS,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Align all models to their running average, iteratively -> ``[B, P]``.
+
+    Start from the first model as reference; each round aligns every model (weight matching) to the
+    mean of the previous round's aligned models, until the alignment stops changing or ``n_iter``
+    rounds (the "average model" reference used for zoo merging, cf. Ainsworth et al. 2023, Sec. 5).
+    """
+    w, _ = _as_batch(weights, arch)
+    w = w.float()
+    aligned = align_zoo(arch, w, w[0], kinds=kinds, seed=seed)
+    for it in range(n_iter):
+        new = align_zoo(arch, w, aligned.mean(0), kinds=kinds, seed=seed)
+        if progress:
+            progress(it + 1, n_iter)
+        if torch.equal(new, aligned):
+            break
+        aligned = new
+    if progress:
+        progress(n_iter, n_iter)
+    return aligned
+
+
+def merge(
+    arch: Architecture,
+    weights: torch.Tensor,
+    reference: torch.Tensor | None = None,
+    task=None,
+    kinds: Iterable[str] = KINDS,
+) -> torch.Tensor:
+    """One model ``[P]`` from ``weights`` [K, P]: the average after alignment.
+
+    Aligned to ``reference`` [P] when given, else to their running average (:func:`align_to_average`).
+    Averaging breaks BatchNorm running statistics (the average of per-model statistics does not
+    describe the merged model's activations), so they are *reset*: recomputed layer by layer from the
+    training inputs of ``task`` when one is passed (the "REPAIR"-style reset of Jordan et al. 2023),
+    else set to mean 0, variance 1.
+    """
+    w, _ = _as_batch(weights, arch)
+    if len(w) == 0:
+        raise ValueError("merge needs at least one model")
+    aligned = align_zoo(arch, w, reference, kinds=kinds) if reference is not None else align_to_average(arch, w,
+                                                                                                        kinds=kinds)
+    merged = aligned.mean(0)
+    return reset_batchnorm(arch, merged, task)
+
+
+def reset_batchnorm(arch: Architecture, weights: torch.Tensor, task=None, n_samples: int = 2048) -> torch.Tensor:
+    """Reset the BatchNorm running statistics of one model ``[P]`` (no-op without BatchNorm).
+
+    With ``task``: each BatchNorm layer's running mean and (biased) variance are recomputed, in layer
+    order, from its inputs on up to ``n_samples`` training inputs. Without: mean 0, variance 1.
+    """
+    from wslviz.evaluation import forward
+
+    out = weights.clone().float()
+    for i, layer in enumerate(arch.layers):
+        if layer["type"] != "batchnorm":
+            continue
+        mean_info = next(p for p in arch.layout if p.layer == i and p.role == "running_mean")
+        var_info = next(p for p in arch.layout if p.layer == i and p.role == "running_var")
+        if task is None:
+            out[mean_info.slice], out[var_info.slice] = 0.0, 1.0
+            continue
+        x = task.x_train[:n_samples]
+        with torch.no_grad():
+            h = forward(arch, out.unsqueeze(0), x, capture={i - 1})[1][i - 1][0] if i > 0 else x
+        dims = [0] + list(range(2, h.dim()))
+        out[mean_info.slice] = h.mean(dims)
+        out[var_info.slice] = h.var(dims, unbiased=False)
+    return out
+

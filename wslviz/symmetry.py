@@ -1,0 +1,465 @@
+"""Weight-space symmetries: which weights can change without changing the function.
+
+Hidden units of a network can be reordered (a permutation of a layer's outputs, undone by the same
+permutation of the next layer's inputs); a ReLU/LeakyReLU unit can be scaled by any ``s > 0`` (its
+incoming weights times ``s``, outgoing weights divided by ``s``, since ``relu(s*z) = s*relu(z)``); a
+unit with an odd activation (tanh, sin) can flip sign. Every such change gives different weights and
+the same function (Hecht-Nielsen 1990; for their role in weight space learning see Ainsworth et al.,
+"Git Re-Basin", ICLR 2023, and Navon et al., "Equivariant Architectures for Learning in Deep Weight
+Spaces", ICML 2023).
+
+This module derives the *permutation spec* of an :class:`~wslviz.arch.Architecture` (which tensor
+axes share each permutation), draws and applies group elements to ``[P]`` or ``[B, P]`` weights,
+composes and inverts them, measures functional equivalence and computes canonical forms.
+
+Convention for a group element ``g``: for each permutation group with units ``j``, unit ``j`` of
+``g·θ`` is unit ``perm[j]`` of ``θ``, scaled by ``scale[j]`` (``scale`` is a positive factor times a
+sign). ``perm`` is ``[n]`` (one element for all models) or ``[B, n]`` (one element per model).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from wslviz.arch import ACTIVATIONS, Architecture, ArchitectureError
+
+KINDS = ("permutation", "scale", "sign")
+# Elementwise layers and the unit transforms that pass through them unchanged: relu(s*z) = s*relu(z)
+# for s > 0, tanh(-z) = -tanh(z); pooling over space acts per channel (max commutes with s > 0 only).
+_PASSES = {
+    "relu": {"scale"},
+    "leaky_relu": {"scale"},
+    "maxpool2d": {"scale"},
+    "tanh": {"sign"},
+    "sin": {"sign"},
+    "gelu": set(),
+    "sigmoid": set(),
+    "avgpool2d": {"scale", "sign"},
+    "global_avg_pool": {"scale", "sign"},
+    "flatten": {"scale", "sign"},
+    "dropout": {"scale", "sign"},
+}
+_NONLINEAR = set(ACTIVATIONS) | {"maxpool2d"}
+
+
+class SymmetryError(ArchitectureError):
+    """An architecture, weight tensor or group element the symmetry code cannot handle."""
+
+
+@dataclass(frozen=True)
+class AxisRef:
+    """One tensor axis moved by a permutation group.
+
+    ``name``: parameter name (``"3.weight"``); ``axis``: the tensor axis indexed by the group's units;
+    ``block``: entries per unit along that axis (``H*W`` where a conv channel is flattened into a
+    linear layer's input, else 1); ``power``: how a unit scale ``s`` acts on this tensor (``+1``
+    multiply, ``-1`` divide, ``0`` untouched); ``incoming``: whether the tensor belongs to the unit's
+    own computation (its weights, bias, normalisation parameters) rather than to the next layer.
+    """
+
+    name: str
+    axis: int
+    block: int = 1
+    power: int = 0
+    incoming: bool = True
+
+
+@dataclass(frozen=True)
+class PermGroup:
+    """The hidden units (or channels) output by one linear/conv layer, and every axis they move.
+
+    ``layer``: index of the weight layer whose outputs these are; ``size``: number of units;
+    ``refs``: the axes; ``kinds``: the symmetries valid here (always ``"permutation"``, plus
+    ``"scale"`` and/or ``"sign"`` when the layers up to the next affine map allow them);
+    ``activation``: the nonlinearity acting on these units (None for none); ``capture``: the layer
+    index whose output holds these units' activations (for activation matching).
+    """
+
+    name: str
+    layer: int
+    size: int
+    refs: tuple[AxisRef, ...]
+    kinds: tuple[str, ...]
+    activation: str | None
+    capture: int
+
+
+@dataclass(frozen=True)
+class PermutationSpec:
+    """All permutation groups of an architecture, in layer order."""
+
+    groups: tuple[PermGroup, ...]
+    n_params: int
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    @property
+    def names(self) -> list[str]:
+        return [g.name for g in self.groups]
+
+
+@dataclass
+class SymmetryElement:
+    """A group element: per permutation group a permutation and per-unit scale factors.
+
+    ``perms[i]``: int64 ``[n_i]`` or ``[B, n_i]``; ``scales[i]``: float ``[n_i]`` or ``[B, n_i]``
+    (positive factors for scale, ±1 for sign, 1 where neither applies).
+    """
+
+    perms: list[torch.Tensor]
+    scales: list[torch.Tensor]
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        shapes = {tuple(t.shape[:-1]) for t in self.perms + self.scales}
+        return max(shapes, key=len) if shapes else ()
+
+    def units_moved(self) -> list[torch.Tensor]:
+        """Per group, the number of units whose position changed (``[]`` or ``[B]`` each)."""
+        return [(p != torch.arange(p.shape[-1])).sum(-1) for p in self.perms]
+
+
+def permutation_spec(arch: Architecture) -> PermutationSpec:
+    """Derive the permutation groups of a sequential MLP/CNN.
+
+    One group per linear/conv layer except the last (whose outputs are the network's outputs). A group
+    moves the layer's weight rows and bias, the per-channel parameters and running statistics of the
+    BatchNorm/LayerNorm layers before the next weight layer, and the next weight layer's input axis;
+    across a ``flatten`` after a conv, one channel owns a block of ``H*W`` consecutive inputs of the
+    next linear layer. Scale and sign symmetries act on the last affine map before the nonlinearity
+    (the weight layer, or a BatchNorm/LayerNorm after it) and are undone by the next affine map (the
+    next weight layer, or a BatchNorm after the nonlinearity, through its running mean and weight).
+    Raises :class:`SymmetryError` for a layer it cannot place.
+    """
+    if not isinstance(arch, Architecture):
+        raise SymmetryError(f"permutation_spec needs an Architecture, got {type(arch).__name__}")
+    weight_layers = arch.weight_layers
+    groups = []
+    for k, nxt in zip(weight_layers[:-1], weight_layers[1:], strict=True):
+        groups.append(_group(arch, k, nxt))
+    return PermutationSpec(tuple(groups), arch.n_params)
+
+
+def _params_of(arch: Architecture, layer: int) -> dict[str, str]:
+    return {p.role: p.name for p in arch.layout if p.layer == layer}
+
+
+def _group(arch: Architecture, k: int, nxt: int) -> PermGroup:
+    layer = arch.layers[k]
+    n = layer.get("out_features", layer.get("out_channels"))
+    # the affine map that produces the nonlinearity's input, and the one that undoes a unit scale
+    producer, consumer, activation, capture = k, nxt, None, k
+    kinds = {"scale", "sign"}
+    block, seen_nonlinear = 1, False
+    for i in range(k + 1, nxt):
+        kind = arch.layers[i]["type"]
+        if kind in ("batchnorm", "layernorm"):
+            width = arch.layers[i].get("num_features", arch.layers[i].get("normalized_shape"))
+            if width != n:
+                raise SymmetryError(f"layer {i} ({kind}) normalises {width} features, layer {k} gives {n} units")
+            if not seen_nonlinear:
+                producer = i
+            elif consumer == nxt:
+                consumer = i
+                if kind == "layernorm":  # LayerNorm mixes units: no per-unit scale passes it
+                    kinds.clear()
+        elif kind in _PASSES:
+            if kind == "flatten":
+                before = arch.shapes[i - 1]
+                block = math.prod(before[1:]) if len(before) == 3 else 1
+            if consumer == nxt:
+                kinds &= _PASSES[kind]
+            seen_nonlinear = seen_nonlinear or kind in _NONLINEAR
+            if kind in ACTIVATIONS and activation is None:
+                activation, capture = kind, i
+        else:
+            raise SymmetryError(f"layer {i} ({kind}) between weight layers {k} and {nxt} is not supported")
+    capture = capture if activation else producer
+    refs: list[AxisRef] = []
+    for i in range(k, nxt):
+        kind = arch.layers[i]["type"]
+        if kind not in ("linear", "conv2d", "batchnorm", "layernorm"):
+            continue
+        for role, name in _params_of(arch, i).items():
+            power = 0
+            if i == producer and role in ("weight", "bias"):
+                power = 1
+            elif i == consumer and role == "running_mean":
+                power = 1
+            elif i == consumer and role == "weight":
+                power = -1
+            refs.append(AxisRef(name, 0, 1, power, True))
+    w_next = _params_of(arch, nxt)["weight"]
+    if arch.layout[[p.name for p in arch.layout].index(w_next)].shape[1] != n * block:
+        raise SymmetryError(f"layer {nxt} takes inputs that are not {n} units of {block} entries each")
+    refs.append(AxisRef(w_next, 1, block, -1 if consumer == nxt else 0, False))
+    ordered = tuple(kind for kind in KINDS if kind == "permutation" or kind in kinds)
+    name = f"layer {k} ({layer['type']}, {n} {'channels' if layer['type'] == 'conv2d' else 'units'})"
+    return PermGroup(name, k, n, tuple(refs), ordered, activation, capture)
+
+
+# ---------------------------------------------------------------- tensor plumbing
+def _as_batch(weights: torch.Tensor, arch: Architecture) -> tuple[torch.Tensor, bool]:
+    if not isinstance(weights, torch.Tensor):
+        raise SymmetryError(f"weights must be a torch.Tensor, got {type(weights).__name__}")
+    if weights.dim() not in (1, 2) or weights.shape[-1] != arch.n_params:
+        raise SymmetryError(f"weights must be [P] or [B, P] with P = {arch.n_params}, got {list(weights.shape)}")
+    return (weights.unsqueeze(0), True) if weights.dim() == 1 else (weights, False)
+
+
+def _info(arch: Architecture):
+    return {p.name: p for p in arch.layout}
+
+
+def unit_view(arch: Architecture, weights: torch.Tensor, ref: AxisRef) -> torch.Tensor:
+    """The entries of ``weights`` [B, P] on one axis, as ``[B, n_units, m]`` (one row per unit)."""
+    p = _info(arch)[ref.name]
+    t = weights[:, p.slice].reshape(weights.shape[0], *p.shape).movedim(ref.axis + 1, 1)
+    n = t.shape[1] // ref.block
+    return t.reshape(t.shape[0], n, ref.block, *t.shape[2:]).reshape(t.shape[0], n, -1)
+
+
+def _transform_ref(arch: Architecture, out: torch.Tensor, ref: AxisRef, perm: torch.Tensor | None,
+                   scale: torch.Tensor | None) -> None:
+    """In place on ``out`` [B, P]: permute one axis by ``perm`` [B, n] and apply ``scale ** power``."""
+    if perm is None and (scale is None or ref.power == 0):
+        return
+    p = _info(arch)[ref.name]
+    b = out.shape[0]
+    t = out[:, p.slice].reshape(b, *p.shape).movedim(ref.axis + 1, 1)
+    moved_shape = t.shape
+    n = t.shape[1] // ref.block
+    t = t.reshape(b, n, -1)
+    if perm is not None:
+        t = torch.gather(t, 1, perm.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
+    if scale is not None and ref.power != 0:
+        t = t * scale.to(t.dtype).pow(ref.power).unsqueeze(-1)
+    out[:, p.slice] = t.reshape(moved_shape).movedim(1, ref.axis + 1).reshape(b, -1)
+
+
+def _expand(t: torch.Tensor | None, b: int) -> torch.Tensor | None:
+    if t is None:
+        return None
+    return t.expand(b, -1) if t.dim() == 1 else t
+
+
+def apply_group(arch: Architecture, weights: torch.Tensor, group: PermGroup, perm: torch.Tensor | None,
+                scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply one group's permutation/scales to ``weights`` [B, P]; returns a new tensor."""
+    out = weights.clone()
+    perm, scale = _expand(perm, out.shape[0]), _expand(scale, out.shape[0])
+    for ref in group.refs:
+        _transform_ref(arch, out, ref, perm, scale)
+    return out
+
+
+def apply_symmetry(arch: Architecture, weights: torch.Tensor, g: SymmetryElement) -> torch.Tensor:
+    """``g·θ`` for ``weights`` [P] or [B, P]: same function, other weights (same shape as given).
+
+    A ``g`` with batched entries ``[B, n]`` applies one element per model.
+    """
+    w, single = _as_batch(weights, arch)
+    spec = arch.perm_spec
+    _check_element(spec, g)
+    batch = g.batch_shape
+    if batch and single:
+        w = w.expand(batch[0], -1)
+    elif batch and batch[0] != w.shape[0]:
+        raise SymmetryError(f"group element is batched over {batch[0]} models, weights over {w.shape[0]}")
+    out = w.clone()
+    for group, perm, scale in zip(spec.groups, g.perms, g.scales, strict=True):
+        is_identity_scale = bool((scale == 1).all())
+        out = apply_group(arch, out, group, perm, None if is_identity_scale else scale)
+    return out[0] if single and not batch else out
+
+
+def _check_element(spec: PermutationSpec, g: SymmetryElement) -> None:
+    if len(g.perms) != len(spec.groups) or len(g.scales) != len(spec.groups):
+        raise SymmetryError(f"group element has {len(g.perms)} permutations, "
+                            f"the architecture has {len(spec.groups)} groups")
+    for group, perm, scale in zip(spec.groups, g.perms, g.scales, strict=True):
+        if perm.shape[-1] != group.size or scale.shape[-1] != group.size:
+            raise SymmetryError(f"{group.name}: element has {perm.shape[-1]} units, expected {group.size}")
+
+
+def identity(arch: Architecture, batch: int | None = None) -> SymmetryElement:
+    """The identity element (batched over ``batch`` models when given)."""
+    shape = () if batch is None else (batch,)
+    perms = [torch.arange(g.size).expand(*shape, g.size).clone() for g in arch.perm_spec.groups]
+    scales = [torch.ones(*shape, g.size) for g in arch.perm_spec.groups]
+    return SymmetryElement(perms, scales)
+
+
+def random_symmetry(
+    arch: Architecture,
+    seed: int = 0,
+    kinds: Iterable[str] = KINDS,
+    scale_range: tuple[float, float] = (0.25, 4.0),
+) -> SymmetryElement:
+    """A random group element: per group a uniform random permutation, and where the layer allows it
+    log-uniform positive scales in ``scale_range`` (ReLU/LeakyReLU units) and random signs (odd
+    activations: tanh, sin). Only the ``kinds`` asked for and valid for each group are drawn."""
+    kinds = _check_kinds(kinds)
+    lo, hi = scale_range
+    if not 0 < lo <= hi:
+        raise SymmetryError(f"scale_range must be 0 < low <= high, got {scale_range}")
+    gen = torch.Generator().manual_seed(int(seed))
+    perms, scales = [], []
+    for group in arch.perm_spec.groups:
+        n = group.size
+        perm = torch.randperm(n, generator=gen) if "permutation" in kinds else torch.arange(n)
+        scale = torch.ones(n)
+        if "scale" in kinds and "scale" in group.kinds:
+            scale = scale * torch.exp(math.log(lo) + torch.rand(n, generator=gen) * (math.log(hi) - math.log(lo)))
+        if "sign" in kinds and "sign" in group.kinds:
+            scale = scale * (torch.randint(0, 2, (n,), generator=gen) * 2 - 1).float()
+        perms.append(perm)
+        scales.append(scale)
+    return SymmetryElement(perms, scales)
+
+
+def _check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise SymmetryError(f"unknown symmetry kind(s) {unknown}; known: {', '.join(KINDS)}")
+    return kinds
+
+
+def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``values[..., index]`` with broadcasting over a leading batch axis on either side."""
+    if values.dim() == 1 and index.dim() == 1:
+        return values[index]
+    b = max(values.shape[0] if values.dim() == 2 else 1, index.shape[0] if index.dim() == 2 else 1)
+    return torch.gather(_expand(values, b), 1, _expand(index, b))
+
+
+def compose(g: SymmetryElement, h: SymmetryElement) -> SymmetryElement:
+    """The element ``g∘h``: applying it equals applying ``h`` first, then ``g``."""
+    perms = [_take(ph, pg) for pg, ph in zip(g.perms, h.perms, strict=True)]
+    scales = [sg * _take(sh, pg) for pg, sg, sh in zip(g.perms, g.scales, h.scales, strict=True)]
+    return SymmetryElement(perms, scales)
+
+
+def inverse(g: SymmetryElement) -> SymmetryElement:
+    """The element undoing ``g``."""
+    perms = [torch.argsort(p, dim=-1) for p in g.perms]
+    scales = [1.0 / _take(s, q) for s, q in zip(g.scales, perms, strict=True)]
+    return SymmetryElement(perms, scales)
+
+
+def group_size_log10(arch: Architecture) -> float:
+    """log10 of the number of permutation symmetries: the product over groups of ``n!``."""
+    return sum(math.lgamma(g.size + 1) for g in arch.perm_spec.groups) / math.log(10)
+
+
+def probe_inputs(arch: Architecture, n: int = 256, seed: int = 0) -> torch.Tensor:
+    """Standard-normal probe inputs ``[n, *input_shape]`` (deterministic)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, *arch.input_shape, generator=gen)
+
+
+def equivalence_gap(arch: Architecture, a: torch.Tensor, b: torch.Tensor, x: torch.Tensor | None = None) -> float:
+    """Max absolute output difference between models ``a`` and ``b`` ([P] or [B, P] each, paired) on
+    probe inputs ``x`` (default: 256 standard-normal inputs)."""
+    from wslviz.evaluation import model_outputs
+
+    a, _ = _as_batch(a, arch)
+    b, _ = _as_batch(b, arch)
+    x = probe_inputs(arch) if x is None else x
+    diff = model_outputs(arch, a, x) - model_outputs(arch, b, x)
+    return float(diff.abs().max()) if diff.numel() else 0.0
+
+
+# ---------------------------------------------------------------- canonical forms
+def producer_rows(arch: Architecture, weights: torch.Tensor, group: PermGroup) -> torch.Tensor:
+    """``[B, n, m]``: per unit, the entries a unit scale multiplies (its incoming weights and bias, or
+    the normalisation layer's weight and bias right before the nonlinearity)."""
+    parts = [unit_view(arch, weights, ref) for ref in group.refs if ref.incoming and ref.power == 1
+             and not ref.name.endswith("running_mean")]
+    return torch.cat(parts, dim=-1)
+
+
+def normalising_element(arch: Architecture, weights: torch.Tensor, group: PermGroup,
+                        kinds: Iterable[str]) -> torch.Tensor:
+    """Per-unit factors ``[B, n]`` that give every unit of ``group`` unit incoming norm (``"scale"``,
+    where valid) and a positive largest-magnitude incoming entry (``"sign"``, where valid)."""
+    rows = producer_rows(arch, weights, group).double()
+    s = torch.ones(rows.shape[:2], dtype=torch.float64)
+    if "scale" in kinds and "scale" in group.kinds:
+        norm = rows.norm(dim=-1)
+        s = torch.where(norm > 0, 1.0 / norm, torch.ones_like(norm))
+    if "sign" in kinds and "sign" in group.kinds:
+        top = torch.gather(rows, 2, rows.abs().argmax(-1, keepdim=True)).squeeze(-1)
+        s = s * torch.where(top < 0, -1.0, 1.0)
+    return s
+
+
+_RAMP_CACHE: dict[int, torch.Tensor] = {}
+
+
+def _sort_key(rows: torch.Tensor, normalised: bool) -> torch.Tensor:
+    """Per unit key ``[B, n]``: the incoming norm, or (when every norm is 1 after scale normalisation)
+    the projection on a fixed ramp, so that the order does not depend on the units' positions."""
+    if not normalised:
+        return rows.norm(dim=-1)
+    m = rows.shape[-1]
+    if m not in _RAMP_CACHE:
+        _RAMP_CACHE[m] = torch.linspace(1.0, 2.0, m, dtype=torch.float64)
+    return rows @ _RAMP_CACHE[m]
+
+
+def canonicalize(
+    arch: Architecture,
+    weights: torch.Tensor,
+    kinds: Iterable[str] = KINDS,
+    return_element: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, SymmetryElement]:
+    """A canonical representative of each model's symmetry orbit; ``[P]`` or ``[B, P]`` as given.
+
+    Group by group in layer order: scale-normalise ReLU units (unit incoming norm), flip odd units so
+    their largest-magnitude incoming entry is positive, then sort units by a stable key (incoming norm;
+    after scale normalisation a fixed projection of the normalised incoming weights). Invariance:
+    ``canonicalize(apply_symmetry(θ, g)) == canonicalize(θ)`` for every ``g`` drawn with the same
+    ``kinds`` (to float rounding). With ``return_element`` also the element ``c`` with ``c·θ`` the result.
+    """
+    kinds = _check_kinds(kinds)
+    w, single = _as_batch(weights, arch)
+    out = w.clone()
+    perms, scales = [], []
+    for group in arch.perm_spec.groups:
+        s = normalising_element(arch, out, group, kinds)
+        rows = producer_rows(arch, out, group).double() * s.unsqueeze(-1)
+        normalised = "scale" in kinds and "scale" in group.kinds
+        if "permutation" in kinds:
+            perm = torch.argsort(_sort_key(rows, normalised), dim=-1, stable=True)
+        else:
+            perm = torch.arange(group.size).expand(out.shape[0], -1)
+        scale = torch.gather(s, 1, perm).float()
+        out = apply_group(arch, out, group, perm, scale)
+        perms.append(perm)
+        scales.append(scale)
+    if single:
+        out, perms, scales = out[0], [p[0] for p in perms], [s[0] for s in scales]
+    return (out, SymmetryElement(perms, scales)) if return_element else out
+
+
+def layer_distances(arch: Architecture, a: torch.Tensor, b: torch.Tensor) -> dict[str, np.ndarray]:
+    """Euclidean distance per weight layer between ``a`` and ``b`` ([P] or [B, P] each, broadcast):
+    ``{"layer i (kind)": [B]}``, plus ``"total"``."""
+    a, _ = _as_batch(a, arch)
+    b, _ = _as_batch(b, arch)
+    diff = (a - b) ** 2
+    out: dict[str, np.ndarray] = {}
+    for i, layer in enumerate(arch.layers):
+        cols = [p.slice for p in arch.layout if p.layer == i]
+        if cols:
+            out[f"layer {i} ({layer['type']})"] = torch.stack([diff[:, c].sum(1) for c in cols]).sum(0).sqrt().numpy()
+    out["total"] = diff.sum(1).sqrt().numpy()
+    return out
