@@ -20,6 +20,7 @@ import stat
 import tarfile
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -220,7 +221,8 @@ def safe_unpack(archive: str | Path, dest: str | Path, max_bytes: int = MAX_BYTE
     except FileExistsError as e:
         _empty(dest)
         raise ZooFormatError(archive, f"refused: member {Path(e.filename).relative_to(root)} appears twice") from None
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError, RuntimeError) as e:
+    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError, ValueError, RuntimeError,
+            NotImplementedError) as e:  # corrupt headers or compressed streams, unsupported compression
         _empty(dest)
         raise ZooFormatError(archive, f"not a readable {kind} archive ({str(e)[:200]})") from None
     return dest

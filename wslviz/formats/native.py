@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
-from wslviz.arch import Architecture, ArchitectureError
+from wslviz.arch import Architecture
 from wslviz.formats import ZooFormatError
 from wslviz.tasks import TaskError, make_task
 
@@ -56,18 +56,26 @@ def mmap_safetensor(path: Path, key: str = "weights") -> torch.Tensor:
         found = sorted(k for k in header if k != "__metadata__") if isinstance(header, dict) else []
         raise ZooFormatError(path, f"expected a tensor named {key!r}, found {found}")
     entry = header[key]
+    if not isinstance(entry, dict):
+        raise ZooFormatError(path, f"not a safetensors file (entry {key!r} is not an object)")
     if entry.get("dtype") != "F32":
         raise ZooFormatError(path, f"tensor {key!r} has dtype {entry.get('dtype')}, expected F32 (float32)")
-    shape = [int(s) for s in entry.get("shape", [])]
-    if len(shape) != 2:
+    shape, offsets = entry.get("shape"), entry.get("data_offsets")
+    if not _int_list(shape) or len(shape) != 2 or min(shape) < 0:
         raise ZooFormatError(path, f"tensor {key!r} has shape {shape}, expected [n_checkpoints, n_params]")
-    start, end = (int(v) for v in entry["data_offsets"])
-    if end - start != 4 * shape[0] * shape[1] or 8 + n + end > size:
+    if not _int_list(offsets) or len(offsets) != 2:
+        raise ZooFormatError(path, f"not a safetensors file (bad data_offsets {offsets!r} for {key!r})")
+    start, end = offsets
+    if start < 0 or end - start != 4 * shape[0] * shape[1] or 8 + n + end > size:
         raise ZooFormatError(path, f"tensor {key!r} is truncated or its byte range does not match its shape")
     if shape[0] * shape[1] == 0:
         return torch.zeros(shape, dtype=torch.float32)
     arr = np.memmap(path, dtype="<f4", mode="c", offset=8 + n + start, shape=tuple(shape))
     return torch.from_numpy(arr)
+
+
+def _int_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
 
 
 def read(path: Path, check_finite: bool = True, **_: object):
@@ -84,20 +92,25 @@ def read(path: Path, check_finite: bool = True, **_: object):
         raise ZooFormatError(path / "zoo.json", f"not valid JSON ({e})") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise ZooFormatError(path / "zoo.json", f"'format' must be {FORMAT!r}")
-    if int(info.get("version", 0)) > VERSION:
+    version = info.get("version", 0)
+    if not isinstance(version, int | float) or isinstance(version, bool):
+        raise ZooFormatError(path / "zoo.json", f"'version' must be a number, got {version!r}")
+    if version > VERSION:
         raise ZooFormatError(path / "zoo.json", f"version {info.get('version')} is newer than this wslviz reads")
     try:
         arch = Architecture(info["architecture"])
-    except (KeyError, TypeError, ArchitectureError) as e:
+    except (KeyError, TypeError, ValueError) as e:  # ArchitectureError is a ValueError
         raise ZooFormatError(path / "zoo.json", f"bad architecture: {e}") from None
     task = None
     if info.get("task"):
+        if not isinstance(info["task"], dict):
+            raise ZooFormatError(path / "zoo.json", f"bad task: expected an object, got {info['task']!r}")
         spec = dict(info["task"])
         if spec.get("name") == "npz" and spec.get("path") and not Path(spec["path"]).is_absolute():
             spec["path"] = str(path / spec["path"])
         try:
             task = make_task(spec)
-        except (TaskError, KeyError, TypeError) as e:
+        except (TaskError, KeyError, TypeError, ValueError) as e:
             raise ZooFormatError(path / "zoo.json", f"bad task: {e}") from None
     try:
         metadata = pd.read_csv(path / "metadata.csv")
