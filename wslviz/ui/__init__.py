@@ -1,21 +1,42 @@
 """The only Streamlit-aware helpers, shared by ``app.py`` and the pages.
 
 Pages read the current zoo with :func:`current_zoo`, the linked selection of checkpoints with
-:func:`get_selection` / :func:`set_selection`, and wrap long library calls with
-:func:`progress_callback`. Cached loaders key on the zoo's path (or fingerprint) and parameters.
+:func:`get_selection` / :func:`set_selection` (or the :func:`selection_picker` widget), open with
+:func:`teaching`, offer exports with :func:`download_csv` / :func:`download_figure` /
+:func:`download_weights`, and wrap long library calls with :func:`progress_callback`.
+
+Linked views: the current zoo and the selection live in session state (the source of truth while a
+session runs) and are mirrored in the URL query string (``?zoo=moons-mlp&sel=3,17``) so that a view
+can be bookmarked or shared. The URL is read once, on a session's first run (a reload or a shared
+link), and rewritten on every run, because navigating between pages clears the query string.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
+import torch
+from safetensors.torch import save
 
+from wslviz.arch import Architecture
+from wslviz.formats import ZooFormatError
 from wslviz.zoo import Zoo, load_zoo
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_zoo"
 ZOO_KEY = "zoo_path"
 SELECTION_KEY = "selection"
+TEACHING_KEY = "teaching_mode"
+ZOO_ERROR_KEY = "_zoo_error"
+_URL_READ_KEY = "_url_read"
+ZOO_PARAM = "zoo"
+SEL_PARAM = "sel"
+ENV_ZOO = "WSLVIZ_ZOO"  # set by ``wslviz app ZOO``: the zoo a new session opens
+DEFAULT_ZOO = "moons-mlp"  # the bundled zoo a new session opens otherwise (small, 2D task, fast)
 
 
 def bundled_zoos() -> dict[str, Path]:
@@ -25,31 +46,126 @@ def bundled_zoos() -> dict[str, Path]:
     return {p.name: p for p in sorted(SAMPLE_DIR.iterdir()) if (p / "zoo.json").is_file()}
 
 
-@st.cache_resource(show_spinner="Opening zoo ...")
+@st.cache_resource(show_spinner="Opening zoo ...", max_entries=8)
 def _load(path: str, mtime: float) -> Zoo:
     return load_zoo(path)
 
 
 def open_zoo(path: str | Path) -> Zoo:
-    """Open (cached by path and modification time) the zoo at ``path``."""
-    path = Path(path)
+    """Open (cached by path and modification time) the zoo at ``path``.
+
+    Raises :class:`ZooFormatError` naming the path and the problem when it is not a readable zoo."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ZooFormatError(path, "no such file or directory")
     stamp = max((f.stat().st_mtime for f in path.iterdir()), default=0.0) if path.is_dir() else path.stat().st_mtime
     return _load(str(path.resolve()), stamp)
 
 
+def resolve_zoo_ref(ref: str) -> Path:
+    """A zoo reference as it appears in the URL (a bundled zoo's name, or a path) -> its path."""
+    return bundled_zoos().get(ref) or Path(ref).expanduser()
+
+
+def zoo_ref(path: str | Path) -> str:
+    """The short reference for the URL: the bundled name when ``path`` is a bundled zoo, else the path."""
+    resolved = Path(path).expanduser().resolve()
+    for name, p in bundled_zoos().items():
+        if p.resolve() == resolved:
+            return name
+    return str(path)
+
+
+def _parse_rows(text: str) -> list[int]:
+    """``"3,17"`` -> ``[3, 17]``; anything that is not a non-negative integer is dropped."""
+    return [int(t) for t in text.split(",") if t.strip().isdigit()]
+
+
+def init_state() -> None:
+    """On a session's first run, take the zoo and selection from the URL (or ``$WSLVIZ_ZOO``).
+
+    A zoo reference that does not open is reported (kept under ``ZOO_ERROR_KEY`` for the sidebar)
+    and the default zoo is used instead; selected rows outside the zoo are dropped."""
+    if st.session_state.get(_URL_READ_KEY):
+        return
+    st.session_state[_URL_READ_KEY] = True
+    ref = st.query_params.get(ZOO_PARAM) or os.environ.get(ENV_ZOO)
+    if ref and ZOO_KEY not in st.session_state:
+        path = resolve_zoo_ref(ref)
+        try:
+            open_zoo(path)
+            st.session_state[ZOO_KEY] = str(path)
+        except (ValueError, OSError) as e:
+            st.session_state[ZOO_ERROR_KEY] = f"Could not open zoo {ref!r} from the link: {e}"
+    sel = st.query_params.get(SEL_PARAM)
+    if sel and SELECTION_KEY not in st.session_state:
+        zoo = current_zoo(stop_on_error=False)
+        n = zoo.n_checkpoints if zoo is not None else 0
+        st.session_state[SELECTION_KEY] = [r for r in _parse_rows(sel) if r < n]
+
+
+def url_params() -> dict[str, str]:
+    """The query parameters describing the current view (zoo and selection)."""
+    out: dict[str, str] = {}
+    path = st.session_state.get(ZOO_KEY)
+    if path:
+        out[ZOO_PARAM] = zoo_ref(path)
+    sel = get_selection()
+    if sel:
+        out[SEL_PARAM] = ",".join(map(str, sel))
+    return out
+
+
+def sync_url() -> None:
+    """Mirror the current zoo and selection in the URL (only the keys that changed are written)."""
+    want = url_params()
+    for key in (ZOO_PARAM, SEL_PARAM):
+        if key in want and st.query_params.get(key) != want[key]:
+            st.query_params[key] = want[key]
+        elif key not in want and key in st.query_params:
+            del st.query_params[key]
+
+
 def current_zoo_path() -> str | None:
+    """Path of the current zoo (default: ``$WSLVIZ_ZOO``, else bundled ``moons-mlp``, else the first
+    bundled zoo)."""
     path = st.session_state.get(ZOO_KEY)
     if path is None:
+        env = os.environ.get(ENV_ZOO)
         zoos = bundled_zoos()
-        path = str(next(iter(zoos.values()))) if zoos else None
+        default = zoos.get(DEFAULT_ZOO) or next(iter(zoos.values()), None)
+        path = str(resolve_zoo_ref(env)) if env else (str(default) if default else None)
         st.session_state[ZOO_KEY] = path
     return path
 
 
-def current_zoo() -> Zoo | None:
-    """The zoo picked in the sidebar (default: the first bundled zoo), or None if there is none."""
+def current_zoo(stop_on_error: bool = True) -> Zoo | None:
+    """The zoo picked in the sidebar (default: see :func:`current_zoo_path`), or None if there is none.
+
+    A zoo that fails to open shows its :class:`ZooFormatError` message (never a traceback) and stops
+    the page (``stop_on_error``) or returns None."""
     path = current_zoo_path()
-    return open_zoo(path) if path else None
+    if not path:
+        return None
+    try:
+        return open_zoo(path)
+    except (ValueError, OSError) as e:
+        st.error(f"Could not open the zoo: {e}")
+        if stop_on_error:
+            st.stop()
+        return None
+
+
+def set_zoo(path: str | Path) -> Zoo:
+    """Make the zoo at ``path`` current (raises :class:`ZooFormatError` if it does not open, changing
+    nothing). The selection is cleared when the zoo changes: row numbers belong to one zoo."""
+    zoo = open_zoo(path)
+    path = str(Path(path).expanduser())
+    if st.session_state.get(ZOO_KEY) != path:
+        st.session_state[ZOO_KEY] = path
+        st.session_state[SELECTION_KEY] = []
+    st.session_state.pop(ZOO_ERROR_KEY, None)
+    return zoo
 
 
 def get_selection() -> list[int]:
@@ -57,11 +173,60 @@ def get_selection() -> list[int]:
     return list(st.session_state.get(SELECTION_KEY, []))
 
 
-def set_selection(rows: list[int]) -> None:
-    st.session_state[SELECTION_KEY] = [int(r) for r in rows]
+def set_selection(rows: Sequence[int]) -> None:
+    """Make ``rows`` (checkpoint row indices, duplicates dropped, order kept) the linked selection; the
+    URL follows."""
+    st.session_state[SELECTION_KEY] = list(dict.fromkeys(int(r) for r in rows))
+    sync_url()
 
 
-def progress_callback(label: str):
+def checkpoint_label(zoo: Zoo, row: int) -> str:
+    """A short human label for one checkpoint row, e.g. ``"#17 · model 3 · epoch 20 · acc 0.930"``."""
+    meta = zoo.metadata
+    parts = [f"#{row}"]
+    for col, name in (("model_id", "model"), ("epoch", "epoch")):
+        if col in meta:
+            parts.append(f"{name} {meta[col].iloc[row]}")
+    if "test_acc" in meta and pd.notna(meta["test_acc"].iloc[row]):
+        parts.append(f"acc {float(meta['test_acc'].iloc[row]):.3f}")
+    return " · ".join(parts)
+
+
+def selection_picker(zoo: Zoo, label: str = "Checkpoints", default_count: int = 1, key: str = "selection_picker",
+                     max_selections: int | None = None, help: str | None = None) -> list[int]:
+    """A multiselect over the zoo's checkpoints, linked to the shared selection.
+
+    Starts from the current selection (else the first ``default_count`` final checkpoints); a change
+    made here becomes the shared selection (and the URL). Returns the picked row indices."""
+    selection = [r for r in get_selection() if r < zoo.n_checkpoints]
+    default = selection or [int(r) for r in zoo.final_index()[:default_count]]
+    if max_selections is not None:
+        default = default[:max_selections]
+
+    def changed() -> None:
+        set_selection(st.session_state[key])
+
+    return list(st.multiselect(label, options=list(range(zoo.n_checkpoints)), default=default, key=key,
+                               format_func=lambda r: checkpoint_label(zoo, r), max_selections=max_selections,
+                               on_change=changed, help=help or "Linked across pages and saved in the URL."))
+
+
+def teaching_mode() -> bool:
+    """Whether the sidebar's teaching mode is on (explainers open by default)."""
+    return bool(st.session_state.get(TEACHING_KEY, False))
+
+
+def teaching(title: str, body: str, paper: str | None = None) -> None:
+    """The "About this page" explainer every page opens with: the idea, what to look for, the paper.
+
+    ``body`` is Markdown. Open by default in teaching mode (sidebar toggle)."""
+    with st.expander(f"About this page: {title}", expanded=teaching_mode(), icon=":material/school:"):
+        st.markdown(body)
+        if paper:
+            st.caption(f"From: {paper}")
+
+
+def progress_callback(label: str) -> Callable[[int, int], None]:
     """A ``progress(done, total)`` callback driving an ``st.progress`` bar with counts."""
     bar = st.progress(0.0, text=label)
 
@@ -69,3 +234,60 @@ def progress_callback(label: str):
         bar.progress(min(1.0, done / max(total, 1)), text=f"{label} {done}/{total}")
 
     return update
+
+
+# ------------------------------------------------------------------ exports
+def weights_to_safetensors(arch: Architecture, weights: torch.Tensor, metadata: pd.DataFrame | None = None) -> bytes:
+    """``.safetensors`` bytes holding one float32 tensor ``"weights"`` ``[n, n_params]``; the header's
+    metadata carries the architecture spec (JSON) and the per-row metadata (JSON records)."""
+    weights = torch.as_tensor(weights, dtype=torch.float32).detach()
+    if weights.ndim == 1:
+        weights = weights[None]
+    if weights.ndim != 2 or weights.shape[1] != arch.n_params:
+        raise ValueError(f"weights of shape {list(weights.shape)} do not fit {arch.describe()} "
+                         f"(expected [n, {arch.n_params}])")
+    if metadata is not None and len(metadata) != weights.shape[0]:
+        raise ValueError(f"{len(metadata)} metadata rows for {weights.shape[0]} weight rows")
+    header = {"format": "wslviz-weights", "architecture": arch.to_json()}
+    if metadata is not None:
+        header["metadata"] = metadata.to_json(orient="records")
+    return save({"weights": weights.contiguous().clone()}, metadata=header)
+
+
+def _file_name(name: str, ext: str) -> str:
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "export"
+    return f"{stem}.{ext}"
+
+
+def download_csv(df: pd.DataFrame, name: str, label: str = "Download table (CSV)") -> None:
+    """A download button for ``df`` as CSV (``name``.csv)."""
+    st.download_button(label, lambda: df.to_csv(index=False).encode(), file_name=_file_name(name, "csv"),
+                       mime="text/csv", key=f"dl-csv-{name}", on_click="ignore", icon=":material/download:")
+
+
+def _png_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("kaleido") is not None
+
+
+def download_figure(fig: go.Figure, name: str, label: str = "Download figure (HTML)") -> None:
+    """Download buttons for ``fig`` as self-contained interactive HTML (works offline) and, when kaleido
+    is installed, as PNG. The files are generated only when a button is clicked."""
+    st.download_button(label, lambda: fig.to_html(include_plotlyjs=True, full_html=True).encode(),
+                       file_name=_file_name(name, "html"), mime="text/html", key=f"dl-html-{name}",
+                       on_click="ignore", icon=":material/download:")
+    if _png_available():
+        st.download_button("Download figure (PNG)", lambda: fig.to_image(format="png", scale=2),
+                           file_name=_file_name(name, "png"), mime="image/png", key=f"dl-png-{name}",
+                           on_click="ignore", icon=":material/download:")
+
+
+def download_weights(arch: Architecture, weights: torch.Tensor, metadata: pd.DataFrame | None, name: str,
+                     label: str = "Download weights (.safetensors)") -> None:
+    """A download button for weight rows ``[n, n_params]`` as ``.safetensors`` (see
+    :func:`weights_to_safetensors`)."""
+    st.download_button(label, lambda: weights_to_safetensors(arch, weights, metadata),
+                       file_name=_file_name(name, "safetensors"), mime="application/octet-stream",
+                       key=f"dl-st-{name}", on_click="ignore", icon=":material/download:")
+

@@ -1,0 +1,155 @@
+"""Zoo page: the metadata table (sort, filter, select), training curves coloured by a hyper-parameter,
+and per-layer weight histograms and singular-value spectra of chosen checkpoints."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from wslviz import ui
+from wslviz.plots import zoo as zplots
+
+TABLE_KEY = "zoo_table"
+
+st.title("Zoo")
+ui.teaching(
+    "a model zoo",
+    "A **model zoo** is a population of trained networks with the same architecture, trained with "
+    "varied seeds and hyper-parameters and saved at several epochs. Treating it as a data set (one row "
+    "per checkpoint, one column per weight) is the starting point of weight space learning.\n\n"
+    "**What to look for:** how far the hyper-parameters spread the final accuracy (the curves and the "
+    "box plot), which models never learn, how weight distributions widen during training, and how a "
+    "few leading singular values of each weight matrix grow above the random-initialisation bulk.\n\n"
+    "Select rows in the table to make them the current selection: the other pages start from it.",
+    "Schürholt et al., *Model Zoos: A Dataset of Diverse Populations of Neural Network Models*, NeurIPS "
+    "2022; Unterthiner et al., *Predicting Neural Network Accuracy from Weights*, 2020; Martin & Mahoney, "
+    "*Implicit Self-Regularization in Deep Neural Networks*, JMLR 2021 (spectra).",
+)
+
+zoo = ui.current_zoo()
+if zoo is None:
+    st.info("No zoo is open: pick one in the sidebar.")
+    st.stop()
+path = ui.current_zoo_path()
+meta = zoo.metadata
+hparams = zplots.hyperparameter_columns(meta)
+metrics = zplots.metric_columns(meta)
+st.caption(f"**{zoo.name}**: {zoo.n_models} models, {zoo.n_checkpoints} checkpoints, {zoo.arch.describe()}, "
+           f"task {zoo.task.name if zoo.task else 'none (weights only)'}")
+
+
+# ------------------------------------------------------------------ table
+st.subheader("Checkpoints")
+
+
+def filter_widgets(df: pd.DataFrame) -> pd.Series:
+    """One widget per hyper-parameter (and epoch): a range slider for many numeric values, a
+    multiselect otherwise. Returns the mask of rows that pass every filter."""
+    keep = pd.Series(True, index=df.index)
+    columns = (["epoch"] if "epoch" in df and df["epoch"].nunique() > 1 else []) + hparams
+    grid = st.columns(4)
+    for i, col in enumerate(columns):
+        values = df[col]
+        with grid[i % 4]:
+            if zplots.is_numeric(values) and values.nunique() > 6:
+                lo, hi = float(values.min()), float(values.max())
+                a, b = st.slider(col, lo, hi, (lo, hi), key=f"zoo_filter_{col}")
+                keep &= values.between(a, b)
+            else:
+                options = sorted(values.dropna().unique().tolist(), key=lambda v: (isinstance(v, str), v))
+                picked = st.multiselect(col, options, default=options, key=f"zoo_filter_{col}")
+                keep &= values.isin(picked)
+    return keep
+
+
+with st.expander("Filter and sort", expanded=True):
+    final_only = st.toggle("final checkpoints only", value=False, key="zoo_final_only",
+                           help="Keep each model's last checkpoint (highest epoch).")
+    mask = filter_widgets(meta)
+    c1, c2 = st.columns([3, 1])
+    sort_col = c1.selectbox("sort by", ["(row order)", *meta.columns], key="zoo_sort")
+    descending = c2.toggle("descending", value=True, key="zoo_desc")
+
+table = meta.copy()
+table.insert(0, "row", range(len(meta)))
+if final_only:
+    final = pd.Series(False, index=meta.index)
+    final.iloc[zoo.final_index()] = True
+    mask &= final
+table = table[mask.to_numpy()]
+if sort_col != "(row order)":
+    table = table.sort_values(sort_col, ascending=not descending, kind="stable")
+
+
+def table_selected() -> None:
+    rows = st.session_state[TABLE_KEY].selection.rows
+    ui.set_selection(st.session_state["_zoo_table_rows"][rows].tolist())
+
+
+st.session_state["_zoo_table_rows"] = table["row"].to_numpy()
+st.dataframe(table, hide_index=True, height=320, key=TABLE_KEY, on_select=table_selected,
+             selection_mode="multi-row", column_config={
+                 "row": st.column_config.NumberColumn("row", help="checkpoint row index (used in the URL)"),
+                 **{m: st.column_config.NumberColumn(m, format="%.4f") for m in metrics}})
+st.caption(f"{len(table)} of {len(meta)} checkpoints shown. Tick rows to make them the current selection "
+           f"(now: {len(ui.get_selection())} selected).")
+ui.download_csv(table, f"{zoo.name}-metadata")
+
+
+# ------------------------------------------------------------------ curves
+@st.cache_data(show_spinner=False, max_entries=32)
+def curves_figure(path: str, color_by: str, metric: str, highlight: tuple[int, ...]) -> go.Figure:
+    return zplots.accuracy_curves(ui.open_zoo(path).metadata, color_by, metric, highlight=highlight)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def final_figure(path: str, x: str, metric: str, highlight: tuple[int, ...]) -> go.Figure:
+    z = ui.open_zoo(path)
+    return zplots.final_metric_vs(z.metadata, z.final_index(), x, metric, highlight=highlight)
+
+
+st.subheader("Training curves")
+if not metrics or not hparams:
+    st.info("This zoo's metadata has no metric columns (test_acc, ...) or no varied hyper-parameter to "
+            "colour by, so there are no curves to draw.")
+else:
+    c1, c2 = st.columns(2)
+    default_colour = next((h for h in ("lr", "learning_rate", "optimizer") if h in hparams), hparams[0])
+    color_by = c1.selectbox("colour by", hparams, index=hparams.index(default_colour), key="zoo_color_by")
+    metric = c2.selectbox("metric", metrics, key="zoo_metric", format_func=zplots.label)
+    highlight = tuple(ui.get_selection())
+    left, right = st.columns([3, 2])
+    with left:
+        if "epoch" in meta and meta["epoch"].nunique() > 1 and "model_id" in meta:
+            fig = curves_figure(path, color_by, metric, highlight)
+            st.plotly_chart(fig, key="zoo_curves")
+            ui.download_figure(fig, f"{zoo.name}-curves-{metric}-by-{color_by}")
+        else:
+            st.info("One checkpoint per model: no curves over epochs.")
+    with right:
+        fig = final_figure(path, color_by, metric, highlight)
+        st.plotly_chart(fig, key="zoo_final")
+        ui.download_figure(fig, f"{zoo.name}-final-{metric}-by-{color_by}")
+
+
+# ------------------------------------------------------------------ weights of chosen checkpoints
+st.subheader("Weights of chosen checkpoints")
+rows = ui.selection_picker(zoo, "checkpoints to inspect (up to 4)", default_count=1, key="zoo_inspect",
+                           max_selections=4)
+if not rows:
+    st.info("Pick at least one checkpoint.")
+    st.stop()
+labels = [ui.checkpoint_label(zoo, r) for r in rows]
+weights = zoo.weights[rows]
+tab_h, tab_s = st.tabs(["Weight histograms", "Singular-value spectra"])
+with tab_h:
+    fig = zplots.weight_histograms(zoo.arch, weights, labels)
+    st.plotly_chart(fig, key="zoo_hist")
+    ui.download_figure(fig, f"{zoo.name}-histograms")
+with tab_s:
+    fig = zplots.singular_value_spectra(zoo.arch, weights, labels)
+    st.plotly_chart(fig, key="zoo_spectra")
+    ui.download_figure(fig, f"{zoo.name}-spectra")
+ui.download_weights(zoo.arch, weights, meta.iloc[rows].reset_index(drop=True), f"{zoo.name}-rows-"
+                    + "-".join(map(str, rows)))

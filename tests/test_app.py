@@ -1,0 +1,200 @@
+"""AppTest runs of ``app.py``: home summary, sidebar zoo picker, errors, linked selection and the URL."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from conftest import ROOT, random_zoo
+from safetensors.torch import load
+from streamlit.testing.v1 import AppTest
+
+from wslviz import ui
+from wslviz.arch import Architecture, mlp_spec
+from wslviz.tasks import make_task
+from wslviz.zoo import load_zoo
+
+BUNDLED = ("moons-mlp", "spirals-tanh", "digits-cnn")
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def zoo_dirs(tmp_path_factory):
+    """Two small native zoos on disk (different sizes, so the summary tells them apart)."""
+    base = tmp_path_factory.mktemp("zoos")
+    task = make_task("moons")
+    a = random_zoo(Architecture(mlp_spec([2, 16, 16, 2])), task, n_models=5, epochs=(0, 1, 2), seed=1)
+    b = random_zoo(Architecture(mlp_spec([2, 8, 2])), task, n_models=7, epochs=(0, 3), seed=2)
+    return str(a.save(base / "zoo-a")), str(b.save(base / "zoo-b"))
+
+
+def app(**query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    return at.run()
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def assert_summary(at: AppTest, path: str) -> None:
+    zoo = load_zoo(path)
+    assert not at.exception, at.exception
+    assert metrics(at) == {"models": f"{zoo.n_models:,}", "checkpoints": f"{zoo.n_checkpoints:,}",
+                           "parameters": f"{zoo.n_params:,}"}
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_home_summarises_each_bundled_zoo(name):
+    path = ROOT / "sample_zoo" / name
+    if not (path / "zoo.json").is_file():
+        pytest.fail(f"sample zoo {name} is missing (run `wslviz make-zoo`)")
+    at = app(zoo=name)
+    assert_summary(at, str(path))
+    assert at.session_state[ui.ZOO_KEY] == str(path)
+    assert at.query_params["zoo"] == name  # bundled zoos appear by name in the URL
+    assert len(at.get("plotly_chart")) == 1  # final-accuracy histogram
+
+
+def test_env_zoo_is_the_initial_zoo(zoo_dirs, monkeypatch):
+    monkeypatch.setenv(ui.ENV_ZOO, zoo_dirs[1])
+    at = app()
+    assert_summary(at, zoo_dirs[1])
+    assert at.query_params["zoo"] == zoo_dirs[1]
+
+
+def test_pick_another_zoo_by_folder_path(zoo_dirs):
+    at = app(zoo=zoo_dirs[0])
+    assert_summary(at, zoo_dirs[0])
+    at.sidebar.radio(key="zoo_source").set_value("Folder path").run()
+    at.sidebar.text_input(key="zoo_folder").input(zoo_dirs[1]).run()
+    assert_summary(at, zoo_dirs[1])
+    assert at.query_params["zoo"] == zoo_dirs[1]
+
+
+def test_pick_a_bundled_zoo_in_the_sidebar(zoo_dirs):
+    zoos = ui.bundled_zoos()
+    if not zoos:
+        pytest.fail("no bundled sample zoos (run `wslviz make-zoo`)")
+    at = app(zoo=zoo_dirs[0])
+    at.sidebar.radio(key="zoo_source").set_value("Bundled").run()
+    name = list(zoos)[-1]
+    at.sidebar.selectbox(key="zoo_bundled").set_value(name).run()
+    assert_summary(at, str(zoos[name]))
+    assert at.query_params["zoo"] == name
+
+
+def test_bad_folder_shows_an_error_and_keeps_the_zoo(zoo_dirs, tmp_path):
+    at = app(zoo=zoo_dirs[0])
+    at.sidebar.radio(key="zoo_source").set_value("Folder path").run()
+    at.sidebar.text_input(key="zoo_folder").input(str(tmp_path / "nowhere")).run()
+    assert not at.exception
+    assert any("no such file or directory" in e.value for e in at.error)
+    assert_summary(at, zoo_dirs[0])
+
+    broken = tmp_path / "broken"
+    shutil.copytree(zoo_dirs[1], broken)
+    (broken / "zoo.json").write_text("{not json")
+    at.sidebar.text_input(key="zoo_folder").input(str(broken)).run()
+    assert not at.exception
+    assert any("zoo.json" in e.value and "not valid JSON" in e.value for e in at.error)
+    assert_summary(at, zoo_dirs[0])
+
+    at.sidebar.text_input(key="zoo_folder").input(zoo_dirs[1]).run()  # a good path clears the error
+    assert not at.error
+    assert_summary(at, zoo_dirs[1])
+
+
+def test_bad_zoo_in_the_url_is_reported_not_raised(zoo_dirs, tmp_path, monkeypatch):
+    monkeypatch.setenv(ui.ENV_ZOO, zoo_dirs[0])
+    at = app(zoo=str(tmp_path / "missing"))
+    assert not at.exception
+    assert any("from the link" in e.value and "no such file" in e.value for e in at.error)
+    assert_summary(at, zoo_dirs[0])
+
+
+def test_selection_survives_page_switch_and_reload(zoo_dirs):
+    at = app(zoo=zoo_dirs[0])
+    at.switch_page("pages/1_Zoo.py").run()
+    assert not at.exception
+    at.multiselect(key="zoo_inspect").set_value([3, 5]).run()
+    assert at.session_state[ui.SELECTION_KEY] == [3, 5]
+    assert at.query_params == {"zoo": zoo_dirs[0], "sel": "3,5"}
+
+    # Navigating clears the browser's query string; session state keeps the view and the URL is rewritten.
+    at.query_params.clear()
+    at.switch_page("app.py").run()
+    assert not at.exception
+    assert at.session_state[ui.SELECTION_KEY] == [3, 5]
+    assert at.query_params == {"zoo": zoo_dirs[0], "sel": "3,5"}
+    assert_summary(at, zoo_dirs[0])
+    at.switch_page("pages/1_Zoo.py").run()
+    assert at.multiselect(key="zoo_inspect").value == [3, 5]
+
+    # A reload (or a shared link) is a new session that reads the URL back; rows outside the zoo are dropped.
+    fresh = app(zoo=zoo_dirs[0], sel="3,5,999")
+    assert fresh.session_state[ui.SELECTION_KEY] == [3, 5]
+    assert_summary(fresh, zoo_dirs[0])
+    fresh.switch_page("pages/1_Zoo.py").run()
+    assert fresh.multiselect(key="zoo_inspect").value == [3, 5]
+    assert fresh.query_params["sel"] == "3,5"
+
+
+def test_changing_zoo_clears_the_selection(zoo_dirs):
+    at = app(zoo=zoo_dirs[0], sel="1,2")
+    assert at.session_state[ui.SELECTION_KEY] == [1, 2]
+    at.sidebar.radio(key="zoo_source").set_value("Folder path").run()
+    at.sidebar.text_input(key="zoo_folder").input(zoo_dirs[1]).run()
+    assert at.session_state[ui.SELECTION_KEY] == []
+    assert "sel" not in at.query_params
+    at.sidebar.text_input(key="zoo_folder").input(zoo_dirs[0]).run()
+    at.switch_page("pages/1_Zoo.py").run()
+    at.multiselect(key="zoo_inspect").set_value([4]).run()
+    at.switch_page("app.py").run()
+    assert at.query_params["sel"] == "4"
+    at.sidebar.button(key="clear_selection").click().run()
+    assert at.session_state[ui.SELECTION_KEY] == []
+    assert "sel" not in at.query_params
+
+
+def test_tour_steps_and_opens_a_page():
+    zoos = ui.bundled_zoos()
+    if "moons-mlp" not in zoos:
+        pytest.fail("sample zoo moons-mlp is missing (run `wslviz make-zoo`)")
+    at = app()
+    assert "step 1 of 5" in at.markdown[1].value or any("step 1 of 5" in m.value for m in at.markdown)
+    at.button(key="tour_next").click().run()
+    assert at.session_state["tour_step"] == 1
+    at.button(key="tour_prev").click().run()
+    assert at.session_state["tour_step"] == 0
+    at.button(key="tour_go").click().run()  # step 1: moons-mlp on the Zoo page, teaching mode on
+    assert not at.exception
+    assert at.session_state[ui.ZOO_KEY] == str(zoos["moons-mlp"])
+    assert at.session_state[ui.TEACHING_KEY] is True
+    assert [t.value for t in at.title] == ["Zoo"]
+
+
+def test_weights_to_safetensors_round_trip():
+    arch = Architecture(mlp_spec([2, 8, 2]))
+    zoo = random_zoo(arch, None, n_models=3, epochs=(0,))
+    data = ui.weights_to_safetensors(arch, zoo.weights[[0, 2]], zoo.metadata.iloc[[0, 2]])
+    assert torch.equal(load(data)["weights"], zoo.weights[[0, 2]])
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + header_len])["__metadata__"]
+    assert Architecture(json.loads(header["architecture"])) == arch
+    assert [r["model_id"] for r in json.loads(header["metadata"])] == [0, 2]
+    with pytest.raises(ValueError, match="do not fit"):
+        ui.weights_to_safetensors(arch, torch.zeros(2, arch.n_params + 1))
+    with pytest.raises(ValueError, match="metadata rows"):
+        ui.weights_to_safetensors(arch, zoo.weights, zoo.metadata.iloc[:1])
+
+
+def test_zoo_references_round_trip(zoo_dirs):
+    for name, path in ui.bundled_zoos().items():
+        assert ui.zoo_ref(path) == name
+        assert ui.resolve_zoo_ref(name) == path
+    assert ui.zoo_ref(zoo_dirs[0]) == zoo_dirs[0]
+    assert str(ui.resolve_zoo_ref(zoo_dirs[0])) == zoo_dirs[0]

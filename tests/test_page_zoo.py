@@ -1,0 +1,164 @@
+"""The Zoo page (AppTest with widget interaction) and its figure builders (pure functions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import ROOT, random_zoo
+from streamlit.testing.v1 import AppTest
+
+from wslviz import ui
+from wslviz.arch import Architecture, mlp_spec
+from wslviz.plots import zoo as zplots
+from wslviz.tasks import make_task
+from wslviz.zoo import load_zoo
+
+
+@pytest.fixture(scope="module")
+def zoo_path(tmp_path_factory):
+    zoo = random_zoo(Architecture(mlp_spec([2, 16, 16, 2])), make_task("moons"), n_models=6, epochs=(0, 1, 2))
+    return str(zoo.save(tmp_path_factory.mktemp("zoo") / "zoo"))
+
+
+def run_page(monkeypatch, path: str) -> AppTest:
+    monkeypatch.setenv(ui.ENV_ZOO, path)
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Zoo.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def table(at: AppTest) -> pd.DataFrame:
+    return at.dataframe(key="zoo_table").value
+
+
+def test_page_renders_table_curves_and_weights(monkeypatch, zoo_path):
+    at = run_page(monkeypatch, zoo_path)
+    zoo = load_zoo(zoo_path)
+    assert len(table(at)) == zoo.n_checkpoints
+    assert table(at)["row"].tolist() == list(range(zoo.n_checkpoints))
+    keys = {c.key for c in at.get("plotly_chart")}
+    assert {"zoo_curves", "zoo_final", "zoo_hist", "zoo_spectra"} <= keys
+    assert at.multiselect(key="zoo_inspect").value == [int(zoo.final_index()[0])]
+
+
+def test_filters_and_sorting(monkeypatch, zoo_path):
+    at = run_page(monkeypatch, zoo_path)
+    meta = load_zoo(zoo_path).metadata
+    at.multiselect(key="zoo_filter_lr").set_value([0.1]).run()
+    assert (table(at)["lr"] == 0.1).all() and len(table(at)) == (meta["lr"] == 0.1).sum()
+    at.toggle(key="zoo_final_only").set_value(True).run()
+    shown = table(at)
+    assert set(shown["epoch"]) == {meta["epoch"].max()}
+    assert len(shown) == meta[(meta["lr"] == 0.1)]["model_id"].nunique()
+    at.multiselect(key="zoo_filter_lr").set_value([0.01, 0.1]).run()
+    at.selectbox(key="zoo_sort").set_value("test_acc").run()
+    acc = table(at)["test_acc"].to_numpy()
+    assert (np.diff(acc) <= 0).all()
+    at.toggle(key="zoo_desc").set_value(False).run()
+    assert (np.diff(table(at)["test_acc"].to_numpy()) >= 0).all()
+
+
+def test_colour_metric_and_inspection_widgets(monkeypatch, zoo_path):
+    at = run_page(monkeypatch, zoo_path)
+    at.selectbox(key="zoo_color_by").set_value("seed").run()
+    at.selectbox(key="zoo_metric").set_value("test_loss").run()
+    assert not at.exception
+    at.multiselect(key="zoo_inspect").set_value([1, 4, 7]).run()
+    assert not at.exception
+    assert at.session_state[ui.SELECTION_KEY] == [1, 4, 7]  # the picker drives the linked selection
+    assert at.session_state["zoo_inspect"] == [1, 4, 7]
+
+
+def test_page_on_a_weights_only_zoo(monkeypatch, tmp_path):
+    zoo = random_zoo(Architecture(mlp_spec([2, 8, 2])), None, n_models=3, epochs=(0,))
+    zoo.metadata = zoo.metadata.drop(columns=["lr"])
+    at = run_page(monkeypatch, str(zoo.save(tmp_path / "weights-only")))
+    assert any("no metric columns" in i.value for i in at.info)
+    assert {c.key for c in at.get("plotly_chart")} == {"zoo_hist", "zoo_spectra"}
+
+
+# ------------------------------------------------------------------ figure builders
+@pytest.fixture(scope="module")
+def meta():
+    rows = [{"model_id": m, "epoch": e, "seed": m, "lr": [1e-4, 1e-3, 1e-1][m % 3], "optimizer": ["adam", "sgd"][m % 2],
+             "test_acc": 0.1 * e + 0.01 * m, "test_loss": 1.0 / (1 + e)} for m in range(6) for e in (0, 1, 2, 3)]
+    return pd.DataFrame(rows)
+
+
+def test_hyperparameter_columns(meta):
+    cols = zplots.hyperparameter_columns(meta)
+    assert cols == ["seed", "lr", "optimizer"]
+    varying = meta.assign(noise=np.arange(len(meta)))  # varies within a model: not a hyper-parameter
+    assert "noise" not in zplots.hyperparameter_columns(varying)
+
+
+def test_accuracy_curves_one_line_per_model(meta):
+    fig = zplots.accuracy_curves(meta, "lr", "test_acc")
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert len(lines) == meta["lr"].nunique()  # one trace per colour, models separated by gaps
+    points = sum(sum(v is not None for v in t.x) for t in lines)
+    assert points == len(meta)
+    gaps = sum(sum(v is None for v in t.x) for t in lines)
+    assert gaps == meta["model_id"].nunique()
+    bar = [t for t in fig.data if t.marker is not None and t.marker.showscale]
+    assert len(bar) == 1 and bar[0].marker.colorbar.title.text == "lr (log)"  # 1e-4..1e-1 spans > 20x
+    assert list(bar[0].marker.colorbar.tickvals) == [-4, -3, -2, -1]
+    assert fig.layout.xaxis.title.text.startswith("epoch") and fig.layout.yaxis.title.text.startswith("test accuracy")
+
+
+def test_accuracy_curves_categorical_and_highlight(meta):
+    fig = zplots.accuracy_curves(meta, "optimizer", "test_loss", highlight=[5, 6])  # rows of model 1
+    named = {t.name for t in fig.data if t.showlegend is not False}
+    assert named == {"optimizer = adam", "optimizer = sgd", "selected"}
+    sel = next(t for t in fig.data if t.name == "selected")
+    assert [x for x in sel.x if x is not None] == [0, 1, 2, 3]
+    assert [y for y in sel.y if y is not None] == meta[meta.model_id == 1]["test_loss"].tolist()
+    with pytest.raises(ValueError, match="no column 'nope'"):
+        zplots.accuracy_curves(meta, "nope")
+
+
+def test_final_metric_vs(meta):
+    final = meta.groupby("model_id")["epoch"].idxmax().to_numpy()
+    fig = zplots.final_metric_vs(meta, final, "optimizer", highlight=[int(final[2])])
+    box = fig.data[0]
+    assert len(box.y) == 6 and sorted(box.y) == sorted(meta.loc[final, "test_acc"])
+    assert fig.data[1].name == "selected" and list(fig.data[1].y) == [meta.loc[final[2], "test_acc"]]
+
+
+def test_weight_histograms_count_every_weight():
+    arch = Architecture(mlp_spec([3, 5, 2]))
+    w = torch.randn(2, arch.n_params)
+    fig = zplots.weight_histograms(arch, w, ["a", "b"])
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert len(bars) == 2 * len(arch.layout)
+    for i, p in enumerate(arch.layout):
+        assert sum(bars[2 * i].y) == p.numel and sum(bars[2 * i + 1].y) == p.numel
+    with pytest.raises(ValueError, match="labels"):
+        zplots.weight_histograms(arch, w, ["a"])
+
+
+def test_singular_values_recover_a_planted_spectrum():
+    arch = Architecture(mlp_spec([4, 3, 2]))
+    s = torch.tensor([5.0, 2.0, 0.5])
+    u, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0)))
+    v, _ = torch.linalg.qr(torch.randn(4, 4, generator=torch.Generator().manual_seed(1)))
+    w0 = u @ torch.diag(s) @ v[:3]
+    sd = arch.unflatten(torch.zeros(arch.n_params))
+    flat = torch.cat([w0.reshape(-1) if n == "0.weight" else t.reshape(-1) for n, t in sd.items()])
+    spectra = zplots.singular_values(arch, flat[None])
+    assert set(spectra) == {"0.weight", "2.weight"}
+    np.testing.assert_allclose(spectra["0.weight"][0], s.numpy(), rtol=1e-5)
+    fig = zplots.singular_value_spectra(arch, flat[None], ["planted"])
+    assert fig.layout.yaxis.type == "log" and len(fig.data) == 2
+
+
+def test_conv_spectra_reshape_kernels(cnn_arch):
+    w = torch.randn(3, cnn_arch.n_params)
+    spectra = zplots.singular_values(cnn_arch, w)
+    for p in cnn_arch.layout:
+        if p.role == "weight":
+            mats = w[:, p.slice].reshape(3, p.shape[0], -1)
+            np.testing.assert_allclose(spectra[p.name], torch.stack([torch.linalg.svdvals(m) for m in mats]),
+                                       rtol=1e-4, atol=1e-5)

@@ -1,0 +1,266 @@
+"""Figures for the Zoo page: training curves coloured by a hyper-parameter, final metric against a
+hyper-parameter, per-layer weight histograms and singular-value spectra of chosen checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+from plotly.colors import sample_colorscale
+from plotly.subplots import make_subplots
+
+from wslviz.arch import Architecture
+from wslviz.plots import style
+
+METRICS = ("test_acc", "train_acc", "test_loss", "train_loss", "ggap")
+LABELS = {
+    "test_acc": "test accuracy (fraction correct)",
+    "train_acc": "train accuracy (fraction correct)",
+    "test_loss": "test loss (cross-entropy, nats)",
+    "train_loss": "train loss (cross-entropy, nats)",
+    "ggap": "generalisation gap (train - test accuracy)",
+    "epoch": "epoch (passes over the training set)",
+    "lr": "learning rate",
+    "wd": "weight decay",
+}
+MAX_COLOR_GROUPS = 32  # numeric colourings with more distinct values are binned (one trace per bin)
+
+
+def label(column: str) -> str:
+    """Axis label (with unit) for a metadata column."""
+    return LABELS.get(column, column.replace("_", " "))
+
+
+def hyperparameter_columns(meta: pd.DataFrame, model_col: str = "model_id") -> list[str]:
+    """Columns that are constant within each model and vary across models (the hyper-parameters to
+    colour by), excluding ids, epochs and metrics."""
+    skip = {model_col, "epoch", "step", *METRICS}
+    cols = [c for c in meta.columns if c not in skip and meta[c].nunique(dropna=True) > 1]
+    if model_col not in meta:
+        return cols
+    per_model = meta.groupby(model_col)[cols].nunique(dropna=True).max() if cols else pd.Series(dtype=int)
+    return [c for c in cols if per_model[c] <= 1]
+
+
+def metric_columns(meta: pd.DataFrame) -> list[str]:
+    """The known metric columns present in ``meta`` (accuracy first)."""
+    return [m for m in METRICS if m in meta and pd.api.types.is_numeric_dtype(meta[m])]
+
+
+def _log_scale(values: pd.Series) -> bool:
+    """Positive values spread over more than a factor of 20 (learning rates, weight decays) read better in log."""
+    v = values.dropna().to_numpy(dtype=float)
+    return bool(len(v)) and v.min() > 0 and v.max() / v.min() > 20
+
+
+def is_numeric(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float | np.floating) else str(v)
+
+
+def accuracy_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc", model_col: str = "model_id",
+                    highlight: Sequence[int] = ()) -> go.Figure:
+    """``metric`` against epoch, one line per model, coloured by the hyper-parameter ``color_by``.
+
+    Numeric hyper-parameters get the continuous scale (log-spaced when they span > 20x) with a colour
+    bar; others get one legend entry per value. ``highlight`` (checkpoint row indices) draws those
+    models' curves in black on top. Models sharing a colour share one trace (lines broken by gaps), so
+    a zoo of thousands of models stays fast."""
+    for c in (model_col, "epoch", metric, color_by):
+        if c not in meta:
+            raise ValueError(f"the metadata has no column {c!r}")
+    df = meta[[model_col, "epoch", metric, color_by]].copy()
+    df["row"] = np.arange(len(meta))
+    df = df.sort_values([model_col, "epoch", "row"])
+    per_model = df.groupby(model_col, sort=True)[color_by].first()
+    fig = go.Figure()
+    numeric = is_numeric(per_model) and per_model.nunique() > 1
+    if numeric:
+        log = _log_scale(per_model)
+        value = np.log10(per_model.to_numpy(float)) if log else per_model.to_numpy(float)
+        lo, hi = np.nanmin(value), np.nanmax(value)
+        t = (value - lo) / (hi - lo)
+        if per_model.nunique() > MAX_COLOR_GROUPS:
+            t = np.round(t * (MAX_COLOR_GROUPS - 1)) / (MAX_COLOR_GROUPS - 1)
+        group = pd.Series(t, index=per_model.index)
+        colors = {g: sample_colorscale(style.CONTINUOUS, [g])[0] for g in np.unique(t[~np.isnan(t)])}
+    else:
+        group = per_model.astype(str)
+        colors = {g: style.CATEGORICAL[i % len(style.CATEGORICAL)] for i, g in enumerate(sorted(group.unique()))}
+    df["group"] = df[model_col].map(group)
+    df["value"] = df[model_col].map(per_model)
+    for g, color in colors.items():
+        part = df[df["group"] == g]
+        x, y, custom = _broken_lines(part, model_col, metric)
+        fig.add_trace(go.Scatter(
+            x=x, y=y, customdata=custom, mode="lines", line={"color": color, "width": 1.3}, opacity=0.75,
+            name=f"{color_by} = {g}" if not numeric else None, showlegend=not numeric, legendgroup=str(g),
+            hovertemplate=f"model %{{customdata[0]}}<br>{color_by} = %{{customdata[1]}}<br>epoch %{{x}}<br>"
+                          f"{metric} = %{{y:.4f}}<extra></extra>"))
+    if numeric:
+        _colorbar(fig, per_model, log, color_by)
+    if len(highlight):
+        models = meta[model_col].iloc[list(highlight)].unique()
+        x, y, custom = _broken_lines(df[df[model_col].isin(models)], model_col, metric)
+        fig.add_trace(go.Scatter(x=x, y=y, customdata=custom, mode="lines+markers", name="selected",
+                                 line={"color": "black", "width": 2.5}, marker={"size": 5},
+                                 hovertemplate=f"selected model %{{customdata[0]}}<br>{color_by} = "
+                                               f"%{{customdata[1]}}<br>epoch %{{x}}<br>{metric} = %{{y:.4f}}"
+                                               "<extra></extra>"))
+    fig.update_layout(xaxis_title=label("epoch"), yaxis_title=label(metric),
+                      legend={"title": {"text": color_by}})
+    return style.apply(fig, f"{label(metric).split(' (')[0].capitalize()} during training, "
+                            f"one line per model, coloured by {color_by}")
+
+
+def _broken_lines(part: pd.DataFrame, model_col: str, metric: str) -> tuple[list, list, list]:
+    """x, y and hover data of several models' curves in one trace, separated by ``None`` gaps."""
+    x: list = []
+    y: list = []
+    custom: list = []
+    for model, rows in part.groupby(model_col, sort=True):
+        x += rows["epoch"].tolist() + [None]
+        y += rows[metric].tolist() + [None]
+        value = _fmt(rows["value"].iloc[0])
+        custom += [[str(model), value]] * len(rows) + [[None, None]]
+    return x, y, custom
+
+
+def _colorbar(fig: go.Figure, per_model: pd.Series, log: bool, title: str) -> None:
+    """An invisible trace whose only job is the colour bar explaining a numeric colouring."""
+    v = per_model.to_numpy(float)
+    if log:
+        lo, hi = np.log10(np.nanmin(v)), np.log10(np.nanmax(v))
+        ticks = np.arange(np.floor(lo), np.ceil(hi) + 1)
+        ticks = ticks[(ticks >= lo - 1e-9) & (ticks <= hi + 1e-9)]
+        if len(ticks) < 2:
+            ticks = np.array([lo, hi])
+        bar = {"title": {"text": f"{title} (log)"}, "tickvals": ticks, "ticktext": [f"{10 ** t:.3g}" for t in ticks]}
+        cmin, cmax = lo, hi
+    else:
+        cmin, cmax = float(np.nanmin(v)), float(np.nanmax(v))
+        bar = {"title": {"text": title}}
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
+                             marker={"colorscale": style.CONTINUOUS, "cmin": cmin, "cmax": cmax, "color": [cmin],
+                                     "showscale": True, "colorbar": bar}))
+
+
+def final_metric_vs(meta: pd.DataFrame, final_rows: Sequence[int], x: str, metric: str = "test_acc",
+                    highlight: Sequence[int] = ()) -> go.Figure:
+    """The final checkpoints' ``metric`` against the hyper-parameter ``x`` (a box per value when ``x`` is
+    categorical or has few values; log axis when it spans > 20x)."""
+    final = meta.iloc[list(final_rows)].copy()
+    final["row"] = list(final_rows)
+    fig = go.Figure()
+    hover = "row %{customdata}<br>" + f"{x} = %{{x}}<br>{metric} = %{{y:.4f}}<extra></extra>"
+    if is_numeric(final[x]) and final[x].nunique() > 8:
+        fig.add_trace(go.Scatter(x=final[x], y=final[metric], mode="markers", customdata=final["row"], name="model",
+                                 marker={"color": style.CATEGORICAL[0], "size": 7, "opacity": 0.7},
+                                 hovertemplate=hover))
+        if _log_scale(final[x]):
+            fig.update_xaxes(type="log")
+    else:
+        order = sorted(final[x].dropna().unique(), key=lambda v: (isinstance(v, str), v))
+        fig.add_trace(go.Box(x=final[x].astype(str), y=final[metric], boxpoints="all", jitter=0.4, pointpos=0,
+                             customdata=final["row"], name="model", marker={"color": style.CATEGORICAL[0], "size": 5},
+                             line={"color": style.CATEGORICAL[0]}, hovertemplate=hover))
+        fig.update_xaxes(type="category", categoryorder="array", categoryarray=[str(v) for v in order])
+    chosen = final[final["row"].isin(list(highlight))]
+    if len(chosen):
+        fig.add_trace(go.Scatter(x=chosen[x] if fig.layout.xaxis.type != "category" else chosen[x].astype(str),
+                                 y=chosen[metric], mode="markers", name="selected", customdata=chosen["row"],
+                                 marker={"color": "black", "size": 11, "symbol": "diamond-open", "line": {"width": 2}},
+                                 hovertemplate=hover))
+    fig.update_layout(xaxis_title=label(x), yaxis_title=label(metric), showlegend=len(chosen) > 0)
+    return style.apply(fig, f"Final {label(metric).split(' (')[0]} by {x}")
+
+
+def _weight_tensors(arch: Architecture) -> list:
+    """The trainable tensors of the layout (running statistics are not weights)."""
+    return [p for p in arch.layout if p.trainable]
+
+
+def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
+    cols = min(n, max_cols)
+    return -(-n // cols), cols
+
+
+def weight_histograms(arch: Architecture, weights: torch.Tensor, labels: Sequence[str], bins: int = 40) -> go.Figure:
+    """One panel per trainable tensor (``0.weight``, ``0.bias``, ...) with the histogram of its values
+    for each checkpoint in ``weights [k, n_params]`` (overlaid, shared bins per panel)."""
+    weights = torch.as_tensor(weights, dtype=torch.float32).reshape(-1, arch.n_params)
+    if len(labels) != len(weights):
+        raise ValueError(f"{len(weights)} checkpoints but {len(labels)} labels")
+    params = _weight_tensors(arch)
+    rows, cols = _grid(len(params))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{p.name} {list(p.shape)}" for p in params],
+                        horizontal_spacing=0.07, vertical_spacing=0.5 / rows)
+    w = weights.numpy()
+    for i, p in enumerate(params):
+        block = w[:, p.slice]
+        lo, hi = float(block.min()), float(block.max())
+        edges = np.linspace(lo, hi if hi > lo else lo + 1e-6, bins + 1)
+        centres, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
+        r, c = divmod(i, cols)
+        for k, name in enumerate(labels):
+            counts, _ = np.histogram(block[k], bins=edges)
+            fig.add_trace(go.Bar(x=centres, y=counts, width=width, name=name, legendgroup=name, showlegend=i == 0,
+                                 marker={"color": style.CATEGORICAL[k % len(style.CATEGORICAL)]}, opacity=0.6,
+                                 hovertemplate=f"{name}<br>value %{{x:.3f}}<br>count %{{y}}<extra></extra>"),
+                          row=r + 1, col=c + 1)
+        fig.update_xaxes(title_text="weight value", row=r + 1, col=c + 1)
+        if c == 0:
+            fig.update_yaxes(title_text="count", row=r + 1, col=c + 1)
+    fig.update_layout(barmode="overlay", bargap=0)
+    return style.apply(fig, "Weight histograms per layer", height=max(360, 270 * rows))
+
+
+def singular_values(arch: Architecture, weights: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per weight matrix (linear ``[out, in]``; conv ``[out, in*k*k]``): singular values, largest first,
+    as ``[k, min(out, in)]`` for ``weights [k, n_params]`` (one batched SVD per layer)."""
+    weights = torch.as_tensor(weights, dtype=torch.float32).reshape(-1, arch.n_params)
+    out = {}
+    for p in arch.layout:
+        if p.role == "weight" and len(p.shape) >= 2:
+            mats = weights[:, p.slice].reshape(len(weights), p.shape[0], -1)
+            out[p.name] = torch.linalg.svdvals(mats).numpy()
+    return out
+
+
+def singular_value_spectra(arch: Architecture, weights: torch.Tensor, labels: Sequence[str]) -> go.Figure:
+    """One panel per weight matrix: its singular values sorted largest first (log scale), one line per
+    checkpoint. Training typically grows a few leading directions above the random-init bulk."""
+    spectra = singular_values(arch, weights)
+    if len(labels) != len(next(iter(spectra.values()), [])):
+        raise ValueError(f"{len(next(iter(spectra.values()), []))} checkpoints but {len(labels)} labels")
+    rows, cols = _grid(len(spectra))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{name}: {s.shape[1]} singular values"
+                                                              for name, s in spectra.items()],
+                        horizontal_spacing=0.07, vertical_spacing=0.5 / rows)
+    for i, s in enumerate(spectra.values()):
+        r, c = divmod(i, cols)
+        index = np.arange(1, s.shape[1] + 1)
+        for k, lab in enumerate(labels):
+            fig.add_trace(go.Scatter(x=index, y=s[k], mode="lines+markers", name=lab, legendgroup=lab,
+                                     showlegend=i == 0, marker={"size": 5},
+                                     line={"color": style.CATEGORICAL[k % len(style.CATEGORICAL)]},
+                                     hovertemplate=f"{lab}<br>σ_%{{x}} = %{{y:.4f}}<extra></extra>"),
+                          row=r + 1, col=c + 1)
+        fig.update_xaxes(title_text="index i (largest first)", row=r + 1, col=c + 1)
+        fig.update_yaxes(type="log", row=r + 1, col=c + 1, title_text="singular value σ_i" if c == 0 else None)
+    return style.apply(fig, "Singular-value spectra per weight matrix", height=max(360, 270 * rows))
+
+
+def final_accuracy_histogram(accuracy: Sequence[float] | np.ndarray, bins: int = 20) -> go.Figure:
+    """Histogram of the final checkpoints' test accuracy (one count per model)."""
+    fig = go.Figure(go.Histogram(x=np.asarray(accuracy, dtype=float), nbinsx=bins,
+                                 marker={"color": style.CATEGORICAL[0]},
+                                 hovertemplate="test accuracy %{x}<br>%{y} models<extra></extra>"))
+    fig.update_layout(xaxis_title=label("test_acc"), yaxis_title="models (count)", bargap=0.05)
+    return style.apply(fig, "Final test accuracy across the zoo", height=300)
