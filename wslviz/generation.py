@@ -576,6 +576,11 @@ class NoveltyIndex:
 
     def fit(self, progress: Progress = None) -> NoveltyIndex:
         self.aligned_ = align_rows(self.zoo, self.rows, self.reference, True, progress)
+        task = self.zoo.task
+        self.predictions_ = None
+        if task is not None and task.kind == "classification":
+            w = self.zoo.weights[torch.as_tensor(self.rows)].float()
+            self.predictions_ = model_outputs(self.zoo.arch, w, task.x_test).argmax(-1)  # [Z, N_test]
         return self
 
     def query(self, generated: torch.Tensor, progress: Progress = None) -> pd.DataFrame:
@@ -606,15 +611,23 @@ class NoveltyIndex:
         if "epoch" in zoo.metadata:
             df["nearest_epoch"] = zoo.metadata["epoch"].to_numpy()[nearest]
         task = zoo.task
-        if task is not None and task.kind == "classification":
-            zw = zoo.weights[torch.as_tensor(nearest)].float()
+        if self.predictions_ is not None:
             pred_g = model_outputs(zoo.arch, gen, task.x_test).argmax(-1)
-            pred_z = model_outputs(zoo.arch, zw, task.x_test).argmax(-1)
+            pred_z = self.predictions_[j]
+            y = task.y_test.view(1, -1)
             df["agreement"] = (pred_g == pred_z).float().mean(1).numpy()
-            df["accuracy"] = (pred_g == task.y_test.view(1, -1)).float().mean(1).numpy()
-            df["nearest_accuracy"] = (pred_z == task.y_test.view(1, -1)).float().mean(1).numpy()
+            # functional nearest neighbour: the zoo checkpoint whose predictions agree most (Zeng et al. 2025)
+            step = max(1, 2**26 // max(1, self.predictions_.numel()))  # bounds the [step, Z, N] comparison
+            agree = torch.cat([(pred_g[i:i + step, None] == self.predictions_[None]).float().mean(2)
+                               for i in range(0, len(pred_g), step)])
+            best, who = agree.max(1)
+            df["max_agreement"] = best.numpy()
+            df["most_similar_row"] = self.rows[who.numpy()]
+            df["accuracy"] = (pred_g == y).float().mean(1).numpy()
+            df["nearest_accuracy"] = (pred_z == y).float().mean(1).numpy()
         else:
             df["agreement"] = np.nan
+            df["max_agreement"] = np.nan
         return df
 
 
@@ -705,6 +718,8 @@ def compare_with_baseline(zoo: Zoo, generated: torch.Tensor, index: NoveltyIndex
         "baseline_accuracy": float(base_df["accuracy"].mean()),
         "baseline_distance": float(base_df["distance"].mean()),
         "baseline_agreement": float(base_df["agreement"].mean()),
+        "max_agreement": float(gen_df["max_agreement"].mean()),
+        "baseline_max_agreement": float(base_df["max_agreement"].mean()),
         "noise_scale": info["scale"],
         "novelty": gen_df,
         "baseline_novelty": base_df,

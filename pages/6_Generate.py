@@ -1,0 +1,257 @@
+"""Generate: make new weights with several generators, evaluate them at once, and ask whether they are new."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from wslviz import generation as G
+from wslviz import ui
+from wslviz.evaluation import evaluate
+from wslviz.plots import generate as P
+
+RUNS_KEY = "generate_runs"
+LABELS = {
+    "interpolate": "Interpolation / extrapolation between two checkpoints",
+    "merge": "Aligned merging of selected checkpoints",
+    "pca_gaussian": "Gaussian in PCA space of aligned weights",
+    "kde": "Kernel density sampling in PCA space",
+    "hyperrep": "Hyper-representation latent sampling",
+    "conditional": "Accuracy-conditioned VAE",
+    "diffusion": "Latent diffusion (p-diff style)",
+}
+
+st.title("Generate new weights")
+with st.expander("About this page", expanded=False):
+    st.markdown(
+        "Weight space *generation* asks whether new working networks can be sampled instead of trained. "
+        "The simplest generators walk between checkpoints (interpolation, or merging after permutation "
+        "alignment, Ainsworth et al. 2023). Learned generators fit a density to the zoo's aligned weights: "
+        "a Gaussian or kernel density in PCA space, a kernel density in the latent space of a "
+        "*hyper-representation* autoencoder (Schuerholt et al., NeurIPS 2022), a conditional VAE that maps a "
+        "target accuracy to weights, or a small diffusion model over weight latents in the spirit of "
+        "*p-diff* (Wang et al. 2024).\n\n"
+        "**What to look for.** High accuracy alone proves little: Zeng et al. (2025) showed that weight "
+        "generators often *memorise* their training checkpoints, returning near copies. So every generated "
+        "model is aligned to a common reference and compared with its nearest zoo checkpoint (distance, "
+        "prediction agreement), next to a **noise baseline**: zoo models plus Gaussian noise, as noisy as "
+        "possible at the same accuracy. A generator produces something new only if its models lie farther "
+        "from the zoo than the noise baseline at equal or better accuracy."
+    )
+
+path = ui.current_zoo_path()
+zoo = ui.current_zoo()
+if zoo is None:
+    st.info("No zoo is loaded: pick one on the home page.")
+    st.stop()
+if zoo.n_models < 2:
+    st.warning("Generators need at least two models; this zoo has one.")
+    st.stop()
+if zoo.task is None:
+    st.warning("This zoo has no evaluation data (task), so generated models can be made and downloaded but "
+               "not evaluated: attach a task (a .npz with x and y) on the home page to see accuracy and novelty.")
+
+acc_col = zoo.metadata["test_acc"].to_numpy(dtype=float) if "test_acc" in zoo.metadata else None
+final = zoo.final_index()
+
+
+def row_label(r: int) -> str:
+    meta = zoo.metadata.iloc[int(r)]
+    parts = [f"row {r}"]
+    if "model_id" in meta:
+        parts.append(f"model {meta['model_id']}")
+    if "epoch" in meta:
+        parts.append(f"epoch {meta['epoch']}")
+    if acc_col is not None:
+        parts.append(f"acc {acc_col[int(r)]:.3f}")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------- controls
+selection = [r for r in ui.get_selection() if 0 <= r < zoo.n_checkpoints]
+left, right = st.columns([2, 1])
+method = left.selectbox("Generator", list(G.GENERATORS), format_func=lambda m: LABELS[m], key="gen_method")
+n = right.slider("Models to generate", 2, 64, 16, key="gen_n")
+seed = right.number_input("Seed", 0, 10_000, 0, key="gen_seed")
+
+options: dict = {}
+rows_all = list(range(zoo.n_checkpoints))
+with st.container(border=True):
+    if method == "interpolate":
+        best = final[np.argsort(-acc_col[final])] if acc_col is not None else final
+        default = selection[:2] if len(selection) >= 2 else [int(best[0]), int(best[1])]
+        c1, c2 = st.columns(2)
+        options["a"] = c1.selectbox("Checkpoint a (t = 0)", rows_all, index=default[0], format_func=row_label,
+                                    key="gen_a")
+        options["b"] = c2.selectbox("Checkpoint b (t = 1)", rows_all, index=default[1], format_func=row_label,
+                                    key="gen_b")
+        options["aligned"] = st.checkbox("Align b to a first (weight matching)", True, key="gen_aligned")
+        t_min, t_max = st.slider("Range of t (outside [0, 1] extrapolates)", -1.0, 2.0, (-0.25, 1.25), 0.05,
+                                 key="gen_t")
+        options.update(t_min=t_min, t_max=t_max)
+    elif method == "merge":
+        default = selection if len(selection) >= 2 else [int(r) for r in final[:8]]
+        options["rows"] = st.multiselect("Checkpoints to merge (default: the linked selection, else 8 final "
+                                         "checkpoints)", rows_all, default=default, format_func=row_label,
+                                         key="gen_rows")
+        options["aligned"] = st.checkbox("Align to the best of them first", True, key="gen_aligned_merge")
+        options["alpha"] = st.slider("Dirichlet concentration of the merge coefficients (samples after the "
+                                     "first)", 0.1, 10.0, 1.0, key="gen_alpha")
+    else:
+        c1, c2, c3 = st.columns(3)
+        if method in ("pca_gaussian", "kde", "diffusion"):
+            options["k"] = c1.slider("PCA components k", 1, 32, 16 if method == "diffusion" else 8,
+                                     key=f"gen_k_{method}")
+        if method == "pca_gaussian":
+            options["temperature"] = c2.slider("Temperature (std scale)", 0.0, 2.0, 1.0, 0.05, key="gen_temp")
+        if method == "kde":
+            bw = c2.slider("Bandwidth (0 = Scott's rule)", 0.0, 2.0, 0.0, 0.05, key="gen_bw")
+            options["bandwidth"] = bw if bw > 0 else None
+        if method == "hyperrep":
+            options["latent_dim"] = c1.slider("Latent dimension", 2, 32, 16, key="gen_latent")
+            options["bandwidth_scale"] = c2.slider("KDE bandwidth (x Scott's rule)", 0.0, 3.0, 1.0, 0.05,
+                                                   key="gen_bws")
+        if method == "conditional":
+            lo = float(np.nanmin(acc_col)) if acc_col is not None else 0.0
+            hi = float(np.nanmax(acc_col[final])) if acc_col is not None else 1.0
+            options["target"] = c1.slider("Target test accuracy", 0.0, 1.0, round(hi, 3), 0.005, key="gen_target")
+            options["steps"] = c2.select_slider("Training steps", [300, 750, 1500, 3000], 1500, key="gen_steps")
+            c3.caption(f"Zoo accuracies range from {lo:.3f} to {hi:.3f}; targets outside extrapolate.")
+        if method == "diffusion":
+            options["steps"] = c2.select_slider("Training steps", [500, 1500, 3000, 6000], 3000, key="gen_dsteps")
+        if method in ("pca_gaussian", "kde", "hyperrep", "diffusion"):
+            options["top_fraction"] = c3.slider("Fit on the best fraction of final checkpoints", 0.1, 1.0, 1.0,
+                                                0.05, key=f"gen_top_{method}")
+
+
+# ---------------------------------------------------------------------------------------------- cached work
+# Fits are cached per (zoo path, method, fitting options, seed). The cached object is a slot filled
+# outside the cached function, so the progress bar it drives is never replayed from the cache.
+@st.cache_resource(show_spinner=False, max_entries=16)
+def generator_slot(zoo_path: str, method: str, fit_options: str, seed: int) -> dict:
+    return {}
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def novelty_slot(zoo_path: str) -> dict:
+    return {}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def compare(zoo_path: str, run_key: str, _weights, _index: G.NoveltyIndex, seed: int) -> dict:
+    """Novelty of a run and of its noise baseline (cached by path and the run's key)."""
+    return G.compare_with_baseline(ui.open_zoo(zoo_path), _weights, _index, seed=seed)
+
+
+def run_generator() -> None:
+    gen = G.make_generator(method, random_state=int(seed), **options)
+    fit_options = json.dumps({k: v for k, v in gen.fit_params().items() if k != "random_state"}, sort_keys=True,
+                             default=str)
+    slot = generator_slot(path, method, fit_options, int(seed))
+    holder = st.empty()
+    if "fitted" not in slot:
+        with holder:
+            slot["fitted"] = gen.fit(zoo, progress=ui.progress_callback(f"Fitting {method}"))
+        holder.empty()
+    gen = slot["fitted"]
+    gen.set_params(**{k: v for k, v in options.items() if k in gen.sample_params})
+    weights = gen.sample(int(n), seed=int(seed))
+    key = json.dumps({"method": method, "options": options, "n": int(n), "seed": int(seed)}, sort_keys=True,
+                     default=str)
+    run = {"key": key, "method": method, "params": gen.get_params(), "weights": weights,
+           "info": gen.sample_info_.copy()}
+    if zoo.task is not None:
+        index = novelty_slot(path)
+        if "index" not in index:
+            with holder:
+                index["index"] = G.NoveltyIndex(zoo).fit(ui.progress_callback("Aligning the zoo to the reference"))
+            holder.empty()
+        with st.spinner("Evaluating the generated models and the noise baseline ..."):
+            run["comparison"] = compare(path, key, weights, index["index"], int(seed))
+    runs = [r for r in st.session_state.get(RUNS_KEY, []) if r["method"] != method]
+    st.session_state[RUNS_KEY] = runs + [run]
+
+
+if st.button("Generate", type="primary", key="gen_go"):
+    try:
+        run_generator()
+    except (ValueError, TypeError, ImportError, ModuleNotFoundError) as e:
+        st.error(f"Could not generate with {method}: {e}")
+
+runs = [r for r in st.session_state.get(RUNS_KEY, []) if r["weights"].shape[1] == zoo.n_params]
+if not runs:
+    st.info("Choose a generator and press **Generate**. Each generator you run is kept below for comparison.")
+    st.stop()
+
+
+# ---------------------------------------------------------------------------------------------- results
+latest = runs[-1]
+st.subheader("Accuracy and novelty")
+if zoo.task is not None:
+    final_acc = acc_col[final] if acc_col is not None else evaluate(zoo.arch, zoo.task, zoo.weights[final])[
+        "accuracy"].numpy()
+    rows = []
+    groups = {"zoo final": final_acc}
+    for r in runs:
+        c = r["comparison"]
+        groups[r["method"]] = c["novelty"]["accuracy"].to_numpy()
+        rows.append({"generator": r["method"], "learned": r["method"] in G.LEARNED, "mean accuracy": c["accuracy"],
+                     "zoo final median": c["zoo_final_median"], "mean NN distance": c["distance"],
+                     "baseline NN distance": c["baseline_distance"], "baseline accuracy": c["baseline_accuracy"],
+                     "noise scale": c["noise_scale"], "agreement with NN": c["agreement"],
+                     "beats noise baseline": c["beats_baseline"]})
+    groups[f"noise baseline ({latest['method']})"] = latest["comparison"]["baseline_novelty"]["accuracy"].to_numpy()
+    st.dataframe(pd.DataFrame(rows).round(4), hide_index=True, key="gen_summary")
+    st.caption("*Beats noise baseline*: mean distance to the nearest aligned zoo checkpoint larger than that of "
+               "zoo models perturbed by the most Gaussian noise that keeps their mean accuracy at least the "
+               "generator's (one test example of slack).")
+    st.plotly_chart(P.accuracy_violins(groups, reference=float(np.median(final_acc))), key="gen_violins")
+    c = latest["comparison"]
+    st.plotly_chart(P.novelty_scatter(c["novelty"], c["baseline_novelty"], latest["method"]), key="gen_scatter")
+    with st.expander(f"Per-model novelty of the latest run ({latest['method']})"):
+        st.dataframe(pd.concat([latest["info"], c["novelty"]], axis=1).round(4), key="gen_table")
+
+    if zoo.task.is_2d:
+        st.subheader("Decision boundaries: generated model | nearest zoo model")
+        nov = c["novelty"]
+        show = st.slider("Generated models to show", 1, min(6, len(nov)), min(3, len(nov)), key="gen_show")
+        pick = np.arange(show)
+        nearest = nov["nearest_row"].to_numpy()[pick]
+        pairs = torch.stack([w for i, r in zip(pick, nearest, strict=True)
+                             for w in (latest["weights"][i], zoo.weights[int(r)].float())])
+        xs, ys, classes = G.decision_grid(zoo.arch, pairs, zoo.task.x_test, resolution=70)
+        acc, near_acc, dist = (nov[c].to_numpy() for c in ("accuracy", "nearest_accuracy", "distance"))
+        titles = [t for i, r in zip(pick, nearest, strict=True)
+                  for t in (f"generated {i} (acc {acc[i]:.3f})",
+                            f"zoo row {r} (acc {near_acc[i]:.3f}, d={dist[i]:.2f})")]
+        st.plotly_chart(P.decision_boundaries(xs, ys, classes, titles, zoo.task.x_test.numpy(),
+                                              zoo.task.y_test.numpy(), n_classes=zoo.task.n_classes),
+                        key="gen_boundaries")
+
+st.subheader("In the projection")
+c1, c2 = st.columns(2)
+kind = c1.selectbox("Features", ["stats", "flat"], key="gen_proj_kind")
+proj_method = c2.selectbox("Projection", ["pca", "umap", "tsne"], key="gen_proj_method")
+if st.checkbox("Place the generated models in the projection", False, key="gen_proj_on"):
+    try:
+        with st.spinner("Projecting ..."):
+            frame, refitted = G.project_with_generated(zoo, latest["weights"], kind, proj_method, int(seed))
+        st.plotly_chart(P.projection(frame, refitted, proj_method), key="gen_projection")
+    except (ImportError, ModuleNotFoundError, ValueError) as e:
+        st.error(f"Projection unavailable: {e}")
+
+st.subheader("Download")
+gen_zoo = G.as_zoo(zoo, latest["weights"], latest["method"], latest["params"], latest["info"])
+stem = f"{zoo.name}-{latest['method']}"
+c1, c2, c3 = st.columns(3)
+c1.download_button("Weights (.safetensors)", G.safetensors_bytes(gen_zoo), f"{stem}.safetensors",
+                   "application/octet-stream", key="gen_dl_st")
+c2.download_button("Metadata (.json)", G.metadata_json(gen_zoo), f"{stem}.json", "application/json",
+                   key="gen_dl_json")
+c3.download_button("Native zoo (.zip)", G.zoo_archive_bytes(gen_zoo), f"{stem}.zip", "application/zip",
+                   key="gen_dl_zip")
+st.caption("The .zip unpacks to a native zoo folder that `wv.load_zoo` (and the home page) opens.")
