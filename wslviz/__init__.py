@@ -55,6 +55,17 @@ _API: dict[str, str] = {
     # landscape
     "interpolate": "wslviz.landscape",
     "loss_barrier": "wslviz.landscape",
+    "accuracy_barrier": "wslviz.landscape",
+    "paths": "wslviz.landscape",
+    "barriers": "wslviz.landscape",
+    "pair_barriers": "wslviz.landscape",
+    "barrier_matrix": "wslviz.landscape",
+    "plane": "wslviz.landscape",
+    "random_plane": "wslviz.landscape",
+    "random_line": "wslviz.landscape",
+    "filter_normalized_directions": "wslviz.landscape",
+    "trajectory": "wslviz.landscape",
+    "bezier_curve": "wslviz.landscape",
     # representations
     "compute_features": "wslviz.features",
     "project": "wslviz.embed",

@@ -1,0 +1,152 @@
+"""Figures for loss landscapes and mode connectivity (data from :mod:`wslviz.landscape`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from wslviz.landscape import BezierFit, Surface
+from wslviz.plots import style
+
+METHOD_COLORS = {"naive": style.NAIVE_COLOR, "weight": style.ALIGNED_COLOR, "activation": style.CATEGORICAL[0],
+                 "straight line": style.NAIVE_COLOR, "Bezier curve": style.CATEGORICAL[4]}
+METHOD_LABELS = {"naive": "naive (as trained)", "weight": "weight matching", "activation": "activation matching"}
+MARKER_COLOR = "#00e5ff"
+
+
+def _z(values: np.ndarray, log: bool) -> np.ndarray:
+    return np.log10(np.clip(values, 1e-12, None)) if log else values
+
+
+def path_figure(curves: pd.DataFrame, by: str = "method", title: str | None = None) -> go.Figure:
+    """Loss (top) and accuracy (bottom) against t for every group of a long table with columns ``by``,
+    ``t``, ``loss``, ``accuracy`` (e.g. :func:`wslviz.landscape.paths`); the models sit at t = 0 and 1."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    for key, g in curves.groupby(by, sort=False):
+        color = METHOD_COLORS.get(str(key))
+        name = METHOD_LABELS.get(str(key), str(key))
+        for row, col in ((1, "loss"), (2, "accuracy")):
+            fig.add_trace(go.Scatter(x=g["t"], y=g[col], mode="lines+markers", name=name, legendgroup=name,
+                                     showlegend=row == 1, line={"color": color}, marker={"size": 4},
+                                     hovertemplate=f"{name}<br>t=%{{x:.3f}}<br>{col}=%{{y:.4f}}<extra></extra>"),
+                          row=row, col=1)
+    for t in (0.0, 1.0):
+        fig.add_vline(x=t, line={"dash": "dot", "color": "gray"})
+    fig.update_yaxes(title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="accuracy", row=2, col=1)
+    fig.update_xaxes(title_text="t (0 = model A, 1 = model B)", row=2, col=1)
+    return style.apply(fig, title, height=560)
+
+
+def line_figure(df: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Loss and accuracy along one random direction (columns ``alpha``, ``loss``, ``accuracy``)."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=df["alpha"], y=df["loss"], name="loss", line={"color": style.NAIVE_COLOR}))
+    fig.add_trace(go.Scatter(x=df["alpha"], y=df["accuracy"], name="accuracy",
+                             line={"color": style.ALIGNED_COLOR, "dash": "dash"}), secondary_y=True)
+    fig.add_vline(x=0.0, line={"dash": "dot", "color": "gray"})
+    fig.update_xaxes(title_text="step along the direction (0 = the model; 1 = every filter moved by its own norm)")
+    fig.update_yaxes(title_text="loss", secondary_y=False)
+    fig.update_yaxes(title_text="accuracy", secondary_y=True)
+    return style.apply(fig, title)
+
+
+def barrier_heatmaps(matrices: Mapping[str, np.ndarray], labels: Sequence[str], metric: str = "loss",
+                     title: str | None = None) -> go.Figure:
+    """Pairwise barrier matrices side by side (e.g. naive and weight-matched) on one colour scale."""
+    names = list(matrices)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[METHOD_LABELS.get(n, n) for n in names],
+                        horizontal_spacing=0.12)
+    zmax = max(float(np.max(m)) for m in matrices.values()) if names else 1.0
+    short = [str(s) for s in labels]
+    for i, name in enumerate(names):
+        fig.add_trace(go.Heatmap(z=matrices[name], x=short, y=short, coloraxis="coloraxis",
+                                 hovertemplate=f"%{{y}} -> %{{x}}<br>{metric} barrier=%{{z:.4f}}<extra>{name}</extra>"),
+                      row=1, col=i + 1)
+        fig.update_xaxes(title_text="model", type="category", row=1, col=i + 1)
+        fig.update_yaxes(title_text="model", type="category", autorange="reversed", row=1, col=i + 1)
+    fig.update_layout(coloraxis={"colorscale": style.LOSS_SCALE, "cmin": 0.0, "cmax": max(zmax, 1e-9),
+                                 "colorbar": {"title": f"{metric} barrier"}})
+    return style.apply(fig, title, height=460)
+
+
+def _contour(s: Surface, metric: str, log: bool, coloraxis: str, show_legend: bool) -> list[go.BaseTraceType]:
+    z = _z(getattr(s, metric), log and metric == "loss")
+    traces: list[go.BaseTraceType] = [go.Contour(
+        x=s.x, y=s.y, z=z, coloraxis=coloraxis, contours={"coloring": "heatmap", "showlines": True},
+        line={"width": 0.5}, hovertemplate="x=%{x:.3f}<br>y=%{y:.3f}<br>value=%{z:.4f}<extra></extra>")]
+    if s.path is not None:
+        traces.append(go.Scatter(x=s.path[:, 0], y=s.path[:, 1], mode="lines+markers", name="trajectory",
+                                 showlegend=show_legend, line={"color": MARKER_COLOR, "width": 2},
+                                 marker={"size": 6, "color": MARKER_COLOR}))
+    if s.points:
+        names = list(s.points)
+        xy = np.array([s.points[n] for n in names])
+        traces.append(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers+text", text=names, textposition="top center",
+                                 name="models", showlegend=show_legend, textfont={"color": "white", "size": 14},
+                                 marker={"size": 12, "color": MARKER_COLOR, "symbol": "star",
+                                         "line": {"color": "black", "width": 1}}))
+    return traces
+
+
+def _colorbar_title(metric: str, log: bool) -> str:
+    return "log10 loss" if (metric == "loss" and log) else metric
+
+
+def surface_contour(s: Surface, metric: str = "loss", log: bool = True, title: str | None = None) -> go.Figure:
+    """Contour map of a :class:`~wslviz.landscape.Surface` with its models (and trajectory) marked."""
+    fig = go.Figure(_contour(s, metric, log, "coloraxis", True))
+    scale = style.LOSS_SCALE if metric == "loss" else style.CONTINUOUS
+    fig.update_layout(coloraxis={"colorscale": scale, "colorbar": {"title": _colorbar_title(metric, log)}})
+    fig.update_xaxes(title_text=s.info.get("x_label", "x"))
+    fig.update_yaxes(title_text=s.info.get("y_label", "y"), scaleanchor="x" if s.info.get("kind") == "plane" else None)
+    return style.apply(fig, title, height=520)
+
+
+def surfaces_side_by_side(surfaces: Mapping[str, Surface], metric: str = "loss", log: bool = True,
+                          title: str | None = None) -> go.Figure:
+    """Several surfaces (e.g. the naive and the aligned plane) next to each other on one colour scale."""
+    names = list(surfaces)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[METHOD_LABELS.get(n, n) for n in names],
+                        horizontal_spacing=0.08)
+    for i, name in enumerate(names):
+        for trace in _contour(surfaces[name], metric, log, "coloraxis", i == 0):
+            fig.add_trace(trace, row=1, col=i + 1)
+        s = surfaces[name]
+        fig.update_xaxes(title_text=s.info.get("x_label", "x"), row=1, col=i + 1)
+        fig.update_yaxes(title_text=s.info.get("y_label", "y"), row=1, col=i + 1)
+    values = [_z(getattr(s, metric), log and metric == "loss") for s in surfaces.values()]
+    scale = style.LOSS_SCALE if metric == "loss" else style.CONTINUOUS
+    fig.update_layout(coloraxis={"colorscale": scale, "cmin": float(min(v.min() for v in values)),
+                                 "cmax": float(max(v.max() for v in values)),
+                                 "colorbar": {"title": _colorbar_title(metric, log)}})
+    return style.apply(fig, title, height=520)
+
+
+def surface_3d(s: Surface, metric: str = "loss", log: bool = False, title: str | None = None) -> go.Figure:
+    """3D surface plot of a :class:`~wslviz.landscape.Surface`; its models marked at the nearest grid value."""
+    z = _z(getattr(s, metric), log and metric == "loss")
+    zlabel = _colorbar_title(metric, log)
+    scale = style.LOSS_SCALE if metric == "loss" else style.CONTINUOUS
+    fig = go.Figure(go.Surface(x=s.x, y=s.y, z=z, colorscale=scale, colorbar={"title": zlabel},
+                               hovertemplate="x=%{x:.3f}<br>y=%{y:.3f}<br>value=%{z:.4f}<extra></extra>"))
+    if s.points:
+        names = list(s.points)
+        xy = np.array([s.points[n] for n in names])
+        ix = np.abs(s.x[None, :] - xy[:, :1]).argmin(1)
+        iy = np.abs(s.y[None, :] - xy[:, 1:]).argmin(1)
+        fig.add_trace(go.Scatter3d(x=xy[:, 0], y=xy[:, 1], z=z[iy, ix], mode="markers+text", text=names,
+                                   name="models", marker={"size": 5, "color": MARKER_COLOR}))
+    fig.update_layout(scene={"xaxis_title": s.info.get("x_label", "x"), "yaxis_title": s.info.get("y_label", "y"),
+                             "zaxis_title": zlabel})
+    return style.apply(fig, title, height=560)
+
+
+def bezier_figure(fit: BezierFit, title: str | None = None) -> go.Figure:
+    """The trained Bezier curve beside the straight line: loss and accuracy against t."""
+    curves = pd.concat([fit.line.assign(path="straight line"), fit.curve.assign(path="Bezier curve")])
+    return path_figure(curves, by="path", title=title)
