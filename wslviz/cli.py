@@ -1,0 +1,135 @@
+"""The ``wslviz`` command: ``make-zoo``, ``info``, ``export`` and ``app``.
+
+Expected failures (a malformed zoo, an existing output folder, an unknown recipe) print one line on
+stderr and exit with status 1 or 2; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from wslviz.formats import ZooFormatError
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO_ENV = "WSLVIZ_ZOO"
+"""Environment variable through which ``wslviz app ZOO`` tells ``app.py`` which zoo to open."""
+
+
+class CommandError(Exception):
+    """An expected failure: reported as one line, exit status 1."""
+
+
+def _make_zoo(args: argparse.Namespace) -> None:
+    from wslviz.training import RECIPES, train_zoo
+    from wslviz.zoo import save_zoo
+
+    names = args.only or list(RECIPES)
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        raise CommandError(f"unknown recipe(s) {', '.join(unknown)}; known: {', '.join(RECIPES)}")
+    out = Path(args.out)
+    # refuse before training, not after minutes of work
+    for name in names:
+        target = out / name
+        if target.exists() and any(target.iterdir()) and not args.overwrite:
+            raise CommandError(f"{target} exists; pass --overwrite to replace it")
+    for name in names:
+        start = time.perf_counter()
+        last = [0.0]
+
+        def progress(done: int, total: int, name: str = name, last: list[float] = last) -> None:
+            now = time.perf_counter()
+            if done == total or now - last[0] > 5:
+                last[0] = now
+                print(f"  {name}: {done}/{total} epochs", file=sys.stderr, flush=True)
+
+        print(f"training {name} ...", file=sys.stderr, flush=True)
+        zoo = train_zoo(RECIPES[name], seed=args.seed, progress=progress)
+        path = save_zoo(zoo, out / name, overwrite=args.overwrite)
+        print(f"{path}: {zoo.n_models} models, {zoo.n_checkpoints} checkpoints, {zoo.n_params} params "
+              f"({time.perf_counter() - start:.1f} s)")
+
+
+def _info(args: argparse.Namespace) -> None:
+    from wslviz.zoo import load_zoo
+
+    zoo = load_zoo(args.zoo)
+    for key, value in zoo.summary().items():
+        print(f"{key}: {value}")
+    if zoo.description:
+        print(f"description: {zoo.description}")
+    print(f"metadata columns: {', '.join(map(str, zoo.metadata.columns))}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from wslviz.zoo import load_zoo, save_zoo
+
+    zoo = load_zoo(args.zoo)
+    path = save_zoo(zoo, args.out, overwrite=args.overwrite)
+    print(f"{path}: {zoo.n_checkpoints} checkpoints written in the native format")
+
+
+def _app(args: argparse.Namespace) -> int:
+    app = ROOT / "app.py"
+    if not app.is_file():
+        raise CommandError(f"{app} not found: `wslviz app` runs from a source checkout of wslviz")
+    env = dict(os.environ)
+    if args.zoo:
+        zoo = Path(args.zoo).expanduser().resolve()
+        if not zoo.exists():
+            raise CommandError(f"{zoo}: no such file or directory")
+        env[ZOO_ENV] = str(zoo)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--browser.gatherUsageStats", "false",
+           *args.streamlit_args]
+    return subprocess.call(cmd, cwd=ROOT, env=env)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wslviz", description="Weight space learning: model zoos as data.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("make-zoo", help="train the bundled sample zoos (all, or --only NAME ...)")
+    p.add_argument("--out", default="sample_zoo", help="folder that receives one sub-folder per zoo")
+    p.add_argument("--only", nargs="+", action="extend", metavar="NAME", help="train only these recipes")
+    p.add_argument("--seed", type=int, default=0, help="run seed (model seeds and hyper-parameter draws)")
+    p.add_argument("--overwrite", action="store_true", help="replace zoos that already exist")
+    p.set_defaults(func=_make_zoo)
+
+    p = sub.add_parser("info", help="print a zoo's summary")
+    p.add_argument("zoo", help="path of a zoo in any supported layout")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("export", help="convert any readable zoo to the native format")
+    p.add_argument("zoo", help="path of a zoo in any supported layout")
+    p.add_argument("out", help="folder to write the native zoo to")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("app", help="start the Streamlit app (on ZOO when given)")
+    p.add_argument("zoo", nargs="?", help="zoo to open first (passed to the app as $WSLVIZ_ZOO)")
+    p.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="further options for `streamlit run`")
+    p.set_defaults(func=_app)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wslviz`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CommandError, ZooFormatError, FileExistsError) as e:
+        print(f"wslviz {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"wslviz {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
