@@ -1,10 +1,11 @@
 """Fuzzing every reader with generated corruptions of valid fixtures (hypothesis).
 
-For each layout a valid tiny zoo is written once; each example copies it, corrupts it (byte flips,
-truncation, deletion or emptying of a file, edits of JSON/CSV fields, appended junk) and opens it
-with that reader. The only acceptable outcomes are a :class:`ZooFormatError` or a consistent zoo
-(one metadata row per weight row, finite weights of the architecture's size). The number of cases
-per reader is written to ``tests/artifacts/fuzz_counts.json`` and printed.
+For each layout a valid tiny zoo is written once; each example copies it, applies one to three
+corruptions (byte flips, truncation, deletion or emptying of a file, edits of JSON/CSV fields,
+duplicated lines, appended junk) and opens it with that reader. The only acceptable outcomes are a
+:class:`ZooFormatError` or a consistent zoo (one metadata row per weight row, finite weights of the
+architecture's size). The number of cases per reader is written to ``tests/artifacts/fuzz_counts.json``
+and printed; ``WSLVIZ_FUZZ_EXAMPLES`` sets the examples per reader (default 60).
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ def corruptions(draw, n_files: int):
 def _corrupt(root: Path, files: list[str], corruption) -> None:
     kind, index, arg = corruption
     path = root / files[index]
+    if not path.exists():  # deleted by an earlier step
+        return
     data = path.read_bytes()
     if kind == "flip" and data:
         buf = bytearray(data)
@@ -115,16 +118,16 @@ def _corrupt(root: Path, files: list[str], corruption) -> None:
             if data:
                 path.write_bytes(data[: int(arg[0] * len(data))] + b"\xff" + data[int(arg[0] * len(data)) + 1:])
             return
-        text = data.decode()
+        text = data.decode(errors="surrogateescape")  # earlier steps may have left invalid UTF-8
         tokens = list(re.finditer(r"-?\d+(?:\.\d+)?(?:e-?\d+)?|[A-Za-z_]+", text))
         if tokens:
             t = tokens[int(arg[0] * len(tokens))]
-            path.write_text(text[: t.start()] + arg[1] + text[t.end():])
+            path.write_bytes((text[: t.start()] + arg[1] + text[t.end():]).encode(errors="surrogateescape"))
     elif kind == "duplicate_line":
-        lines = data.decode(errors="replace").splitlines(keepends=True)
+        lines = data.splitlines(keepends=True)
         if lines:
             i = int(arg[0] * len(lines))
-            path.write_text("".join(lines[: i + 1] + [lines[i]] + lines[i + 1:]))
+            path.write_bytes(b"".join(lines[: i + 1] + [lines[i]] + lines[i + 1:]))
 
 
 def _check(name: str, root: Path) -> str:
@@ -147,12 +150,13 @@ def test_fuzz_reader(templates, name):
     counts = COUNTS.setdefault(name, Counter())
 
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(corruption=corruptions(len(files)))
-    def run(corruption):
+    @given(steps=st.lists(corruptions(len(files)), min_size=1, max_size=3))
+    def run(steps):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / name
             shutil.copytree(template, root)
-            _corrupt(root, files, corruption)
+            for corruption in steps:
+                _corrupt(root, files, corruption)
             outcome = _check(name, root)
         counts["cases"] += 1
         counts[outcome] += 1

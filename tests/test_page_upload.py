@@ -4,6 +4,7 @@ home page (``app.py``) when it offers the uploader."""
 from __future__ import annotations
 
 import io
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -72,12 +73,22 @@ def _uploader_app(cap: int = 200 * 2**20) -> AppTest:
     return AppTest.from_string(UPLOADER_APP.format(cap=cap), default_timeout=60)
 
 
-def test_uploader_widget_loads_archive(cnnzoo_zip):
+def _tar_gz(folder: Path) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        tf.add(folder, arcname="mnist_cnns")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_uploader_widget_loads_archive(cnnzoo_zip, kind):
     folder, data = cnnzoo_zip
+    if kind == "tar.gz":
+        data = _tar_gz(folder)
     at = _uploader_app()
     at.run()
     assert not at.exception and len(at.file_uploader) == 1
-    at.file_uploader[0].set_value(("mnist_cnns.zip", data, "application/zip"))
+    at.file_uploader[0].set_value((f"mnist_cnns.{kind}", data, "application/octet-stream"))
     at.run()
     assert not at.exception and not at.error
     path = at.session_state["zoo_path"]

@@ -33,6 +33,9 @@ _API: dict[str, str] = {
     "load_zoo": "wslviz.zoo",
     "save_zoo": "wslviz.zoo",
     "ZooFormatError": "wslviz.formats",
+    "import_archive": "wslviz.formats.archive",
+    "safe_torch_load": "wslviz.safeio",
+    "safe_unpack": "wslviz.safeio",
     # symmetry / alignment
     "permutation_spec": "wslviz.symmetry",
     "random_symmetry": "wslviz.symmetry",
@@ -73,6 +76,12 @@ _API: dict[str, str] = {
     # generation
     "generate": "wslviz.generation",
     "novelty": "wslviz.generation",
+    # training (make-zoo)
+    "train": "wslviz.training",
+    "train_zoo": "wslviz.training",
+    "init_weights": "wslviz.training",
+    "Recipe": "wslviz.training",
+    "RECIPES": "wslviz.training",
 }
 
 __all__ = sorted(_API)

@@ -150,9 +150,9 @@ def read(path: Path, activation: str | None = None, input_shape: list[int] | Non
         raw = np.load(path / WEIGHTS, mmap_mode="r", allow_pickle=False)
     except Exception as e:  # numpy raises ValueError/OSError/EOFError... for truncated or foreign files
         raise ZooFormatError(path / WEIGHTS, f"not a readable .npy array ({str(e)[:200]})") from None
-    if raw.ndim != 2 or raw.dtype.kind != "f":
-        raise ZooFormatError(path / WEIGHTS, f"expected a 2-D float array [n_checkpoints, n_params], found "
-                             f"{raw.dtype} of shape {list(raw.shape)}")
+    if raw.ndim != 2 or raw.dtype.kind != "f" or raw.shape[0] == 0:
+        raise ZooFormatError(path / WEIGHTS, f"expected a 2-D float array [n_checkpoints, n_params] with at least "
+                             f"one row, found {raw.dtype} of shape {list(raw.shape)}")
     layers = parse_layout(path / LAYOUT, raw.shape[1])
     metrics_path = _metrics_file(path)
     meta = read_csv(metrics_path)
@@ -165,7 +165,9 @@ def read(path: Path, activation: str | None = None, input_shape: list[int] | Non
             meta[col] = numeric_column(meta, col, metrics_path)
     if (meta["step"] % 1 != 0).any():
         raise ZooFormatError(metrics_path, "column 'step' must hold integers")
-    model_key = meta["modeldir"].astype(str) if "modeldir" in meta else pd.Series(np.arange(len(meta))).astype(str)
+    if "modeldir" in meta and meta["modeldir"].isna().any():
+        raise ZooFormatError(metrics_path, f"row {int(meta['modeldir'].isna().to_numpy().argmax())} has no modeldir")
+    model_key = (meta["modeldir"] if "modeldir" in meta else pd.Series(np.arange(len(meta)))).map(str)
     dup = pd.DataFrame({"m": model_key, "s": meta["step"]}).duplicated()
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])

@@ -55,7 +55,9 @@ def read_metadata(path: Path, names: Sequence[str]) -> pd.DataFrame | None:
     key = next((c for c in KEY_COLUMNS if c in df), None)
     if key is None:
         raise ZooFormatError(where, f"needs a column naming the checkpoint file (one of {', '.join(KEY_COLUMNS)})")
-    keys = df[key].astype(str).map(lambda s: Path(s).name)
+    if df[key].isna().any():
+        raise ZooFormatError(where, f"row {int(df[key].isna().to_numpy().argmax())} has no {key!r}")
+    keys = df[key].map(lambda v: Path(str(v)).name)
     dup = keys.duplicated()
     if dup.any():
         raise ZooFormatError(where, f"file {keys[dup].iloc[0]!r} has more than one row")
