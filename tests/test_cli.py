@@ -74,10 +74,13 @@ def test_export_round_trips(tmp_path, capsys):
 def test_app_passes_the_zoo_to_streamlit(monkeypatch):
     calls = []
     monkeypatch.setattr(subprocess, "call", lambda cmd, cwd, env: calls.append((cmd, cwd, env)) or 0)
-    assert cli.main(["app", str(SAMPLE / "digits-cnn")]) == 0
+    assert cli.main(["app", str(SAMPLE / "digits-cnn"), "--", "--server.port", "8600"]) == 0
     cmd, cwd, env = calls[0]
-    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("app.py")
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4] == str(cli.ROOT / "app.py")
     assert "--browser.gatherUsageStats" in cmd and cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
+    assert cmd[-2:] == ["--server.port", "8600"]
     assert env[cli.ZOO_ENV] == str((SAMPLE / "digits-cnn").resolve())
+    assert cli.main(["app", "--", "--server.headless", "true"]) == 0
+    assert calls[1][0][-2:] == ["--server.headless", "true"]
     assert cli.main(["app", "/no/such/zoo"]) == 1
-    assert len(calls) == 1
+    assert len(calls) == 2

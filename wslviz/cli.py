@@ -111,16 +111,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("app", help="start the Streamlit app (on ZOO when given)")
+    p = sub.add_parser("app", help="start the Streamlit app (on ZOO when given)",
+                       description="Start the Streamlit app. Options after `--` go to `streamlit run`, "
+                                   "e.g. `wslviz app sample_zoo/digits-cnn -- --server.port 8600`.")
     p.add_argument("zoo", nargs="?", help="zoo to open first (passed to the app as $WSLVIZ_ZOO)")
-    p.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="further options for `streamlit run`")
     p.set_defaults(func=_app)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wslviz`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:  # everything after `--` is for `streamlit run`
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if extra and args.command != "app":
+        parser.error("options after `--` are only for `wslviz app`")
+    args.streamlit_args = extra
     try:
         return int(args.func(args) or 0)
     except (CommandError, ZooFormatError, FileExistsError) as e:
