@@ -1,0 +1,120 @@
+"""The Landscape page under AppTest: paths, a plane, a random-direction surface, trajectory and Bezier
+curve computed on the moons sample zoo with small grids; results equal the library's."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from conftest import ROOT, SAMPLE, random_zoo
+from streamlit.testing.v1 import AppTest
+
+from wslviz import landscape as L
+from wslviz import ui
+from wslviz.arch import Architecture, mlp_spec
+from wslviz.zoo import load_zoo
+
+PAGE = str(ROOT / "pages" / "4_Landscape.py")
+MOONS = str(SAMPLE / "moons-mlp")
+
+
+def run_page(monkeypatch, path: str, selection: list[int] | None = None) -> AppTest:
+    monkeypatch.setenv(ui.ENV_ZOO, path)
+    at = AppTest.from_file(PAGE, default_timeout=300)
+    if selection is not None:
+        at.session_state[ui.SELECTION_KEY] = selection
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def chart(at: AppTest, key: str) -> dict:
+    found = [c for c in at.get("plotly_chart") if c.proto.id and key in c.proto.id or getattr(c, "key", None) == key]
+    assert found, f"no chart {key}; charts: {[getattr(c, 'key', None) for c in at.get('plotly_chart')]}"
+    return json.loads(found[0].proto.spec)
+
+
+def arr(value) -> np.ndarray:
+    """A Plotly JSON array: a plain list, or ``{"dtype", "bdata" (base64), "shape"}``."""
+    if isinstance(value, dict):
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return out.reshape([int(n) for n in str(value.get("shape", len(out))).split(",")])
+    return np.asarray(value)
+
+
+def test_first_paint_computes_nothing_and_takes_the_linked_selection(monkeypatch):
+    at = run_page(monkeypatch, MOONS, selection=[5, 9, 12])
+    assert not at.get("plotly_chart")
+    assert [at.selectbox(key=k).value for k in ("land_a", "land_b", "land_c")] == [5, 9, 12]
+    for key in ("land_path_go", "land_matrix_go", "land_plane_go", "land_rand_go", "land_traj_go", "land_bez_go"):
+        assert at.button(key=key)
+
+
+def test_path_plane_and_random_surface(monkeypatch):
+    zoo = load_zoo(MOONS)
+    a, b, c = (int(r) for r in zoo.final_index()[:3])
+    at = run_page(monkeypatch, MOONS)
+    assert [at.selectbox(key=k).value for k in ("land_a", "land_b", "land_c")] == [a, b, c]
+
+    at.slider(key="land_path_steps").set_value(7)
+    at.button(key="land_path_go").click().run()
+    assert not at.exception, at.exception
+    fig = chart(at, "land_path_fig")
+    assert len(fig["data"]) == 6  # three methods x (loss, accuracy)
+    shown = at.dataframe[0].value
+    expected = L.barriers(L.paths(zoo.arch, zoo.task, zoo.weights[a], zoo.weights[b], steps=7))
+    assert shown["loss barrier"].to_numpy() == pytest.approx(expected["loss_barrier"].to_numpy(), rel=1e-5, abs=1e-7)
+
+    at.slider(key="land_plane_res").set_value(5)
+    at.button(key="land_plane_go").click().run()
+    assert not at.exception, at.exception
+    fig = chart(at, "land_plane_fig")
+    contours = [t for t in fig["data"] if t["type"] == "contour"]
+    assert len(contours) == 2 and arr(contours[0]["z"]).shape == (5, 5)
+    naive = L.plane(zoo.arch, zoo.task, zoo.weights[a], zoo.weights[b], zoo.weights[c], 5, 0.25)
+    assert np.allclose(arr(contours[0]["z"]), np.log10(naive.loss), atol=1e-5)
+
+    at.slider(key="land_rand_res").set_value(5)
+    at.button(key="land_rand_go").click().run()
+    assert not at.exception, at.exception
+    assert chart(at, "land_rand_3d")["data"][0]["type"] == "surface"
+    assert chart(at, "land_rand_contour")["data"][0]["type"] == "contour"
+    assert len(chart(at, "land_rand_line")["data"]) == 2
+    # results stay on the page across reruns (from the cache), and the path chart is still there
+    at.run()
+    assert chart(at, "land_path_fig") and chart(at, "land_rand_3d")
+
+
+def test_matrix_trajectory_and_bezier(monkeypatch):
+    zoo = load_zoo(MOONS)
+    rows = [int(r) for r in zoo.final_index()[:3]]
+    at = run_page(monkeypatch, MOONS)
+    at.multiselect(key="land_matrix_rows").set_value(rows)
+    at.slider(key="land_matrix_steps").set_value(5)
+    at.button(key="land_matrix_go").click().run()
+    assert not at.exception, at.exception
+    heat = [t for t in chart(at, "land_matrix_fig")["data"] if t["type"] == "heatmap"]
+    naive = L.barrier_matrix(zoo.arch, zoo.task, zoo.weights[rows], steps=5)
+    assert np.allclose(arr(heat[0]["z"]), naive["loss"], atol=1e-6)
+
+    at.slider(key="land_traj_res").set_value(5)
+    at.button(key="land_traj_go").click().run()
+    assert not at.exception, at.exception
+    traj = [t for t in chart(at, "land_traj_fig")["data"] if t.get("name") == "trajectory"]
+    n = int((zoo.metadata["model_id"] == zoo.metadata["model_id"].iloc[rows[0]]).sum())
+    assert len(arr(traj[0]["x"])) == n
+
+    at.slider(key="land_bez_iter").set_value(20)
+    at.button(key="land_bez_go").click().run()
+    assert not at.exception, at.exception
+    assert len(chart(at, "land_bez_fig")["data"]) == 4
+
+
+def test_zoo_without_task_says_what_is_missing(monkeypatch, tmp_path):
+    zoo = random_zoo(Architecture(mlp_spec([2, 4, 2])), None, n_models=3)
+    path = str(zoo.save(tmp_path / "weights-only"))
+    at = run_page(monkeypatch, path)
+    assert any("no evaluation data" in w.value for w in at.warning)
+    assert not at.button
