@@ -84,3 +84,10 @@ def test_app_passes_the_zoo_to_streamlit(monkeypatch):
     assert calls[1][0][-2:] == ["--server.headless", "true"]
     assert cli.main(["app", "/no/such/zoo"]) == 1
     assert len(calls) == 2
+
+
+def test_make_zoo_refuses_a_file_in_the_way(tiny_recipe, tmp_path, capsys):
+    (tmp_path / tiny_recipe).write_text("not a zoo")
+    assert cli.main(["make-zoo", "--out", str(tmp_path), "--only", tiny_recipe, "--overwrite"]) == 1
+    assert "not a folder" in capsys.readouterr().err
+    assert (tmp_path / tiny_recipe).read_text() == "not a zoo"

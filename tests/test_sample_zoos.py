@@ -36,7 +36,7 @@ def test_zoo_matches_its_recipe(zoo):
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_metadata_is_reproduced_by_evaluate(zoo, split):
     # a random sample of checkpoints (every epoch is represented) keeps this fast on the larger zoos
-    rows = np.sort(np.random.default_rng(0).choice(zoo.n_checkpoints, size=min(240, zoo.n_checkpoints),
+    rows = np.sort(np.random.default_rng(0).choice(zoo.n_checkpoints, size=min(150, zoo.n_checkpoints),
                                                    replace=False))
     meta = zoo.metadata.iloc[rows]
     assert set(meta["epoch"]) == set(zoo.metadata["epoch"])

@@ -37,6 +37,8 @@ def _make_zoo(args: argparse.Namespace) -> None:
     # refuse before training, not after minutes of work
     for name in names:
         target = out / name
+        if target.exists() and not target.is_dir():
+            raise CommandError(f"{target} exists and is not a folder")
         if target.exists() and any(target.iterdir()) and not args.overwrite:
             raise CommandError(f"{target} exists; pass --overwrite to replace it")
     for name in names:

@@ -234,6 +234,9 @@ def train(
     ``train_loss``, ``train_acc`` (full training split, eval mode), ``test_loss``, ``test_acc``, ``ggap``
     (``train_acc - test_acc``), all computed with :func:`wslviz.evaluation.evaluate` on the stored weights.
     ``progress(done, total)`` counts epochs over all batch-size groups, then the evaluation.
+
+    A model's training subset is ``round(train_fraction * n_train)`` examples (at least one batch), the
+    first ones of a permutation drawn from its seed; it stays fixed across epochs.
     """
     _check_trainable(arch)
     hp = _fill_hparams(hparams)
