@@ -1,0 +1,76 @@
+"""Anchor experiment (Entezari et al. 2022; Ainsworth et al., Git Re-Basin, 2023) at small scale: does
+weight matching remove most of the loss barrier between independently trained models?
+
+For each sample zoo: disjoint pairs of final checkpoints of independently trained models (different
+``model_id`` and different ``seed``), drawn at random (seed 0) among the models that trained (final test
+accuracy at or above the zoo's median). For each pair the loss barrier of the straight path is measured
+as trained (naive) and after weight matching the second model to the first, all paths of a zoo in one
+batched evaluation. Prints the table and writes ``benchmarks/results/barrier_table.json``.
+
+    .venv/bin/python benchmarks/barrier_table.py [--pairs 16] [--steps 25] [--split test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wslviz import landscape as L
+from wslviz.zoo import load_zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOOS = ("moons-mlp", "digits-cnn")
+TARGET_REDUCTION = 50.0
+
+
+def measure(name: str, n_pairs: int, steps: int, split: str) -> dict:
+    zoo = load_zoo(ROOT / "sample_zoo" / name)
+    final = zoo.final_index()
+    acc = zoo.metadata["test_acc"].to_numpy()[final]
+    trained = final[acc >= np.median(acc)]
+    pairs = L.independent_pairs(zoo.metadata, trained, n_pairs, seed=0)
+    first = zoo.weights[torch.as_tensor([i for i, _ in pairs])]
+    second = zoo.weights[torch.as_tensor([j for _, j in pairs])]
+    start = time.perf_counter()
+    naive = L.pair_barriers(zoo.arch, zoo.task, first, second, "naive", steps, split)
+    aligned = L.pair_barriers(zoo.arch, zoo.task, first, second, "weight", steps, split)
+    seconds = time.perf_counter() - start
+    mean_naive, mean_aligned = float(naive.loss_barrier.mean()), float(aligned.loss_barrier.mean())
+    return {
+        "zoo": name, "pairs": len(pairs), "split": split, "steps": steps,
+        "mean_naive_barrier": mean_naive, "mean_aligned_barrier": mean_aligned,
+        "reduction_percent": 100.0 * (1.0 - mean_aligned / mean_naive),
+        "mean_naive_accuracy_barrier": float(naive.accuracy_barrier.mean()),
+        "mean_aligned_accuracy_barrier": float(aligned.accuracy_barrier.mean()),
+        "pairs_improved": int((aligned.loss_barrier < naive.loss_barrier).sum()),
+        "rows": [list(p) for p in pairs], "seconds": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--split", default="test", choices=("train", "test"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "barrier_table.json"))
+    args = parser.parse_args()
+    rows = [measure(name, args.pairs, args.steps, args.split) for name in ZOOS]
+    print(f"{'zoo':<12} {'pairs':>5} {'mean naive barrier':>19} {'mean aligned barrier':>21} {'reduction':>10}")
+    for r in rows:
+        print(f"{r['zoo']:<12} {r['pairs']:>5} {r['mean_naive_barrier']:>19.4f} {r['mean_aligned_barrier']:>21.4f} "
+              f"{r['reduction_percent']:>9.1f}%")
+    ok = all(r["pairs"] >= 10 and r["reduction_percent"] >= TARGET_REDUCTION for r in rows)
+    print(f"target: >= 10 pairs and >= {TARGET_REDUCTION:.0f}% reduction on every zoo: {'met' if ok else 'NOT met'}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"target_reduction_percent": TARGET_REDUCTION, "met": ok, "results": rows}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
