@@ -71,6 +71,8 @@ def templates(tmp_path_factory):
         files = sorted(str(p.relative_to(base / name)) for p in (base / name).rglob("*") if p.is_file())
         out[name] = (base / name, files)
     yield out
+    if not COUNTS:
+        return
     ARTIFACTS.mkdir(exist_ok=True)
     summary = {name: dict(c) for name, c in sorted(COUNTS.items())}
     summary["total_cases"] = sum(c["cases"] for c in COUNTS.values())
@@ -164,3 +166,20 @@ def test_fuzz_reader(templates, name):
     assert _check(name, template) == "accepted"  # the uncorrupted fixture opens
     run()
     assert counts["cases"] >= EXAMPLES // 2
+
+
+def test_every_reader_on_every_other_layout(templates):
+    """A reader named explicitly on another layout's folder refuses it with a ZooFormatError (or, where
+    the layouts overlap, opens a consistent zoo); auto-detection picks the writer's own layout."""
+    for layout, (root, _) in templates.items():
+        target = root / "zoo.zip" if layout == "archive" else root
+        assert wv.formats.detect_format(target) == layout
+        for name in LAYOUTS:
+            if name != layout:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        zoo = wv.load_zoo(target, format=name)
+                except ZooFormatError:
+                    continue
+                assert zoo.weights.shape == (len(zoo.metadata), zoo.arch.n_params), (layout, name)

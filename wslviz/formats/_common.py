@@ -21,6 +21,14 @@ from wslviz.safeio import load_state_dict
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
 
+def require_dir(path: Path, layout: str) -> Path:
+    """``path`` as a Path if it is a folder, else :class:`ZooFormatError` (every layout but archives is one)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ZooFormatError(path, f"not a folder; a {layout} zoo is a folder")
+    return path
+
+
 def read_json(path: Path) -> Any:
     """Parsed JSON, or :class:`ZooFormatError` naming the file."""
     try:

@@ -26,7 +26,14 @@ import torch
 
 from wslviz.arch import Architecture, ArchitectureError
 from wslviz.formats import ZooFormatError
-from wslviz.formats._common import activation_name, numeric_column, pick_activation, read_csv, require_finite
+from wslviz.formats._common import (
+    activation_name,
+    numeric_column,
+    pick_activation,
+    read_csv,
+    require_dir,
+    require_finite,
+)
 
 WEIGHTS, LAYOUT = "weights.npy", "layout.csv"
 METRICS = ("metrics.csv.gz", "metrics.csv")
@@ -141,7 +148,7 @@ def read(path: Path, activation: str | None = None, input_shape: list[int] | Non
     ``config.activation`` values (default: the most common); ``input_shape`` overrides the image size."""
     from wslviz.zoo import Zoo
 
-    path = Path(path)
+    path = require_dir(path, "Small CNN Zoo")
     for name in (WEIGHTS, LAYOUT):
         if not (path / name).is_file():
             raise ZooFormatError(path / name, "missing: the Small CNN Zoo needs weights.npy, metrics.csv.gz and "

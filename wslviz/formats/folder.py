@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from wslviz.formats import ZooFormatError
-from wslviz.formats._common import CHECKPOINT_SUFFIXES, read_csv, read_json, require_finite, stack_files
+from wslviz.formats._common import CHECKPOINT_SUFFIXES, read_csv, read_json, require_dir, require_finite, stack_files
 
 KEY_COLUMNS = ("file", "filename", "name", "path")
 
@@ -93,7 +93,5 @@ def read(path: Path, arch: Any = None, activation: str = "relu", input_shape: Se
          check_finite: bool = True, **_: Any):
     """Read a folder of checkpoints; ``arch`` (spec), ``activation`` and ``input_shape`` help when
     the architecture cannot be inferred from key names and shapes alone."""
-    path = Path(path)
-    if not path.is_dir():
-        raise ZooFormatError(path, "not a folder")
+    path = require_dir(path, "checkpoint folder")
     return read_files(path, checkpoint_files(path), "folder", arch, activation, input_shape, check_finite)

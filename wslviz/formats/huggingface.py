@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from wslviz.formats import ZooFormatError
-from wslviz.formats._common import ACTIVATION_NAMES, read_json
+from wslviz.formats._common import ACTIVATION_NAMES, read_json, require_dir
 from wslviz.formats.folder import read_files
 from wslviz.safeio import load_state_dict
 
@@ -72,7 +72,7 @@ def _activation(folder: Path, default: str) -> str:
 def read(path: Path, arch: Any = None, activation: str | None = None, input_shape: Sequence[int] | None = None,
          check_finite: bool = True, **_: Any):
     """Read one Hugging Face model folder, or a folder of them."""
-    path = Path(path)
+    path = require_dir(path, "Hugging Face")
     folders = [path] if is_model(path) else sorted(p for p in path.iterdir() if p.is_dir() and is_model(p))
     if not folders:
         raise ZooFormatError(path, f"no {SINGLE} or {INDEX}")

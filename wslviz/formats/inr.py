@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from wslviz.formats import ZooFormatError
-from wslviz.formats._common import read_json, require_finite, set_sin_w0, stack_files
+from wslviz.formats._common import read_json, require_dir, require_finite, set_sin_w0, stack_files
 
 SPLITS = "splits.json"
 W0 = 30.0
@@ -91,7 +91,7 @@ def read(path: Path, w0: float = W0, check_finite: bool = True, **_: Any):
     """Read an INR zoo (SIREN state dicts below ``path``); ``w0`` is the sine frequency."""
     from wslviz.zoo import Zoo
 
-    path = Path(path)
+    path = require_dir(path, "INR")
     files = sorted(path.rglob("*.pth"))
     if not files:
         raise ZooFormatError(path, "no .pth files below this folder")

@@ -37,6 +37,7 @@ from wslviz.formats._common import (
     flatten_into,
     pick_activation,
     read_json,
+    require_dir,
     require_finite,
     scalar_items,
 )
@@ -157,7 +158,7 @@ def read(path: Path, activation: str | None = None, input_shape: list[int] | Non
     trials differ in ``model::nlin``; ``input_shape`` overrides the standard image size."""
     from wslviz.zoo import Zoo
 
-    path = Path(path)
+    path = require_dir(path, "Model Zoos")
     trials = _trials(path)
     configs = []
     for trial in trials:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from wslviz.formats import ZooFormatError
+from wslviz.formats._common import require_dir
 from wslviz.formats.folder import read_files
 
 NAME = re.compile(r"^(?P<i>\d+)_acc(?P<acc>\d+(?:\.\d+)?)_seed(?P<seed>\d+)_(?P<tag>.+)\.pth$")
@@ -33,7 +34,7 @@ def detect(path: Path) -> bool:
 def read(path: Path, arch: Any = None, activation: str = "relu", input_shape: Sequence[int] | None = None,
          check_finite: bool = True, **_: Any):
     """Read a p-diff checkpoint folder; files whose names do not follow the pattern are ignored."""
-    path = Path(path)
+    path = require_dir(path, "p-diff")
     folder = _folder(path)
     if not folder.is_dir():
         raise ZooFormatError(path, "no checkpoint folder")
