@@ -358,11 +358,11 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             name="spirals-tanh",
             description="MLPs 2-32-32-3 (tanh) trained on three spirals with Adam; tanh nets have sign "
-                        "symmetry besides permutations. Seed, learning rate and weight decay varied.",
+                        "symmetry besides permutations. Seed, learning rate, weight decay and init scale varied.",
             arch=mlp_spec([2, 32, 32, 3], "tanh"),
             task={"name": "spirals", "n_samples": 1200, "noise": 0.15, "n_classes": 3, "seed": 0},
-            n_models=60,
-            grid={"lr": (0.001, 0.003, 0.01), "weight_decay": (0.0, 1e-3)},
+            n_models=72,
+            grid={"lr": (0.001, 0.003, 0.01), "weight_decay": (0.0, 1e-3, 1e-2), "init_scale": (0.5, 1.0, 2.0)},
             fixed={"optimizer": "adam", "batch_size": 32},
             epochs=40,
             checkpoints=(0, 1, 3, 5, 10, 20, 40),
