@@ -4,19 +4,24 @@ home page (``app.py``) when it offers the uploader."""
 from __future__ import annotations
 
 import io
+import json
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from fixtures_formats import write_cnnzoo, write_modelzoos
 from streamlit.testing.v1 import AppTest
 
 import wslviz as wv
+from wslviz.arch import Architecture, mlp_spec
 from wslviz.formats import ZooFormatError
 from wslviz.formats.archive import import_archive
+from wslviz.zoo import Zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,3 +147,24 @@ def test_home_page_loads_an_uploaded_archive(cnnzoo_zip):
     assert not at.exception and not at.error
     zoo = wv.load_zoo(at.session_state["zoo_path"])
     assert torch.equal(zoo.weights, wv.load_zoo(folder).weights)
+
+
+def test_archive_task_data_must_stay_inside(tmp_path):
+    """A native zoo.json in an archive may not point the server at data files outside the archive."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "outside.npz", x=rng.random((20, 2)).astype(np.float32), y=rng.integers(0, 2, 20))
+    arch = Architecture(mlp_spec([2, 4, 2]))
+    Zoo(name="z", metadata=pd.DataFrame({"model_id": [0]}), weights=torch.zeros(1, arch.n_params), arch=arch
+        ).save(tmp_path / "z")
+    info = json.loads((tmp_path / "z" / "zoo.json").read_text())
+    for data, ok in [(str(tmp_path / "outside.npz"), False), ("../outside.npz", False), ("data.npz", True)]:
+        info["task"] = {"name": "npz", "path": data}
+        (tmp_path / "z" / "zoo.json").write_text(json.dumps(info))
+        shutil.copy(tmp_path / "outside.npz", tmp_path / "z" / "data.npz")
+        archive = tmp_path / "z.zip"
+        archive.write_bytes(_zip_folder(tmp_path / "z", "z"))
+        if ok:
+            assert wv.load_zoo(archive).task is not None
+        else:
+            with pytest.raises(ZooFormatError, match="outside the archive"):
+                wv.load_zoo(archive)

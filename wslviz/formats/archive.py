@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from wslviz.formats import ZooFormatError, detect_format
+from wslviz.formats._common import read_json
 from wslviz.safeio import ARCHIVE_SUFFIXES, MAX_BYTES, MAX_FILES, safe_unpack, zoo_root
 
 _TEMP_DIRS: list[Path] = []
@@ -55,6 +56,21 @@ def unpack(path: Path, workdir: Path | None = None, name: str | None = None, max
     return zoo_root(out)
 
 
+def check_contained(root: Path) -> None:
+    """Refuse a native zoo whose task data file lies outside the unpacked archive (an absolute or
+    ``..`` path in ``zoo.json`` would make the server read its own files)."""
+    info_path = root / "zoo.json"
+    if not info_path.is_file():
+        return
+    info = read_json(info_path)
+    task = info.get("task") if isinstance(info, dict) else None
+    data = task.get("path") if isinstance(task, dict) else None
+    if data is not None:
+        target = (root / str(data)).resolve()
+        if not target.is_relative_to(root.resolve()):
+            raise ZooFormatError(info_path, f"refused: the task data {data!r} lies outside the archive")
+
+
 def read(path: Path, zoo_format: str | None = None, max_bytes: int = MAX_BYTES, max_files: int = MAX_FILES,
          **options: Any):
     """Open the zoo inside an archive; ``zoo_format`` names its layout (default: detected)."""
@@ -64,6 +80,7 @@ def read(path: Path, zoo_format: str | None = None, max_bytes: int = MAX_BYTES, 
     fmt = zoo_format or detect_format(root)
     if fmt == "archive":
         raise ZooFormatError(path, "an archive inside an archive is not opened")
+    check_contained(root)
     return load_zoo(root, format=fmt, **options)
 
 
@@ -86,6 +103,7 @@ def import_archive(path: str | Path, zoo_format: str | None = None, name: str | 
         fmt = zoo_format or detect_format(root)
         if fmt == "archive":
             raise ZooFormatError(name or path, "an archive inside an archive is not opened")
+        check_contained(root)
         zoo = load_zoo(root, format=fmt, **options)
         if fmt == "native":
             return root
