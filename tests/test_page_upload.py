@@ -133,20 +133,26 @@ def test_uploader_shows_errors_not_tracebacks(tmp_path):
 
 
 def test_home_page_loads_an_uploaded_archive(cnnzoo_zip):
-    """The home page offers the uploader (wired by app.py) and an upload becomes the current zoo."""
-    if not (ROOT / "app.py").is_file() or "zoo_uploader" not in (ROOT / "app.py").read_text():
-        pytest.skip("app.py does not call wslviz.ui.upload.zoo_uploader yet")
+    """The app's sidebar offers the uploader; an upload becomes the current zoo of the home page."""
     folder, data = cnnzoo_zip
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
     assert not at.exception
-    uploaders = [u for u in at.file_uploader if u.key == "zoo_upload"]
-    assert uploaders, "the home page shows no zoo uploader"
-    uploaders[0].set_value(("mnist_cnns.zip", data, "application/zip"))
+    source = at.radio(key="zoo_source")
+    assert "Upload" in source.options, "the sidebar offers no upload"
+    source.set_value("Upload")
+    at.run()
+    assert not at.exception
+    at.file_uploader(key="zoo_upload").set_value(("mnist_cnns.zip", data, "application/zip"))
     at.run()
     assert not at.exception and not at.error
-    zoo = wv.load_zoo(at.session_state["zoo_path"])
-    assert torch.equal(zoo.weights, wv.load_zoo(folder).weights)
+    path = at.session_state["zoo_path"]
+    assert path == at.session_state["zoo_upload_loaded"]["path"]
+    zoo = wv.load_zoo(path)
+    assert zoo.format == "native" and torch.equal(zoo.weights, wv.load_zoo(folder).weights)
+    assert "### mnist_cnns" in [m.value for m in at.markdown]  # the home page's summary card
+    at.run()  # stays on the uploaded zoo
+    assert at.session_state["zoo_path"] == path and not at.exception
 
 
 def test_archive_task_data_must_stay_inside(tmp_path):

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from wslviz import ui
 from wslviz.formats import READERS, ZooFormatError
 from wslviz.formats.archive import import_archive, private_dir, remove_private_dir
 from wslviz.safeio import MAX_BYTES, MAX_FILES
-from wslviz.ui import ZOO_KEY
 
 AUTO = "auto-detect"
 MAX_UPLOAD_BYTES = 200 * 2**20
@@ -29,7 +29,7 @@ def zoo_uploader(key: str = "zoo_upload", select: bool = True, max_upload_bytes:
 
     Each upload is unpacked once (remembered in session state by its file id and the layout picked);
     a new upload replaces the previous one's temporary folder. With ``select`` a newly loaded zoo
-    becomes the current zoo (``st.session_state[ZOO_KEY]``). ``max_upload_bytes`` caps the archive,
+    becomes the current zoo (:func:`wslviz.ui.set_zoo`). ``max_upload_bytes`` caps the archive,
     ``max_bytes`` / ``max_files`` what it unpacks to.
     """
     layouts = [AUTO, *(name for name in READERS if name != "archive")]
@@ -69,7 +69,7 @@ def zoo_uploader(key: str = "zoo_upload", select: bool = True, max_upload_bytes:
         return None
     st.session_state[state_key] = {"ident": ident, "path": str(path), "workdir": str(workdir)}
     if select:
-        st.session_state[ZOO_KEY] = str(path)
+        ui.set_zoo(path)  # makes it current and clears the selection (row numbers belong to one zoo)
     st.success(f"Opened {upload.name}.")
     return str(path)
 
