@@ -165,3 +165,11 @@ def test_registry_order_and_unknown(tmp_path):
         wv.load_zoo(tmp_path / "empty")
     with pytest.raises(ZooFormatError, match="unknown zoo format"):
         wv.load_zoo(tmp_path / "empty", format="nope")
+
+
+@pytest.mark.parametrize("layout", ["folder", "pdiff", "huggingface"])
+def test_progress_reaches_the_total(tmp_path, layout):
+    {"folder": write_folder, "pdiff": write_pdiff, "huggingface": write_hf}[layout](tmp_path / "z")
+    calls = []
+    zoo = wv.load_zoo(tmp_path / "z", progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1] == (zoo.n_checkpoints, zoo.n_checkpoints)

@@ -23,7 +23,9 @@ CONFIG_COLUMNS = ["config.activation", "config.b_init", "config.dropout", "confi
 def test_metadata_and_architecture(tmp_path):
     write_cnnzoo(tmp_path / "mnist", n_models=3, steps=(0, 100))
     assert detect_format(tmp_path / "mnist") == "cnnzoo"
-    zoo = wv.load_zoo(tmp_path / "mnist")
+    calls = []
+    zoo = wv.load_zoo(tmp_path / "mnist", progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (6, 6)
     m = zoo.metadata
     assert zoo.weights.shape == (6, 4970) and zoo.task is None
     for col in ["test_accuracy", "step", "modeldir", "train_accuracy", *CONFIG_COLUMNS]:

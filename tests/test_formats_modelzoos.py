@@ -18,7 +18,9 @@ from wslviz.formats import ZooFormatError, detect_format
 def test_metadata_columns_epochs_and_ggap(tmp_path):
     write_modelzoos(tmp_path / "zoo", n_trials=2, epochs=(0, 1, 2))
     assert detect_format(tmp_path / "zoo") == "modelzoos"
-    zoo = wv.load_zoo(tmp_path / "zoo")
+    calls = []
+    zoo = wv.load_zoo(tmp_path / "zoo", progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (6, 6)
     m = zoo.metadata
     assert zoo.weights.shape == (6, 2464) and zoo.arch.n_params == 2464
     assert zoo.task is None and zoo.format == "modelzoos"

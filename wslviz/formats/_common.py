@@ -110,8 +110,10 @@ def stack_files(files: Sequence[Path], arch: Any = None, activation: str = "relu
     weights[0] = flatten_into(architecture, first, files[0], files[0])
     for i in range(1, len(files)):
         weights[i] = flatten_into(architecture, loader(files[i]), files[i], files[0])
-        if progress is not None:
+        if progress is not None and i % 100 == 0:
             progress(i + 1, len(files))
+    if progress is not None:
+        progress(len(files), len(files))
     return architecture, weights
 
 

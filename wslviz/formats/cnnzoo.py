@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ def default_input_shape(path: Path, channels: int) -> list[int]:
 
 
 def read(path: Path, activation: str | None = None, input_shape: list[int] | None = None, stride: int = 2,
-         check_finite: bool = True, **_: Any):
+         check_finite: bool = True, progress: Callable[[int, int], None] | None = None, **_: Any):
     """Read a Small CNN Zoo folder. ``activation`` picks the models to open when the zoo mixes
     ``config.activation`` values (default: the most common); ``input_shape`` overrides the image size."""
     from wslviz.zoo import Zoo
@@ -192,6 +193,8 @@ def read(path: Path, activation: str | None = None, input_shape: list[int] | Non
     for a in range(0, len(rows), CHUNK_ROWS):
         block = np.asarray(raw[rows[a:a + CHUNK_ROWS]], dtype=np.float32)
         weights[a:a + CHUNK_ROWS] = torch.from_numpy(np.ascontiguousarray(block[:, perm]))
+        if progress is not None:
+            progress(min(a + CHUNK_ROWS, len(rows)), len(rows))
     meta = meta.iloc[rows].reset_index(drop=True)
     if check_finite:
         require_finite(weights, lambda i: f"{path / WEIGHTS} row {rows[i]}")

@@ -70,14 +70,15 @@ def read_metadata(path: Path, names: Sequence[str]) -> pd.DataFrame | None:
 
 def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, activation: str = "relu",
                input_shape: Sequence[int] | None = None, check_finite: bool = True,
-               loader: Callable[[Path], Any] | None = None, description: str = ""):
+               loader: Callable[[Path], Any] | None = None, description: str = "",
+               progress: Callable[[int, int], None] | None = None):
     """Stack ``files`` into a zoo whose metadata has ``model_id``, ``file`` and the metadata file's columns."""
     from wslviz.zoo import Zoo
 
     if not files:
         raise ZooFormatError(path, f"no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})")
     kwargs = {"loader": loader} if loader is not None else {}
-    architecture, weights = stack_files(files, arch, activation, input_shape, **kwargs)
+    architecture, weights = stack_files(files, arch, activation, input_shape, progress=progress, **kwargs)
     if check_finite:
         require_finite(weights, lambda i: files[i])
     names = [str(f.relative_to(path)) if f.is_relative_to(path) else f.name for f in files]
@@ -90,8 +91,10 @@ def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, ac
 
 
 def read(path: Path, arch: Any = None, activation: str = "relu", input_shape: Sequence[int] | None = None,
-         check_finite: bool = True, **_: Any):
+         check_finite: bool = True, progress: Callable[[int, int], None] | None = None, **_: Any):
     """Read a folder of checkpoints; ``arch`` (spec), ``activation`` and ``input_shape`` help when
-    the architecture cannot be inferred from key names and shapes alone."""
+    the architecture cannot be inferred from key names and shapes alone; ``progress(done, total)``
+    is called while files are read."""
     path = require_dir(path, "checkpoint folder")
-    return read_files(path, checkpoint_files(path), "folder", arch, activation, input_shape, check_finite)
+    return read_files(path, checkpoint_files(path), "folder", arch, activation, input_shape, check_finite,
+                      progress=progress)

@@ -9,7 +9,7 @@ is read from ``config.json`` (``hidden_act``/``activation``) when present.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -70,7 +70,7 @@ def _activation(folder: Path, default: str) -> str:
 
 
 def read(path: Path, arch: Any = None, activation: str | None = None, input_shape: Sequence[int] | None = None,
-         check_finite: bool = True, **_: Any):
+         check_finite: bool = True, progress: Callable[[int, int], None] | None = None, **_: Any):
     """Read one Hugging Face model folder, or a folder of them."""
     path = require_dir(path, "Hugging Face")
     folders = [path] if is_model(path) else sorted(p for p in path.iterdir() if p.is_dir() and is_model(p))
@@ -78,7 +78,7 @@ def read(path: Path, arch: Any = None, activation: str | None = None, input_shap
         raise ZooFormatError(path, f"no {SINGLE} or {INDEX}")
     act = activation or _activation(folders[0], "relu")
     zoo = read_files(path, folders, "huggingface", arch, act, input_shape, check_finite, loader=model_state_dict,
-                     description="Hugging Face model folder(s)")
+                     description="Hugging Face model folder(s)", progress=progress)
     zoo.metadata = zoo.metadata.rename(columns={"file": "model"})
     if folders == [path]:
         zoo.metadata["model"] = [path.name]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -87,7 +87,8 @@ def read_splits(path: Path, rel_paths: list[PurePosixPath]) -> dict[PurePosixPat
     return out
 
 
-def read(path: Path, w0: float = W0, check_finite: bool = True, **_: Any):
+def read(path: Path, w0: float = W0, check_finite: bool = True, progress: Callable[[int, int], None] | None = None,
+         **_: Any):
     """Read an INR zoo (SIREN state dicts below ``path``); ``w0`` is the sine frequency."""
     from wslviz.zoo import Zoo
 
@@ -95,7 +96,7 @@ def read(path: Path, w0: float = W0, check_finite: bool = True, **_: Any):
     files = sorted(path.rglob("*.pth"))
     if not files:
         raise ZooFormatError(path, "no .pth files below this folder")
-    arch, weights = stack_files(files, activation="sin")
+    arch, weights = stack_files(files, activation="sin", progress=progress)
     arch = set_sin_w0(arch, w0)
     if check_finite:
         require_finite(weights, lambda i: files[i])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,7 @@ def architecture(state_dict: dict[str, torch.Tensor], path: Path, model_type: st
 
 
 def read(path: Path, activation: str | None = None, input_shape: list[int] | None = None,
-         check_finite: bool = True, **_: Any):
+         check_finite: bool = True, progress: Callable[[int, int], None] | None = None, **_: Any):
     """Read a Model Zoos folder (or one trial folder). ``activation`` picks which models to open when
     trials differ in ``model::nlin``; ``input_shape`` overrides the standard image size."""
     from wslviz.zoo import Zoo
@@ -195,6 +196,10 @@ def read(path: Path, activation: str | None = None, input_shape: list[int] | Non
     weights[0] = flatten_into(arch, first, files[0], files[0])
     for i in range(1, len(files)):
         weights[i] = flatten_into(arch, load_state_dict(files[i]), files[i], files[0])
+        if progress is not None and i % 100 == 0:
+            progress(i + 1, len(files))
+    if progress is not None:
+        progress(len(files), len(files))
     if check_finite:
         require_finite(weights, lambda i: files[i])
     meta = pd.DataFrame(rows)

@@ -9,7 +9,7 @@ columns (``model_id`` is ``i``). ``<root>`` may also be the ``checkpoint`` folde
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ def detect(path: Path) -> bool:
 
 
 def read(path: Path, arch: Any = None, activation: str = "relu", input_shape: Sequence[int] | None = None,
-         check_finite: bool = True, **_: Any):
+         check_finite: bool = True, progress: Callable[[int, int], None] | None = None, **_: Any):
     """Read a p-diff checkpoint folder; files whose names do not follow the pattern are ignored."""
     path = require_dir(path, "p-diff")
     folder = _folder(path)
@@ -45,7 +45,7 @@ def read(path: Path, arch: Any = None, activation: str = "relu", input_shape: Se
         if int(m1["i"]) == int(m2["i"]):
             raise ZooFormatError(p2, f"index {int(m1['i'])} is used twice ({p1.name} and {p2.name})")
     zoo = read_files(folder, [p for _, p in found], "pdiff", arch, activation, input_shape, check_finite,
-                     description="p-diff checkpoints (Wang et al. 2024)")
+                     description="p-diff checkpoints (Wang et al. 2024)", progress=progress)
     zoo.metadata = zoo.metadata.drop(columns=[c for c in ("test_acc", "seed", "tag") if c in zoo.metadata])
     zoo.metadata["model_id"] = [int(m["i"]) for m, _ in found]
     zoo.metadata.insert(1, "test_acc", [float(m["acc"]) for m, _ in found])
