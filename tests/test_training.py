@@ -180,6 +180,8 @@ def test_bad_hyperparameters_are_named(bad, message):
 
 def test_bad_checkpoints_and_batchnorm_are_refused():
     task = make_task(TINY.task)
+    with pytest.raises(ValueError, match="no dropout layer"):
+        train(Architecture(mlp_spec([2, 4, 2])), task, [{"seed": 0, "dropout": 0.5}], epochs=1, checkpoints=[1])
     with pytest.raises(ValueError, match="checkpoint epochs"):
         train(Architecture(TINY.arch), task, [{"seed": 0}], epochs=2, checkpoints=[0, 5])
     bn = Architecture({"input_shape": [2], "layers": [{"type": "linear", "in_features": 2, "out_features": 4},

@@ -240,6 +240,8 @@ def train(
     """
     _check_trainable(arch)
     hp = _fill_hparams(hparams)
+    if (hp["dropout"] > 0).any() and not any(layer["type"] == "dropout" for layer in arch.layers):
+        raise ValueError("a dropout rate is set but the architecture has no dropout layer to apply it")
     checkpoints = sorted({int(e) for e in checkpoints})
     if not checkpoints or checkpoints[0] < 0 or checkpoints[-1] > epochs:
         raise ValueError(f"checkpoint epochs must lie in [0, {epochs}], got {checkpoints}")
