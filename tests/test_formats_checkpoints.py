@@ -173,3 +173,11 @@ def test_progress_reaches_the_total(tmp_path, layout):
     calls = []
     zoo = wv.load_zoo(tmp_path / "z", progress=lambda done, total: calls.append((done, total)))
     assert calls and calls[-1] == (zoo.n_checkpoints, zoo.n_checkpoints)
+
+
+def test_metadata_columns_named_like_ours_are_replaced_not_fatal(tmp_path):
+    write_folder(tmp_path / "f", suffixes=(".pt", ".pth"), metadata=None)
+    pd.DataFrame({"file": ["model_0.pt", "model_1.pth"], "model_id": [7, 9], "seed": [1, 2]}).to_csv(
+        tmp_path / "f" / "metadata.csv", index=False)
+    zoo = wv.load_zoo(tmp_path / "f")
+    assert list(zoo.metadata["model_id"]) == [0, 1] and list(zoo.metadata["seed"]) == [1, 2]

@@ -64,6 +64,12 @@ def numeric_column(df: pd.DataFrame, column: str, path: Path, required: bool = T
     return values.astype(float)
 
 
+def put_first(df: pd.DataFrame, columns: Mapping[str, Any]) -> pd.DataFrame:
+    """``df`` with ``columns`` (name -> values) set, replacing same-named ones, and moved to the front."""
+    out = df.assign(**{name: values for name, values in columns.items()})
+    return out[list(columns) + [c for c in out.columns if c not in columns]]
+
+
 def require_finite(weights: torch.Tensor, name_of: Callable[[int], object], what: str = "checkpoint") -> None:
     """Raise :class:`ZooFormatError` naming ``name_of(row)`` for the first row with NaN/Inf weights."""
     if torch.isfinite(weights.sum(1)).all():  # NaN/Inf propagate into the row sum; overflow only re-checks

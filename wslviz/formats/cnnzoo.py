@@ -31,6 +31,7 @@ from wslviz.formats._common import (
     activation_name,
     numeric_column,
     pick_activation,
+    put_first,
     read_csv,
     require_dir,
     require_finite,
@@ -198,16 +199,15 @@ def read(path: Path, activation: str | None = None, input_shape: list[int] | Non
     meta = meta.iloc[rows].reset_index(drop=True)
     if check_finite:
         require_finite(weights, lambda i: f"{path / WEIGHTS} row {rows[i]}")
-    model_id = pd.factorize(model_key.iloc[rows].reset_index(drop=True))[0]
-    meta.insert(0, "model_id", model_id)
-    meta.insert(1, "epoch", meta["step"].astype(int))
-    meta.insert(2, "test_acc", meta["test_accuracy"])
+    front = {"model_id": pd.factorize(model_key.iloc[rows].reset_index(drop=True))[0],
+             "epoch": meta["step"].astype(int), "test_acc": meta["test_accuracy"]}
     if "train_accuracy" in meta:
-        meta.insert(3, "train_acc", meta["train_accuracy"])
-        meta["ggap"] = meta["train_accuracy"] - meta["test_accuracy"]
+        front["train_acc"] = meta["train_accuracy"]
+        front["ggap"] = meta["train_accuracy"] - meta["test_accuracy"]
     if "config.random_seed" in meta:
         seed = meta["config.random_seed"]
-        meta["seed"] = seed.astype("int64") if seed.notna().all() and (seed % 1 == 0).all() else seed
+        front["seed"] = seed.astype("int64") if seed.notna().all() and (seed % 1 == 0).all() else seed
+    meta = put_first(meta, front)
     description = f"Small CNN Zoo (Unterthiner et al. 2020); {note}".rstrip("; ")
     return Zoo(name=path.name, metadata=meta, weights=weights, arch=arch, task=None, description=description,
                path=path, format="cnnzoo")

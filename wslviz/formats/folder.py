@@ -18,7 +18,15 @@ from typing import Any
 import pandas as pd
 
 from wslviz.formats import ZooFormatError
-from wslviz.formats._common import CHECKPOINT_SUFFIXES, read_csv, read_json, require_dir, require_finite, stack_files
+from wslviz.formats._common import (
+    CHECKPOINT_SUFFIXES,
+    put_first,
+    read_csv,
+    read_json,
+    require_dir,
+    require_finite,
+    stack_files,
+)
 
 KEY_COLUMNS = ("file", "filename", "name", "path")
 
@@ -77,15 +85,13 @@ def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, ac
 
     if not files:
         raise ZooFormatError(path, f"no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})")
+    names = [str(f.relative_to(path)) if f.is_relative_to(path) else f.name for f in files]
+    meta = read_metadata(path, names)  # checked before any checkpoint is read
+    meta = put_first(meta if meta is not None else pd.DataFrame({"file": names}), {"model_id": range(len(files))})
     kwargs = {"loader": loader} if loader is not None else {}
     architecture, weights = stack_files(files, arch, activation, input_shape, progress=progress, **kwargs)
     if check_finite:
         require_finite(weights, lambda i: files[i])
-    names = [str(f.relative_to(path)) if f.is_relative_to(path) else f.name for f in files]
-    meta = read_metadata(path, names)
-    if meta is None:
-        meta = pd.DataFrame({"file": names})
-    meta.insert(0, "model_id", range(len(files)))
     return Zoo(name=path.name, metadata=meta, weights=weights, arch=architecture, task=None, path=path,
                format=fmt, description=description)
 

@@ -35,12 +35,12 @@ from wslviz.arch import Architecture, ArchitectureError
 from wslviz.formats import ZooFormatError
 from wslviz.formats._common import (
     activation_name,
-    flatten_into,
     pick_activation,
     read_json,
     require_dir,
     require_finite,
     scalar_items,
+    stack_files,
 )
 from wslviz.safeio import load_state_dict
 
@@ -189,17 +189,9 @@ def read(path: Path, activation: str | None = None, input_shape: list[int] | Non
             rows.append({**config, **results.get(epoch, {}), "model_id": model_id, "trial": trial.name,
                          "seed": params.get("seed"), "epoch": epoch, "training_iteration": epoch})
             files.append(file)
-    first = load_state_dict(files[0])
     model_type = configs[int(keep.nonzero()[0][0])][1].get("model::type")
-    arch = architecture(first, files[0], model_type, chosen, input_shape)
-    weights = torch.empty(len(files), arch.n_params, dtype=torch.float32)
-    weights[0] = flatten_into(arch, first, files[0], files[0])
-    for i in range(1, len(files)):
-        weights[i] = flatten_into(arch, load_state_dict(files[i]), files[i], files[0])
-        if progress is not None and i % 100 == 0:
-            progress(i + 1, len(files))
-    if progress is not None:
-        progress(len(files), len(files))
+    arch = architecture(load_state_dict(files[0]), files[0], model_type, chosen, input_shape)
+    arch, weights = stack_files(files, arch=arch, progress=progress)
     if check_finite:
         require_finite(weights, lambda i: files[i])
     meta = pd.DataFrame(rows)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from wslviz.formats import ZooFormatError
-from wslviz.formats._common import require_dir
+from wslviz.formats._common import put_first, require_dir
 from wslviz.formats.folder import read_files
 
 NAME = re.compile(r"^(?P<i>\d+)_acc(?P<acc>\d+(?:\.\d+)?)_seed(?P<seed>\d+)_(?P<tag>.+)\.pth$")
@@ -46,11 +46,10 @@ def read(path: Path, arch: Any = None, activation: str = "relu", input_shape: Se
             raise ZooFormatError(p2, f"index {int(m1['i'])} is used twice ({p1.name} and {p2.name})")
     zoo = read_files(folder, [p for _, p in found], "pdiff", arch, activation, input_shape, check_finite,
                      description="p-diff checkpoints (Wang et al. 2024)", progress=progress)
-    zoo.metadata = zoo.metadata.drop(columns=[c for c in ("test_acc", "seed", "tag") if c in zoo.metadata])
-    zoo.metadata["model_id"] = [int(m["i"]) for m, _ in found]
-    zoo.metadata.insert(1, "test_acc", [float(m["acc"]) for m, _ in found])
-    zoo.metadata.insert(2, "seed", [int(m["seed"]) for m, _ in found])
-    zoo.metadata.insert(3, "tag", [m["tag"] for m, _ in found])
+    zoo.metadata = put_first(zoo.metadata, {"model_id": [int(m["i"]) for m, _ in found],
+                                            "test_acc": [float(m["acc"]) for m, _ in found],
+                                            "seed": [int(m["seed"]) for m, _ in found],
+                                            "tag": [m["tag"] for m, _ in found]})
     zoo.name = path.name
     zoo.path = path
     return zoo
