@@ -175,9 +175,11 @@ def test_progress_reaches_the_total(tmp_path, layout):
     assert calls and calls[-1] == (zoo.n_checkpoints, zoo.n_checkpoints)
 
 
-def test_metadata_columns_named_like_ours_are_replaced_not_fatal(tmp_path):
-    write_folder(tmp_path / "f", suffixes=(".pt", ".pth"), metadata=None)
-    pd.DataFrame({"file": ["model_0.pt", "model_1.pth"], "model_id": [7, 9], "seed": [1, 2]}).to_csv(
-        tmp_path / "f" / "metadata.csv", index=False)
+def test_metadata_model_id_groups_checkpoints(tmp_path):
+    write_folder(tmp_path / "f", suffixes=(".pt", ".pth", ".bin"), metadata=None)
+    pd.DataFrame({"file": ["model_0.pt", "model_1.pth", "model_2.bin"], "model_id": [7, 7, 9],
+                  "epoch": [0, 1, 0]}).to_csv(tmp_path / "f" / "metadata.csv", index=False)
     zoo = wv.load_zoo(tmp_path / "f")
-    assert list(zoo.metadata["model_id"]) == [0, 1] and list(zoo.metadata["seed"]) == [1, 2]
+    assert list(zoo.metadata.columns[:2]) == ["model_id", "file"]
+    assert list(zoo.metadata["model_id"]) == [7, 7, 9] and zoo.n_models == 2
+    assert list(zoo.final_index()) == [1, 2]

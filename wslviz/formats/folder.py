@@ -87,7 +87,10 @@ def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, ac
         raise ZooFormatError(path, f"no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})")
     names = [str(f.relative_to(path)) if f.is_relative_to(path) else f.name for f in files]
     meta = read_metadata(path, names)  # checked before any checkpoint is read
-    meta = put_first(meta if meta is not None else pd.DataFrame({"file": names}), {"model_id": range(len(files))})
+    meta = meta if meta is not None else pd.DataFrame({"file": names})
+    # a model_id given in the metadata groups checkpoints of one model (epochs); else one model per file
+    given = "model_id" in meta and meta["model_id"].notna().all()
+    meta = put_first(meta, {"model_id": meta["model_id"] if given else range(len(files))})
     kwargs = {"loader": loader} if loader is not None else {}
     architecture, weights = stack_files(files, arch, activation, input_shape, progress=progress, **kwargs)
     if check_finite:
