@@ -114,6 +114,8 @@ def test_uploader_shows_errors_not_tracebacks(tmp_path):
     at.run()
     assert not at.exception and "refused" in at.error[0].value and "evil.zip" in at.error[0].value
     assert "zoo_path" not in at.session_state or at.session_state["zoo_path"] is None
+    at.run()  # the failure is remembered and shown again, not retried
+    assert not at.exception and "refused" in at.error[0].value
 
     np.save(tmp_path / "weights.npy", np.zeros((2, 3), dtype=np.float32))
     (tmp_path / "layout.csv").write_text("varname,start_idx\n")
@@ -174,3 +176,19 @@ def test_archive_task_data_must_stay_inside(tmp_path):
         else:
             with pytest.raises(ZooFormatError, match="outside the archive"):
                 wv.load_zoo(archive)
+
+
+def test_failed_upload_keeps_the_previous_zoo(cnnzoo_zip):
+    _, data = cnnzoo_zip
+    at = _uploader_app()
+    at.run()
+    at.file_uploader[0].set_value(("good.zip", data, "application/zip"))
+    at.run()
+    good = at.session_state["zoo_path"]
+    at.file_uploader[0].set_value(("bad.zip", b"PK\x03\x04 not a zip", "application/zip"))
+    at.run()
+    assert not at.exception and "not a readable zip" in at.error[0].value
+    assert at.session_state["zoo_path"] == good and wv.load_zoo(good).n_checkpoints == 4
+    at.file_uploader[0].set_value(("again.zip", data, "application/zip"))
+    at.run()
+    assert at.session_state["zoo_path"] != good and not Path(good).exists()  # replaced, old folder removed

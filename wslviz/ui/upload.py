@@ -43,35 +43,39 @@ def zoo_uploader(key: str = "zoo_upload", select: bool = True, max_upload_bytes:
         return None
     ident = (upload.file_id, fmt)
     loaded = st.session_state.get(state_key)
-    if loaded and loaded["ident"] == ident:
-        return loaded["path"]
-    if loaded:
-        remove_private_dir(Path(loaded["workdir"]))
-        st.session_state.pop(state_key)
-    if upload.size > max_upload_bytes:
-        st.error(f"{upload.name} is {upload.size / 2**20:.1f} MB; the limit is {max_upload_bytes // 2**20} MB.")
-        return None
+    if loaded and loaded["ident"] == ident:  # this upload was handled on an earlier run
+        if loaded.get("error"):
+            st.error(loaded["error"])
+        return loaded.get("path")
+    error = path = None
     workdir = private_dir("wslviz-upload-")
-    try:
-        archive = workdir / "upload.bin"
-        archive.write_bytes(upload.getvalue())
-        with st.spinner(f"Unpacking and opening {upload.name} ..."):
-            path = import_archive(archive, zoo_format=None if fmt == AUTO else fmt, name=upload.name,
-                                  workdir=workdir, max_bytes=max_bytes, max_files=max_files)
-    except ZooFormatError as e:
+    if upload.size > max_upload_bytes:
+        error = f"{upload.name} is {upload.size / 2**20:.1f} MB; the limit is {max_upload_bytes // 2**20} MB."
+    else:
+        try:
+            archive = workdir / "upload.bin"
+            archive.write_bytes(upload.getvalue())
+            with st.spinner(f"Unpacking and opening {upload.name} ..."):
+                path = str(import_archive(archive, zoo_format=None if fmt == AUTO else fmt, name=upload.name,
+                                          workdir=workdir, max_bytes=max_bytes, max_files=max_files))
+        except ZooFormatError as e:
+            error = f"Could not open {upload.name}: {_describe(e, workdir, upload.name)}"
+        except Exception as e:  # an upload is untrusted input: report, never show a traceback
+            _log.exception("opening upload %s failed", upload.name)
+            error = f"Could not open {upload.name}: {type(e).__name__}: {e}"
+    if error:
         remove_private_dir(workdir)
-        st.error(f"Could not open {upload.name}: {_describe(e, workdir, upload.name)}")
-        return None
-    except Exception as e:  # an upload is untrusted input: report, never show a traceback
-        remove_private_dir(workdir)
-        _log.exception("opening upload %s failed", upload.name)
-        st.error(f"Could not open {upload.name}: {type(e).__name__}: {e}")
-        return None
-    st.session_state[state_key] = {"ident": ident, "path": str(path), "workdir": str(workdir)}
-    if select:
-        ui.set_zoo(path)  # makes it current and clears the selection (row numbers belong to one zoo)
-    st.success(f"Opened {upload.name}.")
-    return str(path)
+        st.error(error)
+    else:
+        if loaded and loaded.get("workdir"):  # the previous upload is replaced only once this one opened
+            remove_private_dir(Path(loaded["workdir"]))
+        if select:
+            ui.set_zoo(path)  # makes it current and clears the selection (row numbers belong to one zoo)
+        st.success(f"Opened {upload.name}.")
+    keep = loaded if error and loaded else {}
+    st.session_state[state_key] = {"ident": ident, "path": path, "error": error,
+                                   "workdir": str(workdir) if path else keep.get("workdir")}
+    return path
 
 
 def _describe(error: ZooFormatError, workdir: Path, name: str) -> str:
