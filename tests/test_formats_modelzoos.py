@@ -117,3 +117,12 @@ def test_malformed_inputs_name_file_and_problem(tmp_path):
     (_trial(bad) / "checkpoint_1" / "checkpoints").write_bytes(b"")
     with pytest.raises(ZooFormatError, match="empty file"):
         wv.load_zoo(bad)
+
+
+@pytest.mark.parametrize("value", ["1e309", "NaN", "1.5", '"3"'])
+def test_training_iteration_must_be_an_integer(tmp_path, value):
+    write_modelzoos(tmp_path / "zoo", n_trials=1, epochs=(0, 1))
+    line = '{"training_iteration": ' + value + ', "test_acc": 0.5}\n'
+    (_trial(tmp_path / "zoo") / "result.json").write_text(line)
+    with pytest.raises(ZooFormatError, match="training_iteration .* is not an integer"):
+        wv.load_zoo(tmp_path / "zoo")

@@ -87,7 +87,7 @@ def architecture_from(state_dict: Mapping[str, torch.Tensor], path: Path, arch: 
         if arch is not None:
             return arch if isinstance(arch, Architecture) else Architecture(arch)
         return infer_architecture(state_dict, activation=activation, input_shape=input_shape)
-    except (ArchitectureError, KeyError, TypeError, ValueError) as e:
+    except (ArchitectureError, KeyError, TypeError, ValueError, OverflowError) as e:
         raise ZooFormatError(path, f"cannot work out the architecture: {e}; pass arch=<spec> "
                              "(and input_shape=[C, H, W] for CNNs)") from None
 

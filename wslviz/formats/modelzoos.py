@@ -23,6 +23,7 @@ Dropout layers are left out: in evaluation mode they are the identity, so the fu
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -102,7 +103,7 @@ def _results(path: Path) -> dict[int, dict[str, Any]]:
         if not isinstance(row, dict) or "training_iteration" not in row:
             raise ZooFormatError(path, f"line {n} has no 'training_iteration'")
         it = row["training_iteration"]
-        if isinstance(it, bool) or not isinstance(it, int | float) or it != int(it):
+        if isinstance(it, bool) or not isinstance(it, int | float) or not math.isfinite(it) or it != int(it):
             raise ZooFormatError(path, f"line {n}: training_iteration {it!r} is not an integer")
         if int(it) in out:
             raise ZooFormatError(path, f"line {n}: training_iteration {int(it)} appears twice")

@@ -99,18 +99,18 @@ def read(path: Path, check_finite: bool = True, **_: object):
         raise ZooFormatError(path / "zoo.json", f"version {info.get('version')} is newer than this wslviz reads")
     try:
         arch = Architecture(info["architecture"])
-    except (KeyError, TypeError, ValueError) as e:  # ArchitectureError is a ValueError
+    except (KeyError, TypeError, ValueError, OverflowError) as e:  # ArchitectureError is a ValueError
         raise ZooFormatError(path / "zoo.json", f"bad architecture: {e}") from None
     task = None
     if info.get("task"):
         if not isinstance(info["task"], dict):
             raise ZooFormatError(path / "zoo.json", f"bad task: expected an object, got {info['task']!r}")
         spec = dict(info["task"])
-        if spec.get("name") == "npz" and spec.get("path") and not Path(spec["path"]).is_absolute():
+        if spec.get("name") == "npz" and isinstance(spec.get("path"), str) and not Path(spec["path"]).is_absolute():
             spec["path"] = str(path / spec["path"])
         try:
             task = make_task(spec)
-        except (TaskError, KeyError, TypeError, ValueError) as e:
+        except (TaskError, KeyError, TypeError, ValueError, OverflowError) as e:
             raise ZooFormatError(path / "zoo.json", f"bad task: {e}") from None
     try:
         metadata = pd.read_csv(path / "metadata.csv")
