@@ -87,7 +87,7 @@ def _contour(s: Surface, metric: str, log: bool, coloraxis: str, show_legend: bo
         names = list(s.points)
         xy = np.array([s.points[n] for n in names])
         traces.append(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers+text", text=names, textposition="top center",
-                                 name="models", showlegend=show_legend, textfont={"color": "white", "size": 14},
+                                 name="models", showlegend=show_legend, textfont={"color": "black", "size": 14},
                                  marker={"size": 12, "color": MARKER_COLOR, "symbol": "star",
                                          "line": {"color": "black", "width": 1}}))
     return traces
