@@ -4,10 +4,9 @@
   Re-Basin: Merging Models modulo Permutation Symmetries", ICLR 2023, Algorithm 1): coordinate descent
   over the permutation groups, each step a linear assignment problem
   (``scipy.optimize.linear_sum_assignment``) maximising the inner product with the reference, groups
-  visited in random order until a full pass improves none. Before matching, both models are brought
-  to a normal form for the scale/sign symmetries (unit incoming norm for ReLU units, sign of the
-  largest incoming weight for odd units), so a permuted *and* rescaled copy is matched exactly; the
-  result carries the reference's unit scales.
+  visited in random order until a full pass improves none. A second descent runs on normal forms for
+  the scale/sign symmetries (unit incoming norm for ReLU units, sign of the largest incoming weight
+  for odd units), so a permuted *and* rescaled copy is matched exactly; the closer result is kept.
 * :func:`activation_matching` — the same paper's activation matching: per group, units are paired by
   the correlation of their activations on data.
 * :func:`align_zoo`, :func:`align_to_average` and :func:`merge` for whole zoos.
@@ -59,12 +58,12 @@ def _assign(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     b, n, _ = cost.shape
     cols = torch.empty(b, n, dtype=torch.int64)
     better = torch.zeros(b, dtype=torch.bool)
-    c = cost.numpy()
+    c = cost.double().numpy()
     for i in range(b):  # one assignment problem per model: the solver has no batched form
         _, col = linear_sum_assignment(c[i], maximize=True)
         old, new = np.trace(c[i]), c[i][np.arange(n), col].sum()
-        # a strict, scale-aware improvement test so that float noise cannot make the descent cycle
-        if new > old + 1e-9 * max(1.0, abs(old)):
+        # a strict, scale-aware improvement test (costs are float32) so that rounding cannot make the descent cycle
+        if new > old + 1e-6 * max(1.0, abs(old)):
             better[i] = True
             cols[i] = torch.from_numpy(col)
         else:
@@ -72,47 +71,65 @@ def _assign(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return cols, better
 
 
+def _permute_all(arch: Architecture, weights: torch.Tensor, perms: list[torch.Tensor]) -> torch.Tensor:
+    for group, perm in zip(arch.perm_spec.groups, perms, strict=True):
+        weights = apply_group(arch, weights, group, perm)
+    return weights
+
+
 def _match_batch(arch: Architecture, reference: torch.Tensor, others: torch.Tensor, seed: int, max_iter: int,
-                 kinds: tuple[str, ...]) -> SymmetryElement:
-    """The elements ``[B]`` taking each of ``others`` [B, P] to ``reference`` [P]'s basis (weight matching)."""
+                 kinds: tuple[str, ...], start: list[torch.Tensor] | None = None) -> SymmetryElement:
+    """The elements ``[B]`` taking each of ``others`` [B, P] to ``reference`` [P]'s basis (weight matching).
+
+    The descent starts from the best (on the full objective) of: the identity, one sweep in layer order
+    matching only each group's incoming side (whose inputs the previous groups have just aligned; for an
+    exact permuted copy this already is the planted answer), and ``start`` (permutations [B, n] per group).
+    """
     spec = arch.perm_spec
     b = others.shape[0]
     g_ref = _normal_form(arch, reference.unsqueeze(0), kinds)
     g_oth = _normal_form(arch, others, kinds)
-    ref = apply_symmetry(arch, reference.unsqueeze(0).double(), g_ref)
-    cur = apply_symmetry(arch, others.double(), g_oth)
-    perms = [torch.arange(g.size).expand(b, -1).clone() for g in spec.groups]
+    ref = apply_symmetry(arch, reference.unsqueeze(0).double(), g_ref).float()
+    base = apply_symmetry(arch, others.double(), g_oth).float()
+    ref_views = [[unit_view(arch, ref, r) for r in group.refs] for group in spec.groups]
+    # groups sharing a tensor: solving one changes the other's cost matrix
+    neighbours = [{h for h, other in enumerate(spec.groups) if h != gi
+                   and {r.name for r in group.refs} & {r.name for r in other.refs}}
+                  for gi, group in enumerate(spec.groups)]
+    identity_perms = [torch.arange(g.size).expand(b, -1).clone() for g in spec.groups]
 
-    def step(gi: int, incoming_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(cur: torch.Tensor, gi: int, incoming_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
         group = spec.groups[gi]
-        cost = torch.zeros(b, group.size, group.size, dtype=torch.float64)
-        for ref_axis in group.refs:
-            if incoming_only and not ref_axis.incoming:
-                continue
-            cost += unit_view(arch, ref, ref_axis) @ unit_view(arch, cur, ref_axis).transpose(1, 2)
+        cost = torch.zeros(b, group.size, group.size)
+        for ref_axis, ref_view in zip(group.refs, ref_views[gi], strict=True):
+            if not (incoming_only and not ref_axis.incoming):
+                cost += ref_view @ unit_view(arch, cur, ref_axis).transpose(1, 2)
         return _assign(cost)
 
-    def update(gi: int, cols: torch.Tensor) -> None:
-        nonlocal cur
-        cur = apply_group(arch, cur, spec.groups[gi], cols)
-        perms[gi] = torch.gather(perms[gi], 1, cols)
-
-    # Initialise with one sweep in layer order matching only each group's incoming side (whose inputs the
-    # previous groups have just aligned); for an exact permuted copy this already is the planted answer.
-    # Kept only where it beats the identity on the full objective, so the descent never ends worse than it.
-    start_cur, start_perms = cur, [p.clone() for p in perms]
+    sweep, cur = [p.clone() for p in identity_perms], base
     for gi in range(len(spec.groups)):
-        update(gi, step(gi, incoming_only=True)[0])
-    worse = (cur * ref).sum(1) < (start_cur * ref).sum(1)
-    cur = torch.where(worse.unsqueeze(1), start_cur, cur)
-    perms = [torch.where(worse.unsqueeze(1), p0, p) for p0, p in zip(start_perms, perms, strict=True)]
+        cols = step(cur, gi, incoming_only=True)[0]
+        cur = apply_group(arch, cur, spec.groups[gi], cols)
+        sweep[gi] = torch.gather(sweep[gi], 1, cols)
+    candidates = [identity_perms, sweep] + ([start] if start is not None else [])
+    states = [_permute_all(arch, base, c) for c in candidates]
+    best = torch.stack([(state * ref).double().sum(1) for state in states]).argmax(0)  # [B]
+    cur = torch.stack(states)[best, torch.arange(b)]
+    perms = [torch.stack([c[gi] for c in candidates])[best, torch.arange(b)] for gi in range(len(spec.groups))]
+
     rng = np.random.default_rng(seed)
+    dirty = set(range(len(spec.groups)))
     for _ in range(max_iter):
         improved = False
-        for gi in rng.permutation(len(spec.groups)):
-            cols, better = step(int(gi), incoming_only=False)
+        for gi in map(int, rng.permutation(len(spec.groups))):
+            if gi not in dirty:  # nothing it depends on changed since it was solved: the answer would be the same
+                continue
+            dirty.discard(gi)
+            cols, better = step(cur, gi, incoming_only=False)
             if better.any():
-                update(int(gi), cols)
+                cur = apply_group(arch, cur, spec.groups[gi], cols)
+                perms[gi] = torch.gather(perms[gi], 1, cols)
+                dirty |= neighbours[gi]
                 improved = True
         if not improved:
             break
@@ -143,16 +160,29 @@ def weight_matching(
     ``reference`` [P]; ``other`` [P] (or [B, P]: each row matched independently, in one batched run).
     Coordinate descent over permutation groups in random order (``seed``), each step solving
     ``max_P <W_ref, P W_other>`` summed over every axis the group moves, until a pass improves no group
-    or ``max_iter`` passes. ``kinds`` chooses which symmetries besides permutations are normalised away
-    first (``"scale"`` for ReLU units, ``"sign"`` for odd units; pass ``("permutation",)`` for plain
-    Git Re-Basin). The result computes the same function as ``other``. With ``return_perm`` also the
-    group element ``g`` with ``apply_symmetry(arch, other, g)`` the result.
+    or ``max_iter`` passes. Weight matching minimises ``||reference - g·other||`` over the group; with
+    ``kinds`` including ``"scale"`` (ReLU units) or ``"sign"`` (odd units) the descent runs from two
+    starts and keeps, per model, the closer result: on the raw weights (plain Git Re-Basin, which
+    keeps ``other``'s unit scales) and on scale/sign normal forms (which undoes a planted rescaling or
+    sign flip exactly, the result carrying the reference's unit scales). ``kinds=("permutation",)``
+    runs plain Git Re-Basin only. The result computes the same function as ``other``. With
+    ``return_perm`` also the group element ``g`` with ``apply_symmetry(arch, other, g)`` the result.
     """
     _check_pair(arch, reference, other)
     kinds = _check_kinds(kinds)
     w, single = _as_batch(other, arch)
-    g = _match_batch(arch, reference.float(), w.float(), seed, max_iter, kinds)
+    reference = reference.float()
+    g = _match_batch(arch, reference, w.float(), seed, max_iter, ("permutation",))
     aligned = apply_symmetry(arch, w, g)
+    normalises = any(k in group.kinds for group in arch.perm_spec.groups for k in kinds if k != "permutation")
+    if normalises:
+        g_norm = _match_batch(arch, reference, w.float(), seed, max_iter, kinds, start=g.perms)
+        aligned_norm = apply_symmetry(arch, w, g_norm)
+        closer = (aligned_norm - reference).norm(dim=1) < (aligned - reference).norm(dim=1)
+        aligned = torch.where(closer.unsqueeze(1), aligned_norm, aligned)
+        pick = lambda x, y: torch.where(closer.unsqueeze(1), x, y)
+        g = SymmetryElement([pick(p, q) for p, q in zip(g_norm.perms, g.perms, strict=True)],
+                            [pick(p, q) for p, q in zip(g_norm.scales, g.scales, strict=True)])
     if single:
         aligned, g = aligned[0], SymmetryElement([p[0] for p in g.perms], [s[0] for s in g.scales])
     return (aligned, g) if return_perm else aligned
@@ -345,3 +375,52 @@ def reset_batchnorm(arch: Architecture, weights: torch.Tensor, task=None, n_samp
         out[var_info.slice] = h.var(dims, unbiased=False)
     return out
 
+
+
+def matching_matrices(arch: Architecture, reference: torch.Tensor, other: torch.Tensor,
+                      g: SymmetryElement) -> list[dict]:
+    """Per permutation group, what the matching saw: cosine similarity ``[n, n]`` between the reference's
+    units (rows) and ``other``'s units in their original order (columns), every other group already
+    aligned by ``g`` (as returned by ``weight_matching(..., return_perm=True)``), and the assignment:
+    reference unit ``j`` was matched to other unit ``assignment[j]``.
+
+    Returns ``[{"group", "similarity", "assignment", "moved", "size"}]`` (numpy arrays, ints).
+    """
+    spec = arch.perm_spec
+    ref = reference.unsqueeze(0).double()
+    aligned = apply_symmetry(arch, other.unsqueeze(0).double(), g)
+    out = []
+    for group, perm in zip(spec.groups, g.perms, strict=True):
+        back = apply_group(arch, aligned, group, torch.argsort(perm).unsqueeze(0))
+        incoming = [r for r in group.refs if r.incoming]
+        a = torch.cat([unit_view(arch, ref, r) for r in incoming], -1)[0]
+        b = torch.cat([unit_view(arch, back, r) for r in incoming], -1)[0]
+        a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        b = b / b.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        out.append({"group": group.name, "similarity": (a @ b.T).numpy(), "assignment": perm.numpy(),
+                    "moved": int((perm != torch.arange(group.size)).sum()), "size": group.size})
+    return out
+
+
+def pairwise_distances(weights: torch.Tensor) -> np.ndarray:
+    """Euclidean distances between all pairs of models in ``weights`` [B, P] (condensed, ``B(B-1)/2``)."""
+    return torch.nn.functional.pdist(weights.double()).numpy()
+
+
+def symmetry_spread(
+    arch: Architecture,
+    weights: torch.Tensor,
+    reference_index: int = 0,
+    progress: Progress = None,
+) -> dict[str, np.ndarray]:
+    """Pairwise distances of a zoo as given, after aligning every model to one reference by permutations,
+    and by permutations with scale/sign normalisation: ``{label: distances}``. The drop from the first
+    to the others is the part of the zoo's spread that is only symmetry."""
+    w, _ = _as_batch(weights, arch)
+    reference = w[reference_index].float()
+    settings = {"permutations": ("permutation",), "permutations + scale/sign": KINDS}
+    out = {"as trained": pairwise_distances(w)}
+    for i, (label, kinds) in enumerate(settings.items()):
+        step = None if progress is None else (lambda d, t, i=i: progress(i * t + d, 2 * t))
+        out[label] = pairwise_distances(align_zoo(arch, w, reference, kinds=kinds, progress=step))
+    return out

@@ -1,0 +1,131 @@
+"""The Symmetry page under AppTest: apply a symmetry, align two models, align a zoo; the figures carry
+the library's numbers; zoos without a task and tanh zoos work."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+from conftest import ROOT, random_zoo
+from streamlit.testing.v1 import AppTest
+
+from wslviz import align as A
+from wslviz import symmetry as S
+from wslviz import ui
+from wslviz.arch import Architecture, mlp_spec
+from wslviz.tasks import make_task
+from wslviz.zoo import save_zoo
+
+PAGE = str(ROOT / "pages" / "3_Symmetry.py")
+
+
+def make_zoo(tmp_path, activation: str = "relu", task: bool = True) -> str:
+    arch = Architecture(mlp_spec([2, 8, 6, 2], activation))
+    zoo = random_zoo(arch, make_task("moons") if task else None, n_models=5, epochs=(0, 1))
+    path = tmp_path / f"zoo-{activation}-{task}"
+    save_zoo(zoo, path)
+    return str(path)
+
+
+def run_page(monkeypatch, path: str, selection: list[int] | None = None) -> AppTest:
+    monkeypatch.setenv(ui.ENV_ZOO, path)
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    if selection is not None:
+        at.session_state[ui.SELECTION_KEY] = selection
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def chart(at: AppTest, key: str) -> dict:
+    found = [c for c in at.get("plotly_chart") if key in (c.proto.id or "")]
+    assert found, f"no chart {key}"
+    return json.loads(found[0].proto.spec)
+
+
+def arr(value) -> np.ndarray:
+    if isinstance(value, dict):
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return out.reshape([int(n) for n in str(value.get("shape", len(out))).split(",")])
+    return np.asarray(value)
+
+
+def test_apply_symmetry_shows_moved_weights_and_same_function(monkeypatch, tmp_path):
+    path = make_zoo(tmp_path)
+    at = run_page(monkeypatch, path, selection=[3, 7])
+    assert at.selectbox(key="sym_model").value == 3
+    assert at.selectbox(key="sym_a").value == 3 and at.selectbox(key="sym_b").value == 7
+    zoo = ui.open_zoo(path)
+    theta = zoo.weights[3]
+    moved = S.apply_symmetry(zoo.arch, theta, S.random_symmetry(zoo.arch, seed=0))
+    heat = chart(at, "sym_heatmaps")["data"]
+    np.testing.assert_allclose(arr(heat[0]["z"]), zoo.arch.unflatten(theta)["0.weight"].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(arr(heat[1]["z"]), zoo.arch.unflatten(moved)["0.weight"].numpy(), rtol=1e-6)
+    bars = chart(at, "sym_dist_vs_out")["data"]
+    assert list(bars[0]["x"]) == ["permutation", "ReLU rescaling", "permutation + ReLU rescaling"]
+    assert min(arr(bars[0]["y"])) > 0.1 and max(arr(bars[1]["y"])) <= 1e-5  # far in weights, same outputs
+    # the button draws a new element
+    at.button(key="sym_apply").click().run()
+    assert not at.exception and at.number_input(key="sym_seed").value == 1
+    moved1 = S.apply_symmetry(zoo.arch, theta, S.random_symmetry(zoo.arch, seed=1))
+    np.testing.assert_allclose(arr(chart(at, "sym_heatmaps")["data"][1]["z"]),
+                               zoo.arch.unflatten(moved1)["0.weight"].numpy(), rtol=1e-6)
+    at.selectbox(key="sym_layer").set_value(2).run()
+    assert arr(chart(at, "sym_heatmaps")["data"][0]["z"]).shape == (6, 8)
+
+
+def test_align_two_models(monkeypatch, tmp_path):
+    path = make_zoo(tmp_path)
+    at = run_page(monkeypatch, path, selection=[1, 4])
+    assert "sym_moved" not in str([c.proto.id for c in at.get("plotly_chart")])
+    at.button(key="sym_align").click().run()
+    assert not at.exception, at.exception
+    zoo = ui.open_zoo(path)
+    a, b = zoo.weights[1], zoo.weights[4]
+    aligned, g = A.weight_matching(zoo.arch, a, b, return_perm=True, kinds=("permutation",))
+    moved = chart(at, "sym_moved")["data"][0]
+    assert list(arr(moved["y"])) == [int(n) for n in g.units_moved()]
+    dist = chart(at, "sym_layer_dist")["data"]
+    np.testing.assert_allclose(arr(dist[1]["y"]), [v[0] for k, v in S.layer_distances(zoo.arch, a, aligned).items()
+                                                   if k != "total"], rtol=1e-5)
+    matrix = chart(at, "sym_matrix")["data"]
+    assert list(arr(matrix[1]["x"])) == g.perms[0].tolist()
+    # second hidden layer, activation matching with scales
+    at.selectbox(key="sym_group").set_value(1).run()
+    assert list(arr(chart(at, "sym_matrix")["data"][1]["x"])) == g.perms[1].tolist()
+    at.radio(key="sym_method").set_value("activation").run()
+    at.radio(key="sym_align_kinds").set_value("permutations + scale/sign").run()
+    at.button(key="sym_align").click().run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) >= 5
+
+
+def test_zoo_spread(monkeypatch, tmp_path):
+    path = make_zoo(tmp_path)
+    at = run_page(monkeypatch, path)
+    at.slider(key="sym_zoo_n").set_value(4).run()
+    at.button(key="sym_zoo_go").click().run()
+    assert not at.exception, at.exception
+    zoo = ui.open_zoo(path)
+    rows = [int(r) for r in zoo.final_index()[:4]]
+    expected = A.symmetry_spread(zoo.arch, zoo.weights[rows])
+    hist = chart(at, "sym_spread")["data"]
+    assert len(hist) == 3
+    for trace, values in zip(hist, expected.values(), strict=True):
+        np.testing.assert_allclose(np.sort(arr(trace["x"])), np.sort(values), rtol=1e-5)
+    assert np.median(expected["permutations"]) < np.median(expected["as trained"])
+
+
+def test_tanh_zoo_without_task(monkeypatch, tmp_path):
+    path = make_zoo(tmp_path, "tanh", task=False)
+    at = run_page(monkeypatch, path)
+    assert at.multiselect(key="sym_kinds").value == ["permutation", "sign"]
+    assert [str(o) for o in at.radio(key="sym_method").options] == ["weight matching"]
+    bars = chart(at, "sym_dist_vs_out")["data"]
+    assert max(arr(bars[1]["y"])) <= 1e-5
+    at.button(key="sym_align").click().run()
+    assert not at.exception, at.exception
+    at.multiselect(key="sym_kinds").set_value([]).run()
+    assert not at.exception and any("at least one" in i.value for i in at.info)
+

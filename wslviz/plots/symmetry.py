@@ -1,0 +1,102 @@
+"""Figures for the Symmetry page: weight heatmaps, distance vs output difference, matching matrices,
+per-layer distances and zoo-level distance distributions. Pure functions, no Streamlit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from wslviz.plots import style
+
+
+def _matrix(weight: np.ndarray) -> np.ndarray:
+    """A weight tensor as a 2D matrix: rows = output units, columns = inputs (conv kernels unrolled)."""
+    weight = np.asarray(weight)
+    return weight.reshape(weight.shape[0], -1) if weight.ndim > 1 else weight[:, None]
+
+
+def weight_heatmaps(before: np.ndarray, after: np.ndarray, layer_name: str,
+                    titles: tuple[str, str] = ("original", "after the symmetry")) -> go.Figure:
+    """Two heatmaps of one layer's weight matrix side by side, on one diverging colour scale."""
+    a, b = _matrix(before), _matrix(after)
+    vmax = float(max(np.abs(a).max(initial=0.0), np.abs(b).max(initial=0.0))) or 1.0
+    fig = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.08)
+    for col, m in ((1, a), (2, b)):
+        fig.add_trace(go.Heatmap(z=m, zmin=-vmax, zmax=vmax, zmid=0, colorscale=style.DIVERGING,
+                                 showscale=col == 2, colorbar={"title": "weight"},
+                                 hovertemplate="unit %{y}, input %{x}: %{z:.3f}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text="input index", row=1, col=col)
+        fig.update_yaxes(title_text="output unit", autorange="reversed", row=1, col=col)
+    return style.apply(fig, f"{layer_name}: weights before and after")
+
+
+def distance_vs_output(labels: Sequence[str], weight_distance: Sequence[float],
+                       output_difference: Sequence[float]) -> go.Figure:
+    """Grouped bars on a log axis: weight-space distance next to max output difference, per transform."""
+    floor = 1e-9  # an exact 0 cannot be drawn on a log axis
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=list(labels), y=[max(v, floor) for v in weight_distance], name="weight distance ‖θ − g·θ‖",
+                         marker_color=style.NAIVE_COLOR, text=[f"{v:.3g}" for v in weight_distance],
+                         textposition="outside"))
+    fig.add_trace(go.Bar(x=list(labels), y=[max(v, floor) for v in output_difference],
+                         name="max output difference", marker_color=style.ALIGNED_COLOR,
+                         text=[f"{v:.1e}" for v in output_difference], textposition="outside"))
+    fig.update_layout(barmode="group", yaxis_type="log")
+    fig.update_xaxes(title_text="symmetry applied")
+    fig.update_yaxes(title_text="value (log scale)")
+    return style.apply(fig, "Far apart in weight space, identical as functions")
+
+
+def matching_matrix(similarity: np.ndarray, assignment: np.ndarray, title: str) -> go.Figure:
+    """Similarity of reference units (rows) to the other model's units (columns, original order), with
+    the assignment chosen by the matching marked."""
+    s = np.asarray(similarity)
+    rows = np.arange(len(assignment))
+    fig = go.Figure(go.Heatmap(z=s, zmin=-1, zmax=1, zmid=0, colorscale=style.DIVERGING,
+                               colorbar={"title": "cosine"},
+                               hovertemplate="reference unit %{y}, other unit %{x}: %{z:.2f}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=np.asarray(assignment), y=rows, mode="markers", name="assignment",
+                             marker={"symbol": "square-open", "size": max(4, min(12, 300 // max(len(rows), 1))),
+                                     "color": "black", "line": {"width": 1.5}},
+                             hovertemplate="reference %{y} ← other %{x}<extra></extra>"))
+    fig.update_xaxes(title_text="other model's unit (original order)")
+    fig.update_yaxes(title_text="reference unit", autorange="reversed")
+    fig.update_layout(showlegend=False)
+    return style.apply(fig, title, height=380)
+
+
+def layer_distance_bars(layer_names: Sequence[str], before: Sequence[float], after: Sequence[float]) -> go.Figure:
+    """Per-layer weight distance to the reference before and after alignment."""
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=list(layer_names), y=list(before), name="before alignment", marker_color=style.NAIVE_COLOR))
+    fig.add_trace(go.Bar(x=list(layer_names), y=list(after), name="after alignment", marker_color=style.ALIGNED_COLOR))
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(title_text="layer")
+    fig.update_yaxes(title_text="Euclidean distance to the reference")
+    return style.apply(fig, "Distance to the reference, per layer")
+
+
+def units_moved_bars(group_names: Sequence[str], moved: Sequence[int], sizes: Sequence[int]) -> go.Figure:
+    """How many units of each layer the alignment moved to a new position."""
+    fig = go.Figure(go.Bar(x=list(group_names), y=list(moved), marker_color=style.CATEGORICAL[0],
+                           text=[f"{m}/{n}" for m, n in zip(moved, sizes, strict=True)], textposition="outside"))
+    fig.update_xaxes(title_text="hidden layer")
+    fig.update_yaxes(title_text="units moved", range=[0, max(list(sizes) + [1]) * 1.15])
+    return style.apply(fig, "Units moved by the alignment", height=340)
+
+
+def distance_distributions(distances: Mapping[str, np.ndarray]) -> go.Figure:
+    """Overlaid histograms of pairwise model distances, one per alignment setting."""
+    fig = go.Figure()
+    colors = {0: style.NAIVE_COLOR, 1: style.CATEGORICAL[1], 2: style.ALIGNED_COLOR}
+    for i, (label, d) in enumerate(distances.items()):
+        d = np.asarray(d, dtype=float)
+        fig.add_trace(go.Histogram(x=d, name=f"{label} (median {np.median(d):.3g})" if len(d) else label,
+                                   opacity=0.6, nbinsx=40, marker_color=colors.get(i, style.CATEGORICAL[i % 10])))
+    fig.update_layout(barmode="overlay")
+    fig.update_xaxes(title_text="pairwise Euclidean distance between models")
+    fig.update_yaxes(title_text="number of model pairs")
+    return style.apply(fig, "How much of the zoo's spread is only symmetry")
