@@ -83,13 +83,14 @@ def test_page_on_a_weights_only_zoo(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def meta():
     rows = [{"model_id": m, "epoch": e, "seed": m, "lr": [1e-4, 1e-3, 1e-1][m % 3], "optimizer": ["adam", "sgd"][m % 2],
-             "test_acc": 0.1 * e + 0.01 * m, "test_loss": 1.0 / (1 + e)} for m in range(6) for e in (0, 1, 2, 3)]
+             "wd": 10.0 ** (-5 + m / 3), "test_acc": 0.1 * e + 0.01 * m, "test_loss": 1.0 / (1 + e)}
+            for m in range(12) for e in (0, 1, 2, 3)]
     return pd.DataFrame(rows)
 
 
 def test_hyperparameter_columns(meta):
     cols = zplots.hyperparameter_columns(meta)
-    assert cols == ["seed", "lr", "optimizer"]
+    assert cols == ["seed", "lr", "optimizer", "wd"]
     varying = meta.assign(noise=np.arange(len(meta)))  # varies within a model: not a hyper-parameter
     assert "noise" not in zplots.hyperparameter_columns(varying)
 
@@ -102,9 +103,18 @@ def test_accuracy_curves_one_line_per_model(meta):
     assert points == len(meta)
     gaps = sum(sum(v is None for v in t.x) for t in lines)
     assert gaps == meta["model_id"].nunique()
+    # a small grid of values gets one legend entry per value, in order, and no colour bar
+    assert [t.name for t in lines] == ["lr = 0.0001", "lr = 0.001", "lr = 0.1"]
+    assert not [t for t in fig.data if t.marker is not None and t.marker.showscale]
+
+
+def test_accuracy_curves_colour_bar_for_many_values(meta):
+    fig = zplots.accuracy_curves(meta, "wd", "test_acc")  # 12 values from 1e-5 to ~2e-2
     bar = [t for t in fig.data if t.marker is not None and t.marker.showscale]
-    assert len(bar) == 1 and bar[0].marker.colorbar.title.text == "lr (log)"  # 1e-4..1e-1 spans > 20x
-    assert list(bar[0].marker.colorbar.tickvals) == [-4, -3, -2, -1]
+    assert len(bar) == 1 and bar[0].marker.colorbar.title.text == "wd (log)"  # spans > 20x
+    assert list(bar[0].marker.colorbar.tickvals) == [-5, -4, -3, -2]
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert len(lines) == 12 and not any(t.showlegend for t in lines)
     assert fig.layout.xaxis.title.text.startswith("epoch") and fig.layout.yaxis.title.text.startswith("test accuracy")
 
 
@@ -123,7 +133,7 @@ def test_final_metric_vs(meta):
     final = meta.groupby("model_id")["epoch"].idxmax().to_numpy()
     fig = zplots.final_metric_vs(meta, final, "optimizer", highlight=[int(final[2])])
     box = fig.data[0]
-    assert len(box.y) == 6 and sorted(box.y) == sorted(meta.loc[final, "test_acc"])
+    assert len(box.y) == 12 and sorted(box.y) == sorted(meta.loc[final, "test_acc"])
     assert fig.data[1].name == "selected" and list(fig.data[1].y) == [meta.loc[final[2], "test_acc"]]
 
 

@@ -25,8 +25,11 @@ LABELS = {
     "epoch": "epoch (passes over the training set)",
     "lr": "learning rate",
     "wd": "weight decay",
+    "weight_decay": "weight decay",
+    "batch_size": "batch size (examples per step)",
 }
 MAX_COLOR_GROUPS = 32  # numeric colourings with more distinct values are binned (one trace per bin)
+MAX_LEGEND_VALUES = 8  # numeric hyper-parameters with at most this many values get a legend, not a colour bar
 
 
 def label(column: str) -> str:
@@ -81,7 +84,8 @@ def accuracy_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc",
     per_model = df.groupby(model_col, sort=True)[color_by].first()
     fig = go.Figure()
     numeric = is_numeric(per_model) and per_model.nunique() > 1
-    if numeric:
+    continuous = numeric and per_model.nunique() > MAX_LEGEND_VALUES
+    if continuous:
         log = _log_scale(per_model)
         value = np.log10(per_model.to_numpy(float)) if log else per_model.to_numpy(float)
         lo, hi = np.nanmin(value), np.nanmax(value)
@@ -90,6 +94,11 @@ def accuracy_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc",
             t = np.round(t * (MAX_COLOR_GROUPS - 1)) / (MAX_COLOR_GROUPS - 1)
         group = pd.Series(t, index=per_model.index)
         colors = {g: sample_colorscale(style.CONTINUOUS, [g])[0] for g in np.unique(t[~np.isnan(t)])}
+    elif numeric:  # a small grid of values (learning rates, batch sizes): ordered colours, one legend entry each
+        values = sorted(per_model.dropna().unique())
+        group = per_model.map(_fmt)
+        colors = {_fmt(v): c for v, c in zip(values, sample_colorscale(style.CONTINUOUS, list(
+            np.linspace(0, 0.9, len(values)))), strict=True)}
     else:
         group = per_model.astype(str)
         colors = {g: style.CATEGORICAL[i % len(style.CATEGORICAL)] for i, g in enumerate(sorted(group.unique()))}
@@ -100,10 +109,10 @@ def accuracy_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc",
         x, y, custom = _broken_lines(part, model_col, metric)
         fig.add_trace(go.Scatter(
             x=x, y=y, customdata=custom, mode="lines", line={"color": color, "width": 1.3}, opacity=0.75,
-            name=f"{color_by} = {g}" if not numeric else None, showlegend=not numeric, legendgroup=str(g),
+            name=f"{color_by} = {g}" if not continuous else None, showlegend=not continuous, legendgroup=str(g),
             hovertemplate=f"model %{{customdata[0]}}<br>{color_by} = %{{customdata[1]}}<br>epoch %{{x}}<br>"
                           f"{metric} = %{{y:.4f}}<extra></extra>"))
-    if numeric:
+    if continuous:
         _colorbar(fig, per_model, log, color_by)
     if len(highlight):
         models = meta[model_col].iloc[list(highlight)].unique()
@@ -113,10 +122,12 @@ def accuracy_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc",
                                  hovertemplate=f"selected model %{{customdata[0]}}<br>{color_by} = "
                                                f"%{{customdata[1]}}<br>epoch %{{x}}<br>{metric} = %{{y:.4f}}"
                                                "<extra></extra>"))
-    fig.update_layout(xaxis_title=label("epoch"), yaxis_title=label(metric),
-                      legend={"title": {"text": color_by}})
-    return style.apply(fig, f"{label(metric).split(' (')[0].capitalize()} during training, "
-                            f"one line per model, coloured by {color_by}")
+    fig.update_layout(xaxis_title=label("epoch"), yaxis_title=label(metric))
+    style.apply(fig, f"{label(metric).split(' (')[0].capitalize()} during training, one line per model, "
+                     f"coloured by {color_by}", height=460)
+    # legend under the plot: the right edge belongs to the colour bar when there is one
+    fig.update_layout(legend={"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}, margin={"b": 110})
+    return fig
 
 
 def _broken_lines(part: pd.DataFrame, model_col: str, metric: str) -> tuple[list, list, list]:
@@ -161,6 +172,7 @@ def final_metric_vs(meta: pd.DataFrame, final_rows: Sequence[int], x: str, metri
     hover = "row %{customdata}<br>" + f"{x} = %{{x}}<br>{metric} = %{{y:.4f}}<extra></extra>"
     if is_numeric(final[x]) and final[x].nunique() > 8:
         fig.add_trace(go.Scatter(x=final[x], y=final[metric], mode="markers", customdata=final["row"], name="model",
+                                 showlegend=False,
                                  marker={"color": style.CATEGORICAL[0], "size": 7, "opacity": 0.7},
                                  hovertemplate=hover))
         if _log_scale(final[x]):
@@ -168,7 +180,8 @@ def final_metric_vs(meta: pd.DataFrame, final_rows: Sequence[int], x: str, metri
     else:
         order = sorted(final[x].dropna().unique(), key=lambda v: (isinstance(v, str), v))
         fig.add_trace(go.Box(x=final[x].astype(str), y=final[metric], boxpoints="all", jitter=0.4, pointpos=0,
-                             customdata=final["row"], name="model", marker={"color": style.CATEGORICAL[0], "size": 5},
+                             customdata=final["row"], name="model", showlegend=False,
+                             marker={"color": style.CATEGORICAL[0], "size": 5},
                              line={"color": style.CATEGORICAL[0]}, hovertemplate=hover))
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=[str(v) for v in order])
     chosen = final[final["row"].isin(list(highlight))]
@@ -253,7 +266,9 @@ def singular_value_spectra(arch: Architecture, weights: torch.Tensor, labels: Se
                                      hovertemplate=f"{lab}<br>σ_%{{x}} = %{{y:.4f}}<extra></extra>"),
                           row=r + 1, col=c + 1)
         fig.update_xaxes(title_text="index i (largest first)", row=r + 1, col=c + 1)
-        fig.update_yaxes(type="log", row=r + 1, col=c + 1, title_text="singular value σ_i" if c == 0 else None)
+        decades = np.log10(max(float(s.max()), 1e-12) / max(float(s.min()), 1e-12))
+        fig.update_yaxes(type="log", row=r + 1, col=c + 1, title_text="singular value σ_i" if c == 0 else None,
+                         dtick=1 if decades > 1 else None)
     return style.apply(fig, "Singular-value spectra per weight matrix", height=max(360, 270 * rows))
 
 

@@ -86,9 +86,9 @@ def init_state() -> None:
 
     A zoo reference that does not open is reported (kept under ``ZOO_ERROR_KEY`` for the sidebar)
     and the default zoo is used instead; selected rows outside the zoo are dropped."""
+    ensure_app()
     if st.session_state.get(_URL_READ_KEY):
         return
-    st.session_state[_URL_READ_KEY] = True
     ref = st.query_params.get(ZOO_PARAM) or os.environ.get(ENV_ZOO)
     if ref and ZOO_KEY not in st.session_state:
         path = resolve_zoo_ref(ref)
@@ -102,6 +102,7 @@ def init_state() -> None:
         zoo = current_zoo(stop_on_error=False)
         n = zoo.n_checkpoints if zoo is not None else 0
         st.session_state[SELECTION_KEY] = [r for r in _parse_rows(sel) if r < n]
+    st.session_state[_URL_READ_KEY] = True
 
 
 def url_params() -> dict[str, str]:
@@ -126,9 +127,24 @@ def sync_url() -> None:
             del st.query_params[key]
 
 
+def ensure_app() -> None:
+    """Make sure the page runs inside ``app.py`` (navigation, sidebar, URL state).
+
+    When a ``pages/`` folder sits next to the main script, Streamlit starts in its legacy multipage mode
+    and runs a page file *directly* if the first request after the server starts is a page URL (a
+    bookmark, a reload); ``st.navigation`` in ``app.py`` switches that mode off for good, but only once it
+    has run. So a page that finds itself in legacy mode switches it off and reruns, through ``app.py``."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def current_zoo_path() -> str | None:
     """Path of the current zoo (default: ``$WSLVIZ_ZOO``, else bundled ``moons-mlp``, else the first
     bundled zoo)."""
+    ensure_app()
     path = st.session_state.get(ZOO_KEY)
     if path is None:
         env = os.environ.get(ENV_ZOO)
@@ -170,6 +186,7 @@ def set_zoo(path: str | Path) -> Zoo:
 
 def get_selection() -> list[int]:
     """Row indices of the currently selected checkpoints (linked across pages)."""
+    ensure_app()
     return list(st.session_state.get(SELECTION_KEY, []))
 
 
@@ -220,6 +237,7 @@ def teaching(title: str, body: str, paper: str | None = None) -> None:
     """The "About this page" explainer every page opens with: the idea, what to look for, the paper.
 
     ``body`` is Markdown. Open by default in teaching mode (sidebar toggle)."""
+    ensure_app()
     with st.expander(f"About this page: {title}", expanded=teaching_mode(), icon=":material/school:"):
         st.markdown(body)
         if paper:

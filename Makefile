@@ -1,0 +1,53 @@
+# wslviz set-up and entry points. Every target sets itself up first: a virtual environment in .venv, the
+# CPU build of torch (installed before anything else, because a bare `torch` requirement pulls a multi-GB
+# CUDA build), then the package. Stamp files depending on pyproject.toml make re-runs on a set-up
+# checkout instant: nothing is reinstalled unless pyproject.toml or TORCH_SPEC changed.
+#
+#   make app     start the app on the bundled sample zoo (ZOO=path/to/zoo to open another; PORT=8501)
+#   make test    the whole pytest suite, the real-browser test included (installs Debian's chromium if missing)
+#   make bench   every benchmark script under benchmarks/
+
+SHELL := /bin/bash
+PYTHON ?= python3
+TORCH_SPEC ?= torch==2.13.0
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+PORT ?= 8501
+ZOO ?=
+CHROMIUM ?= /usr/bin/chromium
+PYTEST_ARGS ?= -ra
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BENCHES = $(wildcard benchmarks/bench_*.py) $(wildcard benchmarks/barrier_table.py) $(wildcard benchmarks/leaderboard.py)
+
+.PHONY: app test bench chromium FORCE
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Rewritten (and torch reinstalled) only when TORCH_SPEC differs from the one installed; make re-reads the
+# stamp's time after the recipe, so an unchanged stamp triggers nothing downstream.
+$(VENV)/.stamp-torch: FORCE | $(BIN)/python
+	@grep -qxF '$(TORCH_SPEC)' $@ 2>/dev/null || { $(PIP) install '$(TORCH_SPEC)' && echo '$(TORCH_SPEC)' > $@; }
+
+$(VENV)/.stamp-app: pyproject.toml $(VENV)/.stamp-torch
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-app
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+chromium:
+	@test -x $(CHROMIUM) || { export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get install -y chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }; }
+
+app: $(VENV)/.stamp-app
+	$(if $(ZOO),WSLVIZ_ZOO='$(ZOO)') $(BIN)/python -m streamlit run app.py --server.headless true \
+		--browser.gatherUsageStats false --server.port $(PORT)
+
+test: $(VENV)/.stamp-dev chromium
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.stamp-dev
+	@set -e; for f in $(BENCHES); do echo "== $$f"; $(BIN)/python $$f; done

@@ -1,0 +1,248 @@
+"""End to end in a real browser: ``streamlit run app.py`` on a free loopback port, driven through Playwright
+with Debian's ``/usr/bin/chromium`` (never a downloaded browser).
+
+Every page present in ``pages/`` is visited; on each, one real interaction is performed (the page's main
+button, a widget, a box selection dragged on a chart), charts must render and no Streamlit exception box
+may appear. A screenshot per page is saved to ``docs/screenshots/<page>.png`` (used by the README).
+Run alone with ``pytest -m browser``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from wslviz.ui.home import page_files, page_title
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "docs" / "screenshots"
+ARTIFACTS = ROOT / "tests" / "artifacts"  # failure screenshots (not committed)
+VIEWPORT = {"width": 1366, "height": 850}  # a laptop screen
+CHART = '[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'
+EXCEPTION = '[data-testid="stException"]'
+START_TIMEOUT = 120  # seconds for the server to answer its health check
+RUN_TIMEOUT = 240_000  # ms for one script run (a first UMAP fit compiles numba for ~12 s on 2 cores)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    """Base URL of a fresh ``streamlit run app.py``; the process is stopped by its id afterwards."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = {k: v for k, v in os.environ.items() if k != "WSLVIZ_ZOO"}  # the default bundled zoo
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none", "--server.runOnSave", "false"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer within {START_TIMEOUT} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                    "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture()
+def page(browser):
+    context = browser.new_context(viewport=VIEWPORT)
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)  # locating an element; script runs wait longer in wait_idle
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+# ------------------------------------------------------------------ helpers
+def wait_idle(pg, settle: float = 0.5) -> None:
+    """Wait until the script run triggered by the last action has finished (the status widget, shown
+    while a script runs, has gone) and check that no exception box appeared."""
+    pg.wait_for_selector('[data-testid="stApp"]')
+    time.sleep(settle)
+    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                         timeout=RUN_TIMEOUT)
+    time.sleep(0.3)
+    assert_no_exception(pg)
+
+
+def assert_no_exception(pg) -> None:
+    boxes = pg.locator(EXCEPTION)
+    if boxes.count():
+        pytest.fail(f"Streamlit exception on {pg.url}:\n{boxes.first.inner_text()[:3000]}")
+
+
+def wait_charts(pg, at_least: int = 1) -> int:
+    """Wait until ``at_least`` Plotly charts have drawn their SVG; returns how many there are."""
+    pg.wait_for_function(f"n => document.querySelectorAll('{CHART}').length >= n", arg=at_least,
+                         timeout=RUN_TIMEOUT)
+    return pg.locator(CHART).count()
+
+
+def open_page(pg, base: str, url_path: str, query: str = "zoo=moons-mlp") -> None:
+    pg.goto(f"{base}/{url_path}?{query}")
+    wait_idle(pg, settle=1.0)
+
+
+def click_button(pg, name: str) -> None:
+    pg.get_by_role("button", name=name, exact=True).first.click()
+    wait_idle(pg)
+
+
+def choose(pg, label: str, option: str) -> None:
+    """Pick ``option`` in the selectbox labelled ``label``."""
+    box = pg.locator('[data-testid="stSelectbox"]').filter(has=pg.get_by_text(label, exact=True))
+    field = box.locator("input").first
+    field.click()
+    field.fill(option)  # the list is filtered as one types, so long option lists need no scrolling
+    pg.get_by_role("option", name=option, exact=True).first.click()
+    wait_idle(pg)
+
+
+def screenshot(pg, name: str) -> Path:
+    """Save the whole page (the main area scrolls inside the app, so the viewport is grown to fit it)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    height = pg.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    pg.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], min(int(height), 4000))})
+    time.sleep(1.0)  # charts re-layout to the new size
+    out = SHOTS / f"{name}.png"
+    pg.screenshot(path=str(out))
+    pg.set_viewport_size(VIEWPORT)
+    return out
+
+
+def box_select(pg, chart_key: str) -> None:
+    """Drag a rectangle over the middle of a scatter chart whose drag mode is ``select``."""
+    chart = pg.locator(f'.st-key-{chart_key} .js-plotly-plot .nsewdrag').first
+    box = chart.bounding_box()
+    assert box, f"chart {chart_key} has no drag layer"
+    x0, y0 = box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.15
+    x1, y1 = box["x"] + box["width"] * 0.85, box["y"] + box["height"] * 0.85
+    pg.mouse.move(x0, y0)
+    pg.mouse.down()
+    for k in range(1, 11):
+        pg.mouse.move(x0 + (x1 - x0) * k / 10, y0 + (y1 - y0) * k / 10)
+    pg.mouse.up()
+    wait_idle(pg)
+
+
+# ------------------------------------------------------------------ the pages
+def visit_home(pg, base: str) -> None:
+    open_page(pg, base, "")
+    wait_charts(pg)
+    assert pg.get_by_text("step 1 of 5").count() == 1
+    assert pg.locator('[data-testid="stMetric"]').count() == 3
+    click_button(pg, "Next step")
+    assert pg.get_by_text("step 2 of 5").count() == 1
+    click_button(pg, "Previous step")
+    screenshot(pg, "home")
+    click_button(pg, "Open moons-mlp on Zoo")  # the tour opens the page with teaching mode on
+    pg.wait_for_url(re.compile(r"/Zoo\?"))
+    wait_idle(pg)
+    assert "zoo=moons-mlp" in pg.url
+    assert pg.locator('[data-testid="stExpander"] details[open]').count() >= 1
+
+
+def visit_zoo(pg, base: str) -> None:
+    open_page(pg, base, "Zoo")
+    wait_charts(pg, 3)
+    choose(pg, "colour by", "weight_decay")
+    pg.get_by_role("tab", name="Singular-value spectra").click()
+    wait_charts(pg, 3)
+    # pick a second checkpoint to inspect: it becomes the linked selection and goes into the URL
+    picker = pg.locator('[data-testid="stMultiSelect"]').filter(has=pg.get_by_text("checkpoints to inspect"))
+    picker.locator("input").click()
+    pg.get_by_role("option").nth(1).click()
+    pg.keyboard.press("Escape")
+    wait_idle(pg)
+    pg.wait_for_url(re.compile(r"sel=\d+(%2C|,)\d+"))
+    sel = re.search(r"sel=([\d%C,]+)", pg.url).group(1)
+    screenshot(pg, "zoo")
+    # the selection survives a reload (read back from the URL) and a page switch (session state + URL)
+    pg.reload()
+    wait_idle(pg, settle=1.0)
+    assert f"sel={sel}" in pg.url
+    rows = re.split(r"%2C|,", sel)
+    shown = picker.inner_text()
+    assert all(f"#{r} ·" in shown for r in rows), shown
+    pg.locator('[data-testid="stSidebarNav"] a').filter(has_text="Home").click()
+    wait_idle(pg)
+    pg.wait_for_url(re.compile(rf"sel={sel}"))
+    assert pg.get_by_text("2 checkpoint(s)").count() == 1
+
+
+def visit_generate(pg, base: str) -> None:
+    open_page(pg, base, "Generate")
+    click_button(pg, "Generate")
+    wait_charts(pg, 2)
+
+
+VISITS: dict[str, Callable] = {"Home": visit_home, "Zoo": visit_zoo, "Generate": visit_generate}
+PAGES = ["Home"] + [page_title(p) for p in page_files()]
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_page_in_a_real_browser(server, page, name):
+    if name not in VISITS:
+        pytest.fail(f"page {name} has no browser interaction yet: add one to VISITS in {Path(__file__).name}")
+    try:
+        VISITS[name](page, server)
+        assert_no_exception(page)
+    except BaseException:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"browser-{name.lower()}-failure.png"))
+        raise
+    if name not in ("Home", "Zoo"):  # those two save their screenshot mid-way, before navigating on
+        screenshot(page, name.lower())
