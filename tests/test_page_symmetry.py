@@ -111,7 +111,7 @@ def test_zoo_spread(monkeypatch, tmp_path):
     rows = [int(r) for r in zoo.final_index()[:4]]
     expected = A.symmetry_spread(zoo.arch, zoo.weights[rows])
     hist = chart(at, "sym_spread")["data"]
-    assert len(hist) == 3
+    assert len(hist) == 4
     for trace, values in zip(hist, expected.values(), strict=True):
         np.testing.assert_allclose(np.sort(arr(trace["x"])), np.sort(values), rtol=1e-5)
     assert np.median(expected["permutations"]) < np.median(expected["as trained"])

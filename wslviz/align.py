@@ -31,6 +31,7 @@ from wslviz.symmetry import (
     _check_kinds,
     apply_group,
     apply_symmetry,
+    canonicalize,
     compose,
     inverse,
     normalising_element,
@@ -414,8 +415,9 @@ def symmetry_spread(
     progress: Progress = None,
 ) -> dict[str, np.ndarray]:
     """Pairwise distances of a zoo as given, after aligning every model to one reference by permutations,
-    and by permutations with scale/sign normalisation: ``{label: distances}``. The drop from the first
-    to the others is the part of the zoo's spread that is only symmetry."""
+    and by permutations with scale/sign normalisation, and in canonical form (no reference, see
+    :func:`wslviz.symmetry.canonicalize`): ``{label: distances}``. The drop from the first to the others
+    is the part of the zoo's spread that is only symmetry."""
     w, _ = _as_batch(weights, arch)
     reference = w[reference_index].float()
     settings = {"permutations": ("permutation",), "permutations + scale/sign": KINDS}
@@ -423,4 +425,5 @@ def symmetry_spread(
     for i, (label, kinds) in enumerate(settings.items()):
         step = None if progress is None else (lambda d, t, i=i: progress(i * t + d, 2 * t))
         out[label] = pairwise_distances(align_zoo(arch, w, reference, kinds=kinds, progress=step))
+    out["canonical form"] = pairwise_distances(canonicalize(arch, w))
     return out

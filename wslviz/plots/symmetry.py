@@ -91,7 +91,7 @@ def units_moved_bars(group_names: Sequence[str], moved: Sequence[int], sizes: Se
 def distance_distributions(distances: Mapping[str, np.ndarray]) -> go.Figure:
     """Overlaid histograms of pairwise model distances, one per alignment setting."""
     fig = go.Figure()
-    colors = {0: style.NAIVE_COLOR, 1: style.CATEGORICAL[1], 2: style.ALIGNED_COLOR}
+    colors = {0: style.NAIVE_COLOR, 1: style.CATEGORICAL[1], 2: style.ALIGNED_COLOR, 3: style.CATEGORICAL[4]}
     for i, (label, d) in enumerate(distances.items()):
         d = np.asarray(d, dtype=float)
         fig.add_trace(go.Histogram(x=d, name=f"{label} (median {np.median(d):.3g})" if len(d) else label,
