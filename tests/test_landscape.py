@@ -117,6 +117,16 @@ def test_pair_barriers_and_matrix_agree_with_single_curves(trained, mlp_arch, mo
     assert aligned["loss"][0, 1] == pytest.approx(wv.loss_barrier(curve), rel=1e-4, abs=1e-6)
 
 
+def test_progress_covers_alignment_and_evaluation(trained):
+    zoo, a, b = trained
+    w = torch.stack([a, b, zoo.weights[zoo.final_index()[0]]])
+    calls: list[tuple[int, int]] = []
+    L.barrier_matrix(zoo.arch, zoo.task, w, method="weight", steps=5, progress=lambda d, t: calls.append((d, t)))
+    assert {t for _, t in calls} == {2 + 3 * 5}  # two alignments, three paths of five points
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[0] == 1 and done[-1] == 17
+
+
 # ------------------------------------------------------------------ planes
 @pytest.mark.parametrize("method", ["naive", "weight"])
 def test_plane_coordinates_reproduce_the_three_models(method, trained, moons_zoo):

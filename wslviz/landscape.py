@@ -60,6 +60,13 @@ def _evaluate(arch: Architecture, task: Task, weights: torch.Tensor, split: str,
     return r["loss"].numpy().astype(np.float64), r["accuracy"].numpy().astype(np.float64)
 
 
+def _offset(progress: Progress, start: int, total: int) -> Progress:
+    """A callback reporting a later stage's ``(done, n)`` as ``(start + done, total)`` of the whole job."""
+    if progress is None:
+        return None
+    return lambda done, n: progress(start + done, total)
+
+
 def t_grid(steps: int = 25, t_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
     """``steps`` evenly spaced values over ``t_range`` plus 0 and 1 exactly (when inside the range).
 
@@ -214,12 +221,18 @@ def pair_barriers(
         raise ValueError(f"first and second must both be [N, {arch.n_params}], got {list(first.shape)} and "
                          f"{list(second.shape)}")
     first, second = first.float(), second.float()
-    if method != "naive":
-        second = torch.stack([align_pair(arch, task, f, s, method, seed=seed) for f, s in zip(first, second,
-                                                                                                  strict=True)])
     t = t_grid(steps)
+    n_align = len(first) if method != "naive" else 0
+    total = n_align + len(first) * len(t)
+    if n_align:
+        aligned = []
+        for k, (f, s) in enumerate(zip(first, second, strict=True)):
+            aligned.append(align_pair(arch, task, f, s, method, seed=seed))
+            if progress:
+                progress(k + 1, total)
+        second = torch.stack(aligned)
     weights = torch.cat([_line(f, s, t) for f, s in zip(first, second, strict=True)])
-    loss, acc = _evaluate(arch, task, weights, split, progress)
+    loss, acc = _evaluate(arch, task, weights, split, _offset(progress, n_align, total))
     loss, acc = loss.reshape(len(first), len(t)), acc.reshape(len(first), len(t))
     return pd.DataFrame({"loss_barrier": _barriers_of(t, loss, 1.0), "accuracy_barrier": _barriers_of(t, acc, -1.0)})
 
@@ -248,10 +261,17 @@ def barrier_matrix(
     i, j = np.triu_indices(k, 1)
     w = weights.float()
     second = w[torch.as_tensor(j)]
-    if method != "naive":
-        # one batched alignment per reference model
-        second = torch.cat([align_pair(arch, task, w[r], w[r + 1:], method, seed=seed) for r in range(k - 1)])
-    bars = pair_barriers(arch, task, w[torch.as_tensor(i)], second, "naive", steps, split, seed, progress)
+    n_align = k - 1 if method != "naive" else 0
+    total = n_align + len(i) * len(t_grid(steps))
+    if n_align:
+        parts = []
+        for r in range(k - 1):  # one batched alignment per reference model
+            parts.append(align_pair(arch, task, w[r], w[r + 1:], method, seed=seed))
+            if progress:
+                progress(r + 1, total)
+        second = torch.cat(parts)
+    bars = pair_barriers(arch, task, w[torch.as_tensor(i)], second, "naive", steps, split, seed,
+                         _offset(progress, n_align, total))
     for key, col in (("loss", "loss_barrier"), ("accuracy", "accuracy_barrier")):
         out[key][i, j] = out[key][j, i] = bars[col].to_numpy()
     return out
