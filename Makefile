@@ -18,7 +18,7 @@ ZOO ?=
 CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?= -ra
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-BENCHES = $(wildcard benchmarks/bench_*.py) $(wildcard benchmarks/barrier_table.py) $(wildcard benchmarks/leaderboard.py)
+BENCHES = $(wildcard benchmarks/bench_*.py) $(wildcard benchmarks/*_table.py) $(wildcard benchmarks/leaderboard.py)
 
 .PHONY: app test bench chromium FORCE
 

@@ -223,13 +223,27 @@ def visit_zoo(pg, base: str) -> None:
     assert pg.get_by_text("2 checkpoint(s)").count() == 1
 
 
+def visit_symmetry(pg, base: str) -> None:
+    open_page(pg, base, "Symmetry")
+    before = wait_charts(pg)
+    click_button(pg, "Apply another random symmetry")
+    assert wait_charts(pg) >= before
+
+
+def visit_landscape(pg, base: str) -> None:
+    open_page(pg, base, "Landscape")
+    click_button(pg, "Compute paths")
+    wait_charts(pg)
+
+
 def visit_generate(pg, base: str) -> None:
     open_page(pg, base, "Generate")
     click_button(pg, "Generate")
     wait_charts(pg, 2)
 
 
-VISITS: dict[str, Callable] = {"Home": visit_home, "Zoo": visit_zoo, "Generate": visit_generate}
+VISITS: dict[str, Callable] = {"Home": visit_home, "Zoo": visit_zoo, "Symmetry": visit_symmetry,
+                                "Landscape": visit_landscape, "Generate": visit_generate}
 PAGES = ["Home"] + [page_title(p) for p in page_files()]
 
 
