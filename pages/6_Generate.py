@@ -162,7 +162,7 @@ def run_generator() -> None:
     weights = gen.sample(int(n), seed=int(seed))
     key = json.dumps({"method": method, "options": options, "n": int(n), "seed": int(seed)}, sort_keys=True,
                      default=str)
-    run = {"key": key, "method": method, "params": gen.get_params(), "weights": weights,
+    run = {"key": key, "path": path, "method": method, "params": gen.get_params(), "weights": weights,
            "info": gen.sample_info_.copy()}
     if zoo.task is not None:
         index = novelty_slot(path)
@@ -172,7 +172,7 @@ def run_generator() -> None:
             holder.empty()
         with st.spinner("Evaluating the generated models and the noise baseline ..."):
             run["comparison"] = compare(path, key, weights, index["index"], int(seed))
-    runs = [r for r in st.session_state.get(RUNS_KEY, []) if r["method"] != method]
+    runs = [r for r in st.session_state.get(RUNS_KEY, []) if r["method"] != method and r["path"] == path]
     st.session_state[RUNS_KEY] = runs + [run]
 
 
@@ -182,7 +182,7 @@ if st.button("Generate", type="primary", key="gen_go"):
     except (ValueError, TypeError, ImportError, ModuleNotFoundError) as e:
         st.error(f"Could not generate with {method}: {e}")
 
-runs = [r for r in st.session_state.get(RUNS_KEY, []) if r["weights"].shape[1] == zoo.n_params]
+runs = [r for r in st.session_state.get(RUNS_KEY, []) if r["path"] == path]
 if not runs:
     st.info("Choose a generator and press **Generate**. Each generator you run is kept below for comparison.")
     st.stop()
@@ -202,13 +202,16 @@ if zoo.task is not None:
         rows.append({"generator": r["method"], "learned": r["method"] in G.LEARNED, "mean accuracy": c["accuracy"],
                      "zoo final median": c["zoo_final_median"], "mean NN distance": c["distance"],
                      "baseline NN distance": c["baseline_distance"], "baseline accuracy": c["baseline_accuracy"],
-                     "noise scale": c["noise_scale"], "agreement with NN": c["agreement"],
-                     "beats noise baseline": c["beats_baseline"]})
+                     "noise scale": c["noise_scale"], "max agreement": c["max_agreement"],
+                     "baseline max agreement": c["baseline_max_agreement"],
+                     "beats noise (L2)": c["beats_baseline"], "beats noise (function)": c["beats_function"]})
     groups[f"noise baseline ({latest['method']})"] = latest["comparison"]["baseline_novelty"]["accuracy"].to_numpy()
     st.dataframe(pd.DataFrame(rows).round(4), hide_index=True, key="gen_summary")
-    st.caption("*Beats noise baseline*: mean distance to the nearest aligned zoo checkpoint larger than that of "
-               "zoo models perturbed by the most Gaussian noise that keeps their mean accuracy at least the "
-               "generator's (one test example of slack).")
+    st.caption("Noise baseline: zoo models perturbed by the most Gaussian noise that keeps their mean accuracy "
+               "at least the generator's. *Beats noise (L2)*: the generated models' mean distance to the nearest "
+               "aligned zoo checkpoint is larger than the baseline's; *beats noise (function)*: their highest "
+               "prediction agreement with any zoo checkpoint is lower; both at equal or better accuracy (one test "
+               "example of slack).")
     st.plotly_chart(P.accuracy_violins(groups, reference=float(np.median(final_acc))), key="gen_violins")
     c = latest["comparison"]
     st.plotly_chart(P.novelty_scatter(c["novelty"], c["baseline_novelty"], latest["method"]), key="gen_scatter")

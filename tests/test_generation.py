@@ -182,7 +182,7 @@ def test_top_fraction_keeps_the_best_final_checkpoints(small_moons):
 
 
 def test_conditional_generator_follows_its_target(small_moons):
-    gen = G.ConditionalVAE(steps=400, k=8).fit(small_moons)
+    gen = G.ConditionalVAE(steps=300, k=8, hidden=64).fit(small_moons)
     acc = small_moons.metadata["test_acc"].to_numpy()
     high = evaluate(small_moons.arch, small_moons.task, gen.sample(16))["accuracy"]
     assert gen.sample_info_["target"].iloc[0] == pytest.approx(acc[small_moons.final_index()].max())
@@ -191,6 +191,20 @@ def test_conditional_generator_follows_its_target(small_moons):
     assert float(high.mean()) > float(low.mean()) + 0.1
     with pytest.raises(ValueError, match="refit"):
         gen.set_params(k=3)
+
+
+def test_hyperrep_with_zero_bandwidth_decodes_the_fitted_models(small_moons):
+    calls = []
+    gen = G.HyperRepSampler(latent_dim=4, bandwidth_scale=0.0, top_fraction=0.5, steps=60).fit(
+        small_moons, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (60, 60)
+    w = gen.sample(6, seed=1)
+    torch.testing.assert_close(gen.sample(6, seed=1), w)
+    aligned = G.align_rows(small_moons, gen.fit_rows_, gen.reference_)
+    recon = gen.model_.reconstruct(aligned)
+    # zero kernel width: every sample is the decoded embedding of one fitted checkpoint
+    assert torch.cdist(w.double(), recon.double()).min(1).values.max() < 1e-3
+    assert len(gen.fit_rows_) == int(np.ceil(0.5 * len(small_moons.final_index())))
 
 
 def test_diffusion_trains_and_samples_in_its_pca_space(small_moons):
@@ -309,3 +323,15 @@ def test_figures_have_labelled_axes_and_one_trace_per_set(random_mlp_zoo):
                           "test_acc": [0.5, 0.6, 0.7]})
     fig = P.projection(frame)
     assert len(fig.data) == 2 and len(fig.data[1].x) == 1 and fig.layout.xaxis.title.text == "PCA 1"
+
+
+def test_generated_copies_land_on_their_zoo_points_in_the_projection(random_mlp_zoo):
+    copies = random_mlp_zoo.weights[[2, 5]]
+    frame, refitted = G.project_with_generated(random_mlp_zoo, copies, kind="stats", method="pca")
+    assert not refitted
+    zoo_xy = frame[frame["source"] == "zoo"][["x", "y"]].to_numpy()
+    gen_xy = frame[frame["source"] == "generated"][["x", "y"]].to_numpy()
+    assert len(zoo_xy) == random_mlp_zoo.n_checkpoints and len(gen_xy) == 2
+    np.testing.assert_allclose(gen_xy, zoo_xy[[2, 5]], atol=1e-6)
+    frame, refitted = G.project_with_generated(random_mlp_zoo, copies, kind="stats", method="tsne")
+    assert refitted and (frame["source"] == "generated").sum() == 2
