@@ -1,0 +1,190 @@
+"""The batched evaluator equals the per-model loop (load_state_dict + forward) for every layer type."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wslviz.arch import ACTIVATIONS, Architecture, mlp_spec
+from wslviz.evaluation import (
+    BANDED_MAX_WIDTH_RATIO,
+    default_chunk_size,
+    evaluate,
+    evaluate_per_model,
+    forward,
+    model_outputs,
+)
+
+DIGITS_CNN = {"input_shape": [1, 8, 8], "layers": [
+    {"type": "conv2d", "in_channels": 1, "out_channels": 8, "kernel_size": 3}, {"type": "relu"},
+    {"type": "conv2d", "in_channels": 8, "out_channels": 8, "kernel_size": 3}, {"type": "relu"},
+    {"type": "dropout", "p": 0.1}, {"type": "flatten"}, {"type": "linear", "in_features": 128, "out_features": 10}]}
+POOL_BN_LN = {"input_shape": [1, 8, 8], "layers": [
+    {"type": "conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": 3, "padding": 1},
+    {"type": "batchnorm", "num_features": 4}, {"type": "tanh"}, {"type": "maxpool2d", "kernel_size": 2},
+    {"type": "conv2d", "in_channels": 4, "out_channels": 6, "kernel_size": 2, "stride": 2}, {"type": "gelu"},
+    {"type": "avgpool2d", "kernel_size": 2}, {"type": "flatten"}, {"type": "layernorm", "normalized_shape": 6},
+    {"type": "linear", "in_features": 6, "out_features": 10}]}
+GAP = {"input_shape": [1, 8, 8], "layers": [
+    {"type": "conv2d", "in_channels": 1, "out_channels": 5, "kernel_size": 3}, {"type": "sigmoid"},
+    {"type": "conv2d", "in_channels": 5, "out_channels": 7, "kernel_size": 3, "bias": False},
+    {"type": "leaky_relu", "negative_slope": 0.1}, {"type": "global_avg_pool"},
+    {"type": "linear", "in_features": 7, "out_features": 10}]}
+# kernel 1 and stride 2 with padding: the image is too wide for the banded matmul -> grouped conv path
+WIDE = {"input_shape": [1, 8, 8], "layers": [
+    {"type": "conv2d", "in_channels": 1, "out_channels": 3, "kernel_size": 1}, {"type": "sin", "w0": 2.0},
+    {"type": "conv2d", "in_channels": 3, "out_channels": 4, "kernel_size": 2, "stride": 2, "padding": 1},
+    {"type": "relu"}, {"type": "flatten"}, {"type": "batchnorm", "num_features": 100},
+    {"type": "linear", "in_features": 100, "out_features": 10}]}
+MLP_NORM = {"input_shape": [2], "layers": [
+    {"type": "linear", "in_features": 2, "out_features": 12}, {"type": "batchnorm", "num_features": 12},
+    {"type": "relu"}, {"type": "linear", "in_features": 12, "out_features": 9, "bias": False},
+    {"type": "layernorm", "normalized_shape": 9}, {"type": "tanh"}, {"type": "dropout", "p": 0.5},
+    {"type": "linear", "in_features": 9, "out_features": 2}]}
+
+CNNS = {"digits": DIGITS_CNN, "pool_bn_ln": POOL_BN_LN, "gap": GAP, "wide": WIDE}
+
+
+def _weights(arch: Architecture, n: int, seed: int = 0, scale: float = 0.4) -> torch.Tensor:
+    w = torch.randn(n, arch.n_params, generator=torch.Generator().manual_seed(seed)) * scale
+    for info in arch.layout:  # BatchNorm running variances must be positive
+        if info.role == "running_var":
+            w[:, info.slice] = w[:, info.slice].abs() + 0.5
+    return w
+
+
+def _assert_same(arch, task, w, split="test", chunk_size=None):
+    got = evaluate(arch, task, w, split=split, chunk_size=chunk_size)
+    ref = evaluate_per_model(arch, task, w, split=split)
+    assert torch.allclose(got["loss"], ref["loss"], atol=1e-5, rtol=1e-5)
+    assert torch.equal(got["accuracy"], ref["accuracy"])
+
+
+def test_wide_spec_uses_the_grouped_path():
+    arch = Architecture(WIDE)
+    assert 8 > BANDED_MAX_WIDTH_RATIO * arch.layers[0]["kernel_size"]
+
+
+@pytest.mark.parametrize("name", list(CNNS))
+@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("chunk", [1, 7, None])
+def test_cnn_evaluator_equals_per_model_loop(digits_task, name, split, chunk):
+    arch = Architecture(CNNS[name])
+    _assert_same(arch, digits_task, _weights(arch, 9), split, chunk)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("chunk", [1, 7, None])
+def test_mlp_evaluator_equals_loop_for_every_activation(moons_task, activation, chunk):
+    kw = {"leaky_relu": {"negative_slope": 0.2}, "sin": {"w0": 1.5}}.get(activation, {})
+    arch = Architecture(mlp_spec([2, 16, 16, 2], activation, **kw))
+    _assert_same(arch, moons_task, _weights(arch, 11, scale=1.0), "test", chunk)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_mlp_with_batchnorm_layernorm_dropout_in_eval_mode(moons_task, split):
+    arch = Architecture(MLP_NORM)
+    _assert_same(arch, moons_task, _weights(arch, 10), split, 4)
+
+
+def test_single_vector_and_empty_batch(mlp_arch, moons_task):
+    w = _weights(mlp_arch, 3)
+    batch = evaluate(mlp_arch, moons_task, w)
+    one = evaluate(mlp_arch, moons_task, w[1])
+    assert one["loss"].dim() == 0 and torch.allclose(one["loss"], batch["loss"][1])
+    empty = evaluate(mlp_arch, moons_task, w[:0])
+    assert empty["loss"].shape == (0,) and empty["accuracy"].shape == (0,)
+    assert model_outputs(mlp_arch, w[1], moons_task.x_test).shape == (len(moons_task.x_test), 2)
+
+
+def test_model_outputs_and_progress(digits_task):
+    arch = Architecture(POOL_BN_LN)
+    w = _weights(arch, 5)
+    calls = []
+    out = model_outputs(arch, w, digits_task.x_test[:20], chunk_size=2, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+    for i in range(5):
+        assert torch.allclose(out[i], arch.build(w[i])(digits_task.x_test[:20]), atol=1e-5)
+
+
+def test_per_model_inputs_equal_shared_inputs(digits_task):
+    arch = Architecture(DIGITS_CNN)
+    w, x = _weights(arch, 3), digits_task.x_test[:10]
+    shared = forward(arch, w, x)[0]
+    per_model = forward(arch, w, x.expand(3, *x.shape).clone())[0]
+    assert torch.allclose(shared, per_model, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(CNNS))
+def test_captured_activations_equal_module_activations(digits_task, name):
+    arch = Architecture(CNNS[name])
+    w, x = _weights(arch, 2), digits_task.x_test[:6]
+    capture = set(range(len(arch.layers)))
+    for grad in (True, False):  # without autograd, activations run in place: captures must not change
+        with torch.set_grad_enabled(grad):
+            _, captured = forward(arch, w, x, capture=capture)
+        for b in range(2):
+            h = x
+            for i, module in enumerate(arch.build(w[b])):
+                h = module(h)
+                assert captured[i].shape == (2, *h.shape)
+                assert torch.allclose(captured[i][b], h, atol=1e-5), (name, i)
+
+
+def test_evaluate_does_not_modify_inputs(moons_task, mlp_arch):
+    x = moons_task.x_test.clone()
+    w = _weights(mlp_arch, 4)
+    w0 = w.clone()
+    relu_first = Architecture({"input_shape": [2], "layers": [{"type": "relu"}, *mlp_arch.spec["layers"]]})
+    with torch.no_grad():
+        forward(relu_first, w, x.expand(4, *x.shape).contiguous())
+        forward(mlp_arch, w, x)
+    assert torch.equal(x, moons_task.x_test) and torch.equal(w, w0)
+
+
+@pytest.mark.parametrize("spec", [DIGITS_CNN, POOL_BN_LN, WIDE, MLP_NORM])
+def test_train_mode_gradients_equal_per_model_autograd(digits_task, moons_task, spec):
+    # float64 on both sides, so any difference beyond rounding is a wrong gradient (in float32, BatchNorm over
+    # 16 samples amplifies rounding to ~1e-4)
+    arch = Architecture(spec)
+    task = digits_task if len(arch.input_shape) == 3 else moons_task
+    x, y = task.x_train[:16].double(), task.y_train[:16]
+    w = _weights(arch, 3).double().requires_grad_(True)
+    # no dropout (rate 0) so batched and per-model passes are the same function; BatchNorm uses batch stats
+    out, _ = forward(arch, w, x, train=True, dropout=torch.zeros(3))
+    task.loss(out, y).sum().backward()
+    for b in range(3):
+        model = arch.build().double()
+        model.load_state_dict(arch.unflatten(w[b].detach()), strict=False)
+        model.train()
+        for m in model:
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        ref = model(x)
+        torch.nn.functional.cross_entropy(ref, y).backward()
+        grads = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+        trainable = torch.cat([w.grad[b, p.slice] for p in arch.layout if p.trainable])
+        assert torch.allclose(trainable, grads, atol=1e-10)
+        assert torch.allclose(out[b], ref, atol=1e-10)
+        assert grads.abs().max() > 1e-3  # the check is not vacuous
+
+
+def test_dropout_rates_per_model():
+    arch = Architecture({"input_shape": [4], "layers": [{"type": "dropout", "p": 0.5}]})
+    x = torch.ones(2000, 4)
+    torch.manual_seed(0)
+    out, _ = forward(arch, torch.zeros(2, 0), x, train=True, dropout=torch.tensor([0.0, 0.75]))
+    assert torch.equal(out[0], x)
+    kept = out[1] != 0
+    assert abs(kept.float().mean().item() - 0.25) < 0.02
+    assert torch.allclose(out[1][kept], torch.full_like(out[1][kept], 4.0))
+    assert torch.equal(forward(arch, torch.zeros(2, 0), x)[0][1], x)  # eval mode: identity
+
+
+def test_task_errors_and_chunk_size(mlp_arch, cnn_arch, moons_task):
+    with pytest.raises(ValueError, match="no task"):
+        evaluate(mlp_arch, None, torch.zeros(1, mlp_arch.n_params))
+    with pytest.raises(ValueError, match="expects"):
+        evaluate(cnn_arch, moons_task, torch.zeros(1, cnn_arch.n_params))
+    assert default_chunk_size(cnn_arch, 540) >= 1
+    assert default_chunk_size(mlp_arch, 10) > default_chunk_size(mlp_arch, 10_000)
