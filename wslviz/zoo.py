@@ -68,7 +68,7 @@ class Zoo:
 
     def subset(self, index) -> Zoo:
         """A zoo of the given rows (positions, or a boolean mask), metadata re-indexed from 0."""
-        index = np.asarray(index)
+        index = np.array(index)  # a copy: pandas hands out read-only arrays, which torch warns about
         if index.dtype == bool:
             index = np.flatnonzero(index)
         return replace(self, metadata=self.metadata.iloc[index].reset_index(drop=True),
