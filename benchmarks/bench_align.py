@@ -10,8 +10,9 @@ to model A by
   name ``rebasin`` clashes with ``sinkhorn-rebasin``, so it never goes into the main venv); the
   weights travel through safetensors files in a temporary folder.
 
-Reported (printed and written to ``benchmarks/results/bench_align.json``): the median wall time of
-each side over ``--repeats`` runs, alternating so both see the same machine load (theirs includes the
+Reported (printed and written to ``benchmarks/results/bench_align.json``): medians over ``--repeats``
+runs, repeat r with seed r on both sides (the order coordinate descent visits the layers), alternating
+so both see the same machine load: wall time (theirs includes the
 model-graph tracing its API requires for every alignment; ours starts from flat vectors, the form
 wslviz keeps weights in), the time ratio, the test-loss barrier along the linear path from A to
 aligned B for both (and for naive B), the check that each aligned B computes what B computes, and the
@@ -166,7 +167,7 @@ def main() -> None:
     from safetensors.torch import load_file, save_file
 
     import wslviz as wv
-    from wslviz.symmetry import equivalence_gap
+    from wslviz.symmetry import KINDS, equivalence_gap
 
     venv_python = ensure_venv()
     t0 = time.perf_counter()
@@ -175,52 +176,55 @@ def main() -> None:
     acc = wv.evaluate(arch, task, w)["accuracy"].tolist()
     print(f"trained 2 x {arch.describe()} in {time.perf_counter() - t0:.1f}s; test accuracy {acc}")
 
-    ours_times, ours_perm_times, their_times, their_init_times = [], [], [], []
+    import wslviz.align  # noqa: F401  (imported before timing: its scipy import is not part of a match)
+    names = ("wslviz", "wslviz_permutation_only", "rebasin")
+    times: dict[str, list[float]] = {n: [] for n in names}
+    aligned: dict[str, list] = {n: [] for n in names}
+    tracing = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         save_file({k: v.contiguous() for k, v in arch.unflatten(a).items()}, str(folder / "a.safetensors"))
         save_file({k: v.contiguous() for k, v in arch.unflatten(b).items()}, str(folder / "b.safetensors"))
         save_file({"x": task.x_train[:64].contiguous()}, str(folder / "x.safetensors"))
-        # the two sides alternate, so that both see the same machine load, with the same torch threads
+        # the two sides alternate, so that both see the same machine load, with the same torch threads;
+        # repeat r uses seed r on both sides (the order in which coordinate descent visits the layers)
         if args.threads > 0:
             torch.set_num_threads(args.threads)
         for r in range(args.repeats):
-            start = time.perf_counter()
-            ours = wv.weight_matching(arch, a, b, seed=r)
-            ours_times.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            ours_perm = wv.weight_matching(arch, a, b, seed=r, kinds=("permutation",))
-            ours_perm_times.append(time.perf_counter() - start)
+            for name, kinds in (("wslviz", KINDS), ("wslviz_permutation_only", ("permutation",))):
+                start = time.perf_counter()
+                aligned[name].append(wv.weight_matching(arch, a, b, seed=r, kinds=kinds))
+                times[name].append(time.perf_counter() - start)
             subprocess.run([str(venv_python), __file__, "--rebasin-side", str(folder), "--seed", str(r),
                             "--threads", str(args.threads)], check=True)
             info = json.load(open(folder / "rebasin.json"))
-            their_times.append(info["time"])
-            their_init_times.append(info["init_time"])
-            print(f"repeat {r}: wslviz {ours_times[-1]:.2f}s (permutation only {ours_perm_times[-1]:.2f}s), "
-                  f"rebasin {their_times[-1]:.2f}s", flush=True)
-        theirs = arch.flatten(load_file(str(folder / "b_rebasin.safetensors")))
+            times["rebasin"].append(info["time"])
+            tracing.append(info["init_time"])
+            aligned["rebasin"].append(arch.flatten(load_file(str(folder / "b_rebasin.safetensors"))))
+            print(f"repeat {r}: " + ", ".join(f"{n} {times[n][-1]:.2f}s" for n in names), flush=True)
 
-    rows = {}
-    for name, weights in (("naive", b), ("wslviz", ours), ("wslviz_permutation_only", ours_perm), ("rebasin", theirs)):
-        value, curve = barrier(arch, task, a, weights)
-        rows[name] = {"barrier": value, "curve": curve, "distance_to_a": float((weights - a).norm()),
-                      "max_output_difference_vs_b": equivalence_gap(arch, weights, b)}
-    ours_t, ours_perm_t, theirs_t = (statistics.median(ours_times), statistics.median(ours_perm_times),
-                                     statistics.median(their_times))
+    naive_barrier, naive_curve = barrier(arch, task, a, b)
+    rows = {"naive": {"barrier": naive_barrier, "barriers": [naive_barrier], "curve": naive_curve,
+                      "distance_to_a": float((b - a).norm()), "max_output_difference_vs_b": 0.0}}
+    for name in names:
+        bars = [barrier(arch, task, a, w)[0] for w in aligned[name]]
+        rows[name] = {"barrier": statistics.median(bars), "barriers": bars,
+                      "curve": barrier(arch, task, a, aligned[name][0])[1],
+                      "distance_to_a": statistics.median(float((w - a).norm()) for w in aligned[name]),
+                      "max_output_difference_vs_b": max(equivalence_gap(arch, w, b) for w in aligned[name])}
+    median = {n: statistics.median(times[n]) for n in names}
     result = {
         "models": arch.describe(), "epochs": args.epochs, "test_accuracy": acc, "repeats": args.repeats,
-        "seconds": {"wslviz": ours_t, "wslviz_permutation_only": ours_perm_t, "rebasin": theirs_t,
-                    "rebasin_graph_tracing": statistics.median(their_init_times),
-                    "all": {"wslviz": ours_times, "wslviz_permutation_only": ours_perm_times,
-                            "rebasin": their_times}},
-        "speedup_rebasin_over_wslviz": theirs_t / ours_t,
-        "speedup_rebasin_over_wslviz_permutation_only": theirs_t / ours_perm_t,
+        "seconds": {**median, "rebasin_graph_tracing": statistics.median(tracing), "all": times},
+        "speedup_rebasin_over_wslviz": median["rebasin"] / median["wslviz"],
+        "speedup_rebasin_over_wslviz_permutation_only": median["rebasin"] / median["wslviz_permutation_only"],
         "threads": {"wslviz": torch.get_num_threads(), "rebasin": info["threads"]},
         "torch": {"wslviz": torch.__version__, "rebasin": info["torch"]},
         "results": rows,
     }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
+    print(f"medians over {args.repeats} seeds:")
     print(f"{'':26s} {'seconds':>8s} {'barrier':>8s} {'dist to A':>10s} {'max |out - out_B|':>18s}")
     for name, row in rows.items():
         secs = result["seconds"].get(name)

@@ -236,8 +236,8 @@ with tabs[2]:
             "all pairs of the chosen models. As trained (red), the models sit far apart. Expressing every "
             "model in the reference's basis by weight matching removes the arbitrary unit order "
             "(permutations), and for ReLU or tanh networks also the arbitrary unit scales or signs; the "
-            "distribution shifts left. The canonical form gets there without a reference: every model "
-            "independently sorts its units by a fixed key (after normalising scales and signs), which is "
-            "cheaper but cruder than matching. The shift is the part of the zoo's diversity that is not a "
+            "distribution shifts left. The canonical unit order needs no reference: every model "
+            "independently sorts its units by incoming-weight norm, which is cheaper but much cruder than "
+            "matching (similar units of two models rarely get the same rank). The shift is the part of the zoo's diversity that is not a "
             "difference in function at all, which is why weight-space methods (embeddings, property "
             "predictors, generators) work better on aligned or canonicalised weights.")

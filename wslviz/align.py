@@ -4,7 +4,7 @@
   Re-Basin: Merging Models modulo Permutation Symmetries", ICLR 2023, Algorithm 1): coordinate descent
   over the permutation groups, each step a linear assignment problem
   (``scipy.optimize.linear_sum_assignment``) maximising the inner product with the reference, groups
-  visited in random order until a full pass improves none. A second descent runs on normal forms for
+  visited in random order until a full pass improves none. A second candidate matches normal forms for
   the scale/sign symmetries (unit incoming norm for ReLU units, sign of the largest incoming weight
   for odd units), so a permuted *and* rescaled copy is matched exactly; the closer result is kept.
 * :func:`activation_matching` — the same paper's activation matching: per group, units are paired by
@@ -79,12 +79,13 @@ def _permute_all(arch: Architecture, weights: torch.Tensor, perms: list[torch.Te
 
 
 def _match_batch(arch: Architecture, reference: torch.Tensor, others: torch.Tensor, seed: int, max_iter: int,
-                 kinds: tuple[str, ...], start: list[torch.Tensor] | None = None) -> SymmetryElement:
+                 kinds: tuple[str, ...], descend: bool = True) -> SymmetryElement:
     """The elements ``[B]`` taking each of ``others`` [B, P] to ``reference`` [P]'s basis (weight matching).
 
-    The descent starts from the best (on the full objective) of: the identity, one sweep in layer order
-    matching only each group's incoming side (whose inputs the previous groups have just aligned; for an
-    exact permuted copy this already is the planted answer), and ``start`` (permutations [B, n] per group).
+    First one sweep in layer order matching only each group's incoming side (whose inputs the previous
+    groups have just aligned; for an exact permuted copy this already is the planted answer). With
+    ``descend``, coordinate descent follows from the better (on the full objective) of that sweep and the
+    identity.
     """
     spec = arch.perm_spec
     b = others.shape[0]
@@ -112,7 +113,7 @@ def _match_batch(arch: Architecture, reference: torch.Tensor, others: torch.Tens
         cols = step(cur, gi, incoming_only=True)[0]
         cur = apply_group(arch, cur, spec.groups[gi], cols)
         sweep[gi] = torch.gather(sweep[gi], 1, cols)
-    candidates = [identity_perms, sweep] + ([start] if start is not None else [])
+    candidates = [identity_perms, sweep] if descend else [sweep]
     states = [_permute_all(arch, base, c) for c in candidates]
     best = torch.stack([(state * ref).double().sum(1) for state in states]).argmax(0)  # [B]
     cur = torch.stack(states)[best, torch.arange(b)]
@@ -120,7 +121,7 @@ def _match_batch(arch: Architecture, reference: torch.Tensor, others: torch.Tens
 
     rng = np.random.default_rng(seed)
     dirty = set(range(len(spec.groups)))
-    for _ in range(max_iter):
+    for _ in range(max_iter if descend else 0):
         improved = False
         for gi in map(int, rng.permutation(len(spec.groups))):
             if gi not in dirty:  # nothing it depends on changed since it was solved: the answer would be the same
@@ -161,13 +162,14 @@ def weight_matching(
     ``reference`` [P]; ``other`` [P] (or [B, P]: each row matched independently, in one batched run).
     Coordinate descent over permutation groups in random order (``seed``), each step solving
     ``max_P <W_ref, P W_other>`` summed over every axis the group moves, until a pass improves no group
-    or ``max_iter`` passes. Weight matching minimises ``||reference - g·other||`` over the group; with
-    ``kinds`` including ``"scale"`` (ReLU units) or ``"sign"`` (odd units) the descent runs from two
-    starts and keeps, per model, the closer result: on the raw weights (plain Git Re-Basin, which
-    keeps ``other``'s unit scales) and on scale/sign normal forms (which undoes a planted rescaling or
-    sign flip exactly, the result carrying the reference's unit scales). ``kinds=("permutation",)``
-    runs plain Git Re-Basin only. The result computes the same function as ``other``. With
-    ``return_perm`` also the group element ``g`` with ``apply_symmetry(arch, other, g)`` the result.
+    or ``max_iter`` passes; it starts from the better of the identity and one layer-by-layer sweep
+    matching each unit's incoming weights only. Weight matching minimises ``||reference - g·other||``;
+    with ``kinds`` including ``"scale"`` (ReLU units) or ``"sign"`` (odd units) a second candidate is the
+    layer-by-layer sweep on scale/sign normal forms (which undoes a planted rescaling or sign flip
+    exactly, the result carrying the reference's unit scales), and the closer of the two is kept per
+    model. ``kinds=("permutation",)`` runs plain Git Re-Basin only. The result computes the same
+    function as ``other``. With ``return_perm`` also the group element ``g`` with
+    ``apply_symmetry(arch, other, g)`` the result.
     """
     _check_pair(arch, reference, other)
     kinds = _check_kinds(kinds)
@@ -177,7 +179,7 @@ def weight_matching(
     aligned = apply_symmetry(arch, w, g)
     normalises = any(k in group.kinds for group in arch.perm_spec.groups for k in kinds if k != "permutation")
     if normalises:
-        g_norm = _match_batch(arch, reference, w.float(), seed, max_iter, kinds, start=g.perms)
+        g_norm = _match_batch(arch, reference, w.float(), seed, max_iter, kinds, descend=False)
         aligned_norm = apply_symmetry(arch, w, g_norm)
         closer = (aligned_norm - reference).norm(dim=1) < (aligned - reference).norm(dim=1)
         aligned = torch.where(closer.unsqueeze(1), aligned_norm, aligned)
@@ -415,9 +417,9 @@ def symmetry_spread(
     progress: Progress = None,
 ) -> dict[str, np.ndarray]:
     """Pairwise distances of a zoo as given, after aligning every model to one reference by permutations,
-    and by permutations with scale/sign normalisation, and in canonical form (no reference, see
-    :func:`wslviz.symmetry.canonicalize`): ``{label: distances}``. The drop from the first to the others
-    is the part of the zoo's spread that is only symmetry."""
+    and by permutations with scale/sign normalisation, and with every model's units sorted into canonical
+    order (no reference, see :func:`wslviz.symmetry.canonicalize`): ``{label: distances}``. The drop from
+    the first to the others is the part of the zoo's spread that is only symmetry."""
     w, _ = _as_batch(weights, arch)
     reference = w[reference_index].float()
     settings = {"permutations": ("permutation",), "permutations + scale/sign": KINDS}
@@ -425,5 +427,6 @@ def symmetry_spread(
     for i, (label, kinds) in enumerate(settings.items()):
         step = None if progress is None else (lambda d, t, i=i: progress(i * t + d, 2 * t))
         out[label] = pairwise_distances(align_zoo(arch, w, reference, kinds=kinds, progress=step))
-    out["canonical form"] = pairwise_distances(canonicalize(arch, w))
+    # permutation-only canonical order: normalising ReLU scales would change the norms being compared
+    out["canonical unit order"] = pairwise_distances(canonicalize(arch, w, kinds=("permutation",)))
     return out
