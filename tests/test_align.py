@@ -151,3 +151,12 @@ def test_reset_batchnorm_from_data_matches_module_statistics(digits_task):
     torch.testing.assert_close(model[1].running_var, h1.var((0, 2, 3), unbiased=False), atol=1e-5, rtol=1e-5)
     h6 = model[:6](x)  # the second BatchNorm sees its inputs after the first one was reset
     torch.testing.assert_close(model[6].running_mean, h6.mean((0, 2, 3)), atol=1e-5, rtol=1e-5)
+
+
+def test_merge_without_reference_aligns_to_the_running_average(digits_task):
+    arch = Architecture(SMALL_CNN)
+    theta = random_weights(arch, 1, seed=8)[0]
+    copies = torch.stack([wv.apply_symmetry(arch, theta, wv.random_symmetry(arch, seed=s)) for s in range(3)])
+    merged = merge(arch, copies)
+    torch.testing.assert_close(merged, copies[0], atol=1e-5, rtol=0)  # every copy aligns onto the first
+    assert equivalence_gap(arch, merged, theta) <= 1e-5
