@@ -1,0 +1,163 @@
+"""Projections: the zoo's checkpoints embedded in 2D/3D (PCA, t-SNE, UMAP) from a chosen feature set,
+coloured by metadata, with box/lasso selection linked to the other pages and naive vs aligned side by side."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from wslviz import embed, features, ui
+from wslviz.plots import embedding as eplots
+
+CHART_KEY = "proj_chart"
+PICKED_KEY = "proj_picked"
+COMPUTED_KEY = "proj_computed"  # (kind, method) pairs whose expensive features were asked for
+SUBSAMPLE_THRESHOLD = 5000
+EXPENSIVE = {"aligned": "aligns every checkpoint to a reference (weight matching, ~30 s for 1,300 CNNs)",
+             "learned": "trains a hyper-representation autoencoder (~30 s)"}
+
+st.title("Projections")
+ui.teaching(
+    "maps of weight space",
+    "Every checkpoint becomes one row of **features** (its raw weights, weights aligned to a reference "
+    "model, per-layer weight statistics, singular-value summaries, its outputs on probe inputs, or a "
+    "learned embedding), standardised and projected to 2D or 3D by **PCA** (linear, fast), **t-SNE** or "
+    "**UMAP** (non-linear: neighbourhoods are kept, distances between clusters are not).\n\n"
+    "**What to look for:** with raw weights, models of different seeds scatter with no relation to how "
+    "well they work, because hidden units can be permuted freely; after alignment, or with "
+    "symmetry-invariant features (statistics, probe outputs), the map orders models by accuracy and by "
+    "hyper-parameter. Grey lines join the checkpoints of one training run. Drag a box or lasso to select "
+    "checkpoints: they become the selection on the other pages.",
+    "Unterthiner et al., *Predicting Neural Network Accuracy from Weights*, 2020; Schürholt et al., "
+    "*Self-Supervised Representation Learning on Neural Network Weights*, NeurIPS 2021; Ainsworth et al., "
+    "*Git Re-Basin*, ICLR 2023; McInnes et al., *UMAP*, 2018.",
+)
+
+zoo = ui.current_zoo()
+if zoo is None:
+    st.info("No zoo is open: pick one in the sidebar.")
+    st.stop()
+path = ui.current_zoo_path()
+meta = zoo.metadata
+# numba compiles UMAP once per process (~12 s): start it now so it is ready when asked for
+embed.warm_up_umap_in_background()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_features(zoo_path: str, fingerprint: str, kind: str) -> np.ndarray:
+    return features.compute_features(ui.open_zoo(zoo_path), kind)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_projection(zoo_path: str, fingerprint: str, kind: str, method: str, dim: int, seed: int,
+                      rows: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Coordinates of the rows, and the explained variance ratios (PCA only)."""
+    proj = embed.Projector(method, dim, seed)
+    coords = proj.fit_transform(cached_features(zoo_path, fingerprint, kind)[list(rows)])
+    return coords, proj.explained_variance_ratio
+
+
+kinds = [k for k in features.KINDS if k != "functional" or zoo.task is not None]
+c1, c2, c3, c4 = st.columns([2, 1, 1, 2])
+kind = c1.selectbox("features", kinds, index=kinds.index("stats"), key="proj_kind",
+                    format_func=lambda k: f"{k}: {features.DESCRIPTIONS[k]}")
+method = c2.selectbox("method", embed.METHODS, index=0, key="proj_method", format_func=embed.LABELS.get)
+dim = c3.radio("dimensions", (2, 3), horizontal=True, key="proj_dim")
+columns = list(meta.columns)
+default_color = columns.index("test_acc") if "test_acc" in columns else 0
+color_by = c4.selectbox("colour by", columns, index=default_color, key="proj_color")
+c5, c6, c7 = st.columns(3)
+lines = c5.toggle("join checkpoints of a model", value=True, key="proj_lines")
+compare = c6.toggle("naive vs aligned side by side", value=False, key="proj_compare",
+                    help="Raw weights and weights aligned to the best model, both projected the same way.")
+seed = int(c7.number_input("seed", 0, 10_000, 0, key="proj_seed"))
+if zoo.task is None:
+    st.caption("This zoo has no task: the `functional` features (outputs on probe inputs) are unavailable.")
+if method == "umap" and not embed.umap_ready():
+    st.info("UMAP is compiling its numba kernels in the background (about 12 s once per server process); "
+            "the first UMAP projection may wait for it.")
+
+rows = np.arange(zoo.n_checkpoints)
+if zoo.n_checkpoints > SUBSAMPLE_THRESHOLD:
+    sub = st.toggle(f"subsample ({zoo.n_checkpoints:,} checkpoints)", value=True, key="proj_subsample",
+                    help="Projecting tens of thousands of points takes long; every model's final checkpoint is "
+                         "kept, the rest are sampled.")
+    if sub:
+        n_keep = st.slider("checkpoints shown", 1000, min(zoo.n_checkpoints, 50_000), SUBSAMPLE_THRESHOLD,
+                           step=500, key="proj_n")
+        final = np.sort(zoo.final_index())
+        rest = np.setdiff1d(rows, final)
+        extra = np.random.default_rng(seed).choice(rest, max(0, min(len(rest), n_keep - len(final))), replace=False)
+        rows = np.sort(np.concatenate([final, extra]))[:max(n_keep, len(final))]
+rows_key = tuple(int(r) for r in rows)
+fp = zoo.fingerprint
+
+needed = {kind} | ({"flat", "aligned"} if compare else set())
+pending = [k for k in needed if k in EXPENSIVE and (k, fp) not in st.session_state.get(COMPUTED_KEY, set())]
+if pending:
+    st.info("Press **Compute** to build the " + " and ".join(f"`{k}` features ({EXPENSIVE[k]})" for k in pending)
+            + "; results are cached.")
+    if st.button("Compute", key="proj_compute", type="primary"):
+        for k in pending:
+            with st.spinner(f"Computing {k} features ..."):
+                cached_features(path, fp, k)
+            st.session_state.setdefault(COMPUTED_KEY, set()).add((k, fp))
+        st.rerun()
+    st.stop()
+
+
+def projection(k: str) -> tuple[np.ndarray, np.ndarray | None]:
+    with st.spinner(f"Projecting {k} features with {embed.LABELS[method]} ..."):
+        try:
+            return cached_projection(path, fp, k, method, int(dim), seed, rows_key)
+        except features.FeatureError as e:
+            st.error(str(e))
+            st.stop()
+
+
+axis = {"pca": "PC", "tsne": "t-SNE", "umap": "UMAP"}[method]
+picked = [r for r in st.session_state.get(PICKED_KEY, []) if r < zoo.n_checkpoints]
+
+
+def on_select() -> None:
+    event = st.session_state.get(CHART_KEY)
+    chosen = eplots.rows_from_selection(event.get("selection") if event else None)
+    if chosen:
+        st.session_state[PICKED_KEY] = chosen
+        ui.set_selection(chosen)
+
+
+if compare:
+    left, right = st.columns(2)
+    for col, k, title in ((left, "flat", "naive: raw weights"), (right, "aligned", "aligned to the best model")):
+        fig = eplots.projection_figure(projection(k)[0], meta, rows, color_by, lines=lines, selected=picked,
+                                       axis_title=axis, title=f"{embed.LABELS[method]} of {title}", height=460)
+        col.plotly_chart(fig, key=f"proj_chart_{k}", width="stretch")
+coords, evr = projection(kind)
+fig = eplots.projection_figure(coords, meta, rows, color_by, lines=lines, selected=picked, axis_title=axis,
+                               title=f"{embed.LABELS[method]} of {kind} features, coloured by {color_by}")
+event = st.plotly_chart(fig, key=CHART_KEY, on_select=on_select, selection_mode=("points", "box", "lasso"),
+                        width="stretch")
+# a selection set in session state directly (or before the callback ran) is honoured as well
+chosen = eplots.rows_from_selection(event.get("selection") if event else None)
+if chosen and chosen != picked:
+    st.session_state[PICKED_KEY] = picked = chosen
+    ui.set_selection(chosen)
+if evr is not None:
+    st.caption("Explained variance of the standardised features: "
+               + ", ".join(f"PC{i + 1} {v:.1%}" for i, v in enumerate(evr)))
+ui.download_figure(fig, f"{zoo.name}-{kind}-{method}")
+
+st.subheader("Selected checkpoints")
+if picked:
+    table = meta.iloc[picked].copy()
+    table.insert(0, "row", picked)
+    st.dataframe(table, hide_index=True, width="stretch")
+    ui.download_csv(table, f"{zoo.name}-selection")
+    if st.button("Clear selection", key="proj_clear"):
+        st.session_state[PICKED_KEY] = []
+        ui.set_selection([])
+        st.rerun()
+else:
+    st.caption("Drag a box or lasso on the chart (or click a point) to select checkpoints; they become the "
+               "selection on the Symmetry, Landscape and Predict pages.")

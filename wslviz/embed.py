@@ -1,0 +1,176 @@
+"""Low-dimensional projections of feature matrices: PCA, t-SNE and UMAP, in 2D or 3D.
+
+Features are standardised first: missing values (e.g. the NaN ``alpha`` of small layers in the
+``spectral`` set) are replaced by the column mean, constant columns are dropped, and every remaining
+column is scaled to zero mean and unit variance, so that no feature dominates the distances by its
+units alone. A fitted :class:`Projector` remembers this preprocessing, so new points (generated models)
+can be placed in an existing PCA or UMAP map with :meth:`Projector.transform`; t-SNE has no
+out-of-sample transform.
+
+UMAP's first fit in a process compiles numba code (about 12 s on this machine);
+:func:`warm_up_umap` does that on a tiny input, e.g. from a background thread when a page loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Any
+
+import numpy as np
+
+METHODS = ("pca", "tsne", "umap")
+LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+
+
+class Standardiser:
+    """Mean-impute NaNs, drop constant columns, scale to unit variance (statistics from ``fit``)."""
+
+    def fit(self, x: np.ndarray) -> Standardiser:
+        x = _as_matrix(x)
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(x, 0)
+        mean = np.where(np.isfinite(mean), mean, 0.0)
+        filled = np.where(np.isfinite(x), x, mean)
+        std = filled.std(0)
+        self.mean_, self.keep_ = mean, std > 1e-12 * np.maximum(1.0, np.abs(mean))
+        self.scale_ = np.where(self.keep_, std, 1.0)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = _as_matrix(x)
+        if x.shape[1] != len(self.mean_):
+            raise ValueError(f"expected {len(self.mean_)} features, got {x.shape[1]}")
+        filled = np.where(np.isfinite(x), x, self.mean_)
+        return ((filled - self.mean_) / self.scale_)[:, self.keep_]
+
+    def fit_transform(self, x: np.ndarray) -> np.ndarray:
+        return self.fit(x).transform(x)
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """``x`` [n, d] standardised as described in the module docstring -> ``[n, d']`` (constant columns dropped)."""
+    return Standardiser().fit_transform(x)
+
+
+def _as_matrix(x: Any) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 2:
+        raise ValueError(f"features must be a 2D array [n, d], got shape {list(x.shape)}")
+    return x
+
+
+class Projector:
+    """A projection of feature rows to ``dim`` (2 or 3) coordinates, sklearn style.
+
+    ``Projector("umap", 2, seed=0).fit(features).transform(new_features)``. ``params`` go to the
+    underlying estimator (``n_neighbors``, ``min_dist`` for UMAP; ``perplexity`` for t-SNE). Small
+    inputs are handled: PCA of ``n`` points has at most ``min(n, d)`` axes (missing ones are zero),
+    t-SNE's perplexity and UMAP's ``n_neighbors`` are capped below ``n``.
+    """
+
+    def __init__(self, method: str = "umap", dim: int = 2, seed: int = 0, **params: Any):
+        if method not in METHODS:
+            raise ValueError(f"unknown projection method {method!r}; known: {', '.join(METHODS)}")
+        if dim not in (2, 3):
+            raise ValueError(f"dim must be 2 or 3, got {dim}")
+        self.method, self.dim, self.seed, self.params = method, int(dim), int(seed), params
+
+    def fit(self, features: np.ndarray) -> Projector:
+        self.fit_transform(features)
+        return self
+
+    def fit_transform(self, features: np.ndarray) -> np.ndarray:
+        """Fit on ``features`` [n, d] and return their coordinates ``[n, dim]``."""
+        x = _as_matrix(features)
+        if len(x) < 2:
+            raise ValueError(f"a projection needs at least 2 points, got {len(x)}")
+        self.scaler_ = Standardiser().fit(x)
+        z = self.scaler_.transform(x)
+        n, d = z.shape
+        if d == 0:  # every feature constant: all points coincide
+            self.model_, self.embedding_ = None, np.zeros((n, self.dim))
+            return self.embedding_
+        if self.method == "pca":
+            from sklearn.decomposition import PCA
+
+            self.model_ = PCA(n_components=min(self.dim, n, d), random_state=self.seed, **self.params)
+            self.embedding_ = self._pad(self.model_.fit_transform(z))
+        elif self.method == "tsne":
+            from sklearn.manifold import TSNE
+
+            params = {"perplexity": min(30.0, (n - 1) / 3), "init": "pca", **self.params}
+            self.model_ = TSNE(n_components=self.dim, random_state=self.seed, **params)
+            self.embedding_ = self.model_.fit_transform(z)
+        else:
+            self.model_ = _umap(self.dim, self.seed, n, self.params)
+            self.embedding_ = self.model_.fit_transform(z)
+        return self.embedding_
+
+    def _pad(self, y: np.ndarray) -> np.ndarray:
+        return np.pad(y, ((0, 0), (0, self.dim - y.shape[1]))) if y.shape[1] < self.dim else y
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """Coordinates ``[m, dim]`` of new rows in the fitted map (PCA, UMAP). t-SNE raises
+        ``NotImplementedError``: it has no out-of-sample mapping (refit on all points instead)."""
+        if not hasattr(self, "scaler_"):
+            raise ValueError("fit the projector before transforming")
+        if self.method == "tsne":
+            raise NotImplementedError("t-SNE cannot place new points in an existing map; fit on all points")
+        z = self.scaler_.transform(features)
+        if self.model_ is None:
+            return np.zeros((len(z), self.dim))
+        return self._pad(self.model_.transform(z)) if self.method == "pca" else self.model_.transform(z)
+
+    @property
+    def explained_variance_ratio(self) -> np.ndarray | None:
+        """PCA only: the fraction of (standardised) variance each axis explains."""
+        return getattr(self.model_, "explained_variance_ratio_", None) if self.method == "pca" else None
+
+
+def _umap(dim: int, seed: int, n: int, params: dict[str, Any]):
+    import umap
+
+    params = {"n_neighbors": min(15, n - 1), **params}
+    # n_jobs=1: a fixed random_state makes UMAP single-threaded anyway, and says so in a warning otherwise.
+    return umap.UMAP(n_components=dim, random_state=seed, n_jobs=1, **params)
+
+
+def project(features: np.ndarray, method: str = "umap", dim: int = 2, seed: int = 0, **params: Any) -> np.ndarray:
+    """Coordinates ``[n, dim]`` of the rows of ``features`` [n, d] by ``method`` (``pca``, ``tsne``,
+    ``umap``), after standardisation (see the module docstring). Deterministic for a ``seed``."""
+    return Projector(method, dim, seed, **params).fit_transform(features)
+
+
+def cache_key(fingerprint: str, kind: str, method: str, dim: int, seed: int, **params: Any) -> str:
+    """A short stable key for one projection of one zoo's feature set (for on-disk or page caches)."""
+    text = repr((fingerprint, kind, method, int(dim), int(seed), sorted(params.items())))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+_WARM = threading.Event()
+_WARM_LOCK = threading.Lock()
+
+
+def warm_up_umap() -> None:
+    """Fit UMAP once on a tiny random input so numba compiles its kernels now (~12 s once per process)."""
+    with _WARM_LOCK:
+        if _WARM.is_set():
+            return
+        x = np.random.default_rng(0).normal(size=(64, 4))
+        _umap(2, 0, len(x), {}).fit_transform(x)
+        _WARM.set()
+
+
+def umap_ready() -> bool:
+    """Whether :func:`warm_up_umap` has finished in this process."""
+    return _WARM.is_set()
+
+
+def warm_up_umap_in_background() -> threading.Thread | None:
+    """Start :func:`warm_up_umap` in a daemon thread (once per process); returns the thread or None."""
+    if _WARM.is_set() or _WARM_LOCK.locked():
+        return None
+    thread = threading.Thread(target=warm_up_umap, name="wslviz-umap-warmup", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,272 @@
+"""Per-checkpoint feature sets: one row of numbers per model, to project, predict from and search with.
+
+Kinds (:data:`KINDS`), all ``zoo -> numpy [n_checkpoints, n_features]``:
+
+``flat``
+    The raw weight vector. Not invariant to the network's symmetries: two models computing the same
+    function can lie far apart (a permuted copy is a different point).
+``aligned``
+    The weight vector after aligning every model to one reference (weight matching, Git Re-Basin;
+    :func:`wslviz.align.align_zoo`); by default the reference is the final checkpoint with the best test
+    accuracy. Removes most of the permutation (and scale) freedom.
+``stats``
+    Per weight and bias tensor: mean, standard deviation and the 0/25/50/75/100 % quantiles
+    (Unterthiner et al., "Predicting Neural Network Accuracy from Weights", 2020). Invariant to
+    permutations by construction.
+``spectral``
+    Per linear/conv layer, from the singular values of the weight matrix ``[out, in*k*k]``: spectral
+    norm, stable rank ``sum(s^2) / max(s)^2`` and the power-law exponent ``alpha`` of the tail of the
+    eigenvalue spectrum ``s^2`` (Martin & Mahoney, "Implicit Self-Regularization in Deep Neural
+    Networks", JMLR 2021). ``alpha`` is only fitted where a layer has at least
+    :data:`MIN_SINGULAR_VALUES` singular values: with fewer, a tail fit is meaningless, so the value is
+    NaN and the layer's ``alpha_fitted`` flag column is 0. Invariant to permutations.
+``functional``
+    Class probabilities (softmax outputs; raw outputs for regression) on a fixed probe set drawn from
+    the task's test inputs: two models computing the same function get the same features, whatever
+    their weights. Needs a task.
+``learned``
+    The latent code of a hyper-representation (:class:`wslviz.hyperrep.HyperRepresentation`): an
+    autoencoder over weights trained with permutation augmentation and a contrastive loss (Schürholt et
+    al., NeurIPS 2021).
+
+Everything is batched over checkpoints (chunks of ``[B, numel]`` tensors); ``progress(done, total)``
+is called after each chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from wslviz.arch import Architecture
+from wslviz.zoo import Zoo
+
+Progress = Callable[[int, int], None] | None
+
+KINDS = ("flat", "aligned", "stats", "spectral", "functional", "learned")
+DESCRIPTIONS = {
+    "flat": "raw weight vector",
+    "aligned": "weights aligned to a reference model (weight matching)",
+    "stats": "per-tensor mean, std and quantiles (Unterthiner et al. 2020)",
+    "spectral": "per-layer spectral norm, stable rank, power-law alpha",
+    "functional": "probabilities on a fixed probe set",
+    "learned": "hyper-representation latent code (Schürholt et al. 2021)",
+}
+STAT_NAMES = ("mean", "std", "q0", "q25", "q50", "q75", "q100")
+QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
+MIN_SINGULAR_VALUES = 50
+"""Layers with fewer singular values get no power-law fit (NaN, flagged)."""
+CHUNK_ELEMENTS = 2**22
+"""Elements of the weight matrix processed per chunk (16 MiB of float32)."""
+
+
+class FeatureError(ValueError):
+    """A feature set that cannot be computed for this zoo (e.g. ``functional`` without a task)."""
+
+
+@dataclass
+class FeatureSet:
+    """A feature matrix with its column names: ``values`` float ``[n_checkpoints, n_features]``."""
+
+    kind: str
+    values: np.ndarray
+    names: list[str]
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise FeatureError(f"unknown feature kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def _chunks(n_rows: int, row_elements: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` row ranges of about :data:`CHUNK_ELEMENTS` elements each."""
+    step = max(1, CHUNK_ELEMENTS // max(row_elements, 1))
+    return [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
+
+
+def _report(progress: Progress, done: int, total: int) -> None:
+    if progress:
+        progress(min(done, total), total)
+
+
+# ---------------------------------------------------------------------------------------------- stats
+def stats_names(arch: Architecture) -> list[str]:
+    """Column names of the ``stats`` features: ``"{tensor}.{stat}"`` per trainable tensor."""
+    return [f"{p.name}.{s}" for p in arch.layout if p.trainable for s in STAT_NAMES]
+
+
+def weight_stats(arch: Architecture, weights: torch.Tensor, progress: Progress = None) -> np.ndarray:
+    """``stats`` features of ``weights`` [B, P] -> float64 ``[B, 7 * n_tensors]`` (see :func:`stats_names`).
+
+    Per trainable tensor: mean, standard deviation (population) and the 0/25/50/75/100 % quantiles,
+    computed for a chunk of models at once on its ``[B, numel]`` slice."""
+    tensors = [p for p in arch.layout if p.trainable]
+    out = np.empty((len(weights), len(tensors) * len(STAT_NAMES)))
+    q = torch.tensor(QUANTILES, dtype=torch.float32)
+    for start, stop in _chunks(len(weights), arch.n_params):
+        w = weights[start:stop].float()
+        cols = []
+        for p in tensors:
+            t = w[:, p.slice]
+            mean = t.mean(1, keepdim=True)
+            std = t.std(1, correction=0, keepdim=True)
+            # torch.quantile interpolates linearly, like numpy's default; [5, B] -> [B, 5]
+            quant = torch.quantile(t, q, dim=1).T
+            cols.append(torch.cat([mean, std, quant], 1))
+        out[start:stop] = torch.cat(cols, 1).double().numpy()
+        _report(progress, stop, len(weights))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- spectral
+def _matrices(arch: Architecture) -> list[Any]:
+    return [p for p in arch.layout if p.role == "weight" and len(p.shape) in (2, 4)]
+
+
+def spectral_names(arch: Architecture) -> list[str]:
+    """Column names of the ``spectral`` features, per linear/conv weight matrix."""
+    names = []
+    for p in _matrices(arch):
+        names += [f"{p.name}.spectral_norm", f"{p.name}.stable_rank", f"{p.name}.alpha", f"{p.name}.alpha_fitted"]
+    return names
+
+
+def powerlaw_alpha(eigenvalues: torch.Tensor) -> torch.Tensor:
+    """Maximum-likelihood power-law exponent of the upper half of each row of ``eigenvalues`` [B, n].
+
+    With ``x_min`` the median eigenvalue, ``alpha = 1 + m / sum(log(x_i / x_min))`` over the ``m``
+    eigenvalues ``>= x_min`` (the continuous power-law MLE of Clauset, Shalizi & Newman, SIAM Review
+    2009, at a fixed ``x_min``; WeightWatcher fits ``x_min`` too, which costs a search per layer)."""
+    ev = eigenvalues.sort(dim=1, descending=True).values.double()
+    m = (ev.shape[1] + 1) // 2
+    tail = ev[:, :m]
+    xmin = tail[:, -1:].clamp_min(1e-30)
+    logs = torch.log(tail.clamp_min(1e-30) / xmin).sum(1)
+    return torch.where(logs > 0, 1 + m / logs.clamp_min(1e-30), torch.full_like(logs, float("nan")))
+
+
+def spectral_features(arch: Architecture, weights: torch.Tensor, progress: Progress = None,
+                      min_singular_values: int = MIN_SINGULAR_VALUES) -> np.ndarray:
+    """``spectral`` features of ``weights`` [B, P] -> float64 ``[B, 4 * n_layers]`` (see :func:`spectral_names`).
+
+    One batched ``torch.linalg.svdvals`` per layer and chunk on ``[B, out, in*k*k]``."""
+    mats = _matrices(arch)
+    out = np.empty((len(weights), 4 * len(mats)))
+    for start, stop in _chunks(len(weights), arch.n_params):
+        w = weights[start:stop].float()
+        cols = []
+        for p in mats:
+            s = torch.linalg.svdvals(w[:, p.slice].reshape(len(w), p.shape[0], -1)).double()
+            top = s[:, 0]
+            norm = top.clamp_min(1e-30)
+            stable = (s**2).sum(1) / norm**2
+            fitted = s.shape[1] >= min_singular_values
+            alpha = powerlaw_alpha(s**2) if fitted else torch.full_like(top, float("nan"))
+            cols.append(torch.stack([top, stable, alpha, torch.full_like(top, float(fitted))], 1))
+        out[start:stop] = torch.cat(cols, 1).numpy()
+        _report(progress, stop, len(weights))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- functional
+def probe_set(zoo: Zoo, n_probe: int = 128, seed: int = 0) -> torch.Tensor:
+    """A fixed sample of ``n_probe`` test inputs of the zoo's task (deterministic for ``seed``)."""
+    if zoo.task is None:
+        raise FeatureError("functional features need evaluation data, and this zoo has no task: attach one "
+                           "(zoo.with_task(...)) or use a weight-based feature kind (stats, spectral, flat)")
+    x = zoo.task.x_test
+    g = torch.Generator().manual_seed(int(seed))
+    idx = torch.randperm(len(x), generator=g)[: min(int(n_probe), len(x))].sort().values
+    return x[idx]
+
+
+def functional_features(zoo: Zoo, n_probe: int = 128, seed: int = 0, progress: Progress = None) -> np.ndarray:
+    """Outputs on :func:`probe_set` -> ``[B, n_probe * n_outputs]``: class probabilities for classification,
+    raw outputs for regression."""
+    from wslviz.evaluation import model_outputs
+
+    x = probe_set(zoo, n_probe, seed)
+    out = model_outputs(zoo.arch, zoo.weights, x, progress=progress)
+    if zoo.task.kind == "classification":
+        out = torch.softmax(out, -1)
+    return out.reshape(len(out), -1).double().numpy()
+
+
+# ---------------------------------------------------------------------------------------------- aligned
+def default_reference(zoo: Zoo) -> int:
+    """The alignment reference row: the final checkpoint with the best test accuracy."""
+    from wslviz.generation import reference_row
+
+    return reference_row(zoo)
+
+
+def aligned_weights(zoo: Zoo, reference: int | None = None, method: str = "weight",
+                    progress: Progress = None) -> torch.Tensor:
+    """All checkpoints aligned to row ``reference`` (default :func:`default_reference`) -> ``[B, P]``."""
+    from wslviz.align import align_zoo
+
+    ref = default_reference(zoo) if reference is None else int(reference)
+    if not 0 <= ref < zoo.n_checkpoints:
+        raise FeatureError(f"reference row {ref} is outside the zoo's {zoo.n_checkpoints} checkpoints")
+    return align_zoo(zoo.arch, zoo.weights.float(), zoo.weights[ref].float(), method=method, progress=progress,
+                     task=zoo.task)
+
+
+# ---------------------------------------------------------------------------------------------- dispatch
+def feature_set(zoo: Zoo, kind: str = "stats", progress: Progress = None, **options: Any) -> FeatureSet:
+    """Features of every checkpoint with their column names (see the module docstring for the kinds).
+
+    Options: ``aligned``: ``reference`` (row), ``method`` ("weight"/"activation"); ``functional``:
+    ``n_probe``, ``seed``; ``spectral``: ``min_singular_values``; ``learned``: any
+    :class:`~wslviz.hyperrep.HyperRepresentation` parameter (``latent_dim``, ``epochs``, ``random_state``)."""
+    _check_kind(kind)
+    if zoo.n_checkpoints == 0:
+        raise FeatureError("the zoo has no checkpoints")
+    arch = zoo.arch
+    if kind == "flat":
+        values = zoo.weights.double().numpy()
+        names = [f"{p.name}[{i}]" for p in arch.layout for i in range(p.numel)]
+        _report(progress, zoo.n_checkpoints, zoo.n_checkpoints)
+    elif kind == "aligned":
+        values = aligned_weights(zoo, progress=progress, **options).double().numpy()
+        names = [f"{p.name}[{i}]" for p in arch.layout for i in range(p.numel)]
+    elif kind == "stats":
+        values, names = weight_stats(arch, zoo.weights, progress), stats_names(arch)
+    elif kind == "spectral":
+        values, names = spectral_features(arch, zoo.weights, progress, **options), spectral_names(arch)
+    elif kind == "functional":
+        values = functional_features(zoo, progress=progress, **options)
+        n_probe = len(probe_set(zoo, **{k: v for k, v in options.items() if k in ("n_probe", "seed")}))
+        names = [f"probe{i}.out{j}" for i in range(n_probe) for j in range(values.shape[1] // n_probe)]
+    else:
+        from wslviz.hyperrep import HyperRepresentation
+
+        model = HyperRepresentation(**options).fit(zoo, progress=progress)
+        values = np.asarray(model.transform(zoo.weights), dtype=float)
+        names = [f"z{i}" for i in range(values.shape[1])]
+    return FeatureSet(kind, np.asarray(values, dtype=float), names)
+
+
+def compute_features(zoo: Zoo, kind: str = "stats", progress: Progress = None, **options: Any) -> np.ndarray:
+    """Features of every checkpoint -> numpy ``[n_checkpoints, n_features]``.
+
+    ``kind`` is one of :data:`KINDS` (``flat``, ``aligned``, ``stats``, ``spectral``, ``functional``,
+    ``learned``; see the module docstring). Column names: :func:`feature_names` or :func:`feature_set`.
+    Raises :class:`FeatureError` for an unknown kind or a ``functional`` request on a zoo without a task."""
+    return feature_set(zoo, kind, progress, **options).values
+
+
+def feature_names(zoo: Zoo, kind: str = "stats", **options: Any) -> list[str]:
+    """Column names of ``compute_features(zoo, kind)`` (cheap for every kind but ``learned``)."""
+    _check_kind(kind)
+    if kind in ("flat", "aligned"):
+        return [f"{p.name}[{i}]" for p in zoo.arch.layout for i in range(p.numel)]
+    if kind == "stats":
+        return stats_names(zoo.arch)
+    if kind == "spectral":
+        return spectral_names(zoo.arch)
+    return feature_set(zoo.subset([0]) if kind == "functional" else zoo, kind, **options).names
