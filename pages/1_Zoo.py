@@ -98,15 +98,24 @@ ui.download_csv(table, f"{zoo.name}-metadata")
 
 
 # ------------------------------------------------------------------ curves
-@st.cache_data(show_spinner=False, max_entries=32)
+# Figures are cached as resources (no pickling round trip per rerun); nothing mutates them after building.
+@st.cache_resource(show_spinner=False, max_entries=32)
 def curves_figure(path: str, color_by: str, metric: str, highlight: tuple[int, ...]) -> go.Figure:
     return zplots.accuracy_curves(ui.open_zoo(path).metadata, color_by, metric, highlight=highlight)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_resource(show_spinner=False, max_entries=32)
 def final_figure(path: str, x: str, metric: str, highlight: tuple[int, ...]) -> go.Figure:
     z = ui.open_zoo(path)
     return zplots.final_metric_vs(z.metadata, z.final_index(), x, metric, highlight=highlight)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def weight_figures(path: str, rows: tuple[int, ...]) -> tuple[go.Figure, go.Figure]:
+    z = ui.open_zoo(path)
+    labels = [ui.checkpoint_label(z, r) for r in rows]
+    w = z.weights[list(rows)]
+    return zplots.weight_histograms(z.arch, w, labels), zplots.singular_value_spectra(z.arch, w, labels)
 
 
 st.subheader("Training curves")
@@ -140,16 +149,14 @@ rows = ui.selection_picker(zoo, "checkpoints to inspect (up to 4)", default_coun
 if not rows:
     st.info("Pick at least one checkpoint.")
     st.stop()
-labels = [ui.checkpoint_label(zoo, r) for r in rows]
-weights = zoo.weights[rows]
+hist_fig, spectra_fig = weight_figures(path, tuple(rows))
 tab_h, tab_s = st.tabs(["Weight histograms", "Singular-value spectra"])
 with tab_h:
-    fig = zplots.weight_histograms(zoo.arch, weights, labels)
-    st.plotly_chart(fig, key="zoo_hist")
-    ui.download_figure(fig, f"{zoo.name}-histograms")
+    st.plotly_chart(hist_fig, key="zoo_hist")
+    ui.download_figure(hist_fig, f"{zoo.name}-histograms")
 with tab_s:
-    fig = zplots.singular_value_spectra(zoo.arch, weights, labels)
-    st.plotly_chart(fig, key="zoo_spectra")
-    ui.download_figure(fig, f"{zoo.name}-spectra")
+    st.plotly_chart(spectra_fig, key="zoo_spectra")
+    ui.download_figure(spectra_fig, f"{zoo.name}-spectra")
+weights = zoo.weights[rows]
 ui.download_weights(zoo.arch, weights, meta.iloc[rows].reset_index(drop=True), f"{zoo.name}-rows-"
                     + "-".join(map(str, rows)))

@@ -168,8 +168,8 @@ def box_select(pg, chart_key: str) -> None:
     chart = pg.locator(f'.st-key-{chart_key} .js-plotly-plot .nsewdrag').first
     box = chart.bounding_box()
     assert box, f"chart {chart_key} has no drag layer"
-    x0, y0 = box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.15
-    x1, y1 = box["x"] + box["width"] * 0.85, box["y"] + box["height"] * 0.85
+    x0, y0 = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.35
+    x1, y1 = box["x"] + box["width"] * 0.65, box["y"] + box["height"] * 0.65
     pg.mouse.move(x0, y0)
     pg.mouse.down()
     for k in range(1, 11):
@@ -223,6 +223,17 @@ def visit_zoo(pg, base: str) -> None:
     assert pg.get_by_text("2 checkpoint(s)").count() == 1
 
 
+def visit_projections(pg, base: str) -> None:
+    open_page(pg, base, "Projections")
+    wait_charts(pg)  # PCA of weight statistics at first paint
+    choose(pg, "method", "t-SNE")  # fit another projection
+    wait_charts(pg)
+    box_select(pg, "proj_chart")  # a box dragged on the chart selects checkpoints for every page
+    pg.wait_for_url(re.compile(r"sel=\d+"))
+    assert pg.get_by_text(re.compile(r"\d+ checkpoint\(s\)")).count() == 1
+    assert pg.get_by_text("Selected checkpoints").count() == 1
+
+
 def visit_symmetry(pg, base: str) -> None:
     open_page(pg, base, "Symmetry")
     before = wait_charts(pg)
@@ -242,7 +253,8 @@ def visit_generate(pg, base: str) -> None:
     wait_charts(pg, 2)
 
 
-VISITS: dict[str, Callable] = {"Home": visit_home, "Zoo": visit_zoo, "Symmetry": visit_symmetry,
+VISITS: dict[str, Callable] = {"Home": visit_home, "Zoo": visit_zoo, "Projections": visit_projections,
+                                "Symmetry": visit_symmetry,
                                 "Landscape": visit_landscape, "Generate": visit_generate}
 PAGES = ["Home"] + [page_title(p) for p in page_files()]
 

@@ -197,16 +197,29 @@ def set_selection(rows: Sequence[int]) -> None:
     sync_url()
 
 
-def checkpoint_label(zoo: Zoo, row: int) -> str:
-    """A short human label for one checkpoint row, e.g. ``"#17 · model 3 · epoch 20 · acc 0.930"``."""
+def checkpoint_labels(zoo: Zoo) -> list[str]:
+    """Short human labels for every checkpoint row, e.g. ``"#17 · model 3 · epoch 20 · acc 0.930"``.
+
+    Built once per opened zoo (kept in ``zoo.extra``): pages format selectboxes over thousands of rows
+    with them on every rerun."""
+    labels = zoo.extra.get("_ui_labels")
+    if labels is not None and len(labels) == zoo.n_checkpoints:
+        return labels
     meta = zoo.metadata
-    parts = [f"#{row}"]
+    parts = [[f"#{r}" for r in range(zoo.n_checkpoints)]]
     for col, name in (("model_id", "model"), ("epoch", "epoch")):
         if col in meta:
-            parts.append(f"{name} {meta[col].iloc[row]}")
-    if "test_acc" in meta and pd.notna(meta["test_acc"].iloc[row]):
-        parts.append(f"acc {float(meta['test_acc'].iloc[row]):.3f}")
-    return " · ".join(parts)
+            parts.append([f"{name} {v}" for v in meta[col].tolist()])
+    if "test_acc" in meta:
+        parts.append([f"acc {v:.3f}" if pd.notna(v) else "" for v in meta["test_acc"].tolist()])
+    labels = [" · ".join(p for p in row if p) for row in zip(*parts, strict=True)]
+    zoo.extra["_ui_labels"] = labels
+    return labels
+
+
+def checkpoint_label(zoo: Zoo, row: int) -> str:
+    """The label of one checkpoint row (see :func:`checkpoint_labels`)."""
+    return checkpoint_labels(zoo)[int(row)]
 
 
 def selection_picker(zoo: Zoo, label: str = "Checkpoints", default_count: int = 1, key: str = "selection_picker",
@@ -224,7 +237,7 @@ def selection_picker(zoo: Zoo, label: str = "Checkpoints", default_count: int = 
         set_selection(st.session_state[key])
 
     return list(st.multiselect(label, options=list(range(zoo.n_checkpoints)), default=default, key=key,
-                               format_func=lambda r: checkpoint_label(zoo, r), max_selections=max_selections,
+                               format_func=checkpoint_labels(zoo).__getitem__, max_selections=max_selections,
                                on_change=changed, help=help or "Linked across pages and saved in the URL."))
 
 
