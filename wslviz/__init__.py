@@ -55,6 +55,8 @@ _API: dict[str, str] = {
     "align_to_average": "wslviz.align",
     "merge": "wslviz.align",
     "reset_batchnorm": "wslviz.align",
+    "matching_matrices": "wslviz.align",
+    "symmetry_spread": "wslviz.align",
     # landscape
     "interpolate": "wslviz.landscape",
     "loss_barrier": "wslviz.landscape",
