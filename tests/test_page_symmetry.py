@@ -7,7 +7,7 @@ import base64
 import json
 
 import numpy as np
-from conftest import ROOT, random_zoo
+from conftest import ROOT, SAMPLE, random_zoo
 from streamlit.testing.v1 import AppTest
 
 from wslviz import align as A
@@ -129,3 +129,14 @@ def test_tanh_zoo_without_task(monkeypatch, tmp_path):
     at.multiselect(key="sym_kinds").set_value([]).run()
     assert not at.exception and any("at least one" in i.value for i in at.info)
 
+
+
+def test_sample_zoos(monkeypatch):
+    """Each bundled zoo: first paint, a new symmetry, and an alignment, without an exception."""
+    for name in ("moons-mlp", "spirals-tanh", "digits-cnn"):
+        at = run_page(monkeypatch, str(SAMPLE / name))
+        assert max(arr(chart(at, "sym_dist_vs_out")["data"][1]["y"])) <= 1e-5
+        at.button(key="sym_apply").click().run()
+        at.button(key="sym_align").click().run()
+        assert not at.exception, (name, at.exception)
+        assert chart(at, "sym_matrix")
