@@ -238,6 +238,7 @@ with tabs[2]:
             "(permutations), and for ReLU or tanh networks also the arbitrary unit scales or signs; the "
             "distribution shifts left. The canonical unit order needs no reference: every model "
             "independently sorts its units by incoming-weight norm, which is cheaper but much cruder than "
-            "matching (similar units of two models rarely get the same rank). The shift is the part of the zoo's diversity that is not a "
-            "difference in function at all, which is why weight-space methods (embeddings, property "
-            "predictors, generators) work better on aligned or canonicalised weights.")
+            "matching (similar units of two models rarely get the same rank). The shift under matching is "
+            "the part of the zoo's diversity that is not a difference in function at all, which is why "
+            "weight-space methods (embeddings, property predictors, generators) work better on aligned "
+            "weights.")
