@@ -138,6 +138,8 @@ def result(section: str) -> Any:
     return cached(section, *stored[2:])
 
 
+# Charts use ``theme=None``: the figures carry the house style (wslviz.plots.style), and Streamlit's theme
+# would replace their loss colour scale.
 # ------------------------------------------------------------------ models
 meta = zoo.metadata
 final = [int(r) for r in zoo.final_index()]
@@ -181,7 +183,7 @@ with tabs[0]:
                     (min(t_range[0], 0.0), max(t_range[1], 1.0)), split)
     curves = result("path")
     if curves is not None:
-        st.plotly_chart(P.path_figure(curves), key="land_path_fig")
+        st.plotly_chart(P.path_figure(curves), key="land_path_fig", theme=None)
         bars = L.barriers(curves)
         bars["method"] = bars["method"].map(lambda m: P.METHOD_LABELS.get(m, m))
         st.dataframe(bars.rename(columns={"loss_barrier": "loss barrier", "accuracy_barrier": "accuracy barrier"}),
@@ -215,7 +217,7 @@ with tabs[1]:
         labels = [f"#{r}" for r in stored_rows]
         metric = st.radio("Barrier of", ["loss", "accuracy"], horizontal=True, key="land_matrix_metric")
         st.plotly_chart(P.barrier_heatmaps({m: v[metric] for m, v in matrices.items()}, labels, metric),
-                        key="land_matrix_fig")
+                        key="land_matrix_fig", theme=None)
         iu = np.triu_indices(len(labels), 1)
         st.caption(" · ".join(f"mean {P.METHOD_LABELS.get(m, m)}: {v[metric][iu].mean():.4f}"
                               for m, v in matrices.items()))
@@ -236,7 +238,7 @@ with tabs[2]:
     planes = {m: result(f"plane-{m}") for m in ("naive", "weight")}
     planes = {m: v for m, v in planes.items() if v is not None}
     if planes:
-        st.plotly_chart(P.surfaces_side_by_side(planes, log=log_plane), key="land_plane_fig")
+        st.plotly_chart(P.surfaces_side_by_side(planes, log=log_plane), key="land_plane_fig", theme=None)
 
 # ------------------------------------------------------------------ random directions
 with tabs[3]:
@@ -253,10 +255,11 @@ with tabs[3]:
     found = result("random")
     if found is not None:
         line, surf = found
-        st.plotly_chart(P.line_figure(line, "One random direction"), key="land_rand_line")
+        st.plotly_chart(P.line_figure(line, "One random direction"), key="land_rand_line", theme=None)
         left, right = st.columns(2)
-        left.plotly_chart(P.surface_contour(surf, title="Two random directions: contours"), key="land_rand_contour")
-        right.plotly_chart(P.surface_3d(surf, title="Two random directions: surface"), key="land_rand_3d")
+        left.plotly_chart(P.surface_contour(surf, title="Two random directions: contours"), key="land_rand_contour",
+                          theme=None)
+        right.plotly_chart(P.surface_3d(surf, title="Two random directions: surface"), key="land_rand_3d", theme=None)
 
 # ------------------------------------------------------------------ trajectory
 with tabs[4]:
@@ -280,7 +283,7 @@ with tabs[4]:
         if found is not None:
             traj_rows, surf = found
             st.plotly_chart(P.surface_contour(surf, title=f"Training trajectory of model {model_id}"),
-                            key="land_traj_fig")
+                            key="land_traj_fig", theme=None)
             epochs = meta["epoch"].to_numpy()[traj_rows]
             st.caption("Epochs along the path: " + ", ".join(str(e) for e in epochs) +
                        f". The plane captures {100 * sum(surf.info['explained']):.1f}% of the path's squared length.")
@@ -302,6 +305,6 @@ with tabs[5]:
                     split)
     fit = result("bezier")
     if fit is not None:
-        st.plotly_chart(P.bezier_figure(fit), key="land_bez_fig")
+        st.plotly_chart(P.bezier_figure(fit), key="land_bez_fig", theme=None)
         st.caption(f"Loss barrier: straight line {L.loss_barrier(fit.line):.4f}, "
                    f"Bezier curve {L.loss_barrier(fit.curve):.4f}.")

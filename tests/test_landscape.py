@@ -291,7 +291,11 @@ def test_figures_have_labelled_axes_and_data(trained):
     planes = {k: L.plane(zoo.arch, zoo.task, a, b, c, resolution=5, method=k) for k in ("naive", "weight")}
     fig = P.surfaces_side_by_side(planes)
     assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
-    assert sum(isinstance(t, go.Contour) for t in fig.data) == 2
+    maps = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    assert len(maps) == 2 and sum(isinstance(t, go.Contour) for t in fig.data) == 2  # colours and level lines
+    assert maps[0].zmin == maps[1].zmin and maps[0].zmax == maps[1].zmax
+    assert maps[0].zmin == pytest.approx(min(np.log10(p.loss).min() for p in planes.values()))
+    assert [m.showscale for m in maps] == [False, True]  # one colour bar for the shared scale
     stars = [t for t in fig.data if isinstance(t, go.Scatter)]
     assert list(stars[0].text) == ["a", "b", "c"]
     s = L.random_plane(zoo.arch, zoo.task, a, resolution=5)

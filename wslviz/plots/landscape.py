@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import sequential
 from plotly.subplots import make_subplots
 
 from wslviz.landscape import BezierFit, Surface
@@ -16,6 +17,9 @@ METHOD_COLORS = {"naive": style.NAIVE_COLOR, "weight": style.ALIGNED_COLOR, "act
                  "straight line": style.NAIVE_COLOR, "Bezier curve": style.CATEGORICAL[4]}
 METHOD_LABELS = {"naive": "naive (as trained)", "weight": "weight matching", "activation": "activation matching"}
 MARKER_COLOR = "#00e5ff"
+# The house loss scale without its final near-black stop: Streamlit's chart renderer drew that stop
+# (#000004) as light violet, so the highest losses looked low.
+LOSS_COLORS = getattr(sequential, style.LOSS_SCALE)[:-1]
 
 
 def _z(values: np.ndarray, log: bool) -> np.ndarray:
@@ -69,16 +73,29 @@ def barrier_heatmaps(matrices: Mapping[str, np.ndarray], labels: Sequence[str], 
                       row=1, col=i + 1)
         fig.update_xaxes(title_text="model", type="category", row=1, col=i + 1)
         fig.update_yaxes(title_text="model", type="category", autorange="reversed", row=1, col=i + 1)
-    fig.update_layout(coloraxis={"colorscale": style.LOSS_SCALE, "cmin": 0.0, "cmax": max(zmax, 1e-9),
+    fig.update_layout(coloraxis={"colorscale": LOSS_COLORS, "cmin": 0.0, "cmax": max(zmax, 1e-9),
                                  "colorbar": {"title": f"{metric} barrier"}})
     return style.apply(fig, title, height=460)
 
 
-def _contour(s: Surface, metric: str, log: bool, coloraxis: str, show_legend: bool) -> list[go.BaseTraceType]:
-    z = _z(getattr(s, metric), log and metric == "loss")
-    traces: list[go.BaseTraceType] = [go.Contour(
-        x=s.x, y=s.y, z=z, coloraxis=coloraxis, contours={"coloring": "heatmap", "showlines": True},
-        line={"width": 0.5}, hovertemplate="x=%{x:.3f}<br>y=%{y:.3f}<br>value=%{z:.4f}<extra></extra>")]
+N_LEVELS = 15
+
+
+def _contour(s: Surface, z: np.ndarray, zrange: tuple[float, float], scale: str | list[str], colorbar: str | None,
+             show_legend: bool) -> list[go.BaseTraceType]:
+    """A smoothed heatmap of ``z`` on the colour range ``zrange`` with contour lines over it (a contour
+    trace coloured as a heatmap mis-coloured values above its last level in Streamlit's plotly.js), and
+    markers for the surface's models and trajectory."""
+    lo, hi = zrange
+    hi = hi if hi > lo else lo + 1e-9
+    traces: list[go.BaseTraceType] = [
+        go.Heatmap(x=s.x, y=s.y, z=z, zmin=lo, zmax=hi, zsmooth="best", colorscale=scale,
+                   showscale=colorbar is not None, colorbar={"title": colorbar} if colorbar else None,
+                   hovertemplate="x=%{x:.3f}<br>y=%{y:.3f}<br>value=%{z:.4f}<extra></extra>"),
+        go.Contour(x=s.x, y=s.y, z=z, showscale=False, showlegend=False, hoverinfo="skip",
+                   line={"width": 0.6, "color": "rgba(0,0,0,0.45)"},
+                   contours={"coloring": "none", "start": lo, "end": hi, "size": (hi - lo) / N_LEVELS}),
+    ]
     if s.path is not None:
         traces.append(go.Scatter(x=s.path[:, 0], y=s.path[:, 1], mode="lines+markers", name="trajectory",
                                  showlegend=show_legend, line={"color": MARKER_COLOR, "width": 2},
@@ -93,18 +110,28 @@ def _contour(s: Surface, metric: str, log: bool, coloraxis: str, show_legend: bo
     return traces
 
 
+def _legend_below(fig: go.Figure) -> go.Figure:
+    """Legend under the plot, so it does not cover the colour bar's title."""
+    fig.update_layout(legend={"orientation": "h", "x": 0.0, "y": -0.2, "yanchor": "top"}, margin={"b": 90})
+    return fig
+
+
 def _colorbar_title(metric: str, log: bool) -> str:
     return "log10 loss" if (metric == "loss" and log) else metric
 
 
+def _scale(metric: str) -> str | list[str]:
+    return LOSS_COLORS if metric == "loss" else style.CONTINUOUS
+
+
 def surface_contour(s: Surface, metric: str = "loss", log: bool = True, title: str | None = None) -> go.Figure:
     """Contour map of a :class:`~wslviz.landscape.Surface` with its models (and trajectory) marked."""
-    fig = go.Figure(_contour(s, metric, log, "coloraxis", True))
-    scale = style.LOSS_SCALE if metric == "loss" else style.CONTINUOUS
-    fig.update_layout(coloraxis={"colorscale": scale, "colorbar": {"title": _colorbar_title(metric, log)}})
+    z = _z(getattr(s, metric), log and metric == "loss")
+    fig = go.Figure(_contour(s, z, (float(z.min()), float(z.max())), _scale(metric), _colorbar_title(metric, log),
+                             True))
     fig.update_xaxes(title_text=s.info.get("x_label", "x"))
     fig.update_yaxes(title_text=s.info.get("y_label", "y"), scaleanchor="x" if s.info.get("kind") == "plane" else None)
-    return style.apply(fig, title, height=520)
+    return _legend_below(style.apply(fig, title, height=520))
 
 
 def surfaces_side_by_side(surfaces: Mapping[str, Surface], metric: str = "loss", log: bool = True,
@@ -113,25 +140,23 @@ def surfaces_side_by_side(surfaces: Mapping[str, Surface], metric: str = "loss",
     names = list(surfaces)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=[METHOD_LABELS.get(n, n) for n in names],
                         horizontal_spacing=0.08)
+    values = {n: _z(getattr(s, metric), log and metric == "loss") for n, s in surfaces.items()}
+    zrange = (float(min(v.min() for v in values.values())), float(max(v.max() for v in values.values())))
     for i, name in enumerate(names):
-        for trace in _contour(surfaces[name], metric, log, "coloraxis", i == 0):
-            fig.add_trace(trace, row=1, col=i + 1)
         s = surfaces[name]
+        bar = _colorbar_title(metric, log) if i == len(names) - 1 else None
+        for trace in _contour(s, values[name], zrange, _scale(metric), bar, i == 0):
+            fig.add_trace(trace, row=1, col=i + 1)
         fig.update_xaxes(title_text=s.info.get("x_label", "x"), row=1, col=i + 1)
         fig.update_yaxes(title_text=s.info.get("y_label", "y"), row=1, col=i + 1)
-    values = [_z(getattr(s, metric), log and metric == "loss") for s in surfaces.values()]
-    scale = style.LOSS_SCALE if metric == "loss" else style.CONTINUOUS
-    fig.update_layout(coloraxis={"colorscale": scale, "cmin": float(min(v.min() for v in values)),
-                                 "cmax": float(max(v.max() for v in values)),
-                                 "colorbar": {"title": _colorbar_title(metric, log)}})
-    return style.apply(fig, title, height=520)
+    return _legend_below(style.apply(fig, title, height=520))
 
 
 def surface_3d(s: Surface, metric: str = "loss", log: bool = False, title: str | None = None) -> go.Figure:
     """3D surface plot of a :class:`~wslviz.landscape.Surface`; its models marked at the nearest grid value."""
     z = _z(getattr(s, metric), log and metric == "loss")
     zlabel = _colorbar_title(metric, log)
-    scale = style.LOSS_SCALE if metric == "loss" else style.CONTINUOUS
+    scale = _scale(metric)
     fig = go.Figure(go.Surface(x=s.x, y=s.y, z=z, colorscale=scale, colorbar={"title": zlabel},
                                hovertemplate="x=%{x:.3f}<br>y=%{y:.3f}<br>value=%{z:.4f}<extra></extra>"))
     if s.points:
