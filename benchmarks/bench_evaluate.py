@@ -10,7 +10,11 @@ Weights are the bundled sample zoo's rows (tiled up to B) when ``sample_zoo/<nam
 random weights for the same spec. Each figure is the median of ``--repeats`` runs after a warm-up;
 loop and batched runs alternate so that load from other processes hits both alike.
 
-    .venv/bin/python benchmarks/bench_evaluate.py [--models 1681] [--repeats 3]
+    .venv/bin/python benchmarks/bench_evaluate.py [--models 1681] [--repeats 3] [--threads N]
+
+On a machine shared with other busy processes, ``--threads 1`` gives steadier figures: with two OpenMP
+threads, every small kernel waits at a barrier for a thread that may be descheduled, which slows the
+loop and the batched evaluator by different, unpredictable factors.
 
 Prints a table and writes the same figures to ``benchmarks/results/bench_evaluate.json``.
 """
@@ -120,7 +124,10 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=1681)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for both sides (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     peak = matmul_gflops()
     rows = [run_case(c, *CASES[c], args.models, args.repeats, peak) for c in args.cases]

@@ -109,17 +109,33 @@ def _conv(layer: dict, w: torch.Tensor, bias: torch.Tensor | None, h: torch.Tens
         return y.reshape(n, b, o, ho, wo).permute(1, 0, 3, 4, 2).contiguous()
     if p:
         h = F.pad(h, (0, 0, p, p, p, p))
-    # [..., N, Hp, Wp, C] -> rows [..., N*Ho, k*Wp*C]: the k input rows each output row reads.
-    rows = h.flatten(-2).unfold(-2, k, s).transpose(-1, -2).reshape(*h.shape[:-4], n * ho, k * wp * c)
     flat = torch.cat([w.reshape(b, -1), w.new_zeros(b, 1)], 1)
     band = flat[:, _band_index(o, c, k, s, wp, wo)]  # [B, k*Wp*C, Wo*O]
-    if bias is not None and not shared:
-        y = torch.baddbmm(bias.repeat(1, wo).unsqueeze(1), rows, band)
-    else:
-        y = torch.matmul(rows, band)
-        if bias is not None:
-            y = y + bias.repeat(1, wo).unsqueeze(1)
-    return y.reshape(b, n, ho, wo, o)
+    row_bias = None if bias is None else bias.repeat(1, wo).unsqueeze(1)  # [B, 1, Wo*O]
+    if shared:
+        # [N, Hp, Wp, C] -> rows [N*Ho, k*Wp*C]: the k input rows each output row reads (small: one copy
+        # for all models), with a column of ones so the bias rides along in the matmul.
+        rows = h.flatten(-2).unfold(-2, k, s).transpose(-1, -2).reshape(n * ho, k * wp * c)
+        if row_bias is not None:
+            rows = torch.cat([rows, rows.new_ones(n * ho, 1)], 1)
+            band = torch.cat([band, row_bias], 1)
+        return torch.matmul(rows, band).view(b, n, ho, wo, o)
+    if torch.is_grad_enabled():
+        rows = h.flatten(-2).unfold(-2, k, s).transpose(-1, -2).reshape(b, n * ho, k * wp * c)
+        y = torch.bmm(rows, band) if row_bias is None else torch.baddbmm(row_bias, rows, band)
+        return y.view(b, n, ho, wo, o)
+    # Without autograd, skip copying the row windows: output row i reads the k*Wp*C values from input
+    # row i*s on, contiguous in each image, so a strided view is a valid matmul operand as it stands.
+    h = h.contiguous().view(b, n, hp * wp * c)
+    out = h.new_empty(ho, b, n, wo * o)
+    for i in range(ho):
+        start = i * s * wp * c
+        rows_i = h[:, :, start:start + k * wp * c]
+        if row_bias is None:
+            torch.bmm(rows_i, band, out=out[i])
+        else:
+            torch.baddbmm(row_bias, rows_i, band, out=out[i])
+    return out.view(ho, b, n, wo, o).permute(1, 2, 0, 3, 4).contiguous()
 
 
 def _pool(layer: dict, h: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 TASK_NAMES = ("moons", "circles", "spirals", "digits", "npz")
 
@@ -56,9 +55,10 @@ class Task:
     def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean loss per model: ``outputs [B, N, out]``, ``y [N]`` -> ``[B]``."""
         if self.kind == "classification":
-            b, n, c = outputs.shape
-            per = F.cross_entropy(outputs.reshape(b * n, c), y.repeat(b), reduction="none")
-            return per.view(b, n).mean(1)
+            # cross-entropy as logsumexp minus the true class's logit: equal to F.cross_entropy and ~4x
+            # faster on [B*N, 10] logits (its log_softmax kernel is slow for few classes)
+            target = outputs.gather(-1, y.view(1, -1, 1).expand(outputs.shape[0], -1, 1)).squeeze(-1)
+            return (torch.logsumexp(outputs, -1) - target).mean(1)
         return ((outputs - y.view(1, *y.shape).to(outputs.dtype)) ** 2).flatten(1).mean(1)
 
     def correct(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
