@@ -176,7 +176,7 @@ class HyperRepresentation:
             loss.backward()
             opt.step()
             sched.step()
-            self.history_.append(float(loss))
+            self.history_.append(loss.item())
             if progress and ((step + 1) % 50 == 0 or step + 1 == steps):
                 progress(step + 1, steps)
         for m in (self.encoder_, self.decoder_, self.head_):

@@ -64,7 +64,9 @@ def _estimator(model: str, categorical: bool, random_state: int, n_rows: int):
         cls = HistGradientBoostingClassifier if categorical else HistGradientBoostingRegressor
         # No early stopping: it would hold out an ungrouped validation split (checkpoints of one model
         # on both sides) and make results depend on it.
-        return cls(max_iter=200, learning_rate=0.05, early_stopping=False, random_state=random_state)
+        # Leaves of at most 20 rows, fewer on small training sets (sklearn's fixed 20 cannot split 30 rows).
+        return cls(max_iter=200, learning_rate=0.05, early_stopping=False, random_state=random_state,
+                   min_samples_leaf=max(2, min(20, n_rows // 20)))
     prep = [SimpleImputer(strategy="mean", keep_empty_features=True), StandardScaler()]
     if model == "linear":
         from sklearn.linear_model import LogisticRegression, RidgeCV
