@@ -56,6 +56,9 @@ INTERACTIONS: dict[str, tuple[str, Callable[[AppTest], object]]] = {
     "Zoo": ("change 'colour by'", _zoo),
     "Symmetry": ("apply a random symmetry", lambda at: at.button(key="sym_apply").click().run()),
     "Landscape": ("compute paths (cached)", lambda at: at.button(key="land_path_go").click().run()),
+    "Projections": ("change 'colour by'", lambda at: at.selectbox(key="proj_color").set_value(
+        _other_option(at, "proj_color")).run()),
+    "Predict": ("fit predictor (cached)", lambda at: at.button(key="predict_fit_go").click().run()),
     "Generate": ("generate (cached)", lambda at: at.button(key="gen_go").click().run()),
 }
 

@@ -226,7 +226,9 @@ def visit_zoo(pg, base: str) -> None:
 def visit_projections(pg, base: str) -> None:
     open_page(pg, base, "Projections")
     wait_charts(pg)  # PCA of weight statistics at first paint
-    choose(pg, "method", "t-SNE")  # fit another projection
+    # fit another projection: PCA of per-layer spectral features (t-SNE/UMAP fits take minutes on a loaded
+    # 2-core machine; the page handles them the same way)
+    choose(pg, "features", "spectral: per-layer spectral norm, stable rank, power-law alpha")
     wait_charts(pg)
     box_select(pg, "proj_chart")  # a box dragged on the chart selects checkpoints for every page
     pg.wait_for_url(re.compile(r"sel=\d+"))
@@ -247,6 +249,12 @@ def visit_landscape(pg, base: str) -> None:
     wait_charts(pg)
 
 
+def visit_predict(pg, base: str) -> None:
+    open_page(pg, base, "Predict")
+    click_button(pg, "Fit predictor")
+    wait_charts(pg)
+
+
 def visit_generate(pg, base: str) -> None:
     open_page(pg, base, "Generate")
     click_button(pg, "Generate")
@@ -255,7 +263,7 @@ def visit_generate(pg, base: str) -> None:
 
 VISITS: dict[str, Callable] = {"Home": visit_home, "Zoo": visit_zoo, "Projections": visit_projections,
                                 "Symmetry": visit_symmetry,
-                                "Landscape": visit_landscape, "Generate": visit_generate}
+                                "Landscape": visit_landscape, "Predict": visit_predict, "Generate": visit_generate}
 PAGES = ["Home"] + [page_title(p) for p in page_files()]
 
 
