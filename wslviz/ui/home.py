@@ -56,7 +56,8 @@ TOUR = (
     Step("Meet a zoo", "moons-mlp", "Zoo",
          "Two-moons MLPs trained with different seeds, learning rates, weight decays and batch sizes, saved "
          "at several epochs. On the **Zoo** page, colour the training curves by learning rate: which settings "
-         "never learn? Tick a few rows of the table: they become the selection every other page starts from."),
+         "learn fastest, which end best? Pick checkpoints to inspect: they become the selection every other "
+         "page starts from."),
     Step("Same function, different weights", "spirals-tanh", "Symmetry",
          "Permuting hidden units, or flipping the signs of a tanh unit's in- and outgoing weights, changes "
          "the weight vector but not the function. On **Symmetry**, apply a random symmetry: the weights move "
@@ -67,8 +68,8 @@ TOUR = (
          "the first: most of the barrier was permutation symmetry."),
     Step("Weights as data", "digits-cnn", "Projections",
          "Hundreds of small CNNs on scikit-learn's digits. On **Projections**, embed them (PCA/UMAP of weight "
-         "statistics) and colour by accuracy: good and bad models separate. On **Predict**, see how well "
-         "simple weight statistics predict test accuracy without running the models."),
+         "statistics) and colour by accuracy: good and bad models separate; drag a box to select some. On "
+         "**Predict**, see how well simple weight statistics predict test accuracy without running the models."),
     Step("New weights", "moons-mlp", "Generate",
          "Can we synthesise working weights? On **Generate**, merge aligned models, sample from a Gaussian "
          "fitted to the zoo or train a small hyper-representation, evaluate the new models at once and check "
