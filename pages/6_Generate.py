@@ -59,16 +59,21 @@ acc_col = zoo.metadata["test_acc"].to_numpy(dtype=float) if "test_acc" in zoo.me
 final = zoo.final_index()
 
 
-def row_label(r: int) -> str:
-    meta = zoo.metadata.iloc[int(r)]
-    parts = [f"row {r}"]
-    if "model_id" in meta:
-        parts.append(f"model {meta['model_id']}")
-    if "epoch" in meta:
-        parts.append(f"epoch {meta['epoch']}")
+def _row_labels() -> list[str]:
+    parts = [[f"row {r}" for r in range(zoo.n_checkpoints)]]
+    for col, name in (("model_id", "model"), ("epoch", "epoch")):
+        if col in zoo.metadata:
+            parts.append([f"{name} {v}" for v in zoo.metadata[col].to_numpy()])
     if acc_col is not None:
-        parts.append(f"acc {acc_col[int(r)]:.3f}")
-    return ", ".join(parts)
+        parts.append([f"acc {a:.3f}" for a in acc_col])
+    return [", ".join(p) for p in zip(*parts, strict=True)]
+
+
+LABELS_BY_ROW = _row_labels()
+
+
+def row_label(r: int) -> str:
+    return LABELS_BY_ROW[int(r)]
 
 
 # ---------------------------------------------------------------------------------------------- controls
@@ -81,8 +86,8 @@ seed = right.number_input("Seed", 0, 10_000, 0, key="gen_seed")
 options: dict = {}
 rows_all = list(range(zoo.n_checkpoints))
 with st.container(border=True):
+    best = final[np.argsort(-acc_col[final], kind="stable")] if acc_col is not None else final
     if method == "interpolate":
-        best = final[np.argsort(-acc_col[final])] if acc_col is not None else final
         default = selection[:2] if len(selection) >= 2 else [int(best[0]), int(best[1])]
         c1, c2 = st.columns(2)
         options["a"] = c1.selectbox("Checkpoint a (t = 0)", rows_all, index=default[0], format_func=row_label,
@@ -94,9 +99,9 @@ with st.container(border=True):
                                  key="gen_t")
         options.update(t_min=t_min, t_max=t_max)
     elif method == "merge":
-        default = selection if len(selection) >= 2 else [int(r) for r in final[:8]]
-        options["rows"] = st.multiselect("Checkpoints to merge (default: the linked selection, else 8 final "
-                                         "checkpoints)", rows_all, default=default, format_func=row_label,
+        default = selection if len(selection) >= 2 else [int(r) for r in best[:8]]
+        options["rows"] = st.multiselect("Checkpoints to merge (default: the linked selection, else the 8 best "
+                                         "final checkpoints)", rows_all, default=default, format_func=row_label,
                                          key="gen_rows")
         options["aligned"] = st.checkbox("Align to the best of them first", True, key="gen_aligned_merge")
         options["alpha"] = st.slider("Dirichlet concentration of the merge coefficients (samples after the "
@@ -104,7 +109,8 @@ with st.container(border=True):
     else:
         c1, c2, c3 = st.columns(3)
         if method in ("pca_gaussian", "kde", "diffusion"):
-            options["k"] = c1.slider("PCA components k", 1, 32, 16 if method == "diffusion" else 8,
+            default_k = {"pca_gaussian": 8, "kde": 64, "diffusion": 16}[method]
+            options["k"] = c1.slider("PCA components k (at most the number of fitted models - 1)", 1, 64, default_k,
                                      key=f"gen_k_{method}")
         if method == "pca_gaussian":
             options["temperature"] = c2.slider("Temperature (std scale)", 0.0, 2.0, 1.0, 0.05, key="gen_temp")

@@ -335,3 +335,14 @@ def test_generated_copies_land_on_their_zoo_points_in_the_projection(random_mlp_
     np.testing.assert_allclose(gen_xy, zoo_xy[[2, 5]], atol=1e-6)
     frame, refitted = G.project_with_generated(random_mlp_zoo, copies, kind="stats", method="tsne")
     assert refitted and (frame["source"] == "generated").sum() == 2
+
+
+def test_done_when_a_learned_generator_beats_the_noise_baseline_on_moons(moons_zoo):
+    """The issue's criterion on the moons sample zoo (the configuration of benchmarks/generators_table.py):
+    kernel density sampling around the best 5% of aligned final checkpoints."""
+    gen = G.make_generator("kde", random_state=0, top_fraction=0.05, bandwidth=0.5).fit(moons_zoo)
+    r = G.compare_with_baseline(moons_zoo, gen.sample(32, seed=0), seed=0)
+    assert r["accuracy"] >= r["zoo_final_median"]
+    slack = 1 / len(moons_zoo.task.y_test)
+    assert r["distance"] > r["baseline_distance"] and r["accuracy"] >= r["baseline_accuracy"] - slack
+    assert r["done"] and gen.learned

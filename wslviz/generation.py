@@ -351,13 +351,16 @@ class KDESampler(_AlignedPCA):
     """Gaussian kernel density sampling in the top-``k`` PCA space of aligned final checkpoints.
 
     ``bandwidth`` is in units of each component's standard deviation; ``None`` uses Scott's rule.
-    A sample is a fitted model's coordinates plus kernel noise, so small bandwidths memorise.
+    A sample is a fitted model's coordinates plus kernel noise, so small bandwidths memorise. ``k`` is
+    capped at M - 1 for M fitted models; the default keeps every direction for zoos of up to 65 fitted
+    models, so the kernels sit exactly on the aligned checkpoints (with fewer components they sit on
+    their projections, which lose accuracy).
     """
 
     method = "kde"
     sample_params = ("bandwidth",)
 
-    def __init__(self, k: int = 8, bandwidth: float | None = None, top_fraction: float = 1.0, random_state: int = 0):
+    def __init__(self, k: int = 64, bandwidth: float | None = None, top_fraction: float = 1.0, random_state: int = 0):
         super().__init__(k, top_fraction, random_state)
         self.bandwidth = None if bandwidth is None else float(bandwidth)
 
