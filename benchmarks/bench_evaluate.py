@@ -7,7 +7,8 @@ dropout-flatten-Linear(128,10), digits test split) at B=1681 models: the loop ti
 evaluator's achieved GFLOP/s as a fraction of a large matmul's GFLOP/s measured in the same run.
 
 Weights are the bundled sample zoo's rows (tiled up to B) when ``sample_zoo/<name>`` exists, else
-random weights for the same spec. Each figure is the median of ``--repeats`` runs after a warm-up;
+random weights for the same spec. Besides wall-clock times it records CPU times (``time.process_time``,
+all threads), steadier than wall time on a shared machine. Each figure is the median of ``--repeats`` runs after a warm-up;
 loop and batched runs alternate so that load from other processes hits both alike.
 
     .venv/bin/python benchmarks/bench_evaluate.py [--models 1681] [--repeats 3] [--threads N]
@@ -98,21 +99,23 @@ def run_case(name: str, spec: dict, task_name: str, n_models: int, repeats: int,
     arch, weights, source = case_weights(name, spec, n_models)
     n_test = len(task.y_test)
     ref, got = evaluate_per_model(arch, task, weights), evaluate(arch, task, weights)  # warm-up + check
-    loops, batched = [], []
+    loops, batched, loops_cpu, batched_cpu = [], [], [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        evaluate_per_model(arch, task, weights)
-        loops.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        evaluate(arch, task, weights)
-        batched.append(time.perf_counter() - start)
+        for fn, wall, cpu in ((lambda: evaluate_per_model(arch, task, weights), loops, loops_cpu),
+                              (lambda: evaluate(arch, task, weights), batched, batched_cpu)):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
     loop_s, batched_s = statistics.median(loops), statistics.median(batched)
+    loop_cpu, batched_cpu_s = statistics.median(loops_cpu), statistics.median(batched_cpu)
     gflops = forward_flops(arch, n_test) * n_models / batched_s / 1e9
     return {
         "case": name, "weights": source, "architecture": arch.describe(), "models": n_models,
         "test_inputs": n_test, "chunk_size": default_chunk_size(arch, n_test),
         "loop_s": loop_s, "batched_s": batched_s, "ratio": loop_s / batched_s,
         "loop_runs_s": loops, "batched_runs_s": batched,
+        "loop_cpu_s": loop_cpu, "batched_cpu_s": batched_cpu_s, "cpu_ratio": loop_cpu / batched_cpu_s,
         "max_abs_diff_loss": float((ref["loss"] - got["loss"]).abs().max()),
         "max_abs_diff_accuracy": float((ref["accuracy"] - got["accuracy"]).abs().max()),
         "batched_gflops": gflops, "fraction_of_matmul_peak": gflops / peak,
@@ -134,11 +137,11 @@ def main() -> None:
     peak_after = matmul_gflops()  # the machine is shared: show how much the reference moved
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 2048^2 matmul: {peak:.1f} GFLOP/s "
           f"before, {peak_after:.1f} after")
-    header = f"{'case':<11} {'B':>5} {'loop s':>8} {'batched s':>10} {'ratio':>6} {'|dloss|':>9} {'|dacc|':>8} " \
+    header = f"{'case':<11} {'B':>5} {'loop s':>8} {'batched s':>10} {'ratio':>6} {'cpu ratio':>9} {'|dloss|':>9} {'|dacc|':>8} " \
              f"{'GFLOP/s':>8} {'of peak':>8}  weights"
     print(header)
     for r in rows:
-        print(f"{r['case']:<11} {r['models']:>5} {r['loop_s']:>8.3f} {r['batched_s']:>10.3f} {r['ratio']:>5.1f}x "
+        print(f"{r['case']:<11} {r['models']:>5} {r['loop_s']:>8.3f} {r['batched_s']:>10.3f} {r['ratio']:>5.1f}x {r['cpu_ratio']:>8.1f}x "
               f"{r['max_abs_diff_loss']:>9.1e} {r['max_abs_diff_accuracy']:>8.1e} {r['batched_gflops']:>8.1f} "
               f"{r['fraction_of_matmul_peak']:>7.1%}  {r['weights']}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

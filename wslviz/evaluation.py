@@ -21,19 +21,29 @@ Per layer type:
   ``[k * W_in * C, W_out * O]`` matrix gathered from the kernel (zeros outside the band). That does
   ``W_in / k`` times the FLOPs of a direct convolution, but as large ``bmm`` calls that run near the
   machine's matmul peak, whereas a direct per-model convolution of these tiny images is dominated by
-  call overhead and layout shuffles. Row windows are copied out with ``unfold`` (2x the activation
-  for a 3x3 kernel on 6x6 images), not ``k*k``-fold as ``im2col`` would.
+  call overhead and layout shuffles. While the input is still shared (first layer) the row windows are
+  copied once for all models and the bias rides along as a column of ones; later layers read the
+  windows in place without autograd (``k*W_in*C`` contiguous values per image at a fixed stride are a
+  valid matmul operand) and copy them with ``unfold`` when autograd is on.
 - **conv2d, grouped** (wide images, where the band would waste too many FLOPs): one grouped
   convolution with the models stacked along channels (``[N, B*C, H, W]``, ``groups=B``, channels-last).
 - pooling, BatchNorm, LayerNorm, dropout, activations: one kernel call per chunk on the whole batch,
   in place when autograd is off.
 
-Measured on this project's 2-core Xeon (AVX-512, ~240 GFLOP/s fp32 matmul) for the digits CNN
-Conv(1->8,3)-relu-Conv(8->8,3)-relu-flatten-Linear(128,10) on 540 images, 1681 models (seconds for all
-models, one layer): second conv as grouped conv 0.80 (0.28 channels-last), as ``unfold`` im2col + bmm
-7.0, as a full Toeplitz bmm (4x FLOPs) 0.26-0.33, banded rows 0.07 (unfold copy) + 0.12 (bmm). A
-chunk's activations should fit the L2 cache: a relu over 64 models' conv outputs (40 MB) cost 0.26 s
-for all models versus 0.02-0.04 s in chunks of 1-16 models. See ``benchmarks/bench_evaluate.py``.
+Measured on this project's 2-core Xeon (AVX-512, 150-240 GFLOP/s fp32 matmul when quiet) for the digits
+CNN on 540 images, 1681 models, seconds for all models, one layer: the second conv as a grouped conv
+0.80 (0.28 channels-last), as ``unfold`` im2col + bmm 7.0, as a full Toeplitz bmm (4x FLOPs) 0.26-0.33,
+as banded rows 0.07 (window copy) + 0.12 (bmm), or 0.13 reading the windows in place. A chunk's
+activations should fit the L2 cache: a relu over 64 models' conv outputs (40 MB) cost 0.26 s for all
+models versus 0.02-0.04 s in chunks of 1-16 models. ``F.cross_entropy`` on [B*N, 10] logits cost 4x a
+logsumexp-minus-target (now in :meth:`wslviz.tasks.Task.loss`).
+
+End to end (``benchmarks/bench_evaluate.py``, 1 thread, machine shared with other jobs): moons-mlp
+8.6x the per-model loop, digits-cnn 1.8x wall / 2.1x CPU time (loop 4.5 s, batched 2.5 s). What is left
+in the CNN is near its floor for this formulation: the banded conv2 matmuls (33 GFLOP, 2x the direct
+count) and conv1 (12.5 GFLOP) run at 55-60 GFLOP/s, and each elementwise pass over a chunk's
+activations (relu, output permute, argmax) costs about as much as the loop's per-model call overhead
+saved. Under load the memory-bound passes suffer most, since other processes evict the chunk from cache.
 """
 
 from __future__ import annotations
