@@ -198,3 +198,13 @@ def test_zoo_references_round_trip(zoo_dirs):
         assert ui.resolve_zoo_ref(name) == path
     assert ui.zoo_ref(zoo_dirs[0]) == zoo_dirs[0]
     assert str(ui.resolve_zoo_ref(zoo_dirs[0])) == zoo_dirs[0]
+
+
+def test_teaching_mode_opens_the_explainers(zoo_dirs):
+    at = app(zoo=zoo_dirs[0])
+    at.switch_page("pages/1_Zoo.py").run()
+    about = [e for e in at.expander if e.label.startswith("About this page")]
+    assert len(about) == 1 and not about[0].proto.expanded
+    at.sidebar.toggle(key=ui.TEACHING_KEY).set_value(True).run()
+    about = [e for e in at.expander if e.label.startswith("About this page")]
+    assert about[0].proto.expanded
