@@ -149,18 +149,29 @@ def powerlaw_alpha(eigenvalues: torch.Tensor) -> torch.Tensor:
     return torch.where(logs > 0, 1 + m / logs.clamp_min(1e-30), torch.full_like(logs, float("nan")))
 
 
+def singular_values(matrices: torch.Tensor) -> torch.Tensor:
+    """Singular values ``[B, min(m, n)]`` (float64, descending) of ``matrices`` [B, m, n].
+
+    Computed as square roots of the eigenvalues of the smaller Gram matrix in float64: for the small,
+    wide layers of model zoos a batched ``eigvalsh`` of ``[B, m, m]`` ran 2-6x faster here than
+    ``torch.linalg.svdvals`` of ``[B, m, n]``; float64 keeps the squared spectrum accurate."""
+    a = matrices.double()
+    gram = a @ a.transpose(1, 2) if a.shape[1] <= a.shape[2] else a.transpose(1, 2) @ a
+    return torch.linalg.eigvalsh(gram).clamp_min(0).sqrt().flip(1)
+
+
 def spectral_features(arch: Architecture, weights: torch.Tensor, progress: Progress = None,
                       min_singular_values: int = MIN_SINGULAR_VALUES) -> np.ndarray:
     """``spectral`` features of ``weights`` [B, P] -> float64 ``[B, 4 * n_layers]`` (see :func:`spectral_names`).
 
-    One batched ``torch.linalg.svdvals`` per layer and chunk on ``[B, out, in*k*k]``."""
+    One batched :func:`singular_values` per layer and chunk on ``[B, out, in*k*k]``."""
     mats = _matrices(arch)
     out = np.empty((len(weights), 4 * len(mats)))
     for start, stop in _chunks(len(weights), arch.n_params):
         w = weights[start:stop].float()
         cols = []
         for p in mats:
-            s = torch.linalg.svdvals(w[:, p.slice].reshape(len(w), p.shape[0], -1)).double()
+            s = singular_values(w[:, p.slice].reshape(len(w), p.shape[0], -1))
             top = s[:, 0]
             norm = top.clamp_min(1e-30)
             stable = (s**2).sum(1) / norm**2
@@ -226,6 +237,13 @@ def feature_set(zoo: Zoo, kind: str = "stats", progress: Progress = None, **opti
     _check_kind(kind)
     if zoo.n_checkpoints == 0:
         raise FeatureError("the zoo has no checkpoints")
+    if getattr(zoo, "cache", None) is not None:  # a precompute cache made for this zoo and these options
+        from wslviz.precompute import cached_feature_set
+
+        cached = cached_feature_set(zoo, kind, **options)
+        if cached is not None:
+            _report(progress, zoo.n_checkpoints, zoo.n_checkpoints)
+            return cached
     arch = zoo.arch
     if kind == "flat":
         values = zoo.weights.double().numpy()
