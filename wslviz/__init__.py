@@ -94,6 +94,11 @@ _API: dict[str, str] = {
     "init_weights": "wslviz.training",
     "Recipe": "wslviz.training",
     "RECIPES": "wslviz.training",
+    # precompute cache (Dask)
+    "precompute_zoo": "wslviz.precompute",
+    "open_cache": "wslviz.precompute",
+    "PrecomputeCache": "wslviz.precompute",
+    "CacheError": "wslviz.precompute",
 }
 
 __all__ = sorted(_API)

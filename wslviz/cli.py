@@ -1,4 +1,4 @@
-"""The ``wslviz`` command: ``make-zoo``, ``info``, ``export`` and ``app``.
+"""The ``wslviz`` command: ``make-zoo``, ``info``, ``export``, ``app`` and ``precompute``.
 
 Expected failures (a malformed zoo, an existing output folder, an unknown recipe) print one line on
 stderr and exit with status 1 or 2; they never show a traceback.
@@ -92,6 +92,30 @@ def _app(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, cwd=ROOT, env=env)
 
 
+def _precompute(args: argparse.Namespace) -> None:
+    from wslviz.features import FeatureError
+    from wslviz.precompute import CacheError, precompute_zoo
+
+    features = [k.strip() for k in args.features.split(",") if k.strip()]
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done == total or now - last[0] > 5:
+            last[0] = now
+            print(f"  {done}/{total} chunks", file=sys.stderr, flush=True)
+
+    try:
+        report = precompute_zoo(args.zoo, args.out, features=features, align_to=args.align_to, evaluate=args.evaluate,
+                                scheduler=args.scheduler, n_workers=args.workers, chunk_size=args.chunk_size,
+                                progress=progress)
+    except (CacheError, FeatureError, ValueError) as e:
+        raise CommandError(str(e)) from None
+    state = "complete" if report.complete else "incomplete (rerun to continue)"
+    print(f"{report.cache}: {report.n_chunks} chunks, {report.computed} computed, {report.skipped} already done, "
+          f"{state} ({report.seconds:.1f} s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wslviz", description="Weight space learning: model zoos as data.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -118,6 +142,22 @@ def build_parser() -> argparse.ArgumentParser:
                                    "e.g. `wslviz app sample_zoo/digits-cnn -- --server.port 8600`.")
     p.add_argument("zoo", nargs="?", help="zoo to open first (passed to the app as $WSLVIZ_ZOO)")
     p.set_defaults(func=_app)
+
+    p = sub.add_parser("precompute", help="precompute features/alignments/evaluations of a large zoo with Dask",
+                       description="Precompute per-checkpoint results in parallel (dask.distributed) into a cache "
+                                   "that `wslviz app` and wv.load_zoo pick up. Rerunning resumes.")
+    p.add_argument("zoo", help="path of a zoo in any supported layout")
+    p.add_argument("--out", help="cache folder (default: ZOO/.wslviz-cache, where the app finds it)")
+    p.add_argument("--features", default="stats,spectral",
+                   help="comma-separated kinds among stats, spectral, functional, aligned (default: stats,spectral)")
+    p.add_argument("--align-to", type=int, metavar="ROW",
+                   help="reference checkpoint row for 'aligned' (default: best final checkpoint)")
+    p.add_argument("--evaluate", action="store_true", help="also compute loss and accuracy on train and test")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="existing Dask scheduler, e.g. tcp://host:8786 (workers must see ZOO and --out)")
+    p.add_argument("--workers", type=int, default=2, help="local worker processes when no --scheduler (default 2)")
+    p.add_argument("--chunk-size", type=int, help="checkpoints per task (default: by memory and worker count)")
+    p.set_defaults(func=_precompute)
     return parser
 
 

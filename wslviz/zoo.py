@@ -38,6 +38,8 @@ class Zoo:
     path: Path | None = None
     format: str = "native"
     extra: dict[str, Any] = field(default_factory=dict)
+    cache: Path | None = None
+    """A precompute cache folder (:mod:`wslviz.precompute`); used only where its fingerprint matches this zoo."""
 
     @property
     def n_checkpoints(self) -> int:
@@ -120,14 +122,22 @@ class Zoo:
                 f"{self.arch.describe()}, task={self.task.name if self.task else None})")
 
 
-def load_zoo(path: str | Path, format: str | None = None, **options: Any) -> Zoo:
+def load_zoo(path: str | Path, format: str | None = None, cache: str | Path | bool | None = None,
+             **options: Any) -> Zoo:
     """Open a zoo in any supported layout (auto-detected, or ``format=`` one of
-    :data:`wslviz.formats.READERS`). Raises :class:`ZooFormatError` naming the file and the problem."""
+    :data:`wslviz.formats.READERS`). Raises :class:`ZooFormatError` naming the file and the problem.
+
+    ``cache``: a precompute cache folder to attach (``False``: none); by default ``$WSLVIZ_CACHE`` or the
+    cache beside the zoo is attached when there is one (see :mod:`wslviz.precompute`)."""
+    from wslviz.precompute import find_cache
+
     path = Path(path).expanduser()
     if not path.exists():
         raise ZooFormatError(path, "no such file or directory")
     name = format or detect_format(path)
-    return reader(name).read(path, **options)
+    zoo = reader(name).read(path, **options)
+    zoo.cache = find_cache(path, cache)
+    return zoo
 
 
 def save_zoo(zoo: Zoo, path: str | Path, overwrite: bool = False) -> Path:

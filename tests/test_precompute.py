@@ -1,0 +1,185 @@
+"""Precompute on a 2-worker Dask LocalCluster: cached results equal in-process ones bit for bit, runs resume
+after an interruption, mismatched caches are refused, and load_zoo / compute_features pick the cache up."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import wslviz as wv
+from wslviz import features as features_module
+from wslviz.align import align_zoo
+from wslviz.cli import main
+from wslviz.evaluation import evaluate
+from wslviz.features import FeatureError, compute_features, default_reference
+from wslviz.precompute import (
+    CACHE_ENV,
+    CacheError,
+    PrecomputeCache,
+    default_cache_path,
+    precompute_zoo,
+    read_manifest,
+)
+from wslviz.zoo import load_zoo, save_zoo
+
+distributed = pytest.importorskip("distributed")
+
+ROWS = 60
+CHUNK = 13  # does not divide ROWS, nor line up with the library's internal batches
+ALL = ("stats", "spectral", "functional", "aligned")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as c:
+            yield c
+
+
+@pytest.fixture(scope="module")
+def zoo_path(tmp_path_factory, moons_zoo):
+    # a slice of the bundled moons zoo: several models, several epochs each, with its task
+    return save_zoo(moons_zoo.subset(np.arange(ROWS)), tmp_path_factory.mktemp("zoo") / "moons-slice")
+
+
+@pytest.fixture(scope="module")
+def full_cache(tmp_path_factory, zoo_path, client):
+    out = tmp_path_factory.mktemp("cache") / "full"
+    report = precompute_zoo(zoo_path, out, features=ALL, evaluate=True, client=client, chunk_size=CHUNK)
+    assert report.complete and report.n_chunks == 5 and report.computed == 5 and report.skipped == 0
+    return out
+
+
+def _tables(cache) -> dict[str, pd.DataFrame]:
+    c = PrecomputeCache(cache)
+    out = {k: pd.DataFrame(c.features(k).values) for k in ALL}
+    out["evaluation"] = c.evaluation()
+    return out
+
+
+def test_cached_results_equal_in_process(zoo_path, full_cache):
+    zoo = load_zoo(zoo_path, cache=False)
+    cache = PrecomputeCache(full_cache)
+    assert cache.matches(zoo)
+    for kind in ALL:
+        cached = cache.features(kind)
+        direct = features_module.feature_set(zoo, kind)
+        assert cached.names == direct.names
+        assert cached.values.shape == (ROWS, len(direct.names))
+        np.testing.assert_array_equal(cached.values, direct.values, err_msg=kind)  # NaN == NaN, else bitwise
+    ref = default_reference(zoo)
+    assert cache.parameters["reference"] == ref
+    assert torch.equal(cache.aligned(), align_zoo(zoo.arch, zoo.weights.float(), zoo.weights[ref].float()))
+    table = cache.evaluation()
+    np.testing.assert_array_equal(table["row"], np.arange(ROWS))
+    for split in ("train", "test"):
+        direct = evaluate(zoo.arch, zoo.task, zoo.weights, split)
+        assert torch.equal(torch.from_numpy(table[f"{split}_loss"].to_numpy().copy()), direct["loss"])
+        assert torch.equal(torch.from_numpy(table[f"{split}_acc"].to_numpy().copy()), direct["accuracy"])
+    # the chunk files are merged and removed; the manifest records the finished run
+    manifest = read_manifest(full_cache)
+    assert manifest["complete"] and not any((full_cache / "chunks").iterdir())
+    assert manifest["chunks"] == [[0, 13], [13, 26], [26, 39], [39, 52], [52, 60]]
+
+
+def test_interrupted_run_resumes_to_the_same_output(tmp_path, zoo_path, full_cache, client):
+    out = tmp_path / "resumed"
+    first = precompute_zoo(zoo_path, out, features=ALL, evaluate=True, client=client, chunk_size=CHUNK, max_chunks=2)
+    assert (first.computed, first.skipped, first.complete) == (2, 0, False)
+    assert not read_manifest(out)["complete"]
+    with pytest.raises(CacheError, match="did not finish"):
+        PrecomputeCache(out)
+    # damage one finished chunk (a torn write from a killed process would look like this)
+    damaged = sorted((out / "chunks").glob("stats-*.parquet"))[0]
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    second = precompute_zoo(zoo_path, out, features=ALL, evaluate=True, client=client)  # chunking from the manifest
+    assert (second.computed, second.skipped, second.complete) == (4, 1, True)
+    expected, got = _tables(full_cache), _tables(out)
+    for name in expected:
+        pd.testing.assert_frame_equal(got[name], expected[name], check_exact=True)
+    third = precompute_zoo(zoo_path, out, features=ALL, evaluate=True, client=client)
+    assert (third.computed, third.skipped, third.complete) == (0, 5, True)
+    # a lost merged file is rebuilt
+    (out / "spectral.parquet").unlink()
+    fourth = precompute_zoo(zoo_path, out, features=ALL, evaluate=True, client=client)
+    assert fourth.complete and fourth.computed == 5
+    pd.testing.assert_frame_equal(_tables(out)["spectral"], expected["spectral"], check_exact=True)
+
+
+def test_mismatched_cache_is_refused(tmp_path, zoo_path, full_cache, moons_zoo, client):
+    with pytest.raises(CacheError, match="other parameters.*features"):
+        precompute_zoo(zoo_path, full_cache, features=("stats",), client=client)
+    with pytest.raises(CacheError, match="other parameters.*reference"):
+        precompute_zoo(zoo_path, full_cache, features=ALL, evaluate=True, align_to=0, client=client)
+    with pytest.raises(CacheError, match="chunks of 13 rows"):
+        precompute_zoo(zoo_path, full_cache, features=ALL, evaluate=True, chunk_size=7, client=client)
+    other = save_zoo(moons_zoo.subset(np.arange(1, ROWS + 1)), tmp_path / "other")
+    with pytest.raises(CacheError, match="another zoo"):
+        precompute_zoo(other, full_cache, features=ALL, evaluate=True, client=client)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(CacheError, match="not a precompute cache"):
+        precompute_zoo(zoo_path, foreign, client=client)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    # a cache attached to another zoo is never used for it
+    zoo = load_zoo(other, cache=full_cache)
+    assert zoo.cache is not None and wv.open_cache(zoo) is None
+    np.testing.assert_array_equal(compute_features(zoo, "stats"), features_module.weight_stats(zoo.arch, zoo.weights))
+
+
+def test_kinds_that_are_not_per_checkpoint_are_refused(zoo_path, client):
+    for kind in ("flat", "learned", "bogus"):
+        with pytest.raises(FeatureError, match=f"cannot precompute {kind}"):
+            precompute_zoo(zoo_path, None, features=(kind,), client=client)
+
+
+def test_load_zoo_picks_up_the_cache(tmp_path, zoo_path, full_cache, client, monkeypatch):
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    assert load_zoo(zoo_path).cache is None
+    # a cache pointed to by the environment
+    monkeypatch.setenv(CACHE_ENV, str(full_cache))
+    zoo = load_zoo(zoo_path)
+    assert zoo.cache == full_cache
+    expected = PrecomputeCache(full_cache)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("computed although the cache holds it")
+
+    with monkeypatch.context() as m:
+        for name in ("weight_stats", "spectral_features", "functional_features", "aligned_weights"):
+            m.setattr(features_module, name, fail)
+        seen = []
+        for kind in ALL:
+            values = compute_features(zoo, kind, progress=lambda d, t: seen.append((d, t)))
+            np.testing.assert_array_equal(values, expected.features(kind).values)
+        assert seen[-1] == (ROWS, ROWS)
+        np.testing.assert_array_equal(compute_features(zoo, "aligned", reference=default_reference(zoo)),
+                                      expected.features("aligned").values)
+        # other options than the cache's, or a subset of the zoo: computed, not read back
+        with pytest.raises(AssertionError, match="computed although"):
+            compute_features(zoo, "spectral", min_singular_values=2)
+        with pytest.raises(AssertionError, match="computed although"):
+            compute_features(zoo, "functional", n_probe=16)
+        with pytest.raises(AssertionError, match="computed although"):
+            compute_features(zoo.subset(np.arange(10)), "stats")
+    # the default location beside the zoo, written through the CLI on an existing cluster (--scheduler)
+    monkeypatch.delenv(CACHE_ENV)
+    address = client.scheduler.address
+    assert main(["precompute", str(zoo_path), "--features", "stats", "--scheduler", address, "--chunk-size", "25"]) == 0
+    beside = default_cache_path(zoo_path)
+    assert load_zoo(zoo_path).cache == beside
+    assert json.loads((beside / "manifest.json").read_text())["chunks"] == [[0, 25], [25, 50], [50, 60]]
+    np.testing.assert_array_equal(PrecomputeCache(beside).features("stats").values,
+                                  expected.features("stats").values)
+
+
+def test_cli_reports_a_refused_cache(tmp_path, zoo_path, full_cache, client, capsys):
+    code = main(["precompute", str(zoo_path), "--out", str(full_cache), "--features", "stats",
+                 "--scheduler", client.scheduler.address])
+    assert code == 1
+    assert "other parameters" in capsys.readouterr().err
