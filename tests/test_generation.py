@@ -337,12 +337,14 @@ def test_generated_copies_land_on_their_zoo_points_in_the_projection(random_mlp_
     assert refitted and (frame["source"] == "generated").sum() == 2
 
 
-def test_done_when_a_learned_generator_beats_the_noise_baseline_on_moons(moons_zoo):
-    """The issue's criterion on the moons sample zoo (the configuration of benchmarks/generators_table.py):
+@pytest.mark.parametrize(("zoo_name", "bandwidth"), [("moons_zoo", 0.5), ("digits_zoo", 0.25)])
+def test_done_when_a_learned_generator_beats_the_noise_baseline(request, zoo_name, bandwidth):
+    """The issue's criterion on the sample zoos, with the configurations of benchmarks/generators_table.py:
     kernel density sampling around the best 5% of aligned final checkpoints."""
-    gen = G.make_generator("kde", random_state=0, top_fraction=0.05, bandwidth=0.5).fit(moons_zoo)
-    r = G.compare_with_baseline(moons_zoo, gen.sample(32, seed=0), seed=0)
+    zoo = request.getfixturevalue(zoo_name)
+    gen = G.make_generator("kde", random_state=0, top_fraction=0.05, bandwidth=bandwidth).fit(zoo)
+    r = G.compare_with_baseline(zoo, gen.sample(32, seed=0), seed=0)
     assert r["accuracy"] >= r["zoo_final_median"]
-    slack = 1 / len(moons_zoo.task.y_test)
+    slack = 1 / len(zoo.task.y_test)
     assert r["distance"] > r["baseline_distance"] and r["accuracy"] >= r["baseline_accuracy"] - slack
     assert r["done"] and gen.learned
