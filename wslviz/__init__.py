@@ -88,6 +88,10 @@ _API: dict[str, str] = {
     # generation
     "generate": "wslviz.generation",
     "novelty": "wslviz.generation",
+    "make_generator": "wslviz.generation",
+    "NoveltyIndex": "wslviz.generation",
+    "noise_baseline": "wslviz.generation",
+    "compare_with_baseline": "wslviz.generation",
     # training (make-zoo)
     "train": "wslviz.training",
     "train_zoo": "wslviz.training",
