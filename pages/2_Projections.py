@@ -88,7 +88,7 @@ if zoo.n_checkpoints > SUBSAMPLE_THRESHOLD:
         final = np.sort(zoo.final_index())
         rest = np.setdiff1d(rows, final)
         extra = np.random.default_rng(seed).choice(rest, max(0, min(len(rest), n_keep - len(final))), replace=False)
-        rows = np.sort(np.concatenate([final, extra]))[:max(n_keep, len(final))]
+        rows = np.sort(np.concatenate([final, extra]))
 rows_key = tuple(int(r) for r in rows)
 fp = zoo.fingerprint
 
