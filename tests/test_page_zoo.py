@@ -172,3 +172,16 @@ def test_conv_spectra_reshape_kernels(cnn_arch):
             mats = w[:, p.slice].reshape(3, p.shape[0], -1)
             np.testing.assert_allclose(spectra[p.name], torch.stack([torch.linalg.svdvals(m) for m in mats]),
                                        rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["moons-mlp", "spirals-tanh", "digits-cnn"])
+def test_page_on_each_bundled_zoo(monkeypatch, name):
+    path = ROOT / "sample_zoo" / name
+    if not (path / "zoo.json").is_file():
+        pytest.fail(f"sample zoo {name} is missing (run `wslviz make-zoo`)")
+    at = run_page(monkeypatch, str(path))
+    zoo = load_zoo(path)
+    assert len(table(at)) == zoo.n_checkpoints
+    assert {c.key for c in at.get("plotly_chart")} == {"zoo_curves", "zoo_final", "zoo_hist", "zoo_spectra"}
+    at.toggle(key="zoo_final_only").set_value(True).run()
+    assert len(table(at)) == zoo.n_models
