@@ -7,9 +7,10 @@ dropout-flatten-Linear(128,10), digits test split) at B=1681 models: the loop ti
 evaluator's achieved GFLOP/s as a fraction of a large matmul's GFLOP/s measured in the same run.
 
 Weights are the bundled sample zoo's rows (tiled up to B) when ``sample_zoo/<name>`` exists, else
-random weights for the same spec. Besides wall-clock times it records CPU times (``time.process_time``,
-all threads), steadier than wall time on a shared machine. Each figure is the median of ``--repeats`` runs after a warm-up;
-loop and batched runs alternate so that load from other processes hits both alike.
+random weights for the same spec. Besides wall-clock times it records CPU times
+(``time.process_time``, all threads), steadier than wall time on a shared machine. Each figure is the
+median of ``--repeats`` runs after a warm-up; loop and batched runs alternate so that load from other
+processes hits both alike.
 
     .venv/bin/python benchmarks/bench_evaluate.py [--models 1681] [--repeats 3] [--threads N]
 
@@ -137,11 +138,12 @@ def main() -> None:
     peak_after = matmul_gflops()  # the machine is shared: show how much the reference moved
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 2048^2 matmul: {peak:.1f} GFLOP/s "
           f"before, {peak_after:.1f} after")
-    header = f"{'case':<11} {'B':>5} {'loop s':>8} {'batched s':>10} {'ratio':>6} {'cpu ratio':>9} {'|dloss|':>9} {'|dacc|':>8} " \
-             f"{'GFLOP/s':>8} {'of peak':>8}  weights"
+    header = (f"{'case':<11} {'B':>5} {'loop s':>8} {'batched s':>10} {'ratio':>6} {'cpu ratio':>9} "
+              f"{'|dloss|':>9} {'|dacc|':>8} {'GFLOP/s':>8} {'of peak':>8}  weights")
     print(header)
     for r in rows:
-        print(f"{r['case']:<11} {r['models']:>5} {r['loop_s']:>8.3f} {r['batched_s']:>10.3f} {r['ratio']:>5.1f}x {r['cpu_ratio']:>8.1f}x "
+        print(f"{r['case']:<11} {r['models']:>5} {r['loop_s']:>8.3f} {r['batched_s']:>10.3f} {r['ratio']:>5.1f}x "
+              f"{r['cpu_ratio']:>8.1f}x "
               f"{r['max_abs_diff_loss']:>9.1e} {r['max_abs_diff_accuracy']:>8.1e} {r['batched_gflops']:>8.1f} "
               f"{r['fraction_of_matmul_peak']:>7.1%}  {r['weights']}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
