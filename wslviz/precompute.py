@@ -84,6 +84,7 @@ class PrecomputeReport:
     skipped: int
     complete: bool
     seconds: float
+    merge_seconds: float = 0.0
 
 
 def default_cache_path(zoo_path: str | Path) -> Path:
@@ -440,10 +441,11 @@ def precompute_zoo(
         for thing in own:
             thing.close()
     complete = len(todo) == len(pending)
+    merge_started = time.perf_counter()
     if complete:
         _merge(cache, manifest)
     return PrecomputeReport(cache, len(manifest["chunks"]), len(todo), skipped, complete,
-                            time.perf_counter() - started)
+                            time.perf_counter() - started, time.perf_counter() - merge_started)
 
 
 # ---------------------------------------------------------------------------------------------- reading
