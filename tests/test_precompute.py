@@ -173,6 +173,9 @@ def test_load_zoo_picks_up_the_cache(tmp_path, zoo_path, full_cache, client, mon
     assert main(["precompute", str(zoo_path), "--features", "stats", "--scheduler", address, "--chunk-size", "25"]) == 0
     beside = default_cache_path(zoo_path)
     assert load_zoo(zoo_path).cache == beside
+    from wslviz.ui import open_zoo  # the app's loader (cached by path and modification time)
+
+    assert open_zoo(zoo_path).cache == beside
     assert json.loads((beside / "manifest.json").read_text())["chunks"] == [[0, 25], [25, 50], [50, 60]]
     np.testing.assert_array_equal(PrecomputeCache(beside).features("stats").values,
                                   expected.features("stats").values)
