@@ -4,6 +4,11 @@ after an interruption, mismatched caches are refused, and load_zoo / compute_fea
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -108,6 +113,29 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path, zoo_path, full_cac
     fourth = precompute_zoo(zoo_path, out, features=ALL, evaluate=True, client=client)
     assert fourth.complete and fourth.computed == 5
     pd.testing.assert_frame_equal(_tables(out)["spectral"], expected["spectral"], check_exact=True)
+
+
+def test_killed_run_resumes_to_the_same_output(tmp_path, zoo_path, full_cache, client):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "wslviz.cli", "precompute", str(zoo_path), "--out", str(out), "--features", "stats",
+           "--evaluate", "--workers", "1", "--chunk-size", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while proc.poll() is None and not list((out / "chunks").glob("evaluation-*.parquet")):
+            time.sleep(0.05)
+    finally:  # kill the command and its local cluster (its own process group) as soon as one chunk is on disk
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not read_manifest(out)["complete"]
+    report = precompute_zoo(zoo_path, out, features=("stats",), evaluate=True, client=client)
+    assert report.complete and report.n_chunks == 30 and report.skipped >= 1 and report.computed >= 1
+    assert report.computed + report.skipped == 30
+    expected = PrecomputeCache(full_cache)
+    np.testing.assert_array_equal(PrecomputeCache(out).features("stats").values, expected.features("stats").values)
+    pd.testing.assert_frame_equal(PrecomputeCache(out).evaluation(), expected.evaluation(), check_exact=True)
+    assert not list((out / "chunks").iterdir())
 
 
 def test_mismatched_cache_is_refused(tmp_path, zoo_path, full_cache, moons_zoo, client):

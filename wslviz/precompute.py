@@ -356,6 +356,8 @@ def _merge(cache: Path, manifest: dict[str, Any]) -> None:
     for a, b in chunks:
         for name in _outputs(manifest["parameters"]):
             _chunk_file(cache, name, a, b).unlink(missing_ok=True)
+    for stale in (cache / "chunks").glob(".*.tmp-*"):  # left by tasks killed mid-write
+        stale.unlink(missing_ok=True)
 
 
 def precompute_zoo(
