@@ -9,7 +9,7 @@ spectral features' Gram-eigenvalue route is timed against ``torch.linalg.svdvals
 Peak memory is the process's resident high-water mark (``VmHWM``), reset before each step through
 ``/proc/self/clear_refs``, minus the resident size before it. Writes ``benchmarks/results/bench_features.json``.
 Usage:
-    .venv/bin/python benchmarks/bench_features.py [--sizes 1000 10000 50000]
+    .venv/bin/python benchmarks/bench_features.py [--sizes 1000 10000 50000] [--umap-max 10000]
 """
 
 from __future__ import annotations
