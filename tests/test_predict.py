@@ -47,6 +47,8 @@ def test_categorical_target_and_rows(cnn_arch):
     r = predict_property(zoo, "optimizer", "stats", "gbm", rows="final")
     assert r["kind"] == "classification" and r["accuracy"] > 0.9
     assert r["n_rows"] == 30 and sorted(r["rows"]) == sorted(zoo.final_index())
+    spectral = predict_property(zoo, "optimizer", "spectral", "gbm")  # alpha is NaN for these small layers
+    assert spectral["accuracy"] > 0.9 and not any(n.endswith(".alpha") for n in spectral["importances"].index)
     assert "optimizer" in target_columns(zoo.metadata) and "model_id" not in target_columns(zoo.metadata)
     with pytest.raises(ValueError, match="no column"):
         predict_property(zoo, "nope")

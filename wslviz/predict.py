@@ -157,7 +157,10 @@ def predict_property(
         raise ValueError("n_splits must be at least 2")
 
     x_all, names, kind = _features(zoo, features, feature_names, progress)
-    x = x_all[index]
+    # Columns missing on every row (the spectral alpha of small layers) carry nothing; the tree
+    # models' binning cannot take them.
+    present = ~np.isnan(x_all[index]).all(0)
+    x, names = x_all[index][:, present], [n for n, keep in zip(names, present, strict=True) if keep]
     y = y_all.iloc[index].to_numpy()
     if categorical:
         y = y.astype(str)
