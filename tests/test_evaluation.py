@@ -10,6 +10,7 @@ from wslviz.evaluation import (
     BANDED_MAX_WIDTH_RATIO,
     default_chunk_size,
     evaluate,
+    evaluate_affine,
     evaluate_per_model,
     forward,
     model_outputs,
@@ -188,3 +189,32 @@ def test_task_errors_and_chunk_size(mlp_arch, cnn_arch, moons_task):
         evaluate(cnn_arch, moons_task, torch.zeros(1, cnn_arch.n_params))
     assert default_chunk_size(cnn_arch, 540) >= 1
     assert default_chunk_size(mlp_arch, 10) > default_chunk_size(mlp_arch, 10_000)
+
+
+@pytest.mark.parametrize("name", ["digits", "pool_bn_ln", "wide", "mlp_norm"])
+def test_affine_grid_equals_direct_evaluation(digits_task, moons_task, name):
+    """A plane of models evaluated through precomputed first-layer products equals evaluating the points."""
+    spec, task = (MLP_NORM, moons_task) if name == "mlp_norm" else (CNNS[name], digits_task)
+    arch = Architecture(spec)
+    origin, directions = _weights(arch, 3, seed=5)[0], _weights(arch, 2, seed=6, scale=0.2)
+    directions[:, [i for p in arch.layout if p.role == "running_var" for i in range(p.slice.start, p.slice.stop)]] = 0
+    coords = torch.linspace(-1.5, 1.5, 7, dtype=torch.float64)
+    grid = torch.cartesian_prod(coords, coords.flip(0))
+    points = (origin.double() + grid @ directions.double()).float()
+    got = evaluate_affine(arch, task, origin, directions, grid, chunk_size=5)
+    ref = evaluate_per_model(arch, task, points)
+    assert torch.allclose(got["loss"], ref["loss"], atol=1e-5, rtol=1e-5)
+    assert torch.equal(got["accuracy"], ref["accuracy"])
+    with pytest.raises(ValueError, match="coords"):
+        evaluate_affine(arch, task, origin, directions, grid[:, :1])
+
+
+def test_loss_and_correct_equal_loss_and_argmax_with_ties(digits_task):
+    """The fused loss/accuracy equals ``loss`` and ``argmax == y`` exactly, also when logits tie."""
+    out = torch.randn(6, len(digits_task.y_test), 10)
+    out[0] = 0.0  # every class ties: argmax picks class 0
+    out[1, :, 3:6] = 5.0  # classes 3, 4, 5 tie for the maximum
+    loss, right = digits_task.loss_and_correct(out, digits_task.y_test)
+    assert torch.allclose(loss, digits_task.loss(out, digits_task.y_test), atol=1e-6)
+    assert torch.equal(right, digits_task.correct(out, digits_task.y_test))
+    assert right[0] == (digits_task.y_test == 0).sum() and right[1] == (digits_task.y_test == 3).sum()

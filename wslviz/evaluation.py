@@ -129,7 +129,8 @@ def _conv(layer: dict, w: torch.Tensor, bias: torch.Tensor | None, h: torch.Tens
         if row_bias is not None:
             rows = torch.cat([rows, rows.new_ones(n * ho, 1)], 1)
             band = torch.cat([band, row_bias], 1)
-        return torch.matmul(rows, band).view(b, n, ho, wo, o)
+        # bmm on the rows expanded (stride 0) over models: torch.matmul would copy them once per model
+        return torch.bmm(rows.expand(b, *rows.shape), band).view(b, n, ho, wo, o)
     if torch.is_grad_enabled():
         rows = h.flatten(-2).unfold(-2, k, s).transpose(-1, -2).reshape(b, n * ho, k * wp * c)
         y = torch.bmm(rows, band) if row_bias is None else torch.baddbmm(row_bias, rows, band)
@@ -178,6 +179,23 @@ def forward(
     returned as ``{index: [B, N, C, (H, W)]}``. Returns ``(outputs [B, N, out], captured)``.
     Differentiable with respect to ``weights`` (and ``x``).
     """
+    return _forward(arch, weights, x, train=train, dropout=dropout, capture=capture)
+
+
+def _forward(
+    arch: Architecture,
+    weights: torch.Tensor,
+    x: torch.Tensor,
+    *,
+    train: bool = False,
+    dropout: torch.Tensor | None = None,
+    capture: set[int] | frozenset[int] = frozenset(),
+    first: torch.Tensor | None = None,
+    upto: int | None = None,
+) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """:func:`forward`, plus two internal options for :func:`evaluate_affine`: ``upto=1`` returns layer 0's
+    output in the internal layout (``[B, N, F]`` or ``[B, N, H, W, C]``) and stops; ``first`` supplies that
+    output (computed elsewhere) so that layer 0 is skipped."""
     b = weights.shape[0]
     params = arch.unflatten(weights)
     shared = x.dim() == len(arch.input_shape) + 1
@@ -189,7 +207,12 @@ def forward(
     fresh, no_grad = False, not torch.is_grad_enabled()
     captured: dict[int, torch.Tensor] = {}
     for i, layer in enumerate(arch.layers):
+        if i == upto:
+            return h, captured
         kind = layer["type"]
+        if i == 0 and first is not None:
+            h, shared, fresh = first, False, True
+            continue
         if kind == "linear":
             w = params[f"{i}.weight"]
             bias = params.get(f"{i}.bias")
@@ -311,28 +334,88 @@ def evaluate(
     Equal (to float tolerance) to loading each model with ``load_state_dict`` and running it. For
     regression tasks accuracy is NaN.
     """
-    if task is None:
-        raise ValueError("this zoo has no task: attach evaluation data (a .npz with x and y) to evaluate it")
+    x, y = _check_inputs(arch, task, split)
     single = weights.dim() == 1
     weights = weights.unsqueeze(0) if single else weights
+    result = _evaluate_chunks(arch, task, x, y, len(weights), chunk_size, progress,
+                              lambda start, stop: (weights[start:stop].float(), None))
+    return {k: v[0] for k, v in result.items()} if single else result
+
+
+def _check_inputs(arch: Architecture, task: Task | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if task is None:
+        raise ValueError("this zoo has no task: attach evaluation data (a .npz with x and y) to evaluate it")
     x, y = task.split(split)
     if tuple(x.shape[1:]) != arch.input_shape:
         raise ValueError(f"task inputs have shape {list(x.shape[1:])}, the architecture expects "
                          f"{list(arch.input_shape)}")
+    return x, y
+
+
+def _evaluate_chunks(arch: Architecture, task: Task, x: torch.Tensor, y: torch.Tensor, n_models: int,
+                     chunk_size: int | None, progress: Progress, chunk_inputs: Callable) -> dict[str, torch.Tensor]:
+    """The chunk loop shared by :func:`evaluate` and :func:`evaluate_affine`: ``chunk_inputs(start, stop)``
+    gives a chunk's ``(weights, first-layer output or None)``."""
     chunk = chunk_size or default_chunk_size(arch, len(x))
     losses, correct = [], []
-    for start in range(0, len(weights), chunk):
-        out = forward(arch, weights[start:start + chunk].float(), x)[0]
-        losses.append(task.loss(out, y))
-        correct.append(task.correct(out, y))
+    for start in range(0, n_models, chunk):
+        stop = min(start + chunk, n_models)
+        w, first = chunk_inputs(start, stop)
+        out = _forward(arch, w, x, first=first)[0]
+        loss, right = task.loss_and_correct(out, y)
+        losses.append(loss)
+        correct.append(right)
         if progress:
-            progress(min(start + chunk, len(weights)), len(weights))
+            progress(stop, n_models)
     loss = torch.cat(losses) if losses else torch.zeros(0)
     acc = torch.cat(correct) / len(y) if correct else torch.zeros(0)
     if task.kind != "classification":
         acc = torch.full_like(loss, float("nan"))
-    result = {"loss": loss, "accuracy": acc}
-    return {k: v[0] for k, v in result.items()} if single else result
+    return {"loss": loss, "accuracy": acc}
+
+
+@torch.no_grad()
+def evaluate_affine(
+    arch: Architecture,
+    task: Task,
+    origin: torch.Tensor,
+    directions: torch.Tensor,
+    coords: torch.Tensor,
+    split: str = "test",
+    chunk_size: int | None = None,
+    progress: Progress = None,
+) -> dict[str, torch.Tensor]:
+    """:func:`evaluate` of the G models ``origin + coords @ directions`` (``origin`` [P], ``directions``
+    [D, P], ``coords`` [G, D]): a line or plane through weight space -> ``{"loss": [G], "accuracy": [G]}``.
+
+    Exploits that the first layer (linear or conv2d) is linear in its weights and bias: its output for
+    every grid point is exactly the same affine combination ``Z_0 + sum_d coords[g, d] Z_d`` of the
+    first-layer outputs ``Z`` of ``origin`` and of each direction (computed once, in float64), so the
+    first layer costs one ``[G, D+1] x [D+1, N*features]`` matmul instead of G layers. The rest runs as
+    in :func:`evaluate`. Results agree with :func:`evaluate` on the same points to float32 rounding.
+    """
+    x, y = _check_inputs(arch, task, split)
+    origin, directions = origin.detach().double(), directions.detach().double()
+    coords = torch.as_tensor(coords, dtype=torch.float64)
+    if origin.shape != (arch.n_params,) or directions.dim() != 2 or directions.shape[1] != arch.n_params:
+        raise ValueError(f"origin must be [{arch.n_params}] and directions [D, {arch.n_params}], got "
+                         f"{list(origin.shape)} and {list(directions.shape)}")
+    if coords.dim() != 2 or coords.shape[1] != directions.shape[0]:
+        raise ValueError(f"coords must be [G, {directions.shape[0]}], got {list(coords.shape)}")
+
+    def points(start: int, stop: int) -> torch.Tensor:
+        return (origin + coords[start:stop] @ directions).float()
+
+    if arch.layers[0]["type"] not in ("linear", "conv2d"):
+        return _evaluate_chunks(arch, task, x, y, len(coords), chunk_size, progress,
+                                lambda start, stop: (points(start, stop), None))
+    basis = torch.cat([origin.unsqueeze(0), directions])
+    z = _forward(arch, basis, x.double(), upto=1)[0]  # [D+1, N, ...] first-layer outputs
+    z_flat = z.reshape(len(basis), -1).float()
+    mix = torch.cat([torch.ones(len(coords), 1, dtype=torch.float64), coords], 1).float()  # [G, D+1]
+    return _evaluate_chunks(arch, task, x, y, len(coords), chunk_size, progress,
+                            lambda start, stop: (points(start, stop),
+                                                 torch.mm(mix[start:stop], z_flat).view(stop - start, *z.shape[1:])))
 
 
 @torch.no_grad()

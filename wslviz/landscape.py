@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from wslviz.arch import Architecture
-from wslviz.evaluation import evaluate, forward
+from wslviz.evaluation import evaluate, evaluate_affine, forward
 from wslviz.tasks import Task
 
 Progress = Callable[[int, int], None] | None
@@ -329,7 +329,10 @@ def surface(
     yy, xx = np.meshgrid(y, x, indexing="ij")
     s = Surface(x=x, y=y, loss=np.empty(0), accuracy=np.empty(0), origin=origin, directions=directions.float(),
                 **fields)
-    loss, acc = _evaluate(arch, task, s.weights_at(np.stack([xx.ravel(), yy.ravel()], 1)), split, progress)
+    # the grid points are affine in (x, y): evaluate_affine computes the first layer from three products
+    coords = torch.as_tensor(np.stack([xx.ravel(), yy.ravel()], 1))
+    r = evaluate_affine(arch, _check_task(task), origin, s.directions, coords, split=split, progress=progress)
+    loss, acc = r["loss"].numpy().astype(np.float64), r["accuracy"].numpy().astype(np.float64)
     s.loss, s.accuracy = loss.reshape(len(y), len(x)), acc.reshape(len(y), len(x))
     return s
 

@@ -61,6 +61,24 @@ class Task:
             return (torch.logsumexp(outputs, -1) - target).mean(1)
         return ((outputs - y.view(1, *y.shape).to(outputs.dtype)) ** 2).flatten(1).mean(1)
 
+    def loss_and_correct(self, outputs: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(self.loss(outputs, y), self.correct(outputs, y))`` sharing one max over the classes.
+
+        A prediction is correct when the true class's logit is the maximum and no earlier class ties
+        with it, which is exactly ``argmax == y`` (argmax returns the first maximum) without argmax's
+        slow kernel for few classes."""
+        if self.kind != "classification":
+            return self.loss(outputs, y), self.correct(outputs, y)
+        b = outputs.shape[0]
+        top = outputs.amax(-1, keepdim=True)  # [B, N, 1]
+        target = outputs.gather(-1, y.view(1, -1, 1).expand(b, -1, 1))
+        lse = torch.sub(outputs, top).exp_().sum(-1, keepdim=True).log_().add_(top)
+        loss = (lse - target).squeeze(-1).mean(1)
+        is_top = outputs == top
+        earlier = torch.arange(outputs.shape[-1]).view(1, 1, -1) < y.view(1, -1, 1)
+        right = (target == top).squeeze(-1) & ~(is_top & earlier).any(-1)
+        return loss, right.sum(1).to(torch.float32)
+
     def correct(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Number of correct predictions per model (classification), ``[B]``; zeros for regression."""
         if self.kind != "classification":
