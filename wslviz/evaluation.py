@@ -149,6 +149,20 @@ def _conv(layer: dict, w: torch.Tensor, bias: torch.Tensor | None, h: torch.Tens
     return out.view(ho, b, n, wo, o).permute(1, 2, 0, 3, 4).contiguous()
 
 
+def _linear(h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``h [B, N, F] @ w[b].T + bias[b]`` per model -> ``[B, N, O]`` (``h`` may be expanded over models).
+
+    A narrow output (fewer than 16 features, e.g. the logits) is computed transposed, as
+    ``w [O, F] @ h.T [F, N]``, and returned as a transposed view: MKL's batched matmul with only O
+    output columns ran 2-3x slower (2-16-16-2 MLP: 1.8 ms vs 0.64 ms for 273 models on 300 inputs)."""
+    o, f = w.shape[1], w.shape[2]
+    if o < min(16, f):
+        ht = h.transpose(1, 2)
+        y = torch.bmm(w, ht) if bias is None else torch.baddbmm(bias.unsqueeze(2), w, ht)
+        return y.transpose(1, 2)
+    return torch.bmm(h, w.transpose(1, 2)) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, w.transpose(1, 2))
+
+
 def _pool(layer: dict, h: torch.Tensor) -> torch.Tensor:
     lead = h.shape[:-3]
     x = h.reshape(-1, *h.shape[-3:]).permute(0, 3, 1, 2)  # a channels-last [M, C, H, W] view
@@ -218,13 +232,7 @@ def _forward(
             bias = params.get(f"{i}.bias")
             if order is not None:
                 w, order = w[:, :, order], None
-            if shared:
-                h = torch.matmul(h, w.transpose(1, 2))
-                h = h + bias.unsqueeze(1) if bias is not None else h
-            elif bias is not None:
-                h = torch.baddbmm(bias.unsqueeze(1), h, w.transpose(1, 2))
-            else:
-                h = torch.bmm(h, w.transpose(1, 2))
+            h = _linear(h.expand(b, *h.shape) if shared else h, w, bias)
             shared = False
         elif kind == "conv2d":
             h = _conv(layer, params[f"{i}.weight"], params.get(f"{i}.bias"), h, shared, b)
