@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from wslviz.ui.home import page_files, page_title
 
@@ -170,10 +171,12 @@ def box_select(pg, chart_key: str) -> None:
     assert box, f"chart {chart_key} has no drag layer"
     x0, y0 = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.35
     x1, y1 = box["x"] + box["width"] * 0.65, box["y"] + box["height"] * 0.65
+    time.sleep(1.0)  # let plotly.js finish its layout before the drag
     pg.mouse.move(x0, y0)
     pg.mouse.down()
-    for k in range(1, 11):
-        pg.mouse.move(x0 + (x1 - x0) * k / 10, y0 + (y1 - y0) * k / 10)
+    for k in range(1, 21):
+        pg.mouse.move(x0 + (x1 - x0) * k / 20, y0 + (y1 - y0) * k / 20)
+        time.sleep(0.02)
     pg.mouse.up()
     wait_idle(pg)
 
@@ -230,8 +233,16 @@ def visit_projections(pg, base: str) -> None:
     # 2-core machine; the page handles them the same way)
     choose(pg, "features", "spectral: per-layer spectral norm, stable rank, power-law alpha")
     wait_charts(pg)
-    box_select(pg, "proj_chart")  # a box dragged on the chart selects checkpoints for every page
-    pg.wait_for_url(re.compile(r"sel=\d+"))
+    # a box dragged on the chart selects checkpoints for every page; a drag that starts while plotly.js
+    # is still laying the chart out is lost, so it is retried
+    for attempt in range(3):
+        box_select(pg, "proj_chart")
+        try:
+            pg.wait_for_url(re.compile(r"sel=\d+"), timeout=15_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     assert pg.get_by_text(re.compile(r"\d+ checkpoint\(s\)")).count() == 1
     assert pg.get_by_text("Selected checkpoints").count() == 1
 
