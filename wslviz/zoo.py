@@ -66,7 +66,7 @@ class Zoo:
             return np.arange(self.n_checkpoints)
         df = pd.DataFrame({"m": self.model_ids, "e": self.metadata[EPOCH].to_numpy(),
                            "i": np.arange(self.n_checkpoints)})
-        return df.sort_values(["m", "e", "i"]).groupby("m", sort=True)["i"].last().to_numpy()
+        return df.sort_values(["m", "e", "i"]).groupby("m", sort=True)["i"].last().to_numpy().copy()
 
     def subset(self, index) -> Zoo:
         """A zoo of the given rows (positions, or a boolean mask), metadata re-indexed from 0."""
