@@ -26,22 +26,23 @@ LABELS = {
 }
 
 st.title("Generate new weights")
-with st.expander("About this page", expanded=False):
-    st.markdown(
-        "Weight space *generation* asks whether new working networks can be sampled instead of trained. "
-        "The simplest generators walk between checkpoints (interpolation, or merging after permutation "
-        "alignment, Ainsworth et al. 2023). Learned generators fit a density to the zoo's aligned weights: "
-        "a Gaussian or kernel density in PCA space, a kernel density in the latent space of a "
-        "*hyper-representation* autoencoder (Schuerholt et al., NeurIPS 2022), a conditional VAE that maps a "
-        "target accuracy to weights, or a small diffusion model over weight latents in the spirit of "
-        "*p-diff* (Wang et al. 2024).\n\n"
-        "**What to look for.** High accuracy alone proves little: Zeng et al. (2025) showed that weight "
-        "generators often *memorise* their training checkpoints, returning near copies. So every generated "
-        "model is aligned to a common reference and compared with its nearest zoo checkpoint (distance, "
-        "prediction agreement), next to a **noise baseline**: zoo models plus Gaussian noise, as noisy as "
-        "possible at the same accuracy. A generator produces something new only if its models lie farther "
-        "from the zoo than the noise baseline at equal or better accuracy."
-    )
+ui.teaching(
+    "weight generation",
+    "Weight space *generation* asks whether new working networks can be sampled instead of trained. "
+    "The simplest generators walk between checkpoints (interpolation, or merging after permutation "
+    "alignment, Ainsworth et al. 2023). Learned generators fit a density to the zoo's aligned weights: "
+    "a Gaussian or kernel density in PCA space, a kernel density in the latent space of a "
+    "*hyper-representation* autoencoder (Schuerholt et al., NeurIPS 2022), a conditional VAE that maps a "
+    "target accuracy to weights, or a small diffusion model over weight latents in the spirit of "
+    "*p-diff* (Wang et al. 2024).\n\n"
+    "**What to look for.** High accuracy alone proves little: Zeng et al. (2025) showed that weight "
+    "generators often *memorise* their training checkpoints, returning near copies. So every generated "
+    "model is aligned to a common reference and compared with its nearest zoo checkpoint (distance, "
+    "prediction agreement), next to a **noise baseline**: zoo models plus Gaussian noise, as noisy as "
+    "possible at the same accuracy. A generator produces something new only if its models lie farther "
+    "from the zoo than the noise baseline at equal or better accuracy.",
+    paper="Schuerholt et al., NeurIPS 2022; Wang et al. 2024 (p-diff); Zeng et al. 2025",
+)
 
 path = ui.current_zoo_path()
 zoo = ui.current_zoo()
