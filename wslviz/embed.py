@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,8 @@ class Standardiser:
 
     def fit(self, x: np.ndarray) -> Standardiser:
         x = _as_matrix(x)
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # an all-NaN column warns; it becomes 0 below
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(x, 0)
         mean = np.where(np.isfinite(mean), mean, 0.0)
         filled = np.where(np.isfinite(x), x, mean)
