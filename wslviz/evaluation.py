@@ -105,15 +105,16 @@ Workspace = dict[str, torch.Tensor] | None
 """Buffers reused from one chunk of models to the next (see :func:`_buffer`); ``None``: allocate afresh."""
 
 
-def _buffer(ws: Workspace, key: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    """An uninitialised ``shape`` tensor, carved from the workspace's buffer ``key`` when there is one.
+def _buffer(ws: Workspace, key: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor | None:
+    """An uninitialised ``shape`` tensor carved from the workspace's buffer ``key``, for an ``out=``
+    argument; ``None`` (let the op allocate, as autograd requires) without a workspace.
 
     Why: a chunk's activations are megabytes, which glibc serves with fresh ``mmap`` pages that fault in
     on first touch; reusing one buffer per layer across chunks cut the digits CNN's evaluation of 2,601
     models from about 2.5 s to 1.1 s here (same effect as raising ``MALLOC_MMAP_THRESHOLD_``). Only for
     evaluation without autograd: a buffer is overwritten by the next chunk."""
     if ws is None:
-        return like.new_empty(shape)
+        return None
     n = math.prod(shape)
     buf = ws.get(key)
     if buf is None or buf.numel() < n or buf.dtype != like.dtype:
@@ -160,6 +161,7 @@ def _conv(layer: dict, w: torch.Tensor, bias: torch.Tensor | None, h: torch.Tens
     # row i*s on, contiguous in each image, so a strided view is a valid matmul operand as it stands.
     h = h.contiguous().view(b, n, hp * wp * c)
     out = _buffer(ws, key + "rows", (ho, b, n, wo * o), h)
+    out = h.new_empty(ho, b, n, wo * o) if out is None else out
     for i in range(ho):
         start = i * s * wp * c
         rows_i = h[:, :, start:start + k * wp * c]
@@ -167,7 +169,9 @@ def _conv(layer: dict, w: torch.Tensor, bias: torch.Tensor | None, h: torch.Tens
             torch.bmm(rows_i, band, out=out[i])
         else:
             torch.baddbmm(row_bias, rows_i, band, out=out[i])
-    return _buffer(ws, key, (b, n, ho, wo, o), h).copy_(out.view(ho, b, n, wo, o).permute(1, 2, 0, 3, 4))
+    y = out.view(ho, b, n, wo, o).permute(1, 2, 0, 3, 4)
+    dst = _buffer(ws, key, (b, n, ho, wo, o), h)
+    return y.contiguous() if dst is None else dst.copy_(y)
 
 
 def _linear(h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, ws: Workspace = None,
