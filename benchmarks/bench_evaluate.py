@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -133,11 +134,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    load_before = os.getloadavg()
     peak = matmul_gflops()
     rows = [run_case(c, *CASES[c], args.models, args.repeats, peak) for c in args.cases]
     peak_after = matmul_gflops()  # the machine is shared: show how much the reference moved
+    load_after = os.getloadavg()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 2048^2 matmul: {peak:.1f} GFLOP/s "
-          f"before, {peak_after:.1f} after")
+          f"before, {peak_after:.1f} after; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     header = (f"{'case':<11} {'B':>5} {'loop s':>8} {'batched s':>10} {'ratio':>6} {'cpu ratio':>9} "
               f"{'|dloss|':>9} {'|dacc|':>8} {'GFLOP/s':>8} {'of peak':>8}  weights")
     print(header)
@@ -148,7 +151,8 @@ def main() -> None:
               f"{r['fraction_of_matmul_peak']:>7.1%}  {r['weights']}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                                   "matmul_gflops": peak, "matmul_gflops_after": peak_after, "cases": rows},
+                                   "matmul_gflops": peak, "matmul_gflops_after": peak_after,
+                                   "loadavg_before": load_before, "loadavg_after": load_after, "cases": rows},
                                   indent=2) + "\n")
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 

@@ -10,7 +10,9 @@ and its test split, cross-entropy loss:
   (S + 1 points, one more than the peer). The losses at the common t are compared.
 * **plane**: ``planar_interpolation(A, B, C, steps=S)``: S x S points ``A + i (B - A)/S + j (C - A)/S``;
   wslviz evaluates the same S x S points with :func:`~wslviz.landscape.surface` on the same (non
-  orthonormal) directions. The peer's rows alternate direction (even rows j = 1..S, odd rows
+  orthonormal) directions (through :func:`~wslviz.evaluation.evaluate_affine`: the first layer of every
+  grid point is an exact affine combination of three precomputed first-layer outputs). The peer's rows
+  alternate direction (even rows j = 1..S, odd rows
   j = 0..S-1); losses are compared on the even rows, where the points coincide.
 * **random plane**: ``random_plane(A, distance=1, steps=S, normalization="filter")`` (S x S points, uniform
   directions) against :func:`~wslviz.landscape.random_plane` (S x S points, Gaussian filter-normalised
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -168,13 +171,17 @@ def main() -> None:
 
     ensure_peer_venv()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
     zoos = [bench_zoo(name, args) for name in args.zoos]
+    load_after = os.getloadavg()
     ratios = [r["ratio"] for z in zoos for r in z["results"]]
     ok = min(ratios) >= TARGET_RATIO
     print(f"\nspeed-up range {min(ratios):.1f}x - {max(ratios):.1f}x; target >= {TARGET_RATIO:.0f}x on every "
-          f"workload: {'met' if ok else 'NOT met'}")
+          f"workload: {'met' if ok else 'NOT met'}; load average {load_before[0]:.1f} before, "
+          f"{load_after[0]:.1f} after")
     result = {"threads": args.threads, "repeats": args.repeats, "line_steps": args.line_steps,
-              "plane_steps": args.plane_steps, "target_ratio": TARGET_RATIO, "met": ok, "zoos": zoos}
+              "plane_steps": args.plane_steps, "target_ratio": TARGET_RATIO, "met": ok,
+              "loadavg_before": load_before, "loadavg_after": load_after, "zoos": zoos}
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))

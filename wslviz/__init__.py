@@ -27,6 +27,7 @@ _API: dict[str, str] = {
     "TaskError": "wslviz.tasks",
     "make_task": "wslviz.tasks",
     "evaluate": "wslviz.evaluation",
+    "evaluate_affine": "wslviz.evaluation",
     "model_outputs": "wslviz.evaluation",
     "forward": "wslviz.evaluation",
     "Zoo": "wslviz.zoo",

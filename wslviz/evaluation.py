@@ -38,12 +38,26 @@ activations should fit the L2 cache: a relu over 64 models' conv outputs (40 MB)
 models versus 0.02-0.04 s in chunks of 1-16 models. ``F.cross_entropy`` on [B*N, 10] logits cost 4x a
 logsumexp-minus-target (now in :meth:`wslviz.tasks.Task.loss`).
 
-End to end (``benchmarks/bench_evaluate.py``, 1 thread, machine shared with other jobs): moons-mlp
-8.6x the per-model loop, digits-cnn 1.8x wall / 2.1x CPU time (loop 4.5 s, batched 2.5 s). What is left
-in the CNN is near its floor for this formulation: the banded conv2 matmuls (33 GFLOP, 2x the direct
-count) and conv1 (12.5 GFLOP) run at 55-60 GFLOP/s, and each elementwise pass over a chunk's
-activations (relu, output permute, argmax) costs about as much as the loop's per-model call overhead
-saved. Under load the memory-bound passes suffer most, since other processes evict the chunk from cache.
+Further measured choices (digits CNN, 2,601 models, 1 thread):
+
+- **Buffers reused across chunks** (:func:`_buffer`, no-grad only): every chunk's multi-MB layer outputs
+  were fresh ``mmap`` pages from glibc, page-faulted on first touch; reusing one buffer per layer took
+  the whole evaluation from ~2.5 s to ~1.1 s (same effect as ``MALLOC_MMAP_THRESHOLD_``).
+- **Shared inputs are expanded, not broadcast**: ``torch.matmul(rows, band[B])`` copies the shared rows
+  once per model; ``bmm`` on a stride-0 expanded view does not (conv1: 3.4 ms -> 0.64 ms per chunk of 8).
+- **Narrow linear outputs are computed transposed** (``w @ h.T``, fewer than 16 output features): MKL's
+  batched matmul with 2 output columns ran ~3x slower than with the roles swapped.
+- **Loss and accuracy in one pass over the logits** (:meth:`wslviz.tasks.Task.loss_and_correct`): the
+  class maximum is shared by logsumexp and the "correct" test; ``argmax`` alone cost 3x an ``amax``.
+- **Lines and planes** (:func:`evaluate_affine`): the first layer's output is exactly affine in the grid
+  coordinates, so it is one ``[G, D+1] x [D+1, N*F]`` matmul from precomputed products.
+
+End to end (``benchmarks/bench_evaluate.py --threads 1``, shared machine, load ~2): moons-mlp ~15x the
+per-model loop, digits-cnn ~2.7x (loop 2.06 s, batched 0.77 s for 1,681 models). The CNN's floor in this
+formulation is the banded conv2: 2 x 539 x 4 x 144 x 32 multiply-adds per model (twice the direct
+count), ~450 ms for 2,601 models at ~115 GFLOP/s, i.e. near the 145-160 GFLOP/s a 2048^2 matmul reaches
+here; the rest (conv1 ~100 ms, relus ~110 ms, output permute ~65 ms, band gathers ~65 ms, loss ~110 ms)
+are memory-bound passes.
 """
 
 from __future__ import annotations
