@@ -12,8 +12,8 @@ and its test split, cross-entropy loss:
   wslviz evaluates the same S x S points with :func:`~wslviz.landscape.surface` on the same (non
   orthonormal) directions (through :func:`~wslviz.evaluation.evaluate_affine`: the first layer of every
   grid point is an exact affine combination of three precomputed first-layer outputs). The peer's rows
-  alternate direction (even rows j = 1..S, odd rows
-  j = 0..S-1); losses are compared on the even rows, where the points coincide.
+  alternate direction (even rows j = 1..S, odd rows j = 0..S-1); losses are compared on the even rows,
+  where the points coincide.
 * **random plane**: ``random_plane(A, distance=1, steps=S, normalization="filter")`` (S x S points, uniform
   directions) against :func:`~wslviz.landscape.random_plane` (S x S points, Gaussian filter-normalised
   directions, Li et al. 2018): equal work, different random directions, so only times are compared.
