@@ -36,23 +36,12 @@ import torch
 from wslviz.arch import Architecture, mlp_spec
 from wslviz.evaluation import default_chunk_size, evaluate, evaluate_per_model
 from wslviz.tasks import make_task
+from wslviz.training import DIGITS_CNN
 from wslviz.zoo import load_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_evaluate.json"
 
-DIGITS_CNN = {
-    "input_shape": [1, 8, 8],
-    "layers": [
-        {"type": "conv2d", "in_channels": 1, "out_channels": 8, "kernel_size": 3},
-        {"type": "relu"},
-        {"type": "conv2d", "in_channels": 8, "out_channels": 8, "kernel_size": 3},
-        {"type": "relu"},
-        {"type": "dropout", "p": 0.1},
-        {"type": "flatten"},
-        {"type": "linear", "in_features": 128, "out_features": 10},
-    ],
-}
 CASES = {"moons-mlp": (mlp_spec([2, 16, 16, 2]), "moons"), "digits-cnn": (DIGITS_CNN, "digits")}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import SMALL_CNN
 from test_symmetry import BN_CNN, GAP_CNN, random_weights
 
 import wslviz as wv
@@ -18,17 +19,6 @@ MLPS = [
     Architecture(mlp_spec([4, 10, 10, 3], "leaky_relu")),
     Architecture(mlp_spec([2, 6, 9, 2], "gelu")),
 ]
-SMALL_CNN = {
-    "input_shape": [1, 8, 8],
-    "layers": [
-        {"type": "conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": 3},
-        {"type": "relu"},
-        {"type": "conv2d", "in_channels": 4, "out_channels": 6, "kernel_size": 3},
-        {"type": "relu"},
-        {"type": "flatten"},
-        {"type": "linear", "in_features": 96, "out_features": 10},
-    ],
-}
 CNNS = [Architecture(SMALL_CNN), BN_CNN, GAP_CNN]
 
 
