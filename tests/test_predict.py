@@ -95,3 +95,14 @@ def test_anchor_digits_cnn_stats_gbm(digits_zoo):
     assert r["kendall_tau"] >= 0.75
     final = np.isin(r["rows"], digits_zoo.final_index())
     assert pd.Series(r["predictions"][final]).corr(pd.Series(r["truth"][final])) > 0.95
+
+
+def test_predicted_vs_true_figure_has_points_identity_line_and_a_clear_legend():
+    from wslviz.plots.predict import predicted_vs_true
+
+    truth, pred = np.array([0.2, 0.5, 0.9]), np.array([0.3, 0.4, 0.95])
+    fig = predicted_vs_true(truth, pred, "test_acc", color=np.array([0, 5, 10]), color_label="epoch")
+    points, line = fig.data
+    assert list(points.x) == list(truth) and list(points.y) == list(pred)
+    assert list(line.x) == list(line.y) == [0.2, 0.95]
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0

@@ -51,7 +51,10 @@ def predicted_vs_true(truth: np.ndarray, predicted: np.ndarray, target: str, col
         fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="perfect prediction",
                                  line={"color": "grey", "dash": "dash"}, hoverinfo="skip"))
     fig.update_layout(xaxis_title=f"true {label(target)}", yaxis_title=f"predicted {label(target)}")
-    return style.apply(fig, title)
+    style.apply(fig, title)
+    # below the axes: beside them the legend would sit on top of the colour bar
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0})
+    return fig
 
 
 def confusion_figure(truth: np.ndarray, predicted: np.ndarray, target: str, title: str | None = None) -> go.Figure:
