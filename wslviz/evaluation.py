@@ -63,15 +63,19 @@ are memory-bound passes.
 from __future__ import annotations
 
 import math
+import queue
+import threading
 from collections.abc import Callable
 from functools import lru_cache
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 
-from wslviz.arch import Architecture
+from wslviz.arch import ACTIVATIONS, Architecture
 from wslviz.tasks import Task
 
+T = TypeVar("T")
 Progress = Callable[[int, int], None] | None
 """A progress callback ``progress(done, total)``; pages pass one that drives ``st.progress``."""
 
@@ -98,12 +102,15 @@ def _activation(layer: dict, x: torch.Tensor, inplace: bool) -> torch.Tensor:
 
 
 @lru_cache(maxsize=64)
-def _band_index(o: int, c: int, k: int, s: int, wp: int, wo: int) -> torch.Tensor:
-    """Index into a kernel flattened as ``[O*C*k*k]`` plus one zero slot, shaped ``[k*wp*c, wo*o]``.
+def _band_index(o: int, c: int, k: int, s: int, wp: int, wo: int, bias: bool) -> torch.Tensor:
+    """Index into a conv layer's parameters flattened as ``[O*C*k*k kernel taps, O biases (with bias), one zero]``,
+    shaped ``[k*wp*c + bias, wo*o]``.
 
     Row ``(r, w_in, c)`` (kernel row, input column, input channel), column ``(w_out, o)``: the kernel
-    tap ``W[o, c, r, w_in - s*w_out]`` when that column offset lies inside the kernel, else zero.
+    tap ``W[o, c, r, w_in - s*w_out]`` when that column offset lies inside the kernel, else the zero. With
+    ``bias`` a last row holds bias ``o`` in every column ``(w_out, o)``.
     """
+    taps = o * c * k * k
     r = torch.arange(k).view(k, 1, 1, 1, 1)
     w_in = torch.arange(wp).view(1, wp, 1, 1, 1)
     ci = torch.arange(c).view(1, 1, c, 1, 1)
@@ -111,8 +118,10 @@ def _band_index(o: int, c: int, k: int, s: int, wp: int, wo: int) -> torch.Tenso
     oi = torch.arange(o).view(1, 1, 1, 1, o)
     d = w_in - s * w_out
     idx = ((oi * c + ci) * k + r) * k + d
-    idx = torch.where((d >= 0) & (d < k), idx, o * c * k * k)
-    return idx.reshape(k * wp * c, wo * o)
+    idx = torch.where((d >= 0) & (d < k), idx, taps + o * bias).reshape(k * wp * c, wo * o)
+    if bias:
+        idx = torch.cat([idx, (taps + torch.arange(wo * o) % o).view(1, wo * o)])
+    return idx
 
 
 Workspace = dict[str, torch.Tensor] | None
@@ -137,8 +146,9 @@ def _buffer(ws: Workspace, key: str, shape: tuple[int, ...], like: torch.Tensor)
 
 
 def _conv(layer: dict, w: torch.Tensor, bias: torch.Tensor | None, h: torch.Tensor, shared: bool,
-          b: int, ws: Workspace = None, key: str = "") -> torch.Tensor:
-    """Convolution of image-layout activations; returns ``[B, N, H_out, W_out, O]``."""
+          b: int, ws: Workspace = None, key: str = "", relu: bool = False) -> torch.Tensor:
+    """Convolution of image-layout activations; returns ``[B, N, H_out, W_out, O]``. ``relu`` (no autograd): also
+    apply the ReLU that follows, in place."""
     k, s, p, o = layer["kernel_size"], layer["stride"], layer["padding"], layer["out_channels"]
     hp, wp, c = h.shape[-3] + 2 * p, h.shape[-2] + 2 * p, h.shape[-1]
     ho, wo = (hp - k) // s + 1, (wp - k) // s + 1
@@ -151,59 +161,130 @@ def _conv(layer: dict, w: torch.Tensor, bias: torch.Tensor | None, h: torch.Tens
         xg = xg.contiguous(memory_format=torch.channels_last)
         y = F.conv2d(xg, w.reshape(b * o, c, k, k), None if bias is None else bias.reshape(-1),
                      stride=s, padding=p, groups=b)
-        return y.reshape(n, b, o, ho, wo).permute(1, 0, 3, 4, 2).contiguous()
+        y = y.reshape(n, b, o, ho, wo).permute(1, 0, 3, 4, 2).contiguous()
+        return y.relu_() if relu else y
     if p:
         h = F.pad(h, (0, 0, p, p, p, p))
-    flat = torch.cat([w.reshape(b, -1), w.new_zeros(b, 1)], 1)
-    band = flat[:, _band_index(o, c, k, s, wp, wo)]  # [B, k*Wp*C, Wo*O]
-    row_bias = None if bias is None else bias.repeat(1, wo).unsqueeze(1)  # [B, 1, Wo*O]
     if shared:
-        # [N, Hp, Wp, C] -> rows [N*Ho, k*Wp*C]: the k input rows each output row reads (small: one copy
-        # for all models), with a column of ones so the bias rides along in the matmul.
-        rows = h.flatten(-2).unfold(-2, k, s).transpose(-1, -2).reshape(n * ho, k * wp * c)
-        if row_bias is not None:
-            rows = torch.cat([rows, rows.new_ones(n * ho, 1)], 1)
-            band = torch.cat([band, row_bias], 1)
+        # Output columns in groups of g per matmul row, each row one group's window (k input rows by (g-1)*s + k
+        # columns): the band then skips most of the zeros a full-width row multiplies (digits conv1: 2.7x -> 1.6x
+        # the direct FLOPs, 0.83 -> 0.59 ms for 16 models). g: the fewest columns giving at least 16 outputs per row
+        # (narrower matmuls ran slower). With autograd, full-width rows as before, so training's numerics stay put.
+        g = wo if torch.is_grad_enabled() else _column_group(wo, o)
+        wg = wp if g == wo else (g - 1) * s + k
+        band = _kernel_band(w, bias, s, wg, g, ws, key)  # [B, k*wg*C (+1 bias row), g*O]
+        rows = _shared_rows(h, k, s, g, wg, bias is not None, ws, key)
         # bmm on the rows expanded (stride 0) over models: torch.matmul would copy them once per model
-        y = _buffer(ws, key, (b, n * ho, wo * o), rows)
-        return torch.bmm(rows.expand(b, *rows.shape), band, out=y).view(b, n, ho, wo, o)
+        y = _buffer(ws, key, (b, rows.shape[0], g * o), rows)
+        y = torch.bmm(rows.expand(b, *rows.shape), band, out=y).view(b, n, ho, wo, o)
+        return y.relu_() if relu else y
+    band = _kernel_band(w, bias, s, wp, wo, ws, key)  # [B, k*Wp*C (+1 bias row), Wo*O]
+    kk = k * wp * c
+    band, row_bias = band[:, :kk], (None if bias is None else band[:, kk:])
     if torch.is_grad_enabled():
-        rows = h.flatten(-2).unfold(-2, k, s).transpose(-1, -2).reshape(b, n * ho, k * wp * c)
+        rows = h.flatten(-2).unfold(-2, k, s).transpose(-1, -2).reshape(b, n * ho, kk)
         y = torch.bmm(rows, band) if row_bias is None else torch.baddbmm(row_bias, rows, band)
         return y.view(b, n, ho, wo, o)
     # Without autograd, skip copying the row windows: output row i reads the k*Wp*C values from input
     # row i*s on, contiguous in each image, so a strided view is a valid matmul operand as it stands.
     h = h.contiguous().view(b, n, hp * wp * c)
-    out = _buffer(ws, key + "rows", (ho, b, n, wo * o), h)
+    out = _buffer(ws, key, (ho, b, n, wo * o), h)
     out = h.new_empty(ho, b, n, wo * o) if out is None else out
     for i in range(ho):
         start = i * s * wp * c
-        rows_i = h[:, :, start:start + k * wp * c]
-        if row_bias is None:
+        rows_i = h[:, :, start:start + kk]
+        if row_bias is None or relu:
             torch.bmm(rows_i, band, out=out[i])
         else:
             torch.baddbmm(row_bias, rows_i, band, out=out[i])
-    y = out.view(ho, b, n, wo, o).permute(1, 2, 0, 3, 4)
-    dst = _buffer(ws, key, (b, n, ho, wo, o), h)
-    return y.contiguous() if dst is None else dst.copy_(y)
+    if relu:
+        _bias_relu_(out, row_bias)
+    # Returned as a [B, N, Ho, Wo, O] view of the row-major [Ho, B, N, Wo, O] memory, not copied to that order
+    # (a pass over the whole output): elementwise layers work on the view and a linear layer reads it row by row.
+    return out.view(ho, b, n, wo, o).permute(1, 2, 0, 3, 4)
+
+
+def _column_group(wo: int, o: int) -> int:
+    """The fewest output columns (a divisor of ``wo``) that give a shared conv's matmul rows 16 outputs or more."""
+    return next(g for g in range(1, wo + 1) if wo % g == 0 and (g * o >= 16 or g == wo))
+
+
+def _kernel_band(w: torch.Tensor, bias: torch.Tensor | None, s: int, wp: int, wo: int, ws: Workspace,
+                 key: str) -> torch.Tensor:
+    """Each model's banded conv matrix ``[B, k*Wp*C (+1), Wo*O]`` (see :func:`_band_index`), with a last row
+    holding the bias repeated over the output columns when there is a bias.
+
+    Without autograd, band and bias row come from one ``index_select`` on the layer's flattened parameters.
+    With autograd the bias row is ``bias.repeat`` appended, as before the gather existed: the gather's
+    backward sums the bias gradient's Wo copies in another order, a last-bit change that would alter the
+    weights ``make-zoo`` trains."""
+    b, o, c, k = w.shape[:4]
+    fused = bias is not None and not torch.is_grad_enabled()
+    parts = [w.reshape(b, -1), bias, w.new_zeros(b, 1)] if fused else [w.reshape(b, -1), w.new_zeros(b, 1)]
+    flat = torch.cat(parts, 1, out=_buffer(ws, key + "flat", (b, sum(t.shape[1] for t in parts)), w))
+    idx = _band_index(o, c, k, s, wp, wo, fused)
+    band = torch.index_select(flat, 1, idx.view(-1), out=_buffer(ws, key + "band", (b, idx.numel()), w))
+    band = band.view(b, *idx.shape)
+    return band if fused or bias is None else torch.cat([band, bias.repeat(1, wo).unsqueeze(1)], 1)
+
+
+def _shared_rows(h: torch.Tensor, k: int, s: int, g: int, wg: int, bias: bool, ws: Workspace,
+                 key: str) -> torch.Tensor:
+    """A shared padded image batch ``[N, Hp, Wp, C]`` as the rows ``[N*Ho*(Wo/g), k*wg*C (+1)]`` a banded conv
+    multiplies: for each output row and group of g output columns, the window of k input rows and wg columns
+    it reads, in (row, column, channel) order, with a column of ones when the bias rides along in the matmul.
+
+    Small (one copy for all models) and the same for every chunk of models, so kept in the workspace."""
+    cached = None if ws is None else ws.get(key + "shared_rows")
+    if cached is not None:
+        return cached
+    c = h.shape[-1]
+    windows = h.unfold(1, k, s).unfold(2, wg, g * s)  # [N, Ho, Wo/g, C, k, wg]
+    rows = windows.permute(0, 1, 2, 4, 5, 3).reshape(-1, k * wg * c)
+    if bias:
+        rows = torch.cat([rows, rows.new_ones(len(rows), 1)], 1)
+    if ws is not None:
+        ws[key + "shared_rows"] = rows
+    return rows
 
 
 def _linear(h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, ws: Workspace = None,
-            key: str = "") -> torch.Tensor:
-    """``h [B, N, F] @ w[b].T + bias[b]`` per model -> ``[B, N, O]`` (``h`` may be expanded over models).
+            key: str = "", relu: bool = False) -> torch.Tensor:
+    """``h [B, N, F] @ w[b].T + bias[b]`` per model -> ``[B, N, O]`` (``h`` may be expanded over models);
+    ``relu`` (no autograd): also apply the ReLU that follows, in place.
+
+    ``h`` may also be an image not yet flattened, ``[B, N, H, W, C]`` with each row's ``W*C`` values contiguous
+    (a banded conv's row-major output, see :func:`_conv`), ``w`` in (H, W, C) feature order: each image row
+    is then one matmul operand in place, and the H products are summed (no copy to flatten the image).
 
     A narrow output (fewer than 16 features, e.g. the logits) is computed transposed, as
     ``w [O, F] @ h.T [F, N]``, and returned as a transposed view: MKL's batched matmul with only O
     output columns ran 2-3x slower (2-16-16-2 MLP: 1.8 ms vs 0.64 ms for 273 models on 300 inputs)."""
-    o, f = w.shape[1], w.shape[2]
-    if o < min(16, f):
-        ht = h.transpose(1, 2)
-        y = _buffer(ws, key, (w.shape[0], o, h.shape[1]), h)
-        y = torch.bmm(w, ht, out=y) if bias is None else torch.baddbmm(bias.unsqueeze(2), w, ht, out=y)
-        return y.transpose(1, 2)
-    y = _buffer(ws, key, (w.shape[0], h.shape[1], o), h)
-    wt = w.transpose(1, 2)
-    return torch.bmm(h, wt, out=y) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, wt, out=y)
+    b, o, f = w.shape
+    if h.dim() == 5:
+        pieces = list(zip(h.flatten(-2).unbind(2), w.reshape(b, o, h.shape[2], -1).unbind(2), strict=True))
+    else:
+        pieces = [(h, w)]
+    narrow = o < min(16, f)
+    y = _buffer(ws, key, (b, o, h.shape[1]) if narrow else (b, h.shape[1], o), h)
+    for j, (hj, wj) in enumerate(pieces):
+        a, m = (wj, hj.transpose(1, 2)) if narrow else (hj, wj.transpose(1, 2))
+        if j:
+            y.baddbmm_(a, m)
+        elif bias is None or relu:
+            y = torch.bmm(a, m, out=y)
+        else:
+            y = torch.baddbmm(bias.unsqueeze(2 if narrow else 1), a, m, out=y)
+    if relu:
+        _bias_relu_(y, None if bias is None else bias.unsqueeze(2 if narrow else 1))
+    return y.transpose(1, 2) if narrow else y
+
+
+def _bias_relu_(y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``relu(y + bias)`` in place (``bias`` broadcast): one pass over ``y`` where ``baddbmm`` then ``relu_`` make
+    three (``baddbmm`` first copies the broadcast bias into its output; digits conv2: 2.77 -> 2.55 ms for 16
+    models). ``aten::_add_relu_`` is ATen's fused add+ReLU kernel (the one TorchScript's fuser uses)."""
+    return y.relu_() if bias is None else torch.ops.aten._add_relu_(y, bias)
 
 
 def _pool(layer: dict, h: torch.Tensor) -> torch.Tensor:
@@ -214,6 +295,7 @@ def _pool(layer: dict, h: torch.Tensor) -> torch.Tensor:
     return y.permute(0, 2, 3, 1).reshape(*lead, *y.shape[-2:], y.shape[1])
 
 
+@lru_cache(maxsize=64)
 def _flatten_order(c: int, hh: int, ww: int) -> torch.Tensor:
     """Canonical (C, H, W) feature index of each position of an (H, W, C)-flattened image."""
     return torch.arange(c * hh * ww).view(c, hh, ww).permute(1, 2, 0).reshape(-1)
@@ -266,6 +348,7 @@ def _forward(
     # In-place ops only on tensors this function allocated, and only when autograd is off.
     fresh, no_grad = False, not torch.is_grad_enabled()
     captured: dict[int, torch.Tensor] = {}
+    relu_done = False  # the layer before (linear or conv) applied this ReLU already
     for i, layer in enumerate(arch.layers):
         if i == upto:
             return h, captured
@@ -273,16 +356,24 @@ def _forward(
         if i == 0 and first is not None:
             h, shared, fresh = first, False, True
             continue
-        if kind == "linear":
+        if kind in ("linear", "conv2d"):
+            # Without autograd a ReLU right after is applied by the layer itself (bias add and ReLU in one pass),
+            # unless this layer's own output is wanted (captured, or returned by ``upto``).
+            fuse = (no_grad and i + 1 < len(arch.layers) and arch.layers[i + 1]["type"] == "relu"
+                    and i not in capture and i + 1 != upto)
+        if kind == "relu" and relu_done:
+            relu_done = False
+        elif kind == "linear":
             w = params[f"{i}.weight"]
             bias = params.get(f"{i}.bias")
             if order is not None:
-                w, order = w[:, :, order], None
-            h = _linear(h.expand(b, *h.shape) if shared else h, w, bias, ws, str(i))
-            shared = False
+                w = torch.index_select(w, 2, order, out=_buffer(ws, f"{i}w", w.shape, w))
+                order = None
+            h = _linear(h.expand(b, *h.shape) if shared else h, w, bias, ws, str(i), relu=fuse)
+            shared, relu_done = False, fuse
         elif kind == "conv2d":
-            h = _conv(layer, params[f"{i}.weight"], params.get(f"{i}.bias"), h, shared, b, ws, str(i))
-            shared = False
+            h = _conv(layer, params[f"{i}.weight"], params.get(f"{i}.bias"), h, shared, b, ws, str(i), relu=fuse)
+            shared, relu_done = False, fuse
         elif kind in ("maxpool2d", "avgpool2d"):
             h = _pool(layer, h)
         elif kind == "global_avg_pool":
@@ -290,7 +381,11 @@ def _forward(
         elif kind == "flatten":  # dense activations are flat already
             if layout == _IMAGE:
                 order = _flatten_order(h.shape[-1], h.shape[-3], h.shape[-2])
-                h, layout = h.flatten(-3), _DENSE
+                layout = _DENSE
+                # a banded conv's row-major output (a permuted view) is left unflattened (flattening would copy
+                # it) when the next layer that is not elementwise is a linear layer, which reads it row by row
+                if h.is_contiguous() or not (no_grad and _linear_next(arch.layers, i)):
+                    h = h.flatten(-3)
         elif kind == "batchnorm":
             h = _batchnorm(layer, params, i, h.expand(b, *h.shape) if shared else h, b, layout, train, order)
             shared = False
@@ -320,7 +415,15 @@ def _canonical(h: torch.Tensor, b: int, layout: str, shared: bool, order: torch.
         h = h.expand(b, *h.shape)
     if layout == _IMAGE:
         return h.permute(0, 1, 4, 2, 3)
+    if h.dim() == 5:  # an image left unflattened for the next linear layer
+        h = h.flatten(-3)
     return h[..., torch.argsort(order)] if order is not None else h
+
+
+def _linear_next(layers: list[dict], i: int) -> bool:
+    """Whether the first layer after ``i`` that is not an activation or a dropout is a linear layer."""
+    after = [layer["type"] for layer in layers[i + 1:] if layer["type"] not in (*ACTIVATIONS, "dropout")]
+    return bool(after) and after[0] == "linear"
 
 
 def _batchnorm(layer: dict, params: dict, i: int, h: torch.Tensor, b: int, layout: str, train: bool,
@@ -365,11 +468,8 @@ def model_outputs(
     single = weights.dim() == 1
     weights = weights.unsqueeze(0) if single else weights
     chunk = chunk_size or default_chunk_size(arch, len(x))
-    outs = []
-    for start in range(0, len(weights), chunk):
-        outs.append(forward(arch, weights[start:start + chunk].float(), x)[0])
-        if progress:
-            progress(min(start + chunk, len(weights)), len(weights))
+    outs = _run_chunks(len(weights), chunk, lambda start, stop, ws: forward(arch, weights[start:stop].float(), x)[0],
+                       progress)
     out = torch.cat(outs) if outs else torch.zeros(0, len(x), arch.output_dim)
     return out[0] if single else out
 
@@ -396,6 +496,66 @@ def evaluate(
     return {k: v[0] for k, v in result.items()} if single else result
 
 
+def _run_chunks(n_models: int, chunk: int, work: Callable[[int, int, Workspace], T], progress: Progress) -> list[T]:
+    """``work(start, stop, ws)`` for each chunk of ``chunk`` models, results in chunk order; ``ws`` is a workspace
+    that the chunks of one stream share. ``progress`` is called from the calling thread only.
+
+    Without autograd and with T > 1 torch threads, the chunks run in T parallel streams: T Python threads,
+    each with one intra-op thread, taking the next chunk when done. Why: torch releases the GIL inside its
+    kernels, and a chunk's kernels are too small to split well over threads (every kernel ends at a barrier
+    where a thread that the OS descheduled holds up the other); independent streams share no barrier and
+    each keeps its chunk in its own core's cache. Each chunk is computed exactly as the serial path does.
+    """
+    bounds = [(start, min(start + chunk, n_models)) for start in range(0, n_models, chunk)]
+    threads = torch.get_num_threads()  # also initialises this thread's count before the streams touch the default
+    streams = 1 if torch.is_grad_enabled() else min(threads, len(bounds))
+    if streams < 2:
+        ws: Workspace = {}
+        results = []
+        for start, stop in bounds:
+            results.append(work(start, stop, ws))
+            if progress:
+                progress(stop, n_models)
+        return results
+    results: list = [None] * len(bounds)
+    todo, lock, done, failed = iter(range(len(bounds))), threading.Lock(), queue.SimpleQueue(), threading.Event()
+
+    def stream() -> None:
+        torch.set_num_threads(1)  # this thread's OpenMP and MKL count (and torch's default for new threads)
+        ws: Workspace = {}
+        try:
+            with torch.no_grad():  # grad mode is per thread
+                while not failed.is_set():
+                    with lock:
+                        j = next(todo, None)
+                    if j is None:
+                        return
+                    results[j] = work(*bounds[j], ws)
+                    done.put(j)
+        except BaseException as e:  # noqa: BLE001 - handed to the calling thread, which re-raises it
+            failed.set()
+            done.put(e)
+
+    workers = [threading.Thread(target=stream, daemon=True) for _ in range(streams)]
+    try:
+        for t in workers:
+            t.start()
+        finished = 0
+        for _ in bounds:
+            item = done.get()
+            if isinstance(item, BaseException):
+                raise item
+            finished += bounds[item][1] - bounds[item][0]
+            if progress:
+                progress(finished, n_models)
+    finally:
+        failed.set()
+        for t in workers:
+            t.join()
+        torch.set_num_threads(threads)  # restore torch's default for threads started later
+    return results
+
+
 def _check_inputs(arch: Architecture, task: Task | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     if task is None:
         raise ValueError("this zoo has no task: attach evaluation data (a .npz with x and y) to evaluate it")
@@ -411,17 +571,13 @@ def _evaluate_chunks(arch: Architecture, task: Task, x: torch.Tensor, y: torch.T
     """The chunk loop shared by :func:`evaluate` and :func:`evaluate_affine`: ``chunk_inputs(start, stop, ws)``
     gives a chunk's ``(weights, first-layer output or None)``; ``ws`` is the workspace reused by all chunks."""
     chunk = chunk_size or default_chunk_size(arch, len(x))
-    losses, correct = [], []
-    ws: Workspace = {}
-    for start in range(0, n_models, chunk):
-        stop = min(start + chunk, n_models)
+
+    def work(start: int, stop: int, ws: Workspace) -> tuple[torch.Tensor, torch.Tensor]:
         w, first = chunk_inputs(start, stop, ws)
-        out = _forward(arch, w, x, first=first, ws=ws)[0]
-        loss, right = task.loss_and_correct(out, y)
-        losses.append(loss)
-        correct.append(right)
-        if progress:
-            progress(stop, n_models)
+        return task.loss_and_correct(_forward(arch, w, x, first=first, ws=ws)[0], y)
+
+    results = _run_chunks(n_models, chunk, work, progress)
+    losses, correct = [r[0] for r in results], [r[1] for r in results]
     loss = torch.cat(losses) if losses else torch.zeros(0)
     acc = torch.cat(correct) / len(y) if correct else torch.zeros(0)
     if task.kind != "classification":

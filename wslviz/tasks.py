@@ -72,12 +72,17 @@ class Task:
         b = outputs.shape[0]
         top = outputs.amax(-1, keepdim=True)  # [B, N, 1]
         target = outputs.gather(-1, y.view(1, -1, 1).expand(b, -1, 1))
-        lse = torch.sub(outputs, top).exp_().sum(-1, keepdim=True).log_().add_(top)
+        shifted = torch.sub(outputs, top)  # exactly 0 where a logit equals its row's (finite) maximum
+        n_top = int(torch.count_nonzero(shifted == 0))
+        lse = shifted.exp_().sum(-1, keepdim=True).log_().add_(top)
         loss = (lse - target).squeeze(-1).mean(1)
-        is_top = outputs == top
-        earlier = torch.arange(outputs.shape[-1]).view(1, 1, -1) < y.view(1, -1, 1)
-        right = (target == top).squeeze(-1) & ~(is_top & earlier).any(-1)
-        return loss, right.sum(1).to(torch.float32)
+        right = (target == top).squeeze(-1)
+        # Ties are rare, so the test for an earlier tied class runs only when one is possible: when the maxima
+        # do not number exactly one per row, or when a row's maximum is not finite (the loss is then NaN).
+        if n_top != b * outputs.shape[1] or not bool(torch.isfinite(loss).all()):
+            earlier = torch.arange(outputs.shape[-1]).view(1, 1, -1) < y.view(1, -1, 1)
+            right &= ~((outputs == top) & earlier).any(-1)
+        return loss, right.sum(1, dtype=torch.float32)
 
     def correct(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Number of correct predictions per model (classification), ``[B]``; zeros for regression."""
