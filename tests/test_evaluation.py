@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
-from wslviz.arch import ACTIVATIONS, Architecture, mlp_spec
+from wslviz.arch import ACTIVATIONS, Architecture, ArchitectureError, mlp_spec
 from wslviz.evaluation import (
     BANDED_MAX_WIDTH_RATIO,
     default_chunk_size,
@@ -15,6 +17,7 @@ from wslviz.evaluation import (
     forward,
     model_outputs,
 )
+from wslviz.training import DIGITS_CNN as BUNDLED_DIGITS_CNN
 
 DIGITS_CNN = {"input_shape": [1, 8, 8], "layers": [
     {"type": "conv2d", "in_channels": 1, "out_channels": 8, "kernel_size": 3}, {"type": "relu"},
@@ -37,13 +40,26 @@ WIDE = {"input_shape": [1, 8, 8], "layers": [
     {"type": "conv2d", "in_channels": 3, "out_channels": 4, "kernel_size": 2, "stride": 2, "padding": 1},
     {"type": "relu"}, {"type": "flatten"}, {"type": "batchnorm", "num_features": 100},
     {"type": "linear", "in_features": 100, "out_features": 10}]}
+# banded convs without bias, the second one's row-major output read by a wide (>= 16 outputs) linear without bias
+ROWS = {"input_shape": [1, 8, 8], "layers": [
+    {"type": "conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": 3, "padding": 1, "bias": False},
+    {"type": "relu"},
+    {"type": "conv2d", "in_channels": 4, "out_channels": 4, "kernel_size": 3, "bias": False}, {"type": "relu"},
+    {"type": "flatten"}, {"type": "dropout", "p": 0.0}, {"type": "tanh"},
+    {"type": "linear", "in_features": 144, "out_features": 20, "bias": False}, {"type": "relu"},
+    {"type": "linear", "in_features": 20, "out_features": 10}]}
+# a strided, padded first conv whose output columns are grouped (see wslviz.evaluation._column_group)
+STRIDED = {"input_shape": [1, 8, 8], "layers": [
+    {"type": "conv2d", "in_channels": 1, "out_channels": 8, "kernel_size": 3, "stride": 2, "padding": 1},
+    {"type": "relu"}, {"type": "conv2d", "in_channels": 8, "out_channels": 6, "kernel_size": 2}, {"type": "relu"},
+    {"type": "flatten"}, {"type": "linear", "in_features": 54, "out_features": 10}]}
 MLP_NORM = {"input_shape": [2], "layers": [
     {"type": "linear", "in_features": 2, "out_features": 12}, {"type": "batchnorm", "num_features": 12},
     {"type": "relu"}, {"type": "linear", "in_features": 12, "out_features": 9, "bias": False},
     {"type": "layernorm", "normalized_shape": 9}, {"type": "tanh"}, {"type": "dropout", "p": 0.5},
     {"type": "linear", "in_features": 9, "out_features": 2}]}
 
-CNNS = {"digits": DIGITS_CNN, "pool_bn_ln": POOL_BN_LN, "gap": GAP, "wide": WIDE}
+CNNS = {"digits": DIGITS_CNN, "pool_bn_ln": POOL_BN_LN, "gap": GAP, "wide": WIDE, "rows": ROWS, "strided": STRIDED}
 
 
 def _weights(arch: Architecture, n: int, seed: int = 0, scale: float = 0.4) -> torch.Tensor:
@@ -102,8 +118,12 @@ def test_model_outputs_and_progress(digits_task):
     arch = Architecture(POOL_BN_LN)
     w = _weights(arch, 5)
     calls = []
-    out = model_outputs(arch, w, digits_task.x_test[:20], chunk_size=2, progress=lambda d, t: calls.append((d, t)))
-    assert calls == [(2, 5), (4, 5), (5, 5)]
+    out = model_outputs(arch, w, digits_task.x_test[:20], chunk_size=2,
+                        progress=lambda d, t: calls.append((d, t, threading.get_ident())))
+    # one call per chunk, in the calling thread, counting finished models (chunks may finish out of order)
+    assert [t for _, t, _ in calls] == [5, 5, 5] and {i for _, _, i in calls} == {threading.get_ident()}
+    done = [d for d, _, _ in calls]
+    assert done == sorted(done) and done[-1] == 5 and set(done) <= {1, 2, 3, 4, 5}
     for i in range(5):
         assert torch.allclose(out[i], arch.build(w[i])(digits_task.x_test[:20]), atol=1e-5)
 
@@ -143,7 +163,7 @@ def test_evaluate_does_not_modify_inputs(moons_task, mlp_arch):
     assert torch.equal(x, moons_task.x_test) and torch.equal(w, w0)
 
 
-@pytest.mark.parametrize("spec", [DIGITS_CNN, POOL_BN_LN, WIDE, MLP_NORM])
+@pytest.mark.parametrize("spec", [DIGITS_CNN, POOL_BN_LN, WIDE, ROWS, MLP_NORM])
 def test_train_mode_gradients_equal_per_model_autograd(digits_task, moons_task, spec):
     # float64 on both sides, so any difference beyond rounding is a wrong gradient (in float32, BatchNorm over
     # 16 samples amplifies rounding to ~1e-4)
@@ -191,7 +211,7 @@ def test_task_errors_and_chunk_size(mlp_arch, cnn_arch, moons_task):
     assert default_chunk_size(mlp_arch, 10) > default_chunk_size(mlp_arch, 10_000)
 
 
-@pytest.mark.parametrize("name", ["digits", "pool_bn_ln", "wide", "mlp_norm"])
+@pytest.mark.parametrize("name", ["digits", "pool_bn_ln", "wide", "rows", "mlp_norm"])
 def test_affine_grid_equals_direct_evaluation(digits_task, moons_task, name):
     """A plane of models evaluated through precomputed first-layer products equals evaluating the points."""
     spec, task = (MLP_NORM, moons_task) if name == "mlp_norm" else (CNNS[name], digits_task)
@@ -218,3 +238,52 @@ def test_loss_and_correct_equal_loss_and_argmax_with_ties(digits_task):
     assert torch.allclose(loss, digits_task.loss(out, digits_task.y_test), atol=1e-6)
     assert torch.equal(right, digits_task.correct(out, digits_task.y_test))
     assert right[0] == (digits_task.y_test == 0).sum() and right[1] == (digits_task.y_test == 3).sum()
+
+
+@pytest.mark.parametrize("n_models, chunk", [(1, None), (23, 1), (23, 3), (23, 7), (23, 16), (23, 40), (16, 16)])
+def test_parallel_streams_equal_the_serial_path_and_the_loop(digits_task, n_models, chunk):
+    """With 2 torch threads, chunks run in parallel streams (one thread each): the numbers are exactly those of
+    the single-threaded serial path, whatever the chunk size (odd, not dividing B, larger than B), and equal
+    the per-model loop; the caller's thread count and grad mode are left as they were."""
+    arch = Architecture(BUNDLED_DIGITS_CNN)
+    w = _weights(arch, n_models, seed=3)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = evaluate(arch, digits_task, w, chunk_size=chunk)
+        serial_out = model_outputs(arch, w, digits_task.x_test, chunk_size=chunk)
+        torch.set_num_threads(2)
+        streams = evaluate(arch, digits_task, w, chunk_size=chunk)
+        streams_out = model_outputs(arch, w, digits_task.x_test, chunk_size=chunk)
+        assert torch.get_num_threads() == 2 and torch.is_grad_enabled()
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(serial["loss"], streams["loss"]) and torch.equal(serial["accuracy"], streams["accuracy"])
+    assert torch.equal(serial_out, streams_out)
+    ref = evaluate_per_model(arch, digits_task, w)
+    assert torch.allclose(streams["loss"], ref["loss"], atol=1e-5, rtol=1e-5)
+    assert torch.equal(streams["accuracy"], ref["accuracy"])
+
+
+def test_an_error_in_a_stream_reaches_the_caller(digits_task):
+    arch = Architecture(BUNDLED_DIGITS_CNN)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(ArchitectureError, match="parameters per model"):
+            evaluate(arch, digits_task, torch.zeros(10, arch.n_params + 1), chunk_size=3)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_tie_test_is_not_fooled_by_rows_without_a_finite_maximum(digits_task):
+    """One row whose maximum is +inf (no logit equals it after the shift) and one row with a two-way tie have,
+    together, as many maxima as rows: the tie must still be found (argmax picks the earlier class)."""
+    y = digits_task.y_test
+    out = torch.randn(2, len(y), 10)
+    row = int(torch.nonzero(y > 0)[0])  # a row whose class has an earlier class to tie with
+    out[0, (row + 1) % len(y), 4] = float("inf")
+    out[0, row, [0, int(y[row])]] = 9.0
+    _, right = digits_task.loss_and_correct(out, y)
+    assert torch.equal(right, digits_task.correct(out, y))
