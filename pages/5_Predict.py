@@ -55,10 +55,11 @@ def cached_features(zoo_path: str, fingerprint: str, kind: str) -> features.Feat
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def cached_fit(zoo_path: str, fingerprint: str, target: str, kind: str, model: str, rows: str) -> dict:
+def cached_fit(zoo_path: str, fingerprint: str, target: str, kind: str, model: str, rows: str,
+               transform: str) -> dict:
     fs = cached_features(zoo_path, fingerprint, kind)
     return predict.predict_property(ui.open_zoo(zoo_path), target, fs.values, model, rows=rows,
-                                    feature_names=fs.names)
+                                    feature_names=fs.names, target_transform=transform)
 
 
 c1, c2, c3, c4 = st.columns(4)
@@ -68,12 +69,19 @@ kind = c2.selectbox("features", kinds, index=kinds.index("stats"), key="predict_
                     format_func=lambda k: f"{k}: {features.DESCRIPTIONS[k]}")
 model = c3.selectbox("predictor", predict.MODELS, index=predict.MODELS.index("gbm"), key="predict_model",
                      format_func=predict.MODEL_LABELS.get)
-rows = c4.radio("checkpoints", ("all", "final"), horizontal=True, key="predict_rows",
-                help="All checkpoints, or each model's last one only. Folds are grouped by model either way.")
+row_sets = [r for r in predict.ROW_SETS if r != "trained" or "epoch" in meta]
+rows = c4.radio("checkpoints", row_sets, horizontal=True, key="predict_rows",
+                help="All checkpoints, the trained ones (epoch > 0: an untrained network's accuracy is chance plus "
+                     "noise, nothing to rank), or each model's last one. Folds are grouped by model either way.")
+numeric = not predict.is_categorical(meta[target])
+transform = "rank" if numeric and st.toggle(
+    "fit to ranks", value=False, key="predict_rank",
+    help="Fit the predictor to the targets' ranks, mapped back through their quantiles: every pair of models "
+         "counts alike, as in Kendall's τ, instead of the widest gaps dominating the squared error.") else "none"
 
 # ------------------------------------------------------------------ one predictor
 st.subheader("Cross-validated prediction")
-params = (target, kind, model, rows)
+params = (target, kind, model, rows, transform)
 if st.button("Fit predictor", key="predict_fit_go", type="primary"):
     with st.spinner(f"Fitting {predict.MODEL_LABELS[model]} on {kind} features (5 grouped folds) ..."):
         st.session_state[FIT_KEY] = (params, cached_fit(path, fp, *params))
@@ -114,14 +122,15 @@ st.subheader("Leaderboard: feature sets x predictors")
 with_aligned = st.toggle("include aligned weights (aligns every checkpoint first; slow on big zoos)", value=False,
                          key="predict_board_aligned")
 board_kinds = [k for k in kinds if k != "aligned" or with_aligned]
-board_params = (target, rows, tuple(board_kinds))
+board_params = (target, rows, transform, tuple(board_kinds))
 if st.button("Compute leaderboard", key="predict_board_go"):
     progress = ui.progress_callback("Scoring feature sets x predictors")
     feats = {}
     for k in board_kinds:
         with st.spinner(f"Computing {k} features ..."):
             feats[k] = cached_features(path, fp, k).values
-    board = predict.leaderboard(zoo, target, board_kinds, rows=rows, features=feats, progress=progress)
+    board = predict.leaderboard(zoo, target, board_kinds, rows=rows, features=feats, progress=progress,
+                                target_transform=transform)
     st.session_state[BOARD_KEY] = (board_params, board)
 saved = st.session_state.get(BOARD_KEY)
 if saved is None or saved[0] != board_params:

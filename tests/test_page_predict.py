@@ -45,6 +45,15 @@ def test_prediction_fitted_and_neighbours(moons_zoo):
     assert len(tables) == 2
     for t in tables:
         assert 13 not in t["row"].tolist() and t["distance"].is_monotonic_increasing
+    # trained checkpoints only (epoch 0 left out), fitted to ranks
+    at.radio(key="predict_rows").set_value("trained").run()
+    at.toggle(key="predict_rank").set_value(True).run()
+    at.button(key="predict_fit_go").click().run()
+    assert not at.exception and not at.error
+    labels = {m.label: m.value for m in at.metric}
+    n_trained = int((moons_zoo.metadata["epoch"] > 0).sum())
+    assert labels["checkpoints / models"] == f"{n_trained} / {moons_zoo.n_models}"
+    assert float(labels["Kendall τ"]) > 0.5
 
 
 def test_zoo_without_task(tmp_path, mlp_arch):

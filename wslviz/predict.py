@@ -80,13 +80,23 @@ def _estimator(model: str, categorical: bool, random_state: int, n_rows: int):
     return make_pipeline(*prep, est)
 
 
+ROW_SETS = ("all", "trained", "final")
+"""Named row selections: every checkpoint, the trained ones (epoch > 0), each model's last one."""
+TARGET_TRANSFORMS = ("none", "rank")
+
+
 def _rows(zoo: Zoo, rows: str | Sequence[int] | np.ndarray | None) -> np.ndarray:
     if rows is None or (isinstance(rows, str) and rows == "all"):
         return np.arange(zoo.n_checkpoints)
     if isinstance(rows, str):
-        if rows != "final":
-            raise ValueError(f"rows must be None/'all', 'final' or row indices, got {rows!r}")
-        return np.sort(zoo.final_index())
+        if rows == "final":
+            return np.sort(zoo.final_index())
+        if rows != "trained":
+            raise ValueError(f"rows must be None, one of {', '.join(ROW_SETS)}, or row indices, got {rows!r}")
+        if "epoch" not in zoo.metadata:
+            raise ValueError("rows='trained' needs an 'epoch' metadata column to tell untrained checkpoints apart")
+        epoch = pd.to_numeric(zoo.metadata["epoch"], errors="coerce").to_numpy()
+        return np.flatnonzero(epoch > 0)
     index = np.asarray(rows)
     index = np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64)
     if len(index) and (index.min() < 0 or index.max() >= zoo.n_checkpoints):
@@ -107,6 +117,24 @@ def _features(zoo: Zoo, features: str | np.ndarray, names: Sequence[str] | None,
     return x, list(names) if names is not None else [f"f{i}" for i in range(x.shape[1])], "custom"
 
 
+def _rank_fit(est, x: np.ndarray, y: np.ndarray):
+    """Fit ``est`` to the ranks of ``y`` scaled to (0, 1) and return a predict function that maps rank
+    predictions back through the training targets' quantiles (monotone, so orderings are kept)."""
+    from scipy.stats import rankdata
+
+    est.fit(x, (rankdata(y) - 0.5) / len(y))
+    return lambda z: np.quantile(y, np.clip(est.predict(z), 0.0, 1.0))
+
+
+def _scorer(predict: Callable, categorical: bool) -> Callable:
+    """A permutation-importance scorer that goes through ``predict``, so a rank-fitted model is judged on
+    the target's own scale (accuracy for categorical targets, R² for numeric ones)."""
+    from sklearn.metrics import accuracy_score, r2_score
+
+    score = accuracy_score if categorical else r2_score
+    return lambda _estimator, x, y: score(y, predict(x))
+
+
 def predict_property(
     zoo: Zoo,
     target: str = "test_acc",
@@ -118,13 +146,19 @@ def predict_property(
     feature_names: Sequence[str] | None = None,
     importances: bool = True,
     progress: Progress = None,
+    target_transform: str = "none",
 ) -> dict[str, Any]:
     """Cross-validated prediction of metadata column ``target`` from a feature set.
 
     ``features``: a kind of :func:`wslviz.features.compute_features` or a precomputed matrix
     ``[n_checkpoints, d]`` (with optional ``feature_names``). ``model``: ``linear``, ``gbm`` or ``knn``.
-    ``rows``: None/``"all"`` (every checkpoint), ``"final"`` (each model's last checkpoint) or row indices;
-    rows whose target is missing are skipped. Folds: ``GroupKFold(n_splits)`` over ``model_id``, shuffled
+    ``rows``: None/``"all"`` (every checkpoint), ``"trained"`` (checkpoints after epoch 0: an untrained
+    network's accuracy is chance plus sampling noise, with no order to predict), ``"final"`` (each model's
+    last checkpoint) or row indices; rows whose target is missing are skipped.
+    ``target_transform``: ``"none"``, or ``"rank"`` for numeric targets: the predictor is fitted to the
+    ranks of the training fold's targets (every pair of models weighs the same, as in Kendall's τ, instead
+    of squared error being dominated by the widest gaps) and its outputs are mapped back through the
+    training targets' quantiles. Folds: ``GroupKFold(n_splits)`` over ``model_id``, shuffled
     by ``random_state``.
 
     Returns a dict: ``kind`` ("regression"/"classification"), ``r2``, ``kendall_tau``, ``mae`` (numeric) or
@@ -142,6 +176,8 @@ def predict_property(
 
     if model not in MODELS:
         raise ValueError(f"unknown predictor {model!r}; known: {', '.join(MODELS)}")
+    if target_transform not in TARGET_TRANSFORMS:
+        raise ValueError(f"unknown target_transform {target_transform!r}; known: {', '.join(TARGET_TRANSFORMS)}")
     if target not in zoo.metadata:
         raise ValueError(f"the zoo's metadata has no column {target!r}; columns: {', '.join(zoo.metadata.columns)}")
     index = _rows(zoo, rows)
@@ -168,6 +204,8 @@ def predict_property(
             raise ValueError(f"target {target!r} takes a single value on these rows; nothing to predict")
     else:
         y = y.astype(float)
+    if categorical and target_transform != "none":
+        raise ValueError(f"target_transform={target_transform!r} needs a numeric target; {target!r} is categorical")
     want_importances = importances and x.shape[1] <= MAX_IMPORTANCE_FEATURES
     pred = np.empty(len(y), dtype=object if categorical else float)
     imp = np.zeros(x.shape[1])
@@ -179,15 +217,20 @@ def predict_property(
             if categorical and len(np.unique(y[train])) < 2:  # a fold that sees one class can only predict it
                 pred[test] = y[train][0]
             else:
-                est.fit(x[train], y[train])
-                pred[test] = est.predict(x[test])
+                if target_transform == "rank":
+                    predict = _rank_fit(est, x[train], y[train])
+                else:
+                    predict = est.fit(x[train], y[train]).predict
+                pred[test] = predict(x[test])
                 if want_importances:
                     imp += permutation_importance(est, x[test], y[test], n_repeats=3, random_state=random_state,
-                                                  n_jobs=1).importances_mean / n_splits
+                                                  n_jobs=1, scoring=_scorer(predict, categorical)
+                                                  ).importances_mean / n_splits
             if progress:
                 progress(i + 1, n_splits)
     out: dict[str, Any] = {
-        "target": target, "features": kind, "model": model, "n_rows": len(y), "n_models": n_groups,
+        "target": target, "features": kind, "model": model, "target_transform": target_transform,
+        "n_rows": len(y), "n_models": n_groups,
         "n_splits": n_splits, "rows": index, "truth": y,
         "importances": pd.Series(imp, index=names).sort_values(ascending=False) if want_importances else None,
     }
@@ -213,6 +256,7 @@ def leaderboard(
     random_state: int = 0,
     features: dict[str, np.ndarray] | None = None,
     progress: Progress = None,
+    target_transform: str = "none",
 ) -> pd.DataFrame:
     """Scores of every (feature set, predictor) pair for one target -> DataFrame with columns
     ``features, model, r2, kendall_tau, mae`` (numeric target) or ``features, model, accuracy,
@@ -220,6 +264,7 @@ def leaderboard(
 
     Each feature set is computed once (or taken from ``features``, a dict kind -> ``[n_checkpoints, d]``);
     kinds that cannot be computed for this zoo (``functional`` without a task) are skipped.
+    ``rows`` and ``target_transform`` as in :func:`predict_property`.
     ``progress(done, total)`` counts (feature set, predictor) pairs."""
     from wslviz.features import FeatureError, feature_set
 
@@ -237,7 +282,7 @@ def leaderboard(
             continue
         for model in models:
             r = predict_property(zoo, target, x, model, n_splits, random_state, rows, feature_names=names,
-                                 importances=False)
+                                 importances=False, target_transform=target_transform)
             keys = ("accuracy", "balanced_accuracy") if r["kind"] == "classification" else ("r2", "kendall_tau", "mae")
             records.append({"features": kind, "model": model, **{k: r[k] for k in keys},
                             "n_rows": r["n_rows"], "n_features": x.shape[1]})
