@@ -103,7 +103,7 @@ def run_case(name: str, spec: dict, task_name: str, n_models: int, repeats: int,
     gflops = forward_flops(arch, n_test) * n_models / batched_s / 1e9
     return {
         "case": name, "weights": source, "architecture": arch.describe(), "models": n_models,
-        "test_inputs": n_test, "chunk_size": default_chunk_size(arch, n_test),
+        "test_inputs": n_test, "chunk_size": default_chunk_size(arch, n_test, n_models=n_models),
         "loop_s": loop_s, "batched_s": batched_s, "ratio": loop_s / batched_s,
         "loop_runs_s": loops, "batched_runs_s": batched,
         "loop_cpu_s": loop_cpu, "batched_cpu_s": batched_cpu_s, "cpu_ratio": loop_cpu / batched_cpu_s,

@@ -66,7 +66,8 @@ import math
 import queue
 import threading
 from collections.abc import Callable
-from functools import lru_cache
+from concurrent import futures
+from functools import cache, lru_cache
 from typing import TypeVar
 
 import torch
@@ -447,16 +448,27 @@ def _dropout(h: torch.Tensor, b: int, p: float | torch.Tensor) -> torch.Tensor:
     return torch.where(mask, h / keep.clamp_min(1e-6), torch.zeros_like(h))
 
 
-CACHE_BUDGET_BYTES = 5 * 2**20
-"""Default chunk budget, about the L2 caches of this project's 2-core machine (2 MiB each): 8 models of the
-digits CNN (540 test images), which measured fastest among chunks of 1-128 models."""
+CACHE_BUDGET_BYTES = 14 * 2**20
+"""Default chunk budget: 23 models of the digits CNN (539 test images, conv1's output 0.6 MB per model), near
+the fastest of chunks of 8-32 models measured with parallel streams (8: 0.37-0.41 s, 16: 0.28-0.33 s, 24:
+0.26-0.29 s for 1,681 models at 2 threads); smaller chunks pay the ~60 small kernel calls of a chunk more often."""
+
+STREAM_CHUNKS = 4
+"""With parallel streams, chunks are at most ``1/STREAM_CHUNKS`` of a stream's share of the models, so that
+streams taking chunks as they finish end together (moons-mlp: 3 chunks over 2 streams cost 38 ms, 8 cost 15 ms)."""
 
 
-def default_chunk_size(arch: Architecture, n_inputs: int, budget_bytes: int = CACHE_BUDGET_BYTES) -> int:
-    """Models per chunk so that one chunk's widest activation stays within ``budget_bytes``."""
+def default_chunk_size(arch: Architecture, n_inputs: int, budget_bytes: int = CACHE_BUDGET_BYTES,
+                       n_models: int | None = None) -> int:
+    """Models per chunk so that one chunk's widest activation stays within ``budget_bytes``; given ``n_models``,
+    also small enough that each of torch's threads gets ``STREAM_CHUNKS`` chunks or more."""
     widest = max([math.prod(arch.input_shape)] + [math.prod(s) for s in arch.shapes])
     per_model = 4 * n_inputs * widest
-    return max(1, budget_bytes // max(per_model, 1))
+    chunk = max(1, budget_bytes // max(per_model, 1))
+    threads = torch.get_num_threads()
+    if n_models and threads > 1:
+        chunk = min(chunk, max(1, -(-n_models // (STREAM_CHUNKS * threads))))
+    return chunk
 
 
 @torch.no_grad()
@@ -467,7 +479,7 @@ def model_outputs(
     """Outputs ``[B, N, out]`` of B models (``weights`` [B, P] or [P]) on inputs ``x`` [N, ...]."""
     single = weights.dim() == 1
     weights = weights.unsqueeze(0) if single else weights
-    chunk = chunk_size or default_chunk_size(arch, len(x))
+    chunk = chunk_size or default_chunk_size(arch, len(x), n_models=len(weights))
     outs = _run_chunks(len(weights), chunk, lambda start, stop, ws: forward(arch, weights[start:stop].float(), x)[0],
                        progress)
     out = torch.cat(outs) if outs else torch.zeros(0, len(x), arch.output_dim)
@@ -521,7 +533,6 @@ def _run_chunks(n_models: int, chunk: int, work: Callable[[int, int, Workspace],
     todo, lock, done, failed = iter(range(len(bounds))), threading.Lock(), queue.SimpleQueue(), threading.Event()
 
     def stream() -> None:
-        torch.set_num_threads(1)  # this thread's OpenMP and MKL count (and torch's default for new threads)
         ws: Workspace = {}
         try:
             with torch.no_grad():  # grad mode is per thread
@@ -536,10 +547,8 @@ def _run_chunks(n_models: int, chunk: int, work: Callable[[int, int, Workspace],
             failed.set()
             done.put(e)
 
-    workers = [threading.Thread(target=stream, daemon=True) for _ in range(streams)]
+    workers = [_stream_pool(streams).submit(stream) for _ in range(streams)]
     try:
-        for t in workers:
-            t.start()
         finished = 0
         for _ in bounds:
             item = done.get()
@@ -550,10 +559,23 @@ def _run_chunks(n_models: int, chunk: int, work: Callable[[int, int, Workspace],
                 progress(finished, n_models)
     finally:
         failed.set()
-        for t in workers:
-            t.join()
-        torch.set_num_threads(threads)  # restore torch's default for threads started later
+        futures.wait(workers)
+        torch.set_num_threads(threads)  # torch's default for threads started later, which a new stream changed
     return results
+
+
+@cache
+def _stream_pool(n: int) -> futures.ThreadPoolExecutor:
+    """``n`` threads for :func:`_run_chunks`' streams, kept for the life of the process: a new thread's first
+    kernels pay for thread-local set-up in OpenMP and MKL (fresh threads per call made moons-mlp's 20 ms
+    evaluation take 34 ms)."""
+    return futures.ThreadPoolExecutor(n, thread_name_prefix="wslviz-stream", initializer=_one_intra_op_thread)
+
+
+def _one_intra_op_thread() -> None:
+    """Give the calling thread one intra-op thread (its own OpenMP and MKL counts), for good."""
+    torch.set_num_threads(1)  # also sets torch's default for threads started later: _run_chunks restores it
+    torch.get_num_threads()  # torch initialises a thread's count on first use, from that default: do it now
 
 
 def _check_inputs(arch: Architecture, task: Task | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -570,7 +592,7 @@ def _evaluate_chunks(arch: Architecture, task: Task, x: torch.Tensor, y: torch.T
                      chunk_size: int | None, progress: Progress, chunk_inputs: Callable) -> dict[str, torch.Tensor]:
     """The chunk loop shared by :func:`evaluate` and :func:`evaluate_affine`: ``chunk_inputs(start, stop, ws)``
     gives a chunk's ``(weights, first-layer output or None)``; ``ws`` is the workspace reused by all chunks."""
-    chunk = chunk_size or default_chunk_size(arch, len(x))
+    chunk = chunk_size or default_chunk_size(arch, len(x), n_models=n_models)
 
     def work(start: int, stop: int, ws: Workspace) -> tuple[torch.Tensor, torch.Tensor]:
         w, first = chunk_inputs(start, stop, ws)
