@@ -63,6 +63,7 @@ are memory-bound passes.
 from __future__ import annotations
 
 import math
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -547,7 +548,7 @@ def _run_chunks(n_models: int, chunk: int, work: Callable[[int, int, Workspace],
             failed.set()
             done.put(e)
 
-    workers = [_stream_pool(streams).submit(stream) for _ in range(streams)]
+    workers = [_stream_pool(streams, os.getpid()).submit(stream) for _ in range(streams)]
     try:
         finished = 0
         for _ in bounds:
@@ -565,10 +566,10 @@ def _run_chunks(n_models: int, chunk: int, work: Callable[[int, int, Workspace],
 
 
 @cache
-def _stream_pool(n: int) -> futures.ThreadPoolExecutor:
-    """``n`` threads for :func:`_run_chunks`' streams, kept for the life of the process: a new thread's first
-    kernels pay for thread-local set-up in OpenMP and MKL (fresh threads per call made moons-mlp's 20 ms
-    evaluation take 34 ms)."""
+def _stream_pool(n: int, pid: int) -> futures.ThreadPoolExecutor:
+    """``n`` threads for :func:`_run_chunks`' streams, kept for the life of the process ``pid`` (a forked child
+    inherits the pool but not its threads, so it gets its own): a new thread's first kernels pay for
+    thread-local set-up in OpenMP and MKL (fresh threads per call made moons-mlp's 20 ms evaluation take 34 ms)."""
     return futures.ThreadPoolExecutor(n, thread_name_prefix="wslviz-stream", initializer=_one_intra_op_thread)
 
 
