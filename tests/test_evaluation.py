@@ -209,6 +209,10 @@ def test_task_errors_and_chunk_size(mlp_arch, cnn_arch, moons_task):
         evaluate(cnn_arch, moons_task, torch.zeros(1, cnn_arch.n_params))
     assert default_chunk_size(cnn_arch, 540) >= 1
     assert default_chunk_size(mlp_arch, 10) > default_chunk_size(mlp_arch, 10_000)
+    # given the number of models, chunks are small enough for 4 per stream (at least 2 streams)
+    whole = default_chunk_size(mlp_arch, 10)
+    capped = default_chunk_size(mlp_arch, 10, n_models=whole)
+    assert -(-whole // capped) >= 8 and default_chunk_size(mlp_arch, 10, n_models=3) == 1
 
 
 @pytest.mark.parametrize("name", ["digits", "pool_bn_ln", "wide", "rows", "mlp_norm"])

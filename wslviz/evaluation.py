@@ -2,19 +2,22 @@
 
 ``forward`` runs B models on the same inputs with an explicit batched formulation per layer type
 (not ``vmap(functional_call)``, which materialises memory-bound intermediates and measured slower
-than a Python loop for a 2-16-16-2 MLP at B=1681). Models are processed in small chunks so that one
-chunk's activations stay in the CPU caches, and ``forward`` stays differentiable (``make-zoo`` trains
-hundreds of models at once through it).
+than a Python loop for a 2-16-16-2 MLP at B=1681). Models are processed in chunks whose activations
+stay near the CPU caches, and ``forward`` stays differentiable (``make-zoo`` trains hundreds of models
+at once through it). Without autograd and with several torch threads, ``evaluate``, ``evaluate_affine``
+and ``model_outputs`` run the chunks in parallel single-threaded streams (:func:`_run_chunks`).
 
 Activation layouts:
 
 - dense section: ``[B, N, F]``, or ``[N, F]`` while the input is still shared by all models;
 - image section: ``[B, N, H, W, C]`` (channels last per model), or ``[N, H, W, C]`` while shared.
   Flattening keeps the (H, W, C) order and permutes the next layer's parameters instead of the data.
+  Without autograd a banded conv's output is a permuted view of row-major ``[H, B, N, W, C]`` memory.
 
 Per layer type:
 
-- **linear**: one ``baddbmm`` per chunk (``matmul`` broadcast over models while the input is shared).
+- **linear**: one ``baddbmm`` per chunk (on the shared input expanded over models), or, reading a banded
+  conv's row-major output unflattened, one per image row, summed.
 - **conv2d, banded** (used when the padded image width is at most ``BANDED_MAX_WIDTH_RATIO`` times
   the kernel size): each model's convolution becomes one dense matmul per output *row*: the ``k``
   input rows an output row needs, ``k * W_in * C`` contiguous values in this layout, times a banded
@@ -22,42 +25,49 @@ Per layer type:
   ``W_in / k`` times the FLOPs of a direct convolution, but as large ``bmm`` calls that run near the
   machine's matmul peak, whereas a direct per-model convolution of these tiny images is dominated by
   call overhead and layout shuffles. While the input is still shared (first layer) the row windows are
-  copied once for all models and the bias rides along as a column of ones; later layers read the
+  copied once for all models, the bias rides along as a column of ones, and (without autograd) output
+  columns go in groups (:func:`_column_group`) so that the band holds fewer zeros; later layers read the
   windows in place without autograd (``k*W_in*C`` contiguous values per image at a fixed stride are a
   valid matmul operand) and copy them with ``unfold`` when autograd is on.
 - **conv2d, grouped** (wide images, where the band would waste too many FLOPs): one grouped
   convolution with the models stacked along channels (``[N, B*C, H, W]``, ``groups=B``, channels-last).
 - pooling, BatchNorm, LayerNorm, dropout, activations: one kernel call per chunk on the whole batch,
-  in place when autograd is off.
+  in place when autograd is off; a ReLU right after a linear or conv layer is applied by that layer.
 
-Measured on this project's 2-core Xeon (AVX-512, 150-240 GFLOP/s fp32 matmul when quiet) for the digits
-CNN on 540 images, 1681 models, seconds for all models, one layer: the second conv as a grouped conv
+Measured on this project's 2-core Xeon (AVX-512, 125-140 GFLOP/s fp32 matmul per core when quiet) for the
+digits CNN on 539 images, 1681 models, seconds for all models, one layer: the second conv as a grouped conv
 0.80 (0.28 channels-last), as ``unfold`` im2col + bmm 7.0, as a full Toeplitz bmm (4x FLOPs) 0.26-0.33,
-as banded rows 0.07 (window copy) + 0.12 (bmm), or 0.13 reading the windows in place. A chunk's
-activations should fit the L2 cache: a relu over 64 models' conv outputs (40 MB) cost 0.26 s for all
-models versus 0.02-0.04 s in chunks of 1-16 models. ``F.cross_entropy`` on [B*N, 10] logits cost 4x a
-logsumexp-minus-target (now in :meth:`wslviz.tasks.Task.loss`).
+as banded rows 0.07 (window copy) + 0.12 (bmm), or 0.13 reading the windows in place. ``F.cross_entropy``
+on [B*N, 10] logits cost 4x a logsumexp-minus-target (now in :meth:`wslviz.tasks.Task.loss`).
 
-Further measured choices (digits CNN, 2,601 models, 1 thread):
+Further measured choices (digits CNN, 1 thread unless said; per-chunk figures for 16 models):
 
 - **Buffers reused across chunks** (:func:`_buffer`, no-grad only): every chunk's multi-MB layer outputs
   were fresh ``mmap`` pages from glibc, page-faulted on first touch; reusing one buffer per layer took
-  the whole evaluation from ~2.5 s to ~1.1 s (same effect as ``MALLOC_MMAP_THRESHOLD_``).
+  the evaluation of 2,601 models from ~2.5 s to ~1.1 s (same effect as ``MALLOC_MMAP_THRESHOLD_``).
 - **Shared inputs are expanded, not broadcast**: ``torch.matmul(rows, band[B])`` copies the shared rows
   once per model; ``bmm`` on a stride-0 expanded view does not (conv1: 3.4 ms -> 0.64 ms per chunk of 8).
 - **Narrow linear outputs are computed transposed** (``w @ h.T``, fewer than 16 output features): MKL's
-  batched matmul with 2 output columns ran ~3x slower than with the roles swapped.
+  batched matmul with 2 output columns ran ~3x slower than with the roles swapped (10 columns: 1.7x).
+- **Conv output left row-major**: copying the second conv's rows into ``[B, N, H, W, C]`` order was a
+  pass over its output (~0.3 ms a chunk; writing the rows straight into that order through strided
+  ``out=`` views cost as much); the linear layer reads the rows where they are instead.
+- **One gather per band** (:func:`_kernel_band`): ``index_select`` into a reused buffer, bias row included,
+  instead of ``cat`` + advanced indexing + ``repeat`` (~0.4 ms a chunk of 8).
+- **Grouped output columns in the first conv**: groups of 2 columns (16 outputs per matmul row, 13 inputs)
+  do 1.6x the direct FLOPs instead of 2.7x: 0.83 -> 0.59 ms; 1 column (8 outputs) ran slower, 0.94 ms.
+- **Bias and ReLU fused** (:func:`_bias_relu_`): ``baddbmm`` copies the broadcast bias into its output
+  before the matmul; ``bmm`` then ATen's fused add+ReLU saves that pass (2.77 -> 2.55 ms for conv2).
 - **Loss and accuracy in one pass over the logits** (:meth:`wslviz.tasks.Task.loss_and_correct`): the
-  class maximum is shared by logsumexp and the "correct" test; ``argmax`` alone cost 3x an ``amax``.
+  class maximum is shared by logsumexp and the "correct" test; ``argmax`` alone cost 3x an ``amax``; the
+  test for ties with an earlier class runs only when a row has a tie (or a non-finite maximum).
+- **Parallel streams** (:func:`_run_chunks`): with 2 threads, two Python threads with one intra-op thread
+  each took 0.27-0.29 s where the serial chunk loop with 2-thread kernels took 0.38-0.45 s; the threads
+  are kept (new ones cost moons-mlp 20 -> 34 ms per call), and chunks are larger (``CACHE_BUDGET_BYTES``).
 - **Lines and planes** (:func:`evaluate_affine`): the first layer's output is exactly affine in the grid
   coordinates, so it is one ``[G, D+1] x [D+1, N*F]`` matmul from precomputed products.
 
-End to end (``benchmarks/bench_evaluate.py --threads 1``, shared machine, load ~2): moons-mlp ~15x the
-per-model loop, digits-cnn ~2.7x (loop 2.06 s, batched 0.77 s for 1,681 models). The CNN's floor in this
-formulation is the banded conv2: 2 x 539 x 4 x 144 x 32 multiply-adds per model (twice the direct
-count), ~450 ms for 2,601 models at ~115 GFLOP/s, i.e. near the 145-160 GFLOP/s a 2048^2 matmul reaches
-here; the rest (conv1 ~100 ms, relus ~110 ms, output permute ~65 ms, band gathers ~65 ms, loss ~110 ms)
-are memory-bound passes.
+End to end (``benchmarks/bench_evaluate.py``, 1,681 models, shared machine): RESULTS_PLACEHOLDER
 """
 
 from __future__ import annotations
@@ -455,20 +465,21 @@ the fastest of chunks of 8-32 models measured with parallel streams (8: 0.37-0.4
 0.26-0.29 s for 1,681 models at 2 threads); smaller chunks pay the ~60 small kernel calls of a chunk more often."""
 
 STREAM_CHUNKS = 4
-"""With parallel streams, chunks are at most ``1/STREAM_CHUNKS`` of a stream's share of the models, so that
-streams taking chunks as they finish end together (moons-mlp: 3 chunks over 2 streams cost 38 ms, 8 cost 15 ms)."""
+"""Chunks are at most ``1/STREAM_CHUNKS`` of a stream's share of the models (counting at least 2 streams), so
+that parallel streams taking chunks as they finish end together (moons-mlp at 2 threads: 3 chunks cost
+38 ms, 8 cost 15 ms), and an MLP's chunks stay near the caches at 1 thread too (moons-mlp: chunks of 764
+models 38-40 ms, of 211-273 models 30 ms)."""
 
 
 def default_chunk_size(arch: Architecture, n_inputs: int, budget_bytes: int = CACHE_BUDGET_BYTES,
                        n_models: int | None = None) -> int:
     """Models per chunk so that one chunk's widest activation stays within ``budget_bytes``; given ``n_models``,
-    also small enough that each of torch's threads gets ``STREAM_CHUNKS`` chunks or more."""
+    also at most ``n_models / (STREAM_CHUNKS * max(threads, 2))`` (see :data:`STREAM_CHUNKS`)."""
     widest = max([math.prod(arch.input_shape)] + [math.prod(s) for s in arch.shapes])
     per_model = 4 * n_inputs * widest
     chunk = max(1, budget_bytes // max(per_model, 1))
-    threads = torch.get_num_threads()
-    if n_models and threads > 1:
-        chunk = min(chunk, max(1, -(-n_models // (STREAM_CHUNKS * threads))))
+    if n_models:
+        chunk = min(chunk, max(1, -(-n_models // (STREAM_CHUNKS * max(torch.get_num_threads(), 2)))))
     return chunk
 
 
