@@ -10,6 +10,7 @@ import torch
 from wslviz.arch import ACTIVATIONS, Architecture, ArchitectureError, mlp_spec
 from wslviz.evaluation import (
     BANDED_MAX_WIDTH_RATIO,
+    MIN_CHUNK_BYTES,
     default_chunk_size,
     evaluate,
     evaluate_affine,
@@ -209,10 +210,15 @@ def test_task_errors_and_chunk_size(mlp_arch, cnn_arch, moons_task):
         evaluate(cnn_arch, moons_task, torch.zeros(1, cnn_arch.n_params))
     assert default_chunk_size(cnn_arch, 540) >= 1
     assert default_chunk_size(mlp_arch, 10) > default_chunk_size(mlp_arch, 10_000)
-    # given the number of models, chunks are small enough for 4 per stream (at least 2 streams)
-    whole = default_chunk_size(mlp_arch, 10)
-    capped = default_chunk_size(mlp_arch, 10, n_models=whole)
-    assert -(-whole // capped) >= 8 and default_chunk_size(mlp_arch, 10, n_models=3) == 1
+    # given the number of models, chunks are small enough for 4 per stream (at least 2 streams), of equal
+    # size, but not smaller than MIN_CHUNK_BYTES of activations: a small batch stays in one piece
+    per_model = 4 * 10_000 * max(mlp_arch.shapes[i][0] for i in range(len(mlp_arch.shapes)))
+    whole = default_chunk_size(mlp_arch, 10_000)
+    n = 4 * whole + 1
+    capped = default_chunk_size(mlp_arch, 10_000, n_models=n)
+    assert -(-n // capped) >= 8 and capped * per_model >= MIN_CHUNK_BYTES
+    assert -(-n // capped) * capped - n < -(-n // capped)  # chunks differ by at most one model
+    assert default_chunk_size(mlp_arch, 10, n_models=3) == 3
 
 
 @pytest.mark.parametrize("name", ["digits", "pool_bn_ln", "wide", "rows", "mlp_norm"])
