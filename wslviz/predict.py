@@ -117,7 +117,7 @@ def _features(zoo: Zoo, features: str | np.ndarray, names: Sequence[str] | None,
     return x, list(names) if names is not None else [f"f{i}" for i in range(x.shape[1])], "custom"
 
 
-def _rank_fit(est, x: np.ndarray, y: np.ndarray):
+def _rank_fit(est, x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """Fit ``est`` to the ranks of ``y`` scaled to (0, 1) and return a predict function that maps rank
     predictions back through the training targets' quantiles (monotone, so orderings are kept)."""
     from scipy.stats import rankdata
