@@ -27,10 +27,7 @@ ui.teaching(
     "*Implicit Self-Regularization in Deep Neural Networks*, JMLR 2021 (spectra).",
 )
 
-zoo = ui.current_zoo()
-if zoo is None:
-    st.info("No zoo is open: pick one in the sidebar.")
-    st.stop()
+zoo = ui.require_zoo()
 path = ui.current_zoo_path()
 meta = zoo.metadata
 hparams = zplots.hyperparameter_columns(meta)

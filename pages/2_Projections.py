@@ -33,10 +33,7 @@ ui.teaching(
     "*Git Re-Basin*, ICLR 2023; McInnes et al., *UMAP*, 2018.",
 )
 
-zoo = ui.current_zoo()
-if zoo is None:
-    st.info("No zoo is open: pick one in the sidebar.")
-    st.stop()
+zoo = ui.require_zoo()
 path = ui.current_zoo_path()
 meta = zoo.metadata
 # numba compiles UMAP once per process (~12 s): start it now so it is ready when asked for

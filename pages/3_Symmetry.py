@@ -31,10 +31,7 @@ ui.teaching(
     "Entezari et al., *The Role of Permutation Invariance in Linear Mode Connectivity*, ICLR 2022.",
 )
 
-zoo = ui.current_zoo()
-if zoo is None:
-    st.info("No zoo is open: pick one in the sidebar.")
-    st.stop()
+zoo = ui.require_zoo()
 arch = zoo.arch
 try:
     spec = arch.perm_spec

@@ -47,10 +47,7 @@ ui.teaching(
     "ICLR 2023.",
 )
 
-zoo = ui.current_zoo()
-if zoo is None:
-    st.info("No zoo is open: pick one in the sidebar.")
-    st.stop()
+zoo = ui.require_zoo()
 if zoo.task is None:
     st.warning("This zoo has no evaluation data (task), so losses cannot be computed: attach a task (a .npz "
                "with x and y) on the home page to draw landscapes.")

@@ -32,10 +32,7 @@ ui.teaching(
     "Revisited*, ICML 2019 (CKA).",
 )
 
-zoo = ui.current_zoo()
-if zoo is None:
-    st.info("No zoo is open: pick one in the sidebar.")
-    st.stop()
+zoo = ui.require_zoo()
 path = ui.current_zoo_path()
 fp = zoo.fingerprint
 meta = zoo.metadata

@@ -45,10 +45,7 @@ ui.teaching(
 )
 
 path = ui.current_zoo_path()
-zoo = ui.current_zoo()
-if zoo is None:
-    st.info("No zoo is loaded: pick one on the home page.")
-    st.stop()
+zoo = ui.require_zoo()
 if zoo.n_models < 2:
     st.warning("Generators need at least two models; this zoo has one.")
     st.stop()

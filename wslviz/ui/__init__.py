@@ -155,6 +155,15 @@ def current_zoo_path() -> str | None:
     return path
 
 
+def require_zoo() -> Zoo:
+    """:func:`current_zoo` for a page that needs one: with no zoo open, says where to pick one and stops."""
+    zoo = current_zoo()
+    if zoo is None:
+        st.info("No zoo is open: pick one in the sidebar.")
+        st.stop()
+    return zoo
+
+
 def current_zoo(stop_on_error: bool = True) -> Zoo | None:
     """The zoo picked in the sidebar (default: see :func:`current_zoo_path`), or None if there is none.
 
