@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wslviz import landscape as L
-from wslviz.zoo import load_zoo
+from wslviz.scale.cache import load_zoo
+from wslviz.understand import landscape as L
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOOS = ("moons-mlp", "digits-cnn")

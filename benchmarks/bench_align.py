@@ -103,8 +103,8 @@ def train_pair(epochs: int, seeds=(0, 1)):
     import torch
     import torch.nn.functional as F
 
-    from wslviz.arch import Architecture, mlp_spec
-    from wslviz.evaluation import forward
+    from wslviz.core.arch import Architecture, mlp_spec
+    from wslviz.core.evaluation import forward
 
     arch = Architecture(mlp_spec(WIDTHS))
     task = digits_flat()
@@ -132,7 +132,7 @@ def digits_flat():
     """scikit-learn digits as 64-dimensional vectors (wslviz's digits task, flattened)."""
     from dataclasses import replace
 
-    from wslviz.tasks import make_task
+    from wslviz.core.tasks import make_task
 
     task = make_task("digits")
     return replace(task, name="digits-64", x_train=task.x_train.flatten(1), x_test=task.x_test.flatten(1))
@@ -142,7 +142,7 @@ def barrier(arch, task, a, b, steps: int = 25) -> tuple[float, list[float]]:
     """Test-loss barrier on the linear path from ``a`` to ``b`` (all points in one batched evaluation)."""
     import torch
 
-    from wslviz.evaluation import evaluate
+    from wslviz.core.evaluation import evaluate
 
     t = torch.linspace(0, 1, steps).unsqueeze(1)
     losses = evaluate(arch, task, (1 - t) * a + t * b)["loss"]
@@ -167,7 +167,7 @@ def main() -> None:
     from safetensors.torch import load_file, save_file
 
     import wslviz as wv
-    from wslviz.symmetry import KINDS, equivalence_gap
+    from wslviz.understand.symmetry import KINDS, equivalence_gap
 
     venv_python = ensure_venv()
     t0 = time.perf_counter()
@@ -176,7 +176,7 @@ def main() -> None:
     acc = wv.evaluate(arch, task, w)["accuracy"].tolist()
     print(f"trained 2 x {arch.describe()} in {time.perf_counter() - t0:.1f}s; test accuracy {acc}")
 
-    import wslviz.align  # noqa: F401  (imported before timing: its scipy import is not part of a match)
+    import wslviz.understand.align  # noqa: F401  (imported before timing: its scipy import is not part of a match)
     names = ("wslviz", "wslviz_permutation_only", "rebasin")
     times: dict[str, list[float]] = {n: [] for n in names}
     aligned: dict[str, list] = {n: [] for n in names}

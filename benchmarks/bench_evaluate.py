@@ -35,11 +35,11 @@ from pathlib import Path
 
 import torch
 
-from wslviz.arch import Architecture, mlp_spec
-from wslviz.evaluation import default_chunk_size, evaluate, evaluate_per_model
-from wslviz.tasks import make_task
-from wslviz.training import DIGITS_CNN
-from wslviz.zoo import load_zoo
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.core.evaluation import default_chunk_size, evaluate, evaluate_per_model
+from wslviz.core.tasks import make_task
+from wslviz.core.training import DIGITS_CNN
+from wslviz.scale.cache import load_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_evaluate.json"

@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.arch import Architecture
-from wslviz.embed import project, warm_up_umap
-from wslviz.features import compute_features
-from wslviz.training import DIGITS_CNN
-from wslviz.zoo import Zoo
+from wslviz.core.arch import Architecture
+from wslviz.core.training import DIGITS_CNN
+from wslviz.core.zoo import Zoo
+from wslviz.represent.features import compute_features
+from wslviz.represent.projection import project, warm_up_umap
 
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,16 +6,16 @@ call. Three workloads, each on one sample-zoo model (the best final checkpoint =
 and its test split, cross-entropy loss:
 
 * **line**: ``linear_interpolation(A, B, steps=S)`` evaluates t = 1/S, ..., 1 (S points; it never
-  evaluates t = 0); wslviz's :func:`~wslviz.landscape.interpolate` evaluates those S points *and* t = 0
+  evaluates t = 0); wslviz's :func:`~wslviz.understand.landscape.interpolate` evaluates those S points *and* t = 0
   (S + 1 points, one more than the peer). The losses at the common t are compared.
 * **plane**: ``planar_interpolation(A, B, C, steps=S)``: S x S points ``A + i (B - A)/S + j (C - A)/S``;
-  wslviz evaluates the same S x S points with :func:`~wslviz.landscape.surface` on the same (non
-  orthonormal) directions (through :func:`~wslviz.evaluation.evaluate_affine`: the first layer of every
+  wslviz evaluates the same S x S points with :func:`~wslviz.understand.landscape.surface` on the same (non
+  orthonormal) directions (through :func:`~wslviz.core.evaluation.evaluate_affine`: the first layer of every
   grid point is an exact affine combination of three precomputed first-layer outputs). The peer's rows
   alternate direction (even rows j = 1..S, odd rows j = 0..S-1); losses are compared on the even rows,
   where the points coincide.
 * **random plane**: ``random_plane(A, distance=1, steps=S, normalization="filter")`` (S x S points, uniform
-  directions) against :func:`~wslviz.landscape.random_plane` (S x S points, Gaussian filter-normalised
+  directions) against :func:`~wslviz.understand.landscape.random_plane` (S x S points, Gaussian filter-normalised
   directions, Li et al. 2018): equal work, different random directions, so only times are compared.
 
 The peer runs in its own virtual environment ``benchmarks/.venv-loss-landscapes`` (created on demand:
@@ -66,13 +66,13 @@ def best_time(fn, repeats: int):
 
 # ------------------------------------------------------------------ the peer's side (its own venv)
 def peer_side(data_path: str, out_path: str) -> None:
-    """Runs inside ``.venv-loss-landscapes``: torch, loss_landscapes and wslviz.arch (torch only)."""
+    """Runs inside ``.venv-loss-landscapes``: torch, loss_landscapes and wslviz.core.arch (torch only)."""
     import torch
     from loss_landscapes import linear_interpolation, planar_interpolation, random_plane
     from loss_landscapes.metrics import Loss
 
     sys.path.insert(0, str(ROOT))
-    from wslviz.arch import Architecture
+    from wslviz.core.arch import Architecture
 
     data = torch.load(data_path, weights_only=True)
     torch.set_num_threads(int(data["threads"]))
@@ -108,8 +108,8 @@ def bench_zoo(name: str, args) -> dict:
     import numpy as np
     import torch
 
-    from wslviz import landscape as L
-    from wslviz.zoo import load_zoo
+    from wslviz.scale.cache import load_zoo
+    from wslviz.understand import landscape as L
 
     zoo = load_zoo(ROOT / "sample_zoo" / name)
     final = zoo.final_index()

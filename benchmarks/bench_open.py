@@ -30,8 +30,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from wslviz.arch import Architecture
-from wslviz.zoo import Zoo, load_zoo, save_zoo
+from wslviz.core.arch import Architecture
+from wslviz.core.zoo import Zoo
+from wslviz.formats import save_zoo
+from wslviz.scale.cache import load_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_open.json"

@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import wslviz as wv
-from wslviz.arch import Architecture, mlp_spec
-from wslviz.zoo import Zoo
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.core.zoo import Zoo
 
 
 def _timed(fn, repeats: int = 3) -> float:

@@ -32,11 +32,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.align import align_zoo
-from wslviz.evaluation import evaluate
-from wslviz.features import default_reference, functional_features, spectral_features, weight_stats
-from wslviz.precompute import precompute_zoo
-from wslviz.zoo import Zoo, load_zoo, save_zoo
+from wslviz.core.evaluation import evaluate
+from wslviz.core.zoo import Zoo
+from wslviz.formats import save_zoo
+from wslviz.represent.features import default_reference, functional_features, spectral_features, weight_stats
+from wslviz.scale.cache import load_zoo
+from wslviz.scale.precompute import precompute_zoo
+from wslviz.understand.align import align_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_precompute.json"
@@ -105,7 +107,7 @@ def main() -> None:
             with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
                     Client(cl) as client:
                 startup = time.perf_counter() - start
-                client.run(lambda: __import__("wslviz.precompute") and None)  # imports are a one-off per worker
+                client.run(lambda: __import__("wslviz.scale.precompute") and None)  # imports are a one-off per worker
                 for n, (kinds, with_eval) in plan.items():
                     out = Path(tmp) / f"cache-{n}-{workers}"
                     report = precompute_zoo(zoos[n], out, features=kinds, evaluate=with_eval, client=client)

@@ -1,4 +1,4 @@
-"""Batched training (``wslviz.training.train``, what ``make-zoo`` runs) vs training the same models one by one.
+"""Batched training (``wslviz.core.training.train``, what ``make-zoo`` runs) vs training the same models one by one.
 
 The baseline is the ordinary way: per model an ``nn.Module``, ``torch.optim.SGD``/``Adam`` with the
 model's hyper-parameters, and a loop over its minibatches, then ``evaluate_per_model`` on the train and
@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wslviz.arch import Architecture
-from wslviz.evaluation import evaluate_per_model
-from wslviz.tasks import make_task
-from wslviz.training import DATA_STREAM, RECIPES, init_weights, train
+from wslviz.core.arch import Architecture
+from wslviz.core.evaluation import evaluate_per_model
+from wslviz.core.tasks import make_task
+from wslviz.core.training import DATA_STREAM, RECIPES, init_weights, train
 
 
 def train_one_by_one(arch, task, hp, epochs: int) -> torch.Tensor:
@@ -77,7 +77,7 @@ def main() -> None:
 
     print(f"{args.recipe}: {len(hp)} models x {args.epochs} epoch(s), {arch.n_params} params, 1 thread")
     print(f"  one by one (nn.Module + torch.optim): {t_loop:8.2f} s")
-    print(f"  batched (wslviz.training.train):      {t_batched:8.2f} s")
+    print(f"  batched (wslviz.core.training.train):      {t_batched:8.2f} s")
     print(f"  speed-up: {t_loop / t_batched:.1f}x")
     diff = (batched - looped).abs().max(1).values
     for name in ("sgd", "adam"):

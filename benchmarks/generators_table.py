@@ -7,10 +7,10 @@ configuration below, fit on the zoo (seed 0), sample ``--n`` models and report:
   zoo's final checkpoints;
 * ``NN dist``: mean L2 distance from each generated model to its nearest zoo checkpoint (all
   checkpoints, every epoch), after aligning everything to one common reference (the best final
-  checkpoint) by weight matching (:class:`wslviz.generation.NoveltyIndex`);
+  checkpoint) by weight matching (:class:`wslviz.generation.generators.NoveltyIndex`);
 * ``max agree``: mean over generated models of the highest prediction agreement on the test set with
   any zoo checkpoint (1.0 = functionally a copy of some zoo model; Zeng et al. 2025);
-* the same two numbers for the **noise baseline** (:func:`wslviz.generation.noise_baseline`): zoo final
+* the same two numbers for the **noise baseline** (:func:`wslviz.generation.generators.noise_baseline`): zoo final
   checkpoints at least as accurate as the generated mean, plus per-tensor Gaussian noise
   ``s * std(tensor)`` with the largest ``s`` that keeps their mean accuracy >= the generated mean.
 
@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from wslviz import generation as G
-from wslviz.zoo import load_zoo
+from wslviz.scale.cache import load_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 

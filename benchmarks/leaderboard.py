@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 import wslviz as wv
-from wslviz.features import aligned_weights, feature_set
-from wslviz.hyperrep import HyperRepresentation, reconstruction_quality
-from wslviz.predict import leaderboard, predict_property
-from wslviz.retrieval import retrieval_benchmark
+from wslviz.represent.features import aligned_weights, feature_set
+from wslviz.represent.hyperrep import HyperRepresentation, reconstruction_quality
+from wslviz.represent.predict import leaderboard, predict_property
+from wslviz.represent.retrieval import retrieval_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 warnings.filterwarnings("ignore", category=ImportWarning)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from wslviz import embed, features, ui
+from wslviz import ui
 from wslviz.plots import embedding as eplots
+from wslviz.represent import features, projection
 
 CHART_KEY = "proj_chart"
 PICKED_KEY = "proj_picked"
@@ -37,7 +38,7 @@ zoo = ui.require_zoo()
 path = ui.current_zoo_path()
 meta = zoo.metadata
 # numba compiles UMAP once per process (~12 s): start it now so it is ready when asked for
-embed.warm_up_umap_in_background()
+projection.warm_up_umap_in_background()
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -49,7 +50,7 @@ def cached_features(zoo_path: str, fingerprint: str, kind: str) -> np.ndarray:
 def cached_projection(zoo_path: str, fingerprint: str, kind: str, method: str, dim: int, seed: int,
                       rows: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
     """Coordinates of the rows, and the explained variance ratios (PCA only)."""
-    proj = embed.Projector(method, dim, seed)
+    proj = projection.Projector(method, dim, seed)
     coords = proj.fit_transform(cached_features(zoo_path, fingerprint, kind)[list(rows)])
     return coords, proj.explained_variance_ratio
 
@@ -58,7 +59,7 @@ kinds = [k for k in features.KINDS if k != "functional" or zoo.task is not None]
 c1, c2, c3, c4 = st.columns([2, 1, 1, 2])
 kind = c1.selectbox("features", kinds, index=kinds.index("stats"), key="proj_kind",
                     format_func=lambda k: f"{k}: {features.DESCRIPTIONS[k]}")
-method = c2.selectbox("method", embed.METHODS, index=0, key="proj_method", format_func=embed.LABELS.get)
+method = c2.selectbox("method", projection.METHODS, index=0, key="proj_method", format_func=projection.LABELS.get)
 dim = c3.radio("dimensions", (2, 3), horizontal=True, key="proj_dim")
 columns = list(meta.columns)
 default_color = columns.index("test_acc") if "test_acc" in columns else 0
@@ -70,7 +71,7 @@ compare = c6.toggle("naive vs aligned side by side", value=False, key="proj_comp
 seed = int(c7.number_input("seed", 0, 10_000, 0, key="proj_seed"))
 if zoo.task is None:
     st.caption("This zoo has no task: the `functional` features (outputs on probe inputs) are unavailable.")
-if method == "umap" and not embed.umap_ready():
+if method == "umap" and not projection.umap_ready():
     st.info("UMAP is compiling its numba kernels in the background (about 12 s once per server process); "
             "the first UMAP projection may wait for it.")
 
@@ -103,8 +104,8 @@ if pending:
     st.stop()
 
 
-def projection(k: str) -> tuple[np.ndarray, np.ndarray | None]:
-    with st.spinner(f"Projecting {k} features with {embed.LABELS[method]} ..."):
+def projected(k: str) -> tuple[np.ndarray, np.ndarray | None]:
+    with st.spinner(f"Projecting {k} features with {projection.LABELS[method]} ..."):
         try:
             return cached_projection(path, fp, k, method, int(dim), seed, rows_key)
         except features.FeatureError as e:
@@ -127,12 +128,12 @@ def on_select() -> None:
 if compare:
     left, right = st.columns(2)
     for col, k, title in ((left, "flat", "naive: raw weights"), (right, "aligned", "aligned to the best model")):
-        fig = eplots.projection_figure(projection(k)[0], meta, rows, color_by, lines=lines, selected=picked,
-                                       axis_title=axis, title=f"{embed.LABELS[method]} of {title}", height=460)
+        fig = eplots.projection_figure(projected(k)[0], meta, rows, color_by, lines=lines, selected=picked,
+                                       axis_title=axis, title=f"{projection.LABELS[method]} of {title}", height=460)
         col.plotly_chart(fig, key=f"proj_chart_{k}", width="stretch")
-coords, evr = projection(kind)
+coords, evr = projected(kind)
 fig = eplots.projection_figure(coords, meta, rows, color_by, lines=lines, selected=picked, axis_title=axis,
-                               title=f"{embed.LABELS[method]} of {kind} features, coloured by {color_by}")
+                               title=f"{projection.LABELS[method]} of {kind} features, coloured by {color_by}")
 event = st.plotly_chart(fig, key=CHART_KEY, on_select=on_select, selection_mode=("points", "box", "lasso"),
                         width="stretch")
 # a selection set in session state directly (or before the callback ran) is honoured as well

@@ -9,10 +9,10 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from wslviz import align as A
-from wslviz import symmetry as S
 from wslviz import ui
 from wslviz.plots import symmetry as P
+from wslviz.understand import align as A
+from wslviz.understand import symmetry as S
 
 st.title("Weight-space symmetries")
 ui.teaching(
@@ -138,7 +138,7 @@ def align_pair(zoo_path: str, fp: str, row_a: int, row_b: int, method: str, kind
            "after": S.layer_distances(z.arch, a, aligned),
            "gap": S.equivalence_gap(z.arch, b, aligned, z.task.x_test if z.task is not None else None)}
     if z.task is not None:
-        from wslviz.landscape import interpolate, loss_barrier
+        from wslviz.understand.landscape import interpolate, loss_barrier
 
         out["barrier_before"] = loss_barrier(interpolate(z.arch, z.task, a, b, steps=11))
         out["barrier_after"] = loss_barrier(interpolate(z.arch, z.task, a, aligned, steps=11))

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from wslviz import landscape as L
 from wslviz import ui
 from wslviz.plots import landscape as P
+from wslviz.understand import landscape as L
 
 st.title("Loss landscape and mode connectivity")
 ui.teaching(

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from wslviz import features, predict, retrieval, ui
+from wslviz import ui
 from wslviz.plots import predict as pplots
+from wslviz.represent import features, predict, retrieval
 
 FIT_KEY = "predict_fit"
 BOARD_KEY = "predict_board"

@@ -11,7 +11,7 @@ import torch
 
 from wslviz import generation as G
 from wslviz import ui
-from wslviz.evaluation import evaluate
+from wslviz.core.evaluation import decision_grid, evaluate
 from wslviz.plots import generate as P
 
 RUNS_KEY = "generate_runs"
@@ -230,7 +230,7 @@ if zoo.task is not None:
         nearest = nov["nearest_row"].to_numpy()[pick]
         pairs = torch.stack([w for i, r in zip(pick, nearest, strict=True)
                              for w in (latest["weights"][i], zoo.weights[int(r)].float())])
-        xs, ys, classes = G.decision_grid(zoo.arch, pairs, zoo.task.x_test, resolution=70)
+        xs, ys, classes = decision_grid(zoo.arch, pairs, zoo.task.x_test, resolution=70)
         acc, near_acc, dist = (nov[c].to_numpy() for c in ("accuracy", "nearest_accuracy", "distance"))
         titles = [t for i, r in zip(pick, nearest, strict=True)
                   for t in (f"generated {i} (acc {acc[i]:.3f})",

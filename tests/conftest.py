@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from wslviz.arch import Architecture, mlp_spec
-from wslviz.tasks import make_task
-from wslviz.zoo import Zoo, load_zoo
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.core.tasks import make_task
+from wslviz.core.zoo import Zoo
+from wslviz.scale.cache import load_zoo
 
 warnings.filterwarnings("ignore", category=ImportWarning)
 
@@ -38,7 +39,7 @@ def random_zoo(arch: Architecture, task, n_models: int = 6, epochs=(0, 1), seed:
     rows = [{"model_id": m, "epoch": e, "seed": m, "lr": [0.01, 0.1][m % 2]} for m in range(n_models) for e in epochs]
     meta = pd.DataFrame(rows)
     if task is not None:
-        from wslviz.evaluation import evaluate
+        from wslviz.core.evaluation import evaluate
 
         r = evaluate(arch, task, w)
         meta["test_loss"], meta["test_acc"] = r["loss"].numpy(), r["accuracy"].numpy()

@@ -8,9 +8,9 @@ from conftest import SMALL_CNN
 from test_symmetry import BN_CNN, GAP_CNN, random_weights
 
 import wslviz as wv
-from wslviz.align import align_to_average, align_zoo, merge, reset_batchnorm
-from wslviz.arch import Architecture, mlp_spec
-from wslviz.symmetry import equivalence_gap, inverse, probe_inputs
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.understand.align import align_to_average, align_zoo, merge, reset_batchnorm
+from wslviz.understand.symmetry import equivalence_gap, inverse, probe_inputs
 
 MLPS = [
     Architecture(mlp_spec([2, 16, 16, 2])),

@@ -12,10 +12,11 @@ from safetensors.torch import load
 from streamlit.testing.v1 import AppTest
 
 from wslviz import ui
-from wslviz.arch import Architecture, mlp_spec
-from wslviz.tasks import make_task
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.core.tasks import make_task
+from wslviz.formats import save_zoo
+from wslviz.scale.cache import load_zoo
 from wslviz.ui.home import page_files
-from wslviz.zoo import load_zoo
 
 BUNDLED = ("moons-mlp", "spirals-tanh", "digits-cnn")
 TIMEOUT = 120
@@ -28,7 +29,7 @@ def zoo_dirs(tmp_path_factory):
     task = make_task("moons")
     a = random_zoo(Architecture(mlp_spec([2, 16, 16, 2])), task, n_models=5, epochs=(0, 1, 2), seed=1)
     b = random_zoo(Architecture(mlp_spec([2, 8, 2])), task, n_models=7, epochs=(0, 3), seed=2)
-    return str(a.save(base / "zoo-a")), str(b.save(base / "zoo-b"))
+    return str(save_zoo(a, base / "zoo-a")), str(save_zoo(b, base / "zoo-b"))
 
 
 def app(**query) -> AppTest:

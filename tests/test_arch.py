@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from wslviz.arch import ACTIVATIONS, Architecture, ArchitectureError, infer_architecture, mlp_spec
+from wslviz.core.arch import ACTIVATIONS, Architecture, ArchitectureError, infer_architecture, mlp_spec
 
 CNN_ALL = {
     "input_shape": [1, 8, 8],

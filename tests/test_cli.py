@@ -10,8 +10,9 @@ import torch
 from conftest import SAMPLE
 from test_training import TINY
 
-from wslviz import cli, training
-from wslviz.zoo import load_zoo
+from wslviz import cli
+from wslviz.core import training
+from wslviz.scale.cache import load_zoo
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wslviz.embed import Projector, cache_key, project, standardise
+from wslviz.represent.projection import Projector, cache_key, project, standardise
 
 
 def blobs(n: int = 60, d: int = 6, seed: int = 0) -> np.ndarray:

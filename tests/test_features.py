@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import random_zoo
 
-from wslviz.arch import Architecture, mlp_spec
-from wslviz.features import (
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.represent.features import (
     KINDS,
     FeatureError,
     compute_features,
@@ -18,7 +18,7 @@ from wslviz.features import (
     spectral_features,
     weight_stats,
 )
-from wslviz.symmetry import apply_symmetry, random_symmetry
+from wslviz.understand.symmetry import apply_symmetry, random_symmetry
 
 
 def test_stats_match_numpy(random_cnn_zoo):
@@ -35,7 +35,7 @@ def test_stats_match_numpy(random_cnn_zoo):
 
 
 def test_stats_chunked_equals_whole(random_cnn_zoo, monkeypatch):
-    import wslviz.features as F
+    import wslviz.represent.features as F
 
     whole = weight_stats(random_cnn_zoo.arch, random_cnn_zoo.weights)
     monkeypatch.setattr(F, "CHUNK_ELEMENTS", random_cnn_zoo.n_params * 5)  # chunks of 5 models
@@ -72,7 +72,7 @@ def test_spectral_matches_svd_and_flags_small_layers():
     arch = Architecture(mlp_spec([8, 64, 64, 3]))
     w = torch.randn(4, arch.n_params)
     x = spectral_features(arch, w)
-    from wslviz.features import spectral_names
+    from wslviz.represent.features import spectral_names
 
     names = spectral_names(arch)
     for p in [q for q in arch.layout if q.role == "weight"]:

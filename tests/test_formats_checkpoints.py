@@ -11,7 +11,7 @@ import torch
 from fixtures_formats import mlp_forward, mlp_state_dict, write_folder, write_hf, write_pdiff
 
 import wslviz as wv
-from wslviz.evaluation import model_outputs
+from wslviz.core.evaluation import model_outputs
 from wslviz.formats import READERS, ZooFormatError, detect_format
 
 

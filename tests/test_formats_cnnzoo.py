@@ -12,7 +12,7 @@ import torch
 from fixtures_formats import cnnzoo_forward, write_cnnzoo
 
 import wslviz as wv
-from wslviz.evaluation import evaluate, model_outputs
+from wslviz.core.evaluation import evaluate, model_outputs
 from wslviz.formats import ZooFormatError, detect_format
 
 CONFIG_COLUMNS = ["config.activation", "config.b_init", "config.dropout", "config.init_std", "config.l2reg",

@@ -10,7 +10,7 @@ import torch
 from fixtures_formats import siren_forward, write_inr
 
 import wslviz as wv
-from wslviz.evaluation import model_outputs
+from wslviz.core.evaluation import model_outputs
 from wslviz.formats import ZooFormatError, detect_format
 
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import wslviz as wv
-from wslviz.arch import Architecture, mlp_spec
-from wslviz.zoo import Zoo
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.core.zoo import Zoo
+from wslviz.formats import save_zoo
 
 N = 50_000
 
@@ -20,7 +21,7 @@ def test_fifty_thousand_checkpoints_open(tmp_path):
     assert arch.n_params == 100
     weights = torch.arange(N * 100, dtype=torch.float32).view(N, 100) / 1e6
     meta = pd.DataFrame({"model_id": np.arange(N) // 10, "epoch": np.arange(N) % 10})
-    Zoo(name="big", metadata=meta, weights=weights, arch=arch).save(tmp_path / "big")
+    save_zoo(Zoo(name="big", metadata=meta, weights=weights, arch=arch), tmp_path / "big")
     del weights
     zoo = wv.load_zoo(tmp_path / "big")
     assert zoo.weights.shape == (N, 100) and zoo.n_models == N // 10

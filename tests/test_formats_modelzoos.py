@@ -11,7 +11,7 @@ import torch
 from fixtures_formats import modelzoos_forward, write_modelzoos
 
 import wslviz as wv
-from wslviz.evaluation import model_outputs
+from wslviz.core.evaluation import model_outputs
 from wslviz.formats import ZooFormatError, detect_format
 
 

@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wslviz as wv
-from wslviz.arch import Architecture, mlp_spec
-from wslviz.formats import ZooFormatError
-from wslviz.zoo import Zoo
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.core.zoo import Zoo
+from wslviz.formats import ZooFormatError, save_zoo
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 EXAMPLES = int(os.environ.get("WSLVIZ_FUZZ_EXAMPLES", "60"))
@@ -43,8 +43,8 @@ def _write_native(path: Path) -> None:
 
     arch = Architecture(mlp_spec([2, 4, 2]))
     w = torch.randn(3, arch.n_params)
-    Zoo(name="n", metadata=pd.DataFrame({"model_id": [0, 1, 2], "test_acc": [0.1, 0.2, 0.3]}), weights=w,
-        arch=arch).save(path)
+    save_zoo(Zoo(name="n", metadata=pd.DataFrame({"model_id": [0, 1, 2], "test_acc": [0.1, 0.2, 0.3]}), weights=w,
+                 arch=arch), path)
 
 
 def _write_archive(path: Path) -> None:

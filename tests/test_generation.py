@@ -1,4 +1,4 @@
-"""Weight generators, novelty, the noise baseline, export (wslviz.generation) and their figures."""
+"""Weight generators, novelty, the noise baseline, export (wslviz.generation.generators) and their figures."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from safetensors.torch import load as load_safetensors
 
 import wslviz as wv
 from wslviz import generation as G
-from wslviz.arch import Architecture, mlp_spec
-from wslviz.evaluation import evaluate, model_outputs
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.core.evaluation import decision_grid, evaluate, model_outputs
+from wslviz.core.zoo import Zoo
+from wslviz.formats import save_zoo
 from wslviz.plots import generate as P
-from wslviz.zoo import Zoo, load_zoo, save_zoo
+from wslviz.scale.cache import load_zoo
 
 
 @pytest.fixture(scope="module")
@@ -299,14 +301,14 @@ def test_exported_generated_zoo_round_trips(tmp_path, small_moons):
 # ---------------------------------------------------------------------------------------------- 2D and figures
 def test_decision_grid_matches_module_predictions(random_mlp_zoo):
     w = random_mlp_zoo.weights[:3]
-    xs, ys, classes = G.decision_grid(random_mlp_zoo.arch, w, random_mlp_zoo.task.x_test, resolution=12)
+    xs, ys, classes = decision_grid(random_mlp_zoo.arch, w, random_mlp_zoo.task.x_test, resolution=12)
     assert classes.shape == (3, 12, 12)
     i, j = 7, 3
     point = torch.tensor([[xs[j], ys[i]]], dtype=torch.float32)
     for b in range(3):
         assert classes[b, i, j] == int(random_mlp_zoo.arch.build(w[b])(point).argmax())
     with pytest.raises(ValueError, match="2D inputs"):
-        G.decision_grid(Architecture(mlp_spec([3, 2])), torch.zeros(1, 8), torch.zeros(4, 3))
+        decision_grid(Architecture(mlp_spec([3, 2])), torch.zeros(1, 8), torch.zeros(4, 3))
 
 
 def test_figures_have_labelled_axes_and_one_trace_per_set(random_mlp_zoo):
@@ -315,7 +317,7 @@ def test_figures_have_labelled_axes_and_one_trace_per_set(random_mlp_zoo):
     nov = wv.novelty(random_mlp_zoo, random_mlp_zoo.weights[:3] + 0.1)
     fig = P.novelty_scatter(nov, nov)
     assert len(fig.data) == 2 and "distance" in fig.layout.xaxis.title.text
-    xs, ys, classes = G.decision_grid(random_mlp_zoo.arch, random_mlp_zoo.weights[:2], random_mlp_zoo.task.x_test, 10)
+    xs, ys, classes = decision_grid(random_mlp_zoo.arch, random_mlp_zoo.weights[:2], random_mlp_zoo.task.x_test, 10)
     fig = P.decision_boundaries(xs, ys, classes, ["gen 0", "zoo 1"], random_mlp_zoo.task.x_test.numpy(),
                                 random_mlp_zoo.task.y_test.numpy())
     assert len(fig.data) == 4 and fig.layout.xaxis.title.text == "x1"

@@ -10,8 +10,8 @@ import pytest
 import torch
 from scipy.spatial.distance import pdist
 
-from wslviz.hyperrep import HyperRepresentation, nt_xent, reconstruction_quality
-from wslviz.symmetry import apply_symmetry, random_symmetry
+from wslviz.represent.hyperrep import HyperRepresentation, nt_xent, reconstruction_quality
+from wslviz.understand.symmetry import apply_symmetry, random_symmetry
 
 
 def test_nt_xent_exact_value():
@@ -52,7 +52,7 @@ def test_permutation_augmentation_pulls_symmetric_copies_together(moons_zoo):
 
 
 def test_reconstruction_improves_with_training(moons_zoo):
-    from wslviz.features import aligned_weights
+    from wslviz.represent.features import aligned_weights
 
     final = moons_zoo.subset(moons_zoo.final_index())
     w = aligned_weights(final)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import wslviz as wv
-from wslviz import landscape as L
-from wslviz.arch import Architecture
+from wslviz.core.arch import Architecture
 from wslviz.plots import landscape as P
+from wslviz.understand import landscape as L
 
 TOL = 1e-5
 

@@ -10,7 +10,7 @@ import numpy as np
 from conftest import random_zoo
 from streamlit.testing.v1 import AppTest
 
-from wslviz.zoo import save_zoo
+from wslviz.formats import save_zoo
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "6_Generate.py"
 

@@ -11,10 +11,11 @@ import pytest
 from conftest import ROOT, SAMPLE, random_zoo
 from streamlit.testing.v1 import AppTest
 
-from wslviz import landscape as L
 from wslviz import ui
-from wslviz.arch import Architecture, mlp_spec
-from wslviz.zoo import load_zoo
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.formats import save_zoo
+from wslviz.scale.cache import load_zoo
+from wslviz.understand import landscape as L
 
 PAGE = str(ROOT / "pages" / "4_Landscape.py")
 MOONS = str(SAMPLE / "moons-mlp")
@@ -114,7 +115,7 @@ def test_matrix_trajectory_and_bezier(monkeypatch):
 
 def test_zoo_without_task_says_what_is_missing(monkeypatch, tmp_path):
     zoo = random_zoo(Architecture(mlp_spec([2, 4, 2])), None, n_models=3)
-    path = str(zoo.save(tmp_path / "weights-only"))
+    path = str(save_zoo(zoo, tmp_path / "weights-only"))
     at = run_page(monkeypatch, path)
     assert any("no evaluation data" in w.value for w in at.warning)
     assert not at.button

@@ -10,12 +10,12 @@ import numpy as np
 from conftest import ROOT, SAMPLE, random_zoo
 from streamlit.testing.v1 import AppTest
 
-from wslviz import align as A
-from wslviz import symmetry as S
 from wslviz import ui
-from wslviz.arch import Architecture, mlp_spec
-from wslviz.tasks import make_task
-from wslviz.zoo import save_zoo
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.core.tasks import make_task
+from wslviz.formats import save_zoo
+from wslviz.understand import align as A
+from wslviz.understand import symmetry as S
 
 PAGE = str(ROOT / "pages" / "3_Symmetry.py")
 

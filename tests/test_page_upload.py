@@ -18,10 +18,10 @@ from fixtures_formats import write_cnnzoo, write_modelzoos
 from streamlit.testing.v1 import AppTest
 
 import wslviz as wv
-from wslviz.arch import Architecture, mlp_spec
-from wslviz.formats import ZooFormatError
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.core.zoo import Zoo
+from wslviz.formats import ZooFormatError, save_zoo
 from wslviz.formats.archive import import_archive
-from wslviz.zoo import Zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -162,8 +162,8 @@ def test_archive_task_data_must_stay_inside(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "outside.npz", x=rng.random((20, 2)).astype(np.float32), y=rng.integers(0, 2, 20))
     arch = Architecture(mlp_spec([2, 4, 2]))
-    Zoo(name="z", metadata=pd.DataFrame({"model_id": [0]}), weights=torch.zeros(1, arch.n_params), arch=arch
-        ).save(tmp_path / "z")
+    save_zoo(Zoo(name="z", metadata=pd.DataFrame({"model_id": [0]}), weights=torch.zeros(1, arch.n_params),
+                 arch=arch), tmp_path / "z")
     info = json.loads((tmp_path / "z" / "zoo.json").read_text())
     for data, ok in [(str(tmp_path / "outside.npz"), False), ("../outside.npz", False), ("data.npz", True)]:
         info["task"] = {"name": "npz", "path": data}

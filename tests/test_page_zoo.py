@@ -10,16 +10,17 @@ from conftest import ROOT, random_zoo
 from streamlit.testing.v1 import AppTest
 
 from wslviz import ui
-from wslviz.arch import Architecture, mlp_spec
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.core.tasks import make_task
+from wslviz.formats import save_zoo
 from wslviz.plots import zoo as zplots
-from wslviz.tasks import make_task
-from wslviz.zoo import load_zoo
+from wslviz.scale.cache import load_zoo
 
 
 @pytest.fixture(scope="module")
 def zoo_path(tmp_path_factory):
     zoo = random_zoo(Architecture(mlp_spec([2, 16, 16, 2])), make_task("moons"), n_models=6, epochs=(0, 1, 2))
-    return str(zoo.save(tmp_path_factory.mktemp("zoo") / "zoo"))
+    return str(save_zoo(zoo, tmp_path_factory.mktemp("zoo") / "zoo"))
 
 
 def run_page(monkeypatch, path: str) -> AppTest:
@@ -74,7 +75,7 @@ def test_colour_metric_and_inspection_widgets(monkeypatch, zoo_path):
 def test_page_on_a_weights_only_zoo(monkeypatch, tmp_path):
     zoo = random_zoo(Architecture(mlp_spec([2, 8, 2])), None, n_models=3, epochs=(0,))
     zoo.metadata = zoo.metadata.drop(columns=["lr"])
-    at = run_page(monkeypatch, str(zoo.save(tmp_path / "weights-only")))
+    at = run_page(monkeypatch, str(save_zoo(zoo, tmp_path / "weights-only")))
     assert any("no metric columns" in i.value for i in at.info)
     assert {c.key for c in at.get("plotly_chart")} == {"zoo_hist", "zoo_spectra"}
 

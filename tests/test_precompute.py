@@ -16,20 +16,14 @@ import pytest
 import torch
 
 import wslviz as wv
-from wslviz import features as features_module
-from wslviz.align import align_zoo
 from wslviz.cli import main
-from wslviz.evaluation import evaluate
-from wslviz.features import FeatureError, compute_features, default_reference
-from wslviz.precompute import (
-    CACHE_ENV,
-    CacheError,
-    PrecomputeCache,
-    default_cache_path,
-    precompute_zoo,
-    read_manifest,
-)
-from wslviz.zoo import load_zoo, save_zoo
+from wslviz.core.evaluation import evaluate
+from wslviz.formats import save_zoo
+from wslviz.represent import features as features_module
+from wslviz.represent.features import FeatureError, compute_features, default_reference
+from wslviz.scale.cache import CACHE_ENV, CacheError, PrecomputeCache, default_cache_path, load_zoo, read_manifest
+from wslviz.scale.precompute import precompute_zoo
+from wslviz.understand.align import align_zoo
 
 distributed = pytest.importorskip("distributed")
 
@@ -172,7 +166,7 @@ def test_load_zoo_picks_up_the_cache(tmp_path, zoo_path, full_cache, client, mon
     # a cache pointed to by the environment
     monkeypatch.setenv(CACHE_ENV, str(full_cache))
     zoo = load_zoo(zoo_path)
-    assert zoo.cache == full_cache
+    assert zoo.cache.path == full_cache
     expected = PrecomputeCache(full_cache)
 
     def fail(*args, **kwargs):
@@ -200,10 +194,10 @@ def test_load_zoo_picks_up_the_cache(tmp_path, zoo_path, full_cache, client, mon
     address = client.scheduler.address
     assert main(["precompute", str(zoo_path), "--features", "stats", "--scheduler", address, "--chunk-size", "25"]) == 0
     beside = default_cache_path(zoo_path)
-    assert load_zoo(zoo_path).cache == beside
+    assert load_zoo(zoo_path).cache.path == beside
     from wslviz.ui import open_zoo  # the app's loader (cached by path and modification time)
 
-    assert open_zoo(zoo_path).cache == beside
+    assert open_zoo(zoo_path).cache.path == beside
     assert json.loads((beside / "manifest.json").read_text())["chunks"] == [[0, 25], [25, 50], [50, 60]]
     np.testing.assert_array_equal(PrecomputeCache(beside).features("stats").values,
                                   expected.features("stats").values)

@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import random_zoo
 
-from wslviz.features import compute_features
-from wslviz.predict import leaderboard, predict_property, target_columns
-from wslviz.retrieval import function_similarity, nearest_neighbours, precision_at_k, retrieval_benchmark
+from wslviz.represent.features import compute_features
+from wslviz.represent.predict import leaderboard, predict_property, target_columns
+from wslviz.represent.retrieval import function_similarity, nearest_neighbours, precision_at_k, retrieval_benchmark
 
 
 def test_linear_recovers_a_target_that_is_a_feature(cnn_arch):
@@ -77,7 +77,7 @@ def test_rank_target_depends_only_on_the_order_of_the_target(cnn_arch):
     heavy-tailed target (exp of a feature) that makes a linear fit rank far better than a raw one."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    from wslviz.predict import _rank_fit
+    from wslviz.represent.predict import _rank_fit
 
     zoo = random_zoo(cnn_arch, None, n_models=40, epochs=(0, 1))
     zoo.weights[:, :36] *= torch.linspace(0.2, 2.0, zoo.n_checkpoints).unsqueeze(1)

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from wslviz.formats import ZooFormatError
-from wslviz.safeio import load_state_dict, safe_torch_load, safe_unpack, zoo_root
+from wslviz.formats.safeio import load_state_dict, safe_torch_load, safe_unpack, zoo_root
 
 
 class _RunsCode:

@@ -8,7 +8,7 @@ import torch
 from conftest import sample_zoo
 
 import wslviz as wv
-from wslviz.training import RECIPES, init_weights
+from wslviz.core.training import RECIPES, init_weights
 
 NAMES = ["moons-mlp", "spirals-tanh", "digits-cnn"]
 MIN_MODELS = {"moons-mlp": 100, "spirals-tanh": 30, "digits-cnn": 200}

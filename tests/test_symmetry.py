@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import wslviz as wv
-from wslviz.arch import Architecture, mlp_spec
-from wslviz.symmetry import (
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.understand.symmetry import (
     SymmetryElement,
     SymmetryError,
     canonicalize,
@@ -94,7 +94,7 @@ def test_kinds_follow_the_activation():
 
 
 def test_spec_rejects_non_architectures():
-    with pytest.raises(SymmetryError, match="needs an Architecture"):
+    with pytest.raises(SymmetryError, match="needs an architecture"):
         wv.permutation_spec({"layers": []})
 
 

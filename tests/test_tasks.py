@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wslviz.tasks import TaskError, make_task
+from wslviz.core.tasks import TaskError, make_task
 
 
 @pytest.mark.parametrize("name", ["moons", "circles", "spirals", "digits"])

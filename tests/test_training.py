@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wslviz.arch import Architecture, mlp_spec
-from wslviz.evaluation import evaluate
-from wslviz.tasks import make_task
-from wslviz.training import (
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.core.evaluation import evaluate
+from wslviz.core.tasks import make_task
+from wslviz.core.training import (
     BatchedOptimizer,
     Recipe,
     batched_gradient,

@@ -12,9 +12,10 @@ import torch
 from conftest import random_zoo
 from safetensors.torch import save_file
 
-from wslviz.formats import ZooFormatError
-from wslviz.tasks import make_task
-from wslviz.zoo import Zoo, load_zoo, save_zoo
+from wslviz.core.tasks import make_task
+from wslviz.core.zoo import Zoo
+from wslviz.formats import ZooFormatError, save_zoo
+from wslviz.scale.cache import load_zoo
 
 
 @pytest.fixture

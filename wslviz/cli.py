@@ -26,8 +26,8 @@ class CommandError(Exception):
 
 
 def _make_zoo(args: argparse.Namespace) -> None:
-    from wslviz.training import RECIPES, train_zoo
-    from wslviz.zoo import save_zoo
+    from wslviz.core.training import RECIPES, train_zoo
+    from wslviz.formats import save_zoo
 
     names = args.only or list(RECIPES)
     unknown = [n for n in names if n not in RECIPES]
@@ -59,7 +59,7 @@ def _make_zoo(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    from wslviz.zoo import load_zoo
+    from wslviz.scale.cache import load_zoo
 
     zoo = load_zoo(args.zoo)
     for key, value in zoo.summary().items():
@@ -70,7 +70,8 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from wslviz.zoo import load_zoo, save_zoo
+    from wslviz.formats import save_zoo
+    from wslviz.scale.cache import load_zoo
 
     zoo = load_zoo(args.zoo)
     path = save_zoo(zoo, args.out, overwrite=args.overwrite)
@@ -93,8 +94,8 @@ def _app(args: argparse.Namespace) -> int:
 
 
 def _precompute(args: argparse.Namespace) -> None:
-    from wslviz.features import FeatureError
-    from wslviz.precompute import CacheError, precompute_zoo
+    from wslviz.represent.features import FeatureError
+    from wslviz.scale.precompute import CacheError, precompute_zoo
 
     features = [k.strip() for k in args.features.split(",") if k.strip()]
     last = [0.0]

@@ -1,24 +1,26 @@
 """Zoo readers, one module per on-disk layout, behind one registry.
 
 Each reader module exposes ``detect(path) -> bool`` (cheap: looks at file names only) and
-``read(path, **options) -> Zoo``. :func:`wslviz.zoo.load_zoo` tries ``detect`` in ``READERS`` order
-and calls the first that claims the path. Every reader raises :class:`ZooFormatError` naming the file
-and the problem for anything malformed.
+``read(path, **options) -> Zoo``. :func:`read_zoo` tries ``detect`` in ``READERS`` order and calls the
+first that claims the path; :func:`save_zoo` writes the native layout. Every reader raises
+:class:`ZooFormatError` naming the file and the problem for anything malformed.
+
+The public ``wv.load_zoo`` is :func:`wslviz.scale.cache.load_zoo`: :func:`read_zoo` plus the precompute
+cache that belongs to the zoo (this layer knows nothing of caches).
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
+from wslviz.core.zoo import Zoo
+from wslviz.formats.errors import ZooFormatError
+from wslviz.formats.native import write
 
-class ZooFormatError(ValueError):
-    """A zoo on disk that cannot be read; the message names the file and the problem."""
+__all__ = ["READERS", "ZooFormatError", "detect_format", "read_zoo", "reader", "save_zoo"]
 
-    def __init__(self, path: str | Path | None, problem: str):
-        self.path = None if path is None else str(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}" if path is not None else problem)
 
 
 # name -> module under wslviz.formats; order is detection priority (most specific first).
@@ -50,3 +52,17 @@ def detect_format(path: str | Path) -> str:
         if reader(name).detect(path):
             return name
     raise ZooFormatError(path, f"not a zoo in any known layout ({', '.join(READERS)})")
+
+
+def read_zoo(path: str | Path, format: str | None = None, **options: Any) -> Zoo:
+    """Read a zoo in any supported layout (auto-detected, or ``format=`` one of :data:`READERS`);
+    ``options`` go to the reader. Raises :class:`ZooFormatError` naming the file and the problem."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ZooFormatError(path, "no such file or directory")
+    return reader(format or detect_format(path)).read(path, **options)
+
+
+def save_zoo(zoo: Zoo, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``zoo`` in the native layout (see :mod:`wslviz.formats.native`); refuses to overwrite unless asked."""
+    return write(zoo, path, overwrite=overwrite)

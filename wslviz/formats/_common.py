@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.arch import Architecture, ArchitectureError, infer_architecture
-from wslviz.formats import ZooFormatError
-from wslviz.safeio import load_state_dict
+from wslviz.core.arch import Architecture, ArchitectureError, infer_architecture
+from wslviz.formats.errors import ZooFormatError
+from wslviz.formats.safeio import load_state_dict
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 

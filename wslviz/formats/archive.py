@@ -1,6 +1,6 @@
 """Zoos packed as ``.zip`` / ``.tar.gz`` / ``.tgz`` / ``.tar`` archives (uploads, downloads).
 
-``wv.load_zoo("zoo.zip")`` unpacks the archive with :func:`wslviz.safeio.safe_unpack` (path checks,
+``wv.load_zoo("zoo.zip")`` unpacks the archive with :func:`wslviz.formats.safeio.safe_unpack` (path checks,
 size caps) into a private temporary folder and opens what is inside in any other layout
 (``zoo_format=`` names it, else it is detected). :func:`import_archive` additionally converts a
 foreign layout to the native one, so the result opens fast (memory-mapped) by path alone.
@@ -15,9 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from wslviz.formats import ZooFormatError, detect_format
+from wslviz.formats import detect_format, read_zoo, save_zoo
 from wslviz.formats._common import read_json
-from wslviz.safeio import ARCHIVE_SUFFIXES, MAX_BYTES, MAX_FILES, safe_unpack, zoo_root
+from wslviz.formats.errors import ZooFormatError
+from wslviz.formats.safeio import ARCHIVE_SUFFIXES, MAX_BYTES, MAX_FILES, safe_unpack, zoo_root
 
 _TEMP_DIRS: list[Path] = []
 
@@ -74,14 +75,12 @@ def check_contained(root: Path) -> None:
 def read(path: Path, zoo_format: str | None = None, max_bytes: int = MAX_BYTES, max_files: int = MAX_FILES,
          **options: Any):
     """Open the zoo inside an archive; ``zoo_format`` names its layout (default: detected)."""
-    from wslviz.zoo import load_zoo
-
     root = unpack(Path(path), max_bytes=max_bytes, max_files=max_files)
     fmt = zoo_format or detect_format(root)
     if fmt == "archive":
         raise ZooFormatError(path, "an archive inside an archive is not opened")
     check_contained(root)
-    return load_zoo(root, format=fmt, **options)
+    return read_zoo(root, format=fmt, **options)
 
 
 def import_archive(path: str | Path, zoo_format: str | None = None, name: str | None = None,
@@ -94,8 +93,6 @@ def import_archive(path: str | Path, zoo_format: str | None = None, name: str | 
     (default: a new private temporary folder) receives ``unpacked/`` and ``native/``. Raises
     :class:`ZooFormatError` naming the problem; on failure what it wrote is removed.
     """
-    from wslviz.zoo import load_zoo
-
     path = Path(path)
     workdir = Path(workdir) if workdir is not None else private_dir()
     try:
@@ -104,12 +101,12 @@ def import_archive(path: str | Path, zoo_format: str | None = None, name: str | 
         if fmt == "archive":
             raise ZooFormatError(name or path, "an archive inside an archive is not opened")
         check_contained(root)
-        zoo = load_zoo(root, format=fmt, **options)
+        zoo = read_zoo(root, format=fmt, **options)
         if fmt == "native":
             return root
         if name:
             zoo.name = Path(name).name.split(".")[0] or zoo.name
-        return zoo.save(workdir / "native")
+        return save_zoo(zoo, workdir / "native")
     except BaseException:
         for child in ("unpacked", "native"):
             shutil.rmtree(workdir / child, ignore_errors=True)

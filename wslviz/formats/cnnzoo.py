@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.arch import Architecture, ArchitectureError
-from wslviz.formats import ZooFormatError
+from wslviz.core.arch import Architecture, ArchitectureError
+from wslviz.core.zoo import Zoo
 from wslviz.formats._common import (
     activation_name,
     numeric_column,
@@ -36,6 +36,7 @@ from wslviz.formats._common import (
     require_dir,
     require_finite,
 )
+from wslviz.formats.errors import ZooFormatError
 
 WEIGHTS, LAYOUT = "weights.npy", "layout.csv"
 METRICS = ("metrics.csv.gz", "metrics.csv")
@@ -148,8 +149,6 @@ def read(path: Path, activation: str | None = None, input_shape: list[int] | Non
          check_finite: bool = True, progress: Callable[[int, int], None] | None = None, **_: Any):
     """Read a Small CNN Zoo folder. ``activation`` picks the models to open when the zoo mixes
     ``config.activation`` values (default: the most common); ``input_shape`` overrides the image size."""
-    from wslviz.zoo import Zoo
-
     path = require_dir(path, "Small CNN Zoo")
     for name in (WEIGHTS, LAYOUT):
         if not (path / name).is_file():

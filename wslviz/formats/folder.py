@@ -5,7 +5,7 @@
     <root>/metadata.csv     a column file|filename|name|path with the file names, any other columns
     <root>/metadata.json    [{"file": "a.pt", ...}, ...]  or  {"a.pt": {...}, ...}
 
-The architecture is inferred from the first file (:func:`wslviz.arch.infer_architecture`) unless
+The architecture is inferred from the first file (:func:`wslviz.core.arch.infer_architecture`) unless
 ``arch=`` gives the spec; every file is then flattened by layer order into one float32 matrix.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from wslviz.formats import ZooFormatError
+from wslviz.core.zoo import Zoo
 from wslviz.formats._common import (
     CHECKPOINT_SUFFIXES,
     put_first,
@@ -27,6 +27,7 @@ from wslviz.formats._common import (
     require_finite,
     stack_files,
 )
+from wslviz.formats.errors import ZooFormatError
 
 KEY_COLUMNS = ("file", "filename", "name", "path")
 
@@ -81,8 +82,6 @@ def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, ac
                loader: Callable[[Path], Any] | None = None, description: str = "",
                progress: Callable[[int, int], None] | None = None):
     """Stack ``files`` into a zoo whose metadata has ``model_id``, ``file`` and the metadata file's columns."""
-    from wslviz.zoo import Zoo
-
     if not files:
         raise ZooFormatError(path, f"no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})")
     names = [str(f.relative_to(path)) if f.is_relative_to(path) else f.name for f in files]

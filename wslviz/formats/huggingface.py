@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from wslviz.formats import ZooFormatError
 from wslviz.formats._common import ACTIVATION_NAMES, read_json, require_dir
+from wslviz.formats.errors import ZooFormatError
 from wslviz.formats.folder import read_files
-from wslviz.safeio import load_state_dict
+from wslviz.formats.safeio import load_state_dict
 
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"

@@ -22,8 +22,9 @@ from typing import Any
 
 import pandas as pd
 
-from wslviz.formats import ZooFormatError
+from wslviz.core.zoo import Zoo
 from wslviz.formats._common import read_json, require_dir, require_finite, set_sin_w0, stack_files
+from wslviz.formats.errors import ZooFormatError
 
 SPLITS = "splits.json"
 W0 = 30.0
@@ -90,8 +91,6 @@ def read_splits(path: Path, rel_paths: list[PurePosixPath]) -> dict[PurePosixPat
 def read(path: Path, w0: float = W0, check_finite: bool = True, progress: Callable[[int, int], None] | None = None,
          **_: Any):
     """Read an INR zoo (SIREN state dicts below ``path``); ``w0`` is the sine frequency."""
-    from wslviz.zoo import Zoo
-
     path = require_dir(path, "INR")
     files = sorted(path.rglob("*.pth"))
     if not files:

@@ -32,8 +32,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from wslviz.arch import Architecture, ArchitectureError
-from wslviz.formats import ZooFormatError
+from wslviz.core.arch import Architecture, ArchitectureError
+from wslviz.core.zoo import Zoo
 from wslviz.formats._common import (
     activation_name,
     pick_activation,
@@ -43,7 +43,8 @@ from wslviz.formats._common import (
     scalar_items,
     stack_files,
 )
-from wslviz.safeio import load_state_dict
+from wslviz.formats.errors import ZooFormatError
+from wslviz.formats.safeio import load_state_dict
 
 CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
 CHECKPOINT_FILE = "checkpoints"
@@ -158,8 +159,6 @@ def read(path: Path, activation: str | None = None, input_shape: list[int] | Non
          check_finite: bool = True, progress: Callable[[int, int], None] | None = None, **_: Any):
     """Read a Model Zoos folder (or one trial folder). ``activation`` picks which models to open when
     trials differ in ``model::nlin``; ``input_shape`` overrides the standard image size."""
-    from wslviz.zoo import Zoo
-
     path = require_dir(path, "Model Zoos")
     trials = _trials(path)
     configs = []

@@ -22,9 +22,10 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
-from wslviz.arch import Architecture
-from wslviz.formats import ZooFormatError
-from wslviz.tasks import TaskError, make_task
+from wslviz.core.arch import Architecture
+from wslviz.core.tasks import TaskError, make_task
+from wslviz.core.zoo import Zoo
+from wslviz.formats.errors import ZooFormatError
 
 FORMAT = "wslviz-zoo"
 VERSION = 1
@@ -79,8 +80,6 @@ def _int_list(value: object) -> bool:
 
 
 def read(path: Path, check_finite: bool = True, **_: object):
-    from wslviz.zoo import Zoo
-
     path = Path(path)
     for name in FILES:
         if not (path / name).is_file():

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from wslviz.formats import ZooFormatError
 from wslviz.formats._common import put_first, require_dir
+from wslviz.formats.errors import ZooFormatError
 from wslviz.formats.folder import read_files
 
 NAME = re.compile(r"^(?P<i>\d+)_acc(?P<acc>\d+(?:\.\d+)?)_seed(?P<seed>\d+)_(?P<tag>.+)\.pth$")

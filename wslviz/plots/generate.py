@@ -77,7 +77,8 @@ def decision_boundaries(xs: np.ndarray, ys: np.ndarray, classes: np.ndarray, tit
 
 def projection(frame: pd.DataFrame, refitted: bool = False, method: str = "pca") -> go.Figure:
     """Zoo checkpoints (coloured by test accuracy) and generated models (red stars) in one 2D projection;
-    ``frame`` has columns ``x, y, source, row, test_acc`` (see :func:`wslviz.generation.project_with_generated`)."""
+    ``frame`` has columns ``x, y, source, row, test_acc`` (see
+    :func:`wslviz.generation.novelty.project_with_generated`)."""
     zoo = frame[frame["source"] == "zoo"]
     gen = frame[frame["source"] == "generated"]
     fig = go.Figure()

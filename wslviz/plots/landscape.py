@@ -1,4 +1,4 @@
-"""Figures for loss landscapes and mode connectivity (data from :mod:`wslviz.landscape`)."""
+"""Figures for loss landscapes and mode connectivity (data from :mod:`wslviz.understand.landscape`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import plotly.graph_objects as go
 from plotly.colors import sequential
 from plotly.subplots import make_subplots
 
-from wslviz.landscape import BezierFit, Surface
 from wslviz.plots import style
+from wslviz.understand.landscape import BezierFit, Surface
 
 METHOD_COLORS = {"naive": style.NAIVE_COLOR, "weight": style.ALIGNED_COLOR, "activation": style.CATEGORICAL[0],
                  "straight line": style.NAIVE_COLOR, "Bezier curve": style.CATEGORICAL[4]}
@@ -28,7 +28,7 @@ def _z(values: np.ndarray, log: bool) -> np.ndarray:
 
 def path_figure(curves: pd.DataFrame, by: str = "method", title: str | None = None) -> go.Figure:
     """Loss (top) and accuracy (bottom) against t for every group of a long table with columns ``by``,
-    ``t``, ``loss``, ``accuracy`` (e.g. :func:`wslviz.landscape.paths`); the models sit at t = 0 and 1."""
+    ``t``, ``loss``, ``accuracy`` (e.g. :func:`wslviz.understand.landscape.paths`); the models sit at t = 0 and 1."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
     for key, g in curves.groupby(by, sort=False):
         color = METHOD_COLORS.get(str(key))
@@ -125,7 +125,7 @@ def _scale(metric: str) -> str | list[str]:
 
 
 def surface_contour(s: Surface, metric: str = "loss", log: bool = True, title: str | None = None) -> go.Figure:
-    """Contour map of a :class:`~wslviz.landscape.Surface` with its models (and trajectory) marked."""
+    """Contour map of a :class:`~wslviz.understand.landscape.Surface` with its models (and trajectory) marked."""
     z = _z(getattr(s, metric), log and metric == "loss")
     fig = go.Figure(_contour(s, z, (float(z.min()), float(z.max())), _scale(metric), _colorbar_title(metric, log),
                              True))
@@ -153,7 +153,8 @@ def surfaces_side_by_side(surfaces: Mapping[str, Surface], metric: str = "loss",
 
 
 def surface_3d(s: Surface, metric: str = "loss", log: bool = False, title: str | None = None) -> go.Figure:
-    """3D surface plot of a :class:`~wslviz.landscape.Surface`; its models marked at the nearest grid value."""
+    """3D surface plot of a :class:`~wslviz.understand.landscape.Surface`; its models marked at the nearest grid
+    value."""
     z = _z(getattr(s, metric), log and metric == "loss")
     zlabel = _colorbar_title(metric, log)
     scale = _scale(metric)

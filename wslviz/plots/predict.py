@@ -12,7 +12,7 @@ from wslviz.plots.zoo import label
 
 
 def leaderboard_figure(board: pd.DataFrame, metric: str = "r2", title: str | None = None) -> go.Figure:
-    """Heatmap of one score (``r2``, ``kendall_tau``, ``accuracy``) of a :func:`wslviz.predict.leaderboard`
+    """Heatmap of one score (``r2``, ``kendall_tau``, ``accuracy``) of a :func:`wslviz.represent.predict.leaderboard`
     table: feature sets down, predictors across, the value written in each cell."""
     if metric not in board:
         raise ValueError(f"the leaderboard has no column {metric!r}")
@@ -80,7 +80,7 @@ def importance_figure(importances: pd.Series, top: int = 20, title: str | None =
 
 
 def retrieval_figure(table: pd.DataFrame, title: str | None = None) -> go.Figure:
-    """Grouped bars of a :func:`wslviz.retrieval.retrieval_benchmark` table: per feature space, the
+    """Grouped bars of a :func:`wslviz.represent.retrieval.retrieval_benchmark` table: per feature space, the
     precision@k of its neighbours against each function-space similarity."""
     fig = go.Figure()
     for i, (fn, part) in enumerate(table.groupby("function", sort=False)):

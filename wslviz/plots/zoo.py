@@ -12,7 +12,7 @@ import torch
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from wslviz.arch import Architecture
+from wslviz.core.arch import Architecture
 from wslviz.plots import style
 
 METRICS = ("test_acc", "train_acc", "test_loss", "train_loss", "ggap")

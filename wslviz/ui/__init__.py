@@ -23,9 +23,10 @@ import streamlit as st
 import torch
 from safetensors.torch import save
 
-from wslviz.arch import Architecture
+from wslviz.core.arch import Architecture
+from wslviz.core.zoo import Zoo
 from wslviz.formats import ZooFormatError
-from wslviz.zoo import Zoo, load_zoo
+from wslviz.scale.cache import load_zoo
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_zoo"
 ZOO_KEY = "zoo_path"

@@ -2,7 +2,7 @@
 
 :func:`zoo_uploader` renders a layout picker and an ``st.file_uploader`` for ``.zip`` / ``.tar.gz`` /
 ``.tgz``; an upload is copied into a private temporary folder, unpacked there with path checks and
-size caps (:func:`wslviz.safeio.safe_unpack`), opened in its layout and converted to a native zoo, whose
+size caps (:func:`wslviz.formats.safeio.safe_unpack`), opened in its layout and converted to a native zoo, whose
 path becomes the current zoo. Problems are shown with ``st.error`` (never a traceback).
 """
 
@@ -16,7 +16,7 @@ import streamlit as st
 from wslviz import ui
 from wslviz.formats import READERS, ZooFormatError
 from wslviz.formats.archive import import_archive, private_dir, remove_private_dir
-from wslviz.safeio import MAX_BYTES, MAX_FILES
+from wslviz.formats.safeio import MAX_BYTES, MAX_FILES
 
 AUTO = "auto-detect"
 MAX_UPLOAD_BYTES = 200 * 2**20

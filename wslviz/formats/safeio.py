@@ -27,7 +27,7 @@ from typing import IO
 
 import torch
 
-from wslviz.formats import ZooFormatError
+from wslviz.formats.errors import ZooFormatError
 
 MAX_BYTES = 512 * 2**20
 MAX_FILES = 20_000

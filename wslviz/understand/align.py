@@ -22,16 +22,17 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from wslviz.arch import Architecture
-from wslviz.symmetry import (
+from wslviz.core.arch import Architecture
+from wslviz.core.evaluation import forward
+from wslviz.understand.symmetry import (
     KINDS,
     SymmetryElement,
     SymmetryError,
-    _as_batch,
-    _check_kinds,
     apply_group,
     apply_symmetry,
+    as_batch,
     canonicalize,
+    check_kinds,
     compose,
     inverse,
     normalising_element,
@@ -172,8 +173,8 @@ def weight_matching(
     ``apply_symmetry(arch, other, g)`` the result.
     """
     _check_pair(arch, reference, other)
-    kinds = _check_kinds(kinds)
-    w, single = _as_batch(other, arch)
+    kinds = check_kinds(kinds)
+    w, single = as_batch(other, arch)
     reference = reference.float()
     g = _match_batch(arch, reference, w.float(), seed, max_iter, ("permutation",))
     aligned = apply_symmetry(arch, w, g)
@@ -193,8 +194,6 @@ def weight_matching(
 
 def _activations(arch: Architecture, weights: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
     """Per group, activations ``[B, n_units, samples]`` of ``weights`` [B, P] on inputs ``x``."""
-    from wslviz.evaluation import forward
-
     spec = arch.perm_spec
     with torch.no_grad():
         _, captured = forward(arch, weights, x, capture={g.capture for g in spec.groups})
@@ -239,8 +238,8 @@ def activation_matching(
     if task is None:
         raise ValueError("activation matching needs data: this zoo has no task")
     _check_pair(arch, reference, other)
-    kinds = _check_kinds(kinds)
-    w, single = _as_batch(other.float(), arch)
+    kinds = check_kinds(kinds)
+    w, single = as_batch(other.float(), arch)
     b = w.shape[0]
     gen = torch.Generator().manual_seed(seed)
     x = task.x_train
@@ -287,7 +286,7 @@ def align_zoo(
         raise ValueError(f"unknown alignment method {method!r}; known: {', '.join(METHODS)}")
     if method == "activation" and task is None:
         raise ValueError("activation matching needs data: pass task= (this zoo has no task?)")
-    w, _ = _as_batch(weights, arch)
+    w, _ = as_batch(weights, arch)
     out = torch.empty_like(w, dtype=torch.float32)
     for start in range(0, len(w), chunk_size):
         part = w[start:start + chunk_size]
@@ -314,7 +313,7 @@ def align_to_average(
     mean of the previous round's aligned models, until the alignment stops changing or ``n_iter``
     rounds (the "average model" reference used for zoo merging, cf. Ainsworth et al. 2023, Sec. 5).
     """
-    w, _ = _as_batch(weights, arch)
+    w, _ = as_batch(weights, arch)
     w = w.float()
     aligned = align_zoo(arch, w, w[0], kinds=kinds, seed=seed)
     for it in range(n_iter):
@@ -344,7 +343,7 @@ def merge(
     training inputs of ``task`` when one is passed (the "REPAIR"-style reset of Jordan et al. 2023),
     else set to mean 0, variance 1.
     """
-    w, _ = _as_batch(weights, arch)
+    w, _ = as_batch(weights, arch)
     if len(w) == 0:
         raise ValueError("merge needs at least one model")
     aligned = align_zoo(arch, w, reference, kinds=kinds) if reference is not None else align_to_average(arch, w,
@@ -359,8 +358,6 @@ def reset_batchnorm(arch: Architecture, weights: torch.Tensor, task=None, n_samp
     With ``task``: each BatchNorm layer's running mean and (biased) variance are recomputed, in layer
     order, from its inputs on up to ``n_samples`` training inputs. Without: mean 0, variance 1.
     """
-    from wslviz.evaluation import forward
-
     out = weights.clone().float()
     for i, layer in enumerate(arch.layers):
         if layer["type"] != "batchnorm":
@@ -418,9 +415,9 @@ def symmetry_spread(
 ) -> dict[str, np.ndarray]:
     """Pairwise distances of a zoo as given, after aligning every model to one reference by permutations,
     and by permutations with scale/sign normalisation, and with every model's units sorted into canonical
-    order (no reference, see :func:`wslviz.symmetry.canonicalize`): ``{label: distances}``. The drop from
+    order (no reference, see :func:`wslviz.understand.symmetry.canonicalize`): ``{label: distances}``. The drop from
     the first to the others is the part of the zoo's spread that is only symmetry."""
-    w, _ = _as_batch(weights, arch)
+    w, _ = as_batch(weights, arch)
     reference = w[reference_index].float()
     settings = {"permutations": ("permutation",), "permutations + scale/sign": KINDS}
     out = {"as trained": pairwise_distances(w)}

@@ -1,7 +1,7 @@
 """Loss landscapes and mode connectivity: what lies on lines, planes and curves through weight space.
 
 Every function here builds all the weight vectors it needs as one ``[G, P]`` matrix and evaluates them
-in one call of the batched evaluator :func:`wslviz.evaluation.evaluate` (no per-point Python loop), so
+in one call of the batched evaluator :func:`wslviz.core.evaluation.evaluate` (no per-point Python loop), so
 a 51x51 plane is 2,601 models evaluated together.
 
 * Paths: :func:`interpolate` (loss and accuracy along the straight line ``(1 - t) a + t b``; the t grid
@@ -28,14 +28,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.arch import Architecture
-from wslviz.evaluation import evaluate, evaluate_affine, forward
-from wslviz.tasks import Task
+from wslviz.core.arch import Architecture
+from wslviz.core.evaluation import evaluate, evaluate_affine, forward
+from wslviz.core.tasks import Task
+from wslviz.understand.align import activation_matching, weight_matching
 
 Progress = Callable[[int, int], None] | None
 METHODS = ("naive", "weight", "activation")
 """Path methods: ``naive`` (the models as they are), ``weight`` / ``activation`` (the second model
-re-expressed in the first one's basis by weight / activation matching, :mod:`wslviz.align`)."""
+re-expressed in the first one's basis by weight / activation matching, :mod:`wslviz.understand.align`)."""
 
 _EXACT = 1e-9  # grid points this close to t = 0 or 1 are replaced by the exact endpoint
 
@@ -102,8 +103,6 @@ def align_pair(arch: Architecture, task: Task | None, a: torch.Tensor, b: torch.
         raise ValueError(f"unknown path method {method!r}; known: {', '.join(METHODS)}")
     if method == "naive":
         return b.float()
-    from wslviz.align import activation_matching, weight_matching
-
     if method == "weight":
         return weight_matching(arch, a, b, seed=seed)
     return activation_matching(arch, _check_task(task), a, b, seed=seed)

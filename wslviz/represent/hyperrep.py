@@ -5,7 +5,7 @@ Weights for Model Characteristic Prediction" (NeurIPS 2021) and Schürholt et al
 Representations as Generative Models: Sampling Unseen Neural Network Weights" (NeurIPS 2022):
 
 * **views**: each training vector is shown in two random *symmetry-equivalent* forms (a random
-  permutation of every hidden layer's units, :func:`wslviz.symmetry.apply_symmetry`, drawn per sample
+  permutation of every hidden layer's units, :func:`wslviz.understand.symmetry.apply_symmetry`, drawn per sample
   and per batch, with probability ``permute_prob``) plus small Gaussian noise. The views compute the
   same function, so a good representation should not tell them apart.
 * **loss**: reconstruction (mean squared error) plus ``contrastive_weight`` times NT-Xent (the SimCLR
@@ -16,7 +16,7 @@ Differences from the papers, chosen to keep it CPU-cheap (seconds, not GPU hours
 the encoder and decoder are MLPs rather than transformers over neuron tokens, and the reconstruction
 target is the *un-augmented* vector rather than the view. The decoder therefore writes weights in the
 basis of the training data: fitted on a zoo aligned to one reference (as the generators in
-:mod:`wslviz.generation` do), decoded latents are weights in the reference's basis, which is what
+:mod:`wslviz.generation.generators` do), decoded latents are weights in the reference's basis, which is what
 sampling new models needs. Inputs are standardised per tensor (one mean and scale per weight/bias
 tensor, a transform that commutes with the permutations).
 """
@@ -31,7 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from wslviz.arch import Architecture
+from wslviz.core.arch import Architecture
+from wslviz.core.evaluation import model_outputs
+from wslviz.understand.symmetry import SymmetryElement, apply_symmetry
 
 Progress = Callable[[int, int], None] | None
 
@@ -105,8 +107,6 @@ class HyperRepresentation:
 
     def _permute(self, w: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Each row of ``w`` [B, P] under its own random permutation (identity with prob. 1 - permute_prob)."""
-        from wslviz.symmetry import SymmetryElement, apply_symmetry
-
         b = len(w)
         use = torch.rand(b, 1, generator=gen) < self.permute_prob
         perms, scales = [], []
@@ -124,7 +124,7 @@ class HyperRepresentation:
 
     # ------------------------------------------------------------------ training
     def fit(self, data: Any, progress: Progress = None) -> HyperRepresentation:
-        """Train on a :class:`~wslviz.zoo.Zoo` (all its checkpoints) or an ``(arch, weights [B, P])`` pair."""
+        """Train on a :class:`~wslviz.core.zoo.Zoo` (all its checkpoints) or an ``(arch, weights [B, P])`` pair."""
         if isinstance(data, tuple):
             arch, weights = data
         else:
@@ -214,8 +214,6 @@ def reconstruction_quality(model: HyperRepresentation, task, weights: torch.Tens
     Returns the mean test accuracy of the originals and of the reconstructions, the mean absolute
     accuracy difference per model, the fraction of test predictions on which each reconstruction agrees
     with its original (mean over models), and the relative L2 error ``||w - w'|| / ||w||`` (mean)."""
-    from wslviz.evaluation import model_outputs
-
     weights = torch.as_tensor(weights).float()
     recon = model.reconstruct(weights)
     x, y = task.split("test")

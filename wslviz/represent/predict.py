@@ -2,7 +2,7 @@
 
 ``predict_property(zoo, target="test_acc", features="stats", model="gbm")`` predicts a metadata column
 (test accuracy, generalisation gap, epoch, learning rate, ... or a categorical one such as the
-optimizer) from a feature set (:mod:`wslviz.features`), out of fold: the checkpoints of one model
+optimizer) from a feature set (:mod:`wslviz.represent.features`), out of fold: the checkpoints of one model
 always fall in the same fold (``GroupKFold`` on ``model_id``), since checkpoints of one training run
 are near-duplicates and would otherwise leak the answer into the training folds.
 
@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wslviz.zoo import Zoo
+from wslviz.core.zoo import Zoo
+from wslviz.represent.features import FeatureError, feature_set
 
 Progress = Callable[[int, int], None] | None
 MODELS = ("linear", "gbm", "knn")
@@ -107,8 +108,6 @@ def _rows(zoo: Zoo, rows: str | Sequence[int] | np.ndarray | None) -> np.ndarray
 def _features(zoo: Zoo, features: str | np.ndarray, names: Sequence[str] | None,
               progress: Progress) -> tuple[np.ndarray, list[str], str]:
     if isinstance(features, str):
-        from wslviz.features import feature_set
-
         fs = feature_set(zoo, features, progress=progress)
         return fs.values, fs.names, features
     x = np.asarray(features, dtype=float)
@@ -150,7 +149,7 @@ def predict_property(
 ) -> dict[str, Any]:
     """Cross-validated prediction of metadata column ``target`` from a feature set.
 
-    ``features``: a kind of :func:`wslviz.features.compute_features` or a precomputed matrix
+    ``features``: a kind of :func:`wslviz.represent.features.compute_features` or a precomputed matrix
     ``[n_checkpoints, d]`` (with optional ``feature_names``). ``model``: ``linear``, ``gbm`` or ``knn``.
     ``rows``: None/``"all"`` (every checkpoint), ``"trained"`` (checkpoints after epoch 0: an untrained
     network's accuracy is chance plus sampling noise, with no order to predict), ``"final"`` (each model's
@@ -266,8 +265,6 @@ def leaderboard(
     kinds that cannot be computed for this zoo (``functional`` without a task) are skipped.
     ``rows`` and ``target_transform`` as in :func:`predict_property`.
     ``progress(done, total)`` counts (feature set, predictor) pairs."""
-    from wslviz.features import FeatureError, feature_set
-
     records = []
     total, done = len(kinds) * len(models), 0
     for kind in kinds:

@@ -8,8 +8,8 @@ the same function (Hecht-Nielsen 1990; for their role in weight space learning s
 "Git Re-Basin", ICLR 2023, and Navon et al., "Equivariant Architectures for Learning in Deep Weight
 Spaces", ICML 2023).
 
-This module derives the *permutation spec* of an :class:`~wslviz.arch.Architecture` (which tensor
-axes share each permutation), draws and applies group elements to ``[P]`` or ``[B, P]`` weights,
+Given an architecture's *permutation spec* (:mod:`wslviz.core.permutation`: which tensor axes share
+each permutation), this module draws and applies group elements to ``[P]`` or ``[B, P]`` weights,
 composes and inverts them, measures functional equivalence and computes canonical forms.
 
 Convention for a group element ``g``: for each permutation group with units ``j``, unit ``j`` of
@@ -26,82 +26,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from wslviz.arch import ACTIVATIONS, Architecture, ArchitectureError
-
-KINDS = ("permutation", "scale", "sign")
-# Elementwise layers and the unit transforms that pass through them unchanged: relu(s*z) = s*relu(z)
-# for s > 0, tanh(-z) = -tanh(z); pooling over space acts per channel (max commutes with s > 0 only).
-_PASSES = {
-    "relu": {"scale"},
-    "leaky_relu": {"scale"},
-    "maxpool2d": {"scale"},
-    "tanh": {"sign"},
-    "sin": {"sign"},
-    "gelu": set(),
-    "sigmoid": set(),
-    "avgpool2d": {"scale", "sign"},
-    "global_avg_pool": {"scale", "sign"},
-    "flatten": {"scale", "sign"},
-    "dropout": {"scale", "sign"},
-}
-_NONLINEAR = set(ACTIVATIONS) | {"maxpool2d"}
+from wslviz.core.arch import Architecture
+from wslviz.core.evaluation import model_outputs
+from wslviz.core.permutation import KINDS, AxisRef, PermGroup, PermutationSpec, SymmetryError
 
 
-class SymmetryError(ArchitectureError):
-    """An architecture, weight tensor or group element the symmetry code cannot handle."""
+def permutation_spec(arch: Architecture) -> PermutationSpec:
+    """The permutation groups of ``arch`` (its ``perm_spec``): which tensor axes share each permutation.
 
-
-@dataclass(frozen=True)
-class AxisRef:
-    """One tensor axis moved by a permutation group.
-
-    ``name``: parameter name (``"3.weight"``); ``axis``: the tensor axis indexed by the group's units;
-    ``block``: entries per unit along that axis (``H*W`` where a conv channel is flattened into a
-    linear layer's input, else 1); ``power``: how a unit scale ``s`` acts on this tensor (``+1``
-    multiply, ``-1`` divide, ``0`` untouched); ``incoming``: whether the tensor belongs to the unit's
-    own computation (its weights, bias, normalisation parameters) rather than to the next layer.
-    """
-
-    name: str
-    axis: int
-    block: int = 1
-    power: int = 0
-    incoming: bool = True
-
-
-@dataclass(frozen=True)
-class PermGroup:
-    """The hidden units (or channels) output by one linear/conv layer, and every axis they move.
-
-    ``layer``: index of the weight layer whose outputs these are; ``size``: number of units;
-    ``refs``: the axes; ``kinds``: the symmetries valid here (always ``"permutation"``, plus
-    ``"scale"`` and/or ``"sign"`` when the layers up to the next affine map allow them);
-    ``activation``: the nonlinearity acting on these units (None for none); ``capture``: the layer
-    index whose output holds these units' activations (for activation matching).
-    """
-
-    name: str
-    layer: int
-    size: int
-    refs: tuple[AxisRef, ...]
-    kinds: tuple[str, ...]
-    activation: str | None
-    capture: int
-
-
-@dataclass(frozen=True)
-class PermutationSpec:
-    """All permutation groups of an architecture, in layer order."""
-
-    groups: tuple[PermGroup, ...]
-    n_params: int
-
-    def __len__(self) -> int:
-        return len(self.groups)
-
-    @property
-    def names(self) -> list[str]:
-        return [g.name for g in self.groups]
+    See :func:`wslviz.core.permutation.sequential_perm_spec` for how a sequential spec's groups are derived."""
+    spec = getattr(arch, "perm_spec", None)
+    if not isinstance(spec, PermutationSpec):
+        raise SymmetryError(f"permutation_spec needs an architecture, got {type(arch).__name__}")
+    return spec
 
 
 @dataclass
@@ -125,87 +62,10 @@ class SymmetryElement:
         return [(p != torch.arange(p.shape[-1])).sum(-1) for p in self.perms]
 
 
-def permutation_spec(arch: Architecture) -> PermutationSpec:
-    """Derive the permutation groups of a sequential MLP/CNN.
-
-    One group per linear/conv layer except the last (whose outputs are the network's outputs). A group
-    moves the layer's weight rows and bias, the per-channel parameters and running statistics of the
-    BatchNorm/LayerNorm layers before the next weight layer, and the next weight layer's input axis;
-    across a ``flatten`` after a conv, one channel owns a block of ``H*W`` consecutive inputs of the
-    next linear layer. Scale and sign symmetries act on the last affine map before the nonlinearity
-    (the weight layer, or a BatchNorm/LayerNorm after it) and are undone by the next affine map (the
-    next weight layer, or a BatchNorm after the nonlinearity, through its running mean and weight).
-    Raises :class:`SymmetryError` for a layer it cannot place.
-    """
-    if not isinstance(arch, Architecture):
-        raise SymmetryError(f"permutation_spec needs an Architecture, got {type(arch).__name__}")
-    weight_layers = arch.weight_layers
-    groups = []
-    for k, nxt in zip(weight_layers[:-1], weight_layers[1:], strict=True):
-        groups.append(_group(arch, k, nxt))
-    return PermutationSpec(tuple(groups), arch.n_params)
-
-
-def _params_of(arch: Architecture, layer: int) -> dict[str, str]:
-    return {p.role: p.name for p in arch.layout if p.layer == layer}
-
-
-def _group(arch: Architecture, k: int, nxt: int) -> PermGroup:
-    layer = arch.layers[k]
-    n = layer.get("out_features", layer.get("out_channels"))
-    # the affine map that produces the nonlinearity's input, and the one that undoes a unit scale
-    producer, consumer, activation, capture = k, nxt, None, k
-    kinds = {"scale", "sign"}
-    block, seen_nonlinear = 1, False
-    for i in range(k + 1, nxt):
-        kind = arch.layers[i]["type"]
-        if kind in ("batchnorm", "layernorm"):
-            width = arch.layers[i].get("num_features", arch.layers[i].get("normalized_shape"))
-            if width != n:
-                raise SymmetryError(f"layer {i} ({kind}) normalises {width} features, layer {k} gives {n} units")
-            if not seen_nonlinear:
-                producer = i
-            elif consumer == nxt:
-                consumer = i
-                if kind == "layernorm":  # LayerNorm mixes units: no per-unit scale passes it
-                    kinds.clear()
-        elif kind in _PASSES:
-            if kind == "flatten":
-                before = arch.shapes[i - 1]
-                block = math.prod(before[1:]) if len(before) == 3 else 1
-            if consumer == nxt:
-                kinds &= _PASSES[kind]
-            seen_nonlinear = seen_nonlinear or kind in _NONLINEAR
-            if kind in ACTIVATIONS and activation is None:
-                activation, capture = kind, i
-        else:
-            raise SymmetryError(f"layer {i} ({kind}) between weight layers {k} and {nxt} is not supported")
-    capture = capture if activation else producer
-    refs: list[AxisRef] = []
-    for i in range(k, nxt):
-        kind = arch.layers[i]["type"]
-        if kind not in ("linear", "conv2d", "batchnorm", "layernorm"):
-            continue
-        for role, name in _params_of(arch, i).items():
-            power = 0
-            if i == producer and role in ("weight", "bias"):
-                power = 1
-            elif i == consumer and role == "running_mean":
-                power = 1
-            elif i == consumer and role == "weight":
-                power = -1
-            refs.append(AxisRef(name, 0, 1, power, True))
-    w_next = _params_of(arch, nxt)["weight"]
-    if arch.layout[[p.name for p in arch.layout].index(w_next)].shape[1] != n * block:
-        raise SymmetryError(f"layer {nxt} takes inputs that are not {n} units of {block} entries each")
-    refs.append(AxisRef(w_next, 1, block, -1 if consumer == nxt else 0, False))
-    ordered = tuple(kind for kind in KINDS if kind == "permutation" or kind in kinds)
-    name = f"layer {k} ({layer['type']}, {n} {'channels' if layer['type'] == 'conv2d' else 'units'})"
-    return PermGroup(name, k, n, tuple(refs), ordered, activation, capture)
-
-
 # ---------------------------------------------------------------- tensor plumbing
-def _as_batch(weights: torch.Tensor, arch: Architecture) -> tuple[torch.Tensor, bool]:
+def as_batch(weights: torch.Tensor, arch: Architecture) -> tuple[torch.Tensor, bool]:
+    """``weights`` ``[P]`` or ``[B, P]`` as ``[B, P]``, and whether it was a single vector; raises
+    :class:`SymmetryError` for anything else."""
     if not isinstance(weights, torch.Tensor):
         raise SymmetryError(f"weights must be a torch.Tensor, got {type(weights).__name__}")
     if weights.dim() not in (1, 2) or weights.shape[-1] != arch.n_params:
@@ -264,7 +124,7 @@ def apply_symmetry(arch: Architecture, weights: torch.Tensor, g: SymmetryElement
 
     A ``g`` with batched entries ``[B, n]`` applies one element per model.
     """
-    w, single = _as_batch(weights, arch)
+    w, single = as_batch(weights, arch)
     spec = arch.perm_spec
     _check_element(spec, g)
     batch = g.batch_shape
@@ -305,7 +165,7 @@ def random_symmetry(
     """A random group element: per group a uniform random permutation, and where the layer allows it
     log-uniform positive scales in ``scale_range`` (ReLU/LeakyReLU units) and random signs (odd
     activations: tanh, sin). Only the ``kinds`` asked for and valid for each group are drawn."""
-    kinds = _check_kinds(kinds)
+    kinds = check_kinds(kinds)
     lo, hi = scale_range
     if not 0 < lo <= hi:
         raise SymmetryError(f"scale_range must be 0 < low <= high, got {scale_range}")
@@ -324,7 +184,8 @@ def random_symmetry(
     return SymmetryElement(perms, scales)
 
 
-def _check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
+def check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
+    """``kinds`` (one name or several) as a tuple of known symmetry kinds; raises for an unknown one."""
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
@@ -368,10 +229,8 @@ def probe_inputs(arch: Architecture, n: int = 256, seed: int = 0) -> torch.Tenso
 def equivalence_gap(arch: Architecture, a: torch.Tensor, b: torch.Tensor, x: torch.Tensor | None = None) -> float:
     """Max absolute output difference between models ``a`` and ``b`` ([P] or [B, P] each, paired) on
     probe inputs ``x`` (default: 256 standard-normal inputs)."""
-    from wslviz.evaluation import model_outputs
-
-    a, _ = _as_batch(a, arch)
-    b, _ = _as_batch(b, arch)
+    a, _ = as_batch(a, arch)
+    b, _ = as_batch(b, arch)
     x = probe_inputs(arch) if x is None else x
     diff = model_outputs(arch, a, x) - model_outputs(arch, b, x)
     return float(diff.abs().max()) if diff.numel() else 0.0
@@ -429,8 +288,8 @@ def canonicalize(
     ``canonicalize(apply_symmetry(θ, g)) == canonicalize(θ)`` for every ``g`` drawn with the same
     ``kinds`` (to float rounding). With ``return_element`` also the element ``c`` with ``c·θ`` the result.
     """
-    kinds = _check_kinds(kinds)
-    w, single = _as_batch(weights, arch)
+    kinds = check_kinds(kinds)
+    w, single = as_batch(weights, arch)
     out = w.clone()
     perms, scales = [], []
     for group in arch.perm_spec.groups:
@@ -453,8 +312,8 @@ def canonicalize(
 def layer_distances(arch: Architecture, a: torch.Tensor, b: torch.Tensor) -> dict[str, np.ndarray]:
     """Euclidean distance per weight layer between ``a`` and ``b`` ([P] or [B, P] each, broadcast):
     ``{"layer i (kind)": [B]}``, plus ``"total"``."""
-    a, _ = _as_batch(a, arch)
-    b, _ = _as_batch(b, arch)
+    a, _ = as_batch(a, arch)
+    b, _ = as_batch(b, arch)
     diff = (a - b) ** 2
     out: dict[str, np.ndarray] = {}
     for i, layer in enumerate(arch.layers):

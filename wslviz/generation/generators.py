@@ -25,23 +25,15 @@ method                  what it does
 checkpoint with the best test accuracy) by weight matching (Ainsworth et al., ICLR 2023), so that
 averaging and density estimation do not mix up neurons that play the same role.
 
-Evaluation: :func:`novelty` measures, for each generated model, the distance to the nearest zoo
-checkpoint after aligning *everything to the common reference* (a symmetric copy of a zoo model is not
-new), and the prediction agreement with that checkpoint. :func:`noise_baseline` perturbs zoo models
-with Gaussian noise until they are as accurate as the generated ones, so a generator's novelty can be
-compared with the novelty that plain noise buys at the same accuracy: weight generators often memorise
-or interpolate their training checkpoints (Zeng et al. 2025, "Generative modeling of weights:
-generalization or memorization?").
+Novelty checks and the noise baseline are in :mod:`wslviz.generation.novelty`; exports in
+:mod:`wslviz.generation.export`.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import zipfile
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,68 +41,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from wslviz.arch import Architecture
-from wslviz.evaluation import evaluate, model_outputs
-from wslviz.zoo import Zoo
+from wslviz.core.zoo import Zoo, checkpoint_accuracies, reference_row
+from wslviz.generation.rows import align_rows, best_final_rows, check_rows
+from wslviz.represent.hyperrep import HyperRepresentation
+from wslviz.understand.align import reset_batchnorm
 
 Progress = Callable[[int, int], None] | None
 
 LEARNED = ("pca_gaussian", "kde", "hyperrep", "conditional", "diffusion")
 """Methods that fit a density or a network to the zoo (as opposed to interpolation and merging)."""
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-def _accuracies(zoo: Zoo, rows: np.ndarray) -> np.ndarray:
-    """Test accuracy of the given checkpoints: the metadata's ``test_acc`` where known, else evaluated."""
-    if "test_acc" in zoo.metadata and zoo.metadata["test_acc"].iloc[rows].notna().all():
-        return zoo.metadata["test_acc"].to_numpy(dtype=float)[rows]
-    if zoo.task is None:
-        raise ValueError("this zoo has neither a 'test_acc' column nor a task to compute accuracies with")
-    return evaluate(zoo.arch, zoo.task, zoo.weights[torch.as_tensor(rows)])["accuracy"].numpy().astype(float)
-
-
-def reference_row(zoo: Zoo) -> int:
-    """The alignment reference: the final checkpoint with the best test accuracy (the first final
-    checkpoint when accuracies are unknown)."""
-    final = zoo.final_index()
-    try:
-        acc = _accuracies(zoo, final)
-    except ValueError:
-        return int(final[0])
-    return int(final[int(np.nanargmax(acc))])
-
-
-def _best_final_rows(zoo: Zoo, top_fraction: float) -> np.ndarray:
-    """Final checkpoints, restricted to the best ``top_fraction`` by test accuracy (at least two)."""
-    if not 0 < top_fraction <= 1:
-        raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
-    final = zoo.final_index()
-    if top_fraction < 1:
-        acc = _accuracies(zoo, final)
-        keep = max(2, int(math.ceil(top_fraction * len(final))))
-        final = final[np.argsort(-acc, kind="stable")[:keep]]
-    return np.sort(final)
-
-
-def align_rows(zoo: Zoo, rows: Sequence[int] | np.ndarray, reference: int, aligned: bool = True,
-               progress: Progress = None) -> torch.Tensor:
-    """Weights ``[len(rows), P]`` of the given checkpoints, re-expressed in ``reference``'s basis."""
-    weights = zoo.weights[torch.as_tensor(np.asarray(rows, dtype=np.int64))].float()
-    if not aligned:
-        return weights.clone()
-    from wslviz.align import align_zoo
-
-    return align_zoo(zoo.arch, weights, zoo.weights[int(reference)].float(), method="weight", progress=progress)
-
-
-def _check_rows(zoo: Zoo, rows: Sequence[int], what: str, minimum: int = 1) -> np.ndarray:
-    rows = np.asarray(list(rows), dtype=np.int64)
-    if len(rows) < minimum:
-        raise ValueError(f"{what} needs at least {minimum} checkpoints, got {len(rows)}")
-    bad = rows[(rows < 0) | (rows >= zoo.n_checkpoints)]
-    if len(bad):
-        raise ValueError(f"{what}: rows {bad.tolist()} are outside the zoo (0..{zoo.n_checkpoints - 1})")
-    return rows
 
 
 class PCASpace:
@@ -254,14 +193,14 @@ class Interpolation(WeightGenerator):
     def _fit(self, zoo: Zoo, progress: Progress) -> None:
         a, b = self.a, self.b
         if a is None or b is None:
-            best = _best_final_rows(zoo, 1.0)
-            acc = _accuracies(zoo, best)
+            best = best_final_rows(zoo, 1.0)
+            acc = checkpoint_accuracies(zoo, best)
             order = best[np.argsort(-acc, kind="stable")]
             if len(order) < 2:
                 raise ValueError("interpolation needs two checkpoints; this zoo has one final checkpoint")
             a = int(order[0]) if a is None else a
             b = int(next(r for r in order if r != a)) if b is None else b
-        rows = _check_rows(zoo, [a, b], "interpolation", 2)
+        rows = check_rows(zoo, [a, b], "interpolation", 2)
         self.fit_rows_ = rows
         self.reference_ = int(rows[0])
         self.endpoints_ = align_rows(zoo, rows, rows[0], self.aligned, progress)
@@ -291,8 +230,9 @@ class Merge(WeightGenerator):
         self.aligned, self.alpha = bool(aligned), float(alpha)
 
     def _fit(self, zoo: Zoo, progress: Progress) -> None:
-        rows = _check_rows(zoo, zoo.final_index() if self.rows is None else self.rows, "merging", 2)
-        acc = _accuracies(zoo, rows) if ("test_acc" in zoo.metadata or zoo.task is not None) else np.zeros(len(rows))
+        rows = check_rows(zoo, zoo.final_index() if self.rows is None else self.rows, "merging", 2)
+        known = "test_acc" in zoo.metadata or zoo.task is not None
+        acc = checkpoint_accuracies(zoo, rows) if known else np.zeros(len(rows))
         self.reference_ = int(rows[int(np.argmax(acc))])
         self.fit_rows_ = rows
         self.aligned_ = align_rows(zoo, rows, self.reference_, self.aligned, progress)
@@ -304,8 +244,6 @@ class Merge(WeightGenerator):
         coef[0] = 1.0 / k
         merged = torch.as_tensor(coef, dtype=torch.float32) @ self.aligned_
         if any(layer["type"] == "batchnorm" for layer in self.arch_.layers):
-            from wslviz.align import reset_batchnorm
-
             merged = torch.stack([reset_batchnorm(self.arch_, w, self.task_) for w in merged])
         return merged, {"coefficients": [json.dumps(np.round(c, 4).tolist()) for c in coef]}
 
@@ -321,7 +259,7 @@ class _AlignedPCA(WeightGenerator):
 
     def _fit(self, zoo: Zoo, progress: Progress) -> None:
         self.reference_ = reference_row(zoo)
-        self.fit_rows_ = _best_final_rows(zoo, self.top_fraction)
+        self.fit_rows_ = best_final_rows(zoo, self.top_fraction)
         self.aligned_ = align_rows(zoo, self.fit_rows_, self.reference_, True, progress)
         self.pca_ = PCASpace().fit(self.aligned_, self.k)
         self.latent_ = self.pca_.transform(self.aligned_)
@@ -373,7 +311,7 @@ class KDESampler(_AlignedPCA):
 class HyperRepSampler(WeightGenerator):
     """Kernel density sampling in a hyper-representation's latent space, decoded to weights.
 
-    The autoencoder (:class:`wslviz.hyperrep.HyperRepresentation`, trained with permutation augmentation
+    The autoencoder (:class:`wslviz.represent.hyperrep.HyperRepresentation`, trained with permutation augmentation
     for ``steps`` optimiser steps) is fitted on the aligned final checkpoints; new latents are drawn from a
     Gaussian KDE of their embeddings (Scott's rule times ``bandwidth_scale``) and decoded, as in
     Schuerholt et al., "Hyper-representations as generative models" (NeurIPS 2022).
@@ -391,10 +329,8 @@ class HyperRepSampler(WeightGenerator):
         self.steps = int(steps)
 
     def _fit(self, zoo: Zoo, progress: Progress) -> None:
-        from wslviz.hyperrep import HyperRepresentation
-
         self.reference_ = reference_row(zoo)
-        self.fit_rows_ = _best_final_rows(zoo, self.top_fraction)
+        self.fit_rows_ = best_final_rows(zoo, self.top_fraction)
         aligned = align_rows(zoo, self.fit_rows_, self.reference_, True)
         model = HyperRepresentation(latent_dim=self.latent_dim, steps=self.steps, random_state=self.random_state)
         self.model_ = model.fit((zoo.arch, aligned), progress=progress)
@@ -430,7 +366,7 @@ class ConditionalVAE(WeightGenerator):
 
     def _fit(self, zoo: Zoo, progress: Progress) -> None:
         rows = np.arange(zoo.n_checkpoints)
-        acc = _accuracies(zoo, rows)
+        acc = checkpoint_accuracies(zoo, rows)
         keep = np.isfinite(acc)
         rows, acc = rows[keep], acc[keep]
         if len(rows) < 3:
@@ -444,7 +380,7 @@ class ConditionalVAE(WeightGenerator):
         x = self.pca_.transform(aligned)
         self.acc_mean_, self.acc_std_ = float(acc.mean()), float(acc.std() + 1e-6)
         c = torch.as_tensor((acc - self.acc_mean_) / self.acc_std_, dtype=torch.float32)[:, None]
-        self.default_target_ = float(_accuracies(zoo, zoo.final_index()).max())
+        self.default_target_ = float(checkpoint_accuracies(zoo, zoo.final_index()).max())
         kx, kz = x.shape[1], self.latent_dim
         self.encoder_ = _mlp(kx + 1, 2 * kz, self.hidden)
         self.decoder_ = _mlp(kz + 1, kx, self.hidden)
@@ -551,296 +487,3 @@ def generate(zoo: Zoo, method: str, n: int = 16, seed: int = 0, progress: Progre
     ``conditional``, ``a=0, b=5, aligned=False`` for ``interpolate``). ``seed`` fixes fitting and sampling.
     """
     return make_generator(method, random_state=seed, **options).fit(zoo, progress).sample(n, seed)
-
-
-# ---------------------------------------------------------------------------------------------- novelty
-class NoveltyIndex:
-    """Zoo checkpoints aligned to one common reference, to find each generated model's nearest neighbour.
-
-    Everything (the zoo's ``rows``, default all checkpoints, and every queried model) is aligned to the
-    *same* reference checkpoint (default :func:`reference_row`) by weight matching, then compared by
-    Euclidean distance: a permuted copy of a zoo model has distance ~0 (exactly 0 when the matching
-    recovers the permutation). Aligning each generated model to a common reference rather than to each
-    candidate separately keeps the cost at one matching per model.
-    """
-
-    def __init__(self, zoo: Zoo, rows: Sequence[int] | None = None, reference: int | None = None):
-        self.zoo = zoo
-        self.rows = np.arange(zoo.n_checkpoints) if rows is None else _check_rows(zoo, rows, "novelty")
-        self.reference = reference_row(zoo) if reference is None else int(reference)
-
-    def fit(self, progress: Progress = None) -> NoveltyIndex:
-        self.aligned_ = align_rows(self.zoo, self.rows, self.reference, True, progress)
-        task = self.zoo.task
-        self.predictions_ = None
-        if task is not None and task.kind == "classification":
-            w = self.zoo.weights[torch.as_tensor(self.rows)].float()
-            self.predictions_ = model_outputs(self.zoo.arch, w, task.x_test).argmax(-1)  # [Z, N_test]
-        return self
-
-    def query(self, generated: torch.Tensor, progress: Progress = None) -> pd.DataFrame:
-        """One row per generated model (``generated [B, P]``): ``distance`` to the nearest aligned zoo
-        checkpoint, ``relative_distance`` (divided by that checkpoint's norm), ``nearest_row`` (zoo row),
-        ``nearest_model_id``, ``nearest_epoch``, ``agreement`` (fraction of test inputs on which both
-        predict the same class; NaN without a classification task), ``accuracy`` and ``nearest_accuracy``."""
-        if not hasattr(self, "aligned_"):
-            self.fit()
-        zoo = self.zoo
-        if generated.dim() != 2 or generated.shape[1] != zoo.n_params:
-            raise ValueError(f"generated weights must be [B, {zoo.n_params}], got {list(generated.shape)}")
-        gen = generated.float()
-        ref = zoo.weights[self.reference].float()
-        from wslviz.align import align_zoo
-
-        gen_aligned = align_zoo(zoo.arch, gen, ref, method="weight", progress=progress)
-        dist = torch.cdist(gen_aligned.double(), self.aligned_.double())
-        d, j = dist.min(1)
-        nearest = self.rows[j.numpy()]
-        norms = self.aligned_.double().norm(dim=1)[j]
-        df = pd.DataFrame({
-            "distance": d.numpy(),
-            "relative_distance": (d / norms.clamp_min(1e-12)).numpy(),
-            "nearest_row": nearest,
-            "nearest_model_id": zoo.model_ids[nearest],
-        })
-        if "epoch" in zoo.metadata:
-            df["nearest_epoch"] = zoo.metadata["epoch"].to_numpy()[nearest]
-        task = zoo.task
-        if self.predictions_ is not None:
-            pred_g = model_outputs(zoo.arch, gen, task.x_test).argmax(-1)
-            pred_z = self.predictions_[j]
-            y = task.y_test.view(1, -1)
-            df["agreement"] = (pred_g == pred_z).float().mean(1).numpy()
-            # functional nearest neighbour: the zoo checkpoint whose predictions agree most (Zeng et al. 2025)
-            step = max(1, 2**26 // max(1, self.predictions_.numel()))  # bounds the [step, Z, N] comparison
-            agree = torch.cat([(pred_g[i:i + step, None] == self.predictions_[None]).float().mean(2)
-                               for i in range(0, len(pred_g), step)])
-            best, who = agree.max(1)
-            df["max_agreement"] = best.numpy()
-            df["most_similar_row"] = self.rows[who.numpy()]
-            df["accuracy"] = (pred_g == y).float().mean(1).numpy()
-            df["nearest_accuracy"] = (pred_z == y).float().mean(1).numpy()
-        else:
-            df["agreement"] = np.nan
-            df["max_agreement"] = np.nan
-        return df
-
-
-def novelty(zoo: Zoo, generated: torch.Tensor, rows: Sequence[int] | None = None, reference: int | None = None,
-            progress: Progress = None) -> pd.DataFrame:
-    """Per generated model (``generated [B, P]``): distance to the nearest zoo checkpoint after aligning
-    everything to a common reference, that checkpoint's row, and prediction agreement with it.
-
-    See :class:`NoveltyIndex` for the columns and the alignment convention. ``rows``: the zoo checkpoints
-    to compare with (default all, every epoch).
-    """
-    return NoveltyIndex(zoo, rows, reference).fit(progress).query(generated)
-
-
-def noise_baseline(zoo: Zoo, n: int = 16, target_accuracy: float | None = None, seed: int = 0,
-                   max_scale: float = 2.0, iterations: int = 14) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Zoo models plus Gaussian noise, as noisy as possible while still as accurate as ``target_accuracy``.
-
-    Sources: final checkpoints whose test accuracy is at least ``target_accuracy`` (default: the median
-    final accuracy; the best final checkpoint if none reaches it), drawn ``n`` times with replacement.
-    Each tensor gets noise ``s * std(tensor) * N(0, 1)`` (relative to that layer's own weight scale). The
-    scale ``s`` in ``[0, max_scale]`` is the largest whose mean test accuracy is still >= the target, found
-    by bisection with fixed noise draws. Returns ``(weights [n, P], info)`` with ``scale``, ``accuracy``
-    (mean) and ``source_rows``. The point: the distance from the zoo that plain noise buys at a given
-    accuracy is the bar a generator must clear to claim novelty.
-    """
-    if zoo.task is None:
-        raise ValueError("the noise baseline needs the zoo's task to measure accuracy")
-    final = zoo.final_index()
-    acc = _accuracies(zoo, final)
-    target = float(np.median(acc)) if target_accuracy is None else float(target_accuracy)
-    ok = final[acc >= target]
-    sources = ok if len(ok) else final[[int(np.argmax(acc))]]
-    rng = np.random.default_rng(seed)
-    src = sources[rng.integers(0, len(sources), size=n)]
-    base = zoo.weights[torch.as_tensor(src)].float()
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(base.shape, generator=g)
-    for p in zoo.arch.layout:
-        # per-model std of each tensor, so every layer is perturbed in proportion to its own scale
-        if p.trainable:
-            noise[:, p.slice] *= base[:, p.slice].std(1, keepdim=True, unbiased=False) if p.numel > 1 else \
-                base[:, p.slice].abs()
-        else:
-            noise[:, p.slice] = 0.0
-
-    def mean_acc(s: float) -> float:
-        return float(evaluate(zoo.arch, zoo.task, base + s * noise)["accuracy"].mean())
-
-    lo, hi = 0.0, float(max_scale)
-    if mean_acc(hi) >= target:
-        lo = hi
-    else:
-        for _ in range(iterations):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if mean_acc(mid) >= target else (lo, mid)
-    weights = base + lo * noise
-    return weights, {"scale": lo, "accuracy": mean_acc(lo), "target_accuracy": target, "source_rows": src}
-
-
-def compare_with_baseline(zoo: Zoo, generated: torch.Tensor, index: NoveltyIndex | None = None, seed: int = 0,
-                          progress: Progress = None) -> dict[str, Any]:
-    """Accuracy and novelty of ``generated [B, P]`` next to the noise baseline at the same accuracy.
-
-    Returns a dict: ``accuracy`` (mean test accuracy of the generated models), ``zoo_final_median`` (median
-    test accuracy of the zoo's final checkpoints), ``distance`` (mean nearest-zoo-neighbour distance),
-    ``max_agreement`` (mean over generated models of the highest test-prediction agreement with any zoo
-    checkpoint), the same ``baseline_*`` numbers for the noise baseline, ``noise_scale``, ``novelty`` and
-    ``baseline_novelty`` (the per-model DataFrames), ``baseline_weights``, and three verdicts:
-
-    * ``beats_baseline``: the generated models are farther from the zoo in aligned weight space than the
-      noise baseline (``distance > baseline_distance``) while at least as accurate
-      (``accuracy >= baseline_accuracy - 1/N_test``: one test example of slack, since the baseline is
-      calibrated to the generated accuracy from above);
-    * ``beats_function``: functionally less like any zoo checkpoint than the noise baseline
-      (``max_agreement < baseline_max_agreement``) at the same accuracy condition;
-    * ``done``: ``beats_baseline`` and ``accuracy >= zoo_final_median`` (the issue's criterion for a
-      learned generator).
-    """
-    if zoo.task is None:
-        raise ValueError("comparing with the noise baseline needs the zoo's task")
-    index = index if index is not None else NoveltyIndex(zoo).fit(progress)
-    gen_df = index.query(generated)
-    acc = float(gen_df["accuracy"].mean())
-    base_w, info = noise_baseline(zoo, n=len(generated), target_accuracy=acc, seed=seed)
-    base_df = index.query(base_w)
-    slack = 1.0 / len(zoo.task.y_test)
-    out = {
-        "accuracy": acc,
-        "zoo_final_median": float(np.median(_accuracies(zoo, zoo.final_index()))),
-        "distance": float(gen_df["distance"].mean()),
-        "agreement": float(gen_df["agreement"].mean()),
-        "baseline_accuracy": float(base_df["accuracy"].mean()),
-        "baseline_distance": float(base_df["distance"].mean()),
-        "baseline_agreement": float(base_df["agreement"].mean()),
-        "max_agreement": float(gen_df["max_agreement"].mean()),
-        "baseline_max_agreement": float(base_df["max_agreement"].mean()),
-        "noise_scale": info["scale"],
-        "novelty": gen_df,
-        "baseline_novelty": base_df,
-        "baseline_weights": base_w,
-    }
-    as_accurate = acc >= out["baseline_accuracy"] - slack
-    out["beats_baseline"] = bool(out["distance"] > out["baseline_distance"] and as_accurate)
-    out["beats_function"] = bool(out["max_agreement"] < out["baseline_max_agreement"] and as_accurate)
-    out["done"] = bool(out["beats_baseline"] and acc >= out["zoo_final_median"])
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- 2D views
-@torch.no_grad()
-def decision_grid(arch: Architecture, weights: torch.Tensor, x: torch.Tensor, resolution: int = 80,
-                  margin: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Predicted class of each model on a ``resolution x resolution`` grid over the 2D inputs ``x [N, 2]``
-    (padded by ``margin`` of the range), in one batched pass. Returns ``(xs [R], ys [R], classes [B, R, R])``
-    with ``classes[b, i, j]`` the prediction at ``(xs[j], ys[i])``."""
-    if tuple(arch.input_shape) != (2,):
-        raise ValueError(f"decision boundaries need 2D inputs; this architecture takes {list(arch.input_shape)}")
-    lo, hi = x.min(0).values, x.max(0).values
-    pad = margin * (hi - lo)
-    xs = torch.linspace(float(lo[0] - pad[0]), float(hi[0] + pad[0]), resolution)
-    ys = torch.linspace(float(lo[1] - pad[1]), float(hi[1] + pad[1]), resolution)
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
-    out = model_outputs(arch, weights.reshape(-1, arch.n_params), grid)
-    classes = out.argmax(-1).reshape(-1, resolution, resolution)
-    return xs.numpy(), ys.numpy(), classes.numpy()
-
-
-def project_with_generated(zoo: Zoo, generated: torch.Tensor, kind: str = "stats", method: str = "pca",
-                           seed: int = 0) -> tuple[pd.DataFrame, bool]:
-    """2D coordinates of the zoo's checkpoints and the generated models in one projection.
-
-    The projector is fitted on the zoo's features (``wv.compute_features(zoo, kind)``) and the generated
-    models are placed with its ``transform`` where the method has one (PCA, UMAP); otherwise (t-SNE) it
-    is refitted on zoo + generated together. Returns ``(frame, refitted)``; the frame has columns
-    ``x, y, source`` ("zoo" / "generated"), ``row`` (zoo row or generated index) and ``test_acc``.
-    """
-    from wslviz.embed import Projector
-    from wslviz.features import compute_features
-
-    gen_zoo = as_zoo(zoo, generated, method="generated")
-    f_zoo = np.asarray(compute_features(zoo, kind), dtype=float)
-    f_gen = np.asarray(compute_features(gen_zoo, kind), dtype=float)
-    proj = Projector(method, 2, seed)
-    refitted = method == "tsne"  # t-SNE has no out-of-sample mapping
-    if refitted:
-        both = np.asarray(proj.fit_transform(np.vstack([f_zoo, f_gen])))
-        xy_zoo, xy_gen = both[: len(f_zoo)], both[len(f_zoo):]
-    else:
-        xy_zoo, xy_gen = np.asarray(proj.fit_transform(f_zoo)), np.asarray(proj.transform(f_gen))
-    acc_zoo = zoo.metadata["test_acc"].to_numpy(dtype=float) if "test_acc" in zoo.metadata else \
-        np.full(zoo.n_checkpoints, np.nan)
-    acc_gen = gen_zoo.metadata["test_acc"].to_numpy(dtype=float) if "test_acc" in gen_zoo.metadata else \
-        np.full(len(generated), np.nan)
-    frame = pd.DataFrame({
-        "x": np.concatenate([xy_zoo[:, 0], xy_gen[:, 0]]),
-        "y": np.concatenate([xy_zoo[:, 1], xy_gen[:, 1]]),
-        "source": ["zoo"] * len(xy_zoo) + ["generated"] * len(xy_gen),
-        "row": np.concatenate([np.arange(len(xy_zoo)), np.arange(len(xy_gen))]),
-        "test_acc": np.concatenate([acc_zoo, acc_gen]),
-    })
-    return frame, refitted
-
-
-# ---------------------------------------------------------------------------------------------- export
-def as_zoo(zoo: Zoo, generated: torch.Tensor, method: str, params: dict[str, Any] | None = None,
-           info: pd.DataFrame | None = None, name: str | None = None) -> Zoo:
-    """The generated models ``[B, P]`` as a :class:`~wslviz.zoo.Zoo` with the source zoo's architecture and
-    task: metadata ``model_id`` (0..B-1), ``epoch`` (0), ``generator``, ``generator_params`` (JSON),
-    ``source_zoo``, per-sample ``info`` columns, and ``test_loss``/``test_acc``/``train_acc`` when a task is
-    attached. Save it with :func:`wslviz.zoo.save_zoo`."""
-    if generated.dim() != 2 or generated.shape[1] != zoo.n_params:
-        raise ValueError(f"generated weights must be [B, {zoo.n_params}], got {list(generated.shape)}")
-    w = generated.detach().float().contiguous()
-    meta = pd.DataFrame({"model_id": np.arange(len(w)), "epoch": 0, "generator": method,
-                         "generator_params": json.dumps(params or {}, sort_keys=True, default=str),
-                         "source_zoo": zoo.name})
-    if info is not None:
-        for col in info.columns:
-            meta[col] = info[col].to_numpy()
-    if zoo.task is not None:
-        test = evaluate(zoo.arch, zoo.task, w)
-        meta["test_loss"], meta["test_acc"] = test["loss"].numpy(), test["accuracy"].numpy()
-        meta["train_acc"] = evaluate(zoo.arch, zoo.task, w, split="train")["accuracy"].numpy()
-    return Zoo(name=name or f"{zoo.name}-{method}", metadata=meta, weights=w, arch=zoo.arch, task=zoo.task,
-               description=f"{len(w)} models generated by '{method}' from the zoo '{zoo.name}' with wslviz")
-
-
-def metadata_json(gen_zoo: Zoo) -> str:
-    """JSON describing a generated zoo: architecture and task specs plus the per-model table."""
-    return json.dumps({
-        "name": gen_zoo.name, "description": gen_zoo.description, "architecture": gen_zoo.arch.spec,
-        "task": gen_zoo.task.spec if gen_zoo.task is not None else None,
-        "models": json.loads(gen_zoo.metadata.to_json(orient="records")),
-    }, indent=2, default=str)
-
-
-def safetensors_bytes(gen_zoo: Zoo) -> bytes:
-    """The weights as a ``.safetensors`` file (one tensor ``"weights" [B, P]``; the header's metadata holds
-    the architecture spec and the generator, so the file is self-describing)."""
-    from safetensors.torch import save
-
-    header = {"format": "wslviz-generated", "architecture": json.dumps(gen_zoo.arch.spec),
-              "generator": str(gen_zoo.metadata["generator"].iloc[0]) if len(gen_zoo.metadata) else ""}
-    return save({"weights": gen_zoo.weights.detach().float().contiguous()}, metadata=header)
-
-
-def zoo_archive_bytes(gen_zoo: Zoo) -> bytes:
-    """A ``.zip`` of the native zoo layout (``<name>/zoo.json``, ``metadata.csv``, ``weights.safetensors``)."""
-    import tempfile
-
-    from wslviz.zoo import save_zoo
-
-    buf = io.BytesIO()
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = save_zoo(gen_zoo, Path(tmp) / gen_zoo.name)
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for f in sorted(folder.iterdir()):
-                zf.write(f, f"{gen_zoo.name}/{f.name}")
-    return buf.getvalue()

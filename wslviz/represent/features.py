@@ -7,7 +7,7 @@ Kinds (:data:`KINDS`), all ``zoo -> numpy [n_checkpoints, n_features]``:
     function can lie far apart (a permuted copy is a different point).
 ``aligned``
     The weight vector after aligning every model to one reference (weight matching, Git Re-Basin;
-    :func:`wslviz.align.align_zoo`); by default the reference is the final checkpoint with the best test
+    :func:`wslviz.understand.align.align_zoo`); by default the reference is the final checkpoint with the best test
     accuracy. Removes most of the permutation (and scale) freedom.
 ``stats``
     Per weight and bias tensor: mean, standard deviation and the 0/25/50/75/100 % quantiles
@@ -25,7 +25,7 @@ Kinds (:data:`KINDS`), all ``zoo -> numpy [n_checkpoints, n_features]``:
     the task's test inputs: two models computing the same function get the same features, whatever
     their weights. Needs a task.
 ``learned``
-    The latent code of a hyper-representation (:class:`wslviz.hyperrep.HyperRepresentation`): an
+    The latent code of a hyper-representation (:class:`wslviz.represent.hyperrep.HyperRepresentation`): an
     autoencoder over weights trained with permutation augmentation and a contrastive loss (Schürholt et
     al., NeurIPS 2021).
 
@@ -42,8 +42,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from wslviz.arch import Architecture
-from wslviz.zoo import Zoo
+from wslviz.core.arch import Architecture
+from wslviz.core.evaluation import model_outputs
+from wslviz.core.zoo import Zoo, reference_row
+from wslviz.represent.hyperrep import HyperRepresentation
+from wslviz.understand.align import align_zoo
 
 Progress = Callable[[int, int], None] | None
 
@@ -198,8 +201,6 @@ def probe_set(zoo: Zoo, n_probe: int = 128, seed: int = 0) -> torch.Tensor:
 def functional_features(zoo: Zoo, n_probe: int = 128, seed: int = 0, progress: Progress = None) -> np.ndarray:
     """Outputs on :func:`probe_set` -> ``[B, n_probe * n_outputs]``: class probabilities for classification,
     raw outputs for regression."""
-    from wslviz.evaluation import model_outputs
-
     x = probe_set(zoo, n_probe, seed)
     out = model_outputs(zoo.arch, zoo.weights, x, progress=progress)
     if zoo.task.kind == "classification":
@@ -210,16 +211,12 @@ def functional_features(zoo: Zoo, n_probe: int = 128, seed: int = 0, progress: P
 # ---------------------------------------------------------------------------------------------- aligned
 def default_reference(zoo: Zoo) -> int:
     """The alignment reference row: the final checkpoint with the best test accuracy."""
-    from wslviz.generation import reference_row
-
     return reference_row(zoo)
 
 
 def aligned_weights(zoo: Zoo, reference: int | None = None, method: str = "weight",
                     progress: Progress = None) -> torch.Tensor:
     """All checkpoints aligned to row ``reference`` (default :func:`default_reference`) -> ``[B, P]``."""
-    from wslviz.align import align_zoo
-
     ref = default_reference(zoo) if reference is None else int(reference)
     if not 0 <= ref < zoo.n_checkpoints:
         raise FeatureError(f"reference row {ref} is outside the zoo's {zoo.n_checkpoints} checkpoints")
@@ -233,14 +230,12 @@ def feature_set(zoo: Zoo, kind: str = "stats", progress: Progress = None, **opti
 
     Options: ``aligned``: ``reference`` (row), ``method`` ("weight"/"activation"); ``functional``:
     ``n_probe``, ``seed``; ``spectral``: ``min_singular_values``; ``learned``: any
-    :class:`~wslviz.hyperrep.HyperRepresentation` parameter (``latent_dim``, ``epochs``, ``random_state``)."""
+    :class:`~wslviz.represent.hyperrep.HyperRepresentation` parameter (``latent_dim``, ``epochs``, ``random_state``)."""
     _check_kind(kind)
     if zoo.n_checkpoints == 0:
         raise FeatureError("the zoo has no checkpoints")
-    if getattr(zoo, "cache", None) is not None:  # a precompute cache made for this zoo and these options
-        from wslviz.precompute import cached_feature_set
-
-        cached = cached_feature_set(zoo, kind, **options)
+    if zoo.cache is not None:  # precomputed results attached by the layer above (wslviz.scale.cache)
+        cached = zoo.cache.feature_set(zoo, kind, **options)
         if cached is not None:
             _report(progress, zoo.n_checkpoints, zoo.n_checkpoints)
             return cached
@@ -261,8 +256,6 @@ def feature_set(zoo: Zoo, kind: str = "stats", progress: Progress = None, **opti
         n_probe = len(probe_set(zoo, **{k: v for k, v in options.items() if k in ("n_probe", "seed")}))
         names = [f"probe{i}.out{j}" for i in range(n_probe) for j in range(values.shape[1] // n_probe)]
     else:
-        from wslviz.hyperrep import HyperRepresentation
-
         model = HyperRepresentation(**options).fit(zoo, progress=progress)
         values = np.asarray(model.transform(zoo.weights), dtype=float)
         names = [f"z{i}" for i in range(values.shape[1])]

@@ -27,45 +27,17 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import torch
 from torch import nn
 
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "gelu", "sigmoid", "sin")
-PARAMETRIC = ("linear", "conv2d", "batchnorm", "layernorm")
-SHAPE_ONLY = ("maxpool2d", "avgpool2d", "global_avg_pool", "flatten", "dropout")
-LAYER_TYPES = PARAMETRIC + SHAPE_ONLY + ACTIVATIONS
+from wslviz.core.layout import ACTIVATIONS, LAYER_TYPES, PARAMETRIC, SHAPE_ONLY, ArchitectureError, ParamInfo
+from wslviz.core.permutation import PermutationSpec, sequential_perm_spec
 
-
-class ArchitectureError(ValueError):
-    """A spec or state dict that does not describe a supported architecture."""
-
-
-@dataclass(frozen=True)
-class ParamInfo:
-    """One tensor of the flat vector: ``vector[offset:offset+numel].view(shape)``."""
-
-    name: str
-    shape: tuple[int, ...]
-    offset: int
-    layer: int
-    role: str  # weight | bias | running_mean | running_var
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def trainable(self) -> bool:
-        return self.role in ("weight", "bias")
-
-    @property
-    def slice(self) -> slice:
-        return slice(self.offset, self.offset + self.numel)
-
+__all__ = ["ACTIVATIONS", "LAYER_TYPES", "PARAMETRIC", "SHAPE_ONLY", "Architecture", "ArchitectureError",
+           "ParamInfo", "infer_architecture", "mlp_spec"]
 
 class Sin(nn.Module):
     """``sin(w0 * x)``, the SIREN activation."""
@@ -299,11 +271,9 @@ class Architecture:
         return sorted({layer["type"] for layer in self.layers if layer["type"] in ACTIVATIONS})
 
     @cached_property
-    def perm_spec(self):
-        """The permutation spec (see :mod:`wslviz.symmetry`): which tensor axes share a permutation."""
-        from wslviz.symmetry import permutation_spec
-
-        return permutation_spec(self)
+    def perm_spec(self) -> PermutationSpec:
+        """The permutation spec (see :mod:`wslviz.core.permutation`): which tensor axes share a permutation."""
+        return sequential_perm_spec(self)
 
     def describe(self) -> str:
         """A one-line summary such as ``"MLP 2-16-16-2 (relu), 386 params"``."""

@@ -2,7 +2,7 @@
 
 All B models of a run live in one weight matrix ``W`` ``[B, P]``. One step gathers a minibatch per
 model (``[B, batch, ...]``, each model drawing from its own permutation of its own training subset),
-runs :func:`wslviz.evaluation.forward` on all models together, and differentiates the *sum* of the
+runs :func:`wslviz.core.evaluation.forward` on all models together, and differentiates the *sum* of the
 per-model mean losses: model b's loss depends only on row b, so row b of the gradient is exactly that
 model's own gradient. The optimisers (SGD with momentum, Adam) are written on ``[B, P]`` tensors with
 per-model learning rate, weight decay and momentum, and a per-model choice between the two, so one
@@ -29,9 +29,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from wslviz.arch import Architecture, mlp_spec
-from wslviz.evaluation import evaluate, forward
-from wslviz.tasks import Task, make_task
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.core.evaluation import evaluate, forward
+from wslviz.core.tasks import Task, make_task
+from wslviz.core.zoo import Zoo
 
 Progress = Callable[[int, int], None] | None
 
@@ -232,7 +233,7 @@ def train(
     Returns ``(weights [n_models * n_checkpoints, P], metadata)``, rows model-major (model 0 at every
     checkpoint epoch, then model 1, ...). Metadata columns: ``model_id``, ``epoch``, the hyper-parameters,
     ``train_loss``, ``train_acc`` (full training split, eval mode), ``test_loss``, ``test_acc``, ``ggap``
-    (``train_acc - test_acc``), all computed with :func:`wslviz.evaluation.evaluate` on the stored weights.
+    (``train_acc - test_acc``), all computed with :func:`wslviz.core.evaluation.evaluate` on the stored weights.
     ``progress(done, total)`` counts epochs over all batch-size groups, then the evaluation.
 
     A model's training subset is ``round(train_fraction * n_train)`` examples (at least one batch), the
@@ -313,9 +314,7 @@ class Recipe:
 
 
 def train_zoo(recipe: Recipe, seed: int = 0, progress: Progress = None):
-    """Train the zoo a :class:`Recipe` describes and return it as a :class:`wslviz.zoo.Zoo`."""
-    from wslviz.zoo import Zoo
-
+    """Train the zoo a :class:`Recipe` describes and return it as a :class:`wslviz.core.zoo.Zoo`."""
     arch = Architecture(recipe.arch)
     task = make_task(recipe.task)
     threads = torch.get_num_threads()

@@ -23,9 +23,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.arch import ACTIVATIONS, Architecture
-from wslviz.embed import standardise
-from wslviz.zoo import Zoo
+from wslviz.core.arch import ACTIVATIONS, Architecture
+from wslviz.core.evaluation import forward
+from wslviz.core.zoo import Zoo
+from wslviz.represent.features import FeatureError, compute_features
+from wslviz.represent.projection import standardise
 
 Progress = Callable[[int, int], None] | None
 FUNCTIONS = ("agreement", "cka")
@@ -33,7 +35,7 @@ FUNCTIONS = ("agreement", "cka")
 
 def distance_matrix(features: np.ndarray) -> np.ndarray:
     """Euclidean distances ``[n, n]`` between rows of ``features`` [n, d] after standardisation
-    (:func:`wslviz.embed.standardise`)."""
+    (:func:`wslviz.represent.projection.standardise`)."""
     z = torch.as_tensor(standardise(features))
     return torch.cdist(z, z).numpy()
 
@@ -66,8 +68,6 @@ def function_similarity(zoo: Zoo, rows: Sequence[int] | np.ndarray, kind: str = 
     """Function-space similarity ``[n, n]`` of the checkpoints ``rows`` on the task's test inputs (the first
     ``n_inputs``): ``"agreement"`` (fraction of equal predictions) or ``"cka"`` (linear CKA of the last hidden
     layer; of the outputs when there is none)."""
-    from wslviz.evaluation import forward
-
     if kind not in FUNCTIONS:
         raise ValueError(f"unknown function similarity {kind!r}; known: {', '.join(FUNCTIONS)}")
     if zoo.task is None:
@@ -131,8 +131,6 @@ def retrieval_benchmark(
     trivially near each other) or row indices. ``features``: optional precomputed ``kind -> [n_checkpoints, d]``.
     Returns a DataFrame with columns ``features, function, precision_at_k, k, n`` and, per function,
     a ``random`` row: the expected precision of random neighbours, ``k / (n - 1)``."""
-    from wslviz.features import FeatureError, compute_features
-
     index = np.sort(zoo.final_index()) if isinstance(rows, str) and rows == "final" else np.asarray(rows, np.int64)
     n = len(index)
     if n < 3:

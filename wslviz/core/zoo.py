@@ -5,18 +5,29 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.arch import Architecture
-from wslviz.formats import ZooFormatError, detect_format, reader
-from wslviz.tasks import Task, make_task
+from wslviz.core.arch import Architecture
+from wslviz.core.evaluation import evaluate
+from wslviz.core.tasks import Task, make_task
 
 MODEL_ID = "model_id"
 EPOCH = "epoch"
+
+
+class ResultCache(Protocol):
+    """Precomputed per-checkpoint results that a zoo carries (implemented by :mod:`wslviz.scale.cache`).
+
+    Defined here so that the feature code can consult a cache without importing the layer that makes it."""
+
+    path: Path
+
+    def feature_set(self, zoo: Zoo, kind: str, **options: Any) -> Any | None:
+        """The cached ``FeatureSet`` of ``kind`` for exactly this zoo and these options, else None."""
 
 
 @dataclass
@@ -38,8 +49,9 @@ class Zoo:
     path: Path | None = None
     format: str = "native"
     extra: dict[str, Any] = field(default_factory=dict)
-    cache: Path | None = None
-    """A precompute cache folder (:mod:`wslviz.precompute`); used only where its fingerprint matches this zoo."""
+    cache: ResultCache | None = None
+    """Precomputed results attached by the layer that found them (:func:`wslviz.scale.cache.load_zoo`);
+    feature functions ask it first and compute only what it does not hold for this very zoo."""
 
     @property
     def n_checkpoints(self) -> int:
@@ -111,35 +123,29 @@ class Zoo:
             out["final test accuracy"] = f"{final.min():.3f} - {final.max():.3f} (median {final.median():.3f})"
         return out
 
-    def save(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Write this zoo in the native layout (see :mod:`wslviz.formats.native`)."""
-        from wslviz.formats import native
-
-        return native.write(self, path, overwrite=overwrite)
-
     def __repr__(self) -> str:
         return (f"Zoo({self.name!r}: {self.n_models} models, {self.n_checkpoints} checkpoints, "
                 f"{self.arch.describe()}, task={self.task.name if self.task else None})")
 
 
-def load_zoo(path: str | Path, format: str | None = None, cache: str | Path | bool | None = None,
-             **options: Any) -> Zoo:
-    """Open a zoo in any supported layout (auto-detected, or ``format=`` one of
-    :data:`wslviz.formats.READERS`). Raises :class:`ZooFormatError` naming the file and the problem.
 
-    ``cache``: a precompute cache folder to attach (``False``: none); by default ``$WSLVIZ_CACHE`` or the
-    cache beside the zoo is attached when there is one (see :mod:`wslviz.precompute`)."""
-    from wslviz.precompute import find_cache
+def checkpoint_accuracies(zoo: Zoo, rows: np.ndarray) -> np.ndarray:
+    """Test accuracy of the given checkpoint rows: the metadata's ``test_acc`` where known, else evaluated.
 
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise ZooFormatError(path, "no such file or directory")
-    name = format or detect_format(path)
-    zoo = reader(name).read(path, **options)
-    zoo.cache = find_cache(path, cache)
-    return zoo
+    Raises ``ValueError`` when the zoo has neither a complete ``test_acc`` column nor a task."""
+    if "test_acc" in zoo.metadata and zoo.metadata["test_acc"].iloc[rows].notna().all():
+        return zoo.metadata["test_acc"].to_numpy(dtype=float)[rows]
+    if zoo.task is None:
+        raise ValueError("this zoo has neither a 'test_acc' column nor a task to compute accuracies with")
+    return evaluate(zoo.arch, zoo.task, zoo.weights[torch.as_tensor(rows)])["accuracy"].numpy().astype(float)
 
 
-def save_zoo(zoo: Zoo, path: str | Path, overwrite: bool = False) -> Path:
-    """Write ``zoo`` in the native layout; refuses to overwrite unless asked."""
-    return zoo.save(path, overwrite=overwrite)
+def reference_row(zoo: Zoo) -> int:
+    """The alignment reference: the final checkpoint with the best test accuracy (the first final
+    checkpoint when accuracies are unknown)."""
+    final = zoo.final_index()
+    try:
+        acc = checkpoint_accuracies(zoo, final)
+    except ValueError:
+        return int(final[0])
+    return int(final[int(np.nanargmax(acc))])

@@ -38,7 +38,7 @@ Measured on this project's 2-core Xeon (AVX-512, 125-140 GFLOP/s fp32 matmul per
 digits CNN on 539 images, 1681 models, seconds for all models, one layer: the second conv as a grouped conv
 0.80 (0.28 channels-last), as ``unfold`` im2col + bmm 7.0, as a full Toeplitz bmm (4x FLOPs) 0.26-0.33,
 as banded rows 0.07 (window copy) + 0.12 (bmm), or 0.13 reading the windows in place. ``F.cross_entropy``
-on [B*N, 10] logits cost 4x a logsumexp-minus-target (now in :meth:`wslviz.tasks.Task.loss`).
+on [B*N, 10] logits cost 4x a logsumexp-minus-target (now in :meth:`wslviz.core.tasks.Task.loss`).
 
 Further measured choices (digits CNN, 1 thread unless said; per-chunk figures for 16 models):
 
@@ -58,7 +58,7 @@ Further measured choices (digits CNN, 1 thread unless said; per-chunk figures fo
   do 1.6x the direct FLOPs instead of 2.7x: 0.83 -> 0.59 ms; 1 column (8 outputs) ran slower, 0.94 ms.
 - **Bias and ReLU fused** (:func:`_bias_relu_`): ``baddbmm`` copies the broadcast bias into its output
   before the matmul; ``bmm`` then ATen's fused add+ReLU saves that pass (2.77 -> 2.55 ms for conv2).
-- **Loss and accuracy in one pass over the logits** (:meth:`wslviz.tasks.Task.loss_and_correct`): the
+- **Loss and accuracy in one pass over the logits** (:meth:`wslviz.core.tasks.Task.loss_and_correct`): the
   class maximum is shared by logsumexp and the "correct" test; ``argmax`` alone cost 3x an ``amax``; the
   test for ties with an earlier class runs only when a row has a tie (or a non-finite maximum).
 - **Parallel streams** (:func:`_run_chunks`): with 2 threads, two Python threads with one intra-op thread
@@ -88,11 +88,12 @@ from concurrent import futures
 from functools import cache, lru_cache
 from typing import TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wslviz.arch import ACTIVATIONS, Architecture
-from wslviz.tasks import Task
+from wslviz.core.arch import ACTIVATIONS, Architecture
+from wslviz.core.tasks import Task
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None] | None
@@ -697,3 +698,22 @@ def evaluate_per_model(arch: Architecture, task: Task, weights: torch.Tensor, sp
         losses.append(task.loss(out, y)[0])
         accs.append(task.correct(out, y)[0] / len(y))
     return {"loss": torch.stack(losses), "accuracy": torch.stack(accs)}
+
+
+@torch.no_grad()
+def decision_grid(arch: Architecture, weights: torch.Tensor, x: torch.Tensor, resolution: int = 80,
+                  margin: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predicted class of each model on a ``resolution x resolution`` grid over the 2D inputs ``x [N, 2]``
+    (padded by ``margin`` of the range), in one batched pass. Returns ``(xs [R], ys [R], classes [B, R, R])``
+    with ``classes[b, i, j]`` the prediction at ``(xs[j], ys[i])``."""
+    if tuple(arch.input_shape) != (2,):
+        raise ValueError(f"decision boundaries need 2D inputs; this architecture takes {list(arch.input_shape)}")
+    lo, hi = x.min(0).values, x.max(0).values
+    pad = margin * (hi - lo)
+    xs = torch.linspace(float(lo[0] - pad[0]), float(hi[0] + pad[0]), resolution)
+    ys = torch.linspace(float(lo[1] - pad[1]), float(hi[1] + pad[1]), resolution)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
+    out = model_outputs(arch, weights.reshape(-1, arch.n_params), grid)
+    classes = out.argmax(-1).reshape(-1, resolution, resolution)
+    return xs.numpy(), ys.numpy(), classes.numpy()

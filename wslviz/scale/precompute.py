@@ -1,7 +1,7 @@
 """Precompute per-checkpoint results of a large zoo on a Dask cluster, into a cache the app reads instantly.
 
 :func:`precompute_zoo` (and ``wslviz precompute ZOO``) computes, for every checkpoint row, the feature
-kinds of :mod:`wslviz.features` that are per row (``stats``, ``spectral``, ``functional``), the weights
+kinds of :mod:`wslviz.represent.features` that are per row (``stats``, ``spectral``, ``functional``), the weights
 aligned to one reference (``aligned``), and loss/accuracy per split (``evaluate``). The rows are cut into
 chunks; each chunk is one ``dask.distributed`` task that opens the zoo itself (memory-mapped: the weight
 matrix never travels through the scheduler), computes its rows and writes one file per result
@@ -18,17 +18,14 @@ truncated or unreadable file is recomputed); a cache made for another zoo (finge
 parameters is refused, naming the difference. Nothing is ever overwritten silently.
 
 Exactness: every computation is per row, so the cached values equal the in-process
-:func:`wslviz.features.compute_features` / :func:`wslviz.evaluation.evaluate` /
-:func:`wslviz.align.align_zoo` ones bit for bit (the tests check it with chunks that do not line up
+:func:`wslviz.represent.features.compute_features` / :func:`wslviz.core.evaluation.evaluate` /
+:func:`wslviz.understand.align.align_zoo` ones bit for bit (the tests check it with chunks that do not line up
 with the library's internal batches). The only zoo-level quantity is the alignment reference, which
 by default is the final checkpoint with the best test accuracy: it is resolved once, before the tasks
 start, and recorded in the manifest. ``flat`` (the weights themselves) and ``learned`` (a
 hyper-representation fitted to the whole zoo) are not per-checkpoint computations and are not cached.
 
-Pick-up: :func:`wslviz.zoo.load_zoo` attaches a cache found at ``cache=``, at ``$WSLVIZ_CACHE``, or
-beside the zoo (``<zoo>/.wslviz-cache`` for a folder, ``<zoo>.wslviz-cache`` for a file) as
-``Zoo.cache``; :func:`wslviz.features.compute_features` then returns cached values whenever the
-cache's fingerprint and parameters match the zoo and the request, and computes as usual otherwise.
+Pick-up: :mod:`wslviz.scale.cache` finds the cache and reads it back.
 """
 
 from __future__ import annotations
@@ -48,30 +45,33 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.arch import Architecture
-from wslviz.features import FeatureError, FeatureSet, feature_set
-from wslviz.zoo import Zoo, load_zoo
+from wslviz.core.evaluation import evaluate
+from wslviz.core.zoo import Zoo
+from wslviz.represent.features import FeatureError, default_reference, feature_set
+from wslviz.scale.cache import (
+    CACHE_VERSION,
+    DEFAULTS,
+    KINDS,
+    MANIFEST,
+    SPLITS,
+    CacheError,
+    chunk_file,
+    default_cache_path,
+    load_zoo,
+    merged_file,
+    read_manifest,
+    read_weights,
+    result_names,
+    valid_file,
+)
+from wslviz.understand.align import align_zoo
 
 Progress = Callable[[int, int], None] | None
 
-CACHE_VERSION = 1
-CACHE_DIR = ".wslviz-cache"
-CACHE_ENV = "WSLVIZ_CACHE"
-"""Environment variable naming a cache folder; used for any zoo whose fingerprint it matches."""
-MANIFEST = "manifest.json"
-KINDS = ("stats", "spectral", "functional", "aligned")
-"""Feature kinds that can be precomputed (per-row computations)."""
-SPLITS = ("train", "test")
 CHUNK_BYTES = 64 * 2**20
 """Default bound on a chunk's slice of the weight matrix (float32 bytes)."""
 CHUNKS_PER_WORKER = 4
 """Default chunking aims at this many chunks per worker at least, so that workers stay balanced."""
-DEFAULTS: dict[str, Any] = {"n_probe": 128, "probe_seed": 0, "min_singular_values": 50, "method": "weight",
-                            "align_seed": 0}
-
-
-class CacheError(ValueError):
-    """A cache that cannot be used or written: another zoo or other parameters, or a foreign folder."""
 
 
 @dataclass
@@ -85,40 +85,6 @@ class PrecomputeReport:
     complete: bool
     seconds: float
     merge_seconds: float = 0.0
-
-
-def default_cache_path(zoo_path: str | Path) -> Path:
-    """Where a cache beside the zoo lives: ``<zoo>/.wslviz-cache`` (folder) or ``<zoo>.wslviz-cache`` (file)."""
-    zoo_path = Path(zoo_path)
-    return zoo_path / CACHE_DIR if zoo_path.is_dir() else zoo_path.with_name(zoo_path.name + CACHE_DIR)
-
-
-def find_cache(zoo_path: str | Path, cache: str | Path | bool | None = None) -> Path | None:
-    """The cache folder for a zoo: ``cache`` if given (``False``: none), else ``$WSLVIZ_CACHE``, else the
-    folder beside the zoo; only a folder holding a manifest counts."""
-    if cache is False:
-        return None
-    candidates = [cache] if cache not in (None, True) else [os.environ.get(CACHE_ENV), default_cache_path(zoo_path)]
-    for c in candidates:
-        if c and (Path(c) / MANIFEST).is_file():
-            return Path(c)
-    if cache not in (None, True):
-        raise CacheError(f"{cache}: no precompute cache there (no {MANIFEST})")
-    return None
-
-
-def read_manifest(cache: str | Path) -> dict[str, Any]:
-    """The manifest of a cache folder (raises :class:`CacheError` when missing or unreadable)."""
-    path = Path(cache) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CacheError(f"{cache}: not a precompute cache (no {MANIFEST})") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise CacheError(f"{path}: unreadable manifest ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("version") != CACHE_VERSION:
-        raise CacheError(f"{path}: not a version-{CACHE_VERSION} wslviz precompute manifest")
-    return manifest
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -159,43 +125,6 @@ def _write_weights(path: Path, parts: Sequence[torch.Tensor] | Callable[[], Any]
         tmp.unlink(missing_ok=True)
 
 
-def _read_weights(path: Path) -> torch.Tensor:
-    from wslviz.formats.native import mmap_safetensor
-
-    return mmap_safetensor(path)
-
-
-def _valid(path: Path, n_rows: int) -> bool:
-    """Whether ``path`` is a complete result file of ``n_rows`` rows (cheap: footer or header only)."""
-    if not path.is_file():
-        return False
-    try:
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_metadata(path).num_rows == n_rows
-        return _read_weights(path).shape[0] == n_rows
-    except Exception:  # noqa: BLE001 - any unreadable file is simply recomputed
-        return False
-
-
-def _outputs(params: dict[str, Any]) -> list[str]:
-    """Result names of a run: feature kinds, plus ``evaluation`` when evaluating."""
-    return list(params["features"]) + (["evaluation"] if params["evaluate"] else [])
-
-
-def _suffix(name: str) -> str:
-    return ".safetensors" if name == "aligned" else ".parquet"
-
-
-def _chunk_file(cache: Path, name: str, start: int, stop: int) -> Path:
-    return cache / "chunks" / f"{name}-{start:010d}-{stop:010d}{_suffix(name)}"
-
-
-def _merged_file(cache: Path, name: str) -> Path:
-    return cache / f"{name}{_suffix(name)}"
-
-
 # ---------------------------------------------------------------------------------------------- parameters
 def cache_parameters(zoo: Zoo, features: Sequence[str] = ("stats", "spectral"), align_to: int | None = None,
                      evaluate: bool = False, method: str = DEFAULTS["method"], n_probe: int = DEFAULTS["n_probe"],
@@ -203,9 +132,7 @@ def cache_parameters(zoo: Zoo, features: Sequence[str] = ("stats", "spectral"), 
     """The parameters a cache is made for (recorded in its manifest), checked against ``zoo``.
 
     The alignment reference is resolved here, once for the whole zoo (default: the final checkpoint with
-    the best test accuracy, as in :func:`wslviz.features.default_reference`)."""
-    from wslviz.features import default_reference
-
+    the best test accuracy, as in :func:`wslviz.represent.features.default_reference`)."""
     features = list(dict.fromkeys(features))
     bad = [k for k in features if k not in KINDS]
     if bad:
@@ -272,9 +199,6 @@ def _table(rows: np.ndarray, values: np.ndarray, names: list[str]) -> pd.DataFra
 def compute_chunk(zoo: Zoo, params: dict[str, Any], start: int, stop: int) -> dict[str, pd.DataFrame | torch.Tensor]:
     """Results of rows ``start:stop`` of ``zoo`` for ``params`` (see :func:`cache_parameters`):
     ``{kind: DataFrame}`` for tables, ``{"aligned": Tensor [rows, P]}``, ``{"evaluation": DataFrame}``."""
-    from wslviz.align import align_zoo
-    from wslviz.evaluation import evaluate
-
     rows = np.arange(start, stop)
     part = zoo.subset(rows)
     part.cache = None  # compute, never read back from a cache
@@ -304,7 +228,7 @@ def _run_chunk(zoo_path: str, fingerprint: str, params: dict[str, Any], cache: s
     zoo = _open_zoo(zoo_path, fingerprint)
     results = compute_chunk(zoo, params, start, stop)
     for name, value in results.items():
-        path = _chunk_file(Path(cache), name, start, stop)
+        path = chunk_file(Path(cache), name, start, stop)
         if name == "aligned":
             _write_weights(path, [value], tuple(value.shape))
         else:
@@ -336,26 +260,26 @@ def _prepare(cache: Path, manifest: dict[str, Any], chunk_size: int | None) -> d
 def _merged_valid(cache: Path, manifest: dict[str, Any]) -> bool:
     n = manifest["n_checkpoints"]
     return manifest.get("complete", False) and all(
-        _valid(_merged_file(cache, name), n) for name in _outputs(manifest["parameters"]))
+        valid_file(merged_file(cache, name), n) for name in result_names(manifest["parameters"]))
 
 
 def _merge(cache: Path, manifest: dict[str, Any]) -> None:
     """Concatenate the chunk files into one file per result, check row order, then drop the chunks."""
     n, chunks = manifest["n_checkpoints"], manifest["chunks"]
-    for name in _outputs(manifest["parameters"]):
-        files = [_chunk_file(cache, name, a, b) for a, b in chunks]
+    for name in result_names(manifest["parameters"]):
+        files = [chunk_file(cache, name, a, b) for a, b in chunks]
         if name == "aligned":
-            _write_weights(_merged_file(cache, name), lambda files=files: (_read_weights(f) for f in files),
+            _write_weights(merged_file(cache, name), lambda files=files: (read_weights(f) for f in files),
                            (n, manifest["n_params"]))
             continue
         df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
         if not np.array_equal(df["row"].to_numpy(), np.arange(n)):
             raise CacheError(f"{cache}: the chunks of {name} do not cover rows 0..{n - 1} in order")
-        _write_table(_merged_file(cache, name), df)
+        _write_table(merged_file(cache, name), df)
     _write_json(cache / MANIFEST, {**manifest, "complete": True})
     for a, b in chunks:
-        for name in _outputs(manifest["parameters"]):
-            _chunk_file(cache, name, a, b).unlink(missing_ok=True)
+        for name in result_names(manifest["parameters"]):
+            chunk_file(cache, name, a, b).unlink(missing_ok=True)
     for stale in (cache / "chunks").glob(".*.tmp-*"):  # left by tasks killed mid-write
         stale.unlink(missing_ok=True)
 
@@ -423,9 +347,9 @@ def precompute_zoo(
             (cache / "chunks").mkdir(parents=True, exist_ok=True)
             _write_json(cache / MANIFEST, manifest)
         (cache / "chunks").mkdir(parents=True, exist_ok=True)
-        names = _outputs(manifest["parameters"])
+        names = result_names(manifest["parameters"])
         pending = [(a, b) for a, b in manifest["chunks"]
-                   if not all(_valid(_chunk_file(cache, name, a, b), b - a) for name in names)]
+                   if not all(valid_file(chunk_file(cache, name, a, b), b - a) for name in names)]
         skipped = len(manifest["chunks"]) - len(pending)
         todo = pending[:max_chunks] if max_chunks is not None else pending
         futures = [client.submit(_run_chunk, str(zoo_path), manifest["zoo_fingerprint"], manifest["parameters"],
@@ -448,90 +372,3 @@ def precompute_zoo(
         _merge(cache, manifest)
     return PrecomputeReport(cache, len(manifest["chunks"]), len(todo), skipped, complete,
                             time.perf_counter() - started, time.perf_counter() - merge_started)
-
-
-# ---------------------------------------------------------------------------------------------- reading
-class PrecomputeCache:
-    """A complete precompute cache folder: its manifest and merged results (tables and aligned weights)."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.manifest = read_manifest(self.path)
-        if not self.manifest.get("complete"):
-            raise CacheError(f"{self.path}: the precompute did not finish; rerun `wslviz precompute` to complete it")
-
-    @property
-    def fingerprint(self) -> str:
-        return self.manifest["zoo_fingerprint"]
-
-    @property
-    def parameters(self) -> dict[str, Any]:
-        return self.manifest["parameters"]
-
-    def matches(self, zoo: Zoo) -> bool:
-        """Whether this cache was made for exactly this zoo (same fingerprint)."""
-        return zoo.fingerprint == self.fingerprint
-
-    def features(self, kind: str) -> FeatureSet:
-        """The cached feature set of ``kind`` ([n_checkpoints, n_features] float64 with column names)."""
-        if kind not in self.parameters["features"]:
-            raise CacheError(f"{self.path} has no {kind!r} features (it has {', '.join(self.parameters['features'])})")
-        if kind == "aligned":
-            values = _read_weights(_merged_file(self.path, kind)).double().numpy()
-            layout = Architecture(self.manifest["architecture"]).layout
-            return FeatureSet(kind, values, [f"{p.name}[{i}]" for p in layout for i in range(p.numel)])
-        df = pd.read_parquet(_merged_file(self.path, kind))
-        names = [c for c in df.columns if c != "row"]
-        return FeatureSet(kind, df[names].to_numpy(dtype=float), names)
-
-    def aligned(self) -> torch.Tensor:
-        """The aligned weights, float32 ``[n_checkpoints, n_params]`` (memory-mapped)."""
-        if "aligned" not in self.parameters["features"]:
-            raise CacheError(f"{self.path} has no aligned weights")
-        return _read_weights(_merged_file(self.path, "aligned"))
-
-    def evaluation(self) -> pd.DataFrame:
-        """Loss and accuracy per checkpoint: columns ``row``, ``<split>_loss``, ``<split>_acc`` per split."""
-        if not self.parameters["evaluate"]:
-            raise CacheError(f"{self.path} holds no evaluations (precompute with --evaluate)")
-        return pd.read_parquet(_merged_file(self.path, "evaluation"))
-
-
-def open_cache(zoo: Zoo) -> PrecomputeCache | None:
-    """The complete cache attached to ``zoo`` (``zoo.cache``) when it was made for this very zoo, else None."""
-    path = getattr(zoo, "cache", None)
-    if path is None:
-        return None
-    try:
-        cache = PrecomputeCache(path)
-    except CacheError:
-        return None
-    return cache if cache.matches(zoo) else None
-
-
-def _requested(zoo: Zoo, kind: str, options: dict[str, Any]) -> dict[str, Any] | None:
-    """The cache parameters a ``compute_features(zoo, kind, **options)`` call corresponds to (None: unknown)."""
-    from wslviz.features import default_reference
-
-    allowed = {"stats": {}, "spectral": {"min_singular_values": "min_singular_values"},
-               "functional": {"n_probe": "n_probe", "seed": "probe_seed"},
-               "aligned": {"reference": "reference", "method": "method"}}[kind]
-    if set(options) - set(allowed):
-        return None
-    want = {allowed[k]: v for k, v in options.items()}
-    if kind == "aligned" and want.get("reference") is None:
-        want["reference"] = default_reference(zoo)
-    return {k: want.get(k, DEFAULTS.get(k)) for k in allowed.values()}
-
-
-def cached_feature_set(zoo: Zoo, kind: str, **options: Any) -> FeatureSet | None:
-    """``feature_set(zoo, kind, **options)`` from the zoo's cache when it holds exactly that, else None."""
-    if kind not in KINDS:
-        return None
-    cache = open_cache(zoo)
-    if cache is None or kind not in cache.parameters["features"]:
-        return None
-    want = _requested(zoo, kind, options)
-    if want is None or any(cache.parameters.get(k) != v for k, v in want.items()):
-        return None
-    return cache.features(kind)

@@ -1,0 +1,41 @@
+"""Weight Space Generation: new weights for a zoo's architecture, whether they are new, and their export.
+
+- :mod:`~wslviz.generation.generators`: ``make_generator`` / ``generate`` (interpolation, aligned merging,
+  PCA-Gaussian, KDE, hyper-representation sampling, conditional VAE, latent diffusion);
+- :mod:`~wslviz.generation.novelty`: nearest aligned zoo model, prediction agreement, the noise baseline;
+- :mod:`~wslviz.generation.export`: generated models as a zoo, JSON, ``.safetensors`` or a zipped zoo;
+- :mod:`~wslviz.generation.rows`: the zoo rows generators start from.
+
+May import ``core``, ``formats``, ``understand`` and ``represent``; never ``scale``, ``plots``, ``ui``.
+"""
+
+from wslviz.generation.export import as_zoo, metadata_json, safetensors_bytes, zoo_archive_bytes
+from wslviz.generation.generators import (
+    GENERATORS,
+    LEARNED,
+    ConditionalVAE,
+    HyperRepSampler,
+    Interpolation,
+    KDESampler,
+    LatentDiffusion,
+    Merge,
+    PCAGaussian,
+    PCASpace,
+    WeightGenerator,
+    generate,
+    make_generator,
+)
+from wslviz.generation.novelty import (
+    NoveltyIndex,
+    compare_with_baseline,
+    noise_baseline,
+    novelty,
+    project_with_generated,
+)
+from wslviz.generation.rows import align_rows, best_final_rows, check_rows
+
+__all__ = ["GENERATORS", "LEARNED", "ConditionalVAE", "HyperRepSampler", "Interpolation", "KDESampler",
+           "LatentDiffusion", "Merge", "NoveltyIndex", "PCAGaussian", "PCASpace", "WeightGenerator", "align_rows",
+           "as_zoo", "best_final_rows", "check_rows", "compare_with_baseline", "generate", "make_generator",
+           "metadata_json", "noise_baseline", "novelty", "project_with_generated", "safetensors_bytes",
+           "zoo_archive_bytes"]

@@ -1,0 +1,238 @@
+"""Is a generated model new? Distances to the zoo after alignment, agreement with it, and a noise baseline.
+
+:func:`novelty` measures, for each generated model, the distance to the nearest zoo checkpoint after
+aligning *everything to the common reference* (a symmetric copy of a zoo model is not new), and the
+prediction agreement with that checkpoint. :func:`noise_baseline` perturbs zoo models with Gaussian noise
+until they are as accurate as the generated ones, so a generator's novelty can be compared with the
+novelty that plain noise buys at the same accuracy: weight generators often memorise or interpolate their
+training checkpoints (Zeng et al. 2025, "Generative modeling of weights: generalization or
+memorization?"). :func:`project_with_generated` draws generated models in the zoo's projection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from wslviz.core.evaluation import evaluate, model_outputs
+from wslviz.core.zoo import Zoo, checkpoint_accuracies, reference_row
+from wslviz.generation.export import as_zoo
+from wslviz.generation.rows import align_rows, check_rows
+from wslviz.represent.features import compute_features
+from wslviz.represent.projection import Projector
+from wslviz.understand.align import align_zoo
+
+Progress = Callable[[int, int], None] | None
+
+
+class NoveltyIndex:
+    """Zoo checkpoints aligned to one common reference, to find each generated model's nearest neighbour.
+
+    Everything (the zoo's ``rows``, default all checkpoints, and every queried model) is aligned to the
+    *same* reference checkpoint (default :func:`reference_row`) by weight matching, then compared by
+    Euclidean distance: a permuted copy of a zoo model has distance ~0 (exactly 0 when the matching
+    recovers the permutation). Aligning each generated model to a common reference rather than to each
+    candidate separately keeps the cost at one matching per model.
+    """
+
+    def __init__(self, zoo: Zoo, rows: Sequence[int] | None = None, reference: int | None = None):
+        self.zoo = zoo
+        self.rows = np.arange(zoo.n_checkpoints) if rows is None else check_rows(zoo, rows, "novelty")
+        self.reference = reference_row(zoo) if reference is None else int(reference)
+
+    def fit(self, progress: Progress = None) -> NoveltyIndex:
+        self.aligned_ = align_rows(self.zoo, self.rows, self.reference, True, progress)
+        task = self.zoo.task
+        self.predictions_ = None
+        if task is not None and task.kind == "classification":
+            w = self.zoo.weights[torch.as_tensor(self.rows)].float()
+            self.predictions_ = model_outputs(self.zoo.arch, w, task.x_test).argmax(-1)  # [Z, N_test]
+        return self
+
+    def query(self, generated: torch.Tensor, progress: Progress = None) -> pd.DataFrame:
+        """One row per generated model (``generated [B, P]``): ``distance`` to the nearest aligned zoo
+        checkpoint, ``relative_distance`` (divided by that checkpoint's norm), ``nearest_row`` (zoo row),
+        ``nearest_model_id``, ``nearest_epoch``, ``agreement`` (fraction of test inputs on which both
+        predict the same class; NaN without a classification task), ``accuracy`` and ``nearest_accuracy``."""
+        if not hasattr(self, "aligned_"):
+            self.fit()
+        zoo = self.zoo
+        if generated.dim() != 2 or generated.shape[1] != zoo.n_params:
+            raise ValueError(f"generated weights must be [B, {zoo.n_params}], got {list(generated.shape)}")
+        gen = generated.float()
+        ref = zoo.weights[self.reference].float()
+        gen_aligned = align_zoo(zoo.arch, gen, ref, method="weight", progress=progress)
+        dist = torch.cdist(gen_aligned.double(), self.aligned_.double())
+        d, j = dist.min(1)
+        nearest = self.rows[j.numpy()]
+        norms = self.aligned_.double().norm(dim=1)[j]
+        df = pd.DataFrame({
+            "distance": d.numpy(),
+            "relative_distance": (d / norms.clamp_min(1e-12)).numpy(),
+            "nearest_row": nearest,
+            "nearest_model_id": zoo.model_ids[nearest],
+        })
+        if "epoch" in zoo.metadata:
+            df["nearest_epoch"] = zoo.metadata["epoch"].to_numpy()[nearest]
+        task = zoo.task
+        if self.predictions_ is not None:
+            pred_g = model_outputs(zoo.arch, gen, task.x_test).argmax(-1)
+            pred_z = self.predictions_[j]
+            y = task.y_test.view(1, -1)
+            df["agreement"] = (pred_g == pred_z).float().mean(1).numpy()
+            # functional nearest neighbour: the zoo checkpoint whose predictions agree most (Zeng et al. 2025)
+            step = max(1, 2**26 // max(1, self.predictions_.numel()))  # bounds the [step, Z, N] comparison
+            agree = torch.cat([(pred_g[i:i + step, None] == self.predictions_[None]).float().mean(2)
+                               for i in range(0, len(pred_g), step)])
+            best, who = agree.max(1)
+            df["max_agreement"] = best.numpy()
+            df["most_similar_row"] = self.rows[who.numpy()]
+            df["accuracy"] = (pred_g == y).float().mean(1).numpy()
+            df["nearest_accuracy"] = (pred_z == y).float().mean(1).numpy()
+        else:
+            df["agreement"] = np.nan
+            df["max_agreement"] = np.nan
+        return df
+
+
+def novelty(zoo: Zoo, generated: torch.Tensor, rows: Sequence[int] | None = None, reference: int | None = None,
+            progress: Progress = None) -> pd.DataFrame:
+    """Per generated model (``generated [B, P]``): distance to the nearest zoo checkpoint after aligning
+    everything to a common reference, that checkpoint's row, and prediction agreement with it.
+
+    See :class:`NoveltyIndex` for the columns and the alignment convention. ``rows``: the zoo checkpoints
+    to compare with (default all, every epoch).
+    """
+    return NoveltyIndex(zoo, rows, reference).fit(progress).query(generated)
+
+
+def noise_baseline(zoo: Zoo, n: int = 16, target_accuracy: float | None = None, seed: int = 0,
+                   max_scale: float = 2.0, iterations: int = 14) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Zoo models plus Gaussian noise, as noisy as possible while still as accurate as ``target_accuracy``.
+
+    Sources: final checkpoints whose test accuracy is at least ``target_accuracy`` (default: the median
+    final accuracy; the best final checkpoint if none reaches it), drawn ``n`` times with replacement.
+    Each tensor gets noise ``s * std(tensor) * N(0, 1)`` (relative to that layer's own weight scale). The
+    scale ``s`` in ``[0, max_scale]`` is the largest whose mean test accuracy is still >= the target, found
+    by bisection with fixed noise draws. Returns ``(weights [n, P], info)`` with ``scale``, ``accuracy``
+    (mean) and ``source_rows``. The point: the distance from the zoo that plain noise buys at a given
+    accuracy is the bar a generator must clear to claim novelty.
+    """
+    if zoo.task is None:
+        raise ValueError("the noise baseline needs the zoo's task to measure accuracy")
+    final = zoo.final_index()
+    acc = checkpoint_accuracies(zoo, final)
+    target = float(np.median(acc)) if target_accuracy is None else float(target_accuracy)
+    ok = final[acc >= target]
+    sources = ok if len(ok) else final[[int(np.argmax(acc))]]
+    rng = np.random.default_rng(seed)
+    src = sources[rng.integers(0, len(sources), size=n)]
+    base = zoo.weights[torch.as_tensor(src)].float()
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(base.shape, generator=g)
+    for p in zoo.arch.layout:
+        # per-model std of each tensor, so every layer is perturbed in proportion to its own scale
+        if p.trainable:
+            noise[:, p.slice] *= base[:, p.slice].std(1, keepdim=True, unbiased=False) if p.numel > 1 else \
+                base[:, p.slice].abs()
+        else:
+            noise[:, p.slice] = 0.0
+
+    def mean_acc(s: float) -> float:
+        return float(evaluate(zoo.arch, zoo.task, base + s * noise)["accuracy"].mean())
+
+    lo, hi = 0.0, float(max_scale)
+    if mean_acc(hi) >= target:
+        lo = hi
+    else:
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if mean_acc(mid) >= target else (lo, mid)
+    weights = base + lo * noise
+    return weights, {"scale": lo, "accuracy": mean_acc(lo), "target_accuracy": target, "source_rows": src}
+
+
+def compare_with_baseline(zoo: Zoo, generated: torch.Tensor, index: NoveltyIndex | None = None, seed: int = 0,
+                          progress: Progress = None) -> dict[str, Any]:
+    """Accuracy and novelty of ``generated [B, P]`` next to the noise baseline at the same accuracy.
+
+    Returns a dict: ``accuracy`` (mean test accuracy of the generated models), ``zoo_final_median`` (median
+    test accuracy of the zoo's final checkpoints), ``distance`` (mean nearest-zoo-neighbour distance),
+    ``max_agreement`` (mean over generated models of the highest test-prediction agreement with any zoo
+    checkpoint), the same ``baseline_*`` numbers for the noise baseline, ``noise_scale``, ``novelty`` and
+    ``baseline_novelty`` (the per-model DataFrames), ``baseline_weights``, and three verdicts:
+
+    * ``beats_baseline``: the generated models are farther from the zoo in aligned weight space than the
+      noise baseline (``distance > baseline_distance``) while at least as accurate
+      (``accuracy >= baseline_accuracy - 1/N_test``: one test example of slack, since the baseline is
+      calibrated to the generated accuracy from above);
+    * ``beats_function``: functionally less like any zoo checkpoint than the noise baseline
+      (``max_agreement < baseline_max_agreement``) at the same accuracy condition;
+    * ``done``: ``beats_baseline`` and ``accuracy >= zoo_final_median`` (the issue's criterion for a
+      learned generator).
+    """
+    if zoo.task is None:
+        raise ValueError("comparing with the noise baseline needs the zoo's task")
+    index = index if index is not None else NoveltyIndex(zoo).fit(progress)
+    gen_df = index.query(generated)
+    acc = float(gen_df["accuracy"].mean())
+    base_w, info = noise_baseline(zoo, n=len(generated), target_accuracy=acc, seed=seed)
+    base_df = index.query(base_w)
+    slack = 1.0 / len(zoo.task.y_test)
+    out = {
+        "accuracy": acc,
+        "zoo_final_median": float(np.median(checkpoint_accuracies(zoo, zoo.final_index()))),
+        "distance": float(gen_df["distance"].mean()),
+        "agreement": float(gen_df["agreement"].mean()),
+        "baseline_accuracy": float(base_df["accuracy"].mean()),
+        "baseline_distance": float(base_df["distance"].mean()),
+        "baseline_agreement": float(base_df["agreement"].mean()),
+        "max_agreement": float(gen_df["max_agreement"].mean()),
+        "baseline_max_agreement": float(base_df["max_agreement"].mean()),
+        "noise_scale": info["scale"],
+        "novelty": gen_df,
+        "baseline_novelty": base_df,
+        "baseline_weights": base_w,
+    }
+    as_accurate = acc >= out["baseline_accuracy"] - slack
+    out["beats_baseline"] = bool(out["distance"] > out["baseline_distance"] and as_accurate)
+    out["beats_function"] = bool(out["max_agreement"] < out["baseline_max_agreement"] and as_accurate)
+    out["done"] = bool(out["beats_baseline"] and acc >= out["zoo_final_median"])
+    return out
+
+
+def project_with_generated(zoo: Zoo, generated: torch.Tensor, kind: str = "stats", method: str = "pca",
+                           seed: int = 0) -> tuple[pd.DataFrame, bool]:
+    """2D coordinates of the zoo's checkpoints and the generated models in one projection.
+
+    The projector is fitted on the zoo's features (``wv.compute_features(zoo, kind)``) and the generated
+    models are placed with its ``transform`` where the method has one (PCA, UMAP); otherwise (t-SNE) it
+    is refitted on zoo + generated together. Returns ``(frame, refitted)``; the frame has columns
+    ``x, y, source`` ("zoo" / "generated"), ``row`` (zoo row or generated index) and ``test_acc``.
+    """
+    gen_zoo = as_zoo(zoo, generated, method="generated")
+    f_zoo = np.asarray(compute_features(zoo, kind), dtype=float)
+    f_gen = np.asarray(compute_features(gen_zoo, kind), dtype=float)
+    proj = Projector(method, 2, seed)
+    refitted = method == "tsne"  # t-SNE has no out-of-sample mapping
+    if refitted:
+        both = np.asarray(proj.fit_transform(np.vstack([f_zoo, f_gen])))
+        xy_zoo, xy_gen = both[: len(f_zoo)], both[len(f_zoo):]
+    else:
+        xy_zoo, xy_gen = np.asarray(proj.fit_transform(f_zoo)), np.asarray(proj.transform(f_gen))
+    acc_zoo = zoo.metadata["test_acc"].to_numpy(dtype=float) if "test_acc" in zoo.metadata else \
+        np.full(zoo.n_checkpoints, np.nan)
+    acc_gen = gen_zoo.metadata["test_acc"].to_numpy(dtype=float) if "test_acc" in gen_zoo.metadata else \
+        np.full(len(generated), np.nan)
+    frame = pd.DataFrame({
+        "x": np.concatenate([xy_zoo[:, 0], xy_gen[:, 0]]),
+        "y": np.concatenate([xy_zoo[:, 1], xy_gen[:, 1]]),
+        "source": ["zoo"] * len(xy_zoo) + ["generated"] * len(xy_gen),
+        "row": np.concatenate([np.arange(len(xy_zoo)), np.arange(len(xy_gen))]),
+        "test_acc": np.concatenate([acc_zoo, acc_gen]),
+    })
+    return frame, refitted
