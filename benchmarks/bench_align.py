@@ -104,7 +104,7 @@ def train_pair(epochs: int, seeds=(0, 1)):
     import torch.nn.functional as F
 
     from wslviz.core.arch import Architecture, mlp_spec
-    from wslviz.core.evaluation import forward
+    from wslviz.core.batched import forward
 
     arch = Architecture(mlp_spec(WIDTHS))
     task = digits_flat()

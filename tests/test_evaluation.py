@@ -8,14 +8,13 @@ import pytest
 import torch
 
 from wslviz.core.arch import ACTIVATIONS, Architecture, ArchitectureError, mlp_spec
+from wslviz.core.batched import BANDED_MAX_WIDTH_RATIO, forward
 from wslviz.core.evaluation import (
-    BANDED_MAX_WIDTH_RATIO,
     MIN_CHUNK_BYTES,
     default_chunk_size,
     evaluate,
     evaluate_affine,
     evaluate_per_model,
-    forward,
     model_outputs,
 )
 from wslviz.core.training import DIGITS_CNN as BUNDLED_DIGITS_CNN
@@ -49,7 +48,7 @@ ROWS = {"input_shape": [1, 8, 8], "layers": [
     {"type": "flatten"}, {"type": "dropout", "p": 0.0}, {"type": "tanh"},
     {"type": "linear", "in_features": 144, "out_features": 20, "bias": False}, {"type": "relu"},
     {"type": "linear", "in_features": 20, "out_features": 10}]}
-# a strided, padded first conv whose output columns are grouped (see wslviz.core.evaluation._column_group)
+# a strided, padded first conv whose output columns are grouped (see wslviz.core.batched._column_group)
 STRIDED = {"input_shape": [1, 8, 8], "layers": [
     {"type": "conv2d", "in_channels": 1, "out_channels": 8, "kernel_size": 3, "stride": 2, "padding": 1},
     {"type": "relu"}, {"type": "conv2d", "in_channels": 8, "out_channels": 6, "kernel_size": 2}, {"type": "relu"},

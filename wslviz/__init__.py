@@ -29,7 +29,7 @@ _API: dict[str, str] = {
     "evaluate": "wslviz.core.evaluation",
     "evaluate_affine": "wslviz.core.evaluation",
     "model_outputs": "wslviz.core.evaluation",
-    "forward": "wslviz.core.evaluation",
+    "forward": "wslviz.core.batched",
     "Zoo": "wslviz.core.zoo",
     "load_zoo": "wslviz.scale.cache",
     "save_zoo": "wslviz.formats",

@@ -3,7 +3,8 @@
 - :mod:`~wslviz.core.layout`: the flat parameter layout (``ParamInfo``) and the layer vocabulary;
 - :mod:`~wslviz.core.arch`: the sequential spec (``Architecture``) <-> ``nn.Module``, ``infer_architecture``;
 - :mod:`~wslviz.core.permutation`: which tensor axes of an architecture share a permutation;
-- :mod:`~wslviz.core.tasks`: evaluation data (``Task``); :mod:`~wslviz.core.evaluation`: the batched evaluator;
+- :mod:`~wslviz.core.tasks`: evaluation data (``Task``); :mod:`~wslviz.core.batched`: the batched forward pass
+  (one formulation per layer type); :mod:`~wslviz.core.evaluation`: the evaluator (chunks, streams, planes);
 - :mod:`~wslviz.core.zoo`: the ``Zoo`` dataclass; :mod:`~wslviz.core.training`: ``make-zoo`` recipes.
 
 Imports nothing else of wslviz: every other subpackage builds on this one.

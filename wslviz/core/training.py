@@ -2,7 +2,7 @@
 
 All B models of a run live in one weight matrix ``W`` ``[B, P]``. One step gathers a minibatch per
 model (``[B, batch, ...]``, each model drawing from its own permutation of its own training subset),
-runs :func:`wslviz.core.evaluation.forward` on all models together, and differentiates the *sum* of the
+runs :func:`wslviz.core.batched.forward` on all models together, and differentiates the *sum* of the
 per-model mean losses: model b's loss depends only on row b, so row b of the gradient is exactly that
 model's own gradient. The optimisers (SGD with momentum, Adam) are written on ``[B, P]`` tensors with
 per-model learning rate, weight decay and momentum, and a per-model choice between the two, so one
@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from wslviz.core.arch import Architecture, mlp_spec
-from wslviz.core.evaluation import evaluate, forward
+from wslviz.core.batched import forward
+from wslviz.core.evaluation import evaluate
 from wslviz.core.tasks import Task, make_task
 from wslviz.core.zoo import Zoo
 

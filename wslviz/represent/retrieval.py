@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from wslviz.core.arch import ACTIVATIONS, Architecture
-from wslviz.core.evaluation import forward
+from wslviz.core.batched import forward
 from wslviz.core.zoo import Zoo
 from wslviz.represent.features import FeatureError, compute_features
 from wslviz.represent.projection import standardise

@@ -23,7 +23,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from wslviz.core.arch import Architecture
-from wslviz.core.evaluation import forward
+from wslviz.core.batched import forward
 from wslviz.understand.symmetry import (
     KINDS,
     SymmetryElement,

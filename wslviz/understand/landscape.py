@@ -29,7 +29,8 @@ import pandas as pd
 import torch
 
 from wslviz.core.arch import Architecture
-from wslviz.core.evaluation import evaluate, evaluate_affine, forward
+from wslviz.core.batched import forward
+from wslviz.core.evaluation import evaluate, evaluate_affine
 from wslviz.core.tasks import Task
 from wslviz.understand.align import activation_matching, weight_matching
 
