@@ -3,7 +3,8 @@
 # CUDA build), then the package. Stamp files depending on pyproject.toml make re-runs on a set-up
 # checkout instant: nothing is reinstalled unless pyproject.toml or TORCH_SPEC changed.
 #
-#   make app     start the app on the bundled sample zoo (ZOO=path/to/zoo to open another; PORT=8501)
+#   make app     start the app on the bundled sample zoo (ZOO=path/to/zoo to open another; PORT=8501), on
+#                127.0.0.1 only: to share it with a class use `wslviz serve --zoo-root DIR --address 0.0.0.0`
 #   make test    the whole pytest suite, the real-browser test included (installs Debian's chromium if missing)
 #   make bench   every benchmark script under benchmarks/
 
@@ -44,7 +45,7 @@ chromium:
 
 app: $(VENV)/.stamp-app
 	$(if $(ZOO),WSLVIZ_ZOO='$(ZOO)') $(BIN)/python -m streamlit run app.py --server.headless true \
-		--browser.gatherUsageStats false --server.port $(PORT)
+		--browser.gatherUsageStats false --server.address 127.0.0.1 --server.port $(PORT)
 
 test: $(VENV)/.stamp-dev chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

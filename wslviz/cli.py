@@ -1,4 +1,8 @@
-"""The ``wslviz`` command: ``make-zoo``, ``info``, ``export``, ``app`` and ``precompute``.
+"""The ``wslviz`` command: ``make-zoo``, ``info``, ``export``, ``app``, ``serve`` and ``precompute``.
+
+``wslviz app`` is for one user on their own machine: it listens on 127.0.0.1 only. ``wslviz serve`` shares
+the app (a classroom): folder paths only inside ``--zoo-root`` folders, capped per-session uploads, no code
+from the browser, no server paths in messages (:mod:`wslviz.ui.serve`); it listens on ``--address``.
 
 Expected failures (a malformed zoo, an existing output folder, an unknown recipe) print one line on
 stderr and exit with status 1 or 2; they never show a traceback.
@@ -19,6 +23,12 @@ from wslviz.formats import ZooFormatError
 ROOT = Path(__file__).resolve().parents[1]
 ZOO_ENV = "WSLVIZ_ZOO"
 """Environment variable through which ``wslviz app ZOO`` tells ``app.py`` which zoo to open."""
+LOOPBACK = "127.0.0.1"
+STREAMLIT = ["--browser.gatherUsageStats", "false"]
+SERVE_STREAMLIT = ["--server.headless", "true", "--client.showErrorDetails", "none", "--client.toolbarMode",
+                   "minimal", "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
+"""Streamlit options of serve mode: no browser opened, no tracebacks (they name server files), no developer
+menu, no reloading of edited files."""
 
 
 class CommandError(Exception):
@@ -78,18 +88,58 @@ def _export(args: argparse.Namespace) -> None:
     print(f"{path}: {zoo.n_checkpoints} checkpoints written in the native format")
 
 
-def _app(args: argparse.Namespace) -> int:
+def _app_script() -> Path:
     app = ROOT / "app.py"
     if not app.is_file():
         raise CommandError(f"{app} not found: `wslviz app` runs from a source checkout of wslviz")
-    env = dict(os.environ)
-    if args.zoo:
-        zoo = Path(args.zoo).expanduser().resolve()
-        if not zoo.exists():
-            raise CommandError(f"{zoo}: no such file or directory")
-        env[ZOO_ENV] = str(zoo)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--browser.gatherUsageStats", "false",
+    return app
+
+
+def _zoo_env(zoo: str | None, env: dict[str, str]) -> dict[str, str]:
+    """``env`` with ``$WSLVIZ_ZOO`` set to the resolved ``zoo`` (which must exist) when given."""
+    if zoo:
+        path = Path(zoo).expanduser().resolve()
+        if not path.exists():
+            raise CommandError(f"{path}: no such file or directory")
+        env[ZOO_ENV] = str(path)
+    return env
+
+
+def _app(args: argparse.Namespace) -> int:
+    app = _app_script()
+    if any(a.split("=", 1)[0] == "--server.address" for a in args.streamlit_args):
+        raise CommandError("`wslviz app` listens on 127.0.0.1 only; use `wslviz serve --zoo-root DIR "
+                           "--address ADDRESS` to share the app")
+    env = _zoo_env(args.zoo, dict(os.environ))
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), *STREAMLIT, "--server.address", LOOPBACK,
            *args.streamlit_args]
+    return subprocess.call(cmd, cwd=ROOT, env=env)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from wslviz.ui.serve import ServeRules
+
+    app = _app_script()
+    roots = []
+    for root in args.zoo_root:
+        path = Path(root).expanduser().resolve()
+        if not path.is_dir():
+            raise CommandError(f"--zoo-root {root}: not a folder")
+        roots.append(path)
+    if args.max_upload_mb < 1:
+        raise CommandError(f"--max-upload-mb must be at least 1, got {args.max_upload_mb}")
+    rules = ServeRules(tuple(roots), args.max_upload_mb)
+    env = {k: v for k, v in os.environ.items() if k != ZOO_ENV}
+    env = _zoo_env(args.zoo, env)
+    if ZOO_ENV in env and not any(Path(env[ZOO_ENV]).is_relative_to(r) for r in roots):
+        raise CommandError(f"{env[ZOO_ENV]} is not inside a --zoo-root: a served app opens zoos there only")
+    env.update(rules.environment())
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), *STREAMLIT, *SERVE_STREAMLIT,
+           "--server.address", args.address, "--server.port", str(args.port),
+           "--server.maxUploadSize", str(args.max_upload_mb)]
+    shared = ", ".join(map(str, roots))
+    print(f"serving wslviz on http://{args.address}:{args.port} (zoos under {shared}; uploads up to "
+          f"{args.max_upload_mb} MB)", file=sys.stderr, flush=True)
     return subprocess.call(cmd, cwd=ROOT, env=env)
 
 
@@ -144,11 +194,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("zoo", nargs="?", help="zoo to open first (passed to the app as $WSLVIZ_ZOO)")
     p.set_defaults(func=_app)
 
+    p = sub.add_parser("serve", help="share the app with a class: zoos from --zoo-root folders only",
+                       description="Serve the app to other machines. Browsers may open zoos only inside the "
+                                   "--zoo-root folders (and the bundled ones), uploads are capped and kept per "
+                                   "session, no code is loaded from the browser and messages name no server "
+                                   "path. Listens on 127.0.0.1 unless --address says otherwise, e.g. "
+                                   "`wslviz serve --zoo-root /data/zoos --address 0.0.0.0`.")
+    p.add_argument("zoo", nargs="?", help="zoo to open first (inside a --zoo-root)")
+    p.add_argument("--zoo-root", action="append", required=True, metavar="DIR",
+                   help="a folder whose zoos browsers may open (repeat for several)")
+    p.add_argument("--address", default=LOOPBACK,
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
+    p.add_argument("--max-upload-mb", type=int, default=100,
+                   help="largest archive a browser may upload, in MB (default 100)")
+    p.set_defaults(func=_serve)
+
     p = sub.add_parser("precompute", help="precompute features/alignments/evaluations of a large zoo with Dask",
                        description="Precompute per-checkpoint results in parallel (dask.distributed) into a cache "
                                    "that `wslviz app` and wv.load_zoo pick up. Rerunning resumes.")
     p.add_argument("zoo", help="path of a zoo in any supported layout")
-    p.add_argument("--out", help="cache folder (default: ZOO/.wslviz-cache, where the app finds it)")
+    p.add_argument("--out", help="cache folder (default: the per-user cache, $WSLVIZ_CACHE/<fingerprint> or "
+                                 "~/.cache/wslviz/<fingerprint>, where the app finds it; nothing is written "
+                                 "into ZOO)")
     p.add_argument("--features", default="stats,spectral",
                    help="comma-separated kinds among stats, spectral, functional, aligned (default: stats,spectral)")
     p.add_argument("--align-to", type=int, metavar="ROW",

@@ -27,6 +27,7 @@ from wslviz.core.arch import Architecture
 from wslviz.core.zoo import Zoo
 from wslviz.formats import ZooFormatError
 from wslviz.scale.cache import load_zoo
+from wslviz.ui.serve import check_zoo_path, public_message
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_zoo"
 ZOO_KEY = "zoo_path"
@@ -55,8 +56,9 @@ def _load(path: str, mtime: float) -> Zoo:
 def open_zoo(path: str | Path) -> Zoo:
     """Open (cached by path and modification time) the zoo at ``path``.
 
-    Raises :class:`ZooFormatError` naming the path and the problem when it is not a readable zoo."""
-    path = Path(path).expanduser()
+    Raises :class:`ZooFormatError` naming the path and the problem when it is not a readable zoo, and
+    :class:`~wslviz.ui.serve.PathRefused` for a path that serve mode does not share."""
+    path = check_zoo_path(path, also=(SAMPLE_DIR,))
     if not path.exists():
         raise ZooFormatError(path, "no such file or directory")
     stamp = max((f.stat().st_mtime for f in path.iterdir()), default=0.0) if path.is_dir() else path.stat().st_mtime
@@ -176,7 +178,7 @@ def current_zoo(stop_on_error: bool = True) -> Zoo | None:
     try:
         return open_zoo(path)
     except (ValueError, OSError) as e:
-        st.error(f"Could not open the zoo: {e}")
+        st.error(f"Could not open the zoo: {public_message(str(e), also=(SAMPLE_DIR,))}")
         if stop_on_error:
             st.stop()
         return None

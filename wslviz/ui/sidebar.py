@@ -1,5 +1,6 @@
 """The sidebar shown on every page: zoo picker (bundled, folder path, upload), the linked selection,
-and the teaching-mode switch."""
+and the teaching-mode switch. In serve mode (:mod:`wslviz.ui.serve`) folder paths are taken inside the
+shared roots only and errors name no other path."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import importlib.util
 import streamlit as st
 
 from wslviz import ui
+from wslviz.ui import serve
 
 SOURCE_KEY = "zoo_source"
 BUNDLED_KEY = "zoo_bundled"
@@ -24,11 +26,8 @@ def _uploader():
 
 
 def _open(path: str) -> None:
-    """Make ``path`` the current zoo, or keep the old one and remember the error for display."""
-    try:
-        ui.set_zoo(path)
-    except (ValueError, OSError) as e:
-        st.session_state[ui.ZOO_ERROR_KEY] = str(e)
+    """Make ``path`` the current zoo; if it does not open, its error replaces the pages (never the old zoo)."""
+    ui.choose_zoo(path)
 
 
 def _pick_bundled() -> None:
@@ -71,9 +70,15 @@ def zoo_picker() -> None:
             else:
                 st.info("No bundled zoos yet: run `wslviz make-zoo`.")
         elif source == FOLDER:
-            st.text_input("zoo folder", key=FOLDER_KEY, on_change=_pick_folder, placeholder="/path/to/zoo",
+            rules = serve.serve_rules()
+            shared = ", ".join(f"`{r}`" for r in rules.roots) if rules else ""
+            st.text_input("zoo folder", key=FOLDER_KEY, on_change=_pick_folder,
+                          placeholder="name or path under a shared folder" if rules else "/path/to/zoo",
                           help="Any supported layout (native, Model Zoos, Small CNN Zoo, folders of "
-                               "checkpoints, ...). Press Enter to open.")
+                               "checkpoints, ...). Press Enter to open."
+                               + (f" This server shares zoos under {shared} only." if rules else ""))
+            if rules:
+                st.caption(f"Shared folders: {shared}")
         else:
             path = uploader(select=False)
             if path and str(path) != current:
@@ -81,7 +86,7 @@ def zoo_picker() -> None:
                 if ui.current_zoo_path() == str(path):
                     st.rerun()
         if error := st.session_state.get(ui.ZOO_ERROR_KEY):
-            st.error(error, icon=":material/error:")
+            st.error(serve.public_message(error, also=(ui.SAMPLE_DIR,)), icon=":material/error:")
         zoo = ui.current_zoo(stop_on_error=False)
         if zoo is not None:
             st.caption(f"**{zoo.name}**: {zoo.n_models} models, {zoo.n_checkpoints} checkpoints, "
