@@ -155,26 +155,27 @@ def test_infer_cnn_with_input_shape():
     with torch.no_grad():
         net[1].running_mean.uniform_(-1, 1)
         net[1].running_var.uniform_(0.5, 2)
-    with pytest.raises(ArchitectureError, match="input_shape"):
-        infer_architecture(net.state_dict())
     arch = infer_architecture(net.state_dict(), input_shape=[1, 8, 8])
     kinds = [layer["type"] for layer in arch.layers]
     assert kinds == ["conv2d", "batchnorm", "relu", "conv2d", "relu", "flatten", "linear"]
+    assert "input_shape" not in arch.assumed and arch.assumed["flatten"].startswith("flatten of 6 channels x 4x4")
     x = torch.randn(2, 1, 8, 8)
     assert torch.allclose(arch.build(arch.flatten(net.state_dict()))(x), net(x), atol=1e-5)
+    # without input_shape the first common image size whose flatten fits is assumed (28 and 32 cannot give 4x4)
+    guessed = infer_architecture(net.state_dict())
+    assert guessed == arch and guessed.assumed["input_shape"].startswith("[1, 8, 8]")
     # a linear layer as wide as the channels means global average pooling
     gap = {"0.weight": torch.zeros(5, 3, 3, 3), "0.bias": torch.zeros(5), "2.weight": torch.zeros(4, 5)}
     assert [la["type"] for la in infer_architecture(gap, input_shape=[3, 8, 8]).layers][-2] == "global_avg_pool"
 
 
 @pytest.mark.parametrize("sd, match", [
-    ({"fc.weight": torch.zeros(2, 2)}, "not '<index>.<role>'"),
-    ({"a.0.weight": torch.zeros(3, 2), "b.2.weight": torch.zeros(2, 3)}, "several key prefixes"),
-    ({"0.weight": torch.zeros(3, 2), "2.weight": torch.zeros(2, 4)}, "does not fit"),
-    ({"0.weight": torch.zeros(4, 1, 3, 3), "2.weight": torch.zeros(10, 7)}, "input_shape"),
+    ({"0.weight": torch.zeros(3, 2), "2.weight": torch.zeros(2, 4)}, "2 takes 4 inputs, which does not fit after 0"),
+    ({"0.weight": torch.zeros(4, 1, 3, 3), "2.weight": torch.zeros(10, 7)}, "2 separate stacks"),
     ({"0.bias": torch.zeros(3)}, "no weight"),
     ({}, "empty"),
     ({"0.weight": torch.zeros(2, 2, 2)}, "rank 3"),
+    ({"log_std": torch.zeros(2), "fc.weight": torch.zeros(2, 2)}, "log_std: its name does not end in weight"),
 ])
 def test_infer_refuses_unsupported_input(sd, match):
     with pytest.raises(ArchitectureError, match=match):
@@ -182,6 +183,6 @@ def test_infer_refuses_unsupported_input(sd, match):
 
 
 def test_infer_cnn_mismatched_linear_is_explained():
-    sd = {"0.weight": torch.zeros(4, 1, 3, 3), "2.weight": torch.zeros(10, 7)}
-    with pytest.raises(ArchitectureError, match="linear layer takes 7 features"):
+    sd = {"0.weight": torch.zeros(4, 1, 3, 3), "2.weight": torch.zeros(10, 100)}
+    with pytest.raises(ArchitectureError, match=r"2 takes 100 features, which the image size \[1, 8, 8\] cannot give"):
         infer_architecture(sd, input_shape=[1, 8, 8])

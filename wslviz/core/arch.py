@@ -17,6 +17,12 @@ The module built from a spec is an ``nn.Sequential`` whose children are named by
 state dict keys are ``"{index}.weight"`` etc. A model's *flat vector* concatenates, in layer order,
 every parameter and BatchNorm running statistic (the buffers are part of the function in eval mode);
 ``num_batches_tracked`` is not.
+
+A spec may carry ``"assumed": {what: phrase}``: the choices :func:`infer_architecture` made for what a state
+dict does not record (activation, input size, pooling); they are kept with the spec (``zoo.json``) so that
+the app can show them as assumed. They do not change the function, so equality ignores them.
+
+This is the *sequential* kind of the architecture protocol (:mod:`wslviz.core.protocol`).
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ import copy
 import hashlib
 import json
 import math
-import re
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
@@ -33,8 +38,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from wslviz.core.layout import ACTIVATIONS, LAYER_TYPES, PARAMETRIC, SHAPE_ONLY, ArchitectureError, ParamInfo
+from wslviz.core.layout import (
+    ACTIVATIONS,
+    LAYER_TYPES,
+    PARAMETRIC,
+    SHAPE_ONLY,
+    ArchitectureError,
+    ParamInfo,
+    conv_out,
+)
 from wslviz.core.permutation import PermutationSpec, sequential_perm_spec
+from wslviz.core.stacks import find_stacks, layer_keys, stack_spec
 
 __all__ = ["ACTIVATIONS", "LAYER_TYPES", "PARAMETRIC", "SHAPE_ONLY", "Architecture", "ArchitectureError",
            "ParamInfo", "infer_architecture", "mlp_spec"]
@@ -65,27 +79,35 @@ def _pair(v: Any) -> int:
     return int(v)
 
 
-def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
-
-
 class Architecture:
     """A sequential network described by a JSON-able spec, with its flat parameter layout.
 
     Attributes: ``spec`` (dict), ``layers`` (list of layer dicts, defaults filled in),
     ``input_shape`` (tuple), ``layout`` (tuple of :class:`ParamInfo`), ``n_params`` (int),
-    ``shapes`` (the activation shape after each layer, without the batch axis).
+    ``shapes`` (the activation shape after each layer, without the batch axis), ``assumed`` (what was
+    chosen for what a state dict does not record, ``{what: phrase}``), ``source_keys`` (the state-dict keys
+    the layout's tensors were inferred from, one per layout entry, or None).
     """
+
+    kind = "sequential"
+    has_forward = True
 
     def __init__(self, spec: Mapping[str, Any]):
         if not isinstance(spec, Mapping) or "layers" not in spec or "input_shape" not in spec:
             raise ArchitectureError("an architecture spec needs 'input_shape' and 'layers'")
         self.input_shape = tuple(int(s) for s in spec["input_shape"])
         self.layers = [self._normalise(i, dict(layer)) for i, layer in enumerate(spec["layers"])]
+        assumed = spec.get("assumed") or {}
+        if not isinstance(assumed, Mapping) or not all(isinstance(v, str) for v in assumed.values()):
+            raise ArchitectureError("'assumed' must map what was assumed to a phrase")
+        self.assumed = {str(k): v for k, v in assumed.items()}
         self.spec = {"input_shape": list(self.input_shape), "layers": copy.deepcopy(self.layers)}
+        if self.assumed:
+            self.spec["assumed"] = dict(self.assumed)
         self.shapes = self._infer_shapes()
         self.layout = self._make_layout()
         self.n_params = sum(p.numel for p in self.layout)
+        self.source_keys: tuple[str, ...] | None = None
 
     # ---------------------------------------------------------------- construction
     @staticmethod
@@ -133,14 +155,14 @@ class Architecture:
                 if len(shape) != 3 or shape[0] != layer["in_channels"]:
                     raise ArchitectureError(f"{where}: expects [{layer['in_channels']}, H, W]")
                 k, s, p = layer["kernel_size"], layer["stride"], layer["padding"]
-                shape = (layer["out_channels"], _conv_out(shape[1], k, s, p), _conv_out(shape[2], k, s, p))
+                shape = (layer["out_channels"], conv_out(shape[1], k, s, p), conv_out(shape[2], k, s, p))
                 if min(shape[1:]) < 1:
                     raise ArchitectureError(f"{where}: the image is too small for this kernel")
             elif kind in ("maxpool2d", "avgpool2d"):
                 if len(shape) != 3:
                     raise ArchitectureError(f"{where}: pooling needs [C, H, W]")
                 k, s = layer["kernel_size"], layer["stride"]
-                shape = (shape[0], _conv_out(shape[1], k, s, 0), _conv_out(shape[2], k, s, 0))
+                shape = (shape[0], conv_out(shape[1], k, s, 0), conv_out(shape[2], k, s, 0))
             elif kind == "global_avg_pool":
                 if len(shape) != 3:
                     raise ArchitectureError(f"{where}: global average pooling needs [C, H, W]")
@@ -237,8 +259,8 @@ class Architecture:
     def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False) -> torch.Tensor:
         """A state dict of this architecture -> float32 ``[P]``; names the first missing or misshapen key.
 
-        ``by_order=True`` accepts foreign key names (``net.0.weight``, ``module_list.3.bias``): keys are
-        matched to the layout in (layer index, role) order, as :func:`infer_architecture` reads them.
+        ``by_order=True`` accepts foreign key names (``net.0.weight``, ``fc1.bias``, ``module_list.3.bias``):
+        keys are matched to the layout in layer order, as :func:`infer_architecture` chains them.
         """
         if by_order:
             state_dict = _rename_by_order(self, state_dict)
@@ -295,31 +317,23 @@ class Architecture:
         return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Architecture) and self.spec == other.spec
+        return (isinstance(other, Architecture) and self.input_shape == other.input_shape
+                and self.layers == other.layers)
 
     def __hash__(self) -> int:
-        return hash(self.to_json())
+        return hash(json.dumps([self.input_shape, self.layers], sort_keys=True))
 
     def __repr__(self) -> str:
         return f"Architecture({self.describe()})"
 
 
-_ROLE_ORDER = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3}
-
-
 def _rename_by_order(arch: Architecture, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    entries = []
-    for key, value in state_dict.items():
-        if key.endswith("num_batches_tracked"):
-            continue
-        m = _KEY.match(key)
-        if not m:
-            raise ArchitectureError(f"key {key!r} is not '<index>.<role>'")
-        entries.append(((int(m["index"]), _ROLE_ORDER[m["role"]]), key, value))
-    entries.sort(key=lambda e: e[0])
-    if len(entries) != len(arch.layout):
-        raise ArchitectureError(f"state dict has {len(entries)} tensors, the architecture {len(arch.layout)}")
-    return {p.name: value for p, (_, _, value) in zip(arch.layout, entries, strict=True)}
+    shapes = {k: tuple(torch.as_tensor(v).shape) for k, v in state_dict.items()
+              if not k.endswith("num_batches_tracked")}
+    keys = layer_keys(shapes)
+    if len(keys) != len(arch.layout):
+        raise ArchitectureError(f"state dict has {len(keys)} tensors, the architecture {len(arch.layout)}")
+    return {p.name: state_dict[k] for p, k in zip(arch.layout, keys, strict=True)}
 
 
 def mlp_spec(widths: list[int], activation: str = "relu", **act_kwargs: Any) -> dict[str, Any]:
@@ -332,86 +346,32 @@ def mlp_spec(widths: list[int], activation: str = "relu", **act_kwargs: Any) -> 
     return {"input_shape": [widths[0]], "layers": layers}
 
 
-_KEY = re.compile(r"^(?:(?P<prefix>.*)\.)?(?P<index>\d+)\.(?P<role>weight|bias|running_mean|running_var)$")
-
-
 def infer_architecture(
     state_dict: Mapping[str, torch.Tensor],
-    activation: str = "relu",
+    activation: str | None = None,
     input_shape: tuple[int, ...] | list[int] | None = None,
+    stack: int | str | None = None,
 ) -> Architecture:
-    """Infer a sequential MLP/CNN from the key names and shapes of a state dict.
+    """Infer a sequential MLP/CNN from the key names and shapes of a state dict of any key naming.
 
-    Keys must look like ``[prefix.]{index}.{weight|bias|running_mean|running_var}`` with one common
-    prefix (``net.0.weight``, ``module_list.3.bias``, ``0.weight``). Weights of rank 2 become linear
-    layers, rank 4 conv layers, rank 1 with running statistics BatchNorm, rank 1 without LayerNorm.
-    ``activation`` goes between consecutive weight layers (a state dict does not record it). Between
-    the last conv and the first linear layer the flatten is global average pooling when the widths
-    match the channels, else a plain flatten (``input_shape`` lets that be checked). Raises
-    :class:`ArchitectureError` naming the key it cannot place.
+    Keys are grouped into layers by prefix and chained by shapes (see :mod:`wslviz.core.stacks`):
+    ``l1.weight``, ``conv1.weight``, ``features.3.weight``, ``net.0.weight``, ``module.fc2.bias`` and
+    ``0.weight`` alike; bias-free layers, BatchNorm and LayerNorm are recognised by their tensors.
+    ``num_batches_tracked`` and non-floating tensors are not weights. What a state dict does not record is
+    chosen and listed in ``arch.assumed``: ``activation`` between layers (relu when None), a CNN's
+    ``input_shape`` ``[C, H, W]`` and the padding/pooling that make the flatten into the first linear layer
+    fit. ``stack`` picks one of several independent stacks (an actor and a critic) by index or name; the
+    result's ``source_keys`` are the keys it was built from. Raises :class:`ArchitectureError` saying why
+    the state dict is not one sequential stack.
     """
-    groups: dict[int, dict[str, tuple[int, ...]]] = {}
-    prefixes = set()
-    for key, value in state_dict.items():
-        if key.endswith("num_batches_tracked"):
-            continue
-        m = _KEY.match(key)
-        if not m:
-            raise ArchitectureError(f"cannot infer a sequential architecture: key {key!r} is not '<index>.<role>'")
-        prefixes.add(m["prefix"] or "")
-        groups.setdefault(int(m["index"]), {})[m["role"]] = tuple(torch.as_tensor(value).shape)
-    if len(prefixes) > 1:
-        raise ArchitectureError(f"cannot infer a sequential architecture: several key prefixes {sorted(prefixes)}")
-    if not groups:
+    shapes = {k: tuple(torch.as_tensor(v).shape) for k, v in state_dict.items()
+              if not k.endswith("num_batches_tracked") and torch.as_tensor(v).is_floating_point()}
+    if not shapes:
         raise ArchitectureError("cannot infer an architecture from an empty state dict")
-    if activation not in ACTIVATIONS:
-        raise ArchitectureError(f"unknown activation {activation!r}")
-    layers: list[dict[str, Any]] = []
-    first = groups[min(groups)]
-    if "weight" not in first:
-        raise ArchitectureError(f"layer {min(groups)} has no weight")
-    w0 = first["weight"]
-    if input_shape is None:
-        if len(w0) == 4:
-            raise ArchitectureError("a CNN state dict does not record the image size: pass input_shape=[C, H, W]")
-        input_shape = (w0[1],)
-    shape = tuple(input_shape)
-    seen_weight = False
-    for idx in sorted(groups):
-        roles = groups[idx]
-        w = roles.get("weight")
-        if w is None:
-            raise ArchitectureError(f"layer {idx} has {sorted(roles)} but no weight")
-        if len(w) in (2, 4) and seen_weight:
-            layers.append({"type": activation})
-        if len(w) == 4:
-            if w[2] != w[3]:
-                raise ArchitectureError(f"layer {idx}: non-square kernel {list(w)} is not supported")
-            layers.append({"type": "conv2d", "in_channels": w[1], "out_channels": w[0], "kernel_size": w[2],
-                           "bias": "bias" in roles})
-            seen_weight = True
-        elif len(w) == 2:
-            if len(shape) == 3:
-                c, h, wd = shape
-                if w[1] == c:
-                    layers.append({"type": "global_avg_pool"})
-                elif w[1] == c * h * wd:
-                    layers.append({"type": "flatten"})
-                else:
-                    raise ArchitectureError(
-                        f"layer {idx}: linear layer takes {w[1]} features but the conv stack gives {list(shape)}"
-                        " (pooling layers cannot be inferred from a state dict; write the spec)")
-            layers.append({"type": "linear", "in_features": w[1], "out_features": w[0], "bias": "bias" in roles})
-            seen_weight = True
-        elif len(w) == 1:
-            if "running_mean" in roles:
-                layers.append({"type": "batchnorm", "num_features": w[0]})
-            else:
-                layers.append({"type": "layernorm", "normalized_shape": w[0]})
-        else:
-            raise ArchitectureError(f"layer {idx}: weight of rank {len(w)} is not supported")
-        try:
-            shape = Architecture({"input_shape": list(input_shape), "layers": layers}).shapes[-1]
-        except ArchitectureError as e:
-            raise ArchitectureError(f"layer {idx} does not fit the layers before it: {e}") from None
-    return Architecture({"input_shape": list(input_shape), "layers": layers})
+    chosen = find_stacks(shapes).pick(stack)
+    try:
+        arch = Architecture(stack_spec(chosen, activation, input_shape))
+    except ArchitectureError as e:
+        raise ArchitectureError(f"the stack {chosen.name} does not make a network: {e}") from None
+    arch.source_keys = tuple(chosen.keys)
+    return arch

@@ -1,7 +1,8 @@
 """The flat parameter layout every architecture kind shares, and the layer vocabulary of sequential specs.
 
 A model's weights travel as one float32 vector (``[P]``, or ``[B, P]`` for a batch); a layout is the list
-of :class:`ParamInfo` that cuts it into named tensors.
+of :class:`ParamInfo` that cuts it into named tensors. The errors every architecture kind raises live here
+too, so that each kind's module can raise them without importing the others.
 """
 
 from __future__ import annotations
@@ -15,8 +16,23 @@ SHAPE_ONLY = ("maxpool2d", "avgpool2d", "global_avg_pool", "flatten", "dropout")
 LAYER_TYPES = PARAMETRIC + SHAPE_ONLY + ACTIVATIONS
 
 
+ROLES = ("weight", "bias", "running_mean", "running_var", "other")
+"""What a tensor of a layout is: a layer's weight or bias, a BatchNorm running statistic (part of the
+function in eval mode, not trained), or ``other`` (a learned tensor whose name says no more, e.g. ``log_std``)."""
+STATISTICS = ("running_mean", "running_var")
+
+
 class ArchitectureError(ValueError):
     """A spec or state dict that does not describe a supported architecture."""
+
+
+class NoForwardError(ArchitectureError):
+    """A computation that runs the network, asked of an architecture without a forward (a weights-only layout)."""
+
+
+def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Spatial size after a convolution or pooling window: ``(size + 2 padding - kernel) // stride + 1``."""
+    return (size + 2 * padding - kernel) // stride + 1
 
 
 @dataclass(frozen=True)
@@ -27,7 +43,7 @@ class ParamInfo:
     shape: tuple[int, ...]
     offset: int
     layer: int
-    role: str  # weight | bias | running_mean | running_var
+    role: str  # one of ROLES
 
     @property
     def numel(self) -> int:
@@ -35,7 +51,8 @@ class ParamInfo:
 
     @property
     def trainable(self) -> bool:
-        return self.role in ("weight", "bias")
+        """Learned by training (everything but running statistics)."""
+        return self.role not in STATISTICS
 
     @property
     def slice(self) -> slice:

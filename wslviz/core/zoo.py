@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.core.arch import Architecture
 from wslviz.core.evaluation import evaluate
+from wslviz.core.protocol import ArchitectureLike, require_forward
 from wslviz.core.tasks import Task, make_task
 
 MODEL_ID = "model_id"
@@ -37,13 +37,14 @@ class Zoo:
     ``metadata``: one row per checkpoint (``model_id``, ``epoch``, ``seed``, hyper-parameters,
     ``train_loss``/``train_acc``/``test_loss``/``test_acc`` where known), in weight-row order.
     ``weights``: float32 ``[n_checkpoints, n_params]`` (memory-mapped when opened from disk).
+    ``arch``: any kind of the architecture protocol (:mod:`wslviz.core.protocol`).
     ``task``: evaluation data, or None for weights-only zoos.
     """
 
     name: str
     metadata: pd.DataFrame
     weights: torch.Tensor
-    arch: Architecture
+    arch: ArchitectureLike
     task: Task | None = None
     description: str = ""
     path: Path | None = None
@@ -89,7 +90,9 @@ class Zoo:
                        weights=self.weights[torch.as_tensor(index, dtype=torch.long)])
 
     def with_task(self, task: Task | dict | str) -> Zoo:
-        """The same zoo with evaluation data attached (a Task, a task spec, or a path to a ``.npz``)."""
+        """The same zoo with evaluation data attached (a Task, a task spec, or a path to a ``.npz``); raises
+        :class:`~wslviz.core.layout.NoForwardError` for an architecture that cannot run (weights only)."""
+        require_forward(self.arch, "Attaching a task")
         if isinstance(task, str | Path) and str(task).endswith(".npz"):
             task = make_task({"name": "npz", "path": str(task)})
         elif not isinstance(task, Task):

@@ -32,7 +32,7 @@ READERS: dict[str, str] = {
     "cnnzoo": "wslviz.formats.cnnzoo",  # weights.npy + layout.csv (+ metrics.csv.gz)
     "pdiff": "wslviz.formats.pdiff",  # [checkpoint/]NNNN_accX_seedN_tag.pth
     "inr": "wslviz.formats.inr",  # splits.json, or .pth files only in sub-folders
-    "folder": "wslviz.formats.folder",  # .safetensors/.pt/.pth/.bin files at the top level
+    "folder": "wslviz.formats.folder",  # .safetensors/.pt/.pth/.bin/.ckpt files, or run folders of epochs
 }
 
 
@@ -54,13 +54,19 @@ def detect_format(path: str | Path) -> str:
     raise ZooFormatError(path, f"not a zoo in any known layout ({', '.join(READERS)})")
 
 
-def read_zoo(path: str | Path, format: str | None = None, **options: Any) -> Zoo:
+def read_zoo(path: str | Path, format: str | None = None, task: Any = None, **options: Any) -> Zoo:
     """Read a zoo in any supported layout (auto-detected, or ``format=`` one of :data:`READERS`);
-    ``options`` go to the reader. Raises :class:`ZooFormatError` naming the file and the problem."""
+    ``options`` go to the reader. Raises :class:`ZooFormatError` naming the file and the problem.
+
+    What checkpoints do not record can be stated: ``arch`` (an architecture or spec of any kind, JSON text or a
+    ``.json`` file), ``activation``, ``input_shape`` (``[C, H, W]``), ``stack`` (one of several stacks in a
+    state dict), ``group`` (one of several architectures in a folder); ``task`` (a ``.npz`` path, a task spec
+    or a :class:`~wslviz.core.tasks.Task`) is attached after reading so that the zoo can be evaluated."""
     path = Path(path).expanduser()
     if not path.exists():
         raise ZooFormatError(path, "no such file or directory")
-    return reader(format or detect_format(path)).read(path, **options)
+    zoo = reader(format or detect_format(path)).read(path, **options)
+    return zoo if task is None else zoo.with_task(task)
 
 
 def save_zoo(zoo: Zoo, path: str | Path, overwrite: bool = False) -> Path:

@@ -18,7 +18,7 @@ from wslviz.core.arch import Architecture, ArchitectureError, infer_architecture
 from wslviz.formats.errors import ZooFormatError
 from wslviz.formats.safeio import load_state_dict
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
 def require_dir(path: Path, layout: str) -> Path:

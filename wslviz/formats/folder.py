@@ -1,50 +1,105 @@
-"""A plain folder of checkpoints: one state dict per file (``.safetensors``, ``.pt``, ``.pth``,
-``.bin``), all of one sequential architecture, with optional metadata keyed by file name::
+"""Folders of checkpoints as people keep them::
 
-    <root>/a.safetensors, <root>/b.pt, ...
-    <root>/metadata.csv     a column file|filename|name|path with the file names, any other columns
+    <root>/a.safetensors, <root>/b.pt, <root>/lr=0.01_seed=3_epoch=20.pth, <root>/last.ckpt, ...
+                            one checkpoint per file (.safetensors, .pt, .pth, .bin, .ckpt)
+    <root>/run3/epoch_10.pt, <root>/run3/epoch_20.pt, <root>/run4/...
+                            one model per sub-folder, one checkpoint per epoch (every sub-folder's
+                            file names give their epoch or step: epoch_10, epoch=10, step-500, ep10)
+    <root>/metadata.csv     optional: a column file|filename|name|path (file name, or path below the root)
     <root>/metadata.json    [{"file": "a.pt", ...}, ...]  or  {"a.pt": {...}, ...}
 
-The architecture is inferred from the first file (:func:`wslviz.core.arch.infer_architecture`) unless
-``arch=`` gives the spec; every file is then flattened by layer order into one float32 matrix.
+Each file's state dict is found wherever it was saved (:func:`wslviz.formats.safeio.read_checkpoint`: nested,
+Lightning, legacy, GPU, half precision), files are grouped by architecture signature and the largest group
+opens (``group=`` picks another; :mod:`wslviz.formats.groups`). Its architecture is ``arch=`` when given,
+else inferred from the key names and shapes (a sequential stack, ``stack=`` choosing one of several, with
+``activation`` / ``input_shape`` where the state dict cannot tell), else a weights-only layout. The groups,
+the files that could not be used (with the reason) and notes on what was converted are kept in
+``zoo.extra["groups"]``, ``["skipped"]`` and ``["notes"]``.
+
+Metadata: the metadata file's columns when there is one; otherwise columns parsed from file and folder names
+(``key=value`` / ``key_value``, :mod:`wslviz.formats.names`), an ``epoch`` column where names give one, and
+checkpoints whose names differ only in their epoch grouped into one model. Always: ``file``, ``file_size``
+(bytes) and ``modified`` (UTC, ISO 8601).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from wslviz.core.layout import ArchitectureError
+from wslviz.core.protocol import ArchitectureLike, as_architecture
 from wslviz.core.zoo import Zoo
-from wslviz.formats._common import (
-    CHECKPOINT_SUFFIXES,
-    put_first,
-    read_csv,
-    read_json,
-    require_dir,
-    require_finite,
-    stack_files,
-)
+from wslviz.formats._common import CHECKPOINT_SUFFIXES, put_first, read_csv, read_json, require_dir
 from wslviz.formats.errors import ZooFormatError
+from wslviz.formats.groups import Loader, read_groups
+from wslviz.formats.names import epoch_of, has_epoch, parse_name, without_epoch
+from wslviz.formats.safeio import read_checkpoint
 
 KEY_COLUMNS = ("file", "filename", "name", "path")
+FILE_COLUMNS = ("file", "run", "file_size", "modified")
+"""Columns that describe the files rather than the models (not hyper-parameters)."""
+RESERVED = ("model_id", *FILE_COLUMNS)
+
+
+def _is_checkpoint(p: Path) -> bool:
+    return p.suffix in CHECKPOINT_SUFFIXES and p.is_file() and not p.name.startswith(".")
 
 
 def checkpoint_files(path: Path) -> list[Path]:
     """The checkpoint files directly inside ``path``, sorted by name."""
-    return sorted(p for p in path.iterdir() if p.suffix in CHECKPOINT_SUFFIXES and p.is_file()
-                  and not p.name.startswith("."))
+    return sorted(p for p in path.iterdir() if _is_checkpoint(p))
+
+
+def run_folders(path: Path) -> list[Path]:
+    """The sub-folders of ``path`` that directly hold checkpoint files, sorted by name."""
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and any(_is_checkpoint(f) for f in p.iterdir()))
+
+
+def is_runs(path: Path) -> bool:
+    """A folder of runs: no checkpoint at the top, sub-folders that hold checkpoints, and in each of them
+    file names that give the epoch or step."""
+    if not path.is_dir() or checkpoint_files(path):
+        return False
+    runs = run_folders(path)
+    return bool(runs) and all(has_epoch(f.stem for f in checkpoint_files(r)) for r in runs)
 
 
 def detect(path: Path) -> bool:
-    return path.is_dir() and any(p.suffix in CHECKPOINT_SUFFIXES and p.is_file() for p in path.iterdir())
+    return path.is_dir() and (bool(checkpoint_files(path)) or is_runs(path))
+
+
+def parse_arch(arch: Any) -> ArchitectureLike | None:
+    """An ``arch=`` option as the reader takes it: an architecture, a spec, JSON text, or a ``.json`` file."""
+    if arch is None or hasattr(arch, "layout"):
+        return arch
+    if isinstance(arch, str | Path):
+        text = str(arch).strip()
+        where = Path(text).expanduser() if not text.startswith("{") else None
+        if where is not None:
+            if not where.is_file():
+                raise ZooFormatError(where, "arch= is neither a JSON spec nor a .json file")
+            text = where.read_text()
+        try:
+            arch = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ZooFormatError(where, f"arch= is not valid JSON ({e})") from None
+    try:
+        return as_architecture(arch)
+    except (ArchitectureError, KeyError, TypeError, ValueError) as e:
+        raise ZooFormatError(None, f"arch= is not a usable architecture: {e}") from None
 
 
 def read_metadata(path: Path, names: Sequence[str]) -> pd.DataFrame | None:
-    """The rows of ``metadata.csv`` / ``metadata.json`` in ``names`` order (None when there is none).
-    A row for a file that does not exist, a repeated file name or a missing key column is an error."""
+    """The rows of ``metadata.csv`` / ``metadata.json`` in ``names`` order (None when there is none), keyed by
+    path below ``path`` or by file name where that is unique. A row for a file that does not exist, a repeated
+    file or a missing key column is an error."""
     if (path / "metadata.csv").is_file():
         where = path / "metadata.csv"
         df = read_csv(where)
@@ -66,7 +121,9 @@ def read_metadata(path: Path, names: Sequence[str]) -> pd.DataFrame | None:
         raise ZooFormatError(where, f"needs a column naming the checkpoint file (one of {', '.join(KEY_COLUMNS)})")
     if df[key].isna().any():
         raise ZooFormatError(where, f"row {int(df[key].isna().to_numpy().argmax())} has no {key!r}")
-    keys = df[key].map(lambda v: Path(str(v)).name)
+    base = pd.Series([Path(n).name for n in names])
+    by_name = {b: n for b, n in zip(base, names, strict=True) if (base == b).sum() == 1}
+    keys = df[key].map(lambda v: str(v) if str(v) in names else by_name.get(Path(str(v)).name, str(v)))
     dup = keys.duplicated()
     if dup.any():
         raise ZooFormatError(where, f"file {keys[dup].iloc[0]!r} has more than one row")
@@ -77,32 +134,82 @@ def read_metadata(path: Path, names: Sequence[str]) -> pd.DataFrame | None:
     return df.reindex(list(names)).reset_index()
 
 
-def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, activation: str = "relu",
-               input_shape: Sequence[int] | None = None, check_finite: bool = True,
-               loader: Callable[[Path], Any] | None = None, description: str = "",
-               progress: Callable[[int, int], None] | None = None):
-    """Stack ``files`` into a zoo whose metadata has ``model_id``, ``file`` and the metadata file's columns."""
+def _file_facts(f: Path) -> tuple[int, str]:
+    """Size in bytes and modification time (UTC, ISO 8601) of a file, or of the files of a folder."""
+    parts = [f] if f.is_file() else [p for p in f.iterdir() if p.is_file()]
+    size = sum(p.stat().st_size for p in parts)
+    mtime = max((p.stat().st_mtime for p in parts), default=0.0)
+    return size, datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def name_columns(names: Sequence[str], runs: bool) -> pd.DataFrame:
+    """Columns parsed from each name's folder and file stem, plus ``epoch`` and ``model_id``: one model per
+    run folder (``runs``), else one per name once its epoch is removed."""
+    rows, models = [], []
+    for name in names:
+        parts = Path(name).parts
+        stem = Path(parts[-1]).stem
+        fields: dict[str, Any] = {}
+        for folder in parts[:-1]:
+            fields.update(parse_name(folder))
+        fields.update(parse_name(stem))
+        epoch = epoch_of(parse_name(stem), stem)
+        fields = {k: v for k, v in fields.items() if k not in RESERVED}
+        if epoch is not None and (runs or not stem.isdigit()):
+            fields["epoch"] = epoch
+        rows.append(fields)
+        models.append(str(Path(*parts[:-1])) if runs else str(Path(*parts[:-1], without_epoch(stem))))
+    df = pd.DataFrame(rows, index=range(len(names)))
+    df.insert(0, "model_id", pd.factorize(pd.Series(models))[0])
+    if runs:
+        df.insert(1, "run", [Path(n).parts[0] for n in names])
+    return df
+
+
+def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, activation: str | None = None,
+               input_shape: Sequence[int] | None = None, check_finite: bool = True, loader: Loader = read_checkpoint,
+               description: str = "", progress: Callable[[int, int], None] | None = None,
+               stack: int | str | None = None, group: int | None = None, names: Sequence[str] | None = None,
+               parse_names: bool = True, runs: bool = False) -> Zoo:
+    """Stack ``files`` (grouped by signature, see :mod:`wslviz.formats.groups`) into a zoo; its metadata has
+    ``model_id``, ``file``, the metadata file's columns or those parsed from names (``parse_names``),
+    ``file_size`` and ``modified``. ``names``: how files are shown (default: their path below ``path``)."""
     if not files:
         raise ZooFormatError(path, f"no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})")
-    names = [str(f.relative_to(path)) if f.is_relative_to(path) else f.name for f in files]
+    if names is None:
+        names = [f.relative_to(path).as_posix() if f.is_relative_to(path) and f != path else f.name for f in files]
     meta = read_metadata(path, names)  # checked before any checkpoint is read
-    meta = meta if meta is not None else pd.DataFrame({"file": names})
-    # a model_id given in the metadata groups checkpoints of one model (epochs); else one model per file
-    given = "model_id" in meta and meta["model_id"].notna().all()
-    meta = put_first(meta, {"model_id": meta["model_id"] if given else range(len(files))})
-    kwargs = {"loader": loader} if loader is not None else {}
-    architecture, weights = stack_files(files, arch, activation, input_shape, progress=progress, **kwargs)
-    if check_finite:
-        require_finite(weights, lambda i: files[i])
-    return Zoo(name=path.name, metadata=meta, weights=weights, arch=architecture, task=None, path=path,
-               format=fmt, description=description)
+    if meta is None:
+        meta = pd.DataFrame({"file": names})
+        if parse_names:
+            meta = pd.concat([meta, name_columns(names, runs)], axis=1)
+    if "model_id" not in meta or not meta["model_id"].notna().all():
+        meta = meta.assign(model_id=range(len(files)))
+    facts = [_file_facts(f) for f in files]
+    meta = meta.assign(file_size=[s for s, _ in facts], modified=[m for _, m in facts])
+    meta = put_first(meta, {"model_id": meta["model_id"], "file": meta["file"]})
+    found = read_groups(files, names, loader, parse_arch(arch), activation, input_shape, stack, group,
+                        check_finite, progress)
+    meta = meta.iloc[found.rows].reset_index(drop=True)
+    extra = {"groups": [g.summary() for g in found.groups], "group": found.chosen, "skipped": found.skipped,
+             "notes": found.notes}
+    parts = [description or f"{len(files)} checkpoint files"]
+    if len(found.groups) > 1:
+        parts.append(f"{len(found.groups)} architectures, group {found.chosen} opened ({len(found.rows)} files)")
+    if found.skipped:
+        parts.append(f"{len(found.skipped)} file(s) skipped")
+    return Zoo(name=path.name, metadata=meta, weights=found.weights, arch=found.arch, task=None, path=path,
+               format=fmt, description="; ".join(parts), extra=extra)
 
 
-def read(path: Path, arch: Any = None, activation: str = "relu", input_shape: Sequence[int] | None = None,
-         check_finite: bool = True, progress: Callable[[int, int], None] | None = None, **_: Any):
-    """Read a folder of checkpoints; ``arch`` (spec), ``activation`` and ``input_shape`` help when
-    the architecture cannot be inferred from key names and shapes alone; ``progress(done, total)``
-    is called while files are read."""
+def read(path: Path, arch: Any = None, activation: str | None = None, input_shape: Sequence[int] | None = None,
+         stack: int | str | None = None, group: int | None = None, check_finite: bool = True,
+         progress: Callable[[int, int], None] | None = None, **_: Any) -> Zoo:
+    """Read a folder of checkpoints (see the module docstring). ``arch`` (an architecture, a spec, JSON text or
+    a ``.json`` file), ``activation``, ``input_shape`` and ``stack`` state what the state dicts cannot tell;
+    ``group`` picks a group of checkpoints; ``progress(done, total)`` is called while files are read."""
     path = require_dir(path, "checkpoint folder")
-    return read_files(path, checkpoint_files(path), "folder", arch, activation, input_shape, check_finite,
-                      progress=progress)
+    runs = is_runs(path)
+    files = [f for r in run_folders(path) for f in checkpoint_files(r)] if runs else checkpoint_files(path)
+    return read_files(path, files, "folder", arch, activation, input_shape, check_finite, progress=progress,
+                      stack=stack, group=group, runs=runs)

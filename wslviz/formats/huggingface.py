@@ -2,9 +2,10 @@
 ``model.safetensors.index.json`` (``{"weight_map": {tensor name: shard file}}``).
 
 A folder that is one such model opens as a one-checkpoint zoo; a folder whose sub-folders are such
-models opens as a zoo with one row per sub-folder (``model`` column). Only sequential MLP/CNN
-state dicts can be turned into an architecture (``arch=`` gives the spec otherwise); the activation
-is read from ``config.json`` (``hidden_act``/``activation``) when present.
+models opens as a zoo with one row per sub-folder (``model`` column), grouped by architecture as plain
+folders are (:mod:`wslviz.formats.folder`). Sequential MLP/CNN state dicts become a network (``arch=`` gives
+any other), the rest a weights-only layout; the activation is read from ``config.json``
+(``hidden_act``/``activation``) when present.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from wslviz.formats._common import ACTIVATION_NAMES, read_json, require_dir
 from wslviz.formats.errors import ZooFormatError
 from wslviz.formats.folder import read_files
-from wslviz.formats.safeio import load_state_dict
+from wslviz.formats.safeio import Checkpoint, read_checkpoint
 
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
@@ -34,10 +35,10 @@ def detect(path: Path) -> bool:
     return is_model(path) or any(p.is_dir() and is_model(p) for p in path.iterdir())
 
 
-def model_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+def model_checkpoint(folder: Path) -> Checkpoint:
     """The state dict of one model folder, gathering shards through the index when there is one."""
     if (folder / SINGLE).is_file():
-        return load_state_dict(folder / SINGLE)
+        return read_checkpoint(folder / SINGLE)
     where = folder / INDEX
     index = read_json(where)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
@@ -49,18 +50,20 @@ def model_state_dict(folder: Path) -> dict[str, torch.Tensor]:
             raise ZooFormatError(where, f"tensor {key!r}: shard {shard!r} must be a file name in this folder")
         shards.setdefault(shard, []).append(key)
     out: dict[str, torch.Tensor] = {}
+    notes: list[str] = []
     for shard, keys in shards.items():
         if not (folder / shard).is_file():
             raise ZooFormatError(folder / shard, f"missing shard listed in {INDEX}")
-        tensors = load_state_dict(folder / shard)
+        part = read_checkpoint(folder / shard)
+        notes += [n for n in part.notes if n not in notes]
         for key in keys:
-            if key not in tensors:
+            if key not in part.tensors:
                 raise ZooFormatError(folder / shard, f"tensor {key!r} listed in {INDEX} is not in this shard")
-            out[key] = tensors[key]
-    return out
+            out[key] = part.tensors[key]
+    return Checkpoint(out, tuple(notes))
 
 
-def _activation(folder: Path, default: str) -> str:
+def _activation(folder: Path, default: str | None) -> str | None:
     if not (folder / "config.json").is_file():
         return default
     config = read_json(folder / "config.json")
@@ -70,15 +73,17 @@ def _activation(folder: Path, default: str) -> str:
 
 
 def read(path: Path, arch: Any = None, activation: str | None = None, input_shape: Sequence[int] | None = None,
-         check_finite: bool = True, progress: Callable[[int, int], None] | None = None, **_: Any):
-    """Read one Hugging Face model folder, or a folder of them."""
+         check_finite: bool = True, progress: Callable[[int, int], None] | None = None,
+         stack: int | str | None = None, group: int | None = None, **_: Any):
+    """Read one Hugging Face model folder, or a folder of them (options as for
+    :func:`wslviz.formats.folder.read`; the activation defaults to the one ``config.json`` names)."""
     path = require_dir(path, "Hugging Face")
     folders = [path] if is_model(path) else sorted(p for p in path.iterdir() if p.is_dir() and is_model(p))
     if not folders:
         raise ZooFormatError(path, f"no {SINGLE} or {INDEX}")
-    act = activation or _activation(folders[0], "relu")
-    zoo = read_files(path, folders, "huggingface", arch, act, input_shape, check_finite, loader=model_state_dict,
-                     description="Hugging Face model folder(s)", progress=progress)
+    act = activation or _activation(folders[0], None)
+    zoo = read_files(path, folders, "huggingface", arch, act, input_shape, check_finite, loader=model_checkpoint,
+                     description="Hugging Face model folder(s)", progress=progress, stack=stack, group=group)
     zoo.metadata = zoo.metadata.rename(columns={"file": "model"})
     if folders == [path]:
         zoo.metadata["model"] = [path.name]

@@ -25,6 +25,7 @@ import pandas as pd
 from wslviz.core.zoo import Zoo
 from wslviz.formats._common import read_json, require_dir, require_finite, set_sin_w0, stack_files
 from wslviz.formats.errors import ZooFormatError
+from wslviz.formats.folder import is_runs
 
 SPLITS = "splits.json"
 W0 = 30.0
@@ -38,8 +39,8 @@ def detect(path: Path) -> bool:
         return False
     if (path / SPLITS).is_file():
         return True
-    if any(p.suffix == ".pth" for p in path.iterdir()):
-        return False  # checkpoints at the top level: a plain folder
+    if any(p.suffix == ".pth" for p in path.iterdir()) or is_runs(path):
+        return False  # checkpoints at the top level, or one folder of epochs per run: a plain folder
     for _, _, files in os.walk(path):
         if any(f.endswith(".pth") for f in files):
             return True

@@ -31,9 +31,10 @@ def detect(path: Path) -> bool:
     return any(NAME.match(p.name) for p in folder.iterdir())
 
 
-def read(path: Path, arch: Any = None, activation: str = "relu", input_shape: Sequence[int] | None = None,
+def read(path: Path, arch: Any = None, activation: str | None = None, input_shape: Sequence[int] | None = None,
          check_finite: bool = True, progress: Callable[[int, int], None] | None = None, **_: Any):
-    """Read a p-diff checkpoint folder; files whose names do not follow the pattern are ignored."""
+    """Read a p-diff checkpoint folder; files whose names do not follow the pattern are ignored, files that
+    cannot be used are listed in ``zoo.extra["skipped"]`` (see :func:`wslviz.formats.folder.read_files`)."""
     path = require_dir(path, "p-diff")
     folder = _folder(path)
     if not folder.is_dir():
@@ -44,12 +45,14 @@ def read(path: Path, arch: Any = None, activation: str = "relu", input_shape: Se
     for (m1, p1), (m2, p2) in zip(found, found[1:], strict=False):
         if int(m1["i"]) == int(m2["i"]):
             raise ZooFormatError(p2, f"index {int(m1['i'])} is used twice ({p1.name} and {p2.name})")
+    by_name = {p.name: m for m, p in found}
     zoo = read_files(folder, [p for _, p in found], "pdiff", arch, activation, input_shape, check_finite,
-                     description="p-diff checkpoints (Wang et al. 2024)", progress=progress)
-    zoo.metadata = put_first(zoo.metadata, {"model_id": [int(m["i"]) for m, _ in found],
-                                            "test_acc": [float(m["acc"]) for m, _ in found],
-                                            "seed": [int(m["seed"]) for m, _ in found],
-                                            "tag": [m["tag"] for m, _ in found]})
+                     description="p-diff checkpoints (Wang et al. 2024)", progress=progress, parse_names=False)
+    kept = [by_name[name] for name in zoo.metadata["file"]]
+    zoo.metadata = put_first(zoo.metadata, {"model_id": [int(m["i"]) for m in kept],
+                                            "test_acc": [float(m["acc"]) for m in kept],
+                                            "seed": [int(m["seed"]) for m in kept],
+                                            "tag": [m["tag"] for m in kept]})
     zoo.name = path.name
     zoo.path = path
     return zoo

@@ -4,8 +4,13 @@
   builds tensors, dicts, lists and numbers only, so a pickle that names a Python class (a pickled
   model, a preprocessed ``dataset.pt``) or a callable in ``__reduce__`` is refused *before* anything
   of it runs.
-* :func:`load_state_dict` reads ``.safetensors`` (preferred: no code at all) or torch files and checks
-  that what comes back is a mapping of names to floating-point tensors.
+* :func:`read_checkpoint` reads ``.safetensors`` (preferred: no code at all) or torch files (``.pt``,
+  ``.pth``, ``.bin``, ``.ckpt``, the zip format and the legacy pre-1.6 one, tensors saved on a GPU loaded to
+  CPU) and finds the state dict in them as people save it: the mapping itself, or nested under
+  ``state_dict`` / ``model_state_dict`` / ``model`` / ``net`` / ``params`` (Lightning ``.ckpt`` files keep it
+  under ``state_dict`` beside hyper-parameters and loop state). Non-tensor entries and integer tensors
+  (counters, index buffers) are left out and float16/bfloat16 tensors upcast to float32, each noted;
+  :func:`load_state_dict` is its tensors alone.
 * :func:`safe_unpack` extracts a ``.zip`` / ``.tar.gz`` with path checks (no ``..``, no absolute
   paths, no links or devices) and caps on total uncompressed bytes and file count that are enforced
   while extracting (so a zip bomb stops at the cap whatever its headers claim). The archive is only
@@ -22,6 +27,7 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -35,8 +41,11 @@ CHUNK = 2**20
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 RESAVE_HINT = ("re-save it as safetensors (safetensors.torch.save_file) or as a plain state dict "
                "(torch.save(model.state_dict(), path))")
-# wrapper keys under which training scripts commonly store the state dict
-_WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "params")
+WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "params")
+"""Keys under which training scripts store the state dict (tried in this order, up to three levels deep)."""
+UPCAST = (torch.float16, torch.bfloat16)
+LIGHTNING_HINT = ("for a Lightning .ckpt, torch.save(torch.load(path, weights_only=False)['state_dict'], new_path) "
+                  "in a Python session you trust")
 
 
 def safe_torch_load(path: str | Path) -> object:
@@ -60,9 +69,10 @@ def safe_torch_load(path: str | Path) -> object:
             glob = re.search(r"GLOBAL ([\w.]+)", message)
             what = (f"it references the Python object {glob.group(1)}" if glob
                     else "it uses pickle features beyond tensors and plain containers")
+            hint = f"{RESAVE_HINT}; {LIGHTNING_HINT}" if path.suffix == ".ckpt" else RESAVE_HINT
             raise ZooFormatError(path, f"refused: {what}, and wslviz never unpickles arbitrary objects because "
                                  f"unpickling can run code (a pickled class or a crafted file). If you trust the "
-                                 f"file, {RESAVE_HINT}") from None
+                                 f"file, {hint}") from None
         first = message.strip().splitlines()[0] if message.strip() else type(e).__name__
         raise ZooFormatError(path, f"not a readable PyTorch file ({first[:200]})") from None
 
@@ -78,41 +88,88 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise ZooFormatError(path, f"not a readable safetensors file ({str(e)[:200]})") from None
 
 
-def as_state_dict(obj: object, path: str | Path) -> dict[str, torch.Tensor]:
-    """Check that ``obj`` is a state dict (str -> floating tensor), unwrapping one common wrapper
-    (``{"state_dict": {...}}`` and the like). Raises :class:`ZooFormatError` naming the problem."""
-    if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        for key in _WRAPPERS:
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint file's state dict: ``tensors`` (name -> floating tensor, float32 where it was half
+    precision, in the file's order) and ``notes`` (what was left out or converted, one phrase each)."""
+
+    tensors: dict[str, torch.Tensor]
+    notes: tuple[str, ...] = ()
+
+
+def _holds_tensors(obj: object) -> bool:
+    return isinstance(obj, Mapping) and any(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def as_checkpoint(obj: object, path: str | Path) -> Checkpoint:
+    """The state dict inside a loaded checkpoint (see the module docstring), or :class:`ZooFormatError`
+    naming the problem: no mapping of names to tensors, or none of them floating point."""
+    notes: list[str] = []
+    for _ in range(3):
+        if _holds_tensors(obj) or not isinstance(obj, Mapping):
+            break
+        key = next((k for k in WRAPPERS if isinstance(obj.get(k), Mapping)), None)
+        if key is None:
+            break
+        others = sorted(str(k) for k in obj if k != key)
+        notes.append(f"state dict read from {key!r}" + (f" (besides {', '.join(others[:6])}"
+                                                         f"{' ...' if len(others) > 6 else ''})" if others else ""))
+        obj = obj[key]
     if not isinstance(obj, Mapping):
         raise ZooFormatError(path, f"expected a state dict (name -> tensor), found {type(obj).__name__}")
     if not obj:
         raise ZooFormatError(path, "the state dict is empty")
+    if not _holds_tensors(obj):
+        raise ZooFormatError(path, f"expected a state dict (name -> tensor), found a mapping of "
+                             f"{', '.join(sorted({type(v).__name__ for v in obj.values()}))} "
+                             f"(keys {', '.join(map(repr, list(obj)[:5]))}; none of {', '.join(WRAPPERS)})")
     out: dict[str, torch.Tensor] = {}
+    skipped: list[str] = []
+    integer: list[str] = []
+    upcast: set[str] = set()
     for key, value in obj.items():
-        if not isinstance(key, str):
-            raise ZooFormatError(path, f"state dict key {key!r} is not a string")
-        if not isinstance(value, torch.Tensor):
-            raise ZooFormatError(path, f"{key!r} is a {type(value).__name__}, not a tensor")
-        if key.endswith("num_batches_tracked"):
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            skipped.append(repr(key))
+        elif key.endswith("num_batches_tracked"):
             continue
-        if not value.is_floating_point():
-            raise ZooFormatError(path, f"{key!r} has dtype {value.dtype}; weights must be floating point")
-        out[key] = value
-    return out
+        elif not value.is_floating_point():
+            integer.append(key)
+        elif value.dtype in UPCAST:
+            upcast.add(str(value.dtype).removeprefix("torch."))
+            out[key] = value.float()
+        else:
+            out[key] = value
+    if not out:
+        raise ZooFormatError(path, "the state dict holds no floating-point tensors"
+                             + (f" (integer tensors {', '.join(integer[:5])})" if integer else ""))
+    if skipped:
+        notes.append(f"non-tensor entries ignored ({', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''})")
+    if integer:
+        notes.append(f"integer tensors are not weights ({', '.join(integer[:5])}{' ...' if len(integer) > 5 else ''})")
+    if upcast:
+        notes.append(f"{'/'.join(sorted(upcast))} tensors upcast to float32")
+    return Checkpoint(out, tuple(notes))
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors`` (read without any code) or a torch file (``.pt``, ``.pth``,
-    ``.bin``, or no suffix), loaded with :func:`safe_torch_load`."""
+def as_state_dict(obj: object, path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of :func:`as_checkpoint` (name -> floating tensor)."""
+    return as_checkpoint(obj, path).tensors
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """The state dict of a ``.safetensors`` file (read without any code) or a torch file (``.pt``, ``.pth``,
+    ``.bin``, ``.ckpt``, or no suffix; loaded with :func:`safe_torch_load`), with notes on what was left out."""
     path = Path(path)
     if not path.is_file():
         raise ZooFormatError(path, "no such file")
     if path.suffix == ".safetensors":
-        return as_state_dict(_load_safetensors(path), path)
-    return as_state_dict(safe_torch_load(path), path)
+        return as_checkpoint(_load_safetensors(path), path)
+    return as_checkpoint(safe_torch_load(path), path)
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of :func:`read_checkpoint` (name -> floating tensor)."""
+    return read_checkpoint(path).tensors
 
 
 # ------------------------------------------------------------------------------------------- archives
