@@ -42,6 +42,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from wslviz.core import module_eval
 from wslviz.core.arch import ACTIVATIONS, Architecture
 
 BANDED_MAX_WIDTH_RATIO = 4
@@ -291,7 +292,12 @@ def forward(
     (computed elsewhere, e.g. as an affine combination) so that layer 0 is skipped; ``workspace`` reuses
     layer outputs' buffers across calls on the same inputs ``x`` (without autograd only, ignored under it;
     it also keeps the shared first conv's row windows of ``x``, see :func:`_shared_rows`).
+
+    A module architecture runs :func:`wslviz.core.module_eval.forward` instead (``capture`` then names
+    ``(node, axis)`` pairs, as its permutation groups do; the evaluator options do not apply).
     """
+    if module_eval.is_module_arch(arch):
+        return module_eval.forward(arch, weights, x, capture=set(capture), train=train, dropout=dropout)
     ws = None if torch.is_grad_enabled() else workspace
     b = weights.shape[0]
     params = arch.unflatten(weights)

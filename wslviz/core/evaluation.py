@@ -34,6 +34,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from wslviz.core import module_eval
 from wslviz.core.arch import Architecture
 from wslviz.core.batched import Workspace, forward, workspace_buffer
 from wslviz.core.tasks import Task
@@ -77,9 +78,13 @@ def default_chunk_size(arch: Architecture, n_inputs: int, budget_bytes: int = CA
 @torch.no_grad()
 def model_outputs(
     arch: Architecture, weights: torch.Tensor, x: torch.Tensor, chunk_size: int | None = None,
-    progress: Progress = None,
+    progress: Progress = None, device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Outputs ``[B, N, out]`` of B models (``weights`` [B, P] or [P]) on inputs ``x`` [N, ...]."""
+    """Outputs ``[B, N, out]`` of B models (``weights`` [B, P] or [P]) on inputs ``x`` [N, ...]. Module
+    architectures, and any architecture on a ``device`` other than the CPU, run in :mod:`wslviz.core.module_eval`."""
+    if module_eval.is_module_arch(arch) or not module_eval.on_cpu(device):
+        return module_eval.model_outputs(module_eval.as_module_arch(arch), weights, x, chunk_size, progress,
+                                         device or "cpu")
     single = weights.dim() == 1
     weights = weights.unsqueeze(0) if single else weights
     chunk = chunk_size or default_chunk_size(arch, len(x), n_models=len(weights))
@@ -97,12 +102,17 @@ def evaluate(
     split: str = "test",
     chunk_size: int | None = None,
     progress: Progress = None,
+    device: torch.device | str | None = None,
 ) -> dict[str, torch.Tensor]:
     """Loss and accuracy of every model on a task split: ``weights [B, P] -> {"loss": [B], "accuracy": [B]}``.
 
     Equal (to float tolerance) to loading each model with ``load_state_dict`` and running it. For
-    regression tasks accuracy is NaN.
+    regression tasks accuracy is NaN. Module architectures (and ``device`` other than the CPU) run in
+    :mod:`wslviz.core.module_eval`.
     """
+    if module_eval.is_module_arch(arch) or not module_eval.on_cpu(device):
+        return module_eval.evaluate(module_eval.as_module_arch(arch), task, weights, split, chunk_size, progress,
+                                    device or "cpu")
     x, y = _check_inputs(arch, task, split)
     single = weights.dim() == 1
     weights = weights.unsqueeze(0) if single else weights
@@ -220,6 +230,7 @@ def evaluate_affine(
     split: str = "test",
     chunk_size: int | None = None,
     progress: Progress = None,
+    device: torch.device | str | None = None,
 ) -> dict[str, torch.Tensor]:
     """:func:`evaluate` of the G models ``origin + coords @ directions`` (``origin`` [P], ``directions``
     [D, P], ``coords`` [G, D]): a line or plane through weight space -> ``{"loss": [G], "accuracy": [G]}``.
@@ -229,7 +240,11 @@ def evaluate_affine(
     first-layer outputs ``Z`` of ``origin`` and of each direction (computed once, in float64), so the
     first layer costs one ``[G, D+1] x [D+1, N*features]`` matmul instead of G layers. The rest runs as
     in :func:`evaluate`. Results agree with :func:`evaluate` on the same points to float32 rounding.
+    Module architectures (and ``device`` other than the CPU) run in :mod:`wslviz.core.module_eval`.
     """
+    if module_eval.is_module_arch(arch) or not module_eval.on_cpu(device):
+        return module_eval.evaluate_affine(module_eval.as_module_arch(arch), task, origin, directions, coords, split,
+                                           chunk_size, progress, device or "cpu")
     x, y = _check_inputs(arch, task, split)
     origin, directions = origin.detach().double(), directions.detach().double()
     coords = torch.as_tensor(coords, dtype=torch.float64)
@@ -263,6 +278,8 @@ def evaluate_per_model(arch: Architecture, task: Task, weights: torch.Tensor, sp
 
     Used by the tests (ground truth for :func:`evaluate`) and the benchmarks (the loop baseline).
     """
+    if module_eval.is_module_arch(arch):
+        return module_eval.evaluate_per_model(arch, task, weights, split)
     x, y = task.split(split)
     model = arch.build()
     losses, accs = [], []

@@ -50,6 +50,9 @@ class AxisRef:
     linear layer's input, else 1); ``power``: how a unit scale ``s`` acts on this tensor (``+1``
     multiply, ``-1`` divide, ``0`` untouched); ``incoming``: whether the tensor belongs to the unit's
     own computation (its weights, bias, normalisation parameters) rather than to the next layer.
+    ``start`` and ``length``: the range of axis entries the units occupy when they share the axis with
+    other units (a ``cat`` of two groups, a fused query/key/value projection); ``length`` 0 means from
+    ``start`` to the end of the axis.
     """
 
     name: str
@@ -57,6 +60,8 @@ class AxisRef:
     block: int = 1
     power: int = 0
     incoming: bool = True
+    start: int = 0
+    length: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,13 @@ class PermGroup:
     ``refs``: the axes; ``kinds``: the symmetries valid here (always ``"permutation"``, plus
     ``"scale"`` and/or ``"sign"`` when the layers up to the next affine map allow them);
     ``activation``: the nonlinearity acting on these units (None for none); ``capture``: the layer
-    index whose output holds these units' activations (for activation matching).
+    index whose output holds these units' activations (for activation matching; a module architecture
+    names the traced node and the axis that holds the units, ``(node, axis)``).
+
+    ``heads`` > 1: the units form ``heads`` equal consecutive blocks (attention heads) and only
+    permutations that move whole blocks and reorder units inside each block are symmetries; groups with
+    the same non-empty ``tie`` move their blocks by one shared permutation (the heads of the
+    query/key projections and of the value/output projections).
     """
 
     name: str
@@ -76,7 +87,23 @@ class PermGroup:
     refs: tuple[AxisRef, ...]
     kinds: tuple[str, ...]
     activation: str | None
-    capture: int
+    capture: int | tuple[str, int]
+    heads: int = 1
+    tie: str = ""
+
+    @property
+    def head_size(self) -> int:
+        return self.size // self.heads
+
+
+@dataclass(frozen=True)
+class FixedAxis:
+    """A tensor axis no permutation moves, and why (``reason``: the network's input or output, or an
+    operation whose effect on units the graph tracer cannot follow)."""
+
+    name: str
+    axis: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -85,6 +112,8 @@ class PermutationSpec:
 
     groups: tuple[PermGroup, ...]
     n_params: int
+    fixed: tuple[FixedAxis, ...] = ()
+    """Axes that stay fixed and why (derived specs of module architectures list them)."""
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -92,6 +121,35 @@ class PermutationSpec:
     @property
     def names(self) -> list[str]:
         return [g.name for g in self.groups]
+
+    def tie_classes(self) -> list[list[int]]:
+        """Indices of the groups that must be solved together: groups sharing a ``tie``, others alone."""
+        classes: dict[str, list[int]] = {}
+        out: list[list[int]] = []
+        for i, g in enumerate(self.groups):
+            if not g.tie:
+                out.append([i])
+            elif g.tie in classes:
+                classes[g.tie].append(i)
+            else:
+                classes[g.tie] = [i]
+                out.append(classes[g.tie])
+        return out
+
+    @property
+    def log10_size(self) -> float:
+        """log10 of the number of permutation symmetries: ``n!`` per plain group; ``heads! * (n/heads)!^heads``
+        per block-structured group, the ``heads!`` counted once per tie."""
+        total, ties = 0.0, set()
+        for g in self.groups:
+            if g.heads == 1:
+                total += math.lgamma(g.size + 1)
+                continue
+            total += g.heads * math.lgamma(g.head_size + 1)
+            if not g.tie or g.tie not in ties:
+                total += math.lgamma(g.heads + 1)
+                ties.add(g.tie)
+        return total / math.log(10)
 
 
 def sequential_perm_spec(arch: Architecture) -> PermutationSpec:

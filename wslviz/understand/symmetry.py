@@ -29,6 +29,7 @@ import torch
 from wslviz.core.arch import Architecture
 from wslviz.core.evaluation import model_outputs
 from wslviz.core.permutation import KINDS, AxisRef, PermGroup, PermutationSpec, SymmetryError
+from wslviz.understand import heads
 
 
 def permutation_spec(arch: Architecture) -> PermutationSpec:
@@ -77,10 +78,17 @@ def _info(arch: Architecture):
     return {p.name: p for p in arch.layout}
 
 
+def _narrow(t: torch.Tensor, ref: AxisRef) -> torch.Tensor:
+    """The part ``[start, start + length)`` of axis 1 of ``t`` that ``ref``'s units occupy (all of it by default)."""
+    if not (ref.start or ref.length):
+        return t
+    return t.narrow(1, ref.start, ref.length or t.shape[1] - ref.start)
+
+
 def unit_view(arch: Architecture, weights: torch.Tensor, ref: AxisRef) -> torch.Tensor:
     """The entries of ``weights`` [B, P] on one axis, as ``[B, n_units, m]`` (one row per unit)."""
     p = _info(arch)[ref.name]
-    t = weights[:, p.slice].reshape(weights.shape[0], *p.shape).movedim(ref.axis + 1, 1)
+    t = _narrow(weights[:, p.slice].reshape(weights.shape[0], *p.shape).movedim(ref.axis + 1, 1), ref)
     n = t.shape[1] // ref.block
     return t.reshape(t.shape[0], n, ref.block, *t.shape[2:]).reshape(t.shape[0], n, -1)
 
@@ -92,7 +100,8 @@ def _transform_ref(arch: Architecture, out: torch.Tensor, ref: AxisRef, perm: to
         return
     p = _info(arch)[ref.name]
     b = out.shape[0]
-    t = out[:, p.slice].reshape(b, *p.shape).movedim(ref.axis + 1, 1)
+    whole = out[:, p.slice].reshape(b, *p.shape).movedim(ref.axis + 1, 1)
+    t = _narrow(whole, ref)
     moved_shape = t.shape
     n = t.shape[1] // ref.block
     t = t.reshape(b, n, -1)
@@ -100,7 +109,11 @@ def _transform_ref(arch: Architecture, out: torch.Tensor, ref: AxisRef, perm: to
         t = torch.gather(t, 1, perm.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
     if scale is not None and ref.power != 0:
         t = t * scale.to(t.dtype).pow(ref.power).unsqueeze(-1)
-    out[:, p.slice] = t.reshape(moved_shape).movedim(1, ref.axis + 1).reshape(b, -1)
+    if t.shape[1] * ref.block != whole.shape[1]:  # the units share the axis: write their range back into it
+        whole = whole.clone()
+        _narrow(whole, ref).copy_(t.reshape(moved_shape))
+        t = whole
+    out[:, p.slice] = t.reshape(whole.shape).movedim(1, ref.axis + 1).reshape(b, -1)
 
 
 def _expand(t: torch.Tensor | None, b: int) -> torch.Tensor | None:
@@ -171,9 +184,18 @@ def random_symmetry(
         raise SymmetryError(f"scale_range must be 0 < low <= high, got {scale_range}")
     gen = torch.Generator().manual_seed(int(seed))
     perms, scales = [], []
-    for group in arch.perm_spec.groups:
+    structured = _structured_classes(arch.perm_spec)
+    drawn: dict[int, torch.Tensor] = {}
+    for gi, group in enumerate(arch.perm_spec.groups):
         n = group.size
-        perm = torch.randperm(n, generator=gen) if "permutation" in kinds else torch.arange(n)
+        if gi in structured and "permutation" in kinds:  # heads: block-structured, tied heads drawn once
+            if gi not in drawn:
+                members = structured[gi]
+                drawn.update(zip(members, heads.draw([arch.perm_spec.groups[m] for m in members], gen),
+                                 strict=True))
+            perm = drawn[gi]
+        else:
+            perm = torch.randperm(n, generator=gen) if "permutation" in kinds else torch.arange(n)
         scale = torch.ones(n)
         if "scale" in kinds and "scale" in group.kinds:
             scale = scale * torch.exp(math.log(lo) + torch.rand(n, generator=gen) * (math.log(hi) - math.log(lo)))
@@ -182,6 +204,16 @@ def random_symmetry(
         perms.append(perm)
         scales.append(scale)
     return SymmetryElement(perms, scales)
+
+
+def _structured_classes(spec: PermutationSpec) -> dict[int, list[int]]:
+    """Group index -> the members of its tie class, for the classes that need block-structured treatment
+    (attention heads, :mod:`wslviz.understand.heads`); plain groups are absent."""
+    out: dict[int, list[int]] = {}
+    for members in spec.tie_classes():
+        if heads.is_structured([spec.groups[m] for m in members]):
+            out.update({m: members for m in members})
+    return out
 
 
 def check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
@@ -216,12 +248,16 @@ def inverse(g: SymmetryElement) -> SymmetryElement:
 
 
 def group_size_log10(arch: Architecture) -> float:
-    """log10 of the number of permutation symmetries: the product over groups of ``n!``."""
-    return sum(math.lgamma(g.size + 1) for g in arch.perm_spec.groups) / math.log(10)
+    """log10 of the number of permutation symmetries: the product over groups of ``n!`` (for attention heads
+    ``h! (n/h)!^h``, see :attr:`wslviz.core.permutation.PermutationSpec.log10_size`)."""
+    return arch.perm_spec.log10_size
 
 
 def probe_inputs(arch: Architecture, n: int = 256, seed: int = 0) -> torch.Tensor:
-    """Standard-normal probe inputs ``[n, *input_shape]`` (deterministic)."""
+    """Standard-normal probe inputs ``[n, *input_shape]`` (deterministic); an architecture that knows its inputs
+    better (a module taking token ids) gives its own."""
+    if hasattr(arch, "probe_inputs"):
+        return arch.probe_inputs(n, seed)
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(n, *arch.input_shape, generator=gen)
 
@@ -292,7 +328,19 @@ def canonicalize(
     w, single = as_batch(weights, arch)
     out = w.clone()
     perms, scales = [], []
-    for group in arch.perm_spec.groups:
+    spec = arch.perm_spec
+    structured, done = _structured_classes(spec), {}
+    for gi, group in enumerate(spec.groups):
+        if gi in structured and "permutation" in kinds:  # heads sorted as wholes, then units inside each head
+            if gi not in done:
+                members = structured[gi]
+                keys = [producer_rows(arch, out, spec.groups[m]).double().norm(dim=-1) for m in members]
+                for m, perm in zip(members, heads.sort(keys, [spec.groups[m] for m in members]), strict=True):
+                    out = apply_group(arch, out, spec.groups[m], perm)
+                    done[m] = perm
+            perms.append(done[gi])
+            scales.append(torch.ones(out.shape[0], group.size))
+            continue
         s = normalising_element(arch, out, group, kinds)
         rows = producer_rows(arch, out, group).double() * s.unsqueeze(-1)
         normalised = "scale" in kinds and "scale" in group.kinds

@@ -1,0 +1,347 @@
+"""Batched evaluation of module architectures: ``torch.func.functional_call`` under ``torch.vmap``.
+
+B models of one :class:`~wslviz.core.module_arch.ModuleArchitecture` run as one vectorised call: the flat
+weights ``[B, P]`` are cut into batched state-dict tensors (views), and ``vmap`` maps
+``functional_call(module, tensors, x)`` over the model axis, the inputs shared (``[N, ...]``) or per model
+(``[B, N, ...]``, for training). BatchNorm runs in eval mode (running statistics) unless ``train=True``,
+where each model normalises with its own batch statistics and its running statistics are updated in place
+in the tensors passed (as ``nn.BatchNorm2d`` does in train mode). Gradients flow through (``make-zoo``
+trains module zoos through :func:`batched_call`).
+
+Models go in chunks so that a chunk's activations stay within :data:`CHUNK_BYTES` (estimated from the traced
+shapes of one example); a module ``vmap`` cannot run (data-dependent control flow, ``.item()``, in-place
+writes into an input) falls back to a per-model ``functional_call`` loop, with the same results.
+
+Chunk size measured on this project's 2-core Xeon (``benchmarks/bench_module_eval.py``): the vmapped call has a
+fixed cost of a few milliseconds (Python dispatch through every layer), so larger chunks are faster until the
+activations leave the caches; see that benchmark's output for the figures behind :data:`CHUNK_BYTES`.
+
+``device``: the computation runs there (weights and inputs are moved chunk by chunk; results come back to the
+CPU). The default is the CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+from torch.func import functional_call, vmap
+
+from wslviz.core.tasks import Task
+
+if TYPE_CHECKING:
+    from wslviz.core.module_arch import ModuleArchitecture
+
+Progress = Callable[[int, int], None] | None
+CHUNK_BYTES = 64 * 2**20
+"""Activation bytes one chunk of models may hold (all traced intermediate tensors of the forward)."""
+
+
+def is_module_arch(arch: Any) -> bool:
+    """Whether ``arch`` is a module architecture (evaluation dispatches on this)."""
+    return getattr(arch, "kind", None) == "module"
+
+
+def on_cpu(device: torch.device | str | None) -> bool:
+    """Whether ``device`` (None: the default) is the CPU."""
+    return device is None or torch.device(device).type == "cpu"
+
+
+class SequentialAsModule:
+    """A sequential :class:`~wslviz.core.arch.Architecture` seen as a module architecture (its built
+    ``nn.Sequential``, whose state-dict keys are the layout's names), so that it can run here: on a device
+    other than the CPU, where the sequential evaluator's hand-written CPU kernels do not apply."""
+
+    kind = "module"
+
+    def __init__(self, arch: Any):
+        self.arch = arch
+        self.module = arch.build()
+        self.layout, self.n_params, self.input_shape = arch.layout, arch.n_params, tuple(arch.input_shape)
+        self.has_batchnorm = any(layer["type"] == "batchnorm" for layer in arch.layers)
+        self.output_dim = arch.output_dim
+        self.unflatten, self.describe = arch.unflatten, arch.describe
+
+    def probe_inputs(self, n: int = 256, seed: int = 0) -> torch.Tensor:
+        return torch.randn(n, *self.input_shape, generator=torch.Generator().manual_seed(seed))
+
+    def build(self, weights: torch.Tensor | None = None) -> nn.Module:
+        return self.arch.build(weights)
+
+
+def as_module_arch(arch: Any) -> Any:
+    """``arch`` itself for a module architecture, else its :class:`SequentialAsModule` view (kept on ``arch``)."""
+    if is_module_arch(arch):
+        return arch
+    if "_as_module" not in arch.__dict__:
+        arch.__dict__["_as_module"] = SequentialAsModule(arch)
+    return arch.__dict__["_as_module"]
+
+
+# ---------------------------------------------------------------------------------------------- modules
+def _module(arch: ModuleArchitecture, device: torch.device, train: bool) -> nn.Module:
+    """The architecture's module on ``device`` in eval (or train) mode; one copy per (device, mode), kept on the
+    architecture and never switched between modes (concurrent callers would see each other's mode)."""
+    cache = arch.__dict__.setdefault("_module_copies", {})
+    key = (str(device), train)
+    if key not in cache:
+        cache[key] = copy.deepcopy(arch.module).to(device).train(train)
+    return cache[key]
+
+
+@lru_cache(maxsize=32)
+def _capture_module(arch: ModuleArchitecture, nodes: tuple[str, ...]) -> fx.GraphModule:
+    """A traced copy of the module that also returns the outputs of the named graph nodes."""
+    from wslviz.core.fx_spec import trace
+
+    gm = trace(arch)
+    graph = gm.graph
+    by_name = {n.name: n for n in graph.nodes}
+    missing = [n for n in nodes if n not in by_name]
+    if missing:
+        raise ValueError(f"no traced nodes named {missing} in {arch.describe()}")
+    out = next(n for n in graph.nodes if n.op == "output")
+    result = out.args[0]
+    with graph.inserting_before(out):
+        graph.output((result, *(by_name[n] for n in nodes)))
+    graph.erase_node(out)
+    gm.recompile()
+    return gm.eval()
+
+
+def per_sample_bytes(arch: ModuleArchitecture) -> int:
+    """Float32 bytes of all intermediate tensors of one input through the traced module (no batch axis)."""
+    cached = arch.__dict__.get("_per_sample_bytes")
+    if cached is not None:
+        return cached
+    try:
+        from wslviz.core.fx_spec import trace
+
+        gm = trace(arch)
+        total = 0
+        for node in gm.graph.nodes:
+            meta = node.meta.get("tensor_meta")
+            if hasattr(meta, "shape") and len(meta.shape) and meta.shape[0] == 3:
+                total += 4 * math.prod(meta.shape[1:])
+    except Exception:  # noqa: BLE001 - an untraceable module: estimate from the input size
+        total = 64 * 4 * math.prod(arch.input_shape)
+    arch.__dict__["_per_sample_bytes"] = max(total, 4)
+    return arch.__dict__["_per_sample_bytes"]
+
+
+def default_chunk_size(arch: ModuleArchitecture, n_inputs: int, n_models: int,
+                       budget_bytes: int = CHUNK_BYTES) -> int:
+    """Models per chunk: as many as keep one chunk's activations within ``budget_bytes``, evened out."""
+    chunk = max(1, budget_bytes // max(1, per_sample_bytes(arch) * n_inputs))
+    chunk = min(chunk, max(n_models, 1))
+    return -(-n_models // -(-n_models // chunk)) if n_models else 1
+
+
+# ---------------------------------------------------------------------------------------------- calls
+def _tensors(arch: ModuleArchitecture, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    return arch.unflatten(weights)
+
+
+def batched_call(arch: ModuleArchitecture, tensors: dict[str, torch.Tensor], x: torch.Tensor,
+                 train: bool = False, per_model_inputs: bool = False, device: torch.device | str = "cpu",
+                 capture: tuple[str, ...] = ()) -> Any:
+    """``vmap(functional_call)`` of the module over the leading model axis of ``tensors`` (``{name: [B, ...]}``)
+    on ``x`` (``[N, ...]`` shared, or ``[B, N, ...]`` with ``per_model_inputs``). With ``capture`` (graph node
+    names), returns ``(outputs, captured tuple)``. Differentiable; in train mode BatchNorm running statistics in
+    ``tensors`` are updated in place and dropout masks differ per model."""
+    device = torch.device(device)
+    module = _capture_module(arch, capture) if capture else _module(arch, device, train)
+    if capture:
+        module = module.to(device)
+
+    def one(t: dict[str, torch.Tensor], xi: torch.Tensor) -> Any:
+        return functional_call(module, t, (xi,), tie_weights=True, strict=False)
+
+    in_dims = (0, 0 if per_model_inputs else None)
+    return vmap(one, in_dims=in_dims, randomness="different")(tensors, x)
+
+
+def looped_call(arch: ModuleArchitecture, tensors: dict[str, torch.Tensor], x: torch.Tensor, train: bool = False,
+                per_model_inputs: bool = False, device: torch.device | str = "cpu",
+                capture: tuple[str, ...] = ()) -> Any:
+    """:func:`batched_call` as a Python loop over models (the fallback for modules ``vmap`` cannot run)."""
+    device = torch.device(device)
+    module = _capture_module(arch, capture).to(device) if capture else _module(arch, device, train)
+    b = next(iter(tensors.values())).shape[0]
+    outs = [functional_call(module, {k: v[i] for k, v in tensors.items()}, (x[i] if per_model_inputs else x,),
+                            tie_weights=True, strict=False) for i in range(b)]
+    if capture:
+        return torch.stack([o[0] for o in outs]), tuple(torch.stack([o[1 + j] for o in outs])
+                                                        for j in range(len(capture)))
+    return torch.stack(outs)
+
+
+def call(arch: ModuleArchitecture, tensors: dict[str, torch.Tensor], x: torch.Tensor, **options: Any) -> Any:
+    """:func:`batched_call`, or :func:`looped_call` for a module ``vmap`` cannot run (remembered per architecture)."""
+    if getattr(arch, "_vmap_fails", False):
+        return looped_call(arch, tensors, x, **options)
+    try:
+        return batched_call(arch, tensors, x, **options)
+    except (RuntimeError, ValueError, NotImplementedError) as e:
+        if "vmap" not in str(e).lower() and "batched" not in str(e).lower() and "functorch" not in str(e).lower():
+            raise
+        arch._vmap_fails = True
+        return looped_call(arch, tensors, x, **options)
+
+
+def _chunks(n: int, chunk: int) -> list[tuple[int, int]]:
+    return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+
+
+# ---------------------------------------------------------------------------------------------- public
+def forward(arch: ModuleArchitecture, weights: torch.Tensor, x: torch.Tensor, capture: set | None = None,
+            train: bool = False, dropout: torch.Tensor | None = None, device: torch.device | str = "cpu",
+            ) -> tuple[torch.Tensor, dict]:
+    """Outputs ``[B, N, out]`` of ``weights`` [B, P] on ``x`` ([N, ...] shared or [B, N, ...] per model), and the
+    captured activations: for each ``(node, axis)`` in ``capture`` (a group's ``capture``), ``[B, N, C, ...]``
+    with the units on axis 2. Differentiable. ``dropout`` is accepted for the sequential interface: a module's
+    own dropout layers apply their own rates in train mode."""
+    del dropout
+    per_model = x.dim() == len(arch.input_shape) + 2
+    keys = sorted(capture or ())
+    nodes = tuple(dict.fromkeys(k[0] for k in keys))
+    dev = torch.device(device)
+    tensors = {k: v.to(dev) for k, v in _tensors(arch, weights).items()}
+    if not train:
+        tensors = {k: v.detach() if not v.requires_grad else v for k, v in tensors.items()}
+    result = call(arch, tensors, x.to(dev), train=train, per_model_inputs=per_model, device=dev, capture=nodes)
+    out, captured = (result[0], result[1]) if nodes else (result, ())
+    b, n = out.shape[:2]
+    out = out.reshape(b, n, -1)
+    found = {}
+    for key in keys:
+        node, axis = key
+        t = captured[nodes.index(node)]  # [B, N, ...] with the units on axis 1 + axis
+        found[key] = t.movedim(1 + axis, 2) if t.dim() > 2 else t
+    return out, found
+
+
+@torch.no_grad()
+def model_outputs(arch: ModuleArchitecture, weights: torch.Tensor, x: torch.Tensor, chunk_size: int | None = None,
+                  progress: Progress = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Outputs ``[B, N, out]`` of B models (``weights`` [B, P] or [P]) on inputs ``x`` [N, ...], in eval mode."""
+    single = weights.dim() == 1
+    w = weights.unsqueeze(0) if single else weights
+    chunk = chunk_size or default_chunk_size(arch, len(x), len(w))
+    outs = []
+    for start, stop in _chunks(len(w), chunk):
+        outs.append(forward(arch, w[start:stop].float(), x, device=device)[0].cpu())
+        if progress:
+            progress(stop, len(w))
+    out = torch.cat(outs) if outs else torch.zeros(0, len(x), arch.output_dim)
+    return out[0] if single else out
+
+
+@torch.no_grad()
+def evaluate(arch: ModuleArchitecture, task: Task, weights: torch.Tensor, split: str = "test",
+             chunk_size: int | None = None, progress: Progress = None,
+             device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Loss and accuracy of every model on a task split: ``weights [B, P] -> {"loss": [B], "accuracy": [B]}``
+    (equal to ``load_state_dict`` + forward per model, :func:`evaluate_per_model`, to float tolerance)."""
+    if task is None:
+        raise ValueError("this zoo has no task: attach evaluation data (a .npz with x and y) to evaluate it")
+    x, y = task.split(split)
+    if tuple(x.shape[1:]) != arch.input_shape:
+        raise ValueError(f"task inputs have shape {list(x.shape[1:])}, the architecture expects "
+                         f"{list(arch.input_shape)}")
+    single = weights.dim() == 1
+    w = weights.unsqueeze(0) if single else weights
+    chunk = chunk_size or default_chunk_size(arch, len(x), len(w))
+    dev = torch.device(device)
+    xd, yd = x.to(dev), y.to(dev)
+    losses, correct = [], []
+    for start, stop in _chunks(len(w), chunk):
+        out = forward(arch, w[start:stop].float(), xd, device=dev)[0]
+        loss, right = task.loss_and_correct(out, yd)
+        losses.append(loss.cpu())
+        correct.append(right.cpu())
+        if progress:
+            progress(stop, len(w))
+    loss = torch.cat(losses) if losses else torch.zeros(0)
+    acc = torch.cat(correct) / len(y) if correct else torch.zeros(0)
+    if task.kind != "classification":
+        acc = torch.full_like(loss, float("nan"))
+    result = {"loss": loss, "accuracy": acc}
+    return {k: v[0] for k, v in result.items()} if single else result
+
+
+@torch.no_grad()
+def evaluate_affine(arch: ModuleArchitecture, task: Task, origin: torch.Tensor, directions: torch.Tensor,
+                    coords: torch.Tensor, split: str = "test", chunk_size: int | None = None,
+                    progress: Progress = None, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """:func:`evaluate` of the G models ``origin + coords @ directions`` (a line or plane through weight space),
+    built chunk by chunk so that only one chunk of points is ever in memory."""
+    origin, directions = origin.detach().double(), directions.detach().double()
+    coords = torch.as_tensor(coords, dtype=torch.float64)
+    x, _ = task.split(split)
+    chunk = chunk_size or default_chunk_size(arch, len(x), len(coords))
+    parts: dict[str, list[torch.Tensor]] = {"loss": [], "accuracy": []}
+    for start, stop in _chunks(len(coords), chunk):
+        points = (origin + coords[start:stop] @ directions).float()
+        r = evaluate(arch, task, points, split, chunk_size=len(points), device=device)
+        for k in parts:
+            parts[k].append(r[k])
+        if progress:
+            progress(stop, len(coords))
+    return {k: torch.cat(v) if v else torch.zeros(0) for k, v in parts.items()}
+
+
+@torch.no_grad()
+def evaluate_per_model(arch: ModuleArchitecture, task: Task, weights: torch.Tensor,
+                       split: str = "test") -> dict[str, torch.Tensor]:
+    """Reference implementation: ``arch.build()``, ``load_state_dict`` and forward, one model at a time."""
+    x, y = task.split(split)
+    model = arch.build()
+    losses, accs = [], []
+    for w in weights:
+        model.load_state_dict(arch.unflatten(w.float()), strict=False)
+        out = model(x).reshape(1, len(x), -1)
+        losses.append(task.loss(out, y)[0])
+        accs.append(task.correct(out, y)[0] / len(y))
+    return {"loss": torch.stack(losses), "accuracy": torch.stack(accs)}
+
+
+@torch.no_grad()
+def batchnorm_statistics(arch: ModuleArchitecture, weights: torch.Tensor, x: torch.Tensor,
+                         chunk_size: int | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``weights`` [B, P] with every BatchNorm's running mean and (unbiased) variance replaced by the statistics
+    of its input over ``x`` [N, ...]: one pass of all of ``x`` in train mode with momentum 1, so a running
+    statistic becomes exactly the batch statistic of that layer's input (the inference statistics of Ioffe &
+    Szegedy 2015, Sec. 3.1, over ``x``). Batched over models; networks without BatchNorm come back unchanged."""
+    out = weights.detach().float().clone()
+    if not arch.has_batchnorm or len(out) == 0:
+        return out
+    dev = torch.device(device)
+    cache = arch.__dict__.setdefault("_module_copies", {})
+    key = (str(dev), "statistics")
+    if key not in cache:
+        module = copy.deepcopy(arch.module).to(dev).train()
+        for m in module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = 1.0
+        cache[key] = module
+    module = cache[key]
+    stats = [p for p in arch.layout if p.role in ("running_mean", "running_var")]
+    chunk = chunk_size or default_chunk_size(arch, len(x), len(out))
+    xd = x.to(dev)
+
+    def one(t: dict[str, torch.Tensor]) -> torch.Tensor:
+        return functional_call(module, t, (xd,), tie_weights=True, strict=False)
+
+    for start, stop in _chunks(len(out), chunk):
+        tensors = {k: v.to(dev).clone() for k, v in arch.unflatten(out[start:stop]).items()}
+        vmap(one, randomness="different")(tensors)  # BatchNorm writes the batch statistics into the tensors
+        for p in stats:
+            out[start:stop, p.slice] = tensors[p.name].reshape(stop - start, -1).float().cpu()
+    return out
