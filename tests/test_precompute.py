@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,16 @@ from wslviz.core.evaluation import evaluate
 from wslviz.formats import save_zoo
 from wslviz.represent import features as features_module
 from wslviz.represent.features import FeatureError, compute_features, default_reference
-from wslviz.scale.cache import CACHE_ENV, CacheError, PrecomputeCache, default_cache_path, load_zoo, read_manifest
+from wslviz.scale.cache import (
+    CACHE_ENV,
+    CacheError,
+    PrecomputeCache,
+    beside_cache_path,
+    cache_root,
+    load_zoo,
+    read_manifest,
+    user_cache_path,
+)
 from wslviz.scale.precompute import precompute_zoo
 from wslviz.understand.align import align_zoo
 
@@ -30,6 +40,13 @@ distributed = pytest.importorskip("distributed")
 ROWS = 60
 CHUNK = 13  # does not divide ROWS, nor line up with the library's internal batches
 ALL = ("stats", "spectral", "functional", "aligned")
+
+
+@pytest.fixture(autouse=True)
+def user_cache(tmp_path, monkeypatch):
+    """Every test's per-user cache root is its own temporary folder (never the real ~/.cache)."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "user-cache"))
+    return tmp_path / "user-cache"
 
 
 @pytest.fixture(scope="module")
@@ -160,12 +177,14 @@ def test_kinds_that_are_not_per_checkpoint_are_refused(zoo_path, client):
             precompute_zoo(zoo_path, None, features=(kind,), client=client)
 
 
-def test_load_zoo_picks_up_the_cache(tmp_path, zoo_path, full_cache, client, monkeypatch):
-    monkeypatch.delenv(CACHE_ENV, raising=False)
+def _listing(folder) -> dict[str, int]:
+    return {str(f.relative_to(folder)): f.stat().st_size for f in sorted(folder.rglob("*"))}
+
+
+def test_load_zoo_picks_up_the_cache(tmp_path, zoo_path, full_cache, client, monkeypatch, user_cache):
     assert load_zoo(zoo_path).cache is None
-    # a cache pointed to by the environment
-    monkeypatch.setenv(CACHE_ENV, str(full_cache))
-    zoo = load_zoo(zoo_path)
+    # a cache named explicitly
+    zoo = load_zoo(zoo_path, cache=full_cache)
     assert zoo.cache.path == full_cache
     expected = PrecomputeCache(full_cache)
 
@@ -189,18 +208,49 @@ def test_load_zoo_picks_up_the_cache(tmp_path, zoo_path, full_cache, client, mon
             compute_features(zoo, "functional", n_probe=16)
         with pytest.raises(AssertionError, match="computed although"):
             compute_features(zoo.subset(np.arange(10)), "stats")
-    # the default location beside the zoo, written through the CLI on an existing cluster (--scheduler)
-    monkeypatch.delenv(CACHE_ENV)
+    # by default the CLI writes to the per-user cache $WSLVIZ_CACHE/<fingerprint> (here on an existing
+    # cluster, --scheduler), and nothing into the zoo's folder
+    before = _listing(zoo_path)
     address = client.scheduler.address
     assert main(["precompute", str(zoo_path), "--features", "stats", "--scheduler", address, "--chunk-size", "25"]) == 0
-    beside = default_cache_path(zoo_path)
-    assert load_zoo(zoo_path).cache.path == beside
-    from wslviz.ui import open_zoo  # the app's loader (cached by path and modification time)
+    assert _listing(zoo_path) == before and not beside_cache_path(zoo_path).exists()
+    user = user_cache_path(zoo.fingerprint)
+    assert user == user_cache / zoo.fingerprint
+    assert load_zoo(zoo_path).cache.path == user
+    from wslviz.ui import open_zoo  # the app's loader (cached by path, modification time and cache manifests)
 
-    assert open_zoo(zoo_path).cache.path == beside
-    assert json.loads((beside / "manifest.json").read_text())["chunks"] == [[0, 25], [25, 50], [50, 60]]
-    np.testing.assert_array_equal(PrecomputeCache(beside).features("stats").values,
+    assert open_zoo(zoo_path).cache.path == user
+    assert json.loads((user / "manifest.json").read_text())["chunks"] == [[0, 25], [25, 50], [50, 60]]
+    np.testing.assert_array_equal(PrecomputeCache(user).features("stats").values,
                                   expected.features("stats").values)
+    # keyed by content: a copy of the zoo elsewhere finds the same cache
+    copy = shutil.copytree(zoo_path, tmp_path / "copy")
+    assert load_zoo(copy).cache.path == user
+    # a cache beside the zoo (where earlier versions wrote it) is still read; one made for another zoo
+    # does not hide the per-user cache
+    beside = shutil.copytree(user, beside_cache_path(copy))
+    assert load_zoo(copy).cache.path == beside
+    manifest = json.loads((beside / "manifest.json").read_text())
+    (beside / "manifest.json").write_text(json.dumps({**manifest, "zoo_fingerprint": "0" * 16}))
+    assert load_zoo(copy).cache.path == user
+    # --out still writes where it is told
+    out = tmp_path / "explicit"
+    assert main(["precompute", str(copy), "--out", str(out), "--features", "stats", "--scheduler", address]) == 0
+    assert PrecomputeCache(out).matches(load_zoo(copy)) and load_zoo(copy, cache=out).cache.path == out
+
+
+def test_the_cache_root_is_per_user(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "root"))
+    assert cache_root() == tmp_path / "root" and user_cache_path("abc") == tmp_path / "root" / "abc"
+    monkeypatch.delenv(CACHE_ENV)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "wslviz"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_root() == tmp_path / "home" / ".cache" / "wslviz"
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert cache_root() == tmp_path / "home" / "Library" / "Caches" / "wslviz"
 
 
 def test_cli_reports_a_refused_cache(tmp_path, zoo_path, full_cache, client, capsys):

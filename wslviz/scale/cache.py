@@ -4,14 +4,24 @@ A cache is a folder made by :func:`wslviz.scale.precompute.precompute_zoo` (layo
 public :func:`load_zoo` reads a zoo (:func:`wslviz.formats.read_zoo`) and attaches a matching cache as
 ``Zoo.cache`` (a :class:`CacheLink`); :func:`wslviz.represent.features.compute_features` then returns
 cached values whenever the cache's fingerprint and parameters match the zoo and the request, and computes
-as usual otherwise. A cache is found at ``cache=``, at ``$WSLVIZ_CACHE``, or beside the zoo
-(``<zoo>/.wslviz-cache`` for a folder, ``<zoo>.wslviz-cache`` for a file).
+as usual otherwise.
+
+Where caches live (nothing is ever written into the zoo's folder unless asked): ``wslviz precompute``
+writes to ``--out`` when given, else to the per-user cache folder of the zoo, ``<root>/<fingerprint>``
+(:func:`user_cache_path`), where ``<root>`` is ``$WSLVIZ_CACHE`` when set, else the platform cache folder
+(``~/.cache/wslviz`` or ``$XDG_CACHE_HOME/wslviz`` on Linux, ``~/Library/Caches/wslviz`` on macOS,
+``%LOCALAPPDATA%\\wslviz\\Cache`` on Windows); see :func:`cache_root`. ``$WSLVIZ_CACHE`` therefore names the
+*root* holding one cache per zoo, never one cache folder. Reading, :func:`find_cache` looks at ``cache=``
+when given, else at a cache beside the zoo (``<zoo>/.wslviz-cache`` for a folder, ``<zoo>.wslviz-cache``
+for a file, as earlier versions wrote) and at the per-user folder, preferring a complete cache made for
+this very zoo.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +38,7 @@ from wslviz.represent.features import FeatureSet
 CACHE_VERSION = 1
 CACHE_DIR = ".wslviz-cache"
 CACHE_ENV = "WSLVIZ_CACHE"
-"""Environment variable naming a cache folder; used for any zoo whose fingerprint it matches."""
+"""Environment variable naming the root of the per-user caches (one sub-folder per zoo fingerprint)."""
 MANIFEST = "manifest.json"
 KINDS = ("stats", "spectral", "functional", "aligned")
 """Feature kinds that can be precomputed (per-row computations)."""
@@ -42,25 +52,66 @@ class CacheError(ValueError):
 
 
 
+def cache_root() -> Path:
+    """The folder holding the per-user caches: ``$WSLVIZ_CACHE`` when set, else the platform's cache folder
+    for wslviz (``$XDG_CACHE_HOME/wslviz``, default ``~/.cache/wslviz``; ``~/Library/Caches/wslviz`` on
+    macOS; ``%LOCALAPPDATA%\\wslviz\\Cache`` on Windows)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    home = Path.home()
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local") / "wslviz" / "Cache"
+    if sys.platform == "darwin":
+        return home / "Library" / "Caches" / "wslviz"
+    return Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache") / "wslviz"
 
-def default_cache_path(zoo_path: str | Path) -> Path:
-    """Where a cache beside the zoo lives: ``<zoo>/.wslviz-cache`` (folder) or ``<zoo>.wslviz-cache`` (file)."""
+
+def user_cache_path(fingerprint: str) -> Path:
+    """The per-user cache folder of the zoo with this fingerprint: ``cache_root() / fingerprint``."""
+    return cache_root() / fingerprint
+
+
+def beside_cache_path(zoo_path: str | Path) -> Path:
+    """Where a cache beside the zoo lives: ``<zoo>/.wslviz-cache`` (folder) or ``<zoo>.wslviz-cache`` (file).
+    Read when present; written only when asked for (``--out``)."""
     zoo_path = Path(zoo_path)
     return zoo_path / CACHE_DIR if zoo_path.is_dir() else zoo_path.with_name(zoo_path.name + CACHE_DIR)
 
 
-def find_cache(zoo_path: str | Path, cache: str | Path | bool | None = None) -> Path | None:
-    """The cache folder for a zoo: ``cache`` if given (``False``: none), else ``$WSLVIZ_CACHE``, else the
-    folder beside the zoo; only a folder holding a manifest counts."""
+def cache_stamp() -> float:
+    """The newest modification time of a manifest under :func:`cache_root` (0 when there is none): changes
+    whenever a per-user cache is started or finished, so that loaders cached by time notice new caches."""
+    root = cache_root()
+    if not root.is_dir():
+        return 0.0
+    return max((m.stat().st_mtime for m in root.glob(f"*/{MANIFEST}")), default=0.0)
+
+
+def _usable(cache: Path, fingerprint: str | None) -> bool:
+    """Whether the cache folder is complete and made for the zoo with ``fingerprint``."""
+    try:
+        manifest = read_manifest(cache)
+    except CacheError:
+        return False
+    return bool(manifest.get("complete")) and manifest.get("zoo_fingerprint") == fingerprint
+
+
+def find_cache(zoo_path: str | Path, cache: str | Path | bool | None = None,
+               fingerprint: str | None = None) -> Path | None:
+    """The cache folder for a zoo: ``cache`` if given (``False``: none; a folder without a manifest raises
+    :class:`CacheError`), else the cache beside the zoo or the per-user one of ``fingerprint``
+    (:func:`user_cache_path`); a complete cache made for this zoo is preferred, and only a folder holding
+    a manifest counts."""
     if cache is False:
         return None
-    candidates = [cache] if cache not in (None, True) else [os.environ.get(CACHE_ENV), default_cache_path(zoo_path)]
-    for c in candidates:
-        if c and (Path(c) / MANIFEST).is_file():
-            return Path(c)
     if cache not in (None, True):
-        raise CacheError(f"{cache}: no precompute cache there (no {MANIFEST})")
-    return None
+        if not (Path(cache) / MANIFEST).is_file():
+            raise CacheError(f"{cache}: no precompute cache there (no {MANIFEST})")
+        return Path(cache)
+    candidates = [beside_cache_path(zoo_path)] + ([user_cache_path(fingerprint)] if fingerprint else [])
+    present = [c for c in candidates if (c / MANIFEST).is_file()]
+    return next((c for c in present if _usable(c, fingerprint)), present[0] if present else None)
 
 
 def read_manifest(cache: str | Path) -> dict[str, Any]:
@@ -218,9 +269,13 @@ def load_zoo(path: str | Path, format: str | None = None, cache: str | Path | bo
     :data:`wslviz.formats.READERS`). Raises :class:`~wslviz.formats.ZooFormatError` naming the file and
     the problem.
 
-    ``cache``: a precompute cache folder to attach (``False``: none); by default ``$WSLVIZ_CACHE`` or the
-    cache beside the zoo is attached when there is one. ``options`` go to the reader."""
+    ``cache``: a precompute cache folder to attach (``False``: none); by default the cache beside the zoo
+    or the zoo's per-user cache (see :func:`find_cache`) is attached when there is one. ``options`` go to
+    the reader."""
     zoo = read_zoo(path, format, **options)
-    found = find_cache(Path(path).expanduser(), cache)
+    root = cache_root()
+    # the fingerprint costs a pass over sampled weights: only worth it when a per-user cache may exist
+    fingerprint = zoo.fingerprint if cache in (None, True) and root.is_dir() and any(root.iterdir()) else None
+    found = find_cache(Path(path).expanduser(), cache, fingerprint)
     zoo.cache = CacheLink(found) if found is not None else None
     return zoo

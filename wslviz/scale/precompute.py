@@ -56,12 +56,12 @@ from wslviz.scale.cache import (
     SPLITS,
     CacheError,
     chunk_file,
-    default_cache_path,
     load_zoo,
     merged_file,
     read_manifest,
     read_weights,
     result_names,
+    user_cache_path,
     valid_file,
 )
 from wslviz.understand.align import align_zoo
@@ -299,7 +299,8 @@ def precompute_zoo(
     **options: Any,
 ) -> PrecomputeReport:
     """Precompute per-checkpoint results of the zoo at path ``zoo`` into the cache folder ``out``
-    (default: beside the zoo, see :func:`default_cache_path`), in parallel with ``dask.distributed``.
+    (default: the zoo's per-user cache folder, :func:`~wslviz.scale.cache.user_cache_path`; nothing is written
+    beside the zoo unless ``out`` says so), in parallel with ``dask.distributed``.
 
     ``features``: kinds of :data:`KINDS`; ``align_to``: reference row for ``aligned`` (default the best
     final checkpoint); ``evaluate``: loss and accuracy on the train and test splits. Where it runs:
@@ -314,7 +315,7 @@ def precompute_zoo(
     started = time.perf_counter()
     zoo_path = Path(zoo.path if isinstance(zoo, Zoo) else zoo).expanduser().resolve()
     opened = load_zoo(zoo_path, cache=False)
-    cache = Path(out).expanduser().resolve() if out is not None else default_cache_path(zoo_path)
+    cache = Path(out if out is not None else user_cache_path(opened.fingerprint)).expanduser().resolve()
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     params = cache_parameters(opened, features, align_to, evaluate, **options)

@@ -26,7 +26,7 @@ from safetensors.torch import save
 from wslviz.core.arch import Architecture
 from wslviz.core.zoo import Zoo
 from wslviz.formats import ZooFormatError
-from wslviz.scale.cache import load_zoo
+from wslviz.scale.cache import cache_stamp, load_zoo
 from wslviz.ui.serve import check_zoo_path, public_message
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_zoo"
@@ -57,12 +57,13 @@ def open_zoo(path: str | Path) -> Zoo:
     """Open (cached by path and modification time) the zoo at ``path``.
 
     Raises :class:`ZooFormatError` naming the path and the problem when it is not a readable zoo, and
-    :class:`~wslviz.ui.serve.PathRefused` for a path that serve mode does not share."""
+    :class:`~wslviz.ui.serve.PathRefused` for a path that serve mode does not share. A precompute cache
+    made meanwhile is noticed (the stamp includes the per-user caches' manifests)."""
     path = check_zoo_path(path, also=(SAMPLE_DIR,))
     if not path.exists():
         raise ZooFormatError(path, "no such file or directory")
     stamp = max((f.stat().st_mtime for f in path.iterdir()), default=0.0) if path.is_dir() else path.stat().st_mtime
-    return _load(str(path.resolve()), stamp)
+    return _load(str(path.resolve()), max(stamp, cache_stamp()))
 
 
 def resolve_zoo_ref(ref: str) -> Path:
