@@ -64,3 +64,44 @@ def test_digits_cnn_accuracy_spreads_widely():
     final = zoo.metadata.iloc[zoo.final_index()]["test_acc"]
     assert final.min() < 0.6
     assert final.max() > 0.95
+
+
+def test_digits_finetunes_base_and_finetunes():
+    zoo = sample_zoo("digits-finetunes")
+    recipe = RECIPES["digits-finetunes"]
+    meta = zoo.metadata
+    assert zoo.arch == wv.Architecture(recipe.arch) and zoo.task.spec["variant"] == list(recipe.task["variant"])
+    final = meta.iloc[zoo.final_index()]
+    base, fts = final[final["role"] == "base"], final[final["role"] == "finetune"]
+    assert len(base) == 1 and len(fts) >= 24
+    assert (fts.groupby("task")["seed"].nunique() >= 3).all()
+    assert set(fts["task"]) == set(recipe.task["variant"])
+    # every fine-tune starts from the base and is better than it on its own task
+    for _, row in fts.iterrows():
+        assert row[f"acc_{row['task']}"] > base[f"acc_{row['task']}"].iloc[0]
+    r = wv.evaluate(zoo.arch, zoo.task, zoo.weights)
+    np.testing.assert_allclose(meta["test_acc"], r["accuracy"].numpy(), atol=1e-5)
+    for v in recipe.task["variant"]:
+        task = wv.make_task({**recipe.task, "variant": v})
+        np.testing.assert_allclose(meta[f"acc_{v}"], wv.evaluate(zoo.arch, task, zoo.weights)["accuracy"].numpy(),
+                                   atol=1e-5)
+
+
+def test_digits_federated_clients_are_non_iid_and_fedavg_learns_all_classes():
+    from wslviz.generation.merging import fedavg
+
+    zoo = sample_zoo("digits-federated")
+    recipe = RECIPES["digits-federated"]
+    meta = zoo.metadata
+    assert zoo.n_models == recipe.n_clients and sorted(meta["round"].unique()) == list(range(recipe.rounds + 1))
+    start = zoo.weights[torch.as_tensor(np.flatnonzero(meta["round"] == 0))]
+    assert (start == start[0]).all()  # one common start
+    last = np.flatnonzero(meta["round"] == recipe.rounds)
+    w = zoo.weights[torch.as_tensor(last)]
+    pred = wv.model_outputs(zoo.arch, w, zoo.task.x_test).argmax(-1)
+    for i, classes in enumerate(meta["classes"].iloc[last]):
+        own = torch.tensor([int(c) for c in classes.split()])
+        assert float(torch.isin(pred[i], own).double().mean()) > 0.9  # a client predicts its own classes
+    assert meta["test_acc"].iloc[last].max() < 0.4
+    glob = fedavg(zoo.arch, w, meta["n_examples"].iloc[last].to_numpy())
+    assert float(wv.evaluate(zoo.arch, zoo.task, glob)["accuracy"]) > 0.7

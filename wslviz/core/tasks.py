@@ -6,6 +6,12 @@ Built-in names: ``moons``, ``circles``, ``spirals`` (2D, so decision boundaries 
 ``digits`` (scikit-learn's 8x8 handwritten digits, shipped with the package, as ``[1, 8, 8]`` images
 scaled to [0, 1]) and ``npz`` (user data: a ``.npz`` file with arrays ``x`` and ``y``; integer ``y``
 means classification, float ``y`` regression).
+
+Digits come in related variants for fine-tuning and merging (:data:`DIGITS_VARIANTS`):
+``{"name": "digits", "variant": "rotate90"}`` is the same split of the same images, each rotated; a list of
+variants (``"variant": ["original", "rotate90"]``) concatenates them, so accuracy on it is the average
+accuracy over those tasks (every variant has the same number of test images). ``"holdout": 0.2`` turns the
+last fifth of the training split into the test split: a validation split that never touches the test data.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import numpy as np
 import torch
 
 TASK_NAMES = ("moons", "circles", "spirals", "digits", "npz")
+DIGITS_VARIANTS = ("original", "rotate90", "mirror", "invert", "noise")
+"""Related digit tasks: the images as they are, rotated by 90 degrees, mirrored left to right, inverted
+(``1 - x``), and with Gaussian noise (std 0.3, fixed draw, clipped to [0, 1]). Labels are unchanged."""
 
 
 class TaskError(ValueError):
@@ -151,7 +160,14 @@ def make_task(spec: dict[str, Any] | str) -> Task:
         x, y = load_npz(spec.get("path", ""))
         if y.dtype.kind == "f":
             kind = "regression"
-    x_tr, y_tr, x_te, y_te = _split(np.asarray(x), np.asarray(y), tf, seed)
+    variants = spec.get("variant", "original")
+    variants = [variants] if isinstance(variants, str) else list(variants)
+    if name != "digits" and variants != ["original"]:
+        raise TaskError(f"task variants exist for digits only, not {name!r}")
+    parts = [_split(_digits_variant(np.asarray(x), v, seed), np.asarray(y), tf, seed) for v in variants]
+    if "holdout" in spec:
+        parts = [_holdout(p[0], p[1], float(spec["holdout"])) for p in parts]
+    x_tr, y_tr, x_te, y_te = (np.concatenate([p[i] for p in parts]) for i in range(4))
     ydt = torch.float32 if kind == "regression" else torch.int64
     n_classes = int(np.max(y)) + 1 if kind == "classification" else 0
     return Task(
@@ -160,6 +176,36 @@ def make_task(spec: dict[str, Any] | str) -> Task:
         x_test=torch.as_tensor(x_te, dtype=torch.float32), y_test=torch.as_tensor(y_te, dtype=ydt),
         kind=kind, n_classes=n_classes, class_names=class_names or [str(c) for c in range(n_classes)],
     )
+
+
+def validation_split(task: Task, fraction: float = 0.2) -> Task:
+    """``task`` with its training split cut in two: the first part for training, the last ``fraction`` as the
+    "test" split. Use it to choose options (merge coefficients, generator settings, soup ingredients)
+    without ever looking at the real test split."""
+    return make_task({**task.spec, "holdout": fraction})
+
+
+def _digits_variant(x: np.ndarray, variant: str, seed: int) -> np.ndarray:
+    """Images ``x [N, 1, 8, 8]`` (in [0, 1]) as the digits ``variant`` shows them (see :data:`DIGITS_VARIANTS`)."""
+    if variant == "original":
+        return x
+    if variant == "rotate90":
+        return np.ascontiguousarray(np.rot90(x, 1, axes=(2, 3)))
+    if variant == "mirror":
+        return np.ascontiguousarray(x[..., ::-1])
+    if variant == "invert":
+        return 1.0 - x
+    if variant == "noise":
+        return np.clip(x + np.random.default_rng([seed, 1]).normal(0.0, 0.3, x.shape), 0.0, 1.0)
+    raise TaskError(f"unknown digits variant {variant!r}; known: {', '.join(DIGITS_VARIANTS)}")
+
+
+def _holdout(x: np.ndarray, y: np.ndarray, fraction: float):
+    """A train split cut into (first part, last ``fraction``) as (train, test): a validation split."""
+    if not 0 < fraction < 1:
+        raise TaskError(f"holdout must be in (0, 1), got {fraction}")
+    n = len(x) - int(round(len(x) * fraction))
+    return x[:n], y[:n], x[n:], y[n:]
 
 
 def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,9 @@ recipe and seed give bit-identical weights.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,18 +183,25 @@ def _fill_hparams(hparams: pd.DataFrame | Sequence[dict[str, Any]]) -> pd.DataFr
 
 
 def _train_group(arch: Architecture, task: Task, hp: pd.DataFrame, epochs: int, checkpoints: Sequence[int],
-                 on_epoch: Callable[[], None]) -> dict[int, torch.Tensor]:
+                 on_epoch: Callable[[], None], initial: torch.Tensor | None = None,
+                 subsets: Sequence[torch.Tensor] | None = None) -> dict[int, torch.Tensor]:
     """Train one batch-size group; returns ``{epoch: weights [B, P]}`` for the checkpoint epochs."""
     b, bs = len(hp), int(hp["batch_size"].iloc[0])
     x, y = task.x_train, task.y_train
     n_train = len(x)
-    sizes = np.maximum(bs, np.round(hp["train_fraction"].to_numpy() * n_train).astype(int))
-    if (sizes > n_train).any():
-        raise ValueError(f"batch size {bs} is larger than the {n_train} training examples")
     gens = [torch.Generator().manual_seed(int(s) + DATA_STREAM) for s in hp["seed"]]
-    subsets = [torch.randperm(n_train, generator=g)[:n] for g, n in zip(gens, sizes, strict=True)]
+    if subsets is None:
+        sizes = np.maximum(bs, np.round(hp["train_fraction"].to_numpy() * n_train).astype(int))
+        if (sizes > n_train).any():
+            raise ValueError(f"batch size {bs} is larger than the {n_train} training examples")
+        subsets = [torch.randperm(n_train, generator=g)[:n] for g, n in zip(gens, sizes, strict=True)]
+    else:
+        sizes = np.array([len(sub) for sub in subsets])
+        if (sizes < bs).any():
+            raise ValueError(f"a training subset has fewer than batch size {bs} examples")
     steps = int(sizes.max()) // bs
-    weights = init_weights(arch, hp["seed"], hp["init_scale"].to_numpy(np.float64))
+    weights = init_weights(arch, hp["seed"], hp["init_scale"].to_numpy(np.float64)) if initial is None else \
+        initial.float().clone()
     opt = BatchedOptimizer(hp, arch.n_params)
     dropout = torch.tensor(hp["dropout"].to_numpy(np.float32, copy=True))
     n_steps = torch.as_tensor(sizes // bs)
@@ -227,6 +236,8 @@ def train(
     checkpoints: Sequence[int],
     seed: int = 0,
     progress: Progress = None,
+    initial: torch.Tensor | None = None,
+    subsets: Sequence[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, pd.DataFrame]:
     """Train one model per row of ``hparams`` (columns: ``seed`` and any of :data:`HYPERPARAMETERS`),
     all at once, and return the checkpoints.
@@ -239,6 +250,10 @@ def train(
 
     A model's training subset is ``round(train_fraction * n_train)`` examples (at least one batch), the
     first ones of a permutation drawn from its seed; it stays fixed across epochs.
+
+    ``initial`` [n_models, P]: start from these weights instead of a fresh initialisation (fine-tuning;
+    epoch 0 is then ``initial``). ``subsets``: per model, the training-example indices it learns from
+    (e.g. a federated client's classes), instead of the ``train_fraction`` subset.
     """
     _check_trainable(arch)
     hp = _fill_hparams(hparams)
@@ -263,7 +278,9 @@ def train(
         # forward() draws dropout masks from the global generator: seed it per group, restore it after
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed * 100_003 + int(bs))
-            saved = _train_group(arch, task, hp.iloc[rows], epochs, checkpoints, on_epoch)
+            saved = _train_group(arch, task, hp.iloc[rows], epochs, checkpoints, on_epoch,
+                                 None if initial is None else initial[torch.as_tensor(rows)],
+                                 None if subsets is None else [subsets[r] for r in rows])
         weights[torch.as_tensor(rows)] = torch.stack([saved[e] for e in checkpoints], 1)
     weights = weights.reshape(-1, arch.n_params)
     meta = hp.loc[hp.index.repeat(len(checkpoints))].reset_index(drop=True)
@@ -314,8 +331,10 @@ class Recipe:
         return _fill_hparams(pd.DataFrame(cols))
 
 
-def train_zoo(recipe: Recipe, seed: int = 0, progress: Progress = None):
-    """Train the zoo a :class:`Recipe` describes and return it as a :class:`wslviz.core.zoo.Zoo`."""
+def train_zoo(recipe: Recipe | FinetuneRecipe | FederatedRecipe, seed: int = 0, progress: Progress = None):
+    """Train the zoo a recipe describes and return it as a :class:`wslviz.core.zoo.Zoo`."""
+    if not isinstance(recipe, Recipe):
+        return recipe.train_zoo(seed, progress)
     arch = Architecture(recipe.arch)
     task = make_task(recipe.task)
     threads = torch.get_num_threads()
@@ -327,6 +346,219 @@ def train_zoo(recipe: Recipe, seed: int = 0, progress: Progress = None):
         torch.set_num_threads(threads)
     return Zoo(name=recipe.name, metadata=meta, weights=weights, arch=arch, task=task,
                description=recipe.description)
+
+
+@contextmanager
+def _thread_cap(threads: int | None) -> Iterator[None]:
+    """Cap torch's intra-op threads at ``threads`` (None: leave as is) for the duration."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(min(before, threads or before))
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _evaluate_columns(arch: Architecture, task: Task, weights: torch.Tensor, meta: pd.DataFrame) -> pd.DataFrame:
+    """``meta`` with ``train_loss, train_acc, test_loss, test_acc, ggap`` of ``weights`` on ``task``."""
+    meta = meta.drop(columns=[c for c in ("train_loss", "train_acc", "test_loss", "test_acc", "ggap") if c in meta])
+    for split in ("train", "test"):
+        r = evaluate(arch, task, weights, split=split)
+        meta[f"{split}_loss"] = r["loss"].numpy().astype(np.float64)
+        meta[f"{split}_acc"] = r["accuracy"].numpy().astype(np.float64)
+    meta["ggap"] = meta["train_acc"] - meta["test_acc"]
+    return meta
+
+
+def task_variants(spec: dict[str, Any]) -> list[str]:
+    """The digits variants a task spec names (``["original"]`` when it names none)."""
+    v = spec.get("variant", "original")
+    return [v] if isinstance(v, str) else list(v)
+
+
+@dataclass(frozen=True)
+class FinetuneRecipe:
+    """A fine-tuning zoo: one base model, then fine-tunes from it on related tasks, for merging.
+
+    The base is trained on ``task`` (a digits spec listing several variants: multi-task "pre-training" on
+    all of them) and then fine-tuned on each variant alone, ``seeds`` times for every combination of the
+    ``grid`` values (the setting of task arithmetic, Ilharco et al., "Editing models with task
+    arithmetic", ICLR 2023: a shared pre-trained model and one fine-tune per task). Everything trains on
+    the training split minus its last ``holdout`` fraction, which stays free as a validation split
+    (``{**task, "holdout": holdout}``) for greedy soups, Fisher data and choosing merge options.
+
+    Metadata: ``model_id`` (0 is the base), ``epoch``, ``role`` (``base`` / ``finetune``), ``task`` (the
+    variant fine-tuned on; ``all`` for the base), the hyper-parameters, ``train_*``/``test_*``/``ggap`` on the
+    zoo's task (so ``test_acc`` is the average test accuracy over the variants) and ``acc_<variant>``, the
+    test accuracy on each variant.
+    """
+
+    name: str
+    description: str
+    arch: dict[str, Any]
+    task: dict[str, Any]
+    base: dict[str, Any]
+    base_epochs: int
+    base_checkpoints: tuple[int, ...]
+    grid: dict[str, tuple[Any, ...]]
+    seeds: int
+    epochs: int
+    checkpoints: tuple[int, ...]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    holdout: float = 0.2
+    threads: int | None = 1
+
+    def finetunes(self, seed: int = 0) -> pd.DataFrame:
+        """One row per fine-tune: ``task``, ``seed`` and its hyper-parameters (every grid combination)."""
+        combos = [dict(zip(self.grid, c, strict=True)) for c in itertools.product(*self.grid.values())]
+        rows = [{"task": v, **combo, **self.fixed} for v in task_variants(self.task) for combo in combos
+                for _ in range(self.seeds)]
+        df = pd.DataFrame(rows)
+        df.insert(1, "seed", seed * 100_000 + 1 + np.arange(len(df)))
+        return df
+
+    def train_zoo(self, seed: int = 0, progress: Progress = None):
+        """Train the base, then every fine-tune (one batched run per variant); returns the zoo."""
+        arch = Architecture(self.arch)
+        zoo_task = make_task(self.task)
+        plan = self.finetunes(seed)
+        variants = task_variants(self.task)
+        total, done = len(variants) + 1, 0
+        with _thread_cap(self.threads):
+            base_w, base_meta = train(arch, make_task({**self.task, "holdout": self.holdout}),
+                                      [{"seed": seed * 100_000, **self.base}], self.base_epochs,
+                                      self.base_checkpoints, seed=seed)
+            done += 1
+            if progress:
+                progress(done, total)
+            base_meta.insert(2, "role", "base")
+            base_meta.insert(3, "task", "all")
+            weights, metas = [base_w], [base_meta]
+            start = base_w[-1]
+            for v in variants:
+                hp = plan[plan["task"] == v]
+                w, meta = train(arch, make_task({**self.task, "variant": v, "holdout": self.holdout}),
+                                hp.drop(columns="task"), self.epochs, self.checkpoints, seed=seed,
+                                initial=start.expand(len(hp), -1))
+                meta["model_id"] = hp.index.to_numpy().repeat(len(self.checkpoints)) + 1
+                meta.insert(2, "role", "finetune")
+                meta.insert(3, "task", v)
+                weights.append(w)
+                metas.append(meta)
+                done += 1
+                if progress:
+                    progress(done, total)
+        weights = torch.cat(weights)
+        meta = _evaluate_columns(arch, zoo_task, weights, pd.concat(metas, ignore_index=True))
+        for v in variants:
+            meta[f"acc_{v}"] = evaluate(arch, make_task({**self.task, "variant": v}), weights)["accuracy"].numpy(
+            ).astype(np.float64)
+        return Zoo(name=self.name, metadata=meta, weights=weights, arch=arch, task=zoo_task,
+                   description=self.description)
+
+
+def non_iid_split(y: torch.Tensor, n_clients: int, classes_per_client: int, seed: int = 0) -> list[torch.Tensor]:
+    """Training indices per client, each client holding only a few classes (pathological non-IID split).
+
+    Client ``c`` holds classes ``(c * classes_per_client + j) mod n_classes`` for ``j < classes_per_client``;
+    the examples of a class are shuffled (``seed``) and dealt evenly among the clients holding it, so every
+    example belongs to exactly one client (the shards of McMahan et al., "Communication-efficient learning of
+    deep networks from decentralized data", AISTATS 2017, without their random shard assignment).
+    """
+    n_classes = int(y.max()) + 1
+    holders: dict[int, list[int]] = {k: [] for k in range(n_classes)}
+    for c in range(n_clients):
+        for j in range(classes_per_client):
+            holders[(c * classes_per_client + j) % n_classes].append(c)
+    gen = torch.Generator().manual_seed(seed)
+    parts: list[list[torch.Tensor]] = [[] for _ in range(n_clients)]
+    for k, clients in holders.items():
+        idx = (y == k).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        for share, c in zip(torch.tensor_split(idx, max(1, len(clients))), clients, strict=False):
+            parts[c].append(share)
+    return [torch.sort(torch.cat(p)).values if p else torch.zeros(0, dtype=torch.long) for p in parts]
+
+
+def average_clients(weights: torch.Tensor, n_examples: Sequence[int]) -> torch.Tensor:
+    """FedAvg's server step (McMahan et al. 2017): the average of client models ``[K, P]`` weighted by their
+    numbers of training examples, computed in float64 -> ``[P]`` float32."""
+    n = torch.as_tensor(np.asarray(n_examples, dtype=np.float64))
+    return ((n / n.sum()) @ weights.double()).float()
+
+
+def federated_rounds(arch: Architecture, task: Task, start: torch.Tensor, subsets: Sequence[torch.Tensor],
+                     hparams: dict[str, Any], rounds: int, local_epochs: int, seed: int = 0,
+                     aggregate: Callable[[torch.Tensor, Sequence[int]], torch.Tensor] = average_clients,
+                     progress: Progress = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Federated training: every round each client trains ``local_epochs`` from the global model on its own
+    ``subsets[c]`` (all clients batched in one run), then ``aggregate(client_weights, n_examples)`` makes the
+    next global model (default :func:`average_clients`). Client ``c`` uses data-order seed ``seed * 100000 + c``
+    (and a fresh optimiser) every round.
+
+    Returns ``(clients [rounds, K, P], globals [rounds + 1, P])``; ``globals[0]`` is ``start``.
+    """
+    k = len(subsets)
+    sizes = [len(s) for s in subsets]
+    hp = [{"seed": seed * 100_000 + c, **hparams} for c in range(k)]
+    clients, glob = [], [start.float()]
+    for r in range(rounds):
+        w, _ = train(arch, task, hp, local_epochs, [local_epochs], seed=seed * 1000 + r,
+                     initial=glob[-1].expand(k, -1), subsets=subsets)
+        clients.append(w)
+        glob.append(aggregate(w, sizes))
+        if progress:
+            progress(r + 1, rounds)
+    return torch.stack(clients), torch.stack(glob)
+
+
+@dataclass(frozen=True)
+class FederatedRecipe:
+    """A federated zoo: ``n_clients`` clients start from one common initialisation (seed ``seed * 100000``)
+    and train on non-IID splits of ``task`` (:func:`non_iid_split`, ``classes_per_client`` classes each) for
+    ``rounds`` rounds of FedAvg (:func:`federated_rounds`, ``local_epochs`` each).
+
+    Rows: every client's model at epoch 0 (the common start) and after each round's local training (epoch
+    ``round * local_epochs``, before the server averages them). Metadata: ``model_id`` (the client),
+    ``epoch``, ``round``, ``classes`` (e.g. ``"0 1"``), ``n_examples``, the hyper-parameters, and
+    ``train_*``/``test_*``/``ggap`` on the whole task. FedAvg of round ``r``'s rows is the global model that
+    round ``r + 1`` starts from.
+    """
+
+    name: str
+    description: str
+    arch: dict[str, Any]
+    task: dict[str, Any]
+    n_clients: int
+    classes_per_client: int
+    rounds: int
+    local_epochs: int
+    hparams: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = 1
+
+    def train_zoo(self, seed: int = 0, progress: Progress = None):
+        """Run the federated training and return the clients' checkpoints as a zoo."""
+        arch = Architecture(self.arch)
+        task = make_task(self.task)
+        subsets = non_iid_split(task.y_train, self.n_clients, self.classes_per_client, seed)
+        start = init_weights(arch, [seed * 100_000])[0]
+        with _thread_cap(self.threads):
+            clients, _ = federated_rounds(arch, task, start, subsets, self.hparams, self.rounds, self.local_epochs,
+                                          seed=seed, progress=progress)
+        k, n_classes = self.n_clients, task.n_classes
+        weights = torch.cat([start.expand(k, -1), clients.reshape(-1, arch.n_params)]).reshape(
+            self.rounds + 1, k, -1).transpose(0, 1).reshape(-1, arch.n_params)
+        hp = _fill_hparams([{"seed": seed * 100_000 + c, **self.hparams} for c in range(k)])
+        meta = hp.loc[hp.index.repeat(self.rounds + 1)].reset_index(drop=True)
+        meta.insert(0, "model_id", np.repeat(np.arange(k), self.rounds + 1))
+        meta.insert(1, "epoch", np.tile(np.arange(self.rounds + 1) * self.local_epochs, k))
+        meta.insert(2, "round", np.tile(np.arange(self.rounds + 1), k))
+        classes = [" ".join(str((c * self.classes_per_client + j) % n_classes) for j in range(self.classes_per_client))
+                   for c in range(k)]
+        meta.insert(3, "classes", np.repeat(classes, self.rounds + 1))
+        meta.insert(4, "n_examples", np.repeat([len(s) for s in subsets], self.rounds + 1))
+        meta = _evaluate_columns(arch, task, weights, meta)
+        return Zoo(name=self.name, metadata=meta, weights=weights, arch=arch, task=task, description=self.description)
 
 
 DIGITS_CNN = {
@@ -342,7 +574,7 @@ DIGITS_CNN = {
     ],
 }
 
-RECIPES: dict[str, Recipe] = {
+RECIPES: dict[str, Recipe | FinetuneRecipe | FederatedRecipe] = {
     r.name: r
     for r in [
         Recipe(
@@ -382,6 +614,37 @@ RECIPES: dict[str, Recipe] = {
             fixed={"batch_size": 32},
             epochs=15,
             checkpoints=(0, 1, 3, 6, 10, 15),
+        ),
+        FinetuneRecipe(
+            name="digits-finetunes",
+            description="One digits CNN (the digits-cnn architecture) pre-trained with Adam on all five digit "
+                        "variants (original, rotated 90 degrees, mirrored, inverted, noisy), then fine-tuned on "
+                        "each variant alone: 2 learning rates x 3 seeds per variant, 30 fine-tunes. test_acc is "
+                        "the average over the variants; acc_<variant> per variant. For task arithmetic, TIES, "
+                        "DARE, soups and Fisher merging.",
+            arch=DIGITS_CNN,
+            task={"name": "digits", "seed": 0, "variant": ["original", "rotate90", "mirror", "invert", "noise"]},
+            base={"optimizer": "adam", "lr": 3e-3, "batch_size": 32},
+            base_epochs=6,
+            base_checkpoints=(0, 1, 2, 4, 6),
+            grid={"lr": (5e-4, 1e-3)},
+            seeds=3,
+            epochs=3,
+            checkpoints=(1, 2, 3),
+            fixed={"optimizer": "adam", "batch_size": 32},
+        ),
+        FederatedRecipe(
+            name="digits-federated",
+            description="Federated digits CNNs: 10 clients from one common initialisation, each holding 3 of "
+                        "the 10 classes (non-IID), 10 rounds of FedAvg with 5 local Adam epochs; every client's "
+                        "model after every round (before averaging).",
+            arch=DIGITS_CNN,
+            task={"name": "digits", "seed": 0},
+            n_clients=10,
+            classes_per_client=3,
+            rounds=10,
+            local_epochs=5,
+            hparams={"optimizer": "adam", "lr": 3e-3, "batch_size": 16},
         ),
     ]
 }
