@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
-from conftest import SMALL_CNN
+from conftest import SMALL_CNN, sample_zoo
 from test_symmetry import BN_CNN, GAP_CNN, random_weights
 
 import wslviz as wv
 from wslviz.core.arch import Architecture, mlp_spec
-from wslviz.understand.align import align_to_average, align_zoo, merge, reset_batchnorm
+from wslviz.understand.align import align_to_average, align_zoo, merge, reset_batchnorm, symmetry_spread
 from wslviz.understand.symmetry import equivalence_gap, inverse, probe_inputs
 
 MLPS = [
@@ -150,3 +151,38 @@ def test_merge_without_reference_aligns_to_the_running_average(digits_task):
     merged = merge(arch, copies)
     torch.testing.assert_close(merged, copies[0], atol=1e-5, rtol=0)  # every copy aligns onto the first
     assert equivalence_gap(arch, merged, theta) <= 1e-5
+
+
+KIND_CHAINS = [("permutation",), ("permutation", "scale"), ("permutation", "scale", "sign")], \
+              [("permutation",), ("permutation", "sign"), ("permutation", "scale", "sign")]
+
+
+@pytest.mark.parametrize("arch", MLPS[:4] + CNNS, ids=lambda a: a.describe())
+def test_undoing_more_kinds_of_symmetry_never_moves_farther(arch):
+    """Weight matching minimises the distance to the reference over a group; a larger group (more kinds)
+    must never end farther away, model by model, and the function stays."""
+    reference = random_weights(arch, 1, seed=11)[0]
+    others = random_weights(arch, 6, seed=12)
+    for chain in KIND_CHAINS:
+        previous = (others - reference).norm(dim=1)
+        for kinds in chain:
+            aligned = wv.weight_matching(arch, reference, others, kinds=kinds)
+            distance = (aligned - reference).norm(dim=1)
+            assert (distance <= previous * (1 + 1e-6)).all(), (kinds, distance, previous)
+            assert equivalence_gap(arch, aligned, others, probe_inputs(arch, 32)) <= 1e-4
+            previous = distance
+
+
+@pytest.mark.parametrize("name", ["moons-mlp", "spirals-tanh"])
+def test_scale_and_sign_bring_trained_models_closer(name):
+    """On trained zoos (ReLU: scales; tanh: signs) undoing the extra symmetry is strictly closer in the
+    median, for distances to the reference and for the zoo's spread, and never farther for any model."""
+    zoo = sample_zoo(name)
+    w = zoo.weights[torch.as_tensor(zoo.final_index()[:12])].float()
+    plain = (align_zoo(zoo.arch, w[1:], w[0], kinds=("permutation",)) - w[0]).norm(dim=1)
+    full = (align_zoo(zoo.arch, w[1:], w[0]) - w[0]).norm(dim=1)
+    assert (full <= plain * (1 + 1e-6)).all()
+    assert full.median() < plain.median()
+    spread = symmetry_spread(zoo.arch, w)
+    assert np.median(spread["permutations + scale/sign"]) < np.median(spread["permutations"]) \
+        < np.median(spread["as trained"])

@@ -297,7 +297,7 @@ def test_figures_have_labelled_axes_and_data(trained):
     assert maps[0].zmin == pytest.approx(min(np.log10(p.loss).min() for p in planes.values()))
     assert [m.showscale for m in maps] == [False, True]  # one colour bar for the shared scale
     stars = [t for t in fig.data if isinstance(t, go.Scatter)]
-    assert list(stars[0].text) == ["a", "b", "c"]
+    assert list(stars[0].text) == ["A", "B", "C"]  # named as on every page
     s = L.random_plane(zoo.arch, zoo.task, a, resolution=5)
     assert P.surface_contour(s).layout.xaxis.title.text
     fig3 = P.surface_3d(s)

@@ -4,11 +4,15 @@
   Re-Basin: Merging Models modulo Permutation Symmetries", ICLR 2023, Algorithm 1): coordinate descent
   over the permutation groups, each step a linear assignment problem
   (``scipy.optimize.linear_sum_assignment``) maximising the inner product with the reference, groups
-  visited in random order until a full pass improves none. A second candidate matches normal forms for
-  the scale/sign symmetries (unit incoming norm for ReLU units, sign of the largest incoming weight
-  for odd units), so a permuted *and* rescaled copy is matched exactly; the closer result is kept.
+  visited in random order until a full pass improves none. With the scale/sign symmetries a second
+  candidate matches normal forms (unit incoming norm for ReLU units, sign of the largest incoming
+  weight for odd units), so a permuted *and* rescaled copy is matched exactly; from the closer of the
+  two, a second coordinate descent then chooses each group's permutation *and* unit scales or signs
+  together, minimising the same distance. Every candidate is kept only where it is closer, so undoing
+  more kinds of symmetry never leaves a model farther from the reference.
 * :func:`activation_matching` — the same paper's activation matching: per group, units are paired by
-  the correlation of their activations on data.
+  the correlation of their activations on data (by its magnitude where signs may flip); ReLU unit
+  scales, which correlations cannot see, are then chosen by the weight distance.
 * :func:`align_zoo`, :func:`align_to_average` and :func:`merge` for whole zoos.
 
 Every function returns a group element's image of its input: the same function, other weights.
@@ -16,6 +20,7 @@ Every function returns a group element's image of its input: the same function, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -142,6 +147,128 @@ def _match_batch(arch: Architecture, reference: torch.Tensor, others: torch.Tens
     return compose(back, compose(match, g_oth))
 
 
+SCALE_GRID = np.exp(np.linspace(-math.log(64.0), math.log(64.0), 49))
+"""Unit scales tried first when a ReLU unit's scale is matched (then refined between grid neighbours)."""
+SCALE_GRID[24] = 1.0  # the centre is exactly 1, so "leave the scale" is always a candidate
+_GOLDEN_STEPS = 20
+_GRID_ELEMENTS = 2**23  # entries of [B, n, n, grid] evaluated at once
+_REFINE_TOLERANCE = 1e-4
+
+
+def _scale_gain(c1: np.ndarray, n1: np.ndarray, cm: np.ndarray, nm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every pair (j, k) the best unit scale ``s > 0`` and its gain ``max_s 2 s c1 - s^2 n1 + 2 cm / s
+    - nm / s^2`` (``c1``, ``cm`` [b, n, n]: inner products of the reference's unit j with unit k on the axes
+    a scale multiplies / divides; ``n1``, ``nm`` [b, 1, n]: unit k's squared norms there). The gain is
+    the drop of the squared distance against leaving unit k out; a grid search over :data:`SCALE_GRID`
+    then golden-section refinement in log scale between the best point's neighbours. (NumPy: these
+    small element-wise loops ran 100x slower in torch's thread pool on a busy machine.)"""
+    def gain(s: np.ndarray) -> np.ndarray:
+        return 2 * s * c1 - s * s * n1 + 2 * cm / s - nm / (s * s)
+
+    values = gain(SCALE_GRID[:, None, None, None])  # [grid, b, n, n]
+    best = values.argmax(0)
+    value = np.take_along_axis(values, best[None], 0)[0]
+    scale = SCALE_GRID[best]
+    lo = np.log(SCALE_GRID[np.maximum(best - 1, 0)])
+    hi = np.log(SCALE_GRID[np.minimum(best + 1, len(SCALE_GRID) - 1)])
+    ratio = (math.sqrt(5) - 1) / 2
+    for _ in range(_GOLDEN_STEPS):  # the gain is smooth in log s; keep the bracket holding the larger value
+        x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        left = gain(np.exp(x1)) >= gain(np.exp(x2))
+        hi, lo = np.where(left, x2, hi), np.where(left, lo, x1)
+    refined = np.exp((lo + hi) / 2)
+    refined_value = gain(refined)
+    better = refined_value > value
+    return np.where(better, refined_value, value), np.where(better, refined, scale)
+
+
+def _pair_gains(c: dict[int, np.ndarray], n: dict[int, np.ndarray], kinds: set[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair (j, k) of one group the gain (drop of ``||reference - g·other||^2`` up to terms the
+    permutation cannot change) of putting unit k at position j with its best factor, and that factor
+    ``[b, n, n]``: 1 for permutations only, ±1 with ``"sign"``, any ``s > 0`` with ``"scale"`` (any
+    ``s != 0`` with both). ``c[p]`` / ``n[p]``: inner products and squared norms on the axes a unit
+    scale acts on with power ``p``."""
+    c1, cm, c0 = c[1], c[-1], c[0]
+    n1, nm = n[1], n[-1]
+    if "scale" not in kinds:
+        lin = c1 + cm
+        sign = np.where(lin < 0, -1.0, 1.0) if "sign" in kinds else np.ones_like(lin)
+        return 2 * sign * lin - n1 - nm + 2 * c0, sign
+    gain, scale = _scale_gain(c1, n1, cm, nm)
+    if "sign" in kinds:
+        neg_gain, neg_scale = _scale_gain(-c1, n1, -cm, nm)
+        flip = neg_gain > gain
+        gain, scale = np.where(flip, neg_gain, gain), np.where(flip, -neg_scale, scale)
+    return gain + 2 * c0, scale
+
+
+def _refine_factors(arch: Architecture, reference: torch.Tensor, start: torch.Tensor, kinds: tuple[str, ...],
+                    seed: int, max_iter: int, permute: bool = True) -> SymmetryElement:
+    """Coordinate descent on ``||reference - g·start||`` over each group's permutation *and* unit factors
+    (scales for ReLU units, signs for odd units, as ``kinds`` and the group allow); returns ``g``
+    (batched over ``start`` [B, P]). Each step solves one group exactly given the others (every unit's
+    best factor per candidate partner, then one assignment problem), so the distance never grows; a
+    step counts as progress only if it gains more than :data:`_REFINE_TOLERANCE` of the current
+    objective, so the descent on continuous scales stops instead of creeping. Without ``permute`` the
+    units stay where they are and only their factors are chosen."""
+    spec = arch.perm_spec
+    b = start.shape[0]
+    ref = reference.double().unsqueeze(0)
+    cur = start.double()
+    perms = [torch.arange(g.size).expand(b, -1).clone() for g in spec.groups]
+    factors = [torch.ones(b, g.size, dtype=torch.float64) for g in spec.groups]
+    allowed = [set(kinds) & set(g.kinds) - {"permutation"} for g in spec.groups]
+    neighbours = [{h for h, other in enumerate(spec.groups) if h != gi
+                   and {r.name for r in group.refs} & {r.name for r in other.refs}}
+                  for gi, group in enumerate(spec.groups)]
+
+    def step(gi: int, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        group = spec.groups[gi]
+        c = {p: np.zeros((len(rows), group.size, group.size)) for p in (1, -1, 0)}
+        n = {p: np.zeros((len(rows), 1, group.size)) for p in (1, -1, 0)}
+        for r in group.refs:
+            view = unit_view(arch, cur[rows], r)
+            c[r.power] += (unit_view(arch, ref, r) @ view.transpose(1, 2)).numpy()
+            n[r.power] += (view * view).sum(-1).unsqueeze(1).numpy()
+        gain, factor = _pair_gains(c, n, allowed[gi])
+        # the current state is "identity, factor 1": its gain under the same objective
+        current = (2 * (c[1] + c[-1] + c[0]) - n[1] - n[-1]).diagonal(axis1=1, axis2=2).sum(-1)
+        cols = np.tile(np.arange(group.size), (len(rows), 1))
+        better = np.zeros(len(rows), dtype=bool)
+        for i in range(len(rows)):  # one assignment problem per model: the solver has no batched form
+            col = linear_sum_assignment(gain[i], maximize=True)[1] if permute else cols[i]
+            new = gain[i][np.arange(group.size), col].sum()
+            if new > current[i] + _REFINE_TOLERANCE * max(1.0, abs(current[i])):
+                better[i] = True
+                cols[i] = col
+        chosen = np.where(better[:, None], np.take_along_axis(factor, cols[..., None], 2)[..., 0], 1.0)
+        return torch.from_numpy(cols), torch.from_numpy(chosen), torch.from_numpy(better)
+
+    rng = np.random.default_rng(seed)
+    dirty = set(range(len(spec.groups)))
+    for _ in range(max_iter):
+        improved = False
+        for gi in map(int, rng.permutation(len(spec.groups))):
+            # groups without scales or signs to choose keep the permutation matching gave them
+            if gi not in dirty or not allowed[gi]:
+                continue
+            dirty.discard(gi)
+            chunk = max(1, _GRID_ELEMENTS // (spec.groups[gi].size ** 2 * len(SCALE_GRID)))
+            for start_row in range(0, b, chunk):
+                rows = torch.arange(start_row, min(b, start_row + chunk))
+                cols, chosen, better = step(gi, rows)
+                if not better.any():
+                    continue
+                cur[rows] = apply_group(arch, cur[rows], spec.groups[gi], cols, chosen)
+                perms[gi][rows] = torch.gather(perms[gi][rows], 1, cols)
+                factors[gi][rows] = torch.gather(factors[gi][rows], 1, cols) * chosen
+                dirty |= neighbours[gi]
+                improved = True
+        if not improved:
+            break
+    return SymmetryElement(perms, [f.float() for f in factors])
+
+
 def _check_pair(arch: Architecture, reference: torch.Tensor, other: torch.Tensor) -> None:
     if reference.dim() != 1 or reference.shape[0] != arch.n_params:
         raise SymmetryError(f"reference must be one model [P] with P = {arch.n_params}, got {list(reference.shape)}")
@@ -165,12 +292,14 @@ def weight_matching(
     ``max_P <W_ref, P W_other>`` summed over every axis the group moves, until a pass improves no group
     or ``max_iter`` passes; it starts from the better of the identity and one layer-by-layer sweep
     matching each unit's incoming weights only. Weight matching minimises ``||reference - g·other||``;
-    with ``kinds`` including ``"scale"`` (ReLU units) or ``"sign"`` (odd units) a second candidate is the
-    layer-by-layer sweep on scale/sign normal forms (which undoes a planted rescaling or sign flip
-    exactly, the result carrying the reference's unit scales), and the closer of the two is kept per
-    model. ``kinds=("permutation",)`` runs plain Git Re-Basin only. The result computes the same
-    function as ``other``. With ``return_perm`` also the group element ``g`` with
-    ``apply_symmetry(arch, other, g)`` the result.
+    with ``kinds`` including ``"scale"`` (ReLU units) or ``"sign"`` (odd units) two more candidates
+    follow: the layer-by-layer sweep on scale/sign normal forms (which undoes a planted rescaling or sign
+    flip exactly), and, from the closer so far, a coordinate descent choosing each group's permutation
+    together with its units' best scales or signs. Per model the closest candidate is kept, so the
+    distance with more ``kinds`` is never larger than with permutations alone.
+    ``kinds=("permutation",)`` runs plain Git Re-Basin only. The result computes the same function as
+    ``other``. With ``return_perm`` also the group element ``g`` with ``apply_symmetry(arch, other, g)``
+    the result.
     """
     _check_pair(arch, reference, other)
     kinds = check_kinds(kinds)
@@ -181,15 +310,25 @@ def weight_matching(
     normalises = any(k in group.kinds for group in arch.perm_spec.groups for k in kinds if k != "permutation")
     if normalises:
         g_norm = _match_batch(arch, reference, w.float(), seed, max_iter, kinds, descend=False)
-        aligned_norm = apply_symmetry(arch, w, g_norm)
-        closer = (aligned_norm - reference).norm(dim=1) < (aligned - reference).norm(dim=1)
-        aligned = torch.where(closer.unsqueeze(1), aligned_norm, aligned)
-        pick = lambda x, y: torch.where(closer.unsqueeze(1), x, y)
-        g = SymmetryElement([pick(p, q) for p, q in zip(g_norm.perms, g.perms, strict=True)],
-                            [pick(p, q) for p, q in zip(g_norm.scales, g.scales, strict=True)])
+        aligned, g = _closer(arch, reference, w, (aligned, g), g_norm)
+        refined = compose(_refine_factors(arch, reference, aligned, kinds, seed, max_iter), g)
+        aligned, g = _closer(arch, reference, w, (aligned, g), refined)
     if single:
         aligned, g = aligned[0], SymmetryElement([p[0] for p in g.perms], [s[0] for s in g.scales])
     return (aligned, g) if return_perm else aligned
+
+
+def _closer(arch: Architecture, reference: torch.Tensor, weights: torch.Tensor,
+            current: tuple[torch.Tensor, SymmetryElement], candidate: SymmetryElement
+            ) -> tuple[torch.Tensor, SymmetryElement]:
+    """Per model, whichever of ``current`` (aligned weights, element) and ``candidate`` (an element
+    for ``weights`` [B, P]) lies closer to ``reference``; ties keep ``current``."""
+    aligned, g = current
+    moved = apply_symmetry(arch, weights, candidate)
+    closer = ((moved - reference).norm(dim=1) < (aligned - reference).norm(dim=1)).unsqueeze(1)
+    pick = lambda x, y: torch.where(closer, x, y)
+    return pick(moved, aligned), SymmetryElement([pick(p, q) for p, q in zip(candidate.perms, g.perms, strict=True)],
+                                                 [pick(p, q) for p, q in zip(candidate.scales, g.scales, strict=True)])
 
 
 def _activations(arch: Architecture, weights: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
@@ -230,10 +369,12 @@ def activation_matching(
 
     On ``n_samples`` training inputs of ``task`` (chosen with ``seed``), each group's units are paired by
     maximising the summed correlation of their activations (one linear assignment per group; groups are
-    independent because a permutation does not change the activations of other layers). Scale and sign
-    normal forms are taken first as in :func:`weight_matching` (correlation is blind to scale, and
-    sign-normalising makes it blind to sign flips). ``other`` [P] or [B, P]; the result computes the
-    same function as ``other``.
+    independent because a unit's transform is undone before the next layer, so it does not change the
+    activations of other layers). Where ``kinds`` let a group's units flip sign (odd activations), the
+    pairing maximises the correlation's magnitude and a negatively correlated unit is flipped; where
+    they let ReLU units rescale (correlation is blind to scale), the matched units' scales are then
+    chosen to bring the weights closest to the reference's, the pairing kept. ``other`` [P] or [B, P];
+    the result computes the same function as ``other``.
     """
     if task is None:
         raise ValueError("activation matching needs data: this zoo has no task")
@@ -244,22 +385,28 @@ def activation_matching(
     gen = torch.Generator().manual_seed(seed)
     x = task.x_train
     x = x[torch.randperm(len(x), generator=gen)[:n_samples]]
-    g_ref = _normal_form(arch, reference.float().unsqueeze(0), kinds)
-    g_oth = _normal_form(arch, w, kinds)
-    acts_ref = _activations(arch, apply_symmetry(arch, reference.float().unsqueeze(0), g_ref), x)
-    acts_oth = _activations(arch, apply_symmetry(arch, w, g_oth), x)
-    perms = []
-    for a_ref, a_oth in zip(acts_ref, acts_oth, strict=True):
-        cost = _correlation(a_ref, a_oth)
+    acts_ref = _activations(arch, reference.float().unsqueeze(0), x)
+    acts_oth = _activations(arch, w, x)
+    perms, scales = [], []
+    for group, a_ref, a_oth in zip(arch.perm_spec.groups, acts_ref, acts_oth, strict=True):
+        corr = _correlation(a_ref, a_oth)
+        signs = "sign" in kinds and "sign" in group.kinds
+        cost = corr.abs() if signs else corr
         cols = torch.empty(b, cost.shape[1], dtype=torch.int64)
         for i in range(b):  # one assignment problem per model
             cols[i] = torch.from_numpy(linear_sum_assignment(cost[i].numpy(), maximize=True)[1])
+        sign = torch.ones(b, cost.shape[1])
+        if signs:
+            sign = torch.where(torch.gather(corr, 2, cols.unsqueeze(-1)).squeeze(-1) < 0, -1.0, 1.0)
         perms.append(cols)
-    match = SymmetryElement(perms, [torch.ones(b, p.shape[1]) for p in perms])
-    back = inverse(g_ref)
-    back = SymmetryElement([p.expand(b, -1) for p in back.perms], [s.expand(b, -1) for s in back.scales])
-    g = compose(back, compose(match, g_oth))
+        scales.append(sign)
+    g = SymmetryElement(perms, scales)
     aligned = apply_symmetry(arch, w, g)
+    if any("scale" in kinds and "scale" in group.kinds for group in arch.perm_spec.groups):
+        # correlations are blind to ReLU scales: choose them by the weight distance, the units staying put
+        h = _refine_factors(arch, reference.float(), aligned, ("scale",), seed, 100, permute=False)
+        g = compose(h, g)
+        aligned = apply_symmetry(arch, w, g)
     if single:
         aligned, g = aligned[0], SymmetryElement([p[0] for p in g.perms], [s[0] for s in g.scales])
     return (aligned, g) if return_perm else aligned
@@ -384,7 +531,10 @@ def matching_matrices(arch: Architecture, reference: torch.Tensor, other: torch.
     aligned by ``g`` (as returned by ``weight_matching(..., return_perm=True)``), and the assignment:
     reference unit ``j`` was matched to other unit ``assignment[j]``.
 
-    Returns ``[{"group", "similarity", "assignment", "moved", "size"}]`` (numpy arrays, ints).
+    Returns ``[{"group", "similarity", "assignment", "moved", "size", "on_row_best"}]`` (numpy arrays,
+    ints; ``on_row_best``: how many reference units were matched to their most similar unit, which the
+    matching need not do: it maximises the total over the whole network, outgoing weights included,
+    with one partner per unit).
     """
     spec = arch.perm_spec
     ref = reference.unsqueeze(0).double()
@@ -397,8 +547,10 @@ def matching_matrices(arch: Architecture, reference: torch.Tensor, other: torch.
         b = torch.cat([unit_view(arch, back, r) for r in incoming], -1)[0]
         a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)
         b = b / b.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        out.append({"group": group.name, "similarity": (a @ b.T).numpy(), "assignment": perm.numpy(),
-                    "moved": int((perm != torch.arange(group.size)).sum()), "size": group.size})
+        similarity = (a @ b.T).numpy()
+        out.append({"group": group.name, "similarity": similarity, "assignment": perm.numpy(),
+                    "moved": int((perm != torch.arange(group.size)).sum()), "size": group.size,
+                    "on_row_best": int((similarity.argmax(1) == perm.numpy()).sum())})
     return out
 
 
@@ -414,9 +566,15 @@ def symmetry_spread(
     progress: Progress = None,
 ) -> dict[str, np.ndarray]:
     """Pairwise distances of a zoo as given, after aligning every model to one reference by permutations,
-    and by permutations with scale/sign normalisation, and with every model's units sorted into canonical
-    order (no reference, see :func:`wslviz.understand.symmetry.canonicalize`): ``{label: distances}``. The drop from
-    the first to the others is the part of the zoo's spread that is only symmetry."""
+    and by permutations with unit scales (ReLU) or signs (odd activations) matched as well, and with
+    every model's units sorted into canonical order (no reference, see
+    :func:`wslviz.understand.symmetry.canonicalize`): ``{label: distances}``. The drop from the first to
+    the others is the part of the zoo's spread that is only symmetry.
+
+    Each model's distance *to the reference* never grows from "permutations" to "permutations +
+    scale/sign" (:func:`weight_matching` keeps the closer candidate); distances between two other models
+    are those of their images in the reference's basis, an upper bound on their own aligned distance, so
+    they usually but not necessarily shrink too."""
     w, _ = as_batch(weights, arch)
     reference = w[reference_index].float()
     settings = {"permutations": ("permutation",), "permutations + scale/sign": KINDS}
