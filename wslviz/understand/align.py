@@ -29,6 +29,8 @@ from scipy.optimize import linear_sum_assignment
 
 from wslviz.core.arch import Architecture
 from wslviz.core.batched import forward
+from wslviz.core.module_eval import is_module_arch
+from wslviz.understand import heads, repair
 from wslviz.understand.symmetry import (
     KINDS,
     SymmetryElement,
@@ -105,20 +107,33 @@ def _match_batch(arch: Architecture, reference: torch.Tensor, others: torch.Tens
                    and {r.name for r in group.refs} & {r.name for r in other.refs}}
                   for gi, group in enumerate(spec.groups)]
     identity_perms = [torch.arange(g.size).expand(b, -1).clone() for g in spec.groups]
+    # attention heads: the groups of a tie class are solved together, block-structured (wslviz.understand.heads)
+    tied = {gi: members for members in spec.tie_classes() for gi in members}
 
-    def step(cur: torch.Tensor, gi: int, incoming_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def cost_of(cur: torch.Tensor, gi: int, incoming_only: bool) -> torch.Tensor:
         group = spec.groups[gi]
         cost = torch.zeros(b, group.size, group.size)
         for ref_axis, ref_view in zip(group.refs, ref_views[gi], strict=True):
             if not (incoming_only and not ref_axis.incoming):
                 cost += ref_view @ unit_view(arch, cur, ref_axis).transpose(1, 2)
-        return _assign(cost)
+        return cost
+
+    def step(cur: torch.Tensor, gi: int, incoming_only: bool) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+        members = tied[gi]
+        if not heads.is_structured([spec.groups[m] for m in members]):
+            cols, better = _assign(cost_of(cur, gi, incoming_only))
+            return {gi: cols}, better
+        cols, better = heads.assign([cost_of(cur, m, incoming_only) for m in members],
+                                    [spec.groups[m] for m in members])
+        return dict(zip(members, cols, strict=True)), better
 
     sweep, cur = [p.clone() for p in identity_perms], base
     for gi in range(len(spec.groups)):
-        cols = step(cur, gi, incoming_only=True)[0]
-        cur = apply_group(arch, cur, spec.groups[gi], cols)
-        sweep[gi] = torch.gather(sweep[gi], 1, cols)
+        if tied[gi][0] != gi:  # solved with the first group of its tie class
+            continue
+        for gj, cols in step(cur, gi, incoming_only=True)[0].items():
+            cur = apply_group(arch, cur, spec.groups[gj], cols)
+            sweep[gj] = torch.gather(sweep[gj], 1, cols)
     candidates = [identity_perms, sweep] if descend else [sweep]
     states = [_permute_all(arch, base, c) for c in candidates]
     best = torch.stack([(state * ref).double().sum(1) for state in states]).argmax(0)  # [B]
@@ -132,12 +147,13 @@ def _match_batch(arch: Architecture, reference: torch.Tensor, others: torch.Tens
         for gi in map(int, rng.permutation(len(spec.groups))):
             if gi not in dirty:  # nothing it depends on changed since it was solved: the answer would be the same
                 continue
-            dirty.discard(gi)
-            cols, better = step(cur, gi, incoming_only=False)
+            dirty.difference_update(tied[gi])
+            solved, better = step(cur, gi, incoming_only=False)
             if better.any():
-                cur = apply_group(arch, cur, spec.groups[gi], cols)
-                perms[gi] = torch.gather(perms[gi], 1, cols)
-                dirty |= neighbours[gi]
+                for gj, cols in solved.items():
+                    cur = apply_group(arch, cur, spec.groups[gj], cols)
+                    perms[gj] = torch.gather(perms[gj], 1, cols)
+                    dirty |= neighbours[gj]
                 improved = True
         if not improved:
             break
@@ -503,8 +519,12 @@ def reset_batchnorm(arch: Architecture, weights: torch.Tensor, task=None, n_samp
     """Reset the BatchNorm running statistics of one model ``[P]`` (no-op without BatchNorm).
 
     With ``task``: each BatchNorm layer's running mean and (biased) variance are recomputed, in layer
-    order, from its inputs on up to ``n_samples`` training inputs. Without: mean 0, variance 1.
+    order, from its inputs on up to ``n_samples`` training inputs. Without: mean 0, variance 1. A module
+    architecture's statistics come from :func:`wslviz.understand.repair.reset_batchnorm` (unbiased variance,
+    as ``nn.BatchNorm2d`` keeps it).
     """
+    if is_module_arch(arch):
+        return repair.reset_batchnorm(arch, weights, task, n_samples)
     out = weights.clone().float()
     for i, layer in enumerate(arch.layers):
         if layer["type"] != "batchnorm":
