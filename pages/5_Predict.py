@@ -3,6 +3,8 @@ set, a leaderboard of feature sets x predictors, and retrieval of similar models
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -17,21 +19,7 @@ RETRIEVAL_KEY = "predict_retrieval"
 CHEAP_KINDS = ("flat", "stats", "spectral", "functional")
 
 st.title("Predict")
-ui.teaching(
-    "reading properties off the weights",
-    "Can we tell how good a network is **without running it**, just from its weights? Each checkpoint's "
-    "features (see Projections) go into a regressor or classifier, scored by **cross-validation grouped by "
-    "model**: all checkpoints of one training run sit in the same fold, so the predictor never sees an "
-    "earlier epoch of the very model it is tested on.\n\n"
-    "**What to look for:** simple per-layer statistics of the weights (mean, spread, quantiles) predict "
-    "test accuracy remarkably well with gradient-boosted trees, while the raw weight vector does poorly "
-    "(it is scrambled by permutation symmetry). The importance bars show which statistics matter. Below, "
-    "**retrieval** asks whether models that are close in a feature space also behave alike.",
-    "Unterthiner et al., *Predicting Neural Network Accuracy from Weights*, 2020; Eilertsen et al., "
-    "*Classifying the classifier: dissecting the weight space of neural networks*, ECAI 2020; Schürholt et "
-    "al., *Model Zoos*, NeurIPS 2022; Kornblith et al., *Similarity of Neural Network Representations "
-    "Revisited*, ICML 2019 (CKA).",
-)
+ui.teaching("predict")
 
 zoo = ui.require_zoo()
 path = ui.current_zoo_path()
@@ -42,22 +30,20 @@ if not targets or zoo.n_models < 4:
     st.warning("Nothing to predict here: property prediction needs at least 4 models and a metadata column "
                "that varies (accuracy, a hyper-parameter, ...).")
     st.stop()
-kinds = [k for k in CHEAP_KINDS + ("aligned",) if k != "functional" or zoo.task is not None]
+kinds = [k for k in CHEAP_KINDS + ("aligned",) if k in features.available_kinds(zoo)]
 if zoo.task is None:
     st.caption("This zoo has no task: `functional` features and function-space retrieval are unavailable.")
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def cached_features(zoo_path: str, fingerprint: str, kind: str) -> features.FeatureSet:
-    return features.feature_set(ui.open_zoo(zoo_path), kind)
+def cached_features(kind: str) -> features.FeatureSet:
+    """The ``kind`` feature set, from the one result cache (a progress bar while computing)."""
+    return ui.result(zoo, ("feature set", kind), partial(features.feature_set, zoo, kind), f"Computing {kind} features")
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def cached_fit(zoo_path: str, fingerprint: str, target: str, kind: str, model: str, rows: str,
-               transform: str) -> dict:
-    fs = cached_features(zoo_path, fingerprint, kind)
-    return predict.predict_property(ui.open_zoo(zoo_path), target, fs.values, model, rows=rows,
-                                    feature_names=fs.names, target_transform=transform)
+def fit_predictor(target: str, kind: str, model: str, rows: str, transform: str, progress=None) -> dict:
+    fs = cached_features(kind)
+    return predict.predict_property(zoo, target, fs.values, model, rows=rows, feature_names=fs.names,
+                                    target_transform=transform)
 
 
 c1, c2, c3, c4 = st.columns(4)
@@ -80,14 +66,13 @@ transform = "rank" if numeric and st.toggle(
 # ------------------------------------------------------------------ one predictor
 st.subheader("Cross-validated prediction")
 params = (target, kind, model, rows, transform)
-if st.button("Fit predictor", key="predict_fit_go", type="primary"):
-    with st.spinner(f"Fitting {predict.MODEL_LABELS[model]} on {kind} features (5 grouped folds) ..."):
-        st.session_state[FIT_KEY] = (params, cached_fit(path, fp, *params))
-fit = st.session_state.get(FIT_KEY)
-if fit is None or fit[0] != params:
+run = st.button("Fit predictor", key="predict_fit_go", type="primary")
+with st.spinner(f"Fitting {predict.MODEL_LABELS[model]} on {kind} features (5 grouped folds) ..."):
+    r = ui.on_request(zoo, "predict-fit", ("fit", *params), partial(fit_predictor, *params),
+                      "Cross-validating", run)
+if r is None or ui.requested_key(zoo, "predict-fit")[1:] != params:
     st.info("Press **Fit predictor** to score this feature set and predictor with grouped 5-fold cross-validation.")
 else:
-    r = fit[1]
     if r["kind"] == "regression":
         m1, m2, m3, m4 = st.columns(4)
         m1.metric("R²", f"{r['r2']:.3f}")
@@ -105,10 +90,12 @@ else:
         fig = pplots.confusion_figure(r["truth"], r["predictions"], target,
                                       title=f"Out-of-fold predictions of {target}")
     left, right = st.columns([3, 2])
-    left.plotly_chart(fig, key="predict_scatter", width="stretch")
+    with left:
+        ui.chart(fig, key="predict_scatter")
     if r["importances"] is not None:
-        right.plotly_chart(pplots.importance_figure(r["importances"], title="Which features matter"),
-                           key="predict_importance", width="stretch")
+        with right:
+            ui.chart(pplots.importance_figure(r["importances"], title="Which features matter"),
+                     key="predict_importance")
     else:
         right.caption(f"Importances are computed for feature sets of at most {predict.MAX_IMPORTANCE_FEATURES} "
                       "columns (e.g. `stats`, `spectral`).")
@@ -121,25 +108,19 @@ with_aligned = st.toggle("include aligned weights (aligns every checkpoint first
                          key="predict_board_aligned")
 board_kinds = [k for k in kinds if k != "aligned" or with_aligned]
 board_params = (target, rows, transform, tuple(board_kinds))
-if st.button("Compute leaderboard", key="predict_board_go"):
-    progress = ui.progress_callback("Scoring feature sets x predictors")
-    feats = {}
-    for k in board_kinds:
-        with st.spinner(f"Computing {k} features ..."):
-            feats[k] = cached_features(path, fp, k).values
-    board = predict.leaderboard(zoo, target, board_kinds, rows=rows, features=feats, progress=progress,
-                                target_transform=transform)
-    st.session_state[BOARD_KEY] = (board_params, board)
-saved = st.session_state.get(BOARD_KEY)
-if saved is None or saved[0] != board_params:
+run = st.button("Compute leaderboard", key="predict_board_go")
+feats = {k: cached_features(k).values for k in board_kinds} if run else {}
+board = ui.on_request(zoo, "predict-board", ("board", *board_params),
+                      partial(predict.leaderboard, zoo, target, board_kinds, rows=rows, features=feats,
+                              target_transform=transform), "Scoring feature sets x predictors", run)
+if board is None or ui.requested_key(zoo, "predict-board")[1:] != board_params:
     st.info(f"Press **Compute leaderboard** to score {len(board_kinds)} feature sets x {len(predict.MODELS)} "
             "predictors for this target (a few minutes on the sample CNN zoo: gradient boosting on the raw weights "
             "dominates).")
 else:
-    board = saved[1]
     metric = "accuracy" if "accuracy" in board else "r2"
-    st.plotly_chart(pplots.leaderboard_figure(board, metric, title=f"{metric} of {target}, grouped 5-fold CV"),
-                    key="predict_board_fig", width="stretch")
+    ui.chart(pplots.leaderboard_figure(board, metric, title=f"{metric} of {target}, grouped 5-fold CV"),
+             key="predict_board_fig")
     st.dataframe(board, hide_index=True, width="stretch")
     ui.download_csv(board, f"{zoo.name}-{target}-leaderboard")
 
@@ -148,27 +129,31 @@ st.subheader("Similar models")
 picked = ui.selection_picker(zoo, "Query checkpoint", key="predict_query", max_selections=1)
 if picked:
     row = picked[0]
-    k = st.slider("neighbours", 3, min(20, zoo.n_checkpoints - 1), min(8, zoo.n_checkpoints - 1), key="predict_k")
+    q1, q2 = st.columns([3, 2])
+    k = q1.slider("neighbours", 3, min(20, zoo.n_checkpoints - 1), min(8, zoo.n_checkpoints - 1), key="predict_k")
+    exclude_own = q2.toggle("exclude same model", value=True, key="predict_exclude_own",
+                            help="Leave out the query's own other checkpoints (other epochs of the same training "
+                                 "run), which are trivially close and would fill the list.")
     cols = st.columns(2)
     for col, space in zip(cols, [kind, "functional" if zoo.task is not None else "flat"], strict=True):
-        nn = retrieval.nearest_neighbours(cached_features(path, fp, space).values, row, k)
+        nn = retrieval.nearest_neighbours(cached_features(space).values, row, k,
+                                          groups=zoo.model_ids if exclude_own else None)
         table = pd.concat([nn.reset_index(drop=True), meta.iloc[nn["row"]].reset_index(drop=True)], axis=1)
         col.markdown(f"**Nearest in `{space}` space** to {ui.checkpoint_label(zoo, row)}")
-        col.dataframe(table, hide_index=True, width="stretch")
+        col.dataframe(table, hide_index=True, width="stretch", column_config=ui.number_columns(table))
 
 if zoo.task is not None and zoo.n_models >= 4:
     st.markdown("**Do weight-space neighbours behave alike?** Precision@k of each feature space's neighbours "
                 "against function-space neighbours (prediction agreement and linear CKA on test inputs), final "
-                "checkpoints only.")
-    if st.button("Compare feature spaces", key="predict_retrieval_go"):
-        feats = {k: cached_features(path, fp, k).values for k in kinds if k != "aligned"}
-        table = retrieval.retrieval_benchmark(zoo, list(feats), k=min(10, zoo.n_models - 1), features=feats,
-                                              progress=ui.progress_callback("Comparing feature spaces"))
-        st.session_state[RETRIEVAL_KEY] = (fp, table)
-    saved = st.session_state.get(RETRIEVAL_KEY)
-    if saved is not None and saved[0] == fp:
-        table = saved[1]
-        st.plotly_chart(pplots.retrieval_figure(table, title=f"precision@{int(table['k'].iloc[0])}"),
-                        key="predict_retrieval_fig", width="stretch")
+                "checkpoints only. The `functional` features are outputs on test inputs themselves, so their score "
+                "is circular: close to 1 by construction, a ceiling to read the others against, not a finding.")
+    run = st.button("Compare feature spaces", key="predict_retrieval_go")
+    feats = {k: cached_features(k).values for k in kinds if k != "aligned"} if run else {}
+    table = ui.on_request(zoo, "predict-retrieval", ("retrieval", tuple(feats)),
+                          partial(retrieval.retrieval_benchmark, zoo, list(feats), k=min(10, zoo.n_models - 1),
+                                  features=feats), "Comparing feature spaces", run)
+    if table is not None:
+        ui.chart(pplots.retrieval_figure(table, title=f"precision@{int(table['k'].iloc[0])}"),
+                 key="predict_retrieval_fig")
         st.dataframe(table.pivot_table(index="features", columns="function", values="precision_at_k")
                      .sort_values(by=list(np.unique(table["function"]))[0], ascending=False), width="stretch")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -286,3 +287,183 @@ WRITERS = {
     "folder": lambda p: write_folder(p, suffixes=(".safetensors", ".pt")),
     "huggingface": lambda p: write_hf(p, sharded=True),
 }
+
+
+# ----------------------------------------------------------------- checkpoints as people save them
+class TutorialMLP(nn.Module):
+    """The tutorial MLP: ``l1``/``l2`` without biases, tanh between."""
+
+    def __init__(self, n_in: int = 4, hidden: int = 16, n_out: int = 3):
+        super().__init__()
+        self.l1 = nn.Linear(n_in, hidden, bias=False)
+        self.l2 = nn.Linear(hidden, n_out, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.l2(torch.tanh(self.l1(x)))
+
+
+class LeNet(nn.Module):
+    """LeNet-5 as written in tutorials (``conv1``, ``conv2``, ``fc1``-``fc3``; max-pool after each conv's ReLU),
+    for 1 x 28 x 28 inputs; ``activation`` is what the state dict cannot record."""
+
+    def __init__(self, activation=torch.relu):
+        super().__init__()
+        self.act = activation
+        self.conv1, self.conv2 = nn.Conv2d(1, 4, 5), nn.Conv2d(4, 8, 5)
+        self.fc1, self.fc2, self.fc3 = nn.Linear(8 * 4 * 4, 24), nn.Linear(24, 16), nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.max_pool2d(self.act(self.conv1(x)), 2)
+        x = nn.functional.max_pool2d(self.act(self.conv2(x)), 2)
+        x = self.act(self.fc1(x.flatten(1)))
+        return self.fc3(self.act(self.fc2(x)))
+
+
+class ActorCritic(nn.Module):
+    """A Stable-Baselines3 ``ActorCriticPolicy``'s tensors: ``log_std``, ``mlp_extractor.policy_net`` /
+    ``value_net`` (Linear, Tanh, Linear), ``action_net``, ``value_net``."""
+
+    def __init__(self, obs: int = 8, hidden: int = 32, actions: int = 2):
+        super().__init__()
+        self.log_std = nn.Parameter(torch.zeros(actions))
+        self.mlp_extractor = nn.Module()
+        self.mlp_extractor.policy_net = nn.Sequential(nn.Linear(obs, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
+        self.mlp_extractor.value_net = nn.Sequential(nn.Linear(obs, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
+        self.action_net = nn.Linear(hidden, actions)
+        self.value_net = nn.Linear(hidden, 1)
+
+
+def vgg_like() -> nn.Module:
+    """``features.*`` (conv, BatchNorm, ReLU, pool, conv, BatchNorm, ReLU) then ``classifier.*`` (Dropout,
+    Linear, ReLU, Linear) for 1 x 10 x 10 inputs; BatchNorm statistics set away from 0/1."""
+    net = nn.Module()
+    net.features = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                                 nn.Conv2d(4, 6, 3), nn.BatchNorm2d(6), nn.ReLU())
+    net.classifier = nn.Sequential(nn.Dropout(0.5), nn.Linear(6 * 2 * 2, 12), nn.ReLU(), nn.Linear(12, 5))
+    with torch.no_grad():
+        for m in net.features:
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+def vgg_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return net.classifier(net.features(x).flatten(1))
+
+
+class Config:
+    """A custom class such as an OmegaConf config, pickled inside a Lightning ``.ckpt``."""
+
+    def __init__(self, lr: float = 0.01):
+        self.lr = lr
+
+
+def lightning_checkpoint(state_dict: dict[str, torch.Tensor], epoch: int, hparams=None) -> dict:
+    """What ``Trainer.save_checkpoint`` writes: the LightningModule's state dict (keys ``model.*`` when the
+    network is an attribute ``model``) beside loop state and hyper-parameters."""
+    return {"epoch": epoch, "global_step": 10 * epoch, "pytorch-lightning_version": "2.1.0",
+            "state_dict": {f"model.{k}": v for k, v in state_dict.items()},
+            "loops": {"fit_loop": {"epoch_progress": {"current": {"completed": epoch}}}},
+            "callbacks": {}, "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.01, "params": [0]}]}],
+            "lr_schedulers": [], "hparams_name": "kwargs",
+            "hyper_parameters": hparams if hparams is not None else {"lr": 0.01, "hidden": 16}}
+
+
+def save_as_if_on_gpu(obj, path: Path) -> None:
+    """``torch.save`` recording every storage's location as ``cuda:0``, as a file saved on a GPU does (loading it
+    without ``map_location`` on a machine without CUDA fails)."""
+    import torch.serialization as ser
+
+    original = ser.location_tag
+    ser.location_tag = lambda storage: "cuda:0"
+    try:
+        torch.save(obj, path)
+    finally:
+        ser.location_tag = original
+
+
+def _seeded(make, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return make()
+
+
+def write_named(root: Path, kind: str, n: int = 3, seed: int = 0) -> dict[str, nn.Module]:
+    """A folder of ``n`` checkpoints of one kind people save; returns {file name: the module}.
+
+    ``tutorial`` (l1/l2, no biases, .pt), ``lenet`` (.pth), ``vgg`` (features/classifier with BatchNorm,
+    .safetensors: names sorted), ``actor_critic`` (SB3 policies, .zip-less .pth), ``nested`` ({"model_state_dict":
+    {"module.l1.weight"...}, "epoch", "optimizer"}), ``lightning`` (.ckpt), ``legacy`` (pre-1.6 torch.save),
+    ``half`` (float16 and bfloat16 tensors), ``gpu`` (storages tagged cuda:0)."""
+    root.mkdir(parents=True, exist_ok=True)
+    make = {"tutorial": TutorialMLP, "lenet": LeNet, "vgg": vgg_like, "actor_critic": ActorCritic}.get(kind,
+                                                                                                      TutorialMLP)
+    out = {}
+    for i in range(n):
+        net = _seeded(make, seed + i).eval()
+        sd = net.state_dict()
+        name = f"{kind}_lr={[0.1, 0.01, 0.001][i % 3]}_seed={seed + i}"
+        if kind == "vgg":
+            save_file({k: v.contiguous() for k, v in sd.items() if v.is_floating_point()},
+                      str(root / f"{name}.safetensors"))
+            name += ".safetensors"
+        elif kind == "nested":
+            torch.save({"epoch": 5, "model_state_dict": {f"module.{k}": v for k, v in sd.items()},
+                        "optimizer_state_dict": {"state": {}, "param_groups": [{"lr": 0.1}]}, "loss": 0.25},
+                       root / f"{name}.pt")
+            name += ".pt"
+        elif kind == "lightning":
+            torch.save(lightning_checkpoint(sd, epoch=i), root / f"{name}.ckpt")
+            name += ".ckpt"
+        elif kind == "legacy":
+            torch.save(sd, root / f"{name}.pth", _use_new_zipfile_serialization=False)
+            name += ".pth"
+        elif kind == "half":
+            dtype = torch.float16 if i % 2 == 0 else torch.bfloat16
+            torch.save({k: v.to(dtype) for k, v in sd.items()}, root / f"{name}.bin")
+            name += ".bin"
+            with torch.no_grad():  # the module the file holds: its weights rounded to half precision
+                net.load_state_dict({k: v.to(dtype).float() for k, v in sd.items()})
+        elif kind == "gpu":
+            save_as_if_on_gpu(sd, root / f"{name}.pt")
+            name += ".pt"
+        else:
+            torch.save(sd, root / f"{name}{'.pth' if kind in ('lenet', 'actor_critic') else '.pt'}")
+            name += ".pth" if kind in ("lenet", "actor_critic") else ".pt"
+        out[name] = net
+    return out
+
+
+def write_mixed(root: Path, seed: int = 0) -> dict[str, nn.Module]:
+    """Three architectures in one folder (3 LeNets, 2 tutorial MLPs, 1 actor-critic), as a folder of face
+    detectors has, plus a ``.ckpt`` that pickles a custom class (refused; the rest opens)."""
+    out = {**write_named(root, "lenet", 3, seed), **write_named(root, "tutorial", 2, seed + 10),
+           **write_named(root, "actor_critic", 1, seed + 20)}
+    torch.save(lightning_checkpoint(TutorialMLP().state_dict(), 1, hparams=Config()), root / "with_config.ckpt")
+    return out
+
+
+def write_runs(root: Path, n_runs: int = 3, epochs=(0, 5, 10), seed: int = 0) -> dict[str, nn.Module]:
+    """``lr=<lr>_seed=<s>/epoch_<e>.pt`` per run: one model per sub-folder, one checkpoint per epoch."""
+    out = {}
+    for r in range(n_runs):
+        run = root / f"lr={[0.1, 0.01, 0.001][r % 3]}_seed={seed + r}"
+        run.mkdir(parents=True)
+        for e in epochs:
+            net = _seeded(TutorialMLP, 100 * r + e + seed)
+            torch.save(net.state_dict(), run / f"epoch_{e}.pt")
+            out[f"{run.name}/epoch_{e}.pt"] = net
+    return out
+
+
+NAMED_KINDS = ("tutorial", "lenet", "vgg", "actor_critic", "nested", "lightning", "legacy", "half", "gpu")
+FOLDER_WRITERS = {
+    **{f"folder-{k}": partial(write_named, kind=k, n=2) for k in ("tutorial", "lenet", "vgg", "actor_critic",
+                                                                   "lightning")},
+    "folder-legacy-half": lambda p: (write_named(p, "legacy", n=1), write_named(p, "half", n=2, seed=5)),
+    "folder-mixed": lambda p: write_mixed(p),
+    "folder-runs": lambda p: write_runs(p, n_runs=2, epochs=(0, 5)),
+}
+"""Writers of checkpoint folders as people keep them; all open with the ``folder`` reader."""

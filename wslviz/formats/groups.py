@@ -29,7 +29,7 @@ Signature = tuple[tuple[str, tuple[int, ...]], ...]
 Loader = Callable[[Path], Checkpoint]
 Progress = Callable[[int, int], None] | None
 INDEX_BASE = 4096
-"""Tensor positions are carried through ``flatten`` as two float32 digits of this base (exact below 2**24)."""
+"""Tensor positions are carried through ``flatten`` as three float32 digits of this base (each exact)."""
 
 
 @dataclass
@@ -81,18 +81,20 @@ def _flat(tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
 
 
 def _gather_index(arch: ArchitectureLike, example: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """``idx`` [P] with ``layout_vector = name_order_vector[idx]``: every tensor of ``example`` replaced by the
-    positions of its entries (two float32 digits, so positions stay exact) and flattened by ``arch``."""
+    """``idx`` [P] with ``layout_vector = name_order_vector[idx]``: every tensor of ``example`` (those of
+    ``arch.source_keys`` when it was built from some of them: one stack of several) replaced by the positions
+    of its entries (three float32 digits, so positions stay exact) and flattened by ``arch``."""
     offsets, start = {}, 0
     for k in sorted(example):
         offsets[k] = start
         start += example[k].numel()
     if start >= INDEX_BASE ** 3:
         raise ArchitectureError(f"{start:,} parameters per model are more than this reader maps")
+    keys = getattr(arch, "source_keys", None) or list(example)
     digits = []
     for scale in (INDEX_BASE ** 2, INDEX_BASE, 1):
-        probe = {k: (torch.arange(offsets[k], offsets[k] + v.numel()).reshape(v.shape) // scale % INDEX_BASE).float()
-                 for k, v in example.items()}
+        probe = {k: (torch.arange(offsets[k], offsets[k] + example[k].numel()).reshape(example[k].shape)
+                     // scale % INDEX_BASE).float() for k in keys}
         digits.append(arch.flatten(probe, by_order=True).long())
     return digits[0] * INDEX_BASE ** 2 + digits[1] * INDEX_BASE + digits[2]
 

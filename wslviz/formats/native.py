@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
-from wslviz.core.arch import Architecture
+from wslviz.core.protocol import from_spec
 from wslviz.core.tasks import TaskError, make_task
 from wslviz.core.zoo import Zoo
 from wslviz.formats.errors import ZooFormatError
@@ -97,7 +97,7 @@ def read(path: Path, check_finite: bool = True, **_: object):
     if version > VERSION:
         raise ZooFormatError(path / "zoo.json", f"version {info.get('version')} is newer than this wslviz reads")
     try:
-        arch = Architecture(info["architecture"])
+        arch = from_spec(info["architecture"])
     except (KeyError, TypeError, ValueError, OverflowError) as e:  # ArchitectureError is a ValueError
         raise ZooFormatError(path / "zoo.json", f"bad architecture: {e}") from None
     task = None

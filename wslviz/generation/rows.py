@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from wslviz.core.protocol import knows_symmetries
 from wslviz.core.zoo import Zoo, checkpoint_accuracies
 from wslviz.understand.align import align_zoo
 
@@ -28,9 +29,10 @@ def best_final_rows(zoo: Zoo, top_fraction: float) -> np.ndarray:
 
 def align_rows(zoo: Zoo, rows: Sequence[int] | np.ndarray, reference: int, aligned: bool = True,
                progress: Progress = None) -> torch.Tensor:
-    """Weights ``[len(rows), P]`` of the given checkpoints, re-expressed in ``reference``'s basis."""
+    """Weights ``[len(rows), P]`` of the given checkpoints, re-expressed in ``reference``'s basis (as they are
+    when ``aligned`` is False or the architecture has no derivable symmetries, as a weights-only layout)."""
     weights = zoo.weights[torch.as_tensor(np.asarray(rows, dtype=np.int64))].float()
-    if not aligned:
+    if not aligned or not knows_symmetries(zoo.arch):
         return weights.clone()
     return align_zoo(zoo.arch, weights, zoo.weights[int(reference)].float(), method="weight", progress=progress)
 

@@ -44,6 +44,7 @@ import torch
 
 from wslviz.core.arch import Architecture
 from wslviz.core.evaluation import model_outputs
+from wslviz.core.protocol import knows_symmetries
 from wslviz.core.zoo import Zoo, reference_row
 from wslviz.represent.hyperrep import HyperRepresentation
 from wslviz.understand.align import align_zoo
@@ -217,6 +218,9 @@ def default_reference(zoo: Zoo) -> int:
 def aligned_weights(zoo: Zoo, reference: int | None = None, method: str = "weight",
                     progress: Progress = None) -> torch.Tensor:
     """All checkpoints aligned to row ``reference`` (default :func:`default_reference`) -> ``[B, P]``."""
+    if not knows_symmetries(zoo.arch):
+        raise FeatureError(f"aligned features need the architecture's permutation symmetries, and "
+                           f"{zoo.arch.describe()} has none derived: state the architecture to align")
     ref = default_reference(zoo) if reference is None else int(reference)
     if not 0 <= ref < zoo.n_checkpoints:
         raise FeatureError(f"reference row {ref} is outside the zoo's {zoo.n_checkpoints} checkpoints")
@@ -225,6 +229,14 @@ def aligned_weights(zoo: Zoo, reference: int | None = None, method: str = "weigh
 
 
 # ---------------------------------------------------------------------------------------------- dispatch
+def available_kinds(zoo: Zoo) -> list[str]:
+    """The kinds of :data:`KINDS` this zoo can compute: ``functional`` needs a task (and so a forward),
+    ``aligned`` and ``learned`` need derivable permutation symmetries (not a weights-only layout)."""
+    symmetric = knows_symmetries(zoo.arch)
+    return [k for k in KINDS if (k != "functional" or zoo.task is not None)
+            and (k not in ("aligned", "learned") or symmetric)]
+
+
 def feature_set(zoo: Zoo, kind: str = "stats", progress: Progress = None, **options: Any) -> FeatureSet:
     """Features of every checkpoint with their column names (see the module docstring for the kinds).
 
