@@ -2,7 +2,10 @@
 
 - :mod:`~wslviz.generation.generators`: ``make_generator`` / ``generate`` (interpolation, aligned merging,
   PCA-Gaussian, KDE, hyper-representation sampling, conditional VAE, latent diffusion);
-- :mod:`~wslviz.generation.novelty`: nearest aligned zoo model, prediction agreement, the noise baseline;
+- :mod:`~wslviz.generation.novelty`: nearest aligned zoo model, prediction agreement, error-IoU novelty (Zeng et
+  al. 2025), the noise baseline and the noise frontier;
+- :mod:`~wslviz.generation.merging`: ``merge(..., method=...)``: averages, SLERP, task arithmetic, TIES, DARE,
+  soups, Fisher, aligned averaging with REPAIR, FedAvg;
 - :mod:`~wslviz.generation.export`: generated models as a zoo, JSON, ``.safetensors`` or a zipped zoo;
 - :mod:`~wslviz.generation.rows`: the zoo rows generators start from.
 
@@ -26,16 +29,23 @@ from wslviz.generation.generators import (
     make_generator,
 )
 from wslviz.generation.novelty import (
+    NOISE_AMPLITUDES,
+    NoiseFrontier,
     NoveltyIndex,
     compare_with_baseline,
+    error_iou,
+    frontier_statement,
+    frontier_verdict,
     noise_baseline,
+    noise_frontier,
     novelty,
     project_with_generated,
 )
 from wslviz.generation.rows import align_rows, best_final_rows, check_rows
 
 __all__ = ["GENERATORS", "LEARNED", "ConditionalVAE", "HyperRepSampler", "Interpolation", "KDESampler",
-           "LatentDiffusion", "Merge", "NoveltyIndex", "PCAGaussian", "PCASpace", "WeightGenerator", "align_rows",
-           "as_zoo", "best_final_rows", "check_rows", "compare_with_baseline", "generate", "make_generator",
-           "metadata_json", "noise_baseline", "novelty", "project_with_generated", "safetensors_bytes",
-           "zoo_archive_bytes"]
+           "LatentDiffusion", "Merge", "NOISE_AMPLITUDES", "NoiseFrontier", "NoveltyIndex", "PCAGaussian",
+           "PCASpace", "WeightGenerator", "align_rows", "as_zoo", "best_final_rows", "check_rows",
+           "compare_with_baseline", "error_iou", "frontier_statement", "frontier_verdict", "generate",
+           "make_generator", "metadata_json", "noise_baseline", "noise_frontier", "novelty",
+           "project_with_generated", "safetensors_bytes", "zoo_archive_bytes"]

@@ -7,11 +7,19 @@ until they are as accurate as the generated ones, so a generator's novelty can b
 novelty that plain noise buys at the same accuracy: weight generators often memorise or interpolate their
 training checkpoints (Zeng et al. 2025, "Generative modeling of weights: generalization or
 memorization?"). :func:`project_with_generated` draws generated models in the zoo's projection.
+
+Zeng et al.'s own measure is functional: the set of test examples a model gets wrong, compared with every
+zoo checkpoint's by intersection over union (``max_error_iou``: 1 = exactly the mistakes of some zoo
+model; ``error_novelty = 1 - max_error_iou``). Their baseline is a **noise frontier**
+(:func:`noise_frontier`): zoo models plus Gaussian noise at a sweep of amplitudes relative to each
+tensor's scale, accuracy against novelty. A generator beats memorisation only where its models lie beyond
+that curve, more novel at equal accuracy (:meth:`NoiseFrontier.beyond`, :func:`frontier_verdict`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,13 +59,17 @@ class NoveltyIndex:
         if task is not None and task.kind == "classification":
             w = self.zoo.weights[torch.as_tensor(self.rows)].float()
             self.predictions_ = model_outputs(self.zoo.arch, w, task.x_test).argmax(-1)  # [Z, N_test]
+            self.errors_ = self.predictions_ != task.y_test.view(1, -1)
         return self
 
     def query(self, generated: torch.Tensor, progress: Progress = None) -> pd.DataFrame:
         """One row per generated model (``generated [B, P]``): ``distance`` to the nearest aligned zoo
         checkpoint, ``relative_distance`` (divided by that checkpoint's norm), ``nearest_row`` (zoo row),
         ``nearest_model_id``, ``nearest_epoch``, ``agreement`` (fraction of test inputs on which both
-        predict the same class; NaN without a classification task), ``accuracy`` and ``nearest_accuracy``."""
+        predict the same class; NaN without a classification task), ``accuracy`` and ``nearest_accuracy``;
+        ``max_agreement`` / ``most_similar_row`` (the zoo checkpoint agreeing most); ``max_error_iou`` /
+        ``error_iou_row`` (Zeng et al. 2025: the largest :func:`error_iou` with any zoo checkpoint's set of
+        misclassified test examples, and that checkpoint) and ``error_novelty = 1 - max_error_iou``."""
         if not hasattr(self, "aligned_"):
             self.fit()
         zoo = self.zoo
@@ -93,10 +105,27 @@ class NoveltyIndex:
             df["most_similar_row"] = self.rows[who.numpy()]
             df["accuracy"] = (pred_g == y).float().mean(1).numpy()
             df["nearest_accuracy"] = (pred_z == y).float().mean(1).numpy()
+            iou = error_iou(pred_g != y, self.errors_)
+            best_iou, who_iou = iou.max(1)
+            df["max_error_iou"] = best_iou.numpy()
+            df["error_iou_row"] = self.rows[who_iou.numpy()]
+            df["error_novelty"] = 1.0 - df["max_error_iou"]
         else:
             df["agreement"] = np.nan
             df["max_agreement"] = np.nan
+            df["max_error_iou"] = np.nan
+            df["error_novelty"] = np.nan
         return df
+
+
+def error_iou(errors: torch.Tensor, zoo_errors: torch.Tensor) -> torch.Tensor:
+    """Intersection over union ``[B, Z]`` of the misclassified-example sets ``errors`` [B, N] (bool) and
+    ``zoo_errors`` [Z, N] (Zeng et al. 2025, Sec. 3). Two models that make no mistake at all have IoU 1
+    (the same, empty, set); one without mistakes against one with has IoU 0."""
+    a, b = errors.float(), zoo_errors.float()
+    inter = a @ b.T
+    union = a.sum(1, keepdim=True) + b.sum(1).unsqueeze(0) - inter
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones(()))
 
 
 def novelty(zoo: Zoo, generated: torch.Tensor, rows: Sequence[int] | None = None, reference: int | None = None,
@@ -132,15 +161,7 @@ def noise_baseline(zoo: Zoo, n: int = 16, target_accuracy: float | None = None, 
     rng = np.random.default_rng(seed)
     src = sources[rng.integers(0, len(sources), size=n)]
     base = zoo.weights[torch.as_tensor(src)].float()
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(base.shape, generator=g)
-    for p in zoo.arch.layout:
-        # per-model std of each tensor, so every layer is perturbed in proportion to its own scale
-        if p.trainable:
-            noise[:, p.slice] *= base[:, p.slice].std(1, keepdim=True, unbiased=False) if p.numel > 1 else \
-                base[:, p.slice].abs()
-        else:
-            noise[:, p.slice] = 0.0
+    noise = relative_noise(zoo.arch, base, seed)  # every layer perturbed in proportion to its own scale
 
     def mean_acc(s: float) -> float:
         return float(evaluate(zoo.arch, zoo.task, base + s * noise)["accuracy"].mean())
@@ -154,6 +175,123 @@ def noise_baseline(zoo: Zoo, n: int = 16, target_accuracy: float | None = None, 
             lo, hi = (mid, hi) if mean_acc(mid) >= target else (lo, mid)
     weights = base + lo * noise
     return weights, {"scale": lo, "accuracy": mean_acc(lo), "target_accuracy": target, "source_rows": src}
+
+
+def relative_noise(arch, weights: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Gaussian noise ``[B, P]`` with each trained tensor's entries scaled by that tensor's own standard
+    deviation in that model (its absolute value for one-entry tensors); zero on running statistics."""
+    noise = torch.randn(weights.shape, generator=torch.Generator().manual_seed(seed))
+    base = weights.float()
+    for p in arch.layout:
+        if p.trainable:
+            noise[:, p.slice] *= base[:, p.slice].std(1, keepdim=True, unbiased=False) if p.numel > 1 else \
+                base[:, p.slice].abs()
+        else:
+            noise[:, p.slice] = 0.0
+    return noise
+
+
+NOISE_AMPLITUDES = (0.0, 0.02, 0.04, 0.06, 0.09, 0.12, 0.18, 0.25, 0.35, 0.5, 0.7, 1.0)
+"""Noise amplitudes of the frontier, relative to each tensor's standard deviation (Zeng et al. 2025 show
+0.06 and 0.12 in their setup; the sweep runs on until accuracy collapses)."""
+
+
+@dataclass
+class NoiseFrontier:
+    """Zoo models plus relative Gaussian noise at each amplitude (see :func:`noise_frontier`).
+
+    ``points``: one row per noisy model (``amplitude``, ``source_row``, and the :meth:`NoveltyIndex.query`
+    columns ``accuracy``, ``distance``, ``error_novelty``, ...); ``curve``: per amplitude the means of
+    ``accuracy``, ``distance`` and ``error_novelty``.
+    """
+
+    points: pd.DataFrame
+    curve: pd.DataFrame
+
+    def envelope(self, novelty: np.ndarray, measure: str = "error_novelty") -> np.ndarray:
+        """The frontier's accuracy at each ``novelty`` (``measure``: ``error_novelty`` or ``distance``): the
+        upper envelope of the curve (for every novelty, the best mean accuracy noise reaches at that novelty or
+        more), linear between the curve's points, flat beyond its ends."""
+        c = self.curve.sort_values(measure)
+        x = c[measure].to_numpy(float)
+        y = np.maximum.accumulate(c["accuracy"].to_numpy(float)[::-1])[::-1]
+        return np.interp(np.asarray(novelty, dtype=float), x, y)
+
+    def beyond(self, novelty: np.ndarray, accuracy: np.ndarray, measure: str = "error_novelty") -> np.ndarray:
+        """Whether each point (``novelty``, ``accuracy``) lies beyond the frontier: more accurate than noise
+        gets at that novelty (equivalently, more novel than noise at that accuracy)."""
+        return np.asarray(accuracy, dtype=float) > self.envelope(novelty, measure)
+
+
+def noise_frontier(zoo: Zoo, index: NoveltyIndex | None = None, amplitudes: Sequence[float] = NOISE_AMPLITUDES,
+                   n_per_level: int = 16, seed: int = 0, progress: Progress = None) -> NoiseFrontier:
+    """The memorisation baseline of Zeng et al. (2025) as a curve: ``n_per_level`` zoo models plus Gaussian
+    noise at every amplitude (:func:`relative_noise`, one fixed draw scaled by the amplitude), each measured
+    with ``index`` (default a fresh :class:`NoveltyIndex` over every checkpoint) for accuracy, L2 novelty and
+    error-IoU novelty.
+
+    Sources: the final checkpoints at or above the median final test accuracy, cycled in order of
+    accuracy, so the frontier starts from the better half of the zoo (a stricter bar than the whole zoo).
+    """
+    if zoo.task is None:
+        raise ValueError("the noise frontier needs the zoo's task to measure accuracy")
+    index = index if index is not None else NoveltyIndex(zoo).fit()
+    final = zoo.final_index()
+    acc = checkpoint_accuracies(zoo, final)
+    good = final[acc >= np.median(acc)]
+    good = good[np.argsort(-checkpoint_accuracies(zoo, good), kind="stable")]
+    src = good[np.arange(n_per_level) % len(good)]
+    base = zoo.weights[torch.as_tensor(src)].float()
+    noise = relative_noise(zoo.arch, base, seed)
+    amps = [float(a) for a in amplitudes]
+    weights = torch.cat([base + a * noise for a in amps])
+    points = index.query(weights, progress=progress)
+    points.insert(0, "amplitude", np.repeat(amps, len(src)))
+    points.insert(1, "source_row", np.tile(src, len(amps)))
+    curve = points.groupby("amplitude", sort=True)[["accuracy", "distance", "error_novelty"]].mean().reset_index()
+    return NoiseFrontier(points=points, curve=curve)
+
+
+def frontier_verdict(frontier: NoiseFrontier, novelty_df: pd.DataFrame, zoo_final_median: float) -> dict[str, Any]:
+    """Where one generator's models (``novelty_df``: :meth:`NoveltyIndex.query` rows) lie against the frontier.
+
+    Returns ``accuracy``, ``distance``, ``error_novelty`` (means), ``beyond`` (the mean point lies beyond the
+    error-IoU frontier), ``beyond_l2`` (the same against the L2 frontier), ``share_beyond`` (share of the
+    models beyond the error-IoU frontier), ``margin`` (mean accuracy minus the frontier's accuracy at the
+    mean novelty), ``meets_median`` (mean accuracy >= the zoo's median final accuracy) and ``done``
+    (``beyond`` and ``meets_median``: good *and* not memorised).
+    """
+    acc, nov = float(novelty_df["accuracy"].mean()), float(novelty_df["error_novelty"].mean())
+    dist = float(novelty_df["distance"].mean())
+    out = {"accuracy": acc, "distance": dist, "error_novelty": nov,
+           "beyond": bool(frontier.beyond([nov], [acc])[0]),
+           "beyond_l2": bool(frontier.beyond([dist], [acc], "distance")[0]),
+           "share_beyond": float(frontier.beyond(novelty_df["error_novelty"], novelty_df["accuracy"]).mean()),
+           "margin": acc - float(frontier.envelope([nov])[0]),
+           "meets_median": acc >= zoo_final_median}
+    out["done"] = bool(out["beyond"] and out["meets_median"])
+    return out
+
+
+def frontier_statement(verdicts: dict[str, dict[str, Any]], zoo_final_median: float) -> str:
+    """One plain sentence on whether any generator beats the noise frontier at the zoo's median accuracy;
+    when none does, which comes closest (largest margin among those at the median, else the most accurate)."""
+    if not verdicts:
+        return "No generator has been run yet."
+    done = [m for m, v in verdicts.items() if v["done"]]
+    if done:
+        return (f"Beyond the noise frontier with mean accuracy at or above the zoo's median final accuracy "
+                f"({zoo_final_median:.3f}): {', '.join(done)}.")
+    beyond = [m for m, v in verdicts.items() if v["beyond"]]
+    at_median = {m: v for m, v in verdicts.items() if v["meets_median"]}
+    if at_median:
+        m, v = max(at_median.items(), key=lambda kv: kv[1]["margin"])
+        close = f"closest: {m}, {-v['margin']:.3f} accuracy below the frontier at its novelty"
+    else:
+        m, v = max(verdicts.items(), key=lambda kv: kv[1]["accuracy"])
+        close = f"closest: {m}, mean accuracy {v['accuracy']:.3f} vs the median {zoo_final_median:.3f}"
+    also = f" ({', '.join(beyond)} beyond the frontier but below the median accuracy)" if beyond else ""
+    return f"No generator beats the noise frontier at the zoo's median accuracy{also}; {close}."
 
 
 def compare_with_baseline(zoo: Zoo, generated: torch.Tensor, index: NoveltyIndex | None = None, seed: int = 0,

@@ -1,0 +1,99 @@
+"""Honest novelty: error-IoU novelty (Zeng et al. 2025), the noise frontier, verdicts, and the Generate page
+drawing two generators against the frontier."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from wslviz import generation as G
+from wslviz.plots import novelty as PN
+
+PAGE = Path(__file__).resolve().parents[1] / "pages" / "6_Generate.py"
+
+
+def test_error_iou_on_small_sets():
+    a = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    z = torch.tensor([[1, 0, 1, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    iou = G.error_iou(a, z)
+    assert iou.tolist() == [[pytest.approx(1 / 3), 0.0], [0.0, 1.0], [0.0, 1.0]]
+
+
+@pytest.fixture(scope="module")
+def moons_frontier(moons_zoo):
+    index = G.NoveltyIndex(moons_zoo).fit()
+    return index, G.noise_frontier(moons_zoo, index, amplitudes=(0.0, 0.1, 0.5, 1.0), n_per_level=8)
+
+
+def test_zoo_models_are_not_novel_and_noise_makes_them_so(moons_zoo, moons_frontier):
+    index, fr = moons_frontier
+    final = moons_zoo.final_index()[:5]
+    own = index.query(moons_zoo.weights[torch.as_tensor(final)])
+    assert (own["max_error_iou"] == 1.0).all() and (own["error_novelty"] == 0.0).all()
+    assert np.allclose(own["distance"], 0.0, atol=1e-3)
+    assert list(fr.curve["amplitude"]) == [0.0, 0.1, 0.5, 1.0] and len(fr.points) == 4 * 8
+    clean = fr.curve.iloc[0]
+    assert clean["error_novelty"] == 0.0 and clean["distance"] < 1e-3
+    assert fr.curve["distance"].is_monotonic_increasing  # more noise, farther away
+    assert fr.curve["accuracy"].iloc[-1] < clean["accuracy"]
+    # the frontier's sources are the better half of the zoo's final checkpoints
+    acc = moons_zoo.metadata["test_acc"].to_numpy()
+    assert acc[fr.points["source_row"]].min() >= np.median(acc[moons_zoo.final_index()])
+
+
+def test_beyond_the_frontier_means_above_its_upper_envelope():
+    curve = pd.DataFrame({"amplitude": [0.0, 0.1, 0.2, 0.3], "accuracy": [0.9, 0.8, 0.6, 0.7],
+                          "distance": [0.0, 1.0, 2.0, 3.0], "error_novelty": [0.0, 0.2, 0.4, 0.3]})
+    fr = G.NoiseFrontier(points=curve, curve=curve)
+    # sorted by novelty: (0, .9), (.2, .8), (.3, .7), (.4, .6): already non-increasing
+    np.testing.assert_allclose(fr.envelope([0.0, 0.1, 0.25, 0.5]), [0.9, 0.85, 0.75, 0.6])
+    assert fr.beyond([0.1, 0.1, 0.5], [0.86, 0.84, 0.61]).tolist() == [True, False, True]
+    # a dip in the curve does not lower the bar: the envelope keeps the best accuracy at equal or more novelty
+    dip = curve.assign(error_novelty=[0.0, 0.2, 0.3, 0.4], accuracy=[0.9, 0.6, 0.5, 0.7])
+    fr = G.NoiseFrontier(points=dip, curve=dip)
+    np.testing.assert_allclose(fr.envelope([0.2, 0.3]), [0.7, 0.7])
+    gen = pd.DataFrame({"accuracy": [0.95, 0.65], "error_novelty": [0.3, 0.3], "distance": [1.0, 1.0]})
+    v = G.frontier_verdict(fr, gen, zoo_final_median=0.8)
+    assert v["beyond"] and v["meets_median"] and v["done"] and v["share_beyond"] == 0.5
+    assert v["margin"] == pytest.approx(0.8 - 0.7)
+    text = G.frontier_statement({"a": v}, 0.8)
+    assert text.startswith("Beyond the noise frontier") and "a" in text
+    worse = dict(v, beyond=False, done=False, margin=-0.02)
+    assert "No generator beats" in G.frontier_statement({"a": worse}, 0.8) and "0.020 accuracy below" in \
+        G.frontier_statement({"a": worse}, 0.8)
+
+
+def test_frontier_figure_draws_noise_curve_and_each_generator(moons_frontier, moons_zoo):
+    index, fr = moons_frontier
+    gen = {"kde": index.query(G.generate(moons_zoo, "kde", n=4))}
+    fig = PN.frontier(fr.points, fr.curve, gen, reference=0.9)
+    names = [t.name for t in fig.data]
+    assert names == ["zoo + noise", "noise frontier", "kde", "kde (mean)"]
+    assert len(fig.data[1].x) == 4 and len(fig.data[2].x) == 4
+    with pytest.raises(ValueError, match="measure"):
+        PN.frontier(fr.points, fr.curve, gen, measure="magic")
+
+
+def test_generate_page_draws_two_generators_against_the_frontier(moons_zoo):
+    at = AppTest.from_file(str(PAGE), default_timeout=300)
+    at.session_state["zoo_path"] = str(moons_zoo.path)
+    at.run()
+    for method in ("pca_gaussian", "kde"):
+        at.selectbox(key="gen_method").select(method).run()
+        at.slider(key="gen_n").set_value(8).run()
+        at.button(key="gen_go").click().run()
+        assert not at.exception and not at.error
+    charts = {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    spec = next(v for k, v in charts.items() if "gen_frontier" in k)
+    names = [t.get("name") for t in spec["data"]]
+    assert names[:2] == ["zoo + noise", "noise frontier"] and {"pca_gaussian", "kde"} <= set(names)
+    statement = [m.value for m in at.markdown if "noise frontier" in m.value]
+    assert statement and ("Beyond the noise frontier" in statement[-1] or "No generator beats" in statement[-1])
+    at.radio(key="gen_frontier_measure").set_value("distance").run()
+    assert not at.exception
