@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures_formats import WRITERS, mlp_state_dict
+from fixtures_formats import FOLDER_WRITERS, WRITERS, mlp_state_dict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,7 +59,9 @@ def _write_archive(path: Path) -> None:
             zf.write(f, f.relative_to(src).as_posix())
 
 
-LAYOUTS = {**WRITERS, "native": _write_native, "archive": _write_archive}
+LAYOUTS = {**WRITERS, "native": _write_native, "archive": _write_archive, **FOLDER_WRITERS}
+READER = {name: "folder" for name in FOLDER_WRITERS}
+"""Layouts read by another reader than their name (checkpoint folders as people keep them)."""
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +139,7 @@ def _check(name: str, root: Path) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            zoo = wv.load_zoo(target, format=name)
+            zoo = wv.load_zoo(target, format=READER.get(name, name))
     except ZooFormatError as e:
         assert str(e), "a ZooFormatError must say what is wrong"
         return "rejected"
@@ -173,9 +175,9 @@ def test_every_reader_on_every_other_layout(templates):
     the layouts overlap, opens a consistent zoo); auto-detection picks the writer's own layout."""
     for layout, (root, _) in templates.items():
         target = root / "zoo.zip" if layout == "archive" else root
-        assert wv.formats.detect_format(target) == layout
-        for name in LAYOUTS:
-            if name != layout:
+        assert wv.formats.detect_format(target) == READER.get(layout, layout)
+        for name in dict.fromkeys(READER.get(n, n) for n in LAYOUTS):
+            if name != READER.get(layout, layout):
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")

@@ -11,6 +11,7 @@ stderr and exit with status 1 or 2; they never show a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,9 @@ from wslviz.formats import ZooFormatError
 ROOT = Path(__file__).resolve().parents[1]
 ZOO_ENV = "WSLVIZ_ZOO"
 """Environment variable through which ``wslviz app ZOO`` tells ``app.py`` which zoo to open."""
+ZOO_OPTIONS_ENV = "WSLVIZ_ZOO_OPTIONS"
+"""Environment variable (JSON) through which ``wslviz app ZOO --activation ...`` passes what the checkpoints
+do not record to the reader of that zoo (``wslviz.ui.ENV_OPTIONS``)."""
 LOOPBACK = "127.0.0.1"
 STREAMLIT = ["--browser.gatherUsageStats", "false"]
 SERVE_STREAMLIT = ["--server.headless", "true", "--client.showErrorDetails", "none", "--client.toolbarMode",
@@ -68,12 +72,48 @@ def _make_zoo(args: argparse.Namespace) -> None:
               f"({time.perf_counter() - start:.1f} s)")
 
 
+def _zoo_options(args: argparse.Namespace) -> dict:
+    """The reader options stated on the command line (see :func:`_add_zoo_options`)."""
+    options: dict = {}
+    if args.activation:
+        options["activation"] = args.activation
+    if args.input_shape:
+        try:
+            options["input_shape"] = [int(s) for s in args.input_shape.replace("x", ",").split(",") if s.strip()]
+        except ValueError:
+            raise CommandError(f"--input-shape {args.input_shape!r}: expected sizes like 1,28,28") from None
+    if args.arch:
+        options["arch"] = args.arch
+    if args.stack is not None:
+        options["stack"] = int(args.stack) if args.stack.isdigit() else args.stack
+    if args.group is not None:
+        options["group"] = args.group
+    if args.task:
+        options["task"] = str(Path(args.task).expanduser().resolve())
+    return options
+
+
+def _add_zoo_options(p: argparse.ArgumentParser) -> None:
+    """What a folder of checkpoints cannot tell, stated for the zoo given (``wv.load_zoo`` options)."""
+    g = p.add_argument_group("what the checkpoints do not record (folders of checkpoints)")
+    g.add_argument("--activation", help="activation between layers (default: relu, shown as assumed)")
+    g.add_argument("--input-shape", metavar="C,H,W", help="input shape of a CNN, e.g. 1,28,28")
+    g.add_argument("--arch", metavar="SPEC", help="the architecture: JSON spec text or a .json file")
+    g.add_argument("--stack", help="one of several stacks in a state dict (index or name, e.g. action_net)")
+    g.add_argument("--group", type=int, help="one of several architectures in a folder (0 = most files)")
+    g.add_argument("--task", metavar="NPZ", help="evaluation data: a .npz with arrays x and y")
+
+
 def _info(args: argparse.Namespace) -> None:
     from wslviz.scale.cache import load_zoo
 
-    zoo = load_zoo(args.zoo)
+    zoo = load_zoo(args.zoo, **_zoo_options(args))
     for key, value in zoo.summary().items():
         print(f"{key}: {value}")
+    for key, value in zoo.arch.assumed.items():
+        print(f"assumed {key}: {value}")
+    for name, reason in zoo.extra.get("skipped", {}).items():
+        print(f"skipped {name}: {reason}")
     if zoo.description:
         print(f"description: {zoo.description}")
     print(f"metadata columns: {', '.join(map(str, zoo.metadata.columns))}")
@@ -83,7 +123,7 @@ def _export(args: argparse.Namespace) -> None:
     from wslviz.formats import save_zoo
     from wslviz.scale.cache import load_zoo
 
-    zoo = load_zoo(args.zoo)
+    zoo = load_zoo(args.zoo, **_zoo_options(args))
     path = save_zoo(zoo, args.out, overwrite=args.overwrite)
     print(f"{path}: {zoo.n_checkpoints} checkpoints written in the native format")
 
@@ -111,6 +151,11 @@ def _app(args: argparse.Namespace) -> int:
         raise CommandError("`wslviz app` listens on 127.0.0.1 only; use `wslviz serve --zoo-root DIR "
                            "--address ADDRESS` to share the app")
     env = _zoo_env(args.zoo, dict(os.environ))
+    options = _zoo_options(args)
+    if options:
+        if not args.zoo:
+            raise CommandError("--activation/--input-shape/--arch/--stack/--group/--task describe the ZOO given")
+        env[ZOO_OPTIONS_ENV] = json.dumps(options)
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), *STREAMLIT, "--server.address", LOOPBACK,
            *args.streamlit_args]
     return subprocess.call(cmd, cwd=ROOT, env=env)
@@ -180,18 +225,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="print a zoo's summary")
     p.add_argument("zoo", help="path of a zoo in any supported layout")
+    _add_zoo_options(p)
     p.set_defaults(func=_info)
 
     p = sub.add_parser("export", help="convert any readable zoo to the native format")
     p.add_argument("zoo", help="path of a zoo in any supported layout")
     p.add_argument("out", help="folder to write the native zoo to")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    _add_zoo_options(p)
     p.set_defaults(func=_export)
 
     p = sub.add_parser("app", help="start the Streamlit app (on ZOO when given)",
                        description="Start the Streamlit app. Options after `--` go to `streamlit run`, "
                                    "e.g. `wslviz app sample_zoo/digits-cnn -- --server.port 8600`.")
     p.add_argument("zoo", nargs="?", help="zoo to open first (passed to the app as $WSLVIZ_ZOO)")
+    _add_zoo_options(p)
     p.set_defaults(func=_app)
 
     p = sub.add_parser("serve", help="share the app with a class: zoos from --zoo-root folders only",

@@ -119,7 +119,8 @@ class Zoo:
         out: dict[str, Any] = {
             "name": self.name, "models": self.n_models, "checkpoints": self.n_checkpoints,
             "parameters": self.n_params, "architecture": self.arch.describe(),
-            "task": self.task.name if self.task else "none (weights only)",
+            "task": self.task.name if self.task else ("none (attach a .npz to evaluate)" if self.arch.has_forward
+                                                      else "none (weights only: no forward)"),
         }
         if "test_acc" in self.metadata:
             final = self.metadata["test_acc"].iloc[self.final_index()]
