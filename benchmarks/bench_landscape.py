@@ -9,13 +9,13 @@ and its test split, cross-entropy loss:
   evaluates t = 0); wslviz's :func:`~wslviz.understand.landscape.interpolate` evaluates those S points *and* t = 0
   (S + 1 points, one more than the peer). The losses at the common t are compared.
 * **plane**: ``planar_interpolation(A, B, C, steps=S)``: S x S points ``A + i (B - A)/S + j (C - A)/S``;
-  wslviz evaluates the same S x S points with :func:`~wslviz.understand.landscape.surface` on the same (non
+  wslviz evaluates the same S x S points with :func:`~wslviz.understand.surfaces.surface` on the same (non
   orthonormal) directions (through :func:`~wslviz.core.evaluation.evaluate_affine`: the first layer of every
   grid point is an exact affine combination of three precomputed first-layer outputs). The peer's rows
   alternate direction (even rows j = 1..S, odd rows j = 0..S-1); losses are compared on the even rows,
   where the points coincide.
 * **random plane**: ``random_plane(A, distance=1, steps=S, normalization="filter")`` (S x S points, uniform
-  directions) against :func:`~wslviz.understand.landscape.random_plane` (S x S points, Gaussian filter-normalised
+  directions) against :func:`~wslviz.understand.surfaces.random_plane` (S x S points, Gaussian filter-normalised
   directions, Li et al. 2018): equal work, different random directions, so only times are compared.
 
 The peer runs in its own virtual environment ``benchmarks/.venv-loss-landscapes`` (created on demand:
@@ -110,6 +110,7 @@ def bench_zoo(name: str, args) -> dict:
 
     from wslviz.scale.cache import load_zoo
     from wslviz.understand import landscape as L
+    from wslviz.understand import surfaces as S
 
     zoo = load_zoo(ROOT / "sample_zoo" / name)
     final = zoo.final_index()
@@ -123,8 +124,8 @@ def bench_zoo(name: str, args) -> dict:
     ours["line"] = best_time(lambda: L.interpolate(zoo.arch, zoo.task, a, b, steps=s_line + 1), reps)
     steps = np.arange(s_plane) / s_plane
     dirs = torch.stack([b - a, c - a])
-    ours["plane"] = best_time(lambda: L.surface(zoo.arch, zoo.task, a, dirs, steps, steps + 1.0 / s_plane), reps)
-    ours["random_plane"] = best_time(lambda: L.random_plane(zoo.arch, zoo.task, a, resolution=s_plane, span=1.0),
+    ours["plane"] = best_time(lambda: S.surface(zoo.arch, zoo.task, a, dirs, steps, steps + 1.0 / s_plane), reps)
+    ours["random_plane"] = best_time(lambda: S.random_plane(zoo.arch, zoo.task, a, resolution=s_plane, span=1.0),
                                      reps)
 
     # agreement where both evaluate the same points

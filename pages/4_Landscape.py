@@ -11,7 +11,9 @@ import streamlit as st
 
 from wslviz import ui
 from wslviz.plots import landscape as P
+from wslviz.understand import curves as C
 from wslviz.understand import landscape as L
+from wslviz.understand import surfaces as S
 
 st.title("Loss landscape and mode connectivity")
 ui.teaching(
@@ -80,26 +82,26 @@ def matrix_of(z, rows, method, steps, split, progress):
 
 
 def plane_of(z, a, b, c, resolution, margin, method, split, progress):
-    return L.plane(z.arch, z.task, z.weights[a], z.weights[b], z.weights[c], resolution, margin, method, split,
+    return S.plane(z.arch, z.task, z.weights[a], z.weights[b], z.weights[c], resolution, margin, method, split,
                    progress=progress)
 
 
 def random_of(z, row, resolution, span, seed, split, progress):
     w = z.weights[row]
-    line = L.random_line(z.arch, z.task, w, 2 * resolution + 1, span, seed, split)
-    return line, L.random_plane(z.arch, z.task, w, resolution, span, seed, split, progress=progress)
+    line = S.random_line(z.arch, z.task, w, 2 * resolution + 1, span, seed, split)
+    return line, S.random_plane(z.arch, z.task, w, resolution, span, seed, split, progress=progress)
 
 
 def trajectory_of(z, model_id, resolution, margin, split, progress):
-    rows = L.trajectory_rows(z.metadata, model_id)
-    return rows, L.trajectory(z.arch, z.task, z.weights[rows], resolution, margin, split, progress=progress)
+    rows = S.trajectory_rows(z.metadata, model_id)
+    return rows, S.trajectory(z.arch, z.task, z.weights[rows], resolution, margin, split, progress=progress)
 
 
 def bezier_of(z, a, b, align, n_iter, seed, split, progress):
     wa, wb = z.weights[a], z.weights[b]
     if align:
         wb = L.align_pair(z.arch, z.task, wa, wb, "weight")
-    return L.bezier_curve(z.arch, z.task, wa, wb, steps=25, n_iter=n_iter, seed=seed, split=split, progress=progress)
+    return C.bezier_curve(z.arch, z.task, wa, wb, steps=25, n_iter=n_iter, seed=seed, split=split, progress=progress)
 
 
 def cached(section: str, fn: Callable, label: str, args: tuple) -> Any:

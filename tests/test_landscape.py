@@ -12,7 +12,9 @@ import torch
 import wslviz as wv
 from wslviz.core.arch import Architecture
 from wslviz.plots import landscape as P
+from wslviz.understand import curves as C
 from wslviz.understand import landscape as L
+from wslviz.understand import surfaces as S
 
 TOL = 1e-5
 
@@ -132,7 +134,7 @@ def test_progress_covers_alignment_and_evaluation(trained):
 def test_plane_coordinates_reproduce_the_three_models(method, trained, moons_zoo):
     zoo, a, b = trained
     c = zoo.weights[zoo.final_index()[0]]
-    s = L.plane(zoo.arch, zoo.task, a, b, c, resolution=9, margin=0.25, method=method)
+    s = S.plane(zoo.arch, zoo.task, a, b, c, resolution=9, margin=0.25, method=method)
     assert s.loss.shape == (9, 9) and s.accuracy.shape == (9, 9)
     assert s.points["a"] == (0.0, 0.0)
     assert s.points["b"][1] == 0.0
@@ -154,12 +156,12 @@ def test_plane_coordinates_reproduce_the_three_models(method, trained, moons_zoo
 
 def test_plane_directions_are_orthonormal_and_collinear_models_are_refused(mlp_arch):
     a, b, c = _models(mlp_arch, 3, seed=2)
-    d, _ = L.plane_basis(a, b, c)
+    d, _ = S.plane_basis(a, b, c)
     assert torch.allclose(d @ d.T, torch.eye(2), atol=1e-5)
     with pytest.raises(ValueError, match="collinear"):
-        L.plane_basis(a, b, a + 2.0 * (b - a))
+        S.plane_basis(a, b, a + 2.0 * (b - a))
     with pytest.raises(ValueError, match="identical"):
-        L.plane_basis(a, a, c)
+        S.plane_basis(a, a, c)
 
 
 # ------------------------------------------------------------------ random directions
@@ -175,7 +177,7 @@ def test_filter_normalisation(which, cnn_arch):
     if which == "bn":
         w[arch.layout[2].slice] = 0.0  # running mean
         w[arch.layout[3].slice] = 1.0  # running var
-    d = L.filter_normalized_directions(arch, w, n=2, seed=11)
+    d = S.filter_normalized_directions(arch, w, n=2, seed=11)
     assert d.shape == (2, arch.n_params)
     for p in arch.layout:
         part = d[:, p.slice]
@@ -185,24 +187,24 @@ def test_filter_normalisation(which, cnn_arch):
             assert torch.allclose(dn, wn.expand_as(dn), rtol=1e-5)
         else:  # biases, normalisation parameters and statistics do not move
             assert torch.all(part == 0), p.name
-    assert torch.equal(d, L.filter_normalized_directions(arch, w, n=2, seed=11))
-    assert not torch.allclose(d, L.filter_normalized_directions(arch, w, n=2, seed=12))
+    assert torch.equal(d, S.filter_normalized_directions(arch, w, n=2, seed=11))
+    assert not torch.allclose(d, S.filter_normalized_directions(arch, w, n=2, seed=12))
     assert not torch.allclose(d[0], d[1])
 
 
 def test_random_plane_and_line_around_a_model(trained):
     zoo, a, _ = trained
-    s = L.random_plane(zoo.arch, zoo.task, a, resolution=7, span=0.5, seed=3)
+    s = S.random_plane(zoo.arch, zoo.task, a, resolution=7, span=0.5, seed=3)
     assert s.loss.shape == (7, 7) and s.x[3] == 0.0 and s.y[3] == 0.0
     own = wv.evaluate(zoo.arch, zoo.task, a.unsqueeze(0))
     assert s.loss[3, 3] == pytest.approx(float(own["loss"][0]), rel=TOL)
-    again = L.random_plane(zoo.arch, zoo.task, a, resolution=7, span=0.5, seed=3)
+    again = S.random_plane(zoo.arch, zoo.task, a, resolution=7, span=0.5, seed=3)
     assert np.array_equal(s.loss, again.loss) and torch.equal(s.directions, again.directions)
-    other = L.random_plane(zoo.arch, zoo.task, a, resolution=7, span=0.5, seed=4)
+    other = S.random_plane(zoo.arch, zoo.task, a, resolution=7, span=0.5, seed=4)
     assert not np.allclose(s.loss, other.loss)
     # the minimum of a trained model's neighbourhood: the centre beats the far corners
     assert s.loss[3, 3] < s.loss[[0, 0, -1, -1], [0, -1, 0, -1]].min()
-    line = L.random_line(zoo.arch, zoo.task, a, steps=7, span=0.5, seed=3)
+    line = S.random_line(zoo.arch, zoo.task, a, steps=7, span=0.5, seed=3)
     assert np.allclose(line.loss, s.loss[3], rtol=1e-4)  # the line is the plane's x axis
     assert line.loss[line.alpha == 0.0].iloc[0] == pytest.approx(float(own["loss"][0]), rel=TOL)
 
@@ -214,32 +216,32 @@ def test_trajectory_projection_is_exact_for_a_planar_trajectory(mlp_arch, moons_
     e = torch.linalg.qr(torch.randn(mlp_arch.n_params, 2, generator=g, dtype=torch.float64))[0].T
     true = np.array([[3.0, 2.0], [2.0, 1.5], [1.0, 0.5], [0.5, -0.2], [0.0, 0.0]])
     ckpts = (final.double() + torch.as_tensor(true) @ e).float()
-    origin, d, coords, explained = L.trajectory_pca(ckpts)
+    origin, d, coords, explained = S.trajectory_pca(ckpts)
     assert torch.equal(origin, ckpts[-1])
     assert torch.allclose(origin + torch.as_tensor(coords, dtype=torch.float32) @ d, ckpts, atol=1e-5)
     assert explained.sum() == pytest.approx(1.0, abs=1e-6)
     # the coordinates are the true ones up to a rotation/reflection: pairwise distances agree
     dist = lambda c: np.linalg.norm(c[:, None] - c[None], axis=-1)  # noqa: E731
     assert np.allclose(dist(coords), dist(true), atol=1e-4)
-    s = L.trajectory(mlp_arch, moons_task, ckpts, resolution=5)
+    s = S.trajectory(mlp_arch, moons_task, ckpts, resolution=5)
     assert np.array_equal(s.path, coords) and s.points["final"] == (0.0, 0.0)
     at_path = wv.evaluate(mlp_arch, moons_task, s.weights_at(s.path))
     own = wv.evaluate(mlp_arch, moons_task, ckpts)
     assert torch.allclose(at_path["loss"], own["loss"], rtol=1e-4)
     with pytest.raises(ValueError, match="at least 3"):
-        L.trajectory_pca(ckpts[:2])
+        S.trajectory_pca(ckpts[:2])
 
 
 def test_trajectory_rows_follow_one_model_by_epoch():
     meta = pd.DataFrame({"model_id": [1, 0, 1, 0, 1], "epoch": [5, 0, 0, 5, 2]})
-    assert list(L.trajectory_rows(meta, 1)) == [2, 4, 0]
+    assert list(S.trajectory_rows(meta, 1)) == [2, 4, 0]
     with pytest.raises(ValueError, match="no checkpoint"):
-        L.trajectory_rows(meta, 9)
+        S.trajectory_rows(meta, 9)
 
 
 def test_trajectory_on_a_sample_model(moons_zoo):
-    rows = L.trajectory_rows(moons_zoo.metadata, moons_zoo.metadata.model_id.iloc[0])
-    s = L.trajectory(moons_zoo.arch, moons_zoo.task, moons_zoo.weights[rows], resolution=5)
+    rows = S.trajectory_rows(moons_zoo.metadata, moons_zoo.metadata.model_id.iloc[0])
+    s = S.trajectory(moons_zoo.arch, moons_zoo.task, moons_zoo.weights[rows], resolution=5)
     assert s.path.shape == (len(rows), 2) and s.loss.shape == (5, 5)
 
 
@@ -248,10 +250,10 @@ def test_bezier_untrained_is_the_line_and_training_lowers_the_curve(trained):
     zoo, a, _ = trained
     # a permuted copy: the straight path between them has a high barrier; a curve can go around it
     b = wv.apply_symmetry(zoo.arch, a, wv.random_symmetry(zoo.arch, seed=1))
-    assert torch.equal(L.bezier_points(a, (a + b) / 2, b, torch.tensor([0.0, 1.0])), torch.stack([a, b]))
-    still = L.bezier_curve(zoo.arch, zoo.task, a, b, steps=9, n_iter=0)
+    assert torch.equal(C.bezier_points(a, (a + b) / 2, b, torch.tensor([0.0, 1.0])), torch.stack([a, b]))
+    still = C.bezier_curve(zoo.arch, zoo.task, a, b, steps=9, n_iter=0)
     assert np.allclose(still.curve.loss, still.line.loss, rtol=1e-4)
-    fit = L.bezier_curve(zoo.arch, zoo.task, a, b, steps=9, n_iter=100, seed=0, split="train")
+    fit = C.bezier_curve(zoo.arch, zoo.task, a, b, steps=9, n_iter=100, seed=0, split="train")
     own = wv.evaluate(zoo.arch, zoo.task, torch.stack([a, b]), split="train")
     assert fit.curve.loss.iloc[0] == pytest.approx(float(own["loss"][0]), rel=TOL)
     assert fit.curve.loss.iloc[-1] == pytest.approx(float(own["loss"][1]), rel=TOL)
@@ -288,7 +290,7 @@ def test_figures_have_labelled_axes_and_data(trained):
     m = {"naive": np.array([[0, 0.3], [0.3, 0]]), "weight": np.array([[0, 0.1], [0.1, 0]])}
     fig = P.barrier_heatmaps(m, ["#1", "#2"])
     assert len(fig.data) == 2 and fig.layout.coloraxis.cmax == pytest.approx(0.3)
-    planes = {k: L.plane(zoo.arch, zoo.task, a, b, c, resolution=5, method=k) for k in ("naive", "weight")}
+    planes = {k: S.plane(zoo.arch, zoo.task, a, b, c, resolution=5, method=k) for k in ("naive", "weight")}
     fig = P.surfaces_side_by_side(planes)
     assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
     maps = [t for t in fig.data if isinstance(t, go.Heatmap)]
@@ -298,10 +300,10 @@ def test_figures_have_labelled_axes_and_data(trained):
     assert [m.showscale for m in maps] == [False, True]  # one colour bar for the shared scale
     stars = [t for t in fig.data if isinstance(t, go.Scatter)]
     assert list(stars[0].text) == ["A", "B", "C"]  # named as on every page
-    s = L.random_plane(zoo.arch, zoo.task, a, resolution=5)
+    s = S.random_plane(zoo.arch, zoo.task, a, resolution=5)
     assert P.surface_contour(s).layout.xaxis.title.text
     fig3 = P.surface_3d(s)
     assert isinstance(fig3.data[0], go.Surface) and fig3.layout.scene.zaxis.title.text
-    assert len(P.line_figure(L.random_line(zoo.arch, zoo.task, a, steps=5)).data) == 2
-    fit = L.bezier_curve(zoo.arch, zoo.task, a, b, steps=5, n_iter=0)
+    assert len(P.line_figure(S.random_line(zoo.arch, zoo.task, a, steps=5)).data) == 2
+    fit = C.bezier_curve(zoo.arch, zoo.task, a, b, steps=5, n_iter=0)
     assert len(P.bezier_figure(fit).data) == 4

@@ -16,6 +16,7 @@ from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.formats import save_zoo
 from wslviz.scale.cache import load_zoo
 from wslviz.understand import landscape as L
+from wslviz.understand import surfaces as S
 
 PAGE = str(ROOT / "pages" / "4_Landscape.py")
 MOONS = str(SAMPLE / "moons-mlp")
@@ -74,7 +75,7 @@ def test_path_plane_and_random_surface(monkeypatch):
     fig = chart(at, "land_plane_fig")
     maps = [t for t in fig["data"] if t["type"] == "heatmap"]
     assert len(maps) == 2 and arr(maps[0]["z"]).shape == (5, 5)
-    naive = L.plane(zoo.arch, zoo.task, zoo.weights[a], zoo.weights[b], zoo.weights[c], 5, 0.25)
+    naive = S.plane(zoo.arch, zoo.task, zoo.weights[a], zoo.weights[b], zoo.weights[c], 5, 0.25)
     assert np.allclose(arr(maps[0]["z"]), np.log10(naive.loss), atol=1e-5)
 
     at.slider(key="land_rand_res").set_value(5)

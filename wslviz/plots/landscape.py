@@ -1,4 +1,5 @@
-"""Figures for loss landscapes and mode connectivity (data from :mod:`wslviz.understand.landscape`)."""
+"""Figures for loss landscapes and mode connectivity (data from :mod:`wslviz.understand.landscape`,
+:mod:`~wslviz.understand.surfaces` and :mod:`~wslviz.understand.curves`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from plotly.colors import sequential
 from plotly.subplots import make_subplots
 
 from wslviz.plots import style
-from wslviz.understand.landscape import BezierFit, Surface
+from wslviz.understand.curves import BezierFit
+from wslviz.understand.surfaces import Surface
 
 METHOD_COLORS = {"naive": style.NAIVE_COLOR, "weight": style.ALIGNED_COLOR, "activation": style.CATEGORICAL[0],
                  "straight line": style.NAIVE_COLOR, "Bezier curve": style.CATEGORICAL[4]}
@@ -125,7 +127,7 @@ def _scale(metric: str) -> str | list[str]:
 
 
 def surface_contour(s: Surface, metric: str = "loss", log: bool = True, title: str | None = None) -> go.Figure:
-    """Contour map of a :class:`~wslviz.understand.landscape.Surface` with its models (and trajectory) marked."""
+    """Contour map of a :class:`~wslviz.understand.surfaces.Surface` with its models (and trajectory) marked."""
     z = _z(getattr(s, metric), log and metric == "loss")
     fig = go.Figure(_contour(s, z, (float(z.min()), float(z.max())), _scale(metric), _colorbar_title(metric, log),
                              True))
@@ -153,7 +155,7 @@ def surfaces_side_by_side(surfaces: Mapping[str, Surface], metric: str = "loss",
 
 
 def surface_3d(s: Surface, metric: str = "loss", log: bool = False, title: str | None = None) -> go.Figure:
-    """3D surface plot of a :class:`~wslviz.understand.landscape.Surface`; its models marked at the nearest grid
+    """3D surface plot of a :class:`~wslviz.understand.surfaces.Surface`; its models marked at the nearest grid
     value."""
     z = _z(getattr(s, metric), log and metric == "loss")
     zlabel = _colorbar_title(metric, log)

@@ -2,7 +2,9 @@
 
 - :mod:`~wslviz.understand.symmetry`: group elements (permutations, ReLU scales, sign flips), canonical forms;
 - :mod:`~wslviz.understand.align`: weight and activation matching, aligned merging, BatchNorm reset;
-- :mod:`~wslviz.understand.landscape`: interpolation paths, barriers, planes, trajectories, curves.
+- :mod:`~wslviz.understand.landscape`: interpolation paths and barriers (and the helpers the next two share);
+- :mod:`~wslviz.understand.surfaces`: planes through models, random filter-normalised planes, trajectories;
+- :mod:`~wslviz.understand.curves`: trained Bezier curves between two models.
 
 May import ``core`` and ``formats``.
 """
