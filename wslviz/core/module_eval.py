@@ -212,9 +212,11 @@ def forward(arch: ModuleArchitecture, weights: torch.Tensor, x: torch.Tensor, ca
     keys = sorted(capture or ())
     nodes = tuple(dict.fromkeys(k[0] for k in keys))
     dev = torch.device(device)
-    tensors = {k: v.to(dev) for k, v in _tensors(arch, weights).items()}
-    if not train:
-        tensors = {k: v.detach() if not v.requires_grad else v for k, v in tensors.items()}
+    stats = {p.name for p in arch.layout if p.role in ("running_mean", "running_var")}
+    # running statistics are not learned (BatchNorm refuses gradients through them); in train mode it updates them
+    # in place, so they get their own copies
+    tensors = {k: (v.detach().clone() if train else v.detach()) if k in stats else v
+               for k, v in _tensors(arch, weights.to(dev)).items()}
     result = call(arch, tensors, x.to(dev), train=train, per_model_inputs=per_model, device=dev, capture=nodes)
     out, captured = (result[0], result[1]) if nodes else (result, ())
     b, n = out.shape[:2]
