@@ -13,6 +13,7 @@ link), and rewritten on every run, because navigating between pages clears the q
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +39,8 @@ _URL_READ_KEY = "_url_read"
 ZOO_PARAM = "zoo"
 SEL_PARAM = "sel"
 ENV_ZOO = "WSLVIZ_ZOO"  # set by ``wslviz app ZOO``: the zoo a new session opens
+ENV_OPTIONS = "WSLVIZ_ZOO_OPTIONS"  # set by ``wslviz app ZOO --activation ...``: that zoo's reader options (JSON)
+OPTIONS_KEY = "zoo_options"  # resolved zoo path -> reader options stated on the home page
 DEFAULT_ZOO = "moons-mlp"  # the bundled zoo a new session opens otherwise (small, 2D task, fast)
 
 
@@ -49,11 +52,11 @@ def bundled_zoos() -> dict[str, Path]:
 
 
 @st.cache_resource(show_spinner="Opening zoo ...", max_entries=8)
-def _load(path: str, mtime: float) -> Zoo:
-    return load_zoo(path)
+def _load(path: str, mtime: float, options: str = "{}") -> Zoo:
+    return load_zoo(path, **json.loads(options))
 
 
-def open_zoo(path: str | Path) -> Zoo:
+def open_zoo(path: str | Path, options: dict | None = None) -> Zoo:
     """Open (cached by path and modification time) the zoo at ``path``.
 
     Raises :class:`ZooFormatError` naming the path and the problem when it is not a readable zoo, and
@@ -63,7 +66,35 @@ def open_zoo(path: str | Path) -> Zoo:
     if not path.exists():
         raise ZooFormatError(path, "no such file or directory")
     stamp = max((f.stat().st_mtime for f in path.iterdir()), default=0.0) if path.is_dir() else path.stat().st_mtime
-    return _load(str(path.resolve()), max(stamp, cache_stamp()))
+    resolved = str(path.resolve())
+    stated = zoo_options(resolved) if options is None else options
+    return _load(resolved, max(stamp, cache_stamp()), json.dumps(stated, sort_keys=True))
+
+
+def zoo_options(path: str | Path) -> dict:
+    """The reader options stated for the zoo at ``path`` (``wv.load_zoo`` keywords: ``activation``,
+    ``input_shape``, ``arch``, ``stack``, ``group``, ``task``): from the home page's form, else from
+    ``wslviz app ZOO --activation ...`` for that zoo, else none."""
+    key = str(Path(path).expanduser().resolve())
+    stated = st.session_state.get(OPTIONS_KEY, {})
+    if key in stated:
+        return dict(stated[key])
+    env = os.environ.get(ENV_ZOO)
+    if env and str(Path(env).expanduser().resolve()) == key:
+        return json.loads(os.environ.get(ENV_OPTIONS) or "{}")
+    return {}
+
+
+def set_zoo_options(path: str | Path, options: dict) -> Zoo:
+    """Reopen the zoo at ``path`` with ``options`` and keep them for it; raises (changing nothing) when it does
+    not open with them. A task path must be one serve mode shares. The selection is cleared: rows may change."""
+    if options.get("task"):
+        check_zoo_path(options["task"], also=(SAMPLE_DIR,))
+    zoo = open_zoo(path, options)
+    key = str(Path(path).expanduser().resolve())
+    st.session_state[OPTIONS_KEY] = {**st.session_state.get(OPTIONS_KEY, {}), key: dict(options)}
+    st.session_state[SELECTION_KEY] = []
+    return zoo
 
 
 def resolve_zoo_ref(ref: str) -> Path:

@@ -1,14 +1,20 @@
-"""The home page (summary card of the current zoo and a five-step guided tour) and the page list."""
+"""The home page (summary card of the current zoo, what was assumed and how to state it, and a five-step
+guided tour) and the page list."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from wslviz import ui
+from wslviz.core.layout import ACTIVATIONS
+from wslviz.formats.folder import FILE_COLUMNS
 from wslviz.plots import zoo as zplots
+from wslviz.ui import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES_DIR = ROOT / "pages"
@@ -114,7 +120,8 @@ def tour() -> None:
 
 
 def summary_card(zoo) -> None:
-    """Models, checkpoints, parameters, architecture, task and final accuracy range of ``zoo``."""
+    """Models, checkpoints, parameters, architecture (and what of it is assumed), task and final accuracy range
+    of ``zoo``; for folders of checkpoints also the groups of architectures, the files not opened and notes."""
     s = zoo.summary()
     with st.container(border=True):
         st.markdown(f"### {zoo.name}")
@@ -124,15 +131,124 @@ def summary_card(zoo) -> None:
         c[0].metric("models", f"{s['models']:,}")
         c[1].metric("checkpoints", f"{s['checkpoints']:,}")
         c[2].metric("parameters", f"{s['parameters']:,}", help="per model (length of the flat weight vector)")
-        lines = [f"**Architecture:** {s['architecture']}", f"**Task:** {s['task']}", f"**Format:** {zoo.format}"]
+        lines = [f"**Architecture:** {s['architecture']} ({zoo.arch.kind})", f"**Task:** {s['task']}",
+                 f"**Format:** {zoo.format}"]
         if "final test accuracy" in s:
             lines.append(f"**Final test accuracy:** {s['final test accuracy']}")
-        hparams = ", ".join(zplots.hyperparameter_columns(zoo.metadata)) or "none recorded"
-        lines.append(f"**Hyper-parameters varied:** {hparams}")
+        columns = [c for c in zplots.hyperparameter_columns(zoo.metadata) if c not in FILE_COLUMNS]
+        lines.append(f"**Hyper-parameters varied:** {', '.join(columns) or 'none recorded'}")
         st.markdown("  \n".join(lines))
+        architecture_notes(zoo)
         if "test_acc" in zoo.metadata:
             fig = zplots.final_accuracy_histogram(zoo.metadata["test_acc"].iloc[zoo.final_index()].to_numpy())
             st.plotly_chart(fig, key="home_accuracy")
+
+
+def architecture_notes(zoo) -> None:
+    """What the checkpoints did not record (shown as assumed), why a zoo is weights-only, the groups of a
+    folder with several architectures, the files not opened (with the reason) and conversions."""
+    arch, extra = zoo.arch, zoo.extra
+    if not arch.has_forward:
+        st.info(f"**Weights only:** {getattr(arch, 'reason', '') or 'the network cannot be rebuilt'}. Weight views "
+                "work (Zoo, Projections, Predict, weight samplers); evaluation, landscapes and symmetries need "
+                "the architecture stated below.", icon=":material/info:")
+    if arch.assumed:
+        st.markdown("**Assumed** (the checkpoints do not record it; state it below):\n"
+                    + "\n".join(f"- {what}: {phrase} *(assumed)*" for what, phrase in arch.assumed.items()))
+    if extra.get("notes"):
+        st.caption("Read: " + "; ".join(f"{note} ({n} file{'s' if n > 1 else ''})"
+                                        for note, n in extra["notes"].items()))
+    if extra.get("skipped"):
+        with st.expander(f"{len(extra['skipped'])} file(s) not opened", icon=":material/warning:"):
+            st.dataframe(pd.DataFrame({"file": list(extra["skipped"]), "reason": list(extra["skipped"].values())}),
+                         hide_index=True, key="home_skipped")
+    groups = extra.get("groups") or []
+    if len(groups) > 1:
+        st.markdown(f"**{len(groups)} architectures in this folder** (group {extra.get('group', 0)} is open):")
+        st.dataframe(pd.DataFrame(groups), hide_index=True, key="home_groups")
+        pick = st.selectbox("Open group", [g["group"] for g in groups], index=int(extra.get("group", 0)),
+                            format_func=lambda i: f"group {i}: {groups[i]['files']} files, {groups[i]['example']}",
+                            key="home_group")
+        if pick != extra.get("group", 0) and st.button("Open this group", key="home_group_go"):
+            _apply(ui.current_zoo_path(), {**ui.zoo_options(ui.current_zoo_path()), "group": int(pick)})
+
+
+def _apply(path: str, options: dict) -> None:
+    """Reopen the current zoo with ``options`` (kept for it), or show why it does not open with them."""
+    try:
+        ui.set_zoo_options(path, {k: v for k, v in options.items() if v not in (None, "", [])})
+    except (ValueError, OSError) as e:
+        st.session_state[STATE_ERROR_KEY] = serve.public_message(str(e), also=(ui.SAMPLE_DIR,))
+        return
+    st.session_state.pop(STATE_ERROR_KEY, None)
+    st.rerun()
+
+
+STATE_ERROR_KEY = "_home_state_error"
+CHECKPOINT_FORMATS = ("folder", "huggingface", "pdiff")
+
+
+def state_form(zoo, path: str) -> None:
+    """A small form to state what the checkpoints do not record (activation, input shape, one stack, the whole
+    architecture as a JSON spec) and to attach a task (a .npz with x and y); reopens the zoo with them."""
+    arch = zoo.arch
+    about_arch = zoo.format in CHECKPOINT_FORMATS and (arch.assumed or not arch.has_forward)
+    if not about_arch and zoo.task is not None:
+        return
+    current = ui.zoo_options(path)
+    with st.form("home_state", border=True):
+        st.markdown("#### State what the checkpoints do not record")
+        options: dict = {}
+        if about_arch:
+            c1, c2 = st.columns(2)
+            acts = ["(assumed)", *ACTIVATIONS]
+            act = c1.selectbox("Activation between layers", acts, key="home_activation",
+                               index=acts.index(current["activation"]) if current.get("activation") in acts else 0)
+            options["activation"] = None if act == "(assumed)" else act
+            options["input_shape"] = c2.text_input("Input shape (C,H,W for images)", key="home_input_shape",
+                                                   value=",".join(map(str, current.get("input_shape") or [])),
+                                                   placeholder="e.g. 1,28,28")
+            stacks = {i: name for i, name in enumerate(getattr(arch, "stacks", []) or [])}
+            if current.get("stack") is not None and not stacks:  # a stack is open: keep it selectable
+                stacks = {current["stack"]: f"stack {current['stack']} (open now)"}
+            if stacks:
+                choices = [None, *stacks]
+                options["stack"] = st.selectbox(
+                    "Open one stack as a network", choices, key="home_stack",
+                    index=choices.index(current.get("stack")) if current.get("stack") in choices else 0,
+                    format_func=lambda i: "(all tensors, weights only)" if i is None else stacks[i])
+            options["arch"] = st.text_area("Or the whole architecture (JSON spec)", key="home_arch",
+                                           value=json.dumps(current["arch"]) if isinstance(current.get("arch"), dict)
+                                           else str(current.get("arch") or ""),
+                                           placeholder='{"input_shape": [4], "layers": [{"type": "linear", ...}]}')
+        options["task"] = st.text_input("Task: a .npz file with arrays x and y (to evaluate)", key="home_task",
+                                        value=str(current.get("task") or ""), placeholder="/path/to/data.npz")
+        submitted = st.form_submit_button("Reopen with these", type="primary", key="home_state_go")
+    if error := st.session_state.get(STATE_ERROR_KEY):
+        st.error(error, icon=":material/error:")
+    if submitted:
+        try:
+            options = _parse(options)
+        except ValueError as e:
+            st.session_state[STATE_ERROR_KEY] = str(e)
+            st.rerun()
+        _apply(path, {**{k: v for k, v in current.items() if k == "group"}, **options})
+
+
+def _parse(options: dict) -> dict:
+    """The form's text fields as reader options (``"1,28,28"`` -> ``[1, 28, 28]``, JSON text -> a spec)."""
+    out = dict(options)
+    shape = str(out.get("input_shape") or "").replace("x", ",")
+    try:
+        out["input_shape"] = [int(v) for v in shape.split(",") if v.strip()] or None
+    except ValueError:
+        raise ValueError(f"input shape {shape!r}: expected sizes like 1,28,28") from None
+    text = str(out.get("arch") or "").strip()
+    try:
+        out["arch"] = json.loads(text) if text else None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"the architecture is not valid JSON ({e})") from None
+    return out
 
 
 def home() -> None:
@@ -151,3 +267,4 @@ def home() -> None:
             st.info("No zoo is open: pick one in the sidebar (a bundled zoo, a folder path or an upload).")
         else:
             summary_card(zoo)
+            state_form(zoo, ui.current_zoo_path())

@@ -1,0 +1,99 @@
+"""AppTest on folders of checkpoints as people save them: pick "Folder path", see the summary (with what is
+assumed), open the Zoo and Projections pages; a weights-only zoo's function-based pages explain themselves;
+the home page's form states the activation and attaches a task, and switches between groups."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+from fixtures_formats import FOLDER_WRITERS, write_named
+from streamlit.testing.v1 import AppTest
+
+from wslviz import ui
+from wslviz.scale.cache import load_zoo
+
+TIMEOUT = 180
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    base = tmp_path_factory.mktemp("folders")
+    out = {}
+    for name, writer in FOLDER_WRITERS.items():
+        writer(base / name)
+        out[name] = str(base / name)
+    return out
+
+
+def open_folder(path: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.sidebar.radio(key="zoo_source").set_value("Folder path").run()
+    at.sidebar.text_input(key="zoo_folder").input(path).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def page(monkeypatch, path: str, name: str) -> AppTest:
+    monkeypatch.setenv(ui.ENV_ZOO, path)
+    at = AppTest.from_file(str(ROOT / "pages" / name), default_timeout=TIMEOUT).run()
+    assert not at.exception, (name, at.exception)
+    return at
+
+
+def text(at: AppTest) -> str:
+    return "\n".join(str(e.value) for kind in ("markdown", "error", "warning", "info", "caption")
+                     for e in getattr(at, kind))
+
+
+@pytest.mark.parametrize("name", list(FOLDER_WRITERS))
+def test_each_folder_kind_opens_with_summary_zoo_and_projections(folders, name, monkeypatch):
+    zoo = load_zoo(folders[name])
+    at = open_folder(folders[name])
+    assert {m.label: m.value for m in at.metric} == {"models": f"{zoo.n_models:,}",
+                                                     "checkpoints": f"{zoo.n_checkpoints:,}",
+                                                     "parameters": f"{zoo.n_params:,}"}
+    shown = text(at)
+    assert zoo.arch.describe() in shown
+    for phrase in zoo.arch.assumed.values():
+        assert f"{phrase} *(assumed)*" in shown
+    for page_file in ("1_Zoo.py", "2_Projections.py"):
+        page(monkeypatch, folders[name], page_file)
+
+
+def test_weights_only_function_pages_explain_what_is_missing(folders, monkeypatch):
+    path = folders["folder-actor_critic"]
+    assert "which hidden units may be permuted is unknown" in text(page(monkeypatch, path, "3_Symmetry.py"))
+    assert "no evaluation data" in text(page(monkeypatch, path, "4_Landscape.py"))
+    at = page(monkeypatch, path, "6_Generate.py")
+    assert "no evaluation data" in text(at)
+    at.button(key="gen_go").click().run()  # the default sampler makes weights without evaluating them
+    assert not at.exception, at.exception
+    home = open_folder(path)
+    assert "Weights only:" in text(home) and "2 separate stacks" in text(home)
+
+
+def test_form_states_activation_and_task_and_the_zoo_evaluates(tmp_path):
+    written = write_named(tmp_path / "t", "tutorial", n=2)
+    x = torch.randn(60, 4)
+    with torch.no_grad():
+        y = written[next(iter(written))](x).argmax(1)
+    np.savez(tmp_path / "data.npz", x=x.numpy(), y=y.numpy())
+    at = open_folder(str(tmp_path / "t"))
+    assert "relu after every layer but the last" in text(at)
+    at.selectbox(key="home_activation").set_value("tanh")
+    at.text_input(key="home_task").input(str(tmp_path / "data.npz"))
+    at.button(key="home_state_go").click().run()
+    assert not at.exception, at.exception
+    shown = text(at)
+    assert "MLP 4-16-3 (tanh)" in shown and "**Task:** npz" in shown and "*(assumed)*" not in shown
+
+
+def test_groups_are_listed_and_switch(folders):
+    at = open_folder(folders["folder-mixed"])
+    assert "3 architectures in this folder" in text(at) and "1 file(s) not opened" in [e.label for e in at.expander]
+    at.selectbox(key="home_group").set_value(1).run()
+    at.button(key="home_group_go").click().run()
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric}["parameters"] == "112"
