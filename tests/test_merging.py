@@ -293,3 +293,22 @@ def test_digits_finetunes_tasks_average_to_the_zoo_accuracy():
     np.testing.assert_allclose(acc["average"], meta["test_acc"], atol=1e-6)
     for v in tasks:
         np.testing.assert_allclose(acc[v], meta[f"acc_{v}"], atol=1e-6)
+
+
+def test_zoo_level_defaults_and_report():
+    ft = sample_zoo("digits-finetunes")
+    rows, base = M.default_merge_rows(ft)
+    assert len(rows) == 30 and ft.metadata["role"].iloc[base] == "base"
+    assert [t.spec["variant"] for t in M.model_tasks(ft, rows[:7:6])] == ["original", "rotate90"]
+    merged = M.merge_rows(ft, rows, "task_arithmetic", base, lam=0.0)
+    assert torch.equal(merged, ft.weights[base])
+    report = M.merge_report(ft, rows, merged, base)
+    acc = report["accuracy"]
+    assert acc["average"].iloc[0] == acc["average"].iloc[2]  # lam = 0: the merge is the base
+    assert report["similarity"].shape == (30, 30) and len(report["conflicts"]) == 6
+    fed = sample_zoo("digits-federated")
+    rows, base = M.default_merge_rows(fed)
+    assert list(fed.metadata["round"].iloc[rows]) == [10] * 10 and fed.metadata["round"].iloc[base] == 0
+    w = fed.weights[torch.as_tensor(rows)]
+    n = fed.metadata["n_examples"].to_numpy()[rows]
+    close(M.merge_rows(fed, rows, "fedavg"), M.fedavg(fed.arch, w, n))

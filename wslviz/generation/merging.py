@@ -571,3 +571,75 @@ def merge_sweep(arch: Architecture, tasks: Mapping[str, Task], weights: torch.Te
     df = task_accuracies(arch, tasks, torch.stack(merged))
     df.insert(0, SWEEPS[method], np.asarray(values, dtype=float))
     return df
+
+
+# ---------------------------------------------------------------------------------------------- zoo level
+def default_merge_rows(zoo: Zoo) -> tuple[list[int], int | None]:
+    """Rows to merge and the base row when the user has not picked any: a fine-tuning zoo's final fine-tunes
+    and its base (``role`` column); a federated zoo's clients after the last round (``round`` column), with
+    their common start as base; else the four most accurate final checkpoints, no base."""
+    meta, final = zoo.metadata, zoo.final_index()
+    if "role" in meta:
+        roles = meta["role"].to_numpy()[final]
+        base = final[roles == "base"]
+        return [int(r) for r in final[roles != "base"]], int(base[0]) if len(base) else None
+    if "round" in meta:
+        start = np.flatnonzero(meta["round"].to_numpy() == 0)
+        return [int(r) for r in final], int(start[0]) if len(start) else None
+    acc = meta["test_acc"].to_numpy(float)[final] if "test_acc" in meta else np.zeros(len(final))
+    return [int(r) for r in final[np.argsort(-acc, kind="stable")][:4]], None
+
+
+def model_tasks(zoo: Zoo, rows: Sequence[int]) -> list[Task]:
+    """Each row's own task: the digits variant it was fine-tuned on (``task`` column of a fine-tuning zoo),
+    else the zoo's task (what Fisher merging computes each model's Fisher on)."""
+    tasks = zoo_tasks(zoo)
+    if "task" in zoo.metadata:
+        names = zoo.metadata["task"].to_numpy()[np.asarray(rows, dtype=int)]
+        return [tasks.get(str(n), zoo.task) for n in names]
+    return [zoo.task] * len(rows)
+
+
+def merge_rows(zoo: Zoo, rows: Sequence[int], method: str = "aligned", base_row: int | None = None,
+               progress: Progress = None, **options: Any) -> torch.Tensor:
+    """:func:`merge` of the zoo's ``rows`` by ``method`` -> ``[P]``, filling in what the method needs from the
+    zoo: ``base`` from ``base_row``, each model's own task for ``fisher`` (:func:`model_tasks`), the
+    clients' ``n_examples`` column for the FedAvg methods, the zoo's task for everything else."""
+    w = zoo.weights[torch.as_tensor(np.asarray(rows, dtype=int))].float()
+    if method in NEEDS_BASE:
+        if base_row is None:
+            raise ValueError(f"{METHODS[method]} needs a base model: pick the row the others were fine-tuned from")
+        options["base"] = zoo.weights[int(base_row)].float()
+    if method in ("fedavg", "aligned_fedavg") and "n_examples" in zoo.metadata:
+        options.setdefault("n_examples", zoo.metadata["n_examples"].to_numpy(float)[np.asarray(rows, dtype=int)])
+    if method in ("aligned", "aligned_fedavg"):
+        options["progress"] = progress
+    task = model_tasks(zoo, rows) if method == "fisher" else zoo.task
+    return merge(zoo.arch, w, task=task, method=method, **options)
+
+
+def merge_report(zoo: Zoo, rows: Sequence[int], merged: torch.Tensor, base_row: int | None = None) -> dict[str, Any]:
+    """Everything the Merge page shows about one merge of the zoo's ``rows``:
+
+    ``accuracy``: a DataFrame, one row per model (``merged``, the ``ensemble`` of the inputs, the ``base``
+    if any, each input as ``row <r>``) with a column per task of :func:`zoo_tasks` and ``average``;
+    ``best_input``: the inputs' best average; ``similarity`` (task-vector cosines, with a base) and
+    ``conflicts`` (:func:`sign_conflicts` at TIES' default density, with a base), else None.
+    """
+    tasks = zoo_tasks(zoo)
+    idx = torch.as_tensor(np.asarray(rows, dtype=int))
+    w = zoo.weights[idx].float()
+    labels = ["merged"] + ([f"base (row {base_row})"] if base_row is not None else []) + [f"row {r}" for r in rows]
+    stack = [merged.unsqueeze(0)] + ([zoo.weights[int(base_row)].float().unsqueeze(0)] if base_row is not None
+                                     else []) + [w]
+    acc = task_accuracies(zoo.arch, tasks, torch.cat(stack))
+    ens = ensemble_accuracies(zoo.arch, tasks, w)
+    acc = pd.concat([acc.iloc[:1], ens.to_frame().T, acc.iloc[1:]], ignore_index=True)
+    acc.insert(0, "model", [labels[0], "ensemble of the inputs", *labels[1:]])
+    out: dict[str, Any] = {"accuracy": acc, "best_input": float(acc["average"].iloc[-len(rows):].max()),
+                           "similarity": None, "conflicts": None}
+    if base_row is not None:
+        base = zoo.weights[int(base_row)].float()
+        out["similarity"] = task_vector_similarity(base, w)
+        out["conflicts"] = sign_conflicts(zoo.arch, base, w)
+    return out

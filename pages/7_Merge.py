@@ -1,0 +1,164 @@
+"""Merge: one model from several (averages, aligned averages with REPAIR, task arithmetic, TIES, DARE, soups,
+Fisher, FedAvg), compared per task with its inputs and their ensemble."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from wslviz import ui
+from wslviz.generation import merging as M
+from wslviz.plots import merge as P
+
+RESULT_KEY = "merge_result"
+SWEEP_KEY = "merge_sweep"
+ABOUT = (
+    "Merging makes **one** network out of several by arithmetic on their weights: no retraining, one "
+    "model's cost at inference. Models fine-tuned from one base share a basin, so plain averages work "
+    "(*model soups*, Wortsman et al. 2022) and *task vectors* (fine-tune minus base) can be added "
+    "(*task arithmetic*, Ilharco et al. 2023); TIES (Yadav et al. 2023) trims them and settles sign "
+    "conflicts first, DARE (Yu et al. 2024) drops most of their entries at random and rescales the rest, "
+    "Fisher merging (Matena & Raffel 2022) weights each parameter by how much each model relies on it. "
+    "Models trained from different starts must first be **aligned** (Git Re-Basin, Ainsworth et al. 2023), "
+    "and their averages repaired (REPAIR, Jordan et al. 2023). Federated learning averages clients' models "
+    "every round (FedAvg, McMahan et al. 2017).\n\n"
+    "**What to look for:** does the merged model beat each of its inputs on the average over the tasks, and "
+    "how far is it from the ensemble (which runs every input)? Open `digits-finetunes` for task vectors, "
+    "`digits-federated` for FedAvg."
+)
+
+st.title("Merge")
+with st.expander("About this page: merging models", expanded=ui.teaching_mode()):
+    st.markdown(ABOUT)
+
+zoo = ui.require_zoo()
+path = ui.current_zoo_path()
+if zoo.task is None:
+    st.warning("Merging is judged by accuracy, and this zoo has no task: attach one on the home page.")
+    st.stop()
+if zoo.n_checkpoints < 2:
+    st.warning("Merging needs at least two checkpoints.")
+    st.stop()
+
+labels = ui.checkpoint_labels(zoo)
+default_rows, default_base = M.default_merge_rows(zoo)
+selection = [r for r in ui.get_selection() if 0 <= r < zoo.n_checkpoints]
+left, right = st.columns([2, 1])
+method = left.selectbox("Method", list(M.METHODS), format_func=M.METHODS.get, key="merge_method")
+pick = selection if len(selection) >= 2 else default_rows
+rows = st.multiselect("Models to merge (default: the linked selection, else the zoo's natural set)",
+                      list(range(zoo.n_checkpoints)), default=pick[:2] if method == "slerp" else pick,
+                      format_func=labels.__getitem__, key=f"merge_rows_{method == 'slerp'}")
+base_row = default_base  # task vectors are drawn whenever the zoo names a base
+if method in M.NEEDS_BASE:
+    base_row = right.selectbox("Base model (what the others were fine-tuned from)", list(range(zoo.n_checkpoints)),
+                               index=default_base if default_base is not None else 0, format_func=labels.__getitem__,
+                               key="merge_base")
+
+options: dict = {}
+with st.container(border=True):
+    c1, c2, c3 = st.columns(3)
+    if method in ("task_arithmetic", "ties", "dare"):
+        default_lam = 1.0 if method == "ties" else round(1.0 / max(1, len(rows)), 3)
+        options["lam"] = c1.number_input("λ (scale of the task vectors)", 0.0, 5.0, default_lam, 0.01,
+                                         key=f"merge_lam_{method}")
+    if method == "ties":
+        options["density"] = c2.slider("Density (share of each task vector kept)", 0.05, 1.0, 0.2, 0.05,
+                                       key="merge_density")
+    if method == "dare":
+        options["drop"] = c2.slider("Drop rate", 0.0, 0.95, 0.5, 0.05, key="merge_drop")
+        options["combine"] = c3.radio("Then", ["task_arithmetic", "ties"], horizontal=True, key="merge_combine")
+    if method == "slerp":
+        options["t"] = c1.slider("t (0 = first model, 1 = second)", 0.0, 1.0, 0.5, 0.05, key="merge_t")
+    if method == "aligned":
+        options["matching"] = c1.radio("Matching", ["weight", "activation"], horizontal=True, key="merge_matching")
+        options["correction"] = c2.radio("Then", ["reset", "repair", "none"], horizontal=True, key="merge_correction",
+                                         help="reset: recompute BatchNorm statistics; repair: REPAIR every unit's "
+                                              "mean and spread (Jordan et al. 2023)")
+    if method == "weighted":
+        text = c1.text_input("Coefficients (comma-separated, one per model; empty = uniform)", "",
+                             key="merge_coefficients")
+        if text.strip():
+            try:
+                options["coefficients"] = [float(v) for v in text.split(",")]
+            except ValueError:
+                st.error("Coefficients must be numbers separated by commas.")
+                st.stop()
+    if method == "soup":
+        c1.caption("Models join the soup in order of accuracy on a held-out fifth of the training split.")
+    if method == "fisher":
+        options["n_samples"] = c1.select_slider("Training inputs per model for the Fisher", [32, 64, 128, 256], 128,
+                                                key="merge_fisher_n")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_merge(zoo_path: str, fingerprint: str, rows: tuple[int, ...], method: str, base_row: int | None,
+                 options_json: str) -> dict:
+    z = ui.open_zoo(zoo_path)
+    merged = M.merge_rows(z, list(rows), method, base_row, **json.loads(options_json))
+    return {"weights": merged, **M.merge_report(z, list(rows), merged, base_row)}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_sweep(zoo_path: str, fingerprint: str, rows: tuple[int, ...], method: str, base_row: int | None,
+                 values: tuple[float, ...], options_json: str):
+    z = ui.open_zoo(zoo_path)
+    w = z.weights[list(rows)].float()
+    base = z.weights[base_row].float() if base_row is not None else None
+    return M.merge_sweep(z.arch, M.zoo_tasks(z), w, method, list(values), base=base, **json.loads(options_json))
+
+
+key = (path, zoo.fingerprint, tuple(int(r) for r in rows), method, base_row, json.dumps(options, sort_keys=True))
+if st.button("Merge", type="primary", key="merge_go"):
+    if len(rows) < (2 if method == "slerp" else 1):
+        st.error("Pick the models to merge (SLERP takes exactly two).")
+    else:
+        try:
+            with st.spinner(f"Merging {len(rows)} models by {M.METHODS[method]} ..."):
+                st.session_state[RESULT_KEY] = {"key": key, **cached_merge(*key)}
+        except (ValueError, TypeError) as e:
+            st.error(f"Could not merge: {e}")
+
+result = st.session_state.get(RESULT_KEY)
+if not result or result["key"][:2] != key[:2]:
+    st.info("Pick the models and a method, then press **Merge**.")
+    st.stop()
+if result["key"] != key:
+    st.caption("The result below is for the previous choice; press **Merge** to update it.")
+
+table = result["accuracy"]
+merged_avg = float(table["average"].iloc[0])
+st.subheader("Accuracy per task")
+verdict = "beats" if merged_avg > result["best_input"] else "does not beat"
+st.markdown(f"The merged model's average accuracy over the tasks is **{merged_avg:.3f}**: it {verdict} every "
+            f"input (best input {result['best_input']:.3f}); the ensemble of the inputs reaches "
+            f"{float(table['average'].iloc[1]):.3f}.")
+st.plotly_chart(P.task_accuracy_bars(table if len(table) <= 14 else table.iloc[:14]), key="merge_bars")
+st.dataframe(table.round(4), hide_index=True, key="merge_table")
+
+if result["similarity"] is not None:
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(P.similarity_heatmap(result["similarity"], [f"row {r}" for r in result["key"][2]]),
+                    key="merge_similarity")
+    c2.plotly_chart(P.sign_conflict_bars(result["conflicts"]), key="merge_conflicts")
+    c2.caption("Sign conflicts at TIES' default density (the top 20% of each task vector).")
+
+param = M.SWEEPS.get(method)
+if param == "lam" and base_row is not None or param == "t" and len(rows) == 2:
+    st.subheader("Sweep")
+    lo, hi = (0.0, 3.0 if method == "ties" else 3.0 / max(1, len(rows))) if param == "lam" else (-0.25, 1.25)
+    steps = st.slider("Points on the curve", 5, 41, 13, key="merge_sweep_steps")
+    values = tuple(round(lo + (hi - lo) * i / (steps - 1), 4) for i in range(steps))
+    if st.button(f"Sweep {param}", key="merge_sweep_go"):
+        extra = {k: v for k, v in options.items() if k not in ("lam", "t", "matching", "correction")}
+        with st.spinner(f"Merging and evaluating at {steps} values of {param} ..."):
+            st.session_state[SWEEP_KEY] = {"key": key, "param": param, "curve": cached_sweep(
+                path, zoo.fingerprint, key[2], method, base_row, values, json.dumps(extra, sort_keys=True))}
+    sweep = st.session_state.get(SWEEP_KEY)
+    if sweep and sweep["key"][:3] == key[:3]:
+        st.plotly_chart(P.sweep_curve(sweep["curve"], sweep["param"], result["best_input"]), key="merge_sweep_curve")
+
+st.subheader("Export")
+meta = table.iloc[:1].assign(method=method, rows=" ".join(map(str, result["key"][2])), options=key[5])
+ui.download_weights(zoo.arch, result["weights"].unsqueeze(0), meta, f"{zoo.name}-merged-{method}")

@@ -1,0 +1,89 @@
+"""The Merge page under Streamlit's AppTest, on the fine-tuning and federated sample zoos."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SAMPLE
+from streamlit.testing.v1 import AppTest
+
+PAGE = Path(__file__).resolve().parents[1] / "pages" / "7_Merge.py"
+
+
+def page(zoo: str) -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=300)
+    at.session_state["zoo_path"] = str(SAMPLE / zoo)
+    return at.run()
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    return {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+
+
+def n_values(array) -> int:
+    """Length of a Plotly JSON array (a list, or a typed array ``{"dtype", "bdata"}`` in base64)."""
+    if isinstance(array, dict):
+        return len(base64.b64decode(array["bdata"])) // np.dtype(array["dtype"]).itemsize
+    return len(array)
+
+
+def chart(at: AppTest, key: str) -> dict:
+    found = [v for k, v in charts(at).items() if key in k]
+    assert found, f"no chart {key!r} among {list(charts(at))}"
+    return found[0]
+
+
+def test_task_arithmetic_on_the_finetunes_with_similarity_conflicts_and_a_sweep():
+    at = page("digits-finetunes")
+    assert not at.exception
+    assert any("press **Merge**" in i.value for i in at.info)
+    at.selectbox(key="merge_method").select("task_arithmetic").run()
+    assert len(at.multiselect(key="merge_rows_False").value) == 30  # the fine-tunes, base apart
+    at.button(key="merge_go").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert list(table["model"][:3]) == ["merged", "ensemble of the inputs", "base (row 4)"]
+    assert {"original", "rotate90", "mirror", "invert", "noise", "average"} <= set(table.columns)
+    assert len(table) == 3 + 30
+    assert any("average accuracy over the tasks" in m.value for m in at.markdown)
+    assert len(chart(at, "merge_bars")["data"]) == 14
+    sim = chart(at, "merge_similarity")["data"][0]
+    assert len(sim["x"]) == 30
+    assert [t["name"] for t in chart(at, "merge_conflicts")["data"]] == ["touched by a trimmed task vector",
+                                                                       "sign conflict"]
+    at.slider(key="merge_sweep_steps").set_value(5).run()
+    at.button(key="merge_sweep_go").click().run()
+    assert not at.exception
+    curve = chart(at, "merge_sweep_curve")["data"]
+    assert [t["name"] for t in curve] == ["original", "rotate90", "mirror", "invert", "noise", "average"]
+    assert n_values(curve[-1]["x"]) == 5
+    assert [b.label for b in at.get("download_button")] == ["Download weights (.safetensors)"]
+
+
+@pytest.mark.parametrize("method", ["ties", "soup"])
+def test_other_methods_on_the_finetunes(method):
+    at = page("digits-finetunes")
+    at.selectbox(key="merge_method").select(method).run()
+    at.button(key="merge_go").click().run()
+    assert not at.exception and not at.error
+    assert at.dataframe[0].value["model"].iloc[0] == "merged"
+
+
+def test_fedavg_and_slerp_on_the_federated_zoo():
+    at = page("digits-federated")
+    at.selectbox(key="merge_method").select("fedavg").run()
+    at.button(key="merge_go").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["model", "digits", "average"] and len(table) == 2 + 1 + 10
+    assert table["average"].iloc[0] > table["average"].iloc[3:].max()  # FedAvg beats every non-IID client
+    at.selectbox(key="merge_method").select("slerp").run()
+    assert len(at.multiselect(key="merge_rows_True").value) == 2
+    at.button(key="merge_go").click().run()
+    assert not at.exception and not at.error
+    at.button(key="merge_sweep_go").click().run()
+    assert chart(at, "merge_sweep_curve")["data"][-1]["name"] == "average"
