@@ -96,3 +96,13 @@ def digits_zoo():
 @pytest.fixture(scope="session")
 def spirals_zoo():
     return sample_zoo("spirals-tanh")
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    """Run the test with 1 and with 2 torch threads, restoring the count afterwards: for tests that compare code
+    paths, whose kernels split their work (and may round) differently with the thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)

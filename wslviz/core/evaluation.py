@@ -17,6 +17,13 @@ Which path when:
   affine in the coordinates), then runs the rest as :func:`evaluate` does.
 - :func:`evaluate_per_model` is the reference (one ``nn.Module`` per model) for tests and benchmarks.
 
+Numbers: every chunk without autograd runs on single-threaded kernels (in a stream or, for one chunk, in the
+calling thread, see :func:`_single_threaded`), so the results do not depend on the torch thread count: the same
+weights cut into the same chunks give bit-identical results at any thread count. With other chunk sizes, at another
+position in a chunk or in other memory, a model's results agree to float32 rounding only: matrix kernels take
+other code paths for other operand sizes and alignments (MKL's narrow products, for one, round differently with
+the weights' alignment in memory). Compare such results with a tolerance derived from float32 rounding.
+
 The measurements behind these choices are in ``benchmarks/README.md`` ("How the evaluator got fast").
 """
 
@@ -26,8 +33,9 @@ import math
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from functools import cache
 from typing import TypeVar
 
@@ -129,7 +137,10 @@ def _run_chunks(n_models: int, chunk: int, work: Callable[[int, int, Workspace],
     each with one intra-op thread, taking the next chunk when done. Why: torch releases the GIL inside its
     kernels, and a chunk's kernels are too small to split well over threads (every kernel ends at a barrier
     where a thread that the OS descheduled holds up the other); independent streams share no barrier and
-    each keeps its chunk in its own core's cache. Each chunk is computed exactly as the serial path does.
+    each keeps its chunk in its own core's cache. A single chunk (or one stream) runs in the calling thread,
+    also with one intra-op thread: every chunk is then computed by single-threaded kernels whatever the
+    thread count, so the results do not depend on it (a kernel split over threads may sum in another order).
+    Under autograd (training) the chunks run serially with the caller's threads.
     """
     bounds = [(start, min(start + chunk, n_models)) for start in range(0, n_models, chunk)]
     threads = torch.get_num_threads()  # also initialises this thread's count before the streams touch the default
@@ -137,10 +148,11 @@ def _run_chunks(n_models: int, chunk: int, work: Callable[[int, int, Workspace],
     if streams < 2:
         ws: Workspace = {}
         results = []
-        for start, stop in bounds:
-            results.append(work(start, stop, ws))
-            if progress:
-                progress(stop, n_models)
+        with _single_threaded(not torch.is_grad_enabled()):
+            for start, stop in bounds:
+                results.append(work(start, stop, ws))
+                if progress:
+                    progress(stop, n_models)
         return results
     results: list = [None] * len(bounds)
     todo, lock, done, failed = iter(range(len(bounds))), threading.Lock(), queue.SimpleQueue(), threading.Event()
@@ -175,6 +187,25 @@ def _run_chunks(n_models: int, chunk: int, work: Callable[[int, int, Workspace],
         futures.wait(workers)
         torch.set_num_threads(threads)  # torch's default for threads started later, which a new stream changed
     return results
+
+
+@contextmanager
+def _single_threaded(enabled: bool = True) -> Iterator[None]:
+    """Run the block with one intra-op torch thread in the calling thread (``enabled``), then restore the count.
+
+    The evaluator computes every chunk without autograd this way, in parallel streams or not, so that its
+    numbers do not depend on ``torch.get_num_threads()``: a matmul or reduction split over threads may add in
+    another order. ``torch.set_num_threads`` also sets the default of threads started meanwhile; it is
+    restored on exit."""
+    threads = torch.get_num_threads()
+    if not enabled or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @cache
@@ -261,7 +292,8 @@ def evaluate_affine(
         return _evaluate_chunks(arch, task, x, y, len(coords), chunk_size, progress,
                                 lambda start, stop, ws: (points(start, stop), None))
     basis = torch.cat([origin.unsqueeze(0), directions])
-    z = forward(arch, basis, x.double(), upto=1)[0]  # [D+1, N, ...] first-layer outputs
+    with _single_threaded():  # like every chunk, so that the numbers do not depend on the thread count
+        z = forward(arch, basis, x.double(), upto=1)[0]  # [D+1, N, ...] first-layer outputs
     z_flat = z.reshape(len(basis), -1).float()
     mix = torch.cat([torch.ones(len(coords), 1, dtype=torch.float64), coords], 1).float()  # [G, D+1]
     def first_layer(start: int, stop: int, ws: Workspace) -> torch.Tensor:
