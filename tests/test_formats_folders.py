@@ -27,6 +27,7 @@ from wslviz.core.layout import NoForwardError
 from wslviz.core.permutation import SymmetryError
 from wslviz.core.protocol import from_spec, require_forward
 from wslviz.core.stacks import find_stacks, strip_wrappers
+from wslviz.core.tasks import make_task
 from wslviz.formats import ZooFormatError, save_zoo
 from wslviz.formats.names import parse_name
 from wslviz.generation import generate
@@ -136,7 +137,13 @@ def test_actor_critic_is_weights_only_until_a_stack_is_chosen(tmp_path):
     assert generate(zoo, "merge", n=2).shape == (2, arch.n_params)
     # ... function-based ones say what is missing and how to supply it
     with pytest.raises(NoForwardError, match="Evaluation needs to run the networks.*weights-only.*state the arch"):
-        require_forward(arch, "Evaluation")
+        evaluate(arch, make_task("moons"), zoo.weights)
+    with pytest.raises(NoForwardError, match="Running the networks needs"):
+        model_outputs(arch, zoo.weights, torch.zeros(2, 8))
+    with pytest.raises(NoForwardError, match="A forward pass needs"):
+        wv.forward(arch, zoo.weights, torch.zeros(2, 8))
+    require_forward(policy_arch := wv.load_zoo(tmp_path / "ac", stack=0).arch, "Evaluation")  # a network: fine
+    assert policy_arch.has_forward
     with pytest.raises(NoForwardError, match="attach a task"):
         zoo.with_task({"name": "moons"})
     with pytest.raises(SymmetryError, match="which hidden units may be permuted is unknown"):

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 from wslviz.core import module_eval
 from wslviz.core.arch import ACTIVATIONS, Architecture
+from wslviz.core.protocol import require_forward
 
 BANDED_MAX_WIDTH_RATIO = 4
 """Convolutions whose padded input width is at most this many kernel widths use the banded matmul."""
@@ -296,6 +297,7 @@ def forward(
     A module architecture runs :func:`wslviz.core.module_eval.forward` instead (``capture`` then names
     ``(node, axis)`` pairs, as its permutation groups do; the evaluator options do not apply).
     """
+    require_forward(arch, "A forward pass")
     if module_eval.is_module_arch(arch):
         return module_eval.forward(arch, weights, x, capture=set(capture), train=train, dropout=dropout)
     ws = None if torch.is_grad_enabled() else workspace
