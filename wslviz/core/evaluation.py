@@ -45,6 +45,7 @@ import torch
 from wslviz.core import module_eval
 from wslviz.core.arch import Architecture
 from wslviz.core.batched import Workspace, forward, workspace_buffer
+from wslviz.core.protocol import require_forward
 from wslviz.core.tasks import Task
 
 T = TypeVar("T")
@@ -90,6 +91,7 @@ def model_outputs(
 ) -> torch.Tensor:
     """Outputs ``[B, N, out]`` of B models (``weights`` [B, P] or [P]) on inputs ``x`` [N, ...]. Module
     architectures, and any architecture on a ``device`` other than the CPU, run in :mod:`wslviz.core.module_eval`."""
+    require_forward(arch, "Running the networks")
     if module_eval.is_module_arch(arch) or not module_eval.on_cpu(device):
         return module_eval.model_outputs(module_eval.as_module_arch(arch), weights, x, chunk_size, progress,
                                          device or "cpu")
@@ -223,6 +225,7 @@ def _one_intra_op_thread() -> None:
 
 
 def _check_inputs(arch: Architecture, task: Task | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    require_forward(arch, "Evaluation")
     if task is None:
         raise ValueError("this zoo has no task: attach evaluation data (a .npz with x and y) to evaluate it")
     x, y = task.split(split)
