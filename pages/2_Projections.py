@@ -55,7 +55,7 @@ def cached_projection(zoo_path: str, fingerprint: str, kind: str, method: str, d
     return coords, proj.explained_variance_ratio
 
 
-kinds = [k for k in features.KINDS if k != "functional" or zoo.task is not None]
+kinds = features.available_kinds(zoo)
 c1, c2, c3, c4 = st.columns([2, 1, 1, 2])
 kind = c1.selectbox("features", kinds, index=kinds.index("stats"), key="proj_kind",
                     format_func=lambda k: f"{k}: {features.DESCRIPTIONS[k]}")
