@@ -57,7 +57,7 @@ def network_terms(arch, n_samples: int = 0) -> int:
 
 
 def _tensor(x) -> torch.Tensor:
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x))  # a copy: pandas arrays are read-only
 
 
 def assert_rounding_close(actual, expected, n_terms: int, u: float = U32, msg: str = "") -> None:

@@ -1,5 +1,7 @@
-"""Precompute on a 2-worker Dask LocalCluster: cached results equal in-process ones bit for bit, runs resume
-after an interruption, mismatched caches are refused, and load_zoo / compute_features pick the cache up."""
+"""Precompute on a 2-worker Dask LocalCluster: cached results equal in-process ones to float32 rounding (other
+batches, processes and thread counts, see :mod:`rounding`), runs resume after an interruption to the same output
+bit for bit (same chunks on the same workers), mismatched caches are refused, and load_zoo / compute_features
+pick the cache up. Marked ``kernels``: ``make test`` runs these again under ``ATEN_CPU_CAPABILITY=default``."""
 
 from __future__ import annotations
 
@@ -14,11 +16,11 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from rounding import assert_accuracy_close, assert_rounding_close, network_terms
 
 import wslviz as wv
 from wslviz.cli import main
-from wslviz.core.evaluation import evaluate
+from wslviz.core.evaluation import evaluate, model_outputs
 from wslviz.formats import save_zoo
 from wslviz.represent import features as features_module
 from wslviz.represent.features import FeatureError, compute_features, default_reference
@@ -77,6 +79,27 @@ def _tables(cache) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _assert_features_close(zoo, kind: str, got, expected) -> None:
+    """Features of the same rows computed in other batches, processes or thread counts: equal to float32 rounding.
+    stats, spectral and aligned sum at most P terms per value (a tensor's mean or norm, a layer's Gram matrix);
+    functional runs the network, then a softmax over the classes."""
+    terms = network_terms(zoo.arch) + zoo.arch.output_dim if kind == "functional" else zoo.n_params
+    assert_rounding_close(got, expected, terms, msg=kind)
+
+
+def _assert_evaluation_close(zoo, got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Evaluation tables of the same rows: rows equal, losses to float32 rounding, accuracies equal but for
+    predictions whose two largest logits tie to rounding."""
+    np.testing.assert_array_equal(got["row"], expected["row"])
+    for split in ("train", "test"):
+        x = zoo.task.split(split)[0]
+        terms = network_terms(zoo.arch, len(x))
+        assert_rounding_close(got[f"{split}_loss"], expected[f"{split}_loss"], terms, msg=split)
+        assert_accuracy_close(got[f"{split}_acc"], expected[f"{split}_acc"], model_outputs(zoo.arch, zoo.weights, x),
+                              terms)
+
+
+@pytest.mark.kernels
 def test_cached_results_equal_in_process(zoo_path, full_cache):
     zoo = load_zoo(zoo_path, cache=False)
     cache = PrecomputeCache(full_cache)
@@ -86,16 +109,19 @@ def test_cached_results_equal_in_process(zoo_path, full_cache):
         direct = features_module.feature_set(zoo, kind)
         assert cached.names == direct.names
         assert cached.values.shape == (ROWS, len(direct.names))
-        np.testing.assert_array_equal(cached.values, direct.values, err_msg=kind)  # NaN == NaN, else bitwise
+        _assert_features_close(zoo, kind, cached.values, direct.values)
     ref = default_reference(zoo)
     assert cache.parameters["reference"] == ref
-    assert torch.equal(cache.aligned(), align_zoo(zoo.arch, zoo.weights.float(), zoo.weights[ref].float()))
+    # the same permutations (a matching flips only where two assignments' costs tie to rounding), the same scales
+    _assert_features_close(zoo, "aligned", cache.aligned(),
+                           align_zoo(zoo.arch, zoo.weights.float(), zoo.weights[ref].float()))
     table = cache.evaluation()
     np.testing.assert_array_equal(table["row"], np.arange(ROWS))
+    direct = {"row": np.arange(ROWS)}
     for split in ("train", "test"):
-        direct = evaluate(zoo.arch, zoo.task, zoo.weights, split)
-        assert torch.equal(torch.from_numpy(table[f"{split}_loss"].to_numpy().copy()), direct["loss"])
-        assert torch.equal(torch.from_numpy(table[f"{split}_acc"].to_numpy().copy()), direct["accuracy"])
+        result = evaluate(zoo.arch, zoo.task, zoo.weights, split)
+        direct[f"{split}_loss"], direct[f"{split}_acc"] = result["loss"].numpy(), result["accuracy"].numpy()
+    _assert_evaluation_close(zoo, table, pd.DataFrame(direct))
     # the chunk files are merged and removed; the manifest records the finished run
     manifest = read_manifest(full_cache)
     assert manifest["complete"] and not any((full_cache / "chunks").iterdir())
@@ -114,6 +140,7 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path, zoo_path, full_cac
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
     second = precompute_zoo(zoo_path, out, features=ALL, evaluate=True, client=client)  # chunking from the manifest
     assert (second.computed, second.skipped, second.complete) == (4, 1, True)
+    # bit for bit: the same chunks of the same zoo, computed by the same single-threaded workers
     expected, got = _tables(full_cache), _tables(out)
     for name in expected:
         pd.testing.assert_frame_equal(got[name], expected[name], check_exact=True)
@@ -126,6 +153,7 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path, zoo_path, full_cac
     pd.testing.assert_frame_equal(_tables(out)["spectral"], expected["spectral"], check_exact=True)
 
 
+@pytest.mark.kernels
 def test_killed_run_resumes_to_the_same_output(tmp_path, zoo_path, full_cache, client):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "wslviz.cli", "precompute", str(zoo_path), "--out", str(out), "--features", "stats",
@@ -143,9 +171,10 @@ def test_killed_run_resumes_to_the_same_output(tmp_path, zoo_path, full_cache, c
     report = precompute_zoo(zoo_path, out, features=("stats",), evaluate=True, client=client)
     assert report.complete and report.n_chunks == 30 and report.skipped >= 1 and report.computed >= 1
     assert report.computed + report.skipped == 30
-    expected = PrecomputeCache(full_cache)
-    np.testing.assert_array_equal(PrecomputeCache(out).features("stats").values, expected.features("stats").values)
-    pd.testing.assert_frame_equal(PrecomputeCache(out).evaluation(), expected.evaluation(), check_exact=True)
+    # chunks of 2 rows against the reference cache's 13: other batches, so equal to rounding
+    expected, got, zoo = PrecomputeCache(full_cache), PrecomputeCache(out), load_zoo(zoo_path, cache=False)
+    _assert_features_close(zoo, "stats", got.features("stats").values, expected.features("stats").values)
+    _assert_evaluation_close(zoo, got.evaluation(), expected.evaluation())
     assert not list((out / "chunks").iterdir())
 
 
@@ -221,8 +250,8 @@ def test_load_zoo_picks_up_the_cache(tmp_path, zoo_path, full_cache, client, mon
 
     assert open_zoo(zoo_path).cache.path == user
     assert json.loads((user / "manifest.json").read_text())["chunks"] == [[0, 25], [25, 50], [50, 60]]
-    np.testing.assert_array_equal(PrecomputeCache(user).features("stats").values,
-                                  expected.features("stats").values)
+    _assert_features_close(zoo, "stats", PrecomputeCache(user).features("stats").values,  # chunks of 25, not 13
+                           expected.features("stats").values)
     # keyed by content: a copy of the zoo elsewhere finds the same cache
     copy = shutil.copytree(zoo_path, tmp_path / "copy")
     assert load_zoo(copy).cache.path == user

@@ -17,10 +17,14 @@ Resuming: a rerun with the same zoo and parameters skips every chunk whose files
 truncated or unreadable file is recomputed); a cache made for another zoo (fingerprint) or other
 parameters is refused, naming the difference. Nothing is ever overwritten silently.
 
-Exactness: every computation is per row, so the cached values equal the in-process
-:func:`wslviz.represent.features.compute_features` / :func:`wslviz.core.evaluation.evaluate` /
-:func:`wslviz.understand.align.align_zoo` ones bit for bit (the tests check it with chunks that do not line up
-with the library's internal batches). The only zoo-level quantity is the alignment reference, which
+Agreement: every computation is per row, by the same functions as in process
+(:func:`wslviz.represent.features.compute_features`, :func:`wslviz.core.evaluation.evaluate`,
+:func:`wslviz.understand.align.align_zoo`), so the cached values equal the in-process ones to float32 rounding,
+not bit for bit: a chunk is another batch than an in-process call's, in another process with one thread per
+worker, and matrix kernels and reductions round differently with batch size, memory alignment and thread count
+(the tests compare with tolerances derived from float32 rounding, with chunks that do not line up with the
+library's internal batches). A resumed or repeated run with the same chunks on the same kind of workers
+reproduces a cache bit for bit. The only zoo-level quantity is the alignment reference, which
 by default is the final checkpoint with the best test accuracy: it is resolved once, before the tasks
 start, and recorded in the manifest. ``flat`` (the weights themselves) and ``learned`` (a
 hyper-representation fitted to the whole zoo) are not per-checkpoint computations and are not cached.
