@@ -1,5 +1,10 @@
-"""Loss landscapes: exact ground truths (endpoints, self-barriers, plane coordinates, filter norms,
-planar trajectories) and the Git Re-Basin anchor on the moons sample zoo."""
+"""Loss landscapes: ground truths (endpoints, self-barriers, plane coordinates, filter norms, planar trajectories)
+and the Git Re-Basin anchor on the moons sample zoo.
+
+A model evaluated at another position of a batch, or through another path (a plane's affine first layer), rounds
+differently: such numbers are compared to float32 rounding (:mod:`rounding`), accuracies up to the predictions
+whose two largest logits tie to rounding. Marked ``kernels`` where they compare such paths: ``make test`` runs
+these again under ``ATEN_CPU_CAPABILITY=default``."""
 
 from __future__ import annotations
 
@@ -8,9 +13,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 import torch
+from rounding import assert_accuracy_close, fragile_predictions, network_terms, tolerance
 
 import wslviz as wv
 from wslviz.core.arch import Architecture
+from wslviz.core.evaluation import model_outputs
 from wslviz.plots import landscape as P
 from wslviz.understand import curves as C
 from wslviz.understand import landscape as L
@@ -22,6 +29,12 @@ TOL = 1e-5
 def _models(arch, n, seed=0, scale=0.5):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, arch.n_params, generator=g) * scale
+
+
+def _assert_accuracy_agrees(arch, task, weights, got, expected, split="test"):
+    """Accuracies of ``weights`` [B, P] computed two ways: equal but for predictions rounding could flip."""
+    x = task.split(split)[0]
+    assert_accuracy_close(got, expected, model_outputs(arch, weights, x), network_terms(arch, len(x)))
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +61,7 @@ def test_t_grid_holds_both_endpoints_exactly():
         L.t_grid(1)
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("which", ["mlp", "cnn"])
 def test_curve_endpoints_equal_the_models_own_evaluation(which, mlp_arch, moons_task, cnn_arch, digits_task):
     arch, task = (mlp_arch, moons_task) if which == "mlp" else (cnn_arch, digits_task)
@@ -59,20 +73,25 @@ def test_curve_endpoints_equal_the_models_own_evaluation(which, mlp_arch, moons_
         at0, at1 = curve[curve.t == 0.0].iloc[0], curve[curve.t == 1.0].iloc[0]
         assert at0.loss == pytest.approx(float(own["loss"][0]), rel=TOL)
         assert at1.loss == pytest.approx(float(own["loss"][1]), rel=TOL)
-        assert at0.accuracy == pytest.approx(float(own["accuracy"][0]), abs=1e-7)
-        assert at1.accuracy == pytest.approx(float(own["accuracy"][1]), abs=1e-7)
+        _assert_accuracy_agrees(arch, task, torch.stack([a, b]), [at0.accuracy, at1.accuracy], own["accuracy"])
     mid = wv.evaluate(arch, task, (0.5 * a + 0.5 * b).unsqueeze(0))
     curve = wv.interpolate(arch, task, a, b, steps=3)
     assert curve.loss.iloc[1] == pytest.approx(float(mid["loss"][0]), rel=TOL)
 
 
+@pytest.mark.kernels
 def test_barrier_of_a_model_with_itself_is_zero(mlp_arch, moons_task, cnn_arch, digits_task):
+    """Every point of the path is exactly ``a``, so the barriers are 0 up to rounding: each copy of ``a`` sits at
+    another position of the evaluated batch, where the matrix kernels may round differently."""
     for arch, task in [(mlp_arch, moons_task), (cnn_arch, digits_task)]:
         a = _models(arch, 1, seed=3)[0]
         curve = wv.interpolate(arch, task, a, a, steps=9, t_range=(-0.5, 1.5))
-        assert np.ptp(curve.loss) == 0.0
-        assert wv.loss_barrier(curve) == 0.0
-        assert L.accuracy_barrier(curve) == 0.0
+        assert torch.equal(L.line_points(a, a, curve.t.to_numpy(copy=True)), a.expand(len(curve), -1))
+        tol = tolerance(network_terms(arch, len(task.x_test))) * curve.loss.max()
+        assert np.ptp(curve.loss) <= tol
+        assert 0.0 <= wv.loss_barrier(curve) <= tol
+        flips = int(fragile_predictions(model_outputs(arch, a.unsqueeze(0), task.x_test), network_terms(arch))[0])
+        assert 0.0 <= L.accuracy_barrier(curve) <= flips / len(task.x_test)
 
 
 def test_barrier_arithmetic_on_a_known_curve():
@@ -101,6 +120,7 @@ def test_aligned_path_to_a_permuted_copy_is_flat(trained):
     assert np.allclose(ends, ends[0], rtol=1e-4)
 
 
+@pytest.mark.kernels
 def test_pair_barriers_and_matrix_agree_with_single_curves(trained, mlp_arch, moons_task):
     zoo, a, b = trained
     w = torch.stack([a, b, _models(mlp_arch, 1, seed=5)[0] * 0.1 + a])
@@ -130,6 +150,7 @@ def test_progress_covers_alignment_and_evaluation(trained):
 
 
 # ------------------------------------------------------------------ planes
+@pytest.mark.kernels
 @pytest.mark.parametrize("method", ["naive", "weight"])
 def test_plane_coordinates_reproduce_the_three_models(method, trained, moons_zoo):
     zoo, a, b = trained
@@ -142,7 +163,7 @@ def test_plane_coordinates_reproduce_the_three_models(method, trained, moons_zoo
     at_points = wv.evaluate(zoo.arch, zoo.task, s.weights_at(coords))
     own = wv.evaluate(zoo.arch, zoo.task, torch.stack([a, b, c]))  # alignment keeps the function
     assert torch.allclose(at_points["loss"], own["loss"], rtol=1e-4, atol=1e-5)
-    assert torch.equal(at_points["accuracy"], own["accuracy"])
+    _assert_accuracy_agrees(zoo.arch, zoo.task, torch.stack([a, b, c]), at_points["accuracy"], own["accuracy"])
     if method == "naive":
         assert torch.allclose(s.weights_at(coords), torch.stack([a, b, c]), atol=1e-5)
         assert s.points["b"][0] == pytest.approx(float((b - a).norm()), rel=1e-6)
@@ -192,6 +213,7 @@ def test_filter_normalisation(which, cnn_arch):
     assert not torch.allclose(d[0], d[1])
 
 
+@pytest.mark.kernels
 def test_random_plane_and_line_around_a_model(trained):
     zoo, a, _ = trained
     s = S.random_plane(zoo.arch, zoo.task, a, resolution=7, span=0.5, seed=3)
@@ -210,6 +232,7 @@ def test_random_plane_and_line_around_a_model(trained):
 
 
 # ------------------------------------------------------------------ trajectories
+@pytest.mark.kernels
 def test_trajectory_projection_is_exact_for_a_planar_trajectory(mlp_arch, moons_task):
     g = torch.Generator().manual_seed(0)
     final = torch.randn(mlp_arch.n_params, generator=g) * 0.5
