@@ -13,22 +13,9 @@ from wslviz.plots import zoo as zplots
 TABLE_KEY = "zoo_table"
 
 st.title("Zoo")
-ui.teaching(
-    "a model zoo",
-    "A **model zoo** is a population of trained networks with the same architecture, trained with "
-    "varied seeds and hyper-parameters and saved at several epochs. Treating it as a data set (one row "
-    "per checkpoint, one column per weight) is the starting point of weight space learning.\n\n"
-    "**What to look for:** how far the hyper-parameters spread the final accuracy (the curves and the "
-    "box plot), which models never learn, how weight distributions widen during training, and how a "
-    "few leading singular values of each weight matrix grow above the random-initialisation bulk.\n\n"
-    "Select rows in the table to make them the current selection: the other pages start from it.",
-    "Schürholt et al., *Model Zoos: A Dataset of Diverse Populations of Neural Network Models*, NeurIPS "
-    "2022; Unterthiner et al., *Predicting Neural Network Accuracy from Weights*, 2020; Martin & Mahoney, "
-    "*Implicit Self-Regularization in Deep Neural Networks*, JMLR 2021 (spectra).",
-)
+ui.teaching("zoo")
 
 zoo = ui.require_zoo()
-path = ui.current_zoo_path()
 meta = zoo.metadata
 hparams = zplots.hyperparameter_columns(meta)
 metrics = zplots.metric_columns(meta)
@@ -95,24 +82,24 @@ ui.download_csv(table, f"{zoo.name}-metadata")
 
 
 # ------------------------------------------------------------------ curves
-# Figures are cached as resources (no pickling round trip per rerun); nothing mutates them after building.
-@st.cache_resource(show_spinner=False, max_entries=32)
-def curves_figure(path: str, color_by: str, metric: str, highlight: tuple[int, ...]) -> go.Figure:
-    return zplots.accuracy_curves(ui.open_zoo(path).metadata, color_by, metric, highlight=highlight)
+# Figures go through the one result cache (no pickling round trip per rerun); nothing mutates them after building.
+def curves_figure(color_by: str, metric: str, highlight: tuple[int, ...]) -> go.Figure:
+    return ui.result(zoo, ("curves figure", color_by, metric, highlight),
+                     lambda progress=None: zplots.accuracy_curves(meta, color_by, metric, highlight=highlight))
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
-def final_figure(path: str, x: str, metric: str, highlight: tuple[int, ...]) -> go.Figure:
-    z = ui.open_zoo(path)
-    return zplots.final_metric_vs(z.metadata, z.final_index(), x, metric, highlight=highlight)
+def final_figure(x: str, metric: str, highlight: tuple[int, ...]) -> go.Figure:
+    return ui.result(zoo, ("final figure", x, metric, highlight), lambda progress=None: zplots.final_metric_vs(
+        meta, zoo.final_index(), x, metric, highlight=highlight))
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
-def weight_figures(path: str, rows: tuple[int, ...]) -> tuple[go.Figure, go.Figure]:
-    z = ui.open_zoo(path)
-    labels = [ui.checkpoint_label(z, r) for r in rows]
-    w = z.weights[list(rows)]
-    return zplots.weight_histograms(z.arch, w, labels), zplots.singular_value_spectra(z.arch, w, labels)
+def weight_figures(rows: tuple[int, ...]) -> tuple[go.Figure, go.Figure]:
+    def build(progress=None) -> tuple[go.Figure, go.Figure]:
+        labels = [ui.checkpoint_label(zoo, r) for r in rows]
+        w = zoo.weights[list(rows)]
+        return zplots.weight_histograms(zoo.arch, w, labels), zplots.singular_value_spectra(zoo.arch, w, labels)
+
+    return ui.result(zoo, ("weight figures", rows), build)
 
 
 st.subheader("Training curves")
@@ -128,14 +115,14 @@ else:
     left, right = st.columns([3, 2])
     with left:
         if "epoch" in meta and meta["epoch"].nunique() > 1 and "model_id" in meta:
-            fig = curves_figure(path, color_by, metric, highlight)
-            st.plotly_chart(fig, key="zoo_curves")
+            fig = curves_figure(color_by, metric, highlight)
+            ui.chart(fig, key="zoo_curves")
             ui.download_figure(fig, f"{zoo.name}-curves-{metric}-by-{color_by}")
         else:
             st.info("One checkpoint per model: no curves over epochs.")
     with right:
-        fig = final_figure(path, color_by, metric, highlight)
-        st.plotly_chart(fig, key="zoo_final")
+        fig = final_figure(color_by, metric, highlight)
+        ui.chart(fig, key="zoo_final")
         ui.download_figure(fig, f"{zoo.name}-final-{metric}-by-{color_by}")
 
 
@@ -146,13 +133,13 @@ rows = ui.selection_picker(zoo, "checkpoints to inspect (up to 4)", default_coun
 if not rows:
     st.info("Pick at least one checkpoint.")
     st.stop()
-hist_fig, spectra_fig = weight_figures(path, tuple(rows))
+hist_fig, spectra_fig = weight_figures(tuple(rows))
 tab_h, tab_s = st.tabs(["Weight histograms", "Singular-value spectra"])
 with tab_h:
-    st.plotly_chart(hist_fig, key="zoo_hist")
+    ui.chart(hist_fig, key="zoo_hist")
     ui.download_figure(hist_fig, f"{zoo.name}-histograms")
 with tab_s:
-    st.plotly_chart(spectra_fig, key="zoo_spectra")
+    ui.chart(spectra_fig, key="zoo_spectra")
     ui.download_figure(spectra_fig, f"{zoo.name}-spectra")
 weights = zoo.weights[rows]
 ui.download_weights(zoo.arch, weights, meta.iloc[rows].reset_index(drop=True), f"{zoo.name}-rows-"

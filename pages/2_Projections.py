@@ -3,6 +3,8 @@ coloured by metadata, with box/lasso selection linked to the other pages and nai
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import streamlit as st
 
@@ -14,45 +16,22 @@ CHART_KEY = "proj_chart"
 PICKED_KEY = "proj_picked"
 COMPUTED_KEY = "proj_computed"  # (kind, method) pairs whose expensive features were asked for
 SUBSAMPLE_THRESHOLD = 5000
-EXPENSIVE = {"aligned": "aligns every checkpoint to a reference (weight matching, ~30 s for 1,300 CNNs)",
+EXPENSIVE = {"aligned": "aligns every checkpoint to a reference by weight matching; minutes for 1,296 digits CNNs",
              "learned": "trains a hyper-representation autoencoder (~30 s)"}
 
 st.title("Projections")
-ui.teaching(
-    "maps of weight space",
-    "Every checkpoint becomes one row of **features** (its raw weights, weights aligned to a reference "
-    "model, per-layer weight statistics, singular-value summaries, its outputs on probe inputs, or a "
-    "learned embedding), standardised and projected to 2D or 3D by **PCA** (linear, fast), **t-SNE** or "
-    "**UMAP** (non-linear: neighbourhoods are kept, distances between clusters are not).\n\n"
-    "**What to look for:** with raw weights, models of different seeds scatter with no relation to how "
-    "well they work, because hidden units can be permuted freely; after alignment, or with "
-    "symmetry-invariant features (statistics, probe outputs), the map orders models by accuracy and by "
-    "hyper-parameter. Grey lines join the checkpoints of one training run. Drag a box or lasso to select "
-    "checkpoints: they become the selection on the other pages.",
-    "Unterthiner et al., *Predicting Neural Network Accuracy from Weights*, 2020; Schürholt et al., "
-    "*Self-Supervised Representation Learning on Neural Network Weights*, NeurIPS 2021; Ainsworth et al., "
-    "*Git Re-Basin*, ICLR 2023; McInnes et al., *UMAP*, 2018.",
-)
+ui.teaching("projections")
 
 zoo = ui.require_zoo()
-path = ui.current_zoo_path()
 meta = zoo.metadata
-# numba compiles UMAP once per process (~12 s): start it now so it is ready when asked for
+# numba compiles UMAP once per process (tens of seconds here): start it now so it is ready when asked for
 projection.warm_up_umap_in_background()
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def cached_features(zoo_path: str, fingerprint: str, kind: str) -> np.ndarray:
-    return features.compute_features(ui.open_zoo(zoo_path), kind)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def cached_projection(zoo_path: str, fingerprint: str, kind: str, method: str, dim: int, seed: int,
-                      rows: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Coordinates of the rows, and the explained variance ratios (PCA only)."""
-    proj = projection.Projector(method, dim, seed)
-    coords = proj.fit_transform(cached_features(zoo_path, fingerprint, kind)[list(rows)])
-    return coords, proj.explained_variance_ratio
+def cached_features(kind: str) -> np.ndarray:
+    """The ``kind`` features of every checkpoint, from the one result cache (a progress bar while computing)."""
+    return ui.result(zoo, ("features", kind), partial(features.compute_features, zoo, kind),
+                     f"Computing {kind} features")
 
 
 kinds = features.available_kinds(zoo)
@@ -65,15 +44,18 @@ columns = list(meta.columns)
 default_color = columns.index("test_acc") if "test_acc" in columns else 0
 color_by = c4.selectbox("colour by", columns, index=default_color, key="proj_color")
 c5, c6, c7 = st.columns(3)
-lines = c5.toggle("join checkpoints of a model", value=True, key="proj_lines")
+# joining checkpoints helps on PCA's linear map; over t-SNE/UMAP clusters it is a hairball, so off there
+lines = c5.toggle("join checkpoints of a model", value=method == "pca", key=f"proj_lines_{method}")
 compare = c6.toggle("naive vs aligned side by side", value=False, key="proj_compare",
                     help="Raw weights and weights aligned to the best model, both projected the same way.")
 seed = int(c7.number_input("seed", 0, 10_000, 0, key="proj_seed"))
 if zoo.task is None:
     st.caption("This zoo has no task: the `functional` features (outputs on probe inputs) are unavailable.")
 if method == "umap" and not projection.umap_ready():
-    st.info("UMAP is compiling its numba kernels in the background (about 12 s once per server process); "
-            "the first UMAP projection may wait for it.")
+    running = projection.umap_warm_up_seconds()[1]
+    st.info("UMAP is compiling its numba kernels in the background, once per server process"
+            + (f" (running for {running:.0f} s so far)" if running is not None else "")
+            + "; the first UMAP projection waits for it.")
 
 rows = np.arange(zoo.n_checkpoints)
 if zoo.n_checkpoints > SUBSAMPLE_THRESHOLD:
@@ -97,17 +79,22 @@ if pending:
             + "; results are cached.")
     if st.button("Compute", key="proj_compute", type="primary"):
         for k in pending:
-            with st.spinner(f"Computing {k} features ..."):
-                cached_features(path, fp, k)
+            cached_features(k)
             st.session_state.setdefault(COMPUTED_KEY, set()).add((k, fp))
         st.rerun()
     st.stop()
 
 
-def projected(k: str) -> tuple[np.ndarray, np.ndarray | None]:
-    with st.spinner(f"Projecting {k} features with {projection.LABELS[method]} ..."):
+def projected(kind: str) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Coordinates of the shown rows, the explained variance ratios (PCA only) and the fit's seconds."""
+    def fit(progress=None) -> tuple[np.ndarray, np.ndarray | None, float]:
+        proj = projection.Projector(method, int(dim), seed)
+        coords = proj.fit_transform(cached_features(kind)[rows])
+        return coords, proj.explained_variance_ratio, proj.fit_seconds_
+
+    with st.spinner(f"Projecting {kind} features with {projection.LABELS[method]} ..."):
         try:
-            return cached_projection(path, fp, k, method, int(dim), seed, rows_key)
+            return ui.result(zoo, ("projection", kind, method, int(dim), seed, rows_key), fit)
         except features.FeatureError as e:
             st.error(str(e))
             st.stop()
@@ -130,20 +117,22 @@ if compare:
     for col, k, title in ((left, "flat", "naive: raw weights"), (right, "aligned", "aligned to the best model")):
         fig = eplots.projection_figure(projected(k)[0], meta, rows, color_by, lines=lines, selected=picked,
                                        axis_title=axis, title=f"{projection.LABELS[method]} of {title}", height=460)
-        col.plotly_chart(fig, key=f"proj_chart_{k}", width="stretch")
-coords, evr = projected(kind)
+        with col:
+            ui.chart(fig, key=f"proj_chart_{k}")
+coords, evr, seconds = projected(kind)
 fig = eplots.projection_figure(coords, meta, rows, color_by, lines=lines, selected=picked, axis_title=axis,
                                title=f"{projection.LABELS[method]} of {kind} features, coloured by {color_by}")
-event = st.plotly_chart(fig, key=CHART_KEY, on_select=on_select, selection_mode=("points", "box", "lasso"),
-                        width="stretch")
+event = ui.chart(fig, key=CHART_KEY, on_select=on_select, selection_mode=("points", "box", "lasso"))
 # a selection set in session state directly (or before the callback ran) is honoured as well
 chosen = eplots.rows_from_selection(event.get("selection") if event else None)
 if chosen and chosen != picked:
     st.session_state[PICKED_KEY] = picked = chosen
     ui.set_selection(chosen)
-if evr is not None:
-    st.caption("Explained variance of the standardised features: "
-               + ", ".join(f"PC{i + 1} {v:.1%}" for i, v in enumerate(evr)))
+st.caption((("Explained variance of the standardised features: "
+             + ", ".join(f"PC{i + 1} {v:.1%}" for i, v in enumerate(evr)) + ". ") if evr is not None else "")
+           + f"{projection.LABELS[method]} fit: {seconds:.1f} s, measured"
+           + (" (the first UMAP fit in a process includes compiling its kernels)" if method == "umap" else "")
+           + "; cached afterwards.")
 ui.download_figure(fig, f"{zoo.name}-{kind}-{method}")
 
 st.subheader("Selected checkpoints")

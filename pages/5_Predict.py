@@ -13,17 +13,12 @@ from wslviz import ui
 from wslviz.plots import predict as pplots
 from wslviz.represent import features, predict, retrieval
 
-FIT_KEY = "predict_fit"
-BOARD_KEY = "predict_board"
-RETRIEVAL_KEY = "predict_retrieval"
 CHEAP_KINDS = ("flat", "stats", "spectral", "functional")
 
 st.title("Predict")
 ui.teaching("predict")
 
 zoo = ui.require_zoo()
-path = ui.current_zoo_path()
-fp = zoo.fingerprint
 meta = zoo.metadata
 targets = predict.target_columns(meta)
 if not targets or zoo.n_models < 4:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -13,8 +15,10 @@ from wslviz import generation as G
 from wslviz import ui
 from wslviz.core.evaluation import decision_grid, evaluate
 from wslviz.plots import generate as P
+from wslviz.plots import novelty as PN
 
 RUNS_KEY = "generate_runs"
+MAX_MERGE = 64
 LABELS = {
     "interpolate": "Interpolation / extrapolation between two checkpoints",
     "merge": "Aligned merging of selected checkpoints",
@@ -26,23 +30,7 @@ LABELS = {
 }
 
 st.title("Generate new weights")
-ui.teaching(
-    "weight generation",
-    "Weight space *generation* asks whether new working networks can be sampled instead of trained. "
-    "The simplest generators walk between checkpoints (interpolation, or merging after permutation "
-    "alignment, Ainsworth et al. 2023). Learned generators fit a density to the zoo's aligned weights: "
-    "a Gaussian or kernel density in PCA space, a kernel density in the latent space of a "
-    "*hyper-representation* autoencoder (Schuerholt et al., NeurIPS 2022), a conditional VAE that maps a "
-    "target accuracy to weights, or a small diffusion model over weight latents in the spirit of "
-    "*p-diff* (Wang et al. 2024).\n\n"
-    "**What to look for.** High accuracy alone proves little: Zeng et al. (2025) showed that weight "
-    "generators often *memorise* their training checkpoints, returning near copies. So every generated "
-    "model is aligned to a common reference and compared with its nearest zoo checkpoint (distance, "
-    "prediction agreement), next to a **noise baseline**: zoo models plus Gaussian noise, as noisy as "
-    "possible at the same accuracy. A generator produces something new only if its models lie farther "
-    "from the zoo than the noise baseline at equal or better accuracy.",
-    paper="Schuerholt et al., NeurIPS 2022; Wang et al. 2024 (p-diff); Zeng et al. 2025",
-)
+ui.teaching("generate")
 
 path = ui.current_zoo_path()
 zoo = ui.require_zoo()
@@ -57,25 +45,11 @@ acc_col = zoo.metadata["test_acc"].to_numpy(dtype=float) if "test_acc" in zoo.me
 final = zoo.final_index()
 
 
-def _row_labels() -> list[str]:
-    parts = [[f"row {r}" for r in range(zoo.n_checkpoints)]]
-    for col, name in (("model_id", "model"), ("epoch", "epoch")):
-        if col in zoo.metadata:
-            parts.append([f"{name} {v}" for v in zoo.metadata[col].to_numpy()])
-    if acc_col is not None:
-        parts.append([f"acc {a:.3f}" for a in acc_col])
-    return [", ".join(p) for p in zip(*parts, strict=True)]
-
-
-LABELS_BY_ROW = _row_labels()
-
-
 def row_label(r: int) -> str:
-    return LABELS_BY_ROW[int(r)]
+    return ui.checkpoint_label(zoo, r)
 
 
 # ---------------------------------------------------------------------------------------------- controls
-selection = [r for r in ui.get_selection() if 0 <= r < zoo.n_checkpoints]
 left, right = st.columns([2, 1])
 method = left.selectbox("Generator", list(G.GENERATORS), format_func=lambda m: LABELS[m], key="gen_method")
 n = right.slider("Models to generate", 2, 64, 16, key="gen_n")
@@ -84,9 +58,8 @@ seed = right.number_input("Seed", 0, 10_000, 0, key="gen_seed")
 options: dict = {}
 rows_all = list(range(zoo.n_checkpoints))
 with st.container(border=True):
-    best = final[np.argsort(-acc_col[final], kind="stable")] if acc_col is not None else final
     if method == "interpolate":
-        default = selection[:2] if len(selection) >= 2 else [int(best[0]), int(best[1])]
+        default = ui.default_rows(zoo, 2)
         c1, c2 = st.columns(2)
         options["a"] = c1.selectbox("Checkpoint a (t = 0)", rows_all, index=default[0], format_func=row_label,
                                     key="gen_a")
@@ -97,10 +70,10 @@ with st.container(border=True):
                                  key="gen_t")
         options.update(t_min=t_min, t_max=t_max)
     elif method == "merge":
-        default = selection if len(selection) >= 2 else [int(r) for r in best[:8]]
-        options["rows"] = st.multiselect("Checkpoints to merge (default: the linked selection, else the 8 best "
-                                         "final checkpoints)", rows_all, default=default, format_func=row_label,
-                                         key="gen_rows")
+        options["rows"] = st.multiselect(f"Checkpoints to merge (up to {MAX_MERGE}; default: distinct models of the "
+                                         "linked selection, else the 8 best final checkpoints)", rows_all,
+                                         default=ui.default_rows(zoo, 8), format_func=row_label,
+                                         max_selections=MAX_MERGE, key="gen_rows")
         options["aligned"] = st.checkbox("Align to the best of them first", True, key="gen_aligned_merge")
         options["alpha"] = st.slider("Dirichlet concentration of the merge coefficients (samples after the "
                                      "first)", 0.1, 10.0, 1.0, key="gen_alpha")
@@ -133,35 +106,19 @@ with st.container(border=True):
 
 
 # ---------------------------------------------------------------------------------------------- cached work
-# Fits are cached per (zoo path, method, fitting options, seed). The cached object is a slot filled
-# outside the cached function, so the progress bar it drives is never replayed from the cache.
-@st.cache_resource(show_spinner=False, max_entries=16)
-def generator_slot(zoo_path: str, method: str, fit_options: str, seed: int) -> dict:
-    return {}
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def novelty_slot(zoo_path: str) -> dict:
-    return {}
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def compare(zoo_path: str, run_key: str, _weights, _index: G.NoveltyIndex, seed: int) -> dict:
-    """Novelty of a run and of its noise baseline (cached by path and the run's key)."""
-    return G.compare_with_baseline(ui.open_zoo(zoo_path), _weights, _index, seed=seed)
+def novelty_index() -> G.NoveltyIndex:
+    """The zoo aligned to its reference once, for every novelty measurement (the one result cache)."""
+    return ui.result(zoo, ("novelty index",), lambda progress=None: G.NoveltyIndex(zoo).fit(progress),
+                     "Aligning the zoo to the reference")
 
 
 def run_generator() -> None:
     gen = G.make_generator(method, random_state=int(seed), **options)
     fit_options = json.dumps({k: v for k, v in gen.fit_params().items() if k != "random_state"}, sort_keys=True,
                              default=str)
-    slot = generator_slot(path, method, fit_options, int(seed))
-    holder = st.empty()
-    if "fitted" not in slot:
-        with holder:
-            slot["fitted"] = gen.fit(zoo, progress=ui.progress_callback(f"Fitting {method}"))
-        holder.empty()
-    gen = slot["fitted"]
+    # a copy: sampling options are set on the generator, and the cached fit is shared
+    gen = copy.copy(ui.result(zoo, ("generator", method, fit_options, int(seed)), partial(gen.fit, zoo),
+                              f"Fitting {LABELS[method]}"))
     gen.set_params(**{k: v for k, v in options.items() if k in gen.sample_params})
     weights = gen.sample(int(n), seed=int(seed))
     key = json.dumps({"method": method, "options": options, "n": int(n), "seed": int(seed)}, sort_keys=True,
@@ -169,13 +126,10 @@ def run_generator() -> None:
     run = {"key": key, "path": path, "method": method, "params": gen.get_params(), "weights": weights,
            "info": gen.sample_info_.copy()}
     if zoo.task is not None:
-        index = novelty_slot(path)
-        if "index" not in index:
-            with holder:
-                index["index"] = G.NoveltyIndex(zoo).fit(ui.progress_callback("Aligning the zoo to the reference"))
-            holder.empty()
+        index = novelty_index()
         with st.spinner("Evaluating the generated models and the noise baseline ..."):
-            run["comparison"] = compare(path, key, weights, index["index"], int(seed))
+            run["comparison"] = ui.result(zoo, ("novelty", key), lambda progress=None: G.compare_with_baseline(
+                zoo, weights, index, seed=int(seed)))
     runs = [r for r in st.session_state.get(RUNS_KEY, []) if r["method"] != method and r["path"] == path]
     st.session_state[RUNS_KEY] = runs + [run]
 
@@ -203,24 +157,38 @@ if zoo.task is not None:
     for r in runs:
         c = r["comparison"]
         groups[r["method"]] = c["novelty"]["accuracy"].to_numpy()
-        rows.append({"generator": r["method"], "learned": r["method"] in G.LEARNED, "mean accuracy": c["accuracy"],
-                     "zoo final median": c["zoo_final_median"], "mean NN distance": c["distance"],
-                     "baseline NN distance": c["baseline_distance"], "baseline accuracy": c["baseline_accuracy"],
-                     "noise scale": c["noise_scale"], "max agreement": c["max_agreement"],
-                     "baseline max agreement": c["baseline_max_agreement"],
-                     "beats noise (L2)": c["beats_baseline"], "beats noise (function)": c["beats_function"]})
+        # verdicts first: a wide table must not push them off-screen
+        rows.append({"generator": r["method"], "beats noise (L2)": c["beats_baseline"],
+                     "beats noise (function)": c["beats_function"], "mean accuracy": c["accuracy"],
+                     "baseline accuracy": c["baseline_accuracy"], "zoo final median": c["zoo_final_median"],
+                     "mean NN distance": c["distance"], "baseline NN distance": c["baseline_distance"],
+                     "max agreement": c["max_agreement"], "baseline max agreement": c["baseline_max_agreement"],
+                     "noise scale": c["noise_scale"], "learned": r["method"] in G.LEARNED})
     groups[f"noise baseline ({latest['method']})"] = latest["comparison"]["baseline_novelty"]["accuracy"].to_numpy()
-    st.dataframe(pd.DataFrame(rows).round(4), hide_index=True, key="gen_summary")
+    summary = pd.DataFrame(rows)
+    st.dataframe(summary, hide_index=True, key="gen_summary", width="stretch", column_config=ui.number_columns(summary))
     st.caption("Noise baseline: zoo models perturbed by the most Gaussian noise that keeps their mean accuracy "
                "at least the generator's. *Beats noise (L2)*: the generated models' mean distance to the nearest "
                "aligned zoo checkpoint is larger than the baseline's; *beats noise (function)*: their highest "
                "prediction agreement with any zoo checkpoint is lower; both at equal or better accuracy (one test "
                "example of slack).")
-    st.plotly_chart(P.accuracy_violins(groups, reference=float(np.median(final_acc))), key="gen_violins")
+    ui.chart(P.accuracy_violins(groups, reference=float(np.median(final_acc))), key="gen_violins")
     c = latest["comparison"]
-    st.plotly_chart(P.novelty_scatter(c["novelty"], c["baseline_novelty"], latest["method"]), key="gen_scatter")
+    ui.chart(P.novelty_scatter(c["novelty"], c["baseline_novelty"], latest["method"]), key="gen_scatter")
     with st.expander(f"Per-model novelty of the latest run ({latest['method']})"):
         st.dataframe(pd.concat([latest["info"], c["novelty"]], axis=1).round(4), key="gen_table")
+
+    st.subheader("Against the noise frontier (Zeng et al. 2025)")
+    index = novelty_index()
+    with st.spinner("Adding noise to zoo models at a sweep of amplitudes ..."):
+        fr = ui.result(zoo, ("noise frontier",), lambda progress=None: G.noise_frontier(zoo, index))
+    median = float(np.median(final_acc))
+    measure = st.radio("Novelty", ["error_novelty", "distance"], horizontal=True, key="gen_frontier_measure",
+                       format_func={"error_novelty": "error IoU (Zeng et al.)", "distance": "L2 (aligned)"}.get)
+    ui.chart(PN.frontier(fr.points, fr.curve, {r["method"]: r["comparison"]["novelty"] for r in runs}, measure, median),
+             key="gen_frontier")
+    st.markdown(G.frontier_statement({r["method"]: G.frontier_verdict(fr, r["comparison"]["novelty"], median)
+                                      for r in runs}, median))
 
     if zoo.task.is_2d:
         st.subheader("Decision boundaries: generated model | nearest zoo model")
@@ -234,10 +202,9 @@ if zoo.task is not None:
         acc, near_acc, dist = (nov[c].to_numpy() for c in ("accuracy", "nearest_accuracy", "distance"))
         titles = [t for i, r in zip(pick, nearest, strict=True)
                   for t in (f"generated {i} (acc {acc[i]:.3f})",
-                            f"zoo row {r} (acc {near_acc[i]:.3f}, d={dist[i]:.2f})")]
-        st.plotly_chart(P.decision_boundaries(xs, ys, classes, titles, zoo.task.x_test.numpy(),
-                                              zoo.task.y_test.numpy(), n_classes=zoo.task.n_classes),
-                        key="gen_boundaries")
+                            f"zoo #{r} (acc {near_acc[i]:.3f}, d={dist[i]:.2f})")]
+        ui.chart(P.decision_boundaries(xs, ys, classes, titles, zoo.task.x_test.numpy(), zoo.task.y_test.numpy(),
+                                       n_classes=zoo.task.n_classes), key="gen_boundaries")
 
 st.subheader("In the projection")
 c1, c2 = st.columns(2)
@@ -247,7 +214,7 @@ if st.checkbox("Place the generated models in the projection", False, key="gen_p
     try:
         with st.spinner("Projecting ..."):
             frame, refitted = G.project_with_generated(zoo, latest["weights"], kind, proj_method, int(seed))
-        st.plotly_chart(P.projection(frame, refitted, proj_method), key="gen_projection")
+        ui.chart(P.projection(frame, refitted, proj_method), key="gen_projection")
     except (ImportError, ModuleNotFoundError, ValueError) as e:
         st.error(f"Projection unavailable: {e}")
 

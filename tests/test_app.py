@@ -89,33 +89,41 @@ def test_pick_a_bundled_zoo_in_the_sidebar(zoo_dirs):
     assert at.query_params["zoo"] == name
 
 
-def test_bad_folder_shows_an_error_and_keeps_the_zoo(zoo_dirs, tmp_path):
-    at = app(zoo=zoo_dirs[0])
+def assert_failed(at: AppTest, *needles: str) -> None:
+    """A zoo that did not open: its error in the main area, no summary of any zoo, the URL names it."""
+    assert not at.exception, at.exception
+    assert any(all(n in e.value for n in needles) for e in at.main.error), [e.value for e in at.main.error]
+    assert not metrics(at) and not at.get("plotly_chart")
+
+
+def test_bad_folder_shows_its_error_and_never_the_previous_zoo(zoo_dirs, tmp_path):
+    at = app(zoo=zoo_dirs[0], sel="1,2")
     at.sidebar.radio(key="zoo_source").set_value("Folder path").run()
-    at.sidebar.text_input(key="zoo_folder").input(str(tmp_path / "nowhere")).run()
-    assert not at.exception
-    assert any("no such file or directory" in e.value for e in at.error)
-    assert_summary(at, zoo_dirs[0])
+    missing = str(tmp_path / "nowhere")
+    at.sidebar.text_input(key="zoo_folder").input(missing).run()
+    assert_failed(at, "no such file or directory")
+    assert any("no such file or directory" in e.value for e in at.sidebar.error)
+    assert at.query_params["zoo"] == missing and "sel" not in at.query_params  # no longer the old zoo
+    for page in page_files():  # every page shows the error instead of drawing the previous zoo
+        at.switch_page(f"pages/{page.name}").run()
+        assert_failed(at, "no such file or directory")
 
     broken = tmp_path / "broken"
     shutil.copytree(zoo_dirs[1], broken)
     (broken / "zoo.json").write_text("{not json")
     at.sidebar.text_input(key="zoo_folder").input(str(broken)).run()
-    assert not at.exception
-    assert any("zoo.json" in e.value and "not valid JSON" in e.value for e in at.error)
-    assert_summary(at, zoo_dirs[0])
+    assert_failed(at, "zoo.json", "not valid JSON")
 
     at.sidebar.text_input(key="zoo_folder").input(zoo_dirs[1]).run()  # a good path clears the error
-    assert not at.error
-    assert_summary(at, zoo_dirs[1])
+    assert not at.exception and not at.error
+    assert at.session_state[ui.ZOO_KEY] == zoo_dirs[1] and at.query_params["zoo"] == zoo_dirs[1]
 
 
-def test_bad_zoo_in_the_url_is_reported_not_raised(zoo_dirs, tmp_path, monkeypatch):
+def test_bad_zoo_in_the_url_is_reported_not_replaced(zoo_dirs, tmp_path, monkeypatch):
     monkeypatch.setenv(ui.ENV_ZOO, zoo_dirs[0])
     at = app(zoo=str(tmp_path / "missing"))
-    assert not at.exception
-    assert any("from the link" in e.value and "no such file" in e.value for e in at.error)
-    assert_summary(at, zoo_dirs[0])
+    assert_failed(at, "no such file")
+    assert any("from the link" in e.value and "no such file" in e.value for e in at.sidebar.error)
 
 
 def test_selection_survives_page_switch_and_reload(zoo_dirs):

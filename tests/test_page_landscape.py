@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from wslviz import ui
 from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.formats import save_zoo
+from wslviz.plots import landscape as P
 from wslviz.scale.cache import load_zoo
 from wslviz.understand import landscape as L
 from wslviz.understand import surfaces as S
@@ -47,16 +48,28 @@ def arr(value) -> np.ndarray:
 
 
 def test_first_paint_computes_nothing_and_takes_the_linked_selection(monkeypatch):
-    at = run_page(monkeypatch, MOONS, selection=[5, 9, 12])
+    zoo = load_zoo(MOONS)
+    # epochs 0, 1, 2 of one model, and another model's untrained checkpoint: A is the trained one, B and C
+    # come from other models (best final checkpoints), never a second epoch of A's model
+    one_model = [int(r) for r in np.flatnonzero(zoo.metadata["model_id"] == zoo.metadata["model_id"].iloc[0])[:3]]
+    other = int(np.flatnonzero((zoo.metadata["model_id"] != zoo.metadata["model_id"].iloc[0])
+                               & (zoo.metadata["epoch"] == 0))[0])
+    at = run_page(monkeypatch, MOONS, selection=[*one_model, other])
     assert not at.get("plotly_chart")
-    assert [at.selectbox(key=k).value for k in ("land_a", "land_b", "land_c")] == [5, 9, 12]
+    picked = [at.selectbox(key=k).value for k in ("land_a", "land_b", "land_c")]
+    assert picked[0] == one_model[-1]
+    assert picked[1] == other  # the selection's other model comes next (untrained: after trained ones)
+    models = zoo.metadata["model_id"].iloc[picked]
+    assert models.nunique() == 3 and zoo.metadata["epoch"].iloc[picked[2]] == zoo.metadata["epoch"].max()
     for key in ("land_path_go", "land_matrix_go", "land_plane_go", "land_rand_go", "land_traj_go", "land_bez_go"):
         assert at.button(key=key)
 
 
 def test_path_plane_and_random_surface(monkeypatch):
     zoo = load_zoo(MOONS)
-    a, b, c = (int(r) for r in zoo.final_index()[:3])
+    a, b, c = ui.default_rows(zoo, 3, [])
+    acc = zoo.metadata["test_acc"].to_numpy()
+    assert acc[a] == acc[zoo.final_index()].max() and acc[a] >= acc[b] >= acc[c]  # the best final checkpoints
     at = run_page(monkeypatch, MOONS)
     assert [at.selectbox(key=k).value for k in ("land_a", "land_b", "land_c")] == [a, b, c]
 
@@ -67,6 +80,7 @@ def test_path_plane_and_random_surface(monkeypatch):
     assert len(fig["data"]) == 6  # three methods x (loss, accuracy)
     shown = at.dataframe[0].value
     expected = L.barriers(L.paths(zoo.arch, zoo.task, zoo.weights[a], zoo.weights[b], steps=7))
+    shown = shown.set_index("method").loc[[P.METHOD_LABELS[m] for m in expected["method"]]].reset_index()
     assert shown["loss barrier"].to_numpy() == pytest.approx(expected["loss_barrier"].to_numpy(), rel=1e-5, abs=1e-7)
 
     at.slider(key="land_plane_res").set_value(5)

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from wslviz import ui
 from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.core.evaluation import model_outputs
 from wslviz.core.tasks import make_task
 from wslviz.formats import save_zoo
 from wslviz.understand import align as A
@@ -54,14 +55,17 @@ def arr(value) -> np.ndarray:
 def test_apply_symmetry_shows_moved_weights_and_same_function(monkeypatch, tmp_path):
     path = make_zoo(tmp_path)
     at = run_page(monkeypatch, path, selection=[3, 7])
-    assert at.selectbox(key="sym_model").value == 3
-    assert at.selectbox(key="sym_a").value == 3 and at.selectbox(key="sym_b").value == 7
     zoo = ui.open_zoo(path)
-    theta = zoo.weights[3]
+    first, second = ui.default_rows(zoo, 2, [3, 7])  # two trained checkpoints of distinct models, best first
+    assert {first, second} == {3, 7}
+    assert zoo.metadata["test_acc"].iloc[first] >= zoo.metadata["test_acc"].iloc[second]
+    assert at.selectbox(key="sym_model").value == first
+    assert at.selectbox(key="sym_a").value == first and at.selectbox(key="sym_b").value == second
+    theta = zoo.weights[first]
     moved = S.apply_symmetry(zoo.arch, theta, S.random_symmetry(zoo.arch, seed=0))
-    heat = chart(at, "sym_heatmaps")["data"]
-    np.testing.assert_allclose(arr(heat[0]["z"]), zoo.arch.unflatten(theta)["0.weight"].numpy(), rtol=1e-6)
-    np.testing.assert_allclose(arr(heat[1]["z"]), zoo.arch.unflatten(moved)["0.weight"].numpy(), rtol=1e-6)
+    heat = chart(at, "sym_heatmaps")["data"]  # default: the last hidden layer, permuted on both sides
+    np.testing.assert_allclose(arr(heat[0]["z"]), zoo.arch.unflatten(theta)["2.weight"].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(arr(heat[1]["z"]), zoo.arch.unflatten(moved)["2.weight"].numpy(), rtol=1e-6)
     bars = chart(at, "sym_dist_vs_out")["data"]
     assert list(bars[0]["x"]) == ["permutation", "ReLU rescaling", "permutation + ReLU rescaling"]
     assert min(arr(bars[0]["y"])) > 0.1 and max(arr(bars[1]["y"])) <= 1e-5  # far in weights, same outputs
@@ -70,9 +74,9 @@ def test_apply_symmetry_shows_moved_weights_and_same_function(monkeypatch, tmp_p
     assert not at.exception and at.number_input(key="sym_seed").value == 1
     moved1 = S.apply_symmetry(zoo.arch, theta, S.random_symmetry(zoo.arch, seed=1))
     np.testing.assert_allclose(arr(chart(at, "sym_heatmaps")["data"][1]["z"]),
-                               zoo.arch.unflatten(moved1)["0.weight"].numpy(), rtol=1e-6)
-    at.selectbox(key="sym_layer").set_value(2).run()
-    assert arr(chart(at, "sym_heatmaps")["data"][0]["z"]).shape == (6, 8)
+                               zoo.arch.unflatten(moved1)["2.weight"].numpy(), rtol=1e-6)
+    at.selectbox(key="sym_layer").set_value(0).run()
+    assert arr(chart(at, "sym_heatmaps")["data"][0]["z"]).shape == (8, 2)
 
 
 def test_align_two_models(monkeypatch, tmp_path):
@@ -82,8 +86,9 @@ def test_align_two_models(monkeypatch, tmp_path):
     at.button(key="sym_align").click().run()
     assert not at.exception, at.exception
     zoo = ui.open_zoo(path)
+    assert ui.default_rows(zoo, 2, [1, 4]) == [1, 4]  # row 4 is an untrained checkpoint: it comes second
     a, b = zoo.weights[1], zoo.weights[4]
-    aligned, g = A.weight_matching(zoo.arch, a, b, return_perm=True, kinds=("permutation",))
+    aligned, g = A.weight_matching(zoo.arch, a, b, return_perm=True)  # default: permutations + scale/sign
     moved = chart(at, "sym_moved")["data"][0]
     assert list(arr(moved["y"])) == [int(n) for n in g.units_moved()]
     dist = chart(at, "sym_layer_dist")["data"]
@@ -91,11 +96,11 @@ def test_align_two_models(monkeypatch, tmp_path):
                                                    if k != "total"], rtol=1e-5)
     matrix = chart(at, "sym_matrix")["data"]
     assert list(arr(matrix[1]["x"])) == g.perms[0].tolist()
-    # second hidden layer, activation matching with scales
+    # second hidden layer; activation matching, permutations only
     at.selectbox(key="sym_group").set_value(1).run()
     assert list(arr(chart(at, "sym_matrix")["data"][1]["x"])) == g.perms[1].tolist()
     at.radio(key="sym_method").set_value("activation").run()
-    at.radio(key="sym_align_kinds").set_value("permutations + scale/sign").run()
+    at.radio(key="sym_align_kinds").set_value("permutations only").run()
     at.button(key="sym_align").click().run()
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) >= 5
@@ -130,12 +135,14 @@ def test_tanh_zoo_without_task(monkeypatch, tmp_path):
     assert not at.exception and any("at least one" in i.value for i in at.info)
 
 
-
 def test_sample_zoos(monkeypatch):
     """Each bundled zoo: first paint, a new symmetry, and an alignment, without an exception."""
     for name in ("moons-mlp", "spirals-tanh", "digits-cnn"):
         at = run_page(monkeypatch, str(SAMPLE / name))
-        assert max(arr(chart(at, "sym_dist_vs_out")["data"][1]["y"])) <= 1e-5
+        zoo = ui.open_zoo(str(SAMPLE / name))
+        outputs = model_outputs(zoo.arch, zoo.weights[at.selectbox(key="sym_model").value][None], zoo.task.x_test)
+        # float32 rounding of outputs of this size, accumulated over a few layers
+        assert max(arr(chart(at, "sym_dist_vs_out")["data"][1]["y"])) <= 64 * 2**-23 * max(1.0, outputs.abs().max())
         at.button(key="sym_apply").click().run()
         at.button(key="sym_align").click().run()
         assert not at.exception, (name, at.exception)

@@ -41,7 +41,8 @@ def test_page_renders_table_curves_and_weights(monkeypatch, zoo_path):
     assert table(at)["row"].tolist() == list(range(zoo.n_checkpoints))
     keys = {c.key for c in at.get("plotly_chart")}
     assert {"zoo_curves", "zoo_final", "zoo_hist", "zoo_spectra"} <= keys
-    assert at.multiselect(key="zoo_inspect").value == [int(zoo.final_index()[0])]
+    best = int(zoo.final_index()[zoo.metadata["test_acc"].to_numpy()[zoo.final_index()].argmax()])
+    assert at.multiselect(key="zoo_inspect").value == [best]  # the best final checkpoint
 
 
 def test_filters_and_sorting(monkeypatch, zoo_path):

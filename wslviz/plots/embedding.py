@@ -43,9 +43,10 @@ def projection_figure(
 ) -> go.Figure:
     """Scatter of projected checkpoints ``coords`` [n, 2 or 3] (``rows``: their zoo row indices, default 0..n-1).
 
-    ``color_by``: a metadata column; numbers get the continuous scale with a colour bar, strings (and
-    numbers with a handful of values) one legend entry per value. ``lines`` joins each model's
-    checkpoints in epoch order (thin grey lines). ``selected`` rows are ringed in black. Each point's
+    ``color_by``: a metadata column; numbers get the house continuous scale (log-scaled when they span
+    decades, :func:`wslviz.plots.style.numeric_colors`) with a colour bar, strings one legend entry per
+    value. ``lines`` joins each model's checkpoints in epoch order (thin grey lines). ``selected`` rows
+    keep their colour, drawn larger with a black outline, while the others fade. Each point's
     ``customdata[0]`` is its zoo row (read back by :func:`rows_from_selection`)."""
     coords = np.asarray(coords, dtype=float)
     if coords.ndim != 2 or coords.shape[1] not in (2, 3):
@@ -67,42 +68,45 @@ def projection_figure(
 
     custom, template = _hover(meta, rows, hover_extra)
     marker_size = 4 if three else 7
+    chosen = np.zeros(len(rows), dtype=bool)
+    if len(selected):
+        pos = {r: i for i, r in enumerate(rows)}
+        chosen[[pos[r] for r in selected if r in pos]] = True
     if color_by is None:
         groups: list[tuple[str | None, np.ndarray, dict]] = [
             (None, np.arange(len(rows)), {"color": style.CATEGORICAL[0]})]
     else:
         values = meta[color_by].iloc[rows]
-        if is_numeric(values) and values.nunique() > 8:
-            v = values.to_numpy(dtype=float)
+        if is_numeric(values) and values.nunique() > 1:  # a numeric column is continuous everywhere
+            scale = style.numeric_colors(values.to_numpy(dtype=float), label(color_by))
             groups = [(None, np.arange(len(rows)), {
-                "color": v, "colorscale": style.CONTINUOUS, "showscale": True,
-                "colorbar": {"title": {"text": label(color_by)}}, "cmin": np.nanmin(v), "cmax": np.nanmax(v)})]
+                "color": scale.position, "colorscale": style.CONTINUOUS, "showscale": True, "cmin": 0.0, "cmax": 1.0,
+                "colorbar": scale.colorbar})]
         else:
             cats = values.astype(str).to_numpy()
-            uniq = sorted(pd.unique(cats), key=lambda c: (len(c), c)) if is_numeric(values) else sorted(pd.unique(cats))
+            uniq = sorted(pd.unique(cats))
             if len(uniq) > MAX_CATEGORIES:
                 groups = [(None, np.arange(len(rows)), {"color": style.CATEGORICAL[0]})]
             else:
                 groups = [(f"{color_by} = {c}", np.flatnonzero(cats == c),
                            {"color": style.CATEGORICAL[i % len(style.CATEGORICAL)]}) for i, c in enumerate(uniq)]
-    for name, idx, marker in groups:
-        fig.add_trace(scatter(**xyz(idx), mode="markers", name=name or "checkpoints", showlegend=name is not None,
-                              customdata=custom[idx], hovertemplate=template,
-                              marker={"size": marker_size, "opacity": 0.85, "line": {"width": 0}, **marker}))
     if lines and model_col in meta and "epoch" in meta:
         lx, ly, lz = _model_lines(coords, meta, rows, model_col)
         if lx:
             extra = {"z": lz} if three else {}
             fig.add_trace(scatter(x=lx, y=ly, **extra, mode="lines", name="training path (one model)",
                                   line={"color": "rgba(120,120,120,0.35)", "width": 1}, hoverinfo="skip"))
-    if len(selected):
-        pos = {r: i for i, r in enumerate(rows)}
-        idx = np.array([pos[r] for r in selected if r in pos], dtype=np.int64)
-        if len(idx):
-            fig.add_trace(scatter(**xyz(idx), mode="markers", name="selected", customdata=custom[idx],
-                                  hovertemplate=template,
-                                  marker={"size": marker_size + 6, "color": "rgba(0,0,0,0)",
-                                          "line": {"color": "black", "width": 2}}))
+    for name, idx, marker in groups:
+        # with a selection, the others fade and the selected points keep their colour, outlined
+        # (3-D markers take one opacity and outline per trace: there the selected points are only larger)
+        per_point = {k: (v[idx] if isinstance(v, np.ndarray) else v) for k, v in marker.items()}
+        faded = 0.2 if chosen.any() else 0.85
+        fig.add_trace(scatter(**xyz(idx), mode="markers", name=name or "checkpoints", showlegend=name is not None,
+                              customdata=custom[idx], hovertemplate=template, marker={
+                                  "size": np.where(chosen[idx], marker_size + 3, marker_size),
+                                  "opacity": 0.85 if three else np.where(chosen[idx], 1.0, faded),
+                                  "line": {"width": 0} if three else {"width": np.where(chosen[idx], 1.5, 0.0),
+                                                                       "color": "black"}, **per_point}))
     names = [f"{axis_title} 1", f"{axis_title} 2", f"{axis_title} 3"]
     if three:
         fig.update_layout(scene={"xaxis_title": names[0], "yaxis_title": names[1], "zaxis_title": names[2]})

@@ -15,16 +15,23 @@ from wslviz.plots import style
 def accuracy_violins(groups: Mapping[str, Sequence[float]], reference: float | None = None,
                      reference_label: str = "zoo final median") -> go.Figure:
     """One violin per group of models (e.g. "zoo final", each generator, "noise baseline") with its points;
-    ``reference`` draws a dashed horizontal line (the zoo's final-checkpoint median accuracy)."""
+    ``reference`` draws a dashed horizontal line (the zoo's final-checkpoint median accuracy), labelled in the
+    right margin so the label never sits on a violin. The violins end at the data (``spanmode="hard"``), so
+    they never reach outside the accuracies' range [0, 1]."""
     fig = go.Figure()
     for i, (name, values) in enumerate(groups.items()):
         fig.add_trace(go.Violin(y=np.asarray(values, dtype=float), name=name, box_visible=True, meanline_visible=True,
-                                points="all", jitter=0.3, line_color=style.CATEGORICAL[i % len(style.CATEGORICAL)]))
+                                points="all", jitter=0.3, spanmode="hard",
+                                line_color=style.CATEGORICAL[i % len(style.CATEGORICAL)]))
     if reference is not None:
-        fig.add_hline(y=reference, line_dash="dash", line_color="grey",
-                      annotation_text=f"{reference_label} {reference:.3f}", annotation_position="top left")
+        fig.add_hline(y=reference, line_dash="dash", line_color="grey")
+        fig.add_annotation(x=1.0, xref="paper", xanchor="left", y=reference, yref="y", showarrow=False,
+                           text=f"{reference_label}<br>{reference:.3f}", font={"color": "grey", "size": 11})
     fig.update_layout(showlegend=False, xaxis_title="model set", yaxis_title="test accuracy")
-    return style.apply(fig, "Accuracy of generated models vs the zoo")
+    fig.update_yaxes(range=[-0.02, 1.02])
+    style.apply(fig, "Accuracy of generated models vs the zoo")
+    fig.update_layout(margin={"r": 130})
+    return fig
 
 
 def novelty_scatter(generated: pd.DataFrame, baseline: pd.DataFrame | None = None,

@@ -63,14 +63,16 @@ def line_figure(df: pd.DataFrame, title: str | None = None) -> go.Figure:
 
 def barrier_heatmaps(matrices: Mapping[str, np.ndarray], labels: Sequence[str], metric: str = "loss",
                      title: str | None = None) -> go.Figure:
-    """Pairwise barrier matrices side by side (e.g. naive and weight-matched) on one colour scale."""
+    """Pairwise barrier matrices side by side (e.g. naive and weight-matched) on one colour scale (pale: low
+    barrier, dark: high), every cell labelled with its value (up to 12 models; beyond, the hover says it)."""
     names = list(matrices)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=[METHOD_LABELS.get(n, n) for n in names],
                         horizontal_spacing=0.12)
     zmax = max(float(np.max(m)) for m in matrices.values()) if names else 1.0
     short = [str(s) for s in labels]
+    numbers = {"texttemplate": "%{z:.2f}", "textfont": {"size": 11}} if len(short) <= 12 else {}
     for i, name in enumerate(names):
-        fig.add_trace(go.Heatmap(z=matrices[name], x=short, y=short, coloraxis="coloraxis",
+        fig.add_trace(go.Heatmap(z=matrices[name], x=short, y=short, coloraxis="coloraxis", **numbers,
                                  hovertemplate=f"%{{y}} -> %{{x}}<br>{metric} barrier=%{{z:.4f}}<extra>{name}</extra>"),
                       row=1, col=i + 1)
         fig.update_xaxes(title_text="model", type="category", row=1, col=i + 1)
@@ -105,11 +107,17 @@ def _contour(s: Surface, z: np.ndarray, zrange: tuple[float, float], scale: str 
     if s.points:
         names = list(s.points)
         xy = np.array([s.points[n] for n in names])
-        traces.append(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers+text", text=names, textposition="top center",
+        traces.append(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers+text", text=_model_names(names),
+                                 textposition="top center",
                                  name="models", showlegend=show_legend, textfont={"color": "black", "size": 14},
                                  marker={"size": 12, "color": MARKER_COLOR, "symbol": "star",
                                          "line": {"color": "black", "width": 1}}))
     return traces
+
+
+def _model_names(names: Sequence[str]) -> list[str]:
+    """The models as every page names them: A, B, C (the library's surfaces call them a, b, c)."""
+    return [n.upper() if len(n) == 1 else n for n in names]
 
 
 def _legend_below(fig: go.Figure) -> go.Figure:
@@ -167,11 +175,20 @@ def surface_3d(s: Surface, metric: str = "loss", log: bool = False, title: str |
         xy = np.array([s.points[n] for n in names])
         ix = np.abs(s.x[None, :] - xy[:, :1]).argmin(1)
         iy = np.abs(s.y[None, :] - xy[:, 1:]).argmin(1)
-        fig.add_trace(go.Scatter3d(x=xy[:, 0], y=xy[:, 1], z=z[iy, ix], mode="markers+text", text=names,
-                                   name="models", marker={"size": 5, "color": MARKER_COLOR}))
-    fig.update_layout(scene={"xaxis_title": s.info.get("x_label", "x"), "yaxis_title": s.info.get("y_label", "y"),
-                             "zaxis_title": zlabel})
-    return style.apply(fig, title, height=560)
+        fig.add_trace(go.Scatter3d(x=xy[:, 0], y=xy[:, 1], z=z[iy, ix], mode="markers+text",
+                                   text=_model_names(names), name="models", marker={"size": 5, "color": MARKER_COLOR}))
+    # short axis titles (the long ones ran out of the frame) and a camera that keeps the box inside it
+    fig.update_layout(scene={"xaxis_title": _short(s.info.get("x_label", "x")),
+                             "yaxis_title": _short(s.info.get("y_label", "y")), "zaxis_title": zlabel,
+                             "aspectmode": "cube", "camera": {"eye": {"x": 1.6, "y": -1.6, "z": 1.0}}})
+    style.apply(fig, title, height=560)
+    fig.update_layout(margin={"l": 0, "r": 0, "t": 50 if title else 10, "b": 0})
+    return fig
+
+
+def _short(axis_label: str) -> str:
+    """An axis label without its parenthesised note: ``"step along d1 (filter-normalised)"`` -> ``"step along d1"``."""
+    return axis_label.split(" (", 1)[0]
 
 
 def bezier_figure(fit: BezierFit, title: str | None = None) -> go.Figure:

@@ -50,21 +50,26 @@ def distance_vs_output(labels: Sequence[str], weight_distance: Sequence[float],
     return style.apply(fig, "Far apart in weight space, identical as functions")
 
 
-def matching_matrix(similarity: np.ndarray, assignment: np.ndarray, title: str) -> go.Figure:
-    """Similarity of reference units (rows) to the other model's units (columns, original order), with
-    the assignment chosen by the matching marked."""
+def matching_matrix(similarity: np.ndarray, assignment: np.ndarray, title: str, by_match: bool = False) -> go.Figure:
+    """Similarity of reference units (rows) to the other model's units (columns), with the assignment chosen
+    by the matching marked. Columns in the other model's original order, or with ``by_match`` in the
+    matched order (column j is the unit matched to reference unit j: the marks lie on the diagonal)."""
     s = np.asarray(similarity)
+    assignment = np.asarray(assignment)
     rows = np.arange(len(assignment))
-    fig = go.Figure(go.Heatmap(z=s, zmin=-1, zmax=1, zmid=0, colorscale=style.DIVERGING,
-                               colorbar={"title": "cosine"},
-                               hovertemplate="reference unit %{y}, other unit %{x}: %{z:.2f}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=np.asarray(assignment), y=rows, mode="markers", name="assignment",
+    order = assignment if by_match else np.arange(s.shape[1])
+    marks = rows if by_match else assignment
+    fig = go.Figure(go.Heatmap(z=s[:, order], x=rows, y=rows, zmin=-1, zmax=1, zmid=0, colorscale=style.DIVERGING,
+                               colorbar={"title": "cosine"}, customdata=np.tile(order, (len(rows), 1)),
+                               hovertemplate="reference unit %{y}, other unit %{customdata}: %{z:.2f}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=marks, y=rows, mode="markers", name="assignment", customdata=assignment,
                              marker={"symbol": "square-open", "size": max(4, min(12, 300 // max(len(rows), 1))),
                                      "color": "black", "line": {"width": 1.5}},
-                             hovertemplate="reference %{y} ← other %{x}<extra></extra>"))
-    fig.update_xaxes(title_text="other model's unit (original order)")
+                             hovertemplate="reference %{y} ← other %{customdata}<extra></extra>"))
+    fig.update_xaxes(title_text="other model's unit (" + ("matched order" if by_match else "original order") + ")")
     fig.update_yaxes(title_text="reference unit", autorange="reversed")
     fig.update_layout(showlegend=False)
+    style.integer_axes(fig)
     return style.apply(fig, title, height=380)
 
 

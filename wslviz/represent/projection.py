@@ -7,14 +7,16 @@ units alone. A fitted :class:`Projector` remembers this preprocessing, so new po
 can be placed in an existing PCA or UMAP map with :meth:`Projector.transform`; t-SNE has no
 out-of-sample transform.
 
-UMAP's first fit in a process compiles numba code (about 12 s on this machine);
-:func:`warm_up_umap` does that on a tiny input, e.g. from a background thread when a page loads.
+UMAP's first fit in a process compiles numba code (measured, not assumed: :func:`umap_warm_up_seconds`;
+tens of seconds on a busy two-core machine); :func:`warm_up_umap` does that on a tiny input, e.g. from
+a background thread when a page loads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 import warnings
 from typing import Any
 
@@ -83,7 +85,15 @@ class Projector:
         return self
 
     def fit_transform(self, features: np.ndarray) -> np.ndarray:
-        """Fit on ``features`` [n, d] and return their coordinates ``[n, dim]``."""
+        """Fit on ``features`` [n, d] and return their coordinates ``[n, dim]``; ``fit_seconds_`` is the
+        measured wall time of the fit."""
+        start = time.perf_counter()
+        try:
+            return self._fit_transform(features)
+        finally:
+            self.fit_seconds_ = time.perf_counter() - start
+
+    def _fit_transform(self, features: np.ndarray) -> np.ndarray:
         x = _as_matrix(features)
         if len(x) < 2:
             raise ValueError(f"a projection needs at least 2 points, got {len(x)}")
@@ -154,19 +164,35 @@ _WARM = threading.Event()
 _WARM_LOCK = threading.Lock()
 
 
+_WARM_TIMES: dict[str, float] = {}
+
+
 def warm_up_umap() -> None:
-    """Fit UMAP once on a tiny random input so numba compiles its kernels now (~12 s once per process)."""
+    """Fit UMAP once on a tiny random input so numba compiles its kernels now (once per process; how long
+    it took is measured: :func:`umap_warm_up_seconds`)."""
     with _WARM_LOCK:
         if _WARM.is_set():
             return
+        _WARM_TIMES["start"] = time.perf_counter()
         x = np.random.default_rng(0).normal(size=(64, 4))
         _umap(2, 0, len(x), {}).fit_transform(x)
+        _WARM_TIMES["seconds"] = time.perf_counter() - _WARM_TIMES["start"]
         _WARM.set()
 
 
 def umap_ready() -> bool:
     """Whether :func:`warm_up_umap` has finished in this process."""
     return _WARM.is_set()
+
+
+def umap_warm_up_seconds() -> tuple[float | None, float | None]:
+    """``(seconds the warm-up took, seconds it has been running)``: the first once it finished, the
+    second while it runs (None where not applicable)."""
+    if "seconds" in _WARM_TIMES:
+        return _WARM_TIMES["seconds"], None
+    if "start" in _WARM_TIMES:
+        return None, time.perf_counter() - _WARM_TIMES["start"]
+    return None, None
 
 
 def warm_up_umap_in_background() -> threading.Thread | None:

@@ -40,15 +40,23 @@ def distance_matrix(features: np.ndarray) -> np.ndarray:
     return torch.cdist(z, z).numpy()
 
 
-def nearest_neighbours(features: np.ndarray, row: int, k: int = 10) -> pd.DataFrame:
+def nearest_neighbours(features: np.ndarray, row: int, k: int = 10, groups: Sequence | np.ndarray | None = None
+                       ) -> pd.DataFrame:
     """The ``k`` rows of ``features`` [n, d] closest to row ``row`` (itself excluded), nearest first:
-    DataFrame with columns ``row``, ``distance`` (standardised Euclidean)."""
+    DataFrame with columns ``row``, ``distance`` (standardised Euclidean). With ``groups`` (one label per
+    row, e.g. the model id), rows of the query's own group are excluded too: other epochs of the same
+    training run are trivially close and would crowd out the other models."""
     z = standardise(features)
     if not 0 <= row < len(z):
         raise ValueError(f"row {row} is outside the {len(z)} feature rows")
     d = np.sqrt(((z - z[row]) ** 2).sum(1))
-    d[row] = np.inf
-    order = np.argsort(d, kind="stable")[: min(k, len(z) - 1)]
+    excluded = np.zeros(len(z), dtype=bool)
+    excluded[row] = True
+    if groups is not None:
+        groups = np.asarray(groups)
+        excluded |= groups == groups[row]
+    d[excluded] = np.inf
+    order = np.argsort(d, kind="stable")[: min(k, int((~excluded).sum()))]
     return pd.DataFrame({"row": order, "distance": d[order]})
 
 

@@ -1,9 +1,11 @@
 """The only Streamlit-aware helpers, shared by ``app.py`` and the pages.
 
-Pages read the current zoo with :func:`current_zoo`, the linked selection of checkpoints with
-:func:`get_selection` / :func:`set_selection` (or the :func:`selection_picker` widget), open with
-:func:`teaching`, offer exports with :func:`download_csv` / :func:`download_figure` /
-:func:`download_weights`, and wrap long library calls with :func:`progress_callback`.
+Pages read the current zoo with :func:`require_zoo`, the linked selection of checkpoints with
+:func:`get_selection` / :func:`set_selection` (or the :func:`selection_picker` widget) and the widget
+defaults it suggests with :func:`default_rows`, open with :func:`teaching`, offer exports with
+:func:`download_csv` / :func:`download_figure` / :func:`download_weights`, and get every result that
+costs more than a moment through the one result cache, :func:`result` / :func:`on_request`
+(:mod:`wslviz.ui.results`: keyed by zoo fingerprint and parameters, with a progress bar).
 
 Linked views: the current zoo and the selection live in session state (the source of truth while a
 session runs) and are mirrored in the URL query string (``?zoo=moons-mlp&sel=3,17``) so that a view
@@ -15,9 +17,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -28,6 +31,13 @@ from wslviz.core.arch import Architecture
 from wslviz.core.zoo import Zoo
 from wslviz.formats import ZooFormatError
 from wslviz.scale.cache import cache_stamp, load_zoo
+from wslviz.ui import texts
+from wslviz.ui.results import cached_value as cached_value
+from wslviz.ui.results import forget as forget
+from wslviz.ui.results import on_request as on_request
+from wslviz.ui.results import progress_callback as progress_callback
+from wslviz.ui.results import requested_key as requested_key
+from wslviz.ui.results import result as result
 from wslviz.ui.serve import check_zoo_path, public_message
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_zoo"
@@ -119,21 +129,18 @@ def _parse_rows(text: str) -> list[int]:
 def init_state() -> None:
     """On a session's first run, take the zoo and selection from the URL (or ``$WSLVIZ_ZOO``).
 
-    A zoo reference that does not open is reported (kept under ``ZOO_ERROR_KEY`` for the sidebar)
-    and the default zoo is used instead; selected rows outside the zoo are dropped."""
+    A zoo reference that does not open still becomes the current zoo (see :func:`choose_zoo`): its
+    error is shown in place of the pages, never another zoo. Selected rows outside the zoo are dropped."""
     ensure_app()
     if st.session_state.get(_URL_READ_KEY):
         return
     ref = st.query_params.get(ZOO_PARAM) or os.environ.get(ENV_ZOO)
     if ref and ZOO_KEY not in st.session_state:
-        path = resolve_zoo_ref(ref)
-        try:
-            open_zoo(path)
-            st.session_state[ZOO_KEY] = str(path)
-        except (ValueError, OSError) as e:
-            st.session_state[ZOO_ERROR_KEY] = f"Could not open zoo {ref!r} from the link: {e}"
+        error = choose_zoo(resolve_zoo_ref(ref))
+        if error:
+            st.session_state[ZOO_ERROR_KEY] = f"Could not open zoo {ref!r} from the link: {error}"
     sel = st.query_params.get(SEL_PARAM)
-    if sel and SELECTION_KEY not in st.session_state:
+    if sel and not get_selection():
         zoo = current_zoo(stop_on_error=False)
         n = zoo.n_checkpoints if zoo is not None else 0
         st.session_state[SELECTION_KEY] = [r for r in _parse_rows(sel) if r < n]
@@ -202,16 +209,18 @@ def require_zoo() -> Zoo:
 def current_zoo(stop_on_error: bool = True) -> Zoo | None:
     """The zoo picked in the sidebar (default: see :func:`current_zoo_path`), or None if there is none.
 
-    A zoo that fails to open shows its :class:`ZooFormatError` message (never a traceback) and stops
-    the page (``stop_on_error``) or returns None."""
+    A zoo that fails to open never falls back to another one: with ``stop_on_error`` its
+    :class:`ZooFormatError` message (never a traceback) is shown in the main area and the page stops;
+    without, None is returned and the caller says what it needs to."""
     path = current_zoo_path()
     if not path:
         return None
     try:
         return open_zoo(path)
     except (ValueError, OSError) as e:
-        st.error(f"Could not open the zoo: {public_message(str(e), also=(SAMPLE_DIR,))}")
         if stop_on_error:
+            st.error(f"Could not open the zoo: {public_message(str(e), also=(SAMPLE_DIR,))}", icon=":material/error:")
+            st.info("Nothing is drawn for a zoo that did not open: pick another zoo in the sidebar.")
             st.stop()
         return None
 
@@ -220,12 +229,32 @@ def set_zoo(path: str | Path) -> Zoo:
     """Make the zoo at ``path`` current (raises :class:`ZooFormatError` if it does not open, changing
     nothing). The selection is cleared when the zoo changes: row numbers belong to one zoo."""
     zoo = open_zoo(path)
+    _make_current(path)
+    return zoo
+
+
+def choose_zoo(path: str | Path) -> str | None:
+    """Make ``path`` the current zoo whether or not it opens; returns its error message, or None.
+
+    A zoo that does not open becomes current all the same (the error kept under ``ZOO_ERROR_KEY``
+    for the sidebar), so that no page goes on drawing the previous zoo and the URL names what was
+    asked for; every page then shows the error instead (:func:`current_zoo`)."""
+    try:
+        open_zoo(path)
+    except (ValueError, OSError) as e:
+        _make_current(path)
+        st.session_state[ZOO_ERROR_KEY] = str(e)
+        return str(e)
+    _make_current(path)
+    return None
+
+
+def _make_current(path: str | Path) -> None:
     path = str(Path(path).expanduser())
     if st.session_state.get(ZOO_KEY) != path:
         st.session_state[ZOO_KEY] = path
         st.session_state[SELECTION_KEY] = []
     st.session_state.pop(ZOO_ERROR_KEY, None)
-    return zoo
 
 
 def get_selection() -> list[int]:
@@ -266,16 +295,47 @@ def checkpoint_label(zoo: Zoo, row: int) -> str:
     return checkpoint_labels(zoo)[int(row)]
 
 
+def default_rows(zoo: Zoo, n: int, rows: Sequence[int] | None = None) -> list[int]:
+    """Up to ``n`` distinct checkpoint rows to pre-fill a widget with, taken from ``rows`` (default: the
+    linked selection) first: one checkpoint per model (its latest epoch among ``rows``, so trained
+    rather than initial where ``rows`` allow), best test accuracy first. When ``rows`` name fewer than
+    ``n`` models, the final checkpoints of other models follow (best first), then the remaining rows of
+    ``rows``, then any rows. Never more than ``n``, so a widget with ``max_selections=n`` can take it."""
+    rows = [r for r in (get_selection() if rows is None else rows) if 0 <= r < zoo.n_checkpoints]
+    meta = zoo.metadata
+    model = zoo.model_ids
+    epoch = meta["epoch"].to_numpy(dtype=float) if "epoch" in meta else np.zeros(zoo.n_checkpoints)
+    acc = meta["test_acc"].to_numpy(dtype=float) if "test_acc" in meta else np.zeros(zoo.n_checkpoints)
+
+    def per_model_best_first(candidates: Sequence[int]) -> list[int]:
+        latest: dict = {}
+        for r in candidates:
+            m = model[r]
+            if m not in latest or epoch[r] > epoch[latest[m]]:
+                latest[m] = r
+        # untrained (epoch 0) rows after trained ones; NaN accuracies last
+        return sorted(latest.values(), key=lambda r: (epoch[r] == 0, -np.nan_to_num(acc[r], nan=-np.inf), r))
+
+    picked = per_model_best_first(rows)
+    seen = {model[r] for r in picked}
+    picked += [r for r in per_model_best_first(range(zoo.n_checkpoints)) if model[r] not in seen]
+    picked += rows + list(range(zoo.n_checkpoints))
+    return list(dict.fromkeys(int(r) for r in picked))[:max(0, n)]
+
+
 def selection_picker(zoo: Zoo, label: str = "Checkpoints", default_count: int = 1, key: str = "selection_picker",
                      max_selections: int | None = None, help: str | None = None) -> list[int]:
     """A multiselect over the zoo's checkpoints, linked to the shared selection.
 
-    Starts from the current selection (else the first ``default_count`` final checkpoints); a change
-    made here becomes the shared selection (and the URL). Returns the picked row indices."""
+    Starts from the current selection when it fits ``max_selections``, else from :func:`default_rows`
+    of it (``max_selections`` of them; ``default_count`` without a selection); a change made here
+    becomes the shared selection (and the URL). Returns the picked row indices."""
     selection = [r for r in get_selection() if r < zoo.n_checkpoints]
-    default = selection or [int(r) for r in zoo.final_index()[:default_count]]
-    if max_selections is not None:
-        default = default[:max_selections]
+    if selection and (max_selections is None or len(selection) <= max_selections):
+        default = selection
+    else:
+        n = max_selections if selection else default_count
+        default = default_rows(zoo, min(n, max_selections or n), selection)
 
     def changed() -> None:
         set_selection(st.session_state[key])
@@ -290,25 +350,37 @@ def teaching_mode() -> bool:
     return bool(st.session_state.get(TEACHING_KEY, False))
 
 
-def teaching(title: str, body: str, paper: str | None = None) -> None:
-    """The "About this page" explainer every page opens with: the idea, what to look for, the paper.
-
-    ``body`` is Markdown. Open by default in teaching mode (sidebar toggle)."""
+def teaching(page: str) -> None:
+    """The "About this page" explainer every page opens with (:data:`wslviz.ui.texts.EXPLAINERS`): the idea,
+    what to look for, one thing to try, the terms it uses (from the glossary) and the papers, linked.
+    Open by default in teaching mode (sidebar toggle)."""
     ensure_app()
-    with st.expander(f"About this page: {title}", expanded=teaching_mode(), icon=":material/school:"):
-        st.markdown(body)
-        if paper:
-            st.caption(f"From: {paper}")
+    text = texts.EXPLAINERS[page]
+    with st.expander(f"About this page: {text.title}", expanded=teaching_mode(), icon=":material/school:"):
+        st.markdown(text.body)
+        st.markdown(f"**Try this:** {text.try_this}")
+        if text.terms:
+            st.markdown("**Terms.**\n" + "\n".join(f"- *{t}*: {texts.GLOSSARY[t]}" for t in text.terms))
+        st.caption("Papers: " + "; ".join(p.markdown() for p in text.papers))
 
 
-def progress_callback(label: str) -> Callable[[int, int], None]:
-    """A ``progress(done, total)`` callback driving an ``st.progress`` bar with counts."""
-    bar = st.progress(0.0, text=label)
+def number_columns(df: pd.DataFrame) -> dict:
+    """``st.dataframe`` column formats in the house style: floats with 4 significant digits, integers
+    with thousands separators (``1,120``), so every table reads alike."""
+    out = {}
+    for col in df.columns:
+        if pd.api.types.is_float_dtype(df[col]):
+            out[col] = st.column_config.NumberColumn(str(col), format="%.4g")
+        elif pd.api.types.is_integer_dtype(df[col]) and col not in ("row", "model_id", "seed", "epoch"):
+            out[col] = st.column_config.NumberColumn(str(col), format="localized")
+    return out
 
-    def update(done: int, total: int) -> None:
-        bar.progress(min(1.0, done / max(total, 1)), text=f"{label} {done}/{total}")
 
-    return update
+def chart(fig: go.Figure, key: str, **kwargs) -> dict | None:
+    """``st.plotly_chart`` in the house style: ``theme=None`` (the figure carries :mod:`wslviz.plots.style`;
+    Streamlit's theme would replace its fonts and colour scales, so pages would differ), full width.
+    Returns the selection event where ``on_select`` is passed."""
+    return st.plotly_chart(fig, key=key, theme=None, **{"width": "stretch", **kwargs})
 
 
 # ------------------------------------------------------------------ exports

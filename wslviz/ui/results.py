@@ -1,0 +1,104 @@
+"""The one result cache every page uses: results keyed by zoo fingerprint and parameters, computed with
+a progress bar that is removed when done.
+
+:func:`result` returns a computation's value from the cache or computes it now. The value is stored in a
+process-wide slot (``st.cache_resource``: no pickling round trip, shared by sessions; callers must not
+mutate what they get) that is filled *outside* any cached function, so the progress bar drawn while
+computing is never recorded, and never replayed, by Streamlit's cache. :func:`on_request` is the same
+for a section computed on a button press: the request is remembered per session, so the result stays
+on the page across reruns (read back from the cache, recomputed with a bar if it was evicted).
+
+Keys are plain values (names, numbers, strings, tuples of them): ``repr`` of the key tuple identifies
+the computation together with the zoo's fingerprint, so ``compute`` must depend on nothing else. It is
+called as ``compute(progress=callback)``: a library function with its arguments bound by
+``functools.partial``, since every long library computation takes a ``progress`` keyword.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from wslviz.core.zoo import Zoo
+
+T = TypeVar("T")
+Progress = Callable[[int, int], None]
+REQUESTS_KEY = "_requested_results"
+MAX_RESULTS = 256
+
+
+def progress_callback(label: str) -> Progress:
+    """A ``progress(done, total)`` callback driving an ``st.progress`` bar with counts."""
+    bar = st.progress(0.0, text=label)
+
+    def update(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / max(total, 1)), text=f"{label} {done:,}/{total:,}")
+
+    return update
+
+
+@st.cache_resource(show_spinner=False, max_entries=MAX_RESULTS)
+def _slot(fingerprint: str, key: str) -> dict[str, Any]:
+    return {}
+
+
+def cached_value(zoo: Zoo, key: tuple[Hashable, ...]) -> Any | None:
+    """The cached value of ``key`` for ``zoo``, or None when it has not been computed (or was evicted)."""
+    return _slot(zoo.fingerprint, repr(key)).get("value")
+
+
+def result(zoo: Zoo, key: tuple[Hashable, ...], compute: Callable[..., T], label: str | None = None) -> T:
+    """``compute(progress=...)`` for ``key`` on ``zoo``, from the cache, or computed now.
+
+    While computing, a progress bar with ``label`` is drawn where this is called and ``compute`` gets
+    its callback; the bar is removed when done (also on an error, which propagates). Without
+    ``label`` (results that take well under a second) nothing is drawn and ``compute`` gets None."""
+    slot = _slot(zoo.fingerprint, repr(key))
+    if "value" not in slot:
+        if label is None:
+            slot["value"] = compute(progress=None)
+        else:
+            holder = st.empty()
+            try:
+                with holder:
+                    slot["value"] = compute(progress=progress_callback(label))
+            finally:
+                holder.empty()
+    return slot["value"]
+
+
+def on_request(zoo: Zoo, section: str, key: tuple[Hashable, ...], compute: Callable[..., T], label: str,
+               run: bool, errors: tuple[type[Exception], ...] = (ValueError,)) -> T | None:
+    """A section's result that is computed on demand (``run``: its button was pressed) and then kept.
+
+    With ``run``, ``key`` is computed (see :func:`result`) and remembered as this session's request
+    for ``section``; an exception of a type in ``errors`` (collinear models, too short a trajectory,
+    ...) is shown with ``st.error`` and forgets the request. Otherwise the last request for ``section``
+    on this zoo is returned, or None when there is none: the page shows the last computed result even
+    after its widgets changed, until the button is pressed again (:func:`requested_key` tells which)."""
+    requests = st.session_state.setdefault(REQUESTS_KEY, {})
+    if run:
+        try:
+            result(zoo, key, compute, label)
+        except errors as e:
+            requests.pop(section, None)
+            st.error(str(e))
+            return None
+        requests[section] = (zoo.fingerprint, key, compute, label)
+    saved = requests.get(section)
+    if saved is None or saved[0] != zoo.fingerprint:
+        return None
+    return result(zoo, *saved[1:])
+
+
+def requested_key(zoo: Zoo, section: str) -> tuple[Hashable, ...] | None:
+    """The key of the last request for ``section`` on ``zoo`` in this session (see :func:`on_request`)."""
+    saved = st.session_state.get(REQUESTS_KEY, {}).get(section)
+    return saved[1] if saved is not None and saved[0] == zoo.fingerprint else None
+
+
+def forget(section: str) -> None:
+    """Drop this session's request for ``section`` (its result is no longer shown)."""
+    st.session_state.get(REQUESTS_KEY, {}).pop(section, None)

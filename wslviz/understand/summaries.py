@@ -1,0 +1,72 @@
+"""What symmetries and alignment do to concrete models, summarised for display (the Symmetry page).
+
+* :func:`symmetry_effects`: one random group element per kind of symmetry (and all kinds together)
+  applied to one model: how far the weights move, how little the outputs change.
+* :func:`alignment_report`: one model re-expressed in another's basis: the matching per layer, the
+  distances per layer before and after, the output change (rounding) and the loss barrier before and
+  after (on the same grid as the Landscape page, :data:`wslviz.understand.landscape.BARRIER_STEPS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+
+from wslviz.core.arch import Architecture
+from wslviz.core.tasks import Task
+from wslviz.understand.align import activation_matching, matching_matrices, weight_matching
+from wslviz.understand.landscape import interpolate, loss_barrier
+from wslviz.understand.symmetry import (
+    KINDS,
+    apply_symmetry,
+    equivalence_gap,
+    layer_distances,
+    random_symmetry,
+)
+
+
+def symmetry_effects(arch: Architecture, weights: torch.Tensor, kinds: Sequence[str], seed: int = 0,
+                     x: torch.Tensor | None = None) -> pd.DataFrame:
+    """For each kind in ``kinds`` alone, and for all of them together (when more than one), a random
+    group element (``seed``) applied to one model ``weights`` [P]: columns ``kinds`` (tuple),
+    ``weight_distance`` (``||θ - g·θ||``) and ``output_difference`` (largest output change on ``x``,
+    default random probes; float rounding, since the function is the same)."""
+    theta = weights.float()
+    subsets = [(k,) for k in kinds] + ([tuple(kinds)] if len(kinds) > 1 else [])
+    rows = []
+    for subset in subsets:
+        moved = apply_symmetry(arch, theta, random_symmetry(arch, seed=seed, kinds=subset))
+        rows.append({"kinds": subset, "weight_distance": float((moved - theta).norm()),
+                     "output_difference": equivalence_gap(arch, theta, moved, x)})
+    return pd.DataFrame(rows)
+
+
+def alignment_report(arch: Architecture, task: Task | None, a: torch.Tensor, b: torch.Tensor, method: str = "weight",
+                     kinds: Iterable[str] = KINDS, progress=None) -> dict[str, Any]:
+    """Model ``b`` [P] re-expressed in ``a``'s basis by ``method`` (``weight`` or ``activation``, which
+    needs ``task``) undoing ``kinds``. Returns ``aligned`` [P], ``matrices`` (see
+    :func:`~wslviz.understand.align.matching_matrices`), ``before`` / ``after`` (per-layer distances to
+    ``a``, see :func:`~wslviz.understand.symmetry.layer_distances`), ``gap`` (largest output change of
+    ``b``: rounding) and, with a task, ``barrier_before`` / ``barrier_after`` (loss barriers of the
+    straight paths, :func:`~wslviz.understand.landscape.loss_barrier` at the default resolution)."""
+    a, b = a.float(), b.float()
+    kinds = tuple(kinds)
+    if method == "weight":
+        aligned, g = weight_matching(arch, a, b, return_perm=True, kinds=kinds)
+    elif method == "activation":
+        aligned, g = activation_matching(arch, task, a, b, return_perm=True, kinds=kinds)
+    else:
+        raise ValueError(f"unknown alignment method {method!r}; known: weight, activation")
+    out: dict[str, Any] = {
+        "aligned": aligned, "matrices": matching_matrices(arch, a, b, g), "before": layer_distances(arch, a, b),
+        "after": layer_distances(arch, a, aligned),
+        "gap": equivalence_gap(arch, b, aligned, task.x_test if task is not None else None)}
+    if task is not None:
+        out["barrier_before"] = loss_barrier(interpolate(arch, task, a, b))
+        out["barrier_after"] = loss_barrier(interpolate(arch, task, a, aligned))
+    if progress:
+        progress(1, 1)
+    return out
