@@ -4,7 +4,8 @@ A task is described by a JSON-able spec (stored in ``zoo.json``) and rebuilt det
 it: ``{"name": "moons", "n_samples": 1000, "noise": 0.2, "seed": 0, "test_fraction": 0.3}``.
 Built-in names: ``moons``, ``circles``, ``spirals`` (2D, so decision boundaries can be drawn),
 ``digits`` (scikit-learn's 8x8 handwritten digits, shipped with the package, as ``[1, 8, 8]`` images
-scaled to [0, 1]) and ``npz`` (user data: a ``.npz`` file with arrays ``x`` and ``y``; integer ``y``
+scaled to [0, 1]), ``modadd`` (``a + b mod p`` as three tokens, for small transformers; half the ``p^2``
+problems are held out by default) and ``npz`` (user data: a ``.npz`` file with arrays ``x`` and ``y``; integer ``y``
 means classification, float ``y`` regression).
 
 Digits come in related variants for fine-tuning and merging (:data:`DIGITS_VARIANTS`):
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-TASK_NAMES = ("moons", "circles", "spirals", "digits", "npz")
+TASK_NAMES = ("moons", "circles", "spirals", "digits", "modadd", "npz")
 DIGITS_VARIANTS = ("original", "rotate90", "mirror", "invert", "noise")
 """Related digit tasks: the images as they are, rotated by 90 degrees, mirrored left to right, inverted
 (``1 - x``), and with Gaussian noise (std 0.3, fixed draw, clipped to [0, 1]). Labels are unchanged."""
@@ -124,6 +125,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "circles": {"n_samples": 1000, "noise": 0.1, "factor": 0.5},
     "spirals": {"n_samples": 1200, "noise": 0.15, "n_classes": 3},
     "digits": {},
+    "modadd": {"p": 23, "test_fraction": 0.5},
     "npz": {},
 }
 
@@ -156,6 +158,8 @@ def make_task(spec: dict[str, Any] | str) -> Task:
         d = load_digits()
         x, y = (d.data / 16.0).reshape(-1, 1, 8, 8), d.target
         class_names = [str(c) for c in range(10)]
+    elif name == "modadd":
+        x, y = _modular_addition(int(spec["p"]))
     else:
         x, y = load_npz(spec.get("path", ""))
         if y.dtype.kind == "f":
@@ -206,6 +210,16 @@ def _holdout(x: np.ndarray, y: np.ndarray, fraction: float):
         raise TaskError(f"holdout must be in (0, 1), got {fraction}")
     n = len(x) - int(round(len(x) * fraction))
     return x[:n], y[:n], x[n:], y[n:]
+
+
+def _modular_addition(p: int) -> tuple[np.ndarray, np.ndarray]:
+    """All ``p * p`` problems ``a + b mod p`` as token sequences ``[a, b, p]`` (``p`` is the "=" token; floats
+    holding integers, ``[N, 3]``) with labels ``(a + b) mod p`` (Power et al., "Grokking", 2022)."""
+    if p < 2:
+        raise TaskError(f"modadd needs p >= 2, got {p}")
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    x = np.stack([a.ravel(), b.ravel(), np.full(p * p, p)], 1).astype(np.float32)
+    return x, (a.ravel() + b.ravel()) % p
 
 
 def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

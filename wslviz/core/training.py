@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.core.batched import forward
 from wslviz.core.evaluation import evaluate
+from wslviz.core.module_train import MODULE_RECIPES
 from wslviz.core.tasks import Task, make_task
 from wslviz.core.zoo import Zoo
 
@@ -649,3 +650,4 @@ RECIPES: dict[str, Recipe | FinetuneRecipe | FederatedRecipe] = {
     ]
 }
 """The bundled zoos, by name (``wslviz make-zoo`` trains them all, or ``--only NAME``)."""
+RECIPES.update(MODULE_RECIPES)  # digits-resnet, tiny-transformer: module architectures (core/module_train.py)

@@ -1,0 +1,227 @@
+"""Training zoos of module architectures at once (the ``make-zoo`` recipes ``digits-resnet``, ``tiny-transformer``).
+
+All B models of a batch-size group live in one weight matrix ``[B, P]``; one step draws a minibatch per model
+(from its own permutation of its own training subset), runs them through
+:func:`wslviz.core.module_eval.batched_call` (``vmap(functional_call)`` in train mode: BatchNorm normalises
+each model with its own batch statistics and updates its running statistics with PyTorch's momentum 0.1)
+and differentiates the summed per-model mean losses, whose row b is model b's own gradient. The optimiser is
+:class:`wslviz.core.training.BatchedOptimizer` (SGD with momentum or Adam, per-model hyper-parameters);
+running statistics are not trained (their rows take the values BatchNorm wrote).
+
+A model's initial weights are the built-in module's own initialisation drawn with its seed (times
+``init_scale`` for linear, conv and embedding tensors); its training subset and data order come from the same
+seed, so a recipe and seed give the same zoo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from wslviz.core import module_eval
+from wslviz.core.builtins import BUILTINS
+from wslviz.core.module_arch import ModuleArchitecture
+from wslviz.core.tasks import Task, make_task
+
+Progress = Callable[[int, int], None] | None
+HYPERPARAMETERS: dict[str, Any] = {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 32, "optimizer": "adam",
+                                   "momentum": 0.9, "init_scale": 1.0, "train_fraction": 1.0}
+"""What a module recipe may vary, with defaults (the sequential trainer's set without dropout: a module's
+dropout layers have their own rates)."""
+DATA_STREAM = 2**32
+
+
+def init_module_weights(arch: ModuleArchitecture, seeds: Sequence[int], init_scale: Sequence[float]) -> torch.Tensor:
+    """``[B, P]``: per seed, the built-in's own initialisation drawn under ``torch.manual_seed(seed)``, linear/conv/
+    embedding tensors times that model's ``init_scale``."""
+    make = BUILTINS[arch.spec["builtin"]]
+    scaled = [p for p in arch.layout if arch.layers[p.layer]["type"] in ("linear", "conv2d", "conv1d", "embedding")]
+    out = torch.empty(len(seeds), arch.n_params)
+    for i, (seed, scale) in enumerate(zip(seeds, init_scale, strict=True)):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            out[i] = arch.flatten(make(**arch.spec["kwargs"]).state_dict())
+        for p in scaled:
+            out[i, p.slice] *= float(scale)
+    return out
+
+
+def _train_group(arch: ModuleArchitecture, task: Task, hp: pd.DataFrame, epochs: int, checkpoints: Sequence[int],
+                 on_epoch: Callable[[], None]) -> dict[int, torch.Tensor]:
+    from wslviz.core.training import BatchedOptimizer
+
+    b, bs = len(hp), int(hp["batch_size"].iloc[0])
+    x, y = task.x_train, task.y_train
+    n = len(x)
+    sizes = np.maximum(bs, np.round(hp["train_fraction"].to_numpy() * n).astype(int))
+    if (sizes > n).any():
+        raise ValueError(f"batch size {bs} is larger than the {n} training examples")
+    gens = [torch.Generator().manual_seed(int(s) + DATA_STREAM) for s in hp["seed"]]
+    subsets = [torch.randperm(n, generator=g)[:k] for g, k in zip(gens, sizes, strict=True)]
+    steps = int(sizes.max()) // bs
+    n_steps = torch.as_tensor(sizes // bs)
+    weights = init_module_weights(arch, hp["seed"].tolist(), hp["init_scale"].tolist())
+    opt = BatchedOptimizer(hp, arch.n_params)
+    stats = [p for p in arch.layout if p.role in ("running_mean", "running_var")]
+    saved = {0: weights.clone()} if 0 in checkpoints else {}
+    for epoch in range(1, epochs + 1):
+        order = torch.zeros(b, int(sizes.max()), dtype=torch.long)
+        for i, (g, sub) in enumerate(zip(gens, subsets, strict=True)):
+            order[i, :len(sub)] = sub[torch.randperm(len(sub), generator=g)]
+        for s in range(steps):
+            active = n_steps > s
+            rows = active.nonzero().flatten()
+            idx = order[rows, s * bs:(s + 1) * bs]
+            w = weights[rows].requires_grad_(True)
+            tensors = arch.unflatten(w)
+            for p in stats:
+                tensors[p.name] = tensors[p.name].detach().clone()
+            with torch.enable_grad():
+                out = module_eval.call(arch, tensors, x[idx], train=True, per_model_inputs=True)
+                out = out.reshape(len(rows), bs, -1)
+                losses = F.cross_entropy(out.reshape(-1, out.shape[-1]), y[idx].reshape(-1),
+                                         reduction="none").view(len(rows), bs).mean(1)
+                (grad_rows,) = torch.autograd.grad(losses.sum(), w)
+            grad = torch.zeros_like(weights)
+            grad[rows] = grad_rows
+            opt.step(weights, grad, active)
+            for p in stats:  # running statistics are what BatchNorm wrote, not optimised
+                weights[rows, p.slice] = tensors[p.name].reshape(len(rows), -1)
+        if epoch in checkpoints:
+            if not torch.isfinite(weights).all():
+                bad = (~torch.isfinite(weights)).any(1).nonzero().flatten().tolist()
+                raise FloatingPointError(f"training diverged at epoch {epoch} for models with seeds "
+                                         f"{hp['seed'].iloc[bad].tolist()[:10]}")
+            saved[epoch] = weights.clone()
+        on_epoch()
+    return saved
+
+
+@dataclass(frozen=True)
+class ModuleRecipe:
+    """A zoo of one built-in module architecture: like :class:`wslviz.core.training.Recipe` (balanced grid of
+    hyper-parameters, checkpoint epochs), trained by :func:`train_module_zoo`."""
+
+    name: str
+    description: str
+    arch: dict[str, Any]
+    task: dict[str, Any]
+    n_models: int
+    grid: dict[str, tuple[Any, ...]]
+    epochs: int
+    checkpoints: tuple[int, ...]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = 2
+
+    def hyperparameters(self, seed: int = 0) -> pd.DataFrame:
+        """One row per model: ``seed`` (``seed * 100000 + model_id``) and the drawn hyper-parameters."""
+        rng = np.random.default_rng(seed)
+        cols: dict[str, Any] = {"seed": seed * 100_000 + np.arange(self.n_models)}
+        for name, values in self.grid.items():
+            balanced = np.resize(np.arange(len(values)), self.n_models)
+            cols[name] = [values[i] for i in rng.permutation(balanced)]
+        for name, value in self.fixed.items():
+            cols[name] = value
+        df = pd.DataFrame(cols)
+        unknown = set(df.columns) - set(HYPERPARAMETERS) - {"seed"}
+        if unknown:
+            raise ValueError(f"unknown hyper-parameter(s) {sorted(unknown)}; known: {', '.join(HYPERPARAMETERS)}")
+        for name, default in HYPERPARAMETERS.items():
+            if name not in df:
+                df[name] = default
+        return df[["seed", *HYPERPARAMETERS]]
+
+    def train_zoo(self, seed: int = 0, progress: Progress = None):
+        return train_module_zoo(self, seed, progress)
+
+
+def train_module_zoo(recipe: ModuleRecipe, seed: int = 0, progress: Progress = None):
+    """Train the zoo ``recipe`` describes; returns a :class:`wslviz.core.zoo.Zoo` with metadata columns
+    ``model_id``, ``epoch``, the hyper-parameters, ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``,
+    ``ggap`` (every checkpoint evaluated in eval mode on the full splits)."""
+    from wslviz.core.zoo import Zoo
+
+    arch = ModuleArchitecture(recipe.arch)
+    task = make_task(recipe.task)
+    hp = recipe.hyperparameters(seed)
+    checkpoints = sorted(set(recipe.checkpoints))
+    groups = sorted(hp["batch_size"].unique())
+    total, done = len(groups) * recipe.epochs + 1, 0
+
+    def on_epoch() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total)
+
+    threads = torch.get_num_threads()
+    weights = torch.empty(len(hp), len(checkpoints), arch.n_params)
+    try:
+        torch.set_num_threads(min(threads, recipe.threads or threads))
+        for bs in groups:
+            rows = np.flatnonzero(hp["batch_size"].to_numpy() == bs)
+            with torch.random.fork_rng(devices=[]):  # dropout masks, if any, from the run seed
+                torch.manual_seed(seed * 100_003 + int(bs))
+                saved = _train_group(arch, task, hp.iloc[rows].reset_index(drop=True), recipe.epochs, checkpoints,
+                                     on_epoch)
+            weights[torch.as_tensor(rows)] = torch.stack([saved[e] for e in checkpoints], 1)
+        weights = weights.reshape(-1, arch.n_params)
+        meta = hp.loc[hp.index.repeat(len(checkpoints))].reset_index(drop=True)
+        meta.insert(0, "model_id", np.repeat(np.arange(len(hp)), len(checkpoints)))
+        meta.insert(1, "epoch", np.tile(checkpoints, len(hp)))
+        for split in ("train", "test"):
+            r = module_eval.evaluate(arch, task, weights, split=split)
+            meta[f"{split}_loss"] = r["loss"].numpy().astype(np.float64)
+            meta[f"{split}_acc"] = r["accuracy"].numpy().astype(np.float64)
+        meta["ggap"] = meta["train_acc"] - meta["test_acc"]
+    finally:
+        torch.set_num_threads(threads)
+    on_epoch()
+    return Zoo(name=recipe.name, metadata=meta, weights=weights, arch=arch, task=task, description=recipe.description)
+
+
+DIGITS_RESNET = {"kind": "module", "builtin": "resnet20", "kwargs": {"depth": 8, "width": 0.25, "in_channels": 1},
+                 "input_shape": [1, 8, 8]}
+TINY_TRANSFORMER = {"kind": "module", "builtin": "gpt",
+                    "kwargs": {"vocab_size": 24, "seq_len": 3, "n_classes": 23, "d_model": 16, "n_head": 2,
+                               "n_layer": 1},
+                    "input_shape": [3], "input_dtype": "int", "input_high": 24}
+
+MODULE_RECIPES: dict[str, ModuleRecipe] = {
+    r.name: r
+    for r in [
+        ModuleRecipe(
+            name="digits-resnet",
+            description="CIFAR-style ResNet-8 (BasicBlocks, BatchNorm, 4/8/16 channels) on scikit-learn digits; "
+                        "optimizer, learning rate, weight decay, init scale and train fraction varied.",
+            arch=DIGITS_RESNET,
+            task={"name": "digits", "seed": 0},
+            n_models=64,
+            grid={"optimizer": ("sgd", "adam"), "lr": (3e-3, 1e-2, 3e-2, 1e-1), "weight_decay": (0.0, 1e-3),
+                  "init_scale": (0.5, 1.0), "train_fraction": (0.1, 0.3, 1.0)},
+            fixed={"batch_size": 64},
+            epochs=6,
+            checkpoints=(0, 1, 3, 6),
+        ),
+        ModuleRecipe(
+            name="tiny-transformer",
+            description="One-layer pre-LN GPT (d=16, 2 heads) on modular addition a + b mod 23 (half the "
+                        "problems held out); learning rate, weight decay and train fraction varied, so some "
+                        "models memorise and some generalise (train and test accuracy per checkpoint).",
+            arch=TINY_TRANSFORMER,
+            task={"name": "modadd", "p": 23, "seed": 0},
+            n_models=48,
+            grid={"lr": (1e-3, 3e-3, 1e-2), "weight_decay": (0.0, 0.1, 1.0), "train_fraction": (0.5, 1.0)},
+            fixed={"optimizer": "adam", "batch_size": 128},
+            epochs=150,
+            checkpoints=(0, 10, 50, 150),
+        ),
+    ]
+}
+"""The bundled module zoos, by name (registered in :data:`wslviz.core.training.RECIPES`)."""
