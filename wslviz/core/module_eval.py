@@ -153,7 +153,7 @@ def batched_call(arch: ModuleArchitecture, tensors: dict[str, torch.Tensor], x: 
                  capture: tuple[str, ...] = ()) -> Any:
     """``vmap(functional_call)`` of the module over the leading model axis of ``tensors`` (``{name: [B, ...]}``)
     on ``x`` (``[N, ...]`` shared, or ``[B, N, ...]`` with ``per_model_inputs``). With ``capture`` (graph node
-    names), returns ``(outputs, captured tuple)``. Differentiable; in train mode BatchNorm running statistics in
+    names), returns ``(outputs, *captured)``. Differentiable; in train mode BatchNorm running statistics in
     ``tensors`` are updated in place and dropout masks differ per model."""
     device = torch.device(device)
     module = _capture_module(arch, capture) if capture else _module(arch, device, train)
@@ -177,8 +177,7 @@ def looped_call(arch: ModuleArchitecture, tensors: dict[str, torch.Tensor], x: t
     outs = [functional_call(module, {k: v[i] for k, v in tensors.items()}, (x[i] if per_model_inputs else x,),
                             tie_weights=True, strict=False) for i in range(b)]
     if capture:
-        return torch.stack([o[0] for o in outs]), tuple(torch.stack([o[1 + j] for o in outs])
-                                                        for j in range(len(capture)))
+        return tuple(torch.stack([o[j] for o in outs]) for j in range(1 + len(capture)))
     return torch.stack(outs)
 
 
@@ -218,7 +217,7 @@ def forward(arch: ModuleArchitecture, weights: torch.Tensor, x: torch.Tensor, ca
     tensors = {k: (v.detach().clone() if train else v.detach()) if k in stats else v
                for k, v in _tensors(arch, weights.to(dev)).items()}
     result = call(arch, tensors, x.to(dev), train=train, per_model_inputs=per_model, device=dev, capture=nodes)
-    out, captured = (result[0], result[1]) if nodes else (result, ())
+    out, captured = (result[0], result[1:]) if nodes else (result, ())
     b, n = out.shape[:2]
     out = out.reshape(b, n, -1)
     found = {}

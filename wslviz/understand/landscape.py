@@ -28,6 +28,7 @@ from wslviz.core.arch import Architecture
 from wslviz.core.evaluation import evaluate
 from wslviz.core.tasks import Task
 from wslviz.understand.align import activation_matching, weight_matching
+from wslviz.understand.repair import correct as correct_statistics
 
 Progress = Callable[[int, int], None] | None
 METHODS = ("naive", "weight", "activation")
@@ -124,16 +125,21 @@ def interpolate(
     t_range: tuple[float, float] = (0.0, 1.0),
     split: str = "test",
     progress: Progress = None,
+    repair: str | None = None,
 ) -> pd.DataFrame:
     """Loss and accuracy along the straight line from ``a`` (t = 0) to ``b`` (t = 1), both [P].
 
     The grid is :func:`t_grid` (``steps`` points over ``t_range``, holding 0 and 1 exactly; e.g.
     ``t_range=(-0.5, 1.5)`` extrapolates past both models). All points are evaluated in one batch.
+    ``repair``: statistics correction of the points between the endpoints (:mod:`wslviz.understand.repair`):
+    ``"none"``, ``"reset"`` (BatchNorm statistics recomputed), ``"repair"`` (REPAIR, Jordan et al. 2023);
+    None: ``"reset"`` for networks with BatchNorm, else ``"none"``. The endpoints stay as they are.
     Returns a DataFrame with columns ``t``, ``loss``, ``accuracy``.
     """
     a, b = model_vector(arch, a, "a"), model_vector(arch, b, "b")
     t = t_grid(steps, t_range)
-    loss, acc = evaluate_points(arch, task, line_points(a, b, t), split, progress)
+    points = correct_statistics(arch, task, a, b, line_points(a, b, t), torch.as_tensor(t), repair)
+    loss, acc = evaluate_points(arch, task, points, split, progress)
     return pd.DataFrame({"t": t, "loss": loss, "accuracy": acc})
 
 

@@ -147,13 +147,19 @@ def repair(arch: Any, a: torch.Tensor, b: torch.Tensor, points: torch.Tensor, t:
 
 def correct(arch: Any, task: Task | None, a: torch.Tensor, b: torch.Tensor, points: torch.Tensor,
             t: torch.Tensor, method: str | None, device: torch.device | str = "cpu") -> torch.Tensor:
-    """``points`` [G, P] on the line from ``a`` to ``b`` corrected by ``method``: ``"none"`` (as they are),
-    ``"reset"`` (:func:`reset_batchnorm`), ``"repair"`` (:func:`repair`); ``None``: :func:`default_method`."""
+    """``points`` [G, P] at ``t`` [G] on the line from ``a`` to ``b`` corrected by ``method``: ``"none"`` (as they
+    are), ``"reset"`` (:func:`reset_batchnorm`), ``"repair"`` (:func:`repair`); ``None``: :func:`default_method`.
+    Points at ``t = 0`` or ``t = 1`` are the endpoints themselves and are returned unchanged."""
     method = default_method(arch) if method is None else method
     if method not in METHODS:
         raise ValueError(f"unknown correction {method!r}; known: {', '.join(METHODS)}")
-    if method == "none":
+    t = torch.as_tensor(t, dtype=torch.float64).reshape(-1)
+    inner = ((t > 0) & (t < 1)).nonzero().flatten()  # the endpoints are the models themselves: left as they are
+    if method == "none" or len(inner) == 0:
         return points
+    out = points.clone()
     if method == "reset":
-        return reset_batchnorm(arch, points, task, device=device)
-    return repair(arch, a, b, points, t, task, device=device)
+        out[inner] = reset_batchnorm(arch, points[inner], task, device=device)
+    else:
+        out[inner] = repair(arch, a, b, points[inner], t[inner], task, device=device)
+    return out
