@@ -104,6 +104,12 @@ with st.container(border=True):
             options["top_fraction"] = c3.slider("Fit on the best fraction of final checkpoints", 0.1, 1.0, 1.0,
                                                 0.05, key=f"gen_top_{method}")
 
+tuned = G.tuned_options(zoo.name, method)
+if tuned and st.toggle(f"Tuned settings for {zoo.name}: " + ", ".join(f"{k}={v}" for k, v in tuned.items()), True,
+                       key=f"gen_tuned_{method}", help="Chosen on a validation split (never the test split) by "
+                       "benchmarks/tune_generators.py; they replace the controls above (switch off to use those)."):
+    options.update(tuned)
+
 
 # ---------------------------------------------------------------------------------------------- cached work
 def novelty_index() -> G.NoveltyIndex:

@@ -4,6 +4,7 @@ Fisher, FedAvg), compared per task with its inputs and their ensemble."""
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import streamlit as st
 
@@ -11,8 +12,6 @@ from wslviz import ui
 from wslviz.generation import merging as M
 from wslviz.plots import merge as P
 
-RESULT_KEY = "merge_result"
-SWEEP_KEY = "merge_sweep"
 ABOUT = (
     "Merging makes **one** network out of several by arithmetic on their weights: no retraining, one "
     "model's cost at inference. Models fine-tuned from one base share a basin, so plain averages work "
@@ -33,7 +32,6 @@ with st.expander("About this page: merging models", expanded=ui.teaching_mode())
     st.markdown(ABOUT)
 
 zoo = ui.require_zoo()
-path = ui.current_zoo_path()
 if zoo.task is None:
     st.warning("Merging is judged by accuracy, and this zoo has no task: attach one on the home page.")
     st.stop()
@@ -92,39 +90,30 @@ with st.container(border=True):
                                                 key="merge_fisher_n")
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def cached_merge(zoo_path: str, fingerprint: str, rows: tuple[int, ...], method: str, base_row: int | None,
-                 options_json: str) -> dict:
-    z = ui.open_zoo(zoo_path)
-    merged = M.merge_rows(z, list(rows), method, base_row, **json.loads(options_json))
-    return {"weights": merged, **M.merge_report(z, list(rows), merged, base_row)}
+def merge_now(rows: tuple[int, ...], method: str, base_row: int | None, options_json: str, progress=None) -> dict:
+    merged = M.merge_rows(zoo, list(rows), method, base_row, progress=progress, **json.loads(options_json))
+    return {"weights": merged, **M.merge_report(zoo, list(rows), merged, base_row)}
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def cached_sweep(zoo_path: str, fingerprint: str, rows: tuple[int, ...], method: str, base_row: int | None,
-                 values: tuple[float, ...], options_json: str):
-    z = ui.open_zoo(zoo_path)
-    w = z.weights[list(rows)].float()
-    base = z.weights[base_row].float() if base_row is not None else None
-    return M.merge_sweep(z.arch, M.zoo_tasks(z), w, method, list(values), base=base, **json.loads(options_json))
+def sweep_now(rows: tuple[int, ...], method: str, base_row: int | None, values: tuple[float, ...],
+              options_json: str, progress=None):
+    base = zoo.weights[base_row].float() if base_row is not None else None
+    return M.merge_sweep(zoo.arch, M.zoo_tasks(zoo), zoo.weights[list(rows)].float(), method, list(values), base=base,
+                         progress=progress, **json.loads(options_json))
 
 
-key = (path, zoo.fingerprint, tuple(int(r) for r in rows), method, base_row, json.dumps(options, sort_keys=True))
-if st.button("Merge", type="primary", key="merge_go"):
-    if len(rows) < (2 if method == "slerp" else 1):
-        st.error("Pick the models to merge (SLERP takes exactly two).")
-    else:
-        try:
-            with st.spinner(f"Merging {len(rows)} models by {M.METHODS[method]} ..."):
-                st.session_state[RESULT_KEY] = {"key": key, **cached_merge(*key)}
-        except (ValueError, TypeError) as e:
-            st.error(f"Could not merge: {e}")
-
-result = st.session_state.get(RESULT_KEY)
-if not result or result["key"][:2] != key[:2]:
+key = (tuple(int(r) for r in rows), method, base_row, json.dumps(options, sort_keys=True))
+pressed = st.button("Merge", type="primary", key="merge_go")
+if pressed and len(rows) < (2 if method == "slerp" else 1):
+    st.error("Pick the models to merge (SLERP takes exactly two).")
+    pressed = False
+result = ui.on_request(zoo, "merge", ("merge", *key), partial(merge_now, *key), f"Merging by {M.METHODS[method]}",
+                       pressed, errors=(ValueError, TypeError))
+if result is None:
     st.info("Pick the models and a method, then press **Merge**.")
     st.stop()
-if result["key"] != key:
+done_key = ui.requested_key(zoo, "merge")[1:]
+if done_key != key:
     st.caption("The result below is for the previous choice; press **Merge** to update it.")
 
 table = result["accuracy"]
@@ -134,14 +123,15 @@ verdict = "beats" if merged_avg > result["best_input"] else "does not beat"
 st.markdown(f"The merged model's average accuracy over the tasks is **{merged_avg:.3f}**: it {verdict} every "
             f"input (best input {result['best_input']:.3f}); the ensemble of the inputs reaches "
             f"{float(table['average'].iloc[1]):.3f}.")
-st.plotly_chart(P.task_accuracy_bars(table if len(table) <= 14 else table.iloc[:14]), key="merge_bars")
+ui.chart(P.task_accuracy_bars(table if len(table) <= 14 else table.iloc[:14]), key="merge_bars")
 st.dataframe(table.round(4), hide_index=True, key="merge_table")
 
 if result["similarity"] is not None:
     c1, c2 = st.columns(2)
-    c1.plotly_chart(P.similarity_heatmap(result["similarity"], [f"row {r}" for r in result["key"][2]]),
-                    key="merge_similarity")
-    c2.plotly_chart(P.sign_conflict_bars(result["conflicts"]), key="merge_conflicts")
+    with c1:
+        ui.chart(P.similarity_heatmap(result["similarity"], [f"row {r}" for r in done_key[0]]), key="merge_similarity")
+    with c2:
+        ui.chart(P.sign_conflict_bars(result["conflicts"]), key="merge_conflicts")
     c2.caption("Sign conflicts at TIES' default density (the top 20% of each task vector).")
 
 param = M.SWEEPS.get(method)
@@ -150,15 +140,15 @@ if param == "lam" and base_row is not None or param == "t" and len(rows) == 2:
     lo, hi = (0.0, 3.0 if method == "ties" else 3.0 / max(1, len(rows))) if param == "lam" else (-0.25, 1.25)
     steps = st.slider("Points on the curve", 5, 41, 13, key="merge_sweep_steps")
     values = tuple(round(lo + (hi - lo) * i / (steps - 1), 4) for i in range(steps))
-    if st.button(f"Sweep {param}", key="merge_sweep_go"):
-        extra = {k: v for k, v in options.items() if k not in ("lam", "t", "matching", "correction")}
-        with st.spinner(f"Merging and evaluating at {steps} values of {param} ..."):
-            st.session_state[SWEEP_KEY] = {"key": key, "param": param, "curve": cached_sweep(
-                path, zoo.fingerprint, key[2], method, base_row, values, json.dumps(extra, sort_keys=True))}
-    sweep = st.session_state.get(SWEEP_KEY)
-    if sweep and sweep["key"][:3] == key[:3]:
-        st.plotly_chart(P.sweep_curve(sweep["curve"], sweep["param"], result["best_input"]), key="merge_sweep_curve")
+    extra = json.dumps({k: v for k, v in options.items() if k not in ("lam", "t", "matching", "correction")},
+                       sort_keys=True)
+    sweep_key = (key[0], method, base_row, values, extra)
+    curve = ui.on_request(zoo, "merge_sweep", ("merge sweep", *sweep_key), partial(sweep_now, *sweep_key),
+                          f"Merging and evaluating at {steps} values of {param}",
+                          st.button(f"Sweep {param}", key="merge_sweep_go"))
+    if curve is not None:
+        ui.chart(P.sweep_curve(curve, curve.columns[0], result["best_input"]), key="merge_sweep_curve")
 
 st.subheader("Export")
-meta = table.iloc[:1].assign(method=method, rows=" ".join(map(str, result["key"][2])), options=key[5])
-ui.download_weights(zoo.arch, result["weights"].unsqueeze(0), meta, f"{zoo.name}-merged-{method}")
+meta = table.iloc[:1].assign(method=done_key[1], rows=" ".join(map(str, done_key[0])), options=done_key[3])
+ui.download_weights(zoo.arch, result["weights"].unsqueeze(0), meta, f"{zoo.name}-merged-{done_key[1]}")

@@ -42,9 +42,10 @@ def test_zoo_models_are_not_novel_and_noise_makes_them_so(moons_zoo, moons_front
     assert clean["error_novelty"] == 0.0 and clean["distance"] < 1e-3
     assert fr.curve["distance"].is_monotonic_increasing  # more noise, farther away
     assert fr.curve["accuracy"].iloc[-1] < clean["accuracy"]
-    # the frontier's sources are the better half of the zoo's final checkpoints
+    # the frontier's sources are the zoo's most accurate final checkpoints
     acc = moons_zoo.metadata["test_acc"].to_numpy()
-    assert acc[fr.points["source_row"]].min() >= np.median(acc[moons_zoo.final_index()])
+    final_acc = np.sort(acc[moons_zoo.final_index()])
+    assert acc[fr.points["source_row"]].min() >= final_acc[-8]
 
 
 def test_beyond_the_frontier_means_above_its_upper_envelope():
@@ -54,6 +55,7 @@ def test_beyond_the_frontier_means_above_its_upper_envelope():
     # sorted by novelty: (0, .9), (.2, .8), (.3, .7), (.4, .6): already non-increasing
     np.testing.assert_allclose(fr.envelope([0.0, 0.1, 0.25, 0.5]), [0.9, 0.85, 0.75, 0.6])
     assert fr.beyond([0.1, 0.1, 0.5], [0.86, 0.84, 0.61]).tolist() == [True, False, True]
+    assert not fr.beyond([0.0], [0.99])[0]  # a copy of a zoo model is never beyond, however accurate
     # a dip in the curve does not lower the bar: the envelope keeps the best accuracy at equal or more novelty
     dip = curve.assign(error_novelty=[0.0, 0.2, 0.3, 0.4], accuracy=[0.9, 0.6, 0.5, 0.7])
     fr = G.NoiseFrontier(points=dip, curve=dip)
@@ -86,6 +88,7 @@ def test_generate_page_draws_two_generators_against_the_frontier(moons_zoo):
     at.run()
     for method in ("pca_gaussian", "kde"):
         at.selectbox(key="gen_method").select(method).run()
+        assert at.toggle(key=f"gen_tuned_{method}").value is True  # the page opens on the tuned settings
         at.slider(key="gen_n").set_value(8).run()
         at.button(key="gen_go").click().run()
         assert not at.exception and not at.error
@@ -97,3 +100,17 @@ def test_generate_page_draws_two_generators_against_the_frontier(moons_zoo):
     assert statement and ("Beyond the noise frontier" in statement[-1] or "No generator beats" in statement[-1])
     at.radio(key="gen_frontier_measure").set_value("distance").run()
     assert not at.exception
+
+
+def test_tuned_settings_are_valid_generator_options():
+    from wslviz.generation.tuned import TUNED, tuned_options
+
+    assert {"moons-mlp", "digits-cnn"} <= set(TUNED)
+    for zoo_name, methods in TUNED.items():
+        assert set(methods) == set(G.GENERATORS)
+        for method in methods:
+            G.make_generator(method, **tuned_options(zoo_name, method))  # every option is one the generator takes
+    assert tuned_options("no-such-zoo", "kde") == {}
+    opts = tuned_options("moons-mlp", "kde")
+    opts["changed"] = 1
+    assert "changed" not in tuned_options("moons-mlp", "kde")  # a copy, not the table itself

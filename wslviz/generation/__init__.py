@@ -42,10 +42,11 @@ from wslviz.generation.novelty import (
     project_with_generated,
 )
 from wslviz.generation.rows import align_rows, best_final_rows, check_rows
+from wslviz.generation.tuned import TUNED, tuned_options
 
 __all__ = ["GENERATORS", "LEARNED", "ConditionalVAE", "HyperRepSampler", "Interpolation", "KDESampler",
            "LatentDiffusion", "Merge", "NOISE_AMPLITUDES", "NoiseFrontier", "NoveltyIndex", "PCAGaussian",
-           "PCASpace", "WeightGenerator", "align_rows", "as_zoo", "best_final_rows", "check_rows",
+           "PCASpace", "TUNED", "WeightGenerator", "align_rows", "as_zoo", "best_final_rows", "check_rows",
            "compare_with_baseline", "error_iou", "frontier_statement", "frontier_verdict", "generate",
            "make_generator", "metadata_json", "noise_baseline", "noise_frontier", "novelty",
-           "project_with_generated", "safetensors_bytes", "zoo_archive_bytes"]
+           "project_with_generated", "safetensors_bytes", "tuned_options", "zoo_archive_bytes"]

@@ -219,8 +219,10 @@ class NoiseFrontier:
 
     def beyond(self, novelty: np.ndarray, accuracy: np.ndarray, measure: str = "error_novelty") -> np.ndarray:
         """Whether each point (``novelty``, ``accuracy``) lies beyond the frontier: more accurate than noise
-        gets at that novelty (equivalently, more novel than noise at that accuracy)."""
-        return np.asarray(accuracy, dtype=float) > self.envelope(novelty, measure)
+        gets at that novelty (equivalently, more novel than noise at that accuracy). A point with novelty 0
+        repeats a zoo model (its mistakes exactly, or its weights) and is never beyond."""
+        novelty = np.asarray(novelty, dtype=float)
+        return (novelty > 0) & (np.asarray(accuracy, dtype=float) > self.envelope(novelty, measure))
 
 
 def noise_frontier(zoo: Zoo, index: NoveltyIndex | None = None, amplitudes: Sequence[float] = NOISE_AMPLITUDES,
@@ -230,17 +232,15 @@ def noise_frontier(zoo: Zoo, index: NoveltyIndex | None = None, amplitudes: Sequ
     with ``index`` (default a fresh :class:`NoveltyIndex` over every checkpoint) for accuracy, L2 novelty and
     error-IoU novelty.
 
-    Sources: the final checkpoints at or above the median final test accuracy, cycled in order of
-    accuracy, so the frontier starts from the better half of the zoo (a stricter bar than the whole zoo).
+    Sources: the ``n_per_level`` most accurate final checkpoints (cycled if the zoo has fewer), so the
+    frontier starts from the best of the zoo: a generator that only copies good zoo models cannot pass it.
     """
     if zoo.task is None:
         raise ValueError("the noise frontier needs the zoo's task to measure accuracy")
     index = index if index is not None else NoveltyIndex(zoo).fit()
     final = zoo.final_index()
-    acc = checkpoint_accuracies(zoo, final)
-    good = final[acc >= np.median(acc)]
-    good = good[np.argsort(-checkpoint_accuracies(zoo, good), kind="stable")]
-    src = good[np.arange(n_per_level) % len(good)]
+    best = final[np.argsort(-checkpoint_accuracies(zoo, final), kind="stable")][:n_per_level]
+    src = best[np.arange(n_per_level) % len(best)]
     base = zoo.weights[torch.as_tensor(src)].float()
     noise = relative_noise(zoo.arch, base, seed)
     amps = [float(a) for a in amplitudes]
