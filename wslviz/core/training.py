@@ -185,8 +185,10 @@ def _fill_hparams(hparams: pd.DataFrame | Sequence[dict[str, Any]]) -> pd.DataFr
 
 def _train_group(arch: Architecture, task: Task, hp: pd.DataFrame, epochs: int, checkpoints: Sequence[int],
                  on_epoch: Callable[[], None], initial: torch.Tensor | None = None,
-                 subsets: Sequence[torch.Tensor] | None = None) -> dict[int, torch.Tensor]:
-    """Train one batch-size group; returns ``{epoch: weights [B, P]}`` for the checkpoint epochs."""
+                 subsets: Sequence[torch.Tensor] | None = None,
+                 on_checkpoint: Callable[[int, torch.Tensor], None] | None = None) -> dict[int, torch.Tensor]:
+    """Train one batch-size group; returns ``{epoch: weights [B, P]}`` for the checkpoint epochs (each also
+    handed to ``on_checkpoint(epoch, weights)`` as it is saved)."""
     b, bs = len(hp), int(hp["batch_size"].iloc[0])
     x, y = task.x_train, task.y_train
     n_train = len(x)
@@ -225,6 +227,8 @@ def _train_group(arch: Architecture, task: Task, hp: pd.DataFrame, epochs: int, 
                 raise FloatingPointError(f"training diverged at epoch {epoch} (non-finite weights) for "
                                          f"models with seeds {hp['seed'].iloc[bad].tolist()[:10]}")
             saved[epoch] = weights.clone()
+            if on_checkpoint:
+                on_checkpoint(epoch, saved[epoch])
         on_epoch()
     return saved
 
@@ -239,6 +243,7 @@ def train(
     progress: Progress = None,
     initial: torch.Tensor | None = None,
     subsets: Sequence[torch.Tensor] | None = None,
+    on_checkpoint: Callable[[int, np.ndarray, torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, pd.DataFrame]:
     """Train one model per row of ``hparams`` (columns: ``seed`` and any of :data:`HYPERPARAMETERS`),
     all at once, and return the checkpoints.
@@ -255,6 +260,10 @@ def train(
     ``initial`` [n_models, P]: start from these weights instead of a fresh initialisation (fine-tuning;
     epoch 0 is then ``initial``). ``subsets``: per model, the training-example indices it learns from
     (e.g. a federated client's classes), instead of the ``train_fraction`` subset.
+
+    ``on_checkpoint(epoch, rows, weights)`` is called as each checkpoint epoch (past 0) of each batch-size
+    group is saved, with the group's models (``rows`` into ``hparams``) and their weights ``[len(rows), P]``:
+    for live curves while training runs.
     """
     _check_trainable(arch)
     hp = _fill_hparams(hparams)
@@ -281,7 +290,9 @@ def train(
             torch.manual_seed(seed * 100_003 + int(bs))
             saved = _train_group(arch, task, hp.iloc[rows], epochs, checkpoints, on_epoch,
                                  None if initial is None else initial[torch.as_tensor(rows)],
-                                 None if subsets is None else [subsets[r] for r in rows])
+                                 None if subsets is None else [subsets[r] for r in rows],
+                                 None if on_checkpoint is None else
+                                 lambda epoch, w, rows=rows: on_checkpoint(epoch, rows, w))
         weights[torch.as_tensor(rows)] = torch.stack([saved[e] for e in checkpoints], 1)
     weights = weights.reshape(-1, arch.n_params)
     meta = hp.loc[hp.index.repeat(len(checkpoints))].reset_index(drop=True)
