@@ -172,7 +172,7 @@ def test_infer_cnn_with_input_shape():
 @pytest.mark.parametrize("sd, match", [
     ({"0.weight": torch.zeros(3, 2), "2.weight": torch.zeros(2, 4)}, "2 takes 4 inputs, which does not fit after 0"),
     ({"0.weight": torch.zeros(4, 1, 3, 3), "2.weight": torch.zeros(10, 7)}, "2 separate stacks"),
-    ({"0.bias": torch.zeros(3)}, "no weight"),
+    ({"0.bias": torch.zeros(3)}, "a bias without a weight"),
     ({}, "empty"),
     ({"0.weight": torch.zeros(2, 2, 2)}, "rank 3"),
     ({"log_std": torch.zeros(2), "fc.weight": torch.zeros(2, 2)}, "log_std: its name does not end in weight"),

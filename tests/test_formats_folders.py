@@ -295,3 +295,16 @@ def test_named_stack_modules_match_by_order(tmp_path):
 def test_actor_critic_fixture_is_what_sb3_saves():
     keys = list(ActorCritic().state_dict())
     assert keys[0] == "log_std" and keys[1] == "mlp_extractor.policy_net.0.weight" and keys[-1] == "value_net.bias"
+
+
+def test_a_cnn_no_common_image_size_fits_opens_weights_only(tmp_path):
+    """conv 3x3 (4 channels) into a linear layer of 4 * 25 inputs: 5x5 positions, which no common size reaches
+    with a stride-1 conv and 2x2 pooling; the folder still opens (weights only, saying why), and a stated
+    image size that does not fit is an error."""
+    (tmp_path / "c").mkdir()
+    torch.save({"0.weight": torch.randn(4, 1, 3, 3), "2.weight": torch.randn(3, 4 * 25)}, tmp_path / "c" / "a.pt")
+    zoo = wv.load_zoo(tmp_path / "c")
+    assert zoo.arch.kind == "weights-only" and "no common image size" in zoo.arch.reason
+    assert wv.load_zoo(tmp_path / "c", input_shape=[1, 7, 7]).arch.input_shape == (1, 7, 7)  # 7 -> 5: fits
+    with pytest.raises(ZooFormatError, match=r"the image size \[1, 8, 8\] cannot give"):
+        wv.load_zoo(tmp_path / "c", input_shape=[1, 8, 8])

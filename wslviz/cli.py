@@ -105,12 +105,13 @@ def _add_zoo_options(p: argparse.ArgumentParser) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
+    from wslviz.core.protocol import assumed_of
     from wslviz.scale.cache import load_zoo
 
     zoo = load_zoo(args.zoo, **_zoo_options(args))
     for key, value in zoo.summary().items():
         print(f"{key}: {value}")
-    for key, value in zoo.arch.assumed.items():
+    for key, value in assumed_of(zoo.arch).items():
         print(f"assumed {key}: {value}")
     for name, reason in zoo.extra.get("skipped", {}).items():
         print(f"skipped {name}: {reason}")

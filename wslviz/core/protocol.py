@@ -116,23 +116,39 @@ def infer_layout(state_dict: Mapping[str, torch.Tensor], activation: str | None 
                  input_shape: Sequence[int] | None = None, stack: int | str | None = None) -> ArchitectureLike:
     """The best architecture a state dict gives: a sequential ``Architecture`` when its tensors form one
     stack (or ``stack`` picks one; see :func:`wslviz.core.arch.infer_architecture`), else a
-    :class:`WeightsOnlyLayout` of all its floating tensors that says why and lists the stacks it found.
-    Options that only a network uses (``activation``, ``input_shape``) are then not needed."""
+    :class:`WeightsOnlyLayout` of all its floating tensors that says why and lists the stacks it found (also
+    when one stack makes no network for any common image size). A stated ``stack`` or ``input_shape`` that
+    does not fit raises :class:`ArchitectureError`."""
     shapes = {k: tuple(torch.as_tensor(v).shape) for k, v in state_dict.items()
               if not k.endswith("num_batches_tracked") and torch.as_tensor(v).is_floating_point()}
     if not shapes:
         raise ArchitectureError("the state dict holds no floating-point tensors")
     found = find_stacks(shapes)
-    if stack is not None or found.reason is None:
-        return infer_architecture(state_dict, activation=activation, input_shape=input_shape, stack=stack)
-    return WeightsOnlyLayout.from_shapes(shapes, reason=found.reason, stacks=[s.name for s in found.stacks])
+    reason = found.reason
+    if stack is not None or reason is None:
+        try:
+            return infer_architecture(state_dict, activation=activation, input_shape=input_shape, stack=stack)
+        except ArchitectureError as e:
+            if stack is not None or input_shape is not None:  # what was stated does not fit: say so
+                raise
+            reason = str(e)
+    return WeightsOnlyLayout.from_shapes(shapes, reason=reason, stacks=[s.name for s in found.stacks])
+
+
+def has_forward(arch: Any) -> bool:
+    """Whether ``arch`` can run (an object without the ``has_forward`` attribute is taken to have a forward)."""
+    return bool(getattr(arch, "has_forward", True))
+
+
+def assumed_of(arch: Any) -> dict[str, str]:
+    """What was assumed in making ``arch`` (``{what: phrase}``; empty where nothing was recorded)."""
+    return dict(getattr(arch, "assumed", None) or {})
 
 
 def require_forward(arch: Any, what: str = "This") -> None:
     """Raise :class:`NoForwardError` when ``arch`` cannot run (a weights-only layout), with one sentence saying
-    that ``what`` (e.g. ``"Evaluation"``) needs a forward and how to supply one. Kinds without a
-    ``has_forward`` attribute are taken to have a forward."""
-    if getattr(arch, "has_forward", True):
+    that ``what`` (e.g. ``"Evaluation"``) needs a forward and how to supply one."""
+    if has_forward(arch):
         return
     raise NoForwardError(f"{what} needs to run the networks, but this zoo is a weights-only layout "
                          f"({arch.describe()}) with no forward: state the architecture "
@@ -151,5 +167,5 @@ def knows_symmetries(arch: Any) -> bool:
     return spec is not None
 
 
-__all__ = ["KINDS", "ArchitectureError", "ArchitectureLike", "NoForwardError", "as_architecture", "from_spec",
-           "infer_layout", "knows_symmetries", "require_forward", "spec_kind"]
+__all__ = ["KINDS", "ArchitectureError", "ArchitectureLike", "NoForwardError", "as_architecture", "assumed_of",
+           "from_spec", "has_forward", "infer_layout", "knows_symmetries", "require_forward", "spec_kind"]

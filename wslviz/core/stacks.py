@@ -199,7 +199,7 @@ def _module(prefix: str, tensors: dict[str, tuple[str, tuple[int, ...]]], positi
     w = shapes.get("weight")
     stats = "running_mean" in shapes or "running_var" in shapes
     if w is None:
-        return f"a {'/'.join(shapes)} without a weight (no weight)"
+        return f"a {'/'.join(shapes)} without a weight"
     if len(w) == 2 and not stats:
         kind, width = "linear", w[0]
     elif len(w) == 4 and not stats:

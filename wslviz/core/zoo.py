@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from wslviz.core.evaluation import evaluate
-from wslviz.core.protocol import ArchitectureLike, require_forward
+from wslviz.core.protocol import ArchitectureLike, has_forward, require_forward
 from wslviz.core.tasks import Task, make_task
 
 MODEL_ID = "model_id"
@@ -119,7 +119,7 @@ class Zoo:
         out: dict[str, Any] = {
             "name": self.name, "models": self.n_models, "checkpoints": self.n_checkpoints,
             "parameters": self.n_params, "architecture": self.arch.describe(),
-            "task": self.task.name if self.task else ("none (attach a .npz to evaluate)" if self.arch.has_forward
+            "task": self.task.name if self.task else ("none (attach a .npz to evaluate)" if has_forward(self.arch)
                                                       else "none (weights only: no forward)"),
         }
         if "test_acc" in self.metadata:

@@ -11,7 +11,6 @@ with the reason, never dropped silently; the rest still open.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,9 +169,7 @@ def _describe(example: Mapping[str, torch.Tensor], stated: ArchitectureLike | No
         if stated is not None:
             stated.flatten(example, by_order=True)
             return stated.describe()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return infer_layout(example).describe()
+        return infer_layout(example).describe()
     except (ArchitectureError, KeyError, TypeError, ValueError) as e:
         return f"does not fit: {e}" if stated is not None else f"not inferred: {e}"
 

@@ -12,6 +12,7 @@ import streamlit as st
 
 from wslviz import ui
 from wslviz.core.layout import ACTIVATIONS
+from wslviz.core.protocol import assumed_of, has_forward
 from wslviz.formats.folder import FILE_COLUMNS
 from wslviz.plots import zoo as zplots
 from wslviz.ui import serve
@@ -147,14 +148,14 @@ def summary_card(zoo) -> None:
 def architecture_notes(zoo) -> None:
     """What the checkpoints did not record (shown as assumed), why a zoo is weights-only, the groups of a
     folder with several architectures, the files not opened (with the reason) and conversions."""
-    arch, extra = zoo.arch, zoo.extra
-    if not arch.has_forward:
+    arch, extra, assumed = zoo.arch, zoo.extra, assumed_of(zoo.arch)
+    if not has_forward(arch):
         st.info(f"**Weights only:** {getattr(arch, 'reason', '') or 'the network cannot be rebuilt'}. Weight views "
                 "work (Zoo, Projections, Predict, weight samplers); evaluation, landscapes and symmetries need "
                 "the architecture stated below.", icon=":material/info:")
-    if arch.assumed:
+    if assumed:
         st.markdown("**Assumed** (the checkpoints do not record it; state it below):\n"
-                    + "\n".join(f"- {what}: {phrase} *(assumed)*" for what, phrase in arch.assumed.items()))
+                    + "\n".join(f"- {what}: {phrase} *(assumed)*" for what, phrase in assumed.items()))
     if extra.get("notes"):
         st.caption("Read: " + "; ".join(f"{note} ({n} file{'s' if n > 1 else ''})"
                                         for note, n in extra["notes"].items()))
@@ -192,7 +193,7 @@ def state_form(zoo, path: str) -> None:
     """A small form to state what the checkpoints do not record (activation, input shape, one stack, the whole
     architecture as a JSON spec) and to attach a task (a .npz with x and y); reopens the zoo with them."""
     arch = zoo.arch
-    about_arch = zoo.format in CHECKPOINT_FORMATS and (arch.assumed or not arch.has_forward)
+    about_arch = zoo.format in CHECKPOINT_FORMATS and (bool(assumed_of(arch)) or not has_forward(arch))
     if not about_arch and zoo.task is not None:
         return
     current = ui.zoo_options(path)
