@@ -5,7 +5,9 @@
 #
 #   make app     start the app on the bundled sample zoo (ZOO=path/to/zoo to open another; PORT=8501), on
 #                127.0.0.1 only: to share it with a class use `wslviz serve --zoo-root DIR --address 0.0.0.0`
-#   make test    the whole pytest suite, the real-browser test included (installs Debian's chromium if missing)
+#   make test    the whole pytest suite, the real-browser test included (installs Debian's chromium if missing),
+#                then the tests marked `kernels` (floats of different code paths or thread counts) again under
+#                ATEN_CPU_CAPABILITY=default (torch's baseline kernels, no AVX2/AVX-512 dispatch: they round differently)
 #   make bench   every benchmark script under benchmarks/
 
 SHELL := /bin/bash
@@ -49,6 +51,7 @@ app: $(VENV)/.stamp-app
 
 test: $(VENV)/.stamp-dev chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest $(PYTEST_ARGS) -m kernels
 
 bench: $(VENV)/.stamp-dev
 	@set -e; for f in $(BENCHES); do echo "== $$f"; $(BIN)/python $$f; done

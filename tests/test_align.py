@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import SMALL_CNN, sample_zoo
+from rounding import assert_rounding_close
 from test_symmetry import BN_CNN, GAP_CNN, random_weights
 
 import wslviz as wv
@@ -59,13 +60,17 @@ def test_independent_models_keep_their_function_and_get_closer():
     torch.testing.assert_close(wv.weight_matching(arch, reference, reference), reference, atol=1e-6, rtol=0)
 
 
+@pytest.mark.kernels
 def test_batched_matching_equals_one_by_one():
+    """The same permutations and scales in a batch of 4 as alone; the costs and norms behind them are batched sums,
+    which round differently with the batch, so the weights agree to float32 rounding (sums of at most P terms; a
+    different permutation would move whole rows)."""
     arch = BN_CNN
     reference = random_weights(arch, 1, seed=1)[0]
     others = random_weights(arch, 4, seed=2)
     batched = wv.weight_matching(arch, reference, others, seed=3)
     for i in range(4):
-        assert torch.equal(batched[i], wv.weight_matching(arch, reference, others[i], seed=3))
+        assert_rounding_close(batched[i], wv.weight_matching(arch, reference, others[i], seed=3), arch.n_params)
 
 
 def test_activation_matching_recovers_planted_symmetry(moons_task, digits_task):

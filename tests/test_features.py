@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import random_zoo
+from rounding import assert_rounding_close
 
 from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.represent.features import (
@@ -34,6 +35,7 @@ def test_stats_match_numpy(random_cnn_zoo):
         np.testing.assert_allclose(x[:, col:col + 7], expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.kernels
 def test_stats_chunked_equals_whole(random_cnn_zoo, monkeypatch):
     import wslviz.represent.features as F
 
@@ -41,7 +43,8 @@ def test_stats_chunked_equals_whole(random_cnn_zoo, monkeypatch):
     monkeypatch.setattr(F, "CHUNK_ELEMENTS", random_cnn_zoo.n_params * 5)  # chunks of 5 models
     calls = []
     chunked = weight_stats(random_cnn_zoo.arch, random_cnn_zoo.weights, progress=lambda d, t: calls.append((d, t)))
-    np.testing.assert_array_equal(whole, chunked)
+    # other batches of rows: the per-tensor means and deviations (sums of at most P terms) may round differently
+    assert_rounding_close(chunked, whole, random_cnn_zoo.n_params)
     assert calls[-1] == (random_cnn_zoo.n_checkpoints, random_cnn_zoo.n_checkpoints) and len(calls) == 3
 
 
