@@ -97,3 +97,9 @@ def test_groups_are_listed_and_switch(folders):
     at.button(key="home_group_go").click().run()
     assert not at.exception, at.exception
     assert {m.label: m.value for m in at.metric}["parameters"] == "112"
+
+
+def test_a_recognised_stack_has_its_symmetries_without_a_task(tmp_path, monkeypatch):
+    write_named(tmp_path / "lenets", "lenet", n=4)
+    at = page(monkeypatch, str(tmp_path / "lenets"), "3_Symmetry.py")
+    assert not at.error and "hidden layer(s)" in text(at)
