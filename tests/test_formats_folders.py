@@ -308,3 +308,13 @@ def test_a_cnn_no_common_image_size_fits_opens_weights_only(tmp_path):
     assert wv.load_zoo(tmp_path / "c", input_shape=[1, 7, 7]).arch.input_shape == (1, 7, 7)  # 7 -> 5: fits
     with pytest.raises(ZooFormatError, match=r"the image size \[1, 8, 8\] cannot give"):
         wv.load_zoo(tmp_path / "c", input_shape=[1, 8, 8])
+
+
+def test_a_wrapped_state_dict_wins_over_loose_tensors_beside_it(tmp_path):
+    (tmp_path / "w").mkdir()
+    net = TutorialMLP()
+    torch.save({"model": net.state_dict(), "ema_decay": torch.tensor(0.999), "step": torch.tensor(7)},
+               tmp_path / "w" / "a.pt")
+    zoo = wv.load_zoo(tmp_path / "w", activation="tanh")
+    assert zoo.arch.describe() == "MLP 4-16-3 (tanh), 112 params"
+    assert next(iter(zoo.extra["notes"])) == "state dict read from 'model' (besides ema_decay, step)"

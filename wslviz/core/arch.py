@@ -329,7 +329,7 @@ class Architecture:
 
 def _rename_by_order(arch: Architecture, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     shapes = {k: tuple(torch.as_tensor(v).shape) for k, v in state_dict.items()
-              if not k.endswith("num_batches_tracked")}
+              if not k.endswith("num_batches_tracked") and torch.as_tensor(v).is_floating_point()}
     keys = layer_keys(shapes)
     if len(keys) != len(arch.layout):
         raise ArchitectureError(f"state dict has {len(keys)} tensors, the architecture {len(arch.layout)}")

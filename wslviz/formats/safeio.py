@@ -106,10 +106,10 @@ def as_checkpoint(obj: object, path: str | Path) -> Checkpoint:
     naming the problem: no mapping of names to tensors, or none of them floating point."""
     notes: list[str] = []
     for _ in range(3):
-        if _holds_tensors(obj) or not isinstance(obj, Mapping):
+        if not isinstance(obj, Mapping):
             break
         key = next((k for k in WRAPPERS if isinstance(obj.get(k), Mapping)), None)
-        if key is None:
+        if key is None or (_holds_tensors(obj) and not _holds_tensors(obj[key])):
             break
         others = sorted(str(k) for k in obj if k != key)
         notes.append(f"state dict read from {key!r}" + (f" (besides {', '.join(others[:6])}"
