@@ -83,7 +83,10 @@ ui.download_csv(table, f"{zoo.name}-metadata")
 
 # ------------------------------------------------------------------ curves
 # Figures go through the one result cache (no pickling round trip per rerun); nothing mutates them after building.
-def curves_figure(color_by: str, metric: str, highlight: tuple[int, ...]) -> go.Figure:
+def curves_figure(color_by: str, metric: str, highlight: tuple[int, ...], raw: bool) -> go.Figure:
+    if not raw:
+        return ui.result(zoo, ("mean curves figure", color_by, metric),
+                         lambda progress=None: zplots.mean_curves(meta, color_by, metric))
     return ui.result(zoo, ("curves figure", color_by, metric, highlight),
                      lambda progress=None: zplots.accuracy_curves(meta, color_by, metric, highlight=highlight))
 
@@ -112,10 +115,12 @@ else:
     color_by = c1.selectbox("colour by", hparams, index=hparams.index(default_colour), key="zoo_color_by")
     metric = c2.selectbox("metric", metrics, key="zoo_metric", format_func=zplots.label)
     highlight = tuple(ui.get_selection())
+    raw = st.toggle("raw curves (one line per model)", value=False, key="zoo_raw",
+                    help="Off: the mean and interquartile band per value of the colouring hyper-parameter.")
     left, right = st.columns([3, 2])
     with left:
         if "epoch" in meta and meta["epoch"].nunique() > 1 and "model_id" in meta:
-            fig = curves_figure(color_by, metric, highlight)
+            fig = curves_figure(color_by, metric, highlight, raw)
             ui.chart(fig, key="zoo_curves")
             ui.download_figure(fig, f"{zoo.name}-curves-{metric}-by-{color_by}")
         else:

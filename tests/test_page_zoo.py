@@ -110,6 +110,22 @@ def test_accuracy_curves_one_line_per_model(meta):
     assert not [t for t in fig.data if t.marker is not None and t.marker.showscale]
 
 
+def test_mean_curves_per_value_with_interquartile_band(meta):
+    fig = zplots.mean_curves(meta, "lr", "test_acc")
+    means = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [t.name for t in means] == ["lr = 0.0001", "lr = 0.001", "lr = 0.1"]
+    for t, lr in zip(means, (1e-4, 1e-3, 1e-1), strict=True):
+        part = meta[meta["lr"] == lr].groupby("epoch")["test_acc"]
+        np.testing.assert_allclose(t.y, part.mean().to_numpy())
+        assert list(t.customdata) == [4, 4, 4, 4]  # models per point
+    bands = [t for t in fig.data if t.fill == "toself"]
+    part = meta[meta["lr"] == 1e-4].groupby("epoch")["test_acc"]
+    np.testing.assert_allclose(bands[0].y, np.concatenate([part.quantile(0.75), part.quantile(0.25)[::-1]]))
+    assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis.tickformat == ",d"  # epochs: integer ticks
+    wd = zplots.mean_curves(meta, "wd", "test_acc")  # 12 values: quartiles of the models
+    assert len([t for t in wd.data if t.mode == "lines+markers"]) == 4
+
+
 def test_accuracy_curves_colour_bar_for_many_values(meta):
     fig = zplots.accuracy_curves(meta, "wd", "test_acc")  # 12 values from 1e-5 to ~2e-2
     bar = [t for t in fig.data if t.marker is not None and t.marker.showscale]

@@ -279,3 +279,51 @@ def final_accuracy_histogram(accuracy: Sequence[float] | np.ndarray, bins: int =
                                  hovertemplate="test accuracy %{x}<br>%{y} models<extra></extra>"))
     fig.update_layout(xaxis_title=label("test_acc"), yaxis_title="models (count)", bargap=0.05)
     return style.apply(fig, "Final test accuracy across the zoo", height=300)
+
+
+def mean_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc", model_col: str = "model_id") -> go.Figure:
+    """``metric`` against epoch per value of the hyper-parameter ``color_by``: the mean over that value's models
+    with a band from the 25th to the 75th percentile, instead of hundreds of raw lines. Numeric values are
+    coloured as everywhere (:func:`wslviz.plots.style.numeric_colors`); a numeric column with more than
+    :data:`MAX_LEGEND_VALUES` values is cut into quartiles of its models."""
+    for c in (model_col, "epoch", metric, color_by):
+        if c not in meta:
+            raise ValueError(f"the metadata has no column {c!r}")
+    df = meta[[model_col, "epoch", metric, color_by]].dropna(subset=[metric])
+    values = df.groupby(model_col)[color_by].first()
+    if is_numeric(values) and values.nunique() > MAX_LEGEND_VALUES:
+        bins = pd.qcut(values.rank(method="first"), 4, labels=False)
+        edges = values.groupby(bins).agg(["min", "max"])
+        names = {b: f"{_fmt(lo)} to {_fmt(hi)}" for b, (lo, hi) in edges.iterrows()}
+        centre = values.groupby(bins).median()
+        group, order = bins.map(names), [names[b] for b in sorted(names)]
+        colors = dict(zip(order, style.numeric_colors(centre.sort_index().to_numpy(), color_by).colors(), strict=True))
+    elif is_numeric(values):
+        uniq = sorted(values.dropna().unique())
+        group, order = values.map(_fmt), [_fmt(v) for v in uniq]
+        colors = dict(zip(order, style.numeric_colors(np.asarray(uniq, dtype=float), color_by).colors(), strict=True))
+    else:
+        group = values.astype(str)
+        order = sorted(group.unique())
+        colors = {g: style.CATEGORICAL[i % len(style.CATEGORICAL)] for i, g in enumerate(order)}
+    df = df.assign(group=df[model_col].map(group))
+    fig = go.Figure()
+    for name in order:
+        stats = df[df["group"] == name].groupby("epoch")[metric]
+        mean, lo, hi, count = stats.mean(), stats.quantile(0.25), stats.quantile(0.75), stats.count()
+        color = colors[name]
+        x = mean.index.to_numpy()
+        fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([hi.to_numpy(), lo.to_numpy()[::-1]]),
+                                 fill="toself", fillcolor=color, opacity=0.18, line={"width": 0}, hoverinfo="skip",
+                                 showlegend=False, legendgroup=name))
+        fig.add_trace(go.Scatter(x=x, y=mean.to_numpy(), mode="lines+markers", name=f"{color_by} = {name}",
+                                 legendgroup=name, line={"color": color, "width": 2.2}, marker={"size": 5},
+                                 customdata=count.to_numpy(),
+                                 hovertemplate=f"{color_by} = {name}<br>epoch %{{x}}<br>mean {metric} = %{{y:.4f}}"
+                                               "<br>%{customdata} models<extra></extra>"))
+    fig.update_layout(xaxis_title=label("epoch"), yaxis_title=label(metric))
+    style.integer_axes(fig, x=float(df["epoch"].max()) if len(df) else None)
+    style.apply(fig, f"{label(metric).split(' (')[0].capitalize()} during training: mean and interquartile band "
+                     f"per {color_by}", height=460)
+    fig.update_layout(legend={"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}, margin={"b": 110})
+    return fig
