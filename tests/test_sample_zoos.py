@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import sample_zoo
+from rounding import assert_accuracy_close, network_terms
 
 import wslviz as wv
+from wslviz.core.evaluation import model_outputs
 from wslviz.core.training import RECIPES, init_weights
 
 NAMES = ["moons-mlp", "spirals-tanh", "digits-cnn"]
@@ -33,6 +35,7 @@ def test_zoo_matches_its_recipe(zoo):
     assert meta["seed"].nunique() == zoo.n_models
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_metadata_is_reproduced_by_evaluate(zoo, split):
     # a random sample of checkpoints (every epoch is represented) keeps this fast on the larger zoos
@@ -40,8 +43,13 @@ def test_metadata_is_reproduced_by_evaluate(zoo, split):
                                                    replace=False))
     meta = zoo.metadata.iloc[rows]
     assert set(meta["epoch"]) == set(zoo.metadata["epoch"])
-    r = wv.evaluate(zoo.arch, zoo.task, zoo.weights[torch.tensor(rows)], split=split)
-    np.testing.assert_allclose(meta[f"{split}_acc"].to_numpy(), r["accuracy"].numpy(), rtol=0, atol=1e-5)
+    w = zoo.weights[torch.tensor(rows)]
+    r = wv.evaluate(zoo.arch, zoo.task, w, split=split)
+    # the metadata was computed when the zoo was made, in other batches and maybe on another CPU: predictions whose
+    # two largest logits tie to rounding may have gone the other way
+    x = zoo.task.split(split)[0]
+    assert_accuracy_close(r["accuracy"], meta[f"{split}_acc"].to_numpy(), model_outputs(zoo.arch, w, x),
+                          network_terms(zoo.arch, len(x)))
     np.testing.assert_allclose(meta[f"{split}_loss"].to_numpy(), r["loss"].numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(zoo.metadata["ggap"], zoo.metadata["train_acc"] - zoo.metadata["test_acc"], atol=1e-12)
 
