@@ -150,9 +150,15 @@ def test_accuracy_curves_categorical_and_highlight(meta):
 def test_final_metric_vs(meta):
     final = meta.groupby("model_id")["epoch"].idxmax().to_numpy()
     fig = zplots.final_metric_vs(meta, final, "optimizer", highlight=[int(final[2])])
-    box = fig.data[0]
-    assert len(box.y) == 12 and sorted(box.y) == sorted(meta.loc[final, "test_acc"])
-    assert fig.data[1].name == "selected" and list(fig.data[1].y) == [meta.loc[final[2], "test_acc"]]
+    boxes = [t for t in fig.data if t.type == "box"]
+    assert [b.name for b in boxes] == ["adam", "sgd"]  # one box per value, coloured as the curves are
+    assert sorted(np.concatenate([b.y for b in boxes])) == sorted(meta.loc[final, "test_acc"])
+    curves = zplots.accuracy_curves(meta, "optimizer", "test_acc")
+    assert [b.marker.color for b in boxes] == [t.line.color for t in curves.data if t.name.startswith("optimizer")]
+    assert fig.data[-1].name == "selected" and list(fig.data[-1].y) == [meta.loc[final[2], "test_acc"]]
+    by_lr = zplots.final_metric_vs(meta, final, "lr")
+    mean = zplots.mean_curves(meta, "lr", "test_acc")
+    assert [b.marker.color for b in by_lr.data] == [t.line.color for t in mean.data if t.mode == "lines+markers"]
 
 
 def test_weight_histograms_count_every_weight():

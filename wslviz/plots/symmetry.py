@@ -30,6 +30,7 @@ def weight_heatmaps(before: np.ndarray, after: np.ndarray, layer_name: str,
                                  hovertemplate="unit %{y}, input %{x}: %{z:.3f}<extra></extra>"), row=1, col=col)
         fig.update_xaxes(title_text="input index", row=1, col=col)
         fig.update_yaxes(title_text="output unit", autorange="reversed", row=1, col=col)
+    style.integer_axes(fig, x=a.shape[1] - 1, y=a.shape[0] - 1)
     return style.apply(fig, f"{layer_name}: weights before and after")
 
 
@@ -69,7 +70,7 @@ def matching_matrix(similarity: np.ndarray, assignment: np.ndarray, title: str, 
     fig.update_xaxes(title_text="other model's unit (" + ("matched order" if by_match else "original order") + ")")
     fig.update_yaxes(title_text="reference unit", autorange="reversed")
     fig.update_layout(showlegend=False)
-    style.integer_axes(fig)
+    style.integer_axes(fig, x=s.shape[1] - 1, y=len(rows) - 1)
     return style.apply(fig, title, height=380)
 
 
@@ -90,6 +91,7 @@ def units_moved_bars(group_names: Sequence[str], moved: Sequence[int], sizes: Se
                            text=[f"{m}/{n}" for m, n in zip(moved, sizes, strict=True)], textposition="outside"))
     fig.update_xaxes(title_text="hidden layer")
     fig.update_yaxes(title_text="units moved", range=[0, max(list(sizes) + [1]) * 1.15])
+    style.integer_axes(fig, y=max(list(sizes) + [1]))
     return style.apply(fig, "Units moved by the alignment", height=340)
 
 

@@ -67,6 +67,17 @@ def _fmt(v: object) -> str:
     return f"{v:.4g}" if isinstance(v, float | np.floating) else str(v)
 
 
+def value_colors(values: pd.Series) -> dict[str, str]:
+    """Colour per distinct value (keyed by its label, :func:`_fmt`), the same in every figure of the page:
+    numbers by the house continuous mapping (:func:`wslviz.plots.style.numeric_colors`, log-scaled when
+    they span decades), anything else by the categorical palette in sorted order."""
+    uniq = values.dropna().unique()
+    if is_numeric(values):
+        uniq = np.sort(uniq.astype(float))
+        return dict(zip(map(_fmt, uniq), style.numeric_colors(uniq, str(values.name)).colors(), strict=True))
+    return {g: style.CATEGORICAL[i % len(style.CATEGORICAL)] for i, g in enumerate(sorted(map(str, uniq)))}
+
+
 def accuracy_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc", model_col: str = "model_id",
                     highlight: Sequence[int] = ()) -> go.Figure:
     """``metric`` against epoch, one line per model, coloured by the hyper-parameter ``color_by``.
@@ -95,13 +106,11 @@ def accuracy_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc",
         group = pd.Series(t, index=per_model.index)
         colors = {g: sample_colorscale(style.CONTINUOUS, [g])[0] for g in np.unique(t[~np.isnan(t)])}
     elif numeric:  # a small grid of values (learning rates, batch sizes): ordered colours, one legend entry each
-        values = sorted(per_model.dropna().unique())
         group = per_model.map(_fmt)
-        colors = {_fmt(v): c for v, c in zip(values, sample_colorscale(style.CONTINUOUS, list(
-            np.linspace(0, 0.9, len(values)))), strict=True)}
+        colors = value_colors(per_model)
     else:
         group = per_model.astype(str)
-        colors = {g: style.CATEGORICAL[i % len(style.CATEGORICAL)] for i, g in enumerate(sorted(group.unique()))}
+        colors = value_colors(group)
     df["group"] = df[model_col].map(group)
     df["value"] = df[model_col].map(per_model)
     for g, color in colors.items():
@@ -179,10 +188,13 @@ def final_metric_vs(meta: pd.DataFrame, final_rows: Sequence[int], x: str, metri
             fig.update_xaxes(type="log")
     else:
         order = sorted(final[x].dropna().unique(), key=lambda v: (isinstance(v, str), v))
-        fig.add_trace(go.Box(x=final[x].astype(str), y=final[metric], boxpoints="all", jitter=0.4, pointpos=0,
-                             customdata=final["row"], name="model", showlegend=False,
-                             marker={"color": style.CATEGORICAL[0], "size": 5},
-                             line={"color": style.CATEGORICAL[0]}, hovertemplate=hover))
+        colors = value_colors(final[x])
+        for v in order:  # one box per value, coloured as its curves are beside it
+            part = final[final[x] == v]
+            color = colors[_fmt(v) if is_numeric(final[x]) else str(v)]
+            fig.add_trace(go.Box(x=part[x].astype(str), y=part[metric], boxpoints="all", jitter=0.4, pointpos=0,
+                                 customdata=part["row"], name=str(v), showlegend=False,
+                                 marker={"color": color, "size": 5}, line={"color": color}, hovertemplate=hover))
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=[str(v) for v in order])
     chosen = final[final["row"].isin(list(highlight))]
     if len(chosen):
@@ -299,13 +311,12 @@ def mean_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc", mod
         group, order = bins.map(names), [names[b] for b in sorted(names)]
         colors = dict(zip(order, style.numeric_colors(centre.sort_index().to_numpy(), color_by).colors(), strict=True))
     elif is_numeric(values):
-        uniq = sorted(values.dropna().unique())
-        group, order = values.map(_fmt), [_fmt(v) for v in uniq]
-        colors = dict(zip(order, style.numeric_colors(np.asarray(uniq, dtype=float), color_by).colors(), strict=True))
+        group, order = values.map(_fmt), [_fmt(v) for v in sorted(values.dropna().unique())]
+        colors = value_colors(values)
     else:
         group = values.astype(str)
         order = sorted(group.unique())
-        colors = {g: style.CATEGORICAL[i % len(style.CATEGORICAL)] for i, g in enumerate(order)}
+        colors = value_colors(group)
     df = df.assign(group=df[model_col].map(group))
     fig = go.Figure()
     for name in order:
