@@ -7,6 +7,7 @@ import base64
 import json
 
 import numpy as np
+import pytest
 from conftest import ROOT, SAMPLE, random_zoo
 from streamlit.testing.v1 import AppTest
 
@@ -147,3 +148,19 @@ def test_sample_zoos(monkeypatch):
         at.button(key="sym_align").click().run()
         assert not at.exception, (name, at.exception)
         assert chart(at, "sym_matrix")
+
+
+def test_symmetry_barrier_is_the_landscape_barrier(moons_zoo):
+    """One definition and one default resolution: the Symmetry page's barrier of a pair is the Landscape
+    page's (naive and weight-matched) for the same pair (to float32 rounding: the pages evaluate the paths
+    in batches of different sizes)."""
+    from wslviz.understand import landscape as L
+    from wslviz.understand import summaries
+
+    f = moons_zoo.final_index()
+    a, b = moons_zoo.weights[int(f[0])], moons_zoo.weights[int(f[1])]
+    report = summaries.alignment_report(moons_zoo.arch, moons_zoo.task, a, b)
+    bars = L.barriers(L.paths(moons_zoo.arch, moons_zoo.task, a, b)).set_index("method")["loss_barrier"]
+    assert report["barrier_before"] == pytest.approx(bars["naive"], rel=1e-5, abs=1e-7)
+    assert report["barrier_after"] == pytest.approx(bars["weight"], rel=1e-5, abs=1e-7)
+    assert report["barrier_after"] < report["barrier_before"]
