@@ -30,6 +30,9 @@ LABELS = {
 }
 MAX_COLOR_GROUPS = 32  # numeric colourings with more distinct values are binned (one trace per bin)
 MAX_LEGEND_VALUES = 8  # numeric hyper-parameters with at most this many values get a legend, not a colour bar
+MAX_CURVES = 1000
+"""Training curves drawn at most (evenly spaced models, the highlighted ones always): a browser draws a
+figure of 5,000 models x 10 epochs slowly, and the lines are too dense to tell apart anyway."""
 
 
 def label(column: str) -> str:
@@ -79,13 +82,15 @@ def value_colors(values: pd.Series) -> dict[str, str]:
 
 
 def accuracy_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc", model_col: str = "model_id",
-                    highlight: Sequence[int] = ()) -> go.Figure:
+                    highlight: Sequence[int] = (), max_models: int | None = MAX_CURVES) -> go.Figure:
     """``metric`` against epoch, one line per model, coloured by the hyper-parameter ``color_by``.
 
     Numeric hyper-parameters get the continuous scale (log-spaced when they span > 20x) with a colour
     bar; others get one legend entry per value. ``highlight`` (checkpoint row indices) draws those
     models' curves in black on top. Models sharing a colour share one trace (lines broken by gaps), so
-    a zoo of thousands of models stays fast."""
+    a zoo of thousands of models stays fast. With more than ``max_models`` models (None: no limit),
+    ``max_models`` evenly spaced ones are drawn (plus the highlighted ones) and the title says so; the
+    colours still span every model."""
     for c in (model_col, "epoch", metric, color_by):
         if c not in meta:
             raise ValueError(f"the metadata has no column {c!r}")
@@ -113,6 +118,12 @@ def accuracy_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc",
         colors = value_colors(group)
     df["group"] = df[model_col].map(group)
     df["value"] = df[model_col].map(per_model)
+    n_models, sampled = len(per_model), ""
+    if max_models is not None and n_models > max_models:
+        keep = set(per_model.index[np.linspace(0, n_models - 1, max_models).round().astype(int)])
+        keep |= set(meta[model_col].iloc[list(highlight)])
+        df = df[df[model_col].isin(keep)]
+        sampled = f" ({len(keep):,} of {n_models:,} models drawn, evenly spaced)"
     for g, color in colors.items():
         part = df[df["group"] == g]
         x, y, custom = _broken_lines(part, model_col, metric)
@@ -133,7 +144,7 @@ def accuracy_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc",
                                                "<extra></extra>"))
     fig.update_layout(xaxis_title=label("epoch"), yaxis_title=label(metric))
     style.apply(fig, f"{label(metric).split(' (')[0].capitalize()} during training, one line per model, "
-                     f"coloured by {color_by}", height=460)
+                     f"coloured by {color_by}{sampled}", height=460)
     # legend under the plot: the right edge belongs to the colour bar when there is one
     fig.update_layout(legend={"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}, margin={"b": 110})
     return fig
