@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from wslviz import ui
@@ -59,24 +60,33 @@ tabs = st.tabs(["Path A → B", "Barrier matrix", "Plane through A, B, C", "Rand
 with tabs[0]:
     st.markdown("Loss and accuracy along the straight line from A (t = 0) to B (t = 1), with B as trained "
                 "(naive) and after re-expressing B in A's basis. Outside [0, 1] the line extrapolates.")
-    p1, p2, p3 = st.columns(3)
+    p1, p2, p3, p4 = st.columns([2, 2, 3, 2])
     steps = p1.slider("Points on the path", 5, 101, L.BARRIER_STEPS, key="land_path_steps")
     t_range = p2.slider("Range of t", -1.0, 2.0, (0.0, 1.0), 0.05, key="land_path_range")
     methods = p3.multiselect("Paths", list(L.METHODS), default=list(L.METHODS), format_func=P.METHOD_LABELS.get,
                              key="land_path_methods")
+    both = p4.toggle("train and test together", value=False, key="land_path_both",
+                     help="Both splits on one plot (the training split dashed), whatever 'Evaluate on' says.")
+    log_loss = p4.toggle("log loss axis", value=False, key="land_path_log")
     run = st.button("Compute paths", type="primary", key="land_path_go")
     if run and row_a == row_b:
         st.warning("A and B are the same checkpoint: the path is a single point (its barrier is 0).")
     if run and not methods:
         st.warning("Pick at least one path.")
     t_span = (min(t_range[0], 0.0), max(t_range[1], 1.0))
-    curves = request("path", (row_a, row_b, tuple(methods), steps, t_span, split),
-                     partial(L.paths, arch, task, W[row_a], W[row_b], tuple(methods), steps, t_span, split),
-                     "Evaluating the paths", run and bool(methods))
+
+    def paths(a: int, b: int, methods: tuple[str, ...], steps: int, t_span: tuple[float, float],
+              splits: tuple[str, ...], progress=None):
+        return pd.concat([L.paths(arch, task, W[a], W[b], methods, steps, t_span, s, progress=progress).assign(split=s)
+                          for s in splits], ignore_index=True)
+
+    params = (row_a, row_b, tuple(methods), steps, t_span, ("test", "train") if both else (split,))
+    curves = request("path", params, partial(paths, *params), "Evaluating the paths", run and bool(methods))
     if curves is not None:
-        ui.chart(P.path_figure(curves), key="land_path_fig")
-        bars = L.barriers(curves)
-        by = bars.set_index("method")["loss_barrier"]
+        ui.chart(P.path_figure(curves if curves["split"].nunique() > 1 else curves.drop(columns="split"),
+                               log=log_loss), key="land_path_fig")
+        bars = pd.concat([L.barriers(g).assign(split=s) for s, g in curves.groupby("split", sort=False)])
+        by = bars[bars["split"] == bars["split"].iloc[0]].set_index("method")["loss_barrier"]
         st.dataframe(bars.assign(method=bars["method"].map(P.METHOD_LABELS.get)).rename(
             columns={"loss_barrier": "loss barrier", "accuracy_barrier": "accuracy barrier"}), hide_index=True)
         if by.get("activation", 0.0) > by.get("naive", np.inf):

@@ -134,3 +134,23 @@ def test_zoo_without_task_says_what_is_missing(monkeypatch, tmp_path):
     at = run_page(monkeypatch, path)
     assert any("no evaluation data" in w.value for w in at.warning)
     assert not at.button
+
+
+def test_path_with_both_splits_and_log_loss(monkeypatch):
+    zoo = load_zoo(MOONS)
+    a, b = ui.default_rows(zoo, 2, [])
+    at = run_page(monkeypatch, MOONS)
+    at.slider(key="land_path_steps").set_value(5)
+    at.toggle(key="land_path_both").set_value(True)
+    at.toggle(key="land_path_log").set_value(True)
+    at.button(key="land_path_go").click().run()
+    assert not at.exception, at.exception
+    fig = chart(at, "land_path_fig")
+    assert len(fig["data"]) == 12  # three methods x two splits x (loss, accuracy)
+    assert [t["line"].get("dash") for t in fig["data"][:4]] == [None, None, "dash", "dash"]  # training split dashed
+    assert fig["layout"]["yaxis"]["type"] == "log"
+    table = at.dataframe[0].value
+    assert sorted(table["split"].unique()) == ["test", "train"] and len(table) == 6
+    train = L.barriers(L.paths(zoo.arch, zoo.task, zoo.weights[a], zoo.weights[b], steps=5, split="train"))
+    shown = table[table["split"] == "train"]["loss barrier"].to_numpy()
+    assert shown == pytest.approx(train["loss_barrier"].to_numpy(), rel=1e-5, abs=1e-7)

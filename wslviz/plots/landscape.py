@@ -28,21 +28,27 @@ def _z(values: np.ndarray, log: bool) -> np.ndarray:
     return np.log10(np.clip(values, 1e-12, None)) if log else values
 
 
-def path_figure(curves: pd.DataFrame, by: str = "method", title: str | None = None) -> go.Figure:
+def path_figure(curves: pd.DataFrame, by: str = "method", title: str | None = None, log: bool = False) -> go.Figure:
     """Loss (top) and accuracy (bottom) against t for every group of a long table with columns ``by``,
-    ``t``, ``loss``, ``accuracy`` (e.g. :func:`wslviz.understand.landscape.paths`); the models sit at t = 0 and 1."""
+    ``t``, ``loss``, ``accuracy`` (e.g. :func:`wslviz.understand.landscape.paths`); the models sit at t = 0 and 1.
+    With a ``split`` column, each group is drawn per split (the training split dashed) on the same axes;
+    ``log`` puts the loss on a log axis."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    splits = list(dict.fromkeys(curves["split"])) if "split" in curves else [None]
     for key, g in curves.groupby(by, sort=False):
         color = METHOD_COLORS.get(str(key))
-        name = METHOD_LABELS.get(str(key), str(key))
-        for row, col in ((1, "loss"), (2, "accuracy")):
-            fig.add_trace(go.Scatter(x=g["t"], y=g[col], mode="lines+markers", name=name, legendgroup=name,
-                                     showlegend=row == 1, line={"color": color}, marker={"size": 4},
-                                     hovertemplate=f"{name}<br>t=%{{x:.3f}}<br>{col}=%{{y:.4f}}<extra></extra>"),
-                          row=row, col=1)
+        for split in splits:
+            part = g if split is None else g[g["split"] == split]
+            name = METHOD_LABELS.get(str(key), str(key)) + ("" if split is None else f", {split}")
+            dash = "dash" if split == "train" else None
+            for row, col in ((1, "loss"), (2, "accuracy")):
+                fig.add_trace(go.Scatter(x=part["t"], y=part[col], mode="lines+markers", name=name, legendgroup=name,
+                                         showlegend=row == 1, line={"color": color, "dash": dash}, marker={"size": 4},
+                                         hovertemplate=f"{name}<br>t=%{{x:.3f}}<br>{col}=%{{y:.4f}}<extra></extra>"),
+                              row=row, col=1)
     for t in (0.0, 1.0):
         fig.add_vline(x=t, line={"dash": "dot", "color": "gray"})
-    fig.update_yaxes(title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="loss" + (" (log scale)" if log else ""), type="log" if log else None, row=1, col=1)
     fig.update_yaxes(title_text="accuracy", row=2, col=1)
     fig.update_xaxes(title_text="t (0 = model A, 1 = model B)", row=2, col=1)
     return style.apply(fig, title, height=560)
