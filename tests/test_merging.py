@@ -16,7 +16,8 @@ from test_symmetry import random_weights
 
 import wslviz as wv
 from wslviz.core.arch import Architecture, mlp_spec
-from wslviz.core.evaluation import evaluate, forward
+from wslviz.core.batched import forward
+from wslviz.core.evaluation import evaluate
 from wslviz.core.tasks import make_task, validation_split
 from wslviz.generation import merging as M
 from wslviz.understand import align

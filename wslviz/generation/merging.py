@@ -52,7 +52,8 @@ import pandas as pd
 import torch
 
 from wslviz.core.arch import Architecture
-from wslviz.core.evaluation import evaluate, forward, model_outputs
+from wslviz.core.batched import forward
+from wslviz.core.evaluation import evaluate, model_outputs
 from wslviz.core.tasks import Task, make_task, validation_split
 from wslviz.core.zoo import Zoo
 from wslviz.understand.align import align_to_average, align_zoo, reset_batchnorm
