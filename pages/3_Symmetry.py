@@ -48,6 +48,13 @@ def label(r: int) -> str:
 st.caption(f"**{zoo.name}**: {arch.describe()}; {len(spec.groups)} hidden layer(s) with "
            f"{', '.join(str(g.size) for g in spec.groups)} units; symmetries here: "
            f"{', '.join(KIND_LABELS[k] for k in valid_kinds)}.")
+with st.expander(f"The symmetry group: {len(spec.groups)} permutation groups, 10^{S.group_size_log10(arch):.1f} "
+                 "elements; what stays fixed"):
+    st.markdown("Derived from the architecture (for module architectures, from its traced graph): each group "
+                "permutes the listed tensor axes together; attention heads move as wholes, tied groups share "
+                "the head order. The second table lists the axes no permutation may move, and why.")
+    st.dataframe(S.group_table(spec), hide_index=True, key="sym_groups")
+    st.dataframe(S.fixed_table(spec), hide_index=True, key="sym_fixed")
 tabs = st.tabs(["One model: apply a symmetry", "Two models: align", "The zoo: spread before and after"])
 
 
@@ -82,7 +89,7 @@ with tabs[0]:
         hidden = [i for i in layers if i in {g.layer for g in spec.groups}]
         layer = st.selectbox("Layer to show", list(layers), index=list(layers).index(hidden[-1]) if hidden else 0,
                              format_func=layers.get, key="sym_layer")
-        name = f"{layer}.weight"
+        name = f"{arch.layers[layer].get('name', layer)}.weight"  # module architectures name their layers
         ui.chart(P.weight_heatmaps(arch.unflatten(theta)[name].numpy(), arch.unflatten(moved)[name].numpy(),
                                    layers[layer]), key="sym_heatmaps")
         st.markdown(

@@ -154,3 +154,24 @@ def test_untraceable_module_has_no_groups_and_says_why(tmp_path):
     assert spec.groups == ()
     assert all("could not trace" in f.reason for f in spec.fixed)
     assert isinstance(arch.build(), nn.Module)
+
+
+def test_model_zoos_resnet18_opens_as_a_module_architecture(tmp_path):
+    import json
+
+    import wslviz as wv
+
+    arch = ModuleArchitecture.builtin("resnet18_modelzoos", input_shape=[3, 32, 32], width=0.0625)
+    weights = random_weights(arch, 2)
+    for epoch, w in enumerate(weights):
+        folder = tmp_path / "trial_0" / f"checkpoint_{epoch:06d}"
+        folder.mkdir(parents=True)
+        sd = {k: v.clone() for k, v in arch.unflatten(w).items()}
+        sd["bn1.num_batches_tracked"] = torch.tensor(3)
+        torch.save(sd, folder / "checkpoints")
+    (tmp_path / "trial_0" / "params.json").write_text(json.dumps({"seed": 1, "model::type": "Resnet18"}))
+    (tmp_path / "trial_0" / "result.json").write_text('{"training_iteration": 1, "test_acc": 0.5}\n')
+    zoo = wv.load_zoo(tmp_path)
+    assert zoo.arch.kind == "module" and [p.name for p in zoo.arch.layout] == [p.name for p in arch.layout]
+    assert torch.equal(zoo.weights, weights)
+    assert len(zoo.arch.perm_spec.groups) == 12

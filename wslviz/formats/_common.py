@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from wslviz.core.arch import Architecture, ArchitectureError, infer_architecture
+from wslviz.core.protocol import as_architecture
 from wslviz.formats.errors import ZooFormatError
 from wslviz.formats.safeio import load_state_dict
 
@@ -85,7 +86,7 @@ def architecture_from(state_dict: Mapping[str, torch.Tensor], path: Path, arch: 
     """``arch`` (an :class:`Architecture` or spec) when given, else one inferred from ``state_dict``."""
     try:
         if arch is not None:
-            return arch if isinstance(arch, Architecture) else Architecture(arch)
+            return as_architecture(arch)  # any kind: a spec dict, an Architecture, a ModuleArchitecture
         return infer_architecture(state_dict, activation=activation, input_shape=input_shape)
     except (ArchitectureError, KeyError, TypeError, ValueError, OverflowError) as e:
         raise ZooFormatError(path, f"cannot work out the architecture: {e}; pass arch=<spec> "

@@ -16,6 +16,8 @@ Architectures (``model::type``):
   Conv2d(6,4,2) -> act -> Flatten(36) -> Linear(36,20) -> act -> Linear(20,10); 28x28 inputs.
 * ``CNN3`` (CNN-l): three Conv2d(3x3) each followed by MaxPool2d(2) -> act, Flatten(60) ->
   Linear(60,20) -> act -> Linear(20,10); 32x32 inputs.
+* ``Resnet18``: torchvision's ResNet-18 keys (``conv1``, ``bn1``, ``layer1.0.conv1``, ...) with a 3x3 stride-1
+  stem and no max-pool, opened as a module architecture (``resnet18_modelzoos``); 32x32 inputs.
 
 Dropout layers are left out: in evaluation mode they are the identity, so the function is the same.
 """
@@ -33,6 +35,7 @@ import pandas as pd
 import torch
 
 from wslviz.core.arch import Architecture, ArchitectureError
+from wslviz.core.module_arch import ModuleArchitecture
 from wslviz.core.zoo import Zoo
 from wslviz.formats._common import (
     activation_name,
@@ -128,8 +131,7 @@ def architecture(state_dict: dict[str, torch.Tensor], path: Path, model_type: st
     linears = [s for _, s in layers if len(s) == 2]
     shapes = [len(s) for _, s in layers]
     if model_type not in (None, *POOLED):
-        raise ZooFormatError(path, f"model::type {model_type!r} is not supported (CNN and CNN3 are; ResNet "
-                             "zoos are not sequential)")
+        raise ZooFormatError(path, f"model::type {model_type!r} is not supported (CNN, CNN3 and Resnet18 are)")
     if len(convs) != 3 or len(linears) != 2 or shapes != [4, 4, 4, 2, 2]:
         raise ZooFormatError(path, f"expected 3 conv and 2 linear layers (Model Zoos CNN-s/CNN-l), found weight "
                              f"shapes {[list(s) for _, s in layers]}")
@@ -153,6 +155,22 @@ def architecture(state_dict: dict[str, torch.Tensor], path: Path, model_type: st
                 continue
     raise ZooFormatError(path, f"no image size makes the conv stack give the {linears[0][1]} features the first "
                          "linear layer takes; pass input_shape=[C, H, W]")
+
+
+def resnet18_architecture(state_dict: dict[str, torch.Tensor], path: Path,
+                           input_shape: list[int] | None = None) -> ModuleArchitecture:
+    """The ``Resnet18`` of the Model Zoos (torchvision's ResNet-18 with a 3x3 stride-1 stem and no max-pool,
+    :class:`wslviz.core.builtins.ResNet18`), its input channels, width and classes read from the checkpoint."""
+    if "conv1.weight" not in state_dict or "fc.weight" not in state_dict:
+        raise ZooFormatError(path, "model::type Resnet18, but the checkpoint has no conv1.weight / fc.weight "
+                             f"(found {sorted(state_dict)[:4]}...)")
+    stem, fc = tuple(state_dict["conv1.weight"].shape), tuple(state_dict["fc.weight"].shape)
+    shape = list(input_shape) if input_shape else [stem[1], 32, 32]
+    try:
+        return ModuleArchitecture.builtin("resnet18_modelzoos", input_shape=shape, in_channels=stem[1],
+                                          n_classes=fc[0], width=stem[0] / 64)
+    except ArchitectureError as e:
+        raise ZooFormatError(path, f"model::type Resnet18: {e}") from None
 
 
 def read(path: Path, activation: str | None = None, input_shape: list[int] | None = None,
@@ -190,7 +208,11 @@ def read(path: Path, activation: str | None = None, input_shape: list[int] | Non
                          "seed": params.get("seed"), "epoch": epoch, "training_iteration": epoch})
             files.append(file)
     model_type = configs[int(keep.nonzero()[0][0])][1].get("model::type")
-    arch = architecture(load_state_dict(files[0]), files[0], model_type, chosen, input_shape)
+    first = load_state_dict(files[0])
+    if model_type == "Resnet18":
+        arch = resnet18_architecture(first, files[0], input_shape)
+    else:
+        arch = architecture(first, files[0], model_type, chosen, input_shape)
     arch, weights = stack_files(files, arch=arch, progress=progress)
     if check_finite:
         require_finite(weights, lambda i: files[i])

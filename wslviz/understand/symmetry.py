@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from wslviz.core.arch import Architecture
@@ -251,6 +252,27 @@ def group_size_log10(arch: Architecture) -> float:
     """log10 of the number of permutation symmetries: the product over groups of ``n!`` (for attention heads
     ``h! (n/h)!^h``, see :attr:`wslviz.core.permutation.PermutationSpec.log10_size`)."""
     return arch.perm_spec.log10_size
+
+
+def group_table(spec: PermutationSpec) -> pd.DataFrame:
+    """One row per permutation group: ``group``, ``units``, ``heads`` (blocks moved as wholes; 1 for plain
+    groups), ``tied`` (the other groups sharing the head permutation), ``kinds`` and ``tensors`` (every tensor axis
+    it moves, ``name[axis]``, with ``xB`` where a unit owns ``B`` entries and ``@start`` where it shares the axis)."""
+    rows = []
+    for g in spec.groups:
+        axes = [f"{r.name}[{r.axis}]" + (f" x{r.block}" if r.block > 1 else "") + (f" @{r.start}" if r.start else "")
+                for r in g.refs]
+        tied = [h.name for h in spec.groups if g.tie and h.tie == g.tie and h is not g]
+        rows.append({"group": g.name, "units": g.size, "heads": g.heads, "tied": ", ".join(tied),
+                     "kinds": ", ".join(g.kinds), "tensors": ", ".join(axes)})
+    return pd.DataFrame(rows, columns=["group", "units", "heads", "tied", "kinds", "tensors"])
+
+
+def fixed_table(spec: PermutationSpec) -> pd.DataFrame:
+    """One row per tensor axis no group moves (as the spec lists them): ``tensor``, ``axis`` (``all`` for a whole
+    tensor), ``reason``."""
+    rows = [{"tensor": f.name, "axis": "all" if f.axis < 0 else str(f.axis), "reason": f.reason} for f in spec.fixed]
+    return pd.DataFrame(rows, columns=["tensor", "axis", "reason"])
 
 
 def probe_inputs(arch: Architecture, n: int = 256, seed: int = 0) -> torch.Tensor:
