@@ -212,8 +212,10 @@ MODULE_RECIPES: dict[str, ModuleRecipe] = {
         ModuleRecipe(
             name="tiny-transformer",
             description="One-layer pre-LN GPT (d=16, 2 heads) on modular addition a + b mod 23 (half the "
-                        "problems held out); learning rate, weight decay and train fraction varied, so some "
-                        "models memorise and some generalise (train and test accuracy per checkpoint).",
+                        "problems held out); learning rate, weight decay (L2, with Adam) and train fraction varied. "
+                        "Without weight decay models memorise their training problems (train accuracy up to 0.96) "
+                        "while test accuracy stays near chance: no grokking within 150 epochs; with weight decay "
+                        "they stay near chance (train and test accuracy per checkpoint).",
             arch=TINY_TRANSFORMER,
             task={"name": "modadd", "p": 23, "seed": 0},
             n_models=48,
