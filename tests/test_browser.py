@@ -248,6 +248,10 @@ def visit_projections(pg, base: str) -> None:
 
 
 def visit_symmetry(pg, base: str) -> None:
+    open_page(pg, base, "Symmetry", query="zoo=digits-resnet")  # a module architecture: its derived groups
+    wait_charts(pg)
+    assert pg.get_by_text(re.compile(r"permutation groups, 10\^")).count() >= 1
+    assert_no_exception(pg)
     open_page(pg, base, "Symmetry")
     before = wait_charts(pg)
     click_button(pg, "Apply another random symmetry")

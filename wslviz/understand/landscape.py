@@ -224,10 +224,12 @@ def pair_barriers(
     split: str = "test",
     seed: int = 0,
     progress: Progress = None,
+    repair: str | None = None,
 ) -> pd.DataFrame:
     """Barriers of many pairs: the straight path from ``first[i]`` to ``second[i]`` (both [N, P]; with
     ``method`` ``weight``/``activation`` ``second[i]`` is aligned to ``first[i]`` first). All N paths are
-    evaluated in one batch. Returns a DataFrame with ``loss_barrier``, ``accuracy_barrier`` per pair."""
+    evaluated in one batch; ``repair`` corrects the points between the endpoints as in :func:`interpolate`.
+    Returns a DataFrame with ``loss_barrier``, ``accuracy_barrier`` per pair."""
     if first.dim() != 2 or first.shape != second.shape or first.shape[1] != arch.n_params:
         raise ValueError(f"first and second must both be [N, {arch.n_params}], got {list(first.shape)} and "
                          f"{list(second.shape)}")
@@ -242,7 +244,8 @@ def pair_barriers(
             if progress:
                 progress(k + 1, total)
         second = torch.stack(aligned)
-    weights = torch.cat([line_points(f, s, t) for f, s in zip(first, second, strict=True)])
+    weights = torch.cat([correct_statistics(arch, task, f, s, line_points(f, s, t), torch.as_tensor(t), repair)
+                         for f, s in zip(first, second, strict=True)])
     loss, acc = evaluate_points(arch, task, weights, split, _offset(progress, n_align, total))
     loss, acc = loss.reshape(len(first), len(t)), acc.reshape(len(first), len(t))
     return pd.DataFrame({"loss_barrier": _barriers_of(t, loss, 1.0), "accuracy_barrier": _barriers_of(t, acc, -1.0)})
