@@ -13,8 +13,10 @@ import torch
 
 from wslviz import generation as G
 from wslviz import ui
+from wslviz.core import inr
 from wslviz.core.evaluation import decision_grid, evaluate
 from wslviz.plots import generate as P
+from wslviz.plots import inr as iplots
 from wslviz.plots import novelty as PN
 
 RUNS_KEY = "generate_runs"
@@ -154,6 +156,11 @@ if not runs:
 
 # ---------------------------------------------------------------------------------------------- results
 latest = runs[-1]
+if inr.is_inr(zoo.arch):  # generated INRs are images: draw them
+    st.subheader(f"Generated INRs ({latest['method']})")
+    shown = latest["weights"][:24]
+    ui.chart(iplots.image_grid(inr.render_weights(zoo, shown), [f"generated {i}" for i in range(len(shown))],
+                               columns=12), key="gen_inr_grid")
 st.subheader("Accuracy and novelty")
 if zoo.task is not None:
     final_acc = acc_col[final] if acc_col is not None else evaluate(zoo.arch, zoo.task, zoo.weights[final])[
@@ -191,7 +198,8 @@ if zoo.task is not None:
     median = float(np.median(final_acc))
     measure = st.radio("Novelty", ["error_novelty", "distance"], horizontal=True, key="gen_frontier_measure",
                        format_func={"error_novelty": "error IoU (Zeng et al.)", "distance": "L2 (aligned)"}.get)
-    ui.chart(PN.frontier(fr.points, fr.curve, {r["method"]: r["comparison"]["novelty"] for r in runs}, measure, median),
+    ui.chart(PN.frontier(fr.points, fr.line(measure), {r["method"]: r["comparison"]["novelty"] for r in runs}, measure,
+                         median),
              key="gen_frontier")
     st.markdown(G.frontier_statement({r["method"]: G.frontier_verdict(fr, r["comparison"]["novelty"], median)
                                       for r in runs}, median))

@@ -28,7 +28,7 @@ def test_error_iou_on_small_sets():
 @pytest.fixture(scope="module")
 def moons_frontier(moons_zoo):
     index = G.NoveltyIndex(moons_zoo).fit()
-    return index, G.noise_frontier(moons_zoo, index, amplitudes=(0.0, 0.1, 0.5, 1.0), n_per_level=8)
+    return index, G.noise_frontier(moons_zoo, index, amplitudes=(0.0, 0.1, 0.5, 1.0), n_sources=4, n_draws=2)
 
 
 def test_zoo_models_are_not_novel_and_noise_makes_them_so(moons_zoo, moons_frontier):
@@ -37,15 +37,18 @@ def test_zoo_models_are_not_novel_and_noise_makes_them_so(moons_zoo, moons_front
     own = index.query(moons_zoo.weights[torch.as_tensor(final)])
     assert (own["max_error_iou"] == 1.0).all() and (own["error_novelty"] == 0.0).all()
     assert np.allclose(own["distance"], 0.0, atol=1e-3)
-    assert list(fr.curve["amplitude"]) == [0.0, 0.1, 0.5, 1.0] and len(fr.points) == 4 * 8
-    clean = fr.curve.iloc[0]
-    assert clean["error_novelty"] == 0.0 and clean["distance"] < 1e-3
-    assert fr.curve["distance"].is_monotonic_increasing  # more noise, farther away
-    assert fr.curve["accuracy"].iloc[-1] < clean["accuracy"]
+    assert len(fr.points) == 4 * 2 * 4 and len(fr.curve) == 4 * 4
+    for _, c in fr.curve.groupby("source_row"):
+        assert list(c["amplitude"]) == [0.0, 0.1, 0.5, 1.0]
+        assert c["error_novelty"].iloc[0] == 0.0 and c["distance"].iloc[0] < 1e-3
+        assert c["distance"].is_monotonic_increasing  # more noise, farther away
     # the frontier's sources are the zoo's most accurate final checkpoints
     acc = moons_zoo.metadata["test_acc"].to_numpy()
     final_acc = np.sort(acc[moons_zoo.final_index()])
-    assert acc[fr.points["source_row"]].min() >= final_acc[-8]
+    assert acc[fr.points["source_row"]].min() >= final_acc[-4]
+    line = fr.line()
+    assert line["error_novelty"].is_monotonic_increasing and line["accuracy"].is_monotonic_decreasing
+    assert line["accuracy"].iloc[0] == pytest.approx(final_acc[-1])  # no noise: the best zoo model
 
 
 def test_beyond_the_frontier_means_above_its_upper_envelope():
@@ -60,6 +63,10 @@ def test_beyond_the_frontier_means_above_its_upper_envelope():
     dip = curve.assign(error_novelty=[0.0, 0.2, 0.3, 0.4], accuracy=[0.9, 0.6, 0.5, 0.7])
     fr = G.NoiseFrontier(points=dip, curve=dip)
     np.testing.assert_allclose(fr.envelope([0.2, 0.3]), [0.7, 0.7])
+    # several sources: the frontier is the best any one of them reaches
+    two = pd.concat([curve.assign(source_row=0), curve.assign(source_row=1, accuracy=curve["accuracy"] - 0.05,
+                                                               error_novelty=curve["error_novelty"] + 0.1)])
+    np.testing.assert_allclose(G.NoiseFrontier(points=two, curve=two).envelope([0.1, 0.35]), [0.85, 0.70])
     gen = pd.DataFrame({"accuracy": [0.95, 0.65], "error_novelty": [0.3, 0.3], "distance": [1.0, 1.0]})
     v = G.frontier_verdict(fr, gen, zoo_final_median=0.8)
     assert v["beyond"] and v["meets_median"] and v["done"] and v["share_beyond"] == 0.5
@@ -74,12 +81,12 @@ def test_beyond_the_frontier_means_above_its_upper_envelope():
 def test_frontier_figure_draws_noise_curve_and_each_generator(moons_frontier, moons_zoo):
     index, fr = moons_frontier
     gen = {"kde": index.query(G.generate(moons_zoo, "kde", n=4))}
-    fig = PN.frontier(fr.points, fr.curve, gen, reference=0.9)
+    fig = PN.frontier(fr.points, fr.line(), gen, reference=0.9)
     names = [t.name for t in fig.data]
     assert names == ["zoo + noise", "noise frontier", "kde", "kde (mean)"]
-    assert len(fig.data[1].x) == 4 and len(fig.data[2].x) == 4
+    assert len(fig.data[1].x) == len(fr.line()) and len(fig.data[2].x) == 4
     with pytest.raises(ValueError, match="measure"):
-        PN.frontier(fr.points, fr.curve, gen, measure="magic")
+        PN.frontier(fr.points, fr.line(), gen, measure="magic")
 
 
 def test_generate_page_draws_two_generators_against_the_frontier(moons_zoo):

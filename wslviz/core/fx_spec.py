@@ -34,6 +34,10 @@ Scale symmetries (a ReLU unit's incoming weights times ``s > 0``, outgoing divid
 symmetries (odd activations) are derived for the simple case that is certain: a unit set with one linear or
 conv producer, only elementwise ops that pass the symmetry (ReLU/LeakyReLU/max-pool for scale; tanh for sign;
 average pooling, flatten and dropout for both) and only linear/conv consumers.
+
+This module is long because the graph pass needs one small handler per kind of operation (leaf layers,
+elementwise ops, reshapes, matmul and attention, indexing, ``cat``), all sharing one union-find of unit sets;
+split apart they would have to pass that state around.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ All B models of a batch-size group live in one weight matrix ``[B, P]``; one ste
 :func:`wslviz.core.module_eval.batched_call` (``vmap(functional_call)`` in train mode: BatchNorm normalises
 each model with its own batch statistics and updates its running statistics with PyTorch's momentum 0.1)
 and differentiates the summed per-model mean losses, whose row b is model b's own gradient. The optimiser is
-:class:`wslviz.core.training.BatchedOptimizer` (SGD with momentum or Adam, per-model hyper-parameters);
+:class:`wslviz.core.training.BatchedOptimizer` (SGD with momentum or Adam, per-model hyper-parameters; passed in
+as the recipe's ``optimizer``);
 running statistics are not trained (their rows take the values BatchNorm wrote).
 
 A model's initial weights are the built-in module's own initialisation drawn with its seed (times
@@ -16,7 +17,7 @@ seed, so a recipe and seed give the same zoo.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -53,9 +54,7 @@ def init_module_weights(arch: ModuleArchitecture, seeds: Sequence[int], init_sca
 
 
 def _train_group(arch: ModuleArchitecture, task: Task, hp: pd.DataFrame, epochs: int, checkpoints: Sequence[int],
-                 on_epoch: Callable[[], None]) -> dict[int, torch.Tensor]:
-    from wslviz.core.training import BatchedOptimizer
-
+                 on_epoch: Callable[[], None], optimizer: Any) -> dict[int, torch.Tensor]:
     b, bs = len(hp), int(hp["batch_size"].iloc[0])
     x, y = task.x_train, task.y_train
     n = len(x)
@@ -67,7 +66,7 @@ def _train_group(arch: ModuleArchitecture, task: Task, hp: pd.DataFrame, epochs:
     steps = int(sizes.max()) // bs
     n_steps = torch.as_tensor(sizes // bs)
     weights = init_module_weights(arch, hp["seed"].tolist(), hp["init_scale"].tolist())
-    opt = BatchedOptimizer(hp, arch.n_params)
+    opt = optimizer(hp, arch.n_params)
     stats = [p for p in arch.layout if p.role in ("running_mean", "running_var")]
     saved = {0: weights.clone()} if 0 in checkpoints else {}
     for epoch in range(1, epochs + 1):
@@ -118,6 +117,13 @@ class ModuleRecipe:
     checkpoints: tuple[int, ...]
     fixed: dict[str, Any] = field(default_factory=dict)
     threads: int | None = 2
+    optimizer: Any = None
+    """The batched optimiser class, ``optimizer(hparams, n_params)`` with ``step(weights, grad, active)``
+    (:class:`wslviz.core.training.BatchedOptimizer`; set by :meth:`with_optimizer` where the recipe is registered
+    in :data:`wslviz.core.training.RECIPES`, so that this module need not import the trainer's)."""
+
+    def with_optimizer(self, optimizer: Any) -> ModuleRecipe:
+        return replace(self, optimizer=optimizer)
 
     def hyperparameters(self, seed: int = 0) -> pd.DataFrame:
         """One row per model: ``seed`` (``seed * 100000 + model_id``) and the drawn hyper-parameters."""
@@ -147,6 +153,8 @@ def train_module_zoo(recipe: ModuleRecipe, seed: int = 0, progress: Progress = N
     ``ggap`` (every checkpoint evaluated in eval mode on the full splits)."""
     from wslviz.core.zoo import Zoo
 
+    if recipe.optimizer is None:
+        raise ValueError(f"recipe {recipe.name} has no optimiser: use wslviz.core.training.RECIPES[{recipe.name!r}]")
     arch = ModuleArchitecture(recipe.arch)
     task = make_task(recipe.task)
     hp = recipe.hyperparameters(seed)
@@ -169,7 +177,7 @@ def train_module_zoo(recipe: ModuleRecipe, seed: int = 0, progress: Progress = N
             with torch.random.fork_rng(devices=[]):  # dropout masks, if any, from the run seed
                 torch.manual_seed(seed * 100_003 + int(bs))
                 saved = _train_group(arch, task, hp.iloc[rows].reset_index(drop=True), recipe.epochs, checkpoints,
-                                     on_epoch)
+                                     on_epoch, recipe.optimizer)
             weights[torch.as_tensor(rows)] = torch.stack([saved[e] for e in checkpoints], 1)
         weights = weights.reshape(-1, arch.n_params)
         meta = hp.loc[hp.index.repeat(len(checkpoints))].reset_index(drop=True)

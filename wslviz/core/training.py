@@ -661,4 +661,5 @@ RECIPES: dict[str, Recipe | FinetuneRecipe | FederatedRecipe] = {
     ]
 }
 """The bundled zoos, by name (``wslviz make-zoo`` trains them all, or ``--only NAME``)."""
-RECIPES.update(MODULE_RECIPES)  # digits-resnet, tiny-transformer: module architectures (core/module_train.py)
+# digits-resnet, tiny-transformer: module architectures (core/module_train.py), trained with this module's optimiser
+RECIPES.update({name: r.with_optimizer(BatchedOptimizer) for name, r in MODULE_RECIPES.items()})

@@ -201,21 +201,37 @@ class NoiseFrontier:
     """Zoo models plus relative Gaussian noise at each amplitude (see :func:`noise_frontier`).
 
     ``points``: one row per noisy model (``amplitude``, ``source_row``, and the :meth:`NoveltyIndex.query`
-    columns ``accuracy``, ``distance``, ``error_novelty``, ...); ``curve``: per amplitude the means of
-    ``accuracy``, ``distance`` and ``error_novelty``.
+    columns ``accuracy``, ``distance``, ``error_novelty``, ...); ``curve``: per source model and amplitude
+    the means of ``accuracy``, ``distance`` and ``error_novelty`` over the noise draws (one curve per
+    source; a curve without a ``source_row`` column is one source).
     """
 
     points: pd.DataFrame
     curve: pd.DataFrame
 
+    def _curves(self) -> list[pd.DataFrame]:
+        if "source_row" not in self.curve:
+            return [self.curve]
+        return [c for _, c in self.curve.groupby("source_row", sort=True)]
+
     def envelope(self, novelty: np.ndarray, measure: str = "error_novelty") -> np.ndarray:
         """The frontier's accuracy at each ``novelty`` (``measure``: ``error_novelty`` or ``distance``): the
-        upper envelope of the curve (for every novelty, the best mean accuracy noise reaches at that novelty or
-        more), linear between the curve's points, flat beyond its ends."""
-        c = self.curve.sort_values(measure)
-        x = c[measure].to_numpy(float)
-        y = np.maximum.accumulate(c["accuracy"].to_numpy(float)[::-1])[::-1]
-        return np.interp(np.asarray(novelty, dtype=float), x, y)
+        best accuracy that noise on any single source model reaches at that novelty or more. Per source, the
+        upper envelope of its curve (linear between its points, flat beyond its ends); then the maximum over
+        the sources."""
+        novelty = np.asarray(novelty, dtype=float)
+        out = np.full(novelty.shape, -np.inf)
+        for c in self._curves():
+            c = c.sort_values(measure)
+            y = np.maximum.accumulate(c["accuracy"].to_numpy(float)[::-1])[::-1]
+            out = np.maximum(out, np.interp(novelty, c[measure].to_numpy(float), y))
+        return out
+
+    def line(self, measure: str = "error_novelty") -> pd.DataFrame:
+        """The frontier as a drawable line: :meth:`envelope` at every novelty the curves reach
+        (columns ``measure`` and ``accuracy``)."""
+        x = np.unique(self.curve[measure].to_numpy(float))
+        return pd.DataFrame({measure: x, "accuracy": self.envelope(x, measure)})
 
     def beyond(self, novelty: np.ndarray, accuracy: np.ndarray, measure: str = "error_novelty") -> np.ndarray:
         """Whether each point (``novelty``, ``accuracy``) lies beyond the frontier: more accurate than noise
@@ -226,21 +242,21 @@ class NoiseFrontier:
 
 
 def noise_frontier(zoo: Zoo, index: NoveltyIndex | None = None, amplitudes: Sequence[float] = NOISE_AMPLITUDES,
-                   n_per_level: int = 16, seed: int = 0, progress: Progress = None) -> NoiseFrontier:
-    """The memorisation baseline of Zeng et al. (2025) as a curve: ``n_per_level`` zoo models plus Gaussian
-    noise at every amplitude (:func:`relative_noise`, one fixed draw scaled by the amplitude), each measured
-    with ``index`` (default a fresh :class:`NoveltyIndex` over every checkpoint) for accuracy, L2 novelty and
-    error-IoU novelty.
+                   n_sources: int = 8, n_draws: int = 4, seed: int = 0, progress: Progress = None) -> NoiseFrontier:
+    """The memorisation baseline of Zeng et al. (2025) as a curve: each of the ``n_sources`` most accurate
+    final checkpoints plus Gaussian noise at every amplitude (:func:`relative_noise`; ``n_draws`` fixed draws
+    per source, scaled by the amplitude), each noisy model measured with ``index`` (default a fresh
+    :class:`NoveltyIndex` over every checkpoint) for accuracy, L2 novelty and error-IoU novelty.
 
-    Sources: the ``n_per_level`` most accurate final checkpoints (cycled if the zoo has fewer), so the
-    frontier starts from the best of the zoo: a generator that only copies good zoo models cannot pass it.
+    The frontier (:meth:`NoiseFrontier.envelope`) is the best that noise on any *single* one of the zoo's
+    best models reaches, so a generator that only copies or perturbs good zoo models cannot pass it.
     """
     if zoo.task is None:
         raise ValueError("the noise frontier needs the zoo's task to measure accuracy")
     index = index if index is not None else NoveltyIndex(zoo).fit()
     final = zoo.final_index()
-    best = final[np.argsort(-checkpoint_accuracies(zoo, final), kind="stable")][:n_per_level]
-    src = best[np.arange(n_per_level) % len(best)]
+    src = final[np.argsort(-checkpoint_accuracies(zoo, final), kind="stable")][:n_sources]
+    src = np.repeat(src, n_draws)
     base = zoo.weights[torch.as_tensor(src)].float()
     noise = relative_noise(zoo.arch, base, seed)
     amps = [float(a) for a in amplitudes]
@@ -248,7 +264,8 @@ def noise_frontier(zoo: Zoo, index: NoveltyIndex | None = None, amplitudes: Sequ
     points = index.query(weights, progress=progress)
     points.insert(0, "amplitude", np.repeat(amps, len(src)))
     points.insert(1, "source_row", np.tile(src, len(amps)))
-    curve = points.groupby("amplitude", sort=True)[["accuracy", "distance", "error_novelty"]].mean().reset_index()
+    cols = ["accuracy", "distance", "error_novelty"]
+    curve = points.groupby(["source_row", "amplitude"], sort=True)[cols].mean().reset_index()
     return NoiseFrontier(points=points, curve=curve)
 
 

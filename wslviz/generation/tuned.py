@@ -15,7 +15,7 @@ TUNED: dict[str, dict[str, dict]] = {'digits-cnn': {'conditional': {'steps': 800
                'diffusion': {'steps': 1500, 'top_fraction': 0.1},
                'hyperrep': {'bandwidth_scale': 0.5, 'steps': 300, 'top_fraction': 0.1},
                'interpolate': {},
-               'kde': {'bandwidth': 0.5, 'top_fraction': 0.05},
+               'kde': {'bandwidth': 0.25, 'top_fraction': 0.05},
                'merge': {'alpha': 10.0},
                'pca_gaussian': {'k': 2, 'temperature': 0.5, 'top_fraction': 0.1}}}
 """zoo name -> generator -> constructor options."""

@@ -14,13 +14,14 @@ MEASURES = {"error_novelty": "error-IoU novelty (1 - max IoU of misclassified te
             "distance": "L2 distance to the nearest aligned zoo checkpoint"}
 
 
-def frontier(points: pd.DataFrame, curve: pd.DataFrame, generated: Mapping[str, pd.DataFrame],
+def frontier(points: pd.DataFrame, line: pd.DataFrame, generated: Mapping[str, pd.DataFrame],
              measure: str = "error_novelty", reference: float | None = None) -> go.Figure:
-    """Accuracy against novelty: the noisy zoo models (``points``, grey), the frontier through their means
-    per amplitude (``curve``, a line labelled by amplitude), and each generator's models (``generated``:
-    name -> rows with ``accuracy`` and ``measure``) with a large marker at their mean. Points above and to
-    the right of the line are beyond the frontier. ``reference``: a dashed line at that accuracy (the zoo's
-    median final accuracy)."""
+    """Accuracy against novelty: the noisy zoo models (``points``, grey, with their ``amplitude``), the
+    frontier (``line``: columns ``measure`` and ``accuracy``, see
+    :meth:`wslviz.generation.novelty.NoiseFrontier.line`), and each generator's models (``generated``:
+    name -> rows with ``accuracy`` and ``measure``) with a large marker at their mean. Points above the line
+    are beyond the frontier. ``reference``: a dashed line at that accuracy (the zoo's median final
+    accuracy)."""
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {', '.join(MEASURES)}")
     fig = go.Figure()
@@ -29,13 +30,10 @@ def frontier(points: pd.DataFrame, curve: pd.DataFrame, generated: Mapping[str, 
                              customdata=points[["amplitude"]].to_numpy(),
                              hovertemplate="noise %{customdata[0]}<br>novelty %{x:.3f}<br>accuracy %{y:.3f}"
                              "<extra></extra>"))
-    c = curve.sort_values("amplitude")
-    fig.add_trace(go.Scatter(x=c[measure], y=c["accuracy"], mode="lines+markers+text", name="noise frontier",
-                             line={"color": "black", "dash": "dot"}, marker={"color": "black", "size": 6},
-                             text=[f"{a:g}" for a in c["amplitude"]], textposition="top right",
-                             textfont={"size": 9, "color": "grey"},
-                             hovertemplate="amplitude %{text}<br>novelty %{x:.3f}<br>accuracy %{y:.3f}"
-                             "<extra></extra>"))
+    c = line.sort_values(measure)
+    fig.add_trace(go.Scatter(x=c[measure], y=c["accuracy"], mode="lines", name="noise frontier",
+                             line={"color": "black", "dash": "dot", "width": 2},
+                             hovertemplate="frontier<br>novelty %{x:.3f}<br>accuracy %{y:.3f}<extra></extra>"))
     for i, (name, df) in enumerate(generated.items()):
         color = style.CATEGORICAL[i % len(style.CATEGORICAL)]
         fig.add_trace(go.Scatter(x=df[measure], y=df["accuracy"], mode="markers", name=name, legendgroup=name,
