@@ -149,13 +149,14 @@ def correct(arch: Any, task: Task | None, a: torch.Tensor, b: torch.Tensor, poin
             t: torch.Tensor, method: str | None, device: torch.device | str = "cpu") -> torch.Tensor:
     """``points`` [G, P] at ``t`` [G] on the line from ``a`` to ``b`` corrected by ``method``: ``"none"`` (as they
     are), ``"reset"`` (:func:`reset_batchnorm`), ``"repair"`` (:func:`repair`); ``None``: :func:`default_method`.
-    Points at ``t = 0`` or ``t = 1`` are the endpoints themselves and are returned unchanged."""
+    Points at ``t = 0`` or ``t = 1`` are the endpoints themselves and are returned unchanged, as is the line of a
+    model with itself (its barrier stays 0)."""
     method = default_method(arch) if method is None else method
     if method not in METHODS:
         raise ValueError(f"unknown correction {method!r}; known: {', '.join(METHODS)}")
     t = torch.as_tensor(t, dtype=torch.float64).reshape(-1)
     inner = ((t > 0) & (t < 1)).nonzero().flatten()  # the endpoints are the models themselves: left as they are
-    if method == "none" or len(inner) == 0:
+    if method == "none" or len(inner) == 0 or torch.equal(a, b):  # a line of one model needs no correction
         return points
     out = points.clone()
     if method == "reset":
