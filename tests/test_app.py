@@ -16,7 +16,7 @@ from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.core.tasks import make_task
 from wslviz.formats import save_zoo
 from wslviz.scale.cache import load_zoo
-from wslviz.ui.home import page_files
+from wslviz.ui.home import page_files, page_title
 
 BUNDLED = ("moons-mlp", "spirals-tanh", "digits-cnn")
 TIMEOUT = 120
@@ -106,11 +106,15 @@ def test_bad_folder_shows_its_error_and_never_the_previous_zoo(zoo_dirs, tmp_pat
     assert at.query_params["zoo"] == missing and "sel" not in at.query_params  # no longer the old zoo
     for page in page_files():  # every page shows the error instead of drawing the previous zoo
         at.switch_page(f"pages/{page.name}").run()
-        assert_failed(at, "no such file or directory")
+        if page_title(page) == "Train a zoo":  # draws no zoo: it makes a new one
+            assert not at.exception and not at.get("plotly_chart")
+        else:
+            assert_failed(at, "no such file or directory")
 
     broken = tmp_path / "broken"
     shutil.copytree(zoo_dirs[1], broken)
     (broken / "zoo.json").write_text("{not json")
+    at.switch_page("pages/1_Zoo.py").run()
     at.sidebar.text_input(key="zoo_folder").input(str(broken)).run()
     assert_failed(at, "zoo.json", "not valid JSON")
 
