@@ -12,9 +12,12 @@ Models go in chunks so that a chunk's activations stay within :data:`CHUNK_BYTES
 shapes of one example); a module ``vmap`` cannot run (data-dependent control flow, ``.item()``, in-place
 writes into an input) falls back to a per-model ``functional_call`` loop, with the same results.
 
-Chunk size measured on this project's 2-core Xeon (``benchmarks/bench_module_eval.py``): the vmapped call has a
-fixed cost of a few milliseconds (Python dispatch through every layer), so larger chunks are faster until the
-activations leave the caches; see that benchmark's output for the figures behind :data:`CHUNK_BYTES`.
+Chunk size measured on this project's 2-core Xeon, heavily loaded (load average ~15): the vmapped call has a fixed
+cost per layer, so larger chunks are faster. digits-resnet, 128 models on 540 test images, 2 threads: chunks of
+8 models 77 s, 32: 18 s, 128: 12.7 s; with the first budget of 64 MiB (6 models a chunk) ``benchmarks/
+bench_module_eval.py`` found one unchunked ``vmap`` over 256 models 2.1x faster (tiny-transformer, 37 a chunk:
+3.3x). Hence :data:`CHUNK_BYTES` of 1 GiB (about 100 digits-resnet models on 540 images), which bounds memory
+for large zoos rather than speed.
 
 ``device``: the computation runs there (weights and inputs are moved chunk by chunk; results come back to the
 CPU). The default is the CPU.
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
     from wslviz.core.module_arch import ModuleArchitecture
 
 Progress = Callable[[int, int], None] | None
-CHUNK_BYTES = 64 * 2**20
+CHUNK_BYTES = 2**30
 """Activation bytes one chunk of models may hold (all traced intermediate tensors of the forward)."""
 
 
