@@ -50,13 +50,14 @@ def measure(name: str, n_pairs: int, steps: int, split: str) -> dict:
     return {
         "zoo": name, "pairs": len(pairs), "split": split, "steps": steps,
         "mean_naive_barrier": mean_naive, "mean_aligned_barrier": mean_aligned,
-        "reduction_percent": 100.0 * (1.0 - mean_aligned / mean_naive),
+        "reduction_percent": 100.0 * (1.0 - mean_aligned / mean_naive) if mean_naive > 0 else float("nan"),
         "mean_naive_accuracy_barrier": float(naive.accuracy_barrier.mean()),
         "mean_aligned_accuracy_barrier": float(aligned.accuracy_barrier.mean()),
         "pairs_improved": int((aligned.loss_barrier < naive.loss_barrier).sum()),
         "mean_activation_matched_barrier": float(activation.loss_barrier.mean()),
         "mean_aligned_repaired_barrier": float(repaired.loss_barrier.mean()),
-        "repaired_reduction_percent": 100.0 * (1.0 - float(repaired.loss_barrier.mean()) / mean_naive),
+        "repaired_reduction_percent": 100.0 * (1.0 - float(repaired.loss_barrier.mean()) / mean_naive)
+        if mean_naive > 0 else float("nan"),
         "rows": [list(p) for p in pairs], "seconds": seconds,
     }
 
