@@ -113,3 +113,31 @@ def test_digits_federated_clients_are_non_iid_and_fedavg_learns_all_classes():
     assert meta["test_acc"].iloc[last].max() < 0.4
     glob = fedavg(zoo.arch, w, meta["n_examples"].iloc[last].to_numpy())
     assert float(wv.evaluate(zoo.arch, zoo.task, glob)["accuracy"]) > 0.7
+
+
+def test_digits_inr_matches_its_recipe_and_is_split_by_image():
+    from wslviz.core.inr import psnr, resampled_digits, siren_init
+
+    zoo = sample_zoo("digits-inr")
+    recipe = RECIPES["digits-inr"]
+    meta = zoo.metadata
+    images, labels = resampled_digits(recipe.image_size)
+    k = recipe.fits_per_image
+    assert zoo.arch == wv.Architecture(recipe.arch) and zoo.task is None
+    assert zoo.n_checkpoints == k * len(images) >= 1000 and zoo.n_models == len(images)
+    assert zoo.n_params < recipe.image_size ** 2  # fewer parameters than pixels
+    assert (meta["image_index"] == meta["model_id"]).all() and (meta["label"] == labels[meta["image_index"]]).all()
+    assert meta["seed"].nunique() == zoo.n_checkpoints and (meta.groupby("model_id")["fit"].nunique() == k).all()
+    assert (meta.groupby("image_index")["split"].nunique() == 1).all()  # every image on one side only
+    fractions = meta.drop_duplicates("image_index")["split"].value_counts(normalize=True)
+    np.testing.assert_allclose([fractions[s] for s in ("train", "val", "test")], recipe.split, atol=1e-3)
+    assert (zoo.path / "weights.safetensors").stat().st_size < 6e6
+    rows = np.sort(np.random.default_rng(0).choice(zoo.n_checkpoints, size=200, replace=False))
+    sub = torch.as_tensor(rows)
+    np.testing.assert_allclose(psnr(zoo.arch, zoo.weights[sub], images[torch.as_tensor(meta["image_index"].to_numpy()[
+        rows])]), meta["psnr"].to_numpy()[rows], rtol=0, atol=1e-3)
+    assert meta["psnr"].median() > 24
+    # fitting moved every INR away from its own start, and the starts differ between fits of one image
+    start = siren_init(zoo.arch, meta["seed"].to_numpy()[rows])
+    assert ((zoo.weights[sub] - start).norm(dim=1) > 0.1).all()
+    assert not torch.allclose(start[0], siren_init(zoo.arch, [int(meta["seed"].iloc[rows[0]]) + 1])[0])

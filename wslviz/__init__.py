@@ -92,6 +92,13 @@ _API: dict[str, str] = {
     "nearest_neighbours": "wslviz.represent.retrieval",
     "function_similarity": "wslviz.represent.retrieval",
     "retrieval_benchmark": "wslviz.represent.retrieval",
+    # metanetworks and INRs
+    "MetanetClassifier": "wslviz.represent.metanet.estimator",
+    "MetanetRegressor": "wslviz.represent.metanet.estimator",
+    "EquivariantMetanet": "wslviz.represent.metanet.models",
+    "WeightSpace": "wslviz.represent.metanet.weightspace",
+    "fit_inrs": "wslviz.core.inr",
+    "render_inrs": "wslviz.core.inr",
     # generation
     "generate": "wslviz.generation.generators",
     "novelty": "wslviz.generation.novelty",

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.core.batched import forward
 from wslviz.core.evaluation import evaluate
+from wslviz.core.inr import InrRecipe
 from wslviz.core.module_train import MODULE_RECIPES
 from wslviz.core.tasks import Task, make_task
 from wslviz.core.zoo import Zoo
@@ -343,7 +344,7 @@ class Recipe:
         return _fill_hparams(pd.DataFrame(cols))
 
 
-def train_zoo(recipe: Recipe | FinetuneRecipe | FederatedRecipe, seed: int = 0, progress: Progress = None):
+def train_zoo(recipe: Recipe | FinetuneRecipe | FederatedRecipe | InrRecipe, seed: int = 0, progress: Progress = None):
     """Train the zoo a recipe describes and return it as a :class:`wslviz.core.zoo.Zoo`."""
     if not isinstance(recipe, Recipe):
         return recipe.train_zoo(seed, progress)
@@ -586,7 +587,7 @@ DIGITS_CNN = {
     ],
 }
 
-RECIPES: dict[str, Recipe | FinetuneRecipe | FederatedRecipe] = {
+RECIPES: dict[str, Recipe | FinetuneRecipe | FederatedRecipe | InrRecipe] = {
     r.name: r
     for r in [
         Recipe(
@@ -657,6 +658,18 @@ RECIPES: dict[str, Recipe | FinetuneRecipe | FederatedRecipe] = {
             rounds=10,
             local_epochs=5,
             hparams={"optimizer": "adam", "lr": 3e-3, "batch_size": 16},
+        ),
+        InrRecipe(
+            name="digits-inr",
+            description="INRs of scikit-learn's digits: SIRENs 2-32-1 (sin, w0=10; 129 parameters) fitted to each "
+                        "image resampled to 16x16 (256 pixels), five fits per image from independent random "
+                        "initialisations, 300 full-batch Adam steps. model_id is the image; split by image "
+                        "(70/10/20). For INR classification by metanetworks.",
+            arch=mlp_spec([2, 32, 1], "sin", w0=10.0),
+            image_size=16,
+            steps=300,
+            lr=3e-3,
+            fits_per_image=5,
         ),
     ]
 }

@@ -11,6 +11,12 @@ accuracy (and balanced accuracy). Predictors: ``linear`` (ridge / logistic regre
 features), ``gbm`` (histogram gradient-boosted trees, which take NaN natively) and ``knn`` (k nearest
 neighbours on standardised features). Unterthiner et al., "Predicting Neural Network Accuracy from
 Weights" (2020) report R² of about 0.98 with gradient boosting on per-layer weight statistics.
+
+Metanetworks (:data:`METANETS`: NFN-NP, DWSNets-style, and MLPs on flat weights with and without permutation
+augmentation; :mod:`wslviz.represent.metanet`) are predictors too: they read the weights themselves
+instead of a feature set, and are scored under the same grouped folds (their early-stopping split is
+grouped by model as well). An integer column named ``label`` (INR zoos: the class an INR draws) is a
+class label, not a number.
 """
 
 from __future__ import annotations
@@ -26,14 +32,25 @@ from wslviz.represent.features import FeatureError, feature_set
 
 Progress = Callable[[int, int], None] | None
 MODELS = ("linear", "gbm", "knn")
-MODEL_LABELS = {"linear": "linear (ridge/logistic)", "gbm": "gradient boosting", "knn": "k nearest neighbours"}
+METANETS = ("nfn_np", "dws", "flat_mlp", "flat_mlp_aug")
+"""Predictors that read the weights directly (see :mod:`wslviz.represent.metanet.estimator`)."""
+PREDICTORS = MODELS + METANETS
+MODEL_LABELS = {"linear": "linear (ridge/logistic)", "gbm": "gradient boosting", "knn": "k nearest neighbours",
+                "nfn_np": "NFN-NP metanetwork", "dws": "DWSNets-style metanetwork",
+                "flat_mlp": "MLP on flat weights", "flat_mlp_aug": "MLP on flat weights + permutation augmentation"}
+METANET_OPTIONS: dict[str, Any] = {"hidden": 32, "depth": 3, "max_epochs": 100, "patience": 15, "lr": 3e-3}
+"""Default settings of the metanetwork predictors (override with ``metanet_options``)."""
+CLASS_LABEL_COLUMNS = ("label",)
 MAX_IMPORTANCE_FEATURES = 200
 """Permutation importances are computed for feature sets up to this width (cost grows with it)."""
 MAX_CATEGORIES = 20
 
 
 def is_categorical(values: pd.Series) -> bool:
-    """A target is categorical when it is not numeric (strings, booleans, categories)."""
+    """A target is categorical when it is not numeric (strings, booleans, categories), or when it is an
+    integer column named in :data:`CLASS_LABEL_COLUMNS` (an INR zoo's ``label``)."""
+    if values.name in CLASS_LABEL_COLUMNS and pd.api.types.is_integer_dtype(values):
+        return True
     return not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values))
 
 
@@ -42,7 +59,7 @@ def target_columns(meta: pd.DataFrame, model_col: str = "model_id") -> list[str]
     :data:`MAX_CATEGORIES` values (identifiers and the model id excluded)."""
     out = []
     for col in meta.columns:
-        if col in (model_col, "seed", "row") or col.endswith("_id") or col == "checkpoint":
+        if col in (model_col, "seed", "row") or col.endswith(("_id", "_index")) or col == "checkpoint":
             continue
         values = meta[col].dropna()
         n = values.nunique()
@@ -116,12 +133,12 @@ def _features(zoo: Zoo, features: str | np.ndarray, names: Sequence[str] | None,
     return x, list(names) if names is not None else [f"f{i}" for i in range(x.shape[1])], "custom"
 
 
-def _rank_fit(est, x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+def _rank_fit(est, x: np.ndarray, y: np.ndarray, **fit_kw: Any) -> Callable[[np.ndarray], np.ndarray]:
     """Fit ``est`` to the ranks of ``y`` scaled to (0, 1) and return a predict function that maps rank
     predictions back through the training targets' quantiles (monotone, so orderings are kept)."""
     from scipy.stats import rankdata
 
-    est.fit(x, (rankdata(y) - 0.5) / len(y))
+    est.fit(x, (rankdata(y) - 0.5) / len(y), **fit_kw)
     return lambda z: np.quantile(y, np.clip(est.predict(z), 0.0, 1.0))
 
 
@@ -146,11 +163,15 @@ def predict_property(
     importances: bool = True,
     progress: Progress = None,
     target_transform: str = "none",
+    metanet_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Cross-validated prediction of metadata column ``target`` from a feature set.
+    """Cross-validated prediction of metadata column ``target`` from a feature set, or from the weights.
 
     ``features``: a kind of :func:`wslviz.represent.features.compute_features` or a precomputed matrix
-    ``[n_checkpoints, d]`` (with optional ``feature_names``). ``model``: ``linear``, ``gbm`` or ``knn``.
+    ``[n_checkpoints, d]`` (with optional ``feature_names``). ``model``: ``linear``, ``gbm`` or ``knn``, or a
+    metanetwork of :data:`METANETS`, which reads ``zoo.weights`` and ignores ``features`` (settings:
+    :data:`METANET_OPTIONS` updated by ``metanet_options``; ``progress`` then counts training epochs
+    over all folds).
     ``rows``: None/``"all"`` (every checkpoint), ``"trained"`` (checkpoints after epoch 0: an untrained
     network's accuracy is chance plus sampling noise, with no order to predict), ``"final"`` (each model's
     last checkpoint) or row indices; rows whose target is missing are skipped.
@@ -173,8 +194,8 @@ def predict_property(
     from sklearn.model_selection import GroupKFold
     from threadpoolctl import threadpool_limits
 
-    if model not in MODELS:
-        raise ValueError(f"unknown predictor {model!r}; known: {', '.join(MODELS)}")
+    if model not in PREDICTORS:
+        raise ValueError(f"unknown predictor {model!r}; known: {', '.join(PREDICTORS)}")
     if target_transform not in TARGET_TRANSFORMS:
         raise ValueError(f"unknown target_transform {target_transform!r}; known: {', '.join(TARGET_TRANSFORMS)}")
     if target not in zoo.metadata:
@@ -191,11 +212,17 @@ def predict_property(
     if n_splits < 2:
         raise ValueError("n_splits must be at least 2")
 
-    x_all, names, kind = _features(zoo, features, feature_names, progress)
-    # Columns missing on every row (the spectral alpha of small layers) carry nothing; the tree
-    # models' binning cannot take them.
-    present = ~np.isnan(x_all[index]).all(0)
-    x, names = x_all[index][:, present], [n for n, keep in zip(names, present, strict=True) if keep]
+    metanet = model in METANETS
+    if metanet:
+        import torch
+
+        x, names, kind = zoo.weights[torch.as_tensor(index)].float(), [], "weights"
+    else:
+        x_all, names, kind = _features(zoo, features, feature_names, progress)
+        # Columns missing on every row (the spectral alpha of small layers) carry nothing; the tree
+        # models' binning cannot take them.
+        present = ~np.isnan(x_all[index]).all(0)
+        x, names = x_all[index][:, present], [n for n, keep in zip(names, present, strict=True) if keep]
     y = y_all.iloc[index].to_numpy()
     if categorical:
         y = y.astype(str)
@@ -205,27 +232,31 @@ def predict_property(
         y = y.astype(float)
     if categorical and target_transform != "none":
         raise ValueError(f"target_transform={target_transform!r} needs a numeric target; {target!r} is categorical")
-    want_importances = importances and x.shape[1] <= MAX_IMPORTANCE_FEATURES
+    want_importances = importances and not metanet and x.shape[1] <= MAX_IMPORTANCE_FEATURES
     pred = np.empty(len(y), dtype=object if categorical else float)
     imp = np.zeros(x.shape[1])
-    folds = GroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state).split(x, y, groups)
+    folds = GroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state).split(np.zeros(len(y)), y, groups)
     # One thread: on a busy 2-core machine OpenMP-parallel tree fitting ran 50x slower than serial.
     with threadpool_limits(1):
         for i, (train, test) in enumerate(folds):
-            est = _estimator(model, categorical, random_state, len(train))
+            if metanet:
+                est = _metanet(zoo, model, categorical, random_state, metanet_options, progress, i, n_splits)
+                fit_kw = {"groups": groups[train]}
+            else:
+                est, fit_kw = _estimator(model, categorical, random_state, len(train)), {}
             if categorical and len(np.unique(y[train])) < 2:  # a fold that sees one class can only predict it
                 pred[test] = y[train][0]
             else:
                 if target_transform == "rank":
-                    predict = _rank_fit(est, x[train], y[train])
+                    predict = _rank_fit(est, x[train], y[train], **fit_kw)
                 else:
-                    predict = est.fit(x[train], y[train]).predict
+                    predict = est.fit(x[train], y[train], **fit_kw).predict
                 pred[test] = predict(x[test])
                 if want_importances:
                     imp += permutation_importance(est, x[test], y[test], n_repeats=3, random_state=random_state,
                                                   n_jobs=1, scoring=_scorer(predict, categorical)
                                                   ).importances_mean / n_splits
-            if progress:
+            if progress and not metanet:
                 progress(i + 1, n_splits)
     out: dict[str, Any] = {
         "target": target, "features": kind, "model": model, "target_transform": target_transform,
@@ -245,6 +276,19 @@ def predict_property(
     return out
 
 
+def _metanet(zoo: Zoo, model: str, categorical: bool, random_state: int, options: dict[str, Any] | None,
+             progress: Progress, fold: int, n_splits: int):
+    """A metanetwork estimator for one fold; its epoch progress is reported as progress over all folds."""
+    from wslviz.represent.metanet.estimator import MetanetClassifier, MetanetRegressor
+
+    settings = {**METANET_OPTIONS, **(options or {})}
+    total = int(settings["max_epochs"]) * n_splits
+    fold_progress = None if progress is None else (
+        lambda done, _total: progress(fold * int(settings["max_epochs"]) + done, total))
+    cls = MetanetClassifier if categorical else MetanetRegressor
+    return cls(zoo.arch, model=model, random_state=random_state, progress=fold_progress, **settings)
+
+
 def leaderboard(
     zoo: Zoo,
     target: str = "test_acc",
@@ -256,17 +300,23 @@ def leaderboard(
     features: dict[str, np.ndarray] | None = None,
     progress: Progress = None,
     target_transform: str = "none",
+    metanets: Sequence[str] = (),
+    metanet_options: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Scores of every (feature set, predictor) pair for one target -> DataFrame with columns
     ``features, model, r2, kendall_tau, mae`` (numeric target) or ``features, model, accuracy,
     balanced_accuracy`` (categorical), sorted best first.
 
     Each feature set is computed once (or taken from ``features``, a dict kind -> ``[n_checkpoints, d]``);
-    kinds that cannot be computed for this zoo (``functional`` without a task) are skipped.
-    ``rows`` and ``target_transform`` as in :func:`predict_property`.
-    ``progress(done, total)`` counts (feature set, predictor) pairs."""
+    kinds that cannot be computed for this zoo (``functional`` without a task) are skipped. Each of
+    ``metanets`` (names in :data:`METANETS`) adds a row with features ``"weights"``, scored on the same folds.
+    ``rows``, ``target_transform`` and ``metanet_options`` as in :func:`predict_property`.
+    ``progress(done, total)`` counts (feature set, predictor) pairs and metanetworks."""
+    unknown = [m for m in metanets if m not in METANETS]
+    if unknown:
+        raise ValueError(f"unknown metanetwork(s) {unknown}; known: {', '.join(METANETS)}")
     records = []
-    total, done = len(kinds) * len(models), 0
+    total, done = len(kinds) * len(models) + len(metanets), 0
     for kind in kinds:
         try:
             if features is not None and kind in features:
@@ -286,6 +336,15 @@ def leaderboard(
             done += 1
             if progress:
                 progress(done, total)
+    for model in metanets:
+        r = predict_property(zoo, target, model=model, n_splits=n_splits, random_state=random_state, rows=rows,
+                             target_transform=target_transform, metanet_options=metanet_options)
+        keys = ("accuracy", "balanced_accuracy") if r["kind"] == "classification" else ("r2", "kendall_tau", "mae")
+        records.append({"features": "weights", "model": model, **{k: r[k] for k in keys}, "n_rows": r["n_rows"],
+                        "n_features": zoo.n_params})
+        done += 1
+        if progress:
+            progress(done, total)
     df = pd.DataFrame(records)
     if len(df):
         df = df.sort_values("accuracy" if "accuracy" in df else "r2", ascending=False).reset_index(drop=True)
