@@ -8,6 +8,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from wslviz import ui
+from wslviz.core import inr
+from wslviz.plots import inr as iplots
 from wslviz.plots import zoo as zplots
 
 TABLE_KEY = "zoo_table"
@@ -79,6 +81,12 @@ st.dataframe(table, hide_index=True, height=320, key=TABLE_KEY, on_select=table_
 st.caption(f"{len(table)} of {len(meta)} checkpoints shown. Tick rows to make them the current selection "
            f"(now: {len(ui.get_selection())} selected).")
 ui.download_csv(table, f"{zoo.name}-metadata")
+if inr.is_inr(zoo.arch):  # an INR zoo: the images its weights draw, for the first rows of the table
+    shown = table["row"].head(36).tolist()
+    st.subheader("Rendered INRs")
+    ui.chart(iplots.image_grid(inr.render_rows(zoo, shown), iplots.captions(meta, shown), columns=12),
+             key="zoo_inr_grid")
+    st.caption("Each image is an INR's output on a grid of coordinates: the first rows of the table, in its order.")
 
 
 # ------------------------------------------------------------------ curves

@@ -10,9 +10,12 @@ import pandas as pd
 import streamlit as st
 
 from wslviz import ui
+from wslviz.core import inr
+from wslviz.plots import inr as iplots
 from wslviz.plots import landscape as P
 from wslviz.ui import texts
 from wslviz.understand import curves as C
+from wslviz.understand import inr_paths
 from wslviz.understand import landscape as L
 from wslviz.understand import surfaces as S
 
@@ -20,6 +23,14 @@ st.title("Loss landscape and mode connectivity")
 ui.teaching("landscape")
 
 zoo = ui.require_zoo()
+if inr.is_inr(zoo.arch) and zoo.n_checkpoints >= 2:  # INRs: the straight path drawn as images, naive and aligned
+    st.subheader("Images along the path between two INRs")
+    pair, names, c1, c2 = ui.default_rows(zoo, 2), ui.checkpoint_labels(zoo).__getitem__, *st.columns(2)
+    a = c1.selectbox("INR A", range(zoo.n_checkpoints), index=pair[0], format_func=names, key="land_inr_a")
+    b = c2.selectbox("INR B", range(zoo.n_checkpoints), index=pair[-1], format_func=names, key="land_inr_b")
+    ts, strips = ui.result(zoo, ("inr path", a, b), lambda progress=None: inr_paths.path_images(zoo, a, b))
+    ui.chart(iplots.path_strips(strips, ts, title="(1 - t) A + t B, before and after weight matching"),
+             key="land_inr_path")
 if zoo.task is None:
     st.warning("This zoo has no evaluation data (task), so losses cannot be computed: attach a task (a .npz "
                "with x and y) on the home page to draw landscapes.")

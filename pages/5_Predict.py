@@ -35,7 +35,10 @@ def cached_features(kind: str) -> features.FeatureSet:
     return ui.result(zoo, ("feature set", kind), partial(features.feature_set, zoo, kind), f"Computing {kind} features")
 
 
-def fit_predictor(target: str, kind: str, model: str, rows: str, transform: str, progress=None) -> dict:
+def fit_predictor(target: str, kind: str, model: str, rows: str, transform: str, epochs: int, progress=None) -> dict:
+    if model in predict.METANETS:  # reads the weights themselves; progress counts training epochs
+        return predict.predict_property(zoo, target, model=model, rows=rows, target_transform=transform,
+                                        progress=progress, metanet_options={"max_epochs": epochs})
     fs = cached_features(kind)
     return predict.predict_property(zoo, target, fs.values, model, rows=rows, feature_names=fs.names,
                                     target_transform=transform)
@@ -46,8 +49,9 @@ target = c1.selectbox("target", targets, index=targets.index("test_acc") if "tes
                       key="predict_target")
 kind = c2.selectbox("features", kinds, index=kinds.index("stats"), key="predict_kind",
                     format_func=lambda k: f"{k}: {features.DESCRIPTIONS[k]}")
-model = c3.selectbox("predictor", predict.MODELS, index=predict.MODELS.index("gbm"), key="predict_model",
-                     format_func=predict.MODEL_LABELS.get)
+model = c3.selectbox("predictor", predict.PREDICTORS, index=predict.PREDICTORS.index("gbm"), key="predict_model",
+                     format_func=predict.MODEL_LABELS.get,
+                     help="Metanetworks (NFN-NP, DWSNets-style, flat MLPs) read the weights, not the features.")
 row_sets = [r for r in predict.ROW_SETS if r != "trained" or "epoch" in meta]
 rows = c4.radio("checkpoints", row_sets, horizontal=True, key="predict_rows",
                 help="All checkpoints, the trained ones (epoch > 0: an untrained network's accuracy is chance plus "
@@ -58,11 +62,15 @@ transform = "rank" if numeric and st.toggle(
     help="Fit the predictor to the targets' ranks, mapped back through their quantiles: every pair of models "
          "counts alike, as in Kendall's τ, instead of the widest gaps dominating the squared error.") else "none"
 
+epochs = st.slider("metanetwork: at most this many epochs per fold (early stopping ends most fits sooner)", 5, 300,
+                   predict.METANET_OPTIONS["max_epochs"], key="predict_epochs") if model in predict.METANETS else 0
+
 # ------------------------------------------------------------------ one predictor
 st.subheader("Cross-validated prediction")
-params = (target, kind, model, rows, transform)
+params = (target, kind, model, rows, transform, epochs)
 run = st.button("Fit predictor", key="predict_fit_go", type="primary")
-with st.spinner(f"Fitting {predict.MODEL_LABELS[model]} on {kind} features (5 grouped folds) ..."):
+source = "the weights" if model in predict.METANETS else f"{kind} features"
+with st.spinner(f"Fitting {predict.MODEL_LABELS[model]} on {source} (5 grouped folds) ..."):
     r = ui.on_request(zoo, "predict-fit", ("fit", *params), partial(fit_predictor, *params),
                       "Cross-validating", run)
 if r is None or ui.requested_key(zoo, "predict-fit")[1:] != params:

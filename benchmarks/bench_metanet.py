@@ -1,0 +1,183 @@
+"""Metanetworks against the baselines, on this machine's CPU.
+
+1. **INR classification** on ``sample_zoo/digits-inr``: which digit does an INR draw? Fitted on the INRs of the
+   training and validation images, scored on the INRs of the held-out test images (the zoo's ``split``: a split by
+   image). Methods: MLP on flat weights, the same with permutation augmentation, per-layer statistics + gradient
+   boosting (the ``stats`` features with the Predict page's ``gbm``), NFN-NP, DWSNets-style.
+2. **Property prediction** on a larger digits-cnn zoo that this script trains itself (the ``digits-cnn`` recipe
+   with more models, fewer epochs; cached under ``--cnn-cache``, never committed): Kendall's τ (and R²) of each
+   method's out-of-fold predictions of test accuracy and generalisation gap, under the same model-grouped 5-fold
+   cross-validation (:func:`wslviz.represent.predict.predict_property`).
+
+Training time is wall-clock seconds of each fit on this machine (torch and sklearn on one thread each).
+Writes ``benchmarks/results/bench_metanet.json`` and prints the README's tables. Usage::
+
+    .venv/bin/python benchmarks/bench_metanet.py [--parts inr cnn] [--cnn-models 1008] [--cnn-epochs 8]
+        [--cnn-cache /tmp/wslviz-bench/digits-cnn-large] [--out benchmarks/results/bench_metanet.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+import wslviz as wv
+from wslviz.core.training import RECIPES
+from wslviz.represent.features import weight_stats
+from wslviz.represent.metanet.estimator import MODEL_LABELS, MetanetClassifier
+from wslviz.represent.predict import METANET_OPTIONS, predict_property
+
+ROOT = Path(__file__).resolve().parents[1]
+warnings.filterwarnings("ignore", category=ImportWarning)
+NEURAL = ("flat_mlp", "flat_mlp_aug", "nfn_np", "dws")
+GBM = "stats_gbm"
+LABELS = {**MODEL_LABELS, GBM: "stats + gradient boosting"}
+INR_OPTIONS: dict[str, dict[str, Any]] = {
+    "flat_mlp": {"hidden": 64, "max_epochs": 150, "patience": 25, "lr": 1e-3, "dropout": 0.2},
+    "flat_mlp_aug": {"hidden": 64, "max_epochs": 150, "patience": 25, "lr": 1e-3, "dropout": 0.2},
+    "nfn_np": {"hidden": 64, "depth": 3, "max_epochs": 150, "patience": 25, "lr": 3e-3, "coordinate_augment": True},
+    "dws": {"hidden": 64, "depth": 3, "max_epochs": 150, "patience": 25, "lr": 3e-3, "coordinate_augment": True},
+}
+"""Settings per method on digits-inr; the metanetworks also see each training INR's image under a random small
+rotation, zoom and shift (weight-space augmentation, :mod:`wslviz.represent.metanet.augment`)."""
+CNN_OPTIONS: dict[str, dict[str, Any]] = {name: dict(METANET_OPTIONS) for name in NEURAL}
+"""Settings per method on the digits-cnn zoo: the Predict page's defaults."""
+
+
+def gbm_classifier(random_state: int = 0):
+    """The Predict page's ``gbm`` for a categorical target (see :mod:`wslviz.represent.predict`)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, early_stopping=False,
+                                          random_state=random_state, min_samples_leaf=20)
+
+
+def inr_part(zoo_path: Path) -> dict[str, Any]:
+    zoo = wv.load_zoo(zoo_path)
+    meta = zoo.metadata
+    train = np.flatnonzero(meta["split"].isin(["train", "val"]).to_numpy())
+    test = np.flatnonzero((meta["split"] == "test").to_numpy())
+    y = meta["label"].to_numpy()
+    groups = zoo.model_ids
+    w = zoo.weights.float()
+    out: dict[str, Any] = {"zoo": zoo.name, "n_train": len(train), "n_test": len(test),
+                           "n_train_images": int(len(np.unique(groups[train]))),
+                           "n_test_images": int(len(np.unique(groups[test]))), "methods": {}}
+    start = time.perf_counter()
+    x = weight_stats(zoo.arch, w)
+    with threadpool_limits(1):
+        clf = gbm_classifier().fit(x[train], y[train])
+    acc = float((clf.predict(x[test]) == y[test]).mean())
+    out["methods"][GBM] = {"accuracy": acc, "seconds": time.perf_counter() - start}
+    print(f"  {LABELS[GBM]:>48}: accuracy {acc:.3f} ({out['methods'][GBM]['seconds']:.0f} s)", flush=True)
+    for name in NEURAL:
+        start = time.perf_counter()
+        est = MetanetClassifier(zoo.arch, model=name, random_state=0, **INR_OPTIONS[name])
+        est.fit(w[train], y[train], groups=groups[train])
+        acc = float(est.score(w[test], y[test]))
+        out["methods"][name] = {"accuracy": acc, "seconds": time.perf_counter() - start, "epochs": est.n_epochs_,
+                                "best_epoch": est.best_epoch_, "options": INR_OPTIONS[name]}
+        print(f"  {LABELS[name]:>48}: accuracy {acc:.3f} ({out['methods'][name]['seconds']:.0f} s, "
+              f"{est.n_epochs_} epochs)", flush=True)
+    return out
+
+
+def cnn_zoo(n_models: int, epochs: int, cache: Path):
+    """The digits-cnn recipe with ``n_models`` models and checkpoints halfway and at the end of ``epochs``;
+    trained once and kept in ``cache``."""
+    if (cache / "zoo.json").is_file():
+        return wv.load_zoo(cache), None
+    recipe = dataclasses.replace(RECIPES["digits-cnn"], name="digits-cnn-large", n_models=n_models, epochs=epochs,
+                                 checkpoints=tuple(sorted({max(1, epochs // 2), epochs})),
+                                 description=f"digits-cnn recipe, {n_models} models (bench_metanet.py)")
+    start = time.perf_counter()
+    zoo = wv.train_zoo(recipe, seed=1)
+    seconds = time.perf_counter() - start
+    wv.save_zoo(zoo, cache, overwrite=True)
+    return wv.load_zoo(cache), seconds
+
+
+def cnn_part(n_models: int, epochs: int, cache: Path, targets: list[str]) -> dict[str, Any]:
+    zoo, train_seconds = cnn_zoo(n_models, epochs, cache)
+    out: dict[str, Any] = {"n_models": zoo.n_models, "n_checkpoints": zoo.n_checkpoints, "epochs": epochs,
+                           "zoo_training_seconds": train_seconds, "targets": {}}
+    print(f"  zoo: {zoo.n_models} models, {zoo.n_checkpoints} checkpoints"
+          + (f", trained in {train_seconds:.0f} s" if train_seconds else " (cached)"), flush=True)
+    for target in targets:
+        res: dict[str, Any] = {}
+        start = time.perf_counter()
+        r = predict_property(zoo, target, "stats", "gbm", importances=False)
+        res[GBM] = {"kendall_tau": r["kendall_tau"], "r2": r["r2"], "seconds": time.perf_counter() - start}
+        for name in NEURAL:
+            start = time.perf_counter()
+            r = predict_property(zoo, target, model=name, metanet_options=CNN_OPTIONS[name])
+            res[name] = {"kendall_tau": r["kendall_tau"], "r2": r["r2"], "seconds": time.perf_counter() - start,
+                         "options": {**METANET_OPTIONS, **CNN_OPTIONS[name]}}
+        for name, v in res.items():
+            print(f"  {target:>8} {LABELS[name]:>48}: tau {v['kendall_tau']:.3f}  R² {v['r2']:.3f}  "
+                  f"({v['seconds']:.0f} s)", flush=True)
+        out["targets"][target] = res
+    return out
+
+
+def tables(result: dict[str, Any]) -> str:
+    lines = []
+    if "inr" in result:
+        inr = result["inr"]
+        lines += [f"digits-inr: {inr['n_train']} training INRs ({inr['n_train_images']} images), {inr['n_test']} "
+                  f"test INRs ({inr['n_test_images']} held-out images)", "",
+                  "| method | held-out accuracy | training time (s) |", "|---|---|---|"]
+        for name, v in inr["methods"].items():
+            lines.append(f"| {LABELS[name]} | {v['accuracy']:.3f} | {v['seconds']:.0f} |")
+        lines.append("")
+    if "cnn" in result:
+        cnn = result["cnn"]
+        targets = list(cnn["targets"])
+        lines += [f"digits-cnn, {cnn['n_models']} models x {cnn['n_checkpoints'] // cnn['n_models']} checkpoints, "
+                  "model-grouped 5-fold CV", "",
+                  "| method | " + " | ".join(f"τ {t} | R² {t} | time {t} (s)" for t in targets) + " |",
+                  "|---|" + "---|---|---|" * len(targets)]
+        for name in cnn["targets"][targets[0]]:
+            cells = [f"{cnn['targets'][t][name]['kendall_tau']:.3f} | {cnn['targets'][t][name]['r2']:.3f} | "
+                     f"{cnn['targets'][t][name]['seconds']:.0f}" for t in targets]
+            lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", nargs="+", default=["inr", "cnn"], choices=["inr", "cnn"])
+    ap.add_argument("--inr-zoo", default=str(ROOT / "sample_zoo" / "digits-inr"))
+    ap.add_argument("--cnn-models", type=int, default=1008)
+    ap.add_argument("--cnn-epochs", type=int, default=8)
+    ap.add_argument("--cnn-cache", default="/tmp/wslviz-bench/digits-cnn-large")
+    ap.add_argument("--targets", nargs="+", default=["test_acc", "ggap"])
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_metanet.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    out_path = Path(args.out)
+    result: dict[str, Any] = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    result["machine"] = {"processor": platform.processor() or platform.machine(), "torch_threads": 1}
+    if "inr" in args.parts:
+        print("INR classification (digits-inr)", flush=True)
+        result["inr"] = inr_part(Path(args.inr_zoo))
+    if "cnn" in args.parts:
+        print("property prediction (larger digits-cnn zoo)", flush=True)
+        result["cnn"] = cnn_part(args.cnn_models, args.cnn_epochs, Path(args.cnn_cache), args.targets)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(tables(result))
+
+
+if __name__ == "__main__":
+    main()
