@@ -16,6 +16,9 @@ exactly ``batch_size`` (the remainder is dropped, as ``DataLoader(drop_last=True
 Determinism: a model's initial weights, training subset and data order come from its own ``seed``
 alone; dropout masks come from a generator seeded by the run seed and the batch-size group. The same
 recipe and seed give bit-identical weights.
+
+This module is long because the recipes of every bundled zoo (plain, fine-tuning, federated, ...) live
+beside the one batched trainer they all call, so ``wslviz make-zoo`` has a single place to look.
 """
 
 from __future__ import annotations

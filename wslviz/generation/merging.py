@@ -40,6 +40,10 @@ architectures (module architectures are another issue's work).
 Helpers for the Merge page: :func:`task_accuracies` (accuracy per task), :func:`ensemble_accuracies`,
 :func:`task_vector_similarity`, :func:`sign_conflicts` (TIES) and :func:`merge_sweep` (a curve over
 ``lam`` or ``t``).
+
+This module is long because every merge method shares one dispatch, one float64 arithmetic convention and
+one set of zoo-level helpers (:func:`merge_rows`, :func:`merge_report`); split apart, each method would
+repeat them.
 """
 
 from __future__ import annotations
