@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES_DIR = ROOT / "pages"
 ICONS = {"Zoo": ":material/pets:", "Projections": ":material/scatter_plot:", "Symmetry": ":material/flip:",
          "Landscape": ":material/landscape:", "Predict": ":material/query_stats:",
-         "Generate": ":material/auto_awesome:", "Train a zoo": ":material/model_training:"}
+         "Generate": ":material/auto_awesome:", "Merge": ":material/merge:",
+         "Train a zoo": ":material/model_training:"}
 TOUR_KEY = "tour_step"
 _GOTO_KEY = "_tour_goto"
 
