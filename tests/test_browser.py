@@ -277,9 +277,21 @@ def visit_generate(pg, base: str) -> None:
     wait_charts(pg, 2)
 
 
+def visit_merge(pg, base: str) -> None:
+    open_page(pg, base, "Merge", query="zoo=digits-finetunes")  # fine-tunes of one base: what merging is for
+    click_button(pg, "Merge")
+    wait_charts(pg)
+
+
+def visit_train(pg, base: str) -> None:
+    open_page(pg, base, "Train_a_zoo")
+    click_button(pg, "Train")
+    wait_charts(pg)  # the live accuracy curves
+
+
 VISITS: dict[str, Callable] = {"Home": visit_home, "Zoo": visit_zoo, "Projections": visit_projections,
-                                "Symmetry": visit_symmetry,
-                                "Landscape": visit_landscape, "Predict": visit_predict, "Generate": visit_generate}
+                                "Symmetry": visit_symmetry, "Landscape": visit_landscape, "Predict": visit_predict,
+                                "Generate": visit_generate, "Merge": visit_merge, "Train a zoo": visit_train}
 PAGES = ["Home"] + [page_title(p) for p in page_files()]
 
 
