@@ -36,7 +36,8 @@ final = [int(r) for r in zoo.final_index()]
 defaults = ui.default_rows(zoo, 2)
 defaults += [defaults[-1]] * (2 - len(defaults))
 valid_kinds = [k for k in S.KINDS if any(k in g.kinds for g in spec.groups)]
-KIND_LABELS = {"permutation": "permutation", "scale": "ReLU rescaling", "sign": "sign flip (odd activations)"}
+# short labels: a multiselect chip truncates long ones (the help says which activations allow which kind)
+KIND_LABELS = {"permutation": "permutation", "scale": "ReLU rescaling", "sign": "sign flip"}
 # undoing every valid kind first: the setting the Landscape page's weight-matched path uses
 KIND_SETTINGS = {"permutations + scale/sign": S.KINDS, "permutations only": ("permutation",)}
 
@@ -66,7 +67,9 @@ with tabs[0]:
     c1, c2, c3 = st.columns([3, 3, 2])
     row = c1.selectbox("Checkpoint", options, index=defaults[0], format_func=label, key="sym_model")
     kinds = c2.multiselect("Symmetries to apply", valid_kinds, default=valid_kinds, format_func=KIND_LABELS.get,
-                           key="sym_kinds")
+                           key="sym_kinds", help="Permutations of hidden units (any activation); rescalings of "
+                           "a unit's in- and outgoing weights by s and 1/s (ReLU-like activations); sign flips of "
+                           "both (odd activations such as tanh).")
     st.session_state.setdefault("sym_seed", 0)
     seed = int(c3.number_input("Seed", 0, 10_000, key="sym_seed"))
     st.button("Apply another random symmetry", on_click=bump_seed, key="sym_apply", type="primary")
@@ -90,8 +93,9 @@ with tabs[0]:
         layer = st.selectbox("Layer to show", list(layers), index=list(layers).index(hidden[-1]) if hidden else 0,
                              format_func=layers.get, key="sym_layer")
         name = f"{arch.layers[layer].get('name', layer)}.weight"  # module architectures name their layers
-        ui.chart(P.weight_heatmaps(arch.unflatten(theta)[name].numpy(), arch.unflatten(moved)[name].numpy(),
-                                   layers[layer]), key="sym_heatmaps")
+        ui.chart(P.weight_heatmaps([arch.unflatten(theta)[name].numpy(), arch.unflatten(moved)[name].numpy()],
+                                   ("original", "after the symmetry"), f"{layers[layer]}: weights before and after"),
+                 key="sym_heatmaps")
         st.markdown(
             "**Before and after.** Each row is one unit's incoming weights (for a conv layer, its kernel unrolled). "
             "A permutation shuffles the rows of this layer and, for the layer after it, the columns, so every "
@@ -110,6 +114,9 @@ with tabs[0]:
             "the symmetry is taken out by alignment or a canonical form.")
 
 with tabs[1]:
+    if zoo.n_checkpoints < 2:
+        st.info("This zoo has one checkpoint, so A and B are the same model: aligning it with itself moves no unit "
+                "and leaves distance 0. Open a zoo with two or more models to compare two networks.")
     d1, d2 = st.columns(2)
     row_a = d1.selectbox("Reference A", options, index=defaults[0], format_func=label, key="sym_a")
     row_b = d2.selectbox("Model B (re-expressed in A's basis)", options, index=defaults[1], format_func=label,
@@ -157,17 +164,31 @@ with tabs[1]:
                     "row's most similar cell: the matching maximises the total similarity over the whole network "
                     "(outgoing weights included) with one partner per unit, so a row may give up its best cell to "
                     "another row that needs it more.")
+        weight = next(r.name for r in spec.groups[group].refs if r.incoming)  # this layer's incoming weights
+        tensors = [arch.unflatten(w.float())[weight].numpy() for w in (zoo.weights[row_a], zoo.weights[row_b],
+                                                                        res["aligned"])]
+        ui.chart(P.weight_heatmaps(tensors, ("A", "B as trained", "B aligned to A"),
+                                   f"{m['group']}: incoming weights ({weight})",
+                                   units=[None, None, m["assignment"]]), key="sym_pair_heatmaps")
+        st.markdown(
+            "**A, B and B aligned to A.** Row `j` of the third panel is B's unit `assignment[j]` (hover to see "
+            "which): B's rows reordered by the matching, its columns by the previous layer's matching. The "
+            "aligned B resembles A row by row where the models learned the same features, although B as "
+            "trained (middle) looks unrelated; it computes exactly what B computes.")
 
 with tabs[2]:
     n_max = len(final)
     f1, f2 = st.columns([3, 2])
-    n_models = f1.slider("Final checkpoints to include", 2, max(n_max, 2), min(48, n_max), key="sym_zoo_n",
-                         disabled=n_max < 2)
+    if n_max > 2:
+        n_models = f1.slider("Final checkpoints to include", 2, n_max, min(48, n_max), key="sym_zoo_n")
+    else:  # a slider needs min < max: with two final checkpoints there is nothing to choose
+        n_models = n_max
+        f1.caption(f"{n_max} final checkpoint(s) in this zoo.")
     f2.caption("The reference is the first included model; every other model is aligned to it.")
     rows = final[:n_models]
     run = st.button("Align the zoo", type="primary", key="sym_zoo_go", disabled=n_max < 2)
     if n_max < 2:
-        st.info("The zoo has fewer than two final checkpoints.")
+        st.info("The spread needs at least two models: this zoo has one final checkpoint.")
     spread = ui.on_request(zoo, "symmetry-spread", ("spread", tuple(rows)),
                            partial(A.symmetry_spread, arch, zoo.weights[rows].float()), "Aligning models", run)
     if spread is not None:

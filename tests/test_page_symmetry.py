@@ -97,6 +97,12 @@ def test_align_two_models(monkeypatch, tmp_path):
                                                    if k != "total"], rtol=1e-5)
     matrix = chart(at, "sym_matrix")["data"]
     assert list(arr(matrix[1]["x"])) == g.perms[0].tolist()
+    # A, B and B aligned to A: the first hidden layer's incoming weights, the aligned rows labelled by the matching
+    heat = chart(at, "sym_pair_heatmaps")["data"]
+    for trace, w in zip(heat, (a, b, aligned), strict=True):
+        np.testing.assert_allclose(arr(trace["z"]), zoo.arch.unflatten(w)["0.weight"].numpy(), rtol=1e-5, atol=1e-6)
+    assert arr(heat[2]["customdata"])[:, 0].tolist() == g.perms[0].tolist()
+    assert arr(heat[1]["customdata"])[:, 0].tolist() == list(range(8))
     # second hidden layer; activation matching, permutations only
     at.selectbox(key="sym_group").set_value(1).run()
     assert list(arr(chart(at, "sym_matrix")["data"][1]["x"])) == g.perms[1].tolist()

@@ -18,20 +18,31 @@ def _matrix(weight: np.ndarray) -> np.ndarray:
     return weight.reshape(weight.shape[0], -1) if weight.ndim > 1 else weight[:, None]
 
 
-def weight_heatmaps(before: np.ndarray, after: np.ndarray, layer_name: str,
-                    titles: tuple[str, str] = ("original", "after the symmetry")) -> go.Figure:
-    """Two heatmaps of one layer's weight matrix side by side, on one diverging colour scale."""
-    a, b = _matrix(before), _matrix(after)
-    vmax = float(max(np.abs(a).max(initial=0.0), np.abs(b).max(initial=0.0))) or 1.0
-    fig = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.08)
-    for col, m in ((1, a), (2, b)):
+def weight_heatmaps(matrices: Sequence[np.ndarray], titles: Sequence[str], title: str,
+                    units: Sequence[Sequence[int] | None] | None = None) -> go.Figure:
+    """Heatmaps of one layer's weight matrix in several models or bases side by side (rows = output units,
+    columns = inputs, conv kernels unrolled), on one diverging colour scale.
+
+    ``units[k][j]`` (optional, per panel) is the original index of the unit drawn in row ``j`` of panel ``k``:
+    for a model re-expressed in another's basis it is the matching, and the hover names it, so the permutation
+    the rows were reordered by can be read off."""
+    mats = [_matrix(m) for m in matrices]
+    if len(titles) != len(mats):
+        raise ValueError(f"{len(mats)} matrices but {len(titles)} titles")
+    units = list(units) if units is not None else [None] * len(mats)
+    vmax = float(max(np.abs(m).max(initial=0.0) for m in mats)) or 1.0
+    fig = make_subplots(rows=1, cols=len(mats), subplot_titles=list(titles), horizontal_spacing=0.06)
+    for col, (m, order) in enumerate(zip(mats, units, strict=True), start=1):
+        original = np.asarray(order if order is not None else np.arange(m.shape[0]))
         fig.add_trace(go.Heatmap(z=m, zmin=-vmax, zmax=vmax, zmid=0, colorscale=style.DIVERGING,
-                                 showscale=col == 2, colorbar={"title": "weight"},
-                                 hovertemplate="unit %{y}, input %{x}: %{z:.3f}<extra></extra>"), row=1, col=col)
+                                 showscale=col == len(mats), colorbar={"title": "weight"},
+                                 customdata=np.tile(original[:, None], (1, m.shape[1])),
+                                 hovertemplate="row %{y} (unit %{customdata} as trained), input %{x}: %{z:.3f}"
+                                               "<extra></extra>"), row=1, col=col)
         fig.update_xaxes(title_text="input index", row=1, col=col)
-        fig.update_yaxes(title_text="output unit", autorange="reversed", row=1, col=col)
-    style.integer_axes(fig, x=a.shape[1] - 1, y=a.shape[0] - 1)
-    return style.apply(fig, f"{layer_name}: weights before and after")
+        fig.update_yaxes(title_text="output unit" if col == 1 else None, autorange="reversed", row=1, col=col)
+    style.integer_axes(fig, x=mats[0].shape[1] - 1, y=mats[0].shape[0] - 1)
+    return style.apply(fig, title)
 
 
 def distance_vs_output(labels: Sequence[str], weight_distance: Sequence[float],
