@@ -8,12 +8,19 @@
    with more models, fewer epochs; cached under ``--cnn-cache``, never committed): Kendall's τ (and R²) of each
    method's out-of-fold predictions of test accuracy and generalisation gap, under the same model-grouped 5-fold
    cross-validation (:func:`wslviz.represent.predict.predict_property`).
+3. **Metanetwork variants** on the same zoo and folds (``--parts variants``): the levers of the literature
+   (rank-transformed targets, cosine schedule, wider layers, the hybrid head that also reads per-tensor
+   statistics, seed ensembles), each scored by Kendall's τ on the held-out folds *and* on each fit's own
+   early-stopping rows inside the training folds. Settings are chosen on the latter only ("selected" in the
+   output: the best mean inner-validation τ, separately for pure and hybrid metanetworks); the test folds
+   never choose anything.
 
 Training time is wall-clock seconds of each fit on this machine (torch and sklearn on one thread each).
 Writes ``benchmarks/results/bench_metanet.json`` and prints the README's tables. Usage::
 
-    .venv/bin/python benchmarks/bench_metanet.py [--parts inr cnn] [--cnn-models 1008] [--cnn-epochs 8]
+    .venv/bin/python benchmarks/bench_metanet.py [--parts inr cnn variants] [--cnn-models 1008] [--cnn-epochs 8]
         [--cnn-cache /tmp/wslviz-bench/digits-cnn-large] [--out benchmarks/results/bench_metanet.json]
+        [--variants dws dws_rank ...]
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from threadpoolctl import threadpool_limits
 import wslviz as wv
 from wslviz.core.training import RECIPES
 from wslviz.represent.features import weight_stats
-from wslviz.represent.metanet.estimator import MODEL_LABELS, MetanetClassifier
+from wslviz.represent.metanet.estimator import MODEL_LABELS, MetanetClassifier, MetanetRegressor
 from wslviz.represent.predict import METANET_OPTIONS, predict_property
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +59,18 @@ INR_OPTIONS: dict[str, dict[str, Any]] = {
 rotation, zoom and shift (weight-space augmentation, :mod:`wslviz.represent.metanet.augment`)."""
 CNN_OPTIONS: dict[str, dict[str, Any]] = {name: dict(METANET_OPTIONS) for name in NEURAL}
 """Settings per method on the digits-cnn zoo: the Predict page's defaults."""
+LONG = {"schedule": "cosine", "max_epochs": 200, "patience": 40}
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dws": ("dws", {}),
+    "nfn_np": ("nfn_np", {}),
+    "dws_rank": ("dws", {"rank_targets": True}),
+    "dws_long": ("dws", LONG),
+    "dws_wide": ("dws", {"hidden": 64}),
+    "dws_stats": ("dws", {"stats": True}),
+    "nfn_np_stats": ("nfn_np", {"stats": True}),
+}
+"""Metanetwork variants on the digits-cnn zoo: (model, settings over the Predict page's defaults). Names with
+``stats`` are hybrids (the head also reads per-tensor statistics); ``ens3`` ones average three seeds."""
 
 
 def gbm_classifier(random_state: int = 0):
@@ -130,6 +149,51 @@ def cnn_part(n_models: int, epochs: int, cache: Path, targets: list[str]) -> dic
     return out
 
 
+def variant_cv(zoo, target: str, model: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Model-grouped 5-fold CV of one metanetwork variant on every checkpoint with a known ``target``, on
+    :func:`predict_property`'s folds: τ and R² of the out-of-fold predictions, and the mean τ of each fit on
+    its own early-stopping rows (inside the training folds: what settings are chosen by)."""
+    from scipy.stats import kendalltau
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import GroupKFold
+
+    y_all = zoo.metadata[target].to_numpy(dtype=float)
+    index = np.flatnonzero(~np.isnan(y_all))
+    x, y, groups = zoo.weights[torch.as_tensor(index)].float(), y_all[index], zoo.model_ids[index]
+    pred, inner = np.empty(len(y)), []
+    folds = GroupKFold(n_splits=5, shuffle=True, random_state=0).split(np.zeros(len(y)), y, groups)
+    start = time.perf_counter()
+    with threadpool_limits(1):
+        for train, test in folds:
+            est = MetanetRegressor(zoo.arch, model=model, random_state=0, **{**METANET_OPTIONS, **options})
+            est.fit(x[train], y[train], groups=groups[train])
+            val = train[est.val_rows_]
+            inner.append(float(kendalltau(y[val], est.predict(x[val])).statistic))
+            pred[test] = est.predict(x[test])
+    return {"kendall_tau": float(kendalltau(y, pred).statistic), "r2": float(r2_score(y, pred)),
+            "inner_val_tau": float(np.mean(inner)), "inner_val_taus": inner, "seconds": time.perf_counter() - start,
+            "model": model, "options": {**METANET_OPTIONS, **options}}
+
+
+def variants_part(cache: Path, target: str, names: list[str], previous: dict[str, Any]) -> dict[str, Any]:
+    """:func:`variant_cv` for each of ``names`` (kept beside the ``previous`` variants), and the selection by
+    inner-validation τ among pure and among hybrid (``stats``) metanetworks."""
+    zoo = wv.load_zoo(cache)
+    runs = dict(previous.get("runs", {}))
+    for name in names:
+        model, options = VARIANTS[name]
+        runs[name] = variant_cv(zoo, target, model, options)
+        v = runs[name]
+        print(f"  {name:>24}: test tau {v['kendall_tau']:.3f}  R² {v['r2']:.3f}  inner-val tau "
+              f"{v['inner_val_tau']:.3f}  ({v['seconds']:.0f} s)", flush=True)
+    selected = {}
+    for kind in ("pure", "hybrid"):
+        pool = {n: v for n, v in runs.items() if v["options"].get("stats", False) == (kind == "hybrid")}
+        if pool:
+            selected[kind] = max(pool, key=lambda n: pool[n]["inner_val_tau"])
+    return {"target": target, "runs": runs, "selected": selected}
+
+
 def tables(result: dict[str, Any]) -> str:
     lines = []
     if "inr" in result:
@@ -151,17 +215,28 @@ def tables(result: dict[str, Any]) -> str:
             cells = [f"{cnn['targets'][t][name]['kendall_tau']:.3f} | {cnn['targets'][t][name]['r2']:.3f} | "
                      f"{cnn['targets'][t][name]['seconds']:.0f}" for t in targets]
             lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if "cnn_variants" in result:
+        var = result["cnn_variants"]
+        chosen = set(var["selected"].values())
+        lines += [f"digits-cnn metanetwork variants, target {var['target']}, same folds "
+                  "(* chosen by inner-validation τ)", "",
+                  "| variant | τ test folds | R² test folds | inner-validation τ | time (s) |", "|---|---|---|---|---|"]
+        for name, v in var["runs"].items():
+            lines.append(f"| {name}{' *' if name in chosen else ''} | {v['kendall_tau']:.3f} | {v['r2']:.3f} | "
+                         f"{v['inner_val_tau']:.3f} | {v['seconds']:.0f} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", nargs="+", default=["inr", "cnn"], choices=["inr", "cnn"])
+    ap.add_argument("--parts", nargs="+", default=["inr", "cnn"], choices=["inr", "cnn", "variants"])
     ap.add_argument("--inr-zoo", default=str(ROOT / "sample_zoo" / "digits-inr"))
     ap.add_argument("--cnn-models", type=int, default=1008)
     ap.add_argument("--cnn-epochs", type=int, default=8)
     ap.add_argument("--cnn-cache", default="/tmp/wslviz-bench/digits-cnn-large")
     ap.add_argument("--targets", nargs="+", default=["test_acc", "ggap"])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_metanet.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -174,6 +249,11 @@ def main() -> None:
     if "cnn" in args.parts:
         print("property prediction (larger digits-cnn zoo)", flush=True)
         result["cnn"] = cnn_part(args.cnn_models, args.cnn_epochs, Path(args.cnn_cache), args.targets)
+    if "variants" in args.parts:
+        print("metanetwork variants (larger digits-cnn zoo, test_acc)", flush=True)
+        cnn_zoo(args.cnn_models, args.cnn_epochs, Path(args.cnn_cache))
+        result["cnn_variants"] = variants_part(Path(args.cnn_cache), "test_acc", args.variants,
+                                               result.get("cnn_variants", {}))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=2) + "\n")
     print(tables(result))

@@ -14,10 +14,11 @@ import wslviz as wv
 from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.core.evaluation import model_outputs
 from wslviz.core.training import DIGITS_CNN
+from wslviz.represent.features import weight_stats
 from wslviz.represent.metanet.augment import coordinate_affine
 from wslviz.represent.metanet.estimator import MetanetClassifier, MetanetRegressor
 from wslviz.represent.metanet.layers import EquivariantLinear
-from wslviz.represent.metanet.models import EquivariantMetanet
+from wslviz.represent.metanet.models import EquivariantMetanet, tensor_stats
 from wslviz.represent.metanet.weightspace import MODES, WeightSpace, WeightSpaceError
 from wslviz.represent.predict import predict_property
 
@@ -201,3 +202,47 @@ def test_predict_property_with_a_metanetwork_on_a_small_cnn_zoo(tmp_path):
     assert r["kind"] == "regression" and r["features"] == "weights" and r["n_rows"] == zoo.n_checkpoints
     assert np.isfinite(r["predictions"]).all() and r["importances"] is None
     assert seen[-1] == (6, 6)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_hybrid_stats_head_is_invariant(arch, mode):
+    """The head that also reads per-tensor statistics (standardised by fitted buffers) stays invariant, and the
+    statistics are those of the ``stats`` features."""
+    torch.manual_seed(2)
+    space = WeightSpace(arch)
+    net = EquivariantMetanet(space, mode, out_dim=2, hidden=8, depth=2, stats=True).eval()
+    w = weights_of(arch, n=6)
+    net.fit_stats(weights_of(arch, n=16, seed=9))
+    with torch.no_grad():
+        base = net(w)
+        for seed in range(3):
+            g = wv.random_symmetry(arch, seed=seed, kinds=("permutation",))
+            torch.testing.assert_close(net(wv.apply_symmetry(arch, w, g)), base, rtol=0, atol=TOL)
+    assert (base[0] - base[1]).abs().max() > 1e-4
+    if all(p.role in ("weight", "bias") for p in arch.layout):
+        np.testing.assert_allclose(tensor_stats(space, w).double().numpy(), weight_stats(arch, w), rtol=0, atol=1e-6)
+
+
+def test_levers_hybrid_ensemble_rank_and_cosine():
+    """Hybrid head, a 3-seed ensemble (the mean of its members), rank targets (predictions are training-target
+    quantiles) and the cosine schedule all fit, and the ensemble is invariant to permutations."""
+    arch, w, target = synthetic_task()
+    opts = FAST
+    ens = MetanetRegressor(arch, model="dws", stats=True, n_ensemble=3, schedule="cosine", random_state=0,
+                           **opts).fit(w[:360], target[:360])
+    members = ens.net_.members
+    assert len(members) == 3 and len(ens.val_rows_) > 0 and set(ens.val_rows_) <= set(range(360))
+    x = ens._prepare(w[360:])
+    with torch.no_grad():
+        torch.testing.assert_close(ens.net_(x), torch.stack([m(x) for m in members]).mean(0))
+    g = wv.random_symmetry(arch, seed=4, kinds=("permutation",))
+    np.testing.assert_allclose(ens.predict(wv.apply_symmetry(arch, w[360:], g)), ens.predict(w[360:]),
+                               rtol=0, atol=TOL)
+    assert ens.score(w[360:], target[360:]) > 0.3
+    rank = MetanetRegressor(arch, model="nfn_np", rank_targets=True, random_state=0, **opts).fit(w[:360],
+                                                                                                target[:360])
+    pred = rank.predict(w[360:])
+    assert pred.min() >= target[:360].min() and pred.max() <= target[:360].max()
+    assert np.corrcoef(pred, target[360:])[0, 1] > 0.5
+    with pytest.raises(ValueError, match="equivariant"):
+        MetanetRegressor(arch, model="flat_mlp", stats=True, **opts).fit(w[:64], target[:64])

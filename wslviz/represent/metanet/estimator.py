@@ -24,6 +24,13 @@ commute with permutations: an equivariant metanetwork on canonicalised weights i
 group. ``"auto"`` canonicalises signs for the equivariant models (a SIREN's units start with random signs)
 and nothing for the flat baselines. ``coordinate_augment`` (INRs only) also moves each training INR's image by
 a random small rotation, zoom and shift, in weight space (:mod:`wslviz.represent.metanet.augment`).
+
+Further levers (off by default): ``stats`` feeds the invariant head the per-tensor statistics as well (the
+hybrid "metanetwork + stats"; :func:`wslviz.represent.metanet.models.tensor_stats`); ``schedule="cosine"``
+anneals the learning rate to 0 over ``max_epochs``; ``n_ensemble`` trains that many networks from seeds
+``random_state + k`` on the same early-stopping split and averages their outputs; ``rank_targets``
+(regression) fits the ranks of the training targets and maps predictions back through their quantiles.
+``val_rows_`` after ``fit`` are the rows held out for early stopping (for choosing settings on them).
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ MODELS = ("nfn_np", "dws", "flat_mlp", "flat_mlp_aug")
 MODEL_LABELS = {"nfn_np": "NFN-NP metanetwork", "dws": "DWSNets-style metanetwork", "flat_mlp": "MLP on flat weights",
                 "flat_mlp_aug": "MLP on flat weights + permutation augmentation"}
 AUGMENTS = (None, "permutation", "all")
+SCHEDULES = ("constant", "cosine")
 CANONICAL_KINDS = ("scale", "sign")
 POOL_SIZE = 1024
 """Group elements drawn once per fit; each training row of each batch gets one of them at random."""
@@ -87,6 +95,17 @@ class _SymmetryPool:
         return apply_symmetry(self.arch, weights, g)
 
 
+class _Ensemble(nn.Module):
+    """The mean output of ``members`` (each ``[B, P] -> [B, out_dim]``)."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, weights: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(weights) for m in self.members]).mean(0)
+
+
 class _MetanetBase(BaseEstimator):
     """Shared fitting loop; subclasses say how targets are encoded, what the loss is and what "better" means."""
 
@@ -95,6 +114,7 @@ class _MetanetBase(BaseEstimator):
                  batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 1e-4, dropout: float = 0.0,
                  validation_fraction: float = 0.15, max_seconds: float | None = None,
                  canonicalize: str | tuple[str, ...] = "auto", coordinate_augment: bool = False,
+                 stats: bool = False, schedule: str = "constant", n_ensemble: int = 1, rank_targets: bool = False,
                  random_state: int = 0, progress: Progress = None):
         self.arch = arch
         self.model = model
@@ -112,6 +132,10 @@ class _MetanetBase(BaseEstimator):
         self.max_seconds = max_seconds
         self.canonicalize = canonicalize
         self.coordinate_augment = coordinate_augment
+        self.stats = stats
+        self.schedule = schedule
+        self.n_ensemble = n_ensemble
+        self.rank_targets = rank_targets
         self.random_state = random_state
         self.progress = progress
 
@@ -128,10 +152,12 @@ class _MetanetBase(BaseEstimator):
 
     # ------------------------------------------------------------ fitting
     def _network(self, out_dim: int) -> nn.Module:
+        if self.stats and self.model not in ("nfn_np", "dws"):
+            raise ValueError("stats (the hybrid head) needs an equivariant metanetwork: nfn_np or dws")
         if self.model in ("nfn_np", "dws"):
             return EquivariantMetanet(WeightSpace(self.arch), "np" if self.model == "nfn_np" else "hnp", out_dim,
                                       hidden=self.hidden, depth=self.depth, head_hidden=self.head_hidden,
-                                      dropout=self.dropout)
+                                      dropout=self.dropout, stats=self.stats)
         if self.model in ("flat_mlp", "flat_mlp_aug"):
             return FlatMLP(self.arch.n_params, out_dim, hidden=8 * self.hidden, depth=2, dropout=self.dropout)
         raise ValueError(f"unknown metanetwork {self.model!r}; known: {', '.join(MODELS)}")
@@ -181,6 +207,10 @@ class _MetanetBase(BaseEstimator):
         y = np.asarray(y)
         if len(y) != len(x):
             raise ValueError(f"{len(x)} weight rows but {len(y)} targets")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if int(self.n_ensemble) < 1:
+            raise ValueError(f"n_ensemble must be at least 1, got {self.n_ensemble}")
         target, out_dim = self._encode(y)
         groups = np.arange(len(x)) if groups is None else np.asarray(groups)
         n_groups = len(np.unique(groups))
@@ -189,32 +219,48 @@ class _MetanetBase(BaseEstimator):
             train, val = next(split.split(np.zeros(len(x)), groups=groups))
         else:
             train, val = np.arange(len(x)), np.arange(0)
+        self.val_rows_ = val
         self.scale_ = self._scale_of(self._canonical(x[train]))
         kinds = self._augment_kinds()
-        pool = _SymmetryPool(self.arch, kinds, self.random_state) if kinds else None
-        gen = torch.Generator().manual_seed(self.random_state)
+        n_members = int(self.n_ensemble)
+        members, runs = [], []
         with torch.random.fork_rng(devices=[]), _one_thread():
-            torch.manual_seed(self.random_state)
-            net = self._network(out_dim)
-            if pool is None and not self.coordinate_augment:  # inputs never change: prepare them once
-                prepared = self._prepare(x)
-                inputs = prepared.__getitem__
-            else:
-                prepared = None
+            for k in range(n_members):
+                seed = self.random_state + k
+                pool = _SymmetryPool(self.arch, kinds, seed) if kinds else None
+                gen = torch.Generator().manual_seed(seed)
+                torch.manual_seed(seed)
+                net = self._network(out_dim)
+                if isinstance(net, EquivariantMetanet):
+                    net.fit_stats(self._prepare(x[train]))
+                if pool is None and not self.coordinate_augment:  # inputs never change: prepare them once
+                    prepared = self._prepare(x)
+                    inputs = prepared.__getitem__
+                else:
+                    prepared = None
 
-                def inputs(rows: torch.Tensor) -> torch.Tensor:
-                    xb = coordinate_affine(self.arch, x[rows], gen) if self.coordinate_augment else x[rows]
-                    return self._prepare(xb if pool is None else pool.apply(xb, gen))
-            val_x = prepared[val] if prepared is not None else self._prepare(x[val])
-            best = self._train(net, inputs, target, torch.as_tensor(train), val_x, target[val], gen)
-        self.net_ = best
+                    def inputs(rows: torch.Tensor, gen=gen, pool=pool) -> torch.Tensor:
+                        xb = coordinate_affine(self.arch, x[rows], gen) if self.coordinate_augment else x[rows]
+                        return self._prepare(xb if pool is None else pool.apply(xb, gen))
+                val_x = prepared[val] if prepared is not None else self._prepare(x[val])
+                progress = None if self.progress is None else (
+                    lambda done, total, k=k: self.progress(k * total + done, n_members * total))
+                members.append(self._train(net, inputs, target, torch.as_tensor(train), val_x, target[val], gen,
+                                           progress))
+                runs.append((self.history_, self.best_epoch_, self.n_epochs_))
+        self.net_ = members[0] if n_members == 1 else _Ensemble(members).eval()
+        # the first member's run, so that one network's epochs read the same with or without an ensemble
+        self.history_, self.best_epoch_, self.n_epochs_ = runs[0]
         return self
 
     def _train(self, net: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor], target: torch.Tensor,
-               train: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor, gen: torch.Generator) -> nn.Module:
+               train: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor, gen: torch.Generator,
+               progress: Progress) -> nn.Module:
         """Minibatch AdamW on rows ``train`` (``inputs(rows)`` gives the prepared batch), early stopping on the
         prepared validation set; returns the network at its best validation epoch."""
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.max_epochs)
+                 if self.schedule == "cosine" else None)
         start = time.perf_counter()
         best_score, best_state, best_epoch, stale = None, copy.deepcopy(net.state_dict()), 0, 0
         history = []
@@ -230,6 +276,8 @@ class _MetanetBase(BaseEstimator):
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(rows)
+            if sched is not None:
+                sched.step()
             record = {"epoch": epoch, "train_loss": total / max(len(train), 1)}
             if len(val_x):
                 score = self._val_score(self._forward(net, val_x), val_y)
@@ -239,8 +287,8 @@ class _MetanetBase(BaseEstimator):
                 else:
                     stale += 1
             history.append(record)
-            if self.progress:
-                self.progress(epoch, self.max_epochs)
+            if progress:
+                progress(epoch, self.max_epochs)
             out_of_time = self.max_seconds is not None and time.perf_counter() - start > self.max_seconds
             if (len(val_x) and stale >= self.patience) or out_of_time:
                 break
@@ -248,8 +296,8 @@ class _MetanetBase(BaseEstimator):
             net.load_state_dict(best_state)
         else:
             best_epoch = epoch
-        if self.progress:
-            self.progress(self.max_epochs, self.max_epochs)
+        if progress:
+            progress(self.max_epochs, self.max_epochs)
         self.history_, self.best_epoch_, self.n_epochs_ = history, best_epoch, epoch
         self.fit_seconds_ = time.perf_counter() - start
         return net.eval()
@@ -272,6 +320,8 @@ class MetanetClassifier(ClassifierMixin, _MetanetBase):
     cross-entropy loss; early stopping on validation accuracy (ties: lower loss). See the module docstring."""
 
     def _encode(self, y: np.ndarray) -> tuple[torch.Tensor, int]:
+        if self.rank_targets:
+            raise ValueError("rank_targets needs a numeric target (MetanetRegressor)")
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError("a classifier needs at least two classes")
@@ -294,10 +344,18 @@ class MetanetClassifier(ClassifierMixin, _MetanetBase):
 
 class MetanetRegressor(RegressorMixin, _MetanetBase):
     """Predict a number from a network's weights (e.g. its test accuracy). Targets are standardised;
-    mean squared error; early stopping on validation MSE. ``score`` is R². See the module docstring."""
+    mean squared error; early stopping on validation MSE. ``score`` is R². With ``rank_targets`` the network
+    fits the training targets' ranks (``(rank - 0.5) / n``: every pair of models weighs the same, as in
+    Kendall's τ) and :meth:`predict` maps its outputs back through the training targets' quantiles.
+    See the module docstring."""
 
     def _encode(self, y: np.ndarray) -> tuple[torch.Tensor, int]:
+        from scipy.stats import rankdata
+
         y = y.astype(np.float64)
+        self.y_train_ = np.sort(y) if self.rank_targets else None
+        if self.rank_targets:
+            y = (rankdata(y) - 0.5) / len(y)
         self.y_mean_, self.y_std_ = float(y.mean()), float(y.std()) or 1.0
         return torch.as_tensor((y - self.y_mean_) / self.y_std_, dtype=torch.float32).view(-1, 1), 1
 
@@ -310,4 +368,5 @@ class MetanetRegressor(RegressorMixin, _MetanetBase):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted target of each row of ``X`` ``[N, P]``."""
-        return self.decision_function(X)[:, 0] * self.y_std_ + self.y_mean_
+        out = self.decision_function(X)[:, 0] * self.y_std_ + self.y_mean_
+        return out if self.y_train_ is None else np.quantile(self.y_train_, np.clip(out, 0.0, 1.0))

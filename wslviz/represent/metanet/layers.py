@@ -108,18 +108,21 @@ def _linear(c_in: int, c_out: int, bias: bool = True) -> nn.Module | None:
 class InvariantHead(nn.Module):
     """Invariant pooling and an MLP: every object's mean over its neuron axes (a permutation-invariant
     vector, as NFN's invariant pooling layer), then ``Linear-ReLU`` x ``depth`` and a linear output.
+    ``extra`` more invariant inputs (``[B, extra]``, e.g. per-tensor statistics) join the pooled vector.
 
-    ``forward(Features) -> [B, out_dim]``."""
+    ``forward(Features, extra=None) -> [B, out_dim]``."""
 
-    def __init__(self, schema: Schema, hidden: int, out_dim: int, depth: int = 1, dropout: float = 0.0):
+    def __init__(self, schema: Schema, hidden: int, out_dim: int, depth: int = 1, dropout: float = 0.0,
+                 extra: int = 0):
         super().__init__()
         layers: list[nn.Module] = []
-        width = schema.pooled_width
+        width = schema.pooled_width + extra
         for _ in range(depth):
             layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
             width = hidden
         layers.append(nn.Linear(width, out_dim))
         self.mlp = nn.Sequential(*layers)
 
-    def forward(self, x: Features) -> torch.Tensor:
-        return self.mlp(global_means(x))
+    def forward(self, x: Features, extra: torch.Tensor | None = None) -> torch.Tensor:
+        pooled = global_means(x)
+        return self.mlp(pooled if extra is None else torch.cat([pooled, extra], -1))

@@ -2,7 +2,10 @@
 
 - :class:`EquivariantMetanet`: typed objects (``"np"``: NFN-NP, Zhou et al., NeurIPS 2023; ``"hnp"``:
   DWSNets-style, Navon et al., ICML 2023) -> ``depth`` x (:class:`EquivariantLinear` + ReLU) ->
-  :class:`InvariantHead`. Its output is invariant to every permutation of hidden units.
+  :class:`InvariantHead`. Its output is invariant to every permutation of hidden units. With ``stats=True``
+  (the hybrid "metanetwork + stats") the head also reads :func:`tensor_stats` of the input weights, the
+  per-tensor statistics of Unterthiner et al. ("Predicting Neural Network Accuracy from Weights", 2020),
+  which are invariant too (functions of each tensor's multiset of entries).
 - :class:`FlatMLP`: the baseline that reads the flat weight vector as is (DWSNets' "MLP" row), which
   permutation symmetry scrambles; with permutation augmentation it has to learn the invariance from data.
 """
@@ -15,25 +18,55 @@ from torch import nn
 from wslviz.represent.metanet.layers import EquivariantLinear, InvariantHead
 from wslviz.represent.metanet.weightspace import Features, WeightSpace
 
+STAT_QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
+N_STATS = 2 + len(STAT_QUANTILES)
+"""Statistics per parameter tensor in :func:`tensor_stats`: mean, std and the quantiles."""
+
+
+def tensor_stats(space: WeightSpace, weights: torch.Tensor) -> torch.Tensor:
+    """Per weight and bias tensor of ``space``: mean, population std and the :data:`STAT_QUANTILES`;
+    ``[B, P] -> [B, N_STATS * n_tensors]`` (the ``stats`` features of :mod:`wslviz.represent.features`)."""
+    q = torch.tensor(STAT_QUANTILES, dtype=weights.dtype)
+    cols = []
+    for layer in space.layers:
+        for p in (layer.weight, layer.bias):
+            if p is None:
+                continue
+            t = weights[:, p.slice]
+            cols += [t.mean(1, keepdim=True), t.std(1, correction=0, keepdim=True), torch.quantile(t, q, dim=1).T]
+    return torch.cat(cols, 1)
+
 
 class EquivariantMetanet(nn.Module):
     """Permutation-invariant metanetwork ``[B, P] -> [B, out_dim]`` for the weights of ``space``.
 
     ``mode``: ``"np"`` or ``"hnp"`` (see :mod:`wslviz.represent.metanet.weightspace`); ``hidden`` channels per
     object in ``depth`` equivariant layers; the head pools every object to its mean and applies an MLP
-    with ``head_hidden`` units."""
+    with ``head_hidden`` units. ``stats``: the head also reads the input's :func:`tensor_stats`, standardised by
+    the buffers ``stats_mean`` / ``stats_std`` (set them from training weights with :meth:`fit_stats`)."""
 
     def __init__(self, space: WeightSpace, mode: str, out_dim: int, hidden: int = 32, depth: int = 3,
-                 head_hidden: int = 64, dropout: float = 0.0):
+                 head_hidden: int = 64, dropout: float = 0.0, stats: bool = False):
         super().__init__()
-        self.space, self.mode = space, mode
+        self.space, self.mode, self.stats = space, mode, stats
+        n_stats = N_STATS * sum(1 + (layer.bias is not None) for layer in space.layers) if stats else 0
+        self.register_buffer("stats_mean", torch.zeros(n_stats))
+        self.register_buffer("stats_std", torch.ones(n_stats))
         schema = space.schema(mode)
         layers = []
         for _ in range(depth):
             layers.append(EquivariantLinear(schema, schema.with_channels(hidden)))
             schema = schema.with_channels(hidden)
         self.layers = nn.ModuleList(layers)
-        self.head = InvariantHead(schema, head_hidden, out_dim, dropout=dropout)
+        self.head = InvariantHead(schema, head_hidden, out_dim, dropout=dropout, extra=n_stats)
+
+    @torch.no_grad()
+    def fit_stats(self, weights: torch.Tensor) -> None:
+        """Standardise the head's statistics by their mean and std over ``weights`` ``[N, P]`` (training rows)."""
+        if self.stats:
+            s = tensor_stats(self.space, weights)
+            self.stats_mean.copy_(s.mean(0))
+            self.stats_std.copy_(s.std(0).clamp_min(1e-8))
 
     def equivariant_features(self, weights: torch.Tensor) -> Features:
         """The typed objects after the equivariant layers (they move with the input's neuron permutations)."""
@@ -43,7 +76,8 @@ class EquivariantMetanet(nn.Module):
         return x
 
     def forward(self, weights: torch.Tensor) -> torch.Tensor:
-        return self.head(self.equivariant_features(weights))
+        extra = (tensor_stats(self.space, weights) - self.stats_mean) / self.stats_std if self.stats else None
+        return self.head(self.equivariant_features(weights), extra)
 
 
 class FlatMLP(nn.Module):
