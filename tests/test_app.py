@@ -221,3 +221,15 @@ def test_teaching_mode_opens_the_explainers(zoo_dirs):
     at.sidebar.toggle(key=ui.TEACHING_KEY).set_value(True).run()
     about = [e for e in at.expander if e.label.startswith("About this page")]
     assert about[0].proto.expanded
+
+
+def test_figure_exports_to_png():
+    """A figure becomes PNG bytes through kaleido and Debian's chromium (skipped only where no browser exists)."""
+    import plotly.graph_objects as go
+
+    if not ui.png_available():
+        pytest.skip("no chromium for kaleido (install Debian's chromium: `make chromium`)")
+    png = ui.figure_png(go.Figure(go.Scatter(x=[0, 1, 2], y=[1, 3, 2])), scale=1)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (700, 500)  # plotly's default figure size at scale 1

@@ -412,22 +412,44 @@ def download_csv(df: pd.DataFrame, name: str, label: str = "Download table (CSV)
                        mime="text/csv", key=f"dl-csv-{name}", on_click="ignore", icon=":material/download:")
 
 
-def _png_available() -> bool:
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium: the browser kaleido renders PNGs with here
+
+
+def png_browser() -> str | None:
+    """The browser kaleido will drive: ``$BROWSER_PATH`` when set, else Debian's chromium when installed
+    (then ``$BROWSER_PATH`` is set to it, which is where kaleido's browser finder looks first), else None:
+    no PNG export (kaleido would otherwise try to download a browser)."""
+    if not os.environ.get("BROWSER_PATH") and CHROMIUM.exists():
+        os.environ["BROWSER_PATH"] = str(CHROMIUM)
+    return os.environ.get("BROWSER_PATH") or None
+
+
+def png_available() -> bool:
+    """Whether figures can be exported as PNG: kaleido is importable and :func:`png_browser` found a browser."""
     import importlib.util
 
-    return importlib.util.find_spec("kaleido") is not None
+    return importlib.util.find_spec("kaleido") is not None and png_browser() is not None
+
+
+def figure_png(fig: go.Figure, scale: float = 2.0) -> bytes:
+    """``fig`` rendered to PNG bytes by kaleido in headless chromium (``scale`` times the figure's pixel size).
+    Each call starts the browser (several seconds): call it only when a user asks for the file."""
+    if png_browser() is None:
+        raise RuntimeError(f"PNG export needs chromium ({CHROMIUM}) or $BROWSER_PATH naming a Chrome/Chromium")
+    return fig.to_image(format="png", scale=scale)
 
 
 def download_figure(fig: go.Figure, name: str, label: str = "Download figure (HTML)") -> None:
-    """Download buttons for ``fig`` as self-contained interactive HTML (works offline) and, when kaleido
-    is installed, as PNG. The files are generated only when a button is clicked."""
+    """Download buttons for ``fig`` as self-contained interactive HTML (works offline) and, when
+    :func:`png_available`, as PNG. The files are generated only when a button is clicked (a PNG takes
+    seconds: it starts a browser)."""
     st.download_button(label, lambda: fig.to_html(include_plotlyjs=True, full_html=True).encode(),
                        file_name=_file_name(name, "html"), mime="text/html", key=f"dl-html-{name}",
                        on_click="ignore", icon=":material/download:")
-    if _png_available():
-        st.download_button("Download figure (PNG)", lambda: fig.to_image(format="png", scale=2),
-                           file_name=_file_name(name, "png"), mime="image/png", key=f"dl-png-{name}",
-                           on_click="ignore", icon=":material/download:")
+    if png_available():
+        st.download_button("Download figure (PNG)", lambda: figure_png(fig), file_name=_file_name(name, "png"),
+                           mime="image/png", key=f"dl-png-{name}", on_click="ignore", icon=":material/download:",
+                           help="Rendered on click by kaleido in headless chromium: the file takes a few seconds.")
 
 
 def download_weights(arch: Architecture, weights: torch.Tensor, metadata: pd.DataFrame | None, name: str,
