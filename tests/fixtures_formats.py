@@ -5,7 +5,9 @@ computes the same function as the layout it came from."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import zipfile
 from functools import partial
 from pathlib import Path
 
@@ -467,3 +469,20 @@ FOLDER_WRITERS = {
     "folder-runs": lambda p: write_runs(p, n_runs=2, epochs=(0, 5)),
 }
 """Writers of checkpoint folders as people keep them; all open with the ``folder`` reader."""
+
+
+def zip_folder(folder: Path, arcroot: str) -> bytes:
+    """The files under ``folder`` as a zip archive in memory, each stored under ``arcroot/``."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                zf.write(f, f"{arcroot}/{f.relative_to(folder).as_posix()}")
+    return buf.getvalue()
+
+
+def edit_state_dict(path: Path, edit) -> None:
+    """Load the state dict saved at ``path``, apply ``edit(sd)`` in place and save it back (to plant a fault)."""
+    sd = torch.load(path, weights_only=True)
+    edit(sd)
+    torch.save(sd, path)

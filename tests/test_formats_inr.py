@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from fixtures_formats import siren_forward, write_inr
+from fixtures_formats import edit_state_dict, siren_forward, write_inr
 
 import wslviz as wv
 from wslviz.core.evaluation import model_outputs
@@ -69,9 +69,7 @@ def test_malformed(tmp_path):
     bad = tmp_path / "shape"
     shutil.copytree(root, bad)
     f = sorted(bad.rglob("*.pth"))[1]
-    sd = torch.load(f, weights_only=True)
-    sd["seq.1.weight"] = torch.zeros(32, 31)
-    torch.save(sd, f)
+    edit_state_dict(f, lambda sd: sd.update({"seq.1.weight": torch.zeros(32, 31)}))
     with pytest.raises(ZooFormatError, match="mixed architectures") as e:
         wv.load_zoo(bad)
     assert e.value.path == str(f)

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from fixtures_formats import modelzoos_forward, write_modelzoos
+from fixtures_formats import edit_state_dict, modelzoos_forward, write_modelzoos
 
 import wslviz as wv
 from wslviz.core.evaluation import model_outputs
@@ -95,9 +95,7 @@ def test_malformed_inputs_name_file_and_problem(tmp_path):
     bad = tmp_path / "nan"
     shutil.copytree(root, bad)
     f = _trial(bad) / "checkpoint_1" / "checkpoints"
-    sd = torch.load(f, weights_only=True)
-    sd["module_list.0.weight"][0, 0, 0, 0] = float("nan")
-    torch.save(sd, f)
+    edit_state_dict(f, lambda sd: sd["module_list.0.weight"][0, 0, 0, 0].fill_(float("nan")))
     with pytest.raises(ZooFormatError, match="NaN/Inf") as e:
         wv.load_zoo(bad)
     assert e.value.path == str(f)
@@ -105,9 +103,7 @@ def test_malformed_inputs_name_file_and_problem(tmp_path):
     bad = tmp_path / "mixed"
     shutil.copytree(root, bad)
     f = sorted(bad.iterdir())[1] / "checkpoint_1" / "checkpoints"
-    sd = torch.load(f, weights_only=True)
-    sd["module_list.9.weight"] = torch.zeros(20, 37)
-    torch.save(sd, f)
+    edit_state_dict(f, lambda sd: sd.update({"module_list.9.weight": torch.zeros(20, 37)}))
     with pytest.raises(ZooFormatError, match="mixed architectures") as e:
         wv.load_zoo(bad)
     assert e.value.path == str(f)

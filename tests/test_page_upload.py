@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from fixtures_formats import write_cnnzoo, write_modelzoos
+from fixtures_formats import write_cnnzoo, write_modelzoos, zip_folder
 from streamlit.testing.v1 import AppTest
 
 import wslviz as wv
@@ -26,19 +26,12 @@ from wslviz.formats.archive import import_archive
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _zip_folder(folder: Path, arcroot: str) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for f in sorted(folder.rglob("*")):
-            if f.is_file():
-                zf.write(f, f"{arcroot}/{f.relative_to(folder).as_posix()}")
-    return buf.getvalue()
 
 
 @pytest.fixture
 def cnnzoo_zip(tmp_path):
     write_cnnzoo(tmp_path / "zoo", n_models=2, steps=(0, 10))
-    return tmp_path / "zoo", _zip_folder(tmp_path / "zoo", "mnist_cnns")
+    return tmp_path / "zoo", zip_folder(tmp_path / "zoo", "mnist_cnns")
 
 
 def test_import_archive_gives_an_equal_native_zoo(tmp_path, cnnzoo_zip):
@@ -58,7 +51,7 @@ def test_import_archive_gives_an_equal_native_zoo(tmp_path, cnnzoo_zip):
 
 def test_import_archive_with_explicit_layout_and_errors(tmp_path):
     write_modelzoos(tmp_path / "mz", n_trials=1, epochs=(0, 1))
-    (tmp_path / "mz.zip").write_bytes(_zip_folder(tmp_path / "mz", "mz"))
+    (tmp_path / "mz.zip").write_bytes(zip_folder(tmp_path / "mz", "mz"))
     zoo = wv.load_zoo(import_archive(tmp_path / "mz.zip", zoo_format="modelzoos", workdir=tmp_path / "w1"))
     assert zoo.n_checkpoints == 2 and "test_acc" in zoo.metadata
     with pytest.raises(ZooFormatError, match="no trial folders|weights.npy"):
@@ -170,7 +163,7 @@ def test_archive_task_data_must_stay_inside(tmp_path):
         (tmp_path / "z" / "zoo.json").write_text(json.dumps(info))
         shutil.copy(tmp_path / "outside.npz", tmp_path / "z" / "data.npz")
         archive = tmp_path / "z.zip"
-        archive.write_bytes(_zip_folder(tmp_path / "z", "z"))
+        archive.write_bytes(zip_folder(tmp_path / "z", "z"))
         if ok:
             assert wv.load_zoo(archive).task is not None
         else:

@@ -25,7 +25,7 @@ import numpy as np
 import psutil
 import pytest
 from conftest import ROOT, random_zoo
-from fixtures_formats import write_cnnzoo
+from fixtures_formats import write_cnnzoo, zip_folder
 from streamlit.testing.v1 import AppTest
 
 from wslviz import cli, ui
@@ -66,13 +66,6 @@ def serving(world, monkeypatch) -> Path:
     return world["root"]
 
 
-def _zip_folder(folder: Path, arcroot: str) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for f in sorted(folder.rglob("*")):
-            if f.is_file():
-                zf.write(f, f"{arcroot}/{f.relative_to(folder).as_posix()}")
-    return buf.getvalue()
 
 
 def refusal(text: str, root: Path) -> str:
@@ -209,7 +202,7 @@ def test_an_upload_over_the_cap_is_refused(serving):
 
 
 def test_a_second_session_cannot_open_the_first_ones_upload(world, serving):
-    data = _zip_folder(world["base"] / "cnnzoo", "mnist_cnns")
+    data = zip_folder(world["base"] / "cnnzoo", "mnist_cnns")
     first = app()
     first.sidebar.radio(key="zoo_source").set_value("Upload").run()
     first.file_uploader(key="zoo_upload").set_value(("mnist_cnns.zip", data, "application/zip")).run()
@@ -324,7 +317,7 @@ def test_a_served_upload_folder_goes_with_its_session(world, tmp_path):
     proc = _start([sys.executable, "-m", "wslviz.cli", "serve", "--zoo-root", str(world["root"]), "--port",
                    str(port)], port, tmp_path / "server.log", env)
     archive = tmp_path / "mnist_cnns.zip"
-    archive.write_bytes(_zip_folder(world["base"] / "cnnzoo", "mnist_cnns"))
+    archive.write_bytes(zip_folder(world["base"] / "cnnzoo", "mnist_cnns"))
     try:
         _assert_loopback_only(proc, port)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as r:
