@@ -4,8 +4,14 @@ Features are standardised first: missing values (e.g. the NaN ``alpha`` of small
 ``spectral`` set) are replaced by the column mean, constant columns are dropped, and every remaining
 column is scaled to zero mean and unit variance, so that no feature dominates the distances by its
 units alone. A fitted :class:`Projector` remembers this preprocessing, so new points (generated models)
-can be placed in an existing PCA or UMAP map with :meth:`Projector.transform`; t-SNE has no
-out-of-sample transform.
+can be placed in an existing PCA or UMAP map with :meth:`Projector.transform`; t-SNE places new
+points only with openTSNE (Poličar et al., "openTSNE: a modular Python library for t-SNE dimensionality
+reduction and embedding", JSS 2024), used when installed, with PCA initialisation; otherwise
+scikit-learn's t-SNE (also PCA-initialised) fits, without an out-of-sample transform.
+
+Fits are worth keeping: a t-SNE of a thousand checkpoints costs seconds on two cores.
+:func:`load_or_fit` reads a fit back from a :class:`ProjectionStore` (one ``.npz`` per feature set,
+method, parameters and rows, keyed by :func:`cache_key`) or fits and stores it.
 
 UMAP's first fit in a process compiles numba code (measured, not assumed: :func:`umap_warm_up_seconds`;
 tens of seconds on a busy two-core machine); :func:`warm_up_umap` does that on a tiny input, e.g. from
@@ -15,15 +21,27 @@ a background thread when a page loads.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import threading
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 METHODS = ("pca", "tsne", "umap")
 LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+TSNE_ITERATIONS = 500
+"""Optimisation steps of scikit-learn's t-SNE (its default is 1,000): from a PCA initialisation the map no
+longer changes visibly after a few hundred, and the fit costs half as much."""
+
+
+def tsne_backend() -> str:
+    """``"openTSNE"`` when that package is installed (it can place new points), else ``"scikit-learn"``."""
+    return "openTSNE" if importlib.util.find_spec("openTSNE") is not None else "scikit-learn"
 
 
 class Standardiser:
@@ -109,11 +127,7 @@ class Projector:
             self.model_ = PCA(n_components=min(self.dim, n, d), random_state=self.seed, **self.params)
             self.embedding_ = self._pad(self.model_.fit_transform(z))
         elif self.method == "tsne":
-            from sklearn.manifold import TSNE
-
-            params = {"perplexity": min(30.0, (n - 1) / 3), "init": "pca", **self.params}
-            self.model_ = TSNE(n_components=self.dim, random_state=self.seed, **params)
-            self.embedding_ = self.model_.fit_transform(z)
+            self.model_, self.embedding_ = _tsne(z, self.dim, self.seed, self.params)
         else:
             self.model_ = _umap(self.dim, self.seed, n, self.params)
             self.embedding_ = self.model_.fit_transform(z)
@@ -123,21 +137,41 @@ class Projector:
         return np.pad(y, ((0, 0), (0, self.dim - y.shape[1]))) if y.shape[1] < self.dim else y
 
     def transform(self, features: np.ndarray) -> np.ndarray:
-        """Coordinates ``[m, dim]`` of new rows in the fitted map (PCA, UMAP). t-SNE raises
-        ``NotImplementedError``: it has no out-of-sample mapping (refit on all points instead)."""
+        """Coordinates ``[m, dim]`` of new rows in the fitted map (PCA, UMAP, openTSNE's t-SNE).
+        scikit-learn's t-SNE raises ``NotImplementedError``: it has no out-of-sample mapping (refit on all
+        points instead, or install openTSNE)."""
         if not hasattr(self, "scaler_"):
             raise ValueError("fit the projector before transforming")
-        if self.method == "tsne":
-            raise NotImplementedError("t-SNE cannot place new points in an existing map; fit on all points")
+        if self.method == "tsne" and not hasattr(self.model_, "transform"):
+            raise NotImplementedError("scikit-learn's t-SNE cannot place new points in an existing map; fit on "
+                                      "all points, or install openTSNE")
         z = self.scaler_.transform(features)
         if self.model_ is None:
             return np.zeros((len(z), self.dim))
-        return self._pad(self.model_.transform(z)) if self.method == "pca" else self.model_.transform(z)
+        return self._pad(self.model_.transform(z)) if self.method == "pca" else np.asarray(self.model_.transform(z))
 
     @property
     def explained_variance_ratio(self) -> np.ndarray | None:
         """PCA only: the fraction of (standardised) variance each axis explains."""
         return getattr(self.model_, "explained_variance_ratio_", None) if self.method == "pca" else None
+
+
+def _tsne(z: np.ndarray, dim: int, seed: int, params: dict[str, Any]) -> tuple[Any, np.ndarray]:
+    """A t-SNE fit of the standardised ``z`` [n, d]: (the fitted model, its coordinates [n, dim])."""
+    perplexity = min(30.0, (len(z) - 1) / 3)
+    if tsne_backend() == "openTSNE":
+        from openTSNE import TSNE
+
+        # openTSNE's FFT gradients exist in 1-2 dimensions only; Barnes-Hut serves 3-D maps
+        options = {"perplexity": perplexity, "initialization": "pca", "n_jobs": 1,
+                   "negative_gradient_method": "fft" if dim <= 2 else "bh", **params}
+        embedding = TSNE(n_components=dim, random_state=seed, **options).fit(z)
+        return embedding, np.asarray(embedding)
+    from sklearn.manifold import TSNE
+
+    options = {"perplexity": perplexity, "init": "pca", "max_iter": TSNE_ITERATIONS, **params}
+    model = TSNE(n_components=dim, random_state=seed, **options)
+    return model, model.fit_transform(z)
 
 
 def _umap(dim: int, seed: int, n: int, params: dict[str, Any]):
@@ -155,9 +189,76 @@ def project(features: np.ndarray, method: str = "umap", dim: int = 2, seed: int 
 
 
 def cache_key(fingerprint: str, kind: str, method: str, dim: int, seed: int, **params: Any) -> str:
-    """A short stable key for one projection of one zoo's feature set (for on-disk or page caches)."""
-    text = repr((fingerprint, kind, method, int(dim), int(seed), sorted(params.items())))
+    """A short stable key for one projection of one zoo's feature set (for on-disk or page caches); the
+    t-SNE backend is part of it, since openTSNE and scikit-learn draw different maps."""
+    backend = tsne_backend() if method == "tsne" else ""
+    text = repr((fingerprint, kind, method, int(dim), int(seed), backend, sorted(params.items())))
     return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def rows_digest(rows: np.ndarray) -> str:
+    """A short digest of a set of row indices (which checkpoints a projection was fitted on)."""
+    return hashlib.sha1(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A fitted map: ``coords`` [n, dim], PCA's explained variance ratios (None for t-SNE, UMAP), the
+    measured seconds of the fit, and whether it was read back from disk rather than fitted now."""
+
+    coords: np.ndarray
+    explained_variance_ratio: np.ndarray | None
+    fit_seconds: float
+    from_disk: bool = False
+
+
+class ProjectionStore:
+    """Fitted projections kept on disk, one ``<key>.npz`` per projection in ``folder`` (created when the
+    first is saved). A store that cannot be written (a read-only disk) keeps nothing and says so through
+    :meth:`save`'s return value; a damaged file reads as missing."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def load(self, key: str) -> Projection | None:
+        """The projection stored under ``key``, or None."""
+        path = self.folder / f"{key}.npz"
+        try:
+            with np.load(path) as data:
+                evr = data["explained_variance_ratio"]
+                return Projection(data["coords"], evr if evr.size else None, float(data["fit_seconds"]), True)
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def save(self, key: str, projection: Projection) -> bool:
+        """Store ``projection`` under ``key`` (written to a temporary file, then renamed, so that a reader
+        never sees half a file); False when the folder is not writable."""
+        evr = projection.explained_variance_ratio
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = self.folder / f".{key}.{threading.get_ident()}.npz"
+            np.savez(tmp, coords=projection.coords, fit_seconds=projection.fit_seconds,
+                     explained_variance_ratio=np.asarray([] if evr is None else evr, dtype=float))
+            tmp.replace(self.folder / f"{key}.npz")
+        except OSError:
+            return False
+        return True
+
+
+def load_or_fit(features: Callable[[], np.ndarray], method: str, dim: int, seed: int,
+                store: ProjectionStore | None = None, key: str | None = None, **params: Any) -> Projection:
+    """The projection stored under ``key`` in ``store``, or one fitted now on ``features()`` [n, d] (called
+    only when needed: computing features may itself be slow) and stored there."""
+    if store is not None and key is not None:
+        hit = store.load(key)
+        if hit is not None:
+            return hit
+    proj = Projector(method, dim, seed, **params)
+    coords = proj.fit_transform(features())
+    out = Projection(coords, proj.explained_variance_ratio, proj.fit_seconds_)
+    if store is not None and key is not None:
+        store.save(key, out)
+    return out
 
 
 _WARM = threading.Event()

@@ -60,6 +60,19 @@ def nearest_neighbours(features: np.ndarray, row: int, k: int = 10, groups: Sequ
     return pd.DataFrame({"row": order, "distance": d[order]})
 
 
+def neighbour_table(features: np.ndarray, meta: pd.DataFrame, row: int, k: int = 10,
+                    exclude_same_model: bool = True, model_col: str = "model_id") -> pd.DataFrame:
+    """The ``k`` nearest checkpoints to ``row`` in the feature space ``features`` [n, d] with their metadata
+    (``meta``: one row per feature row): columns ``row``, ``distance`` and ``meta``'s, nearest first.
+
+    ``exclude_same_model`` (the default) leaves out the other checkpoints of the query's training run
+    (same ``model_col``): they are trivially close and would fill the table."""
+    groups = meta[model_col].to_numpy() if exclude_same_model and model_col in meta else None
+    found = nearest_neighbours(features, row, k, groups)
+    rest = meta.iloc[found["row"].to_numpy()].reset_index(drop=True)
+    return pd.concat([found, rest.drop(columns=[c for c in ("row", "distance") if c in rest])], axis=1)
+
+
 def hidden_layer(arch: Architecture) -> int | None:
     """Index of the last activation layer before the last parametric layer (the penultimate
     representation), or None for a network without one."""
