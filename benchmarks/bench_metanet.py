@@ -31,6 +31,7 @@ import json
 import platform
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,16 +62,19 @@ CNN_OPTIONS: dict[str, dict[str, Any]] = {name: dict(METANET_OPTIONS) for name i
 """Settings per method on the digits-cnn zoo: the Predict page's defaults."""
 LONG = {"schedule": "cosine", "max_epochs": 200, "patience": 40}
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dws_stats": ("dws", {"stats": True}),
     "dws": ("dws", {}),
-    "nfn_np": ("nfn_np", {}),
     "dws_rank": ("dws", {"rank_targets": True}),
+    "dws_stats_ens3": ("dws", {"stats": True, "n_ensemble": 3}),
     "dws_long": ("dws", LONG),
     "dws_wide": ("dws", {"hidden": 64}),
-    "dws_stats": ("dws", {"stats": True}),
+    "dws_stats_rank": ("dws", {"stats": True, "rank_targets": True}),
     "nfn_np_stats": ("nfn_np", {"stats": True}),
+    "nfn_np": ("nfn_np", {}),
 }
-"""Metanetwork variants on the digits-cnn zoo: (model, settings over the Predict page's defaults). Names with
-``stats`` are hybrids (the head also reads per-tensor statistics); ``ens3`` ones average three seeds."""
+"""Metanetwork variants on the digits-cnn zoo: (model, settings over the Predict page's defaults), in the order
+they run (the likeliest gains first: the machine is shared). Names with ``stats`` are hybrids (the head also
+reads per-tensor statistics); ``ens3`` ones average three seeds."""
 
 
 def gbm_classifier(random_state: int = 0):
@@ -175,23 +179,23 @@ def variant_cv(zoo, target: str, model: str, options: dict[str, Any]) -> dict[st
             "model": model, "options": {**METANET_OPTIONS, **options}}
 
 
-def variants_part(cache: Path, target: str, names: list[str], previous: dict[str, Any]) -> dict[str, Any]:
+def variants_part(cache: Path, target: str, names: list[str], previous: dict[str, Any],
+                  save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """:func:`variant_cv` for each of ``names`` (kept beside the ``previous`` variants), and the selection by
-    inner-validation τ among pure and among hybrid (``stats``) metanetworks."""
+    inner-validation τ among pure and among hybrid (``stats``) metanetworks; ``save(part)`` after each variant."""
     zoo = wv.load_zoo(cache)
-    runs = dict(previous.get("runs", {}))
+    part: dict[str, Any] = {"target": target, "runs": dict(previous.get("runs", {})), "selected": {}}
     for name in names:
         model, options = VARIANTS[name]
-        runs[name] = variant_cv(zoo, target, model, options)
-        v = runs[name]
+        v = part["runs"][name] = variant_cv(zoo, target, model, options)
         print(f"  {name:>24}: test tau {v['kendall_tau']:.3f}  R² {v['r2']:.3f}  inner-val tau "
               f"{v['inner_val_tau']:.3f}  ({v['seconds']:.0f} s)", flush=True)
-    selected = {}
-    for kind in ("pure", "hybrid"):
-        pool = {n: v for n, v in runs.items() if v["options"].get("stats", False) == (kind == "hybrid")}
-        if pool:
-            selected[kind] = max(pool, key=lambda n: pool[n]["inner_val_tau"])
-    return {"target": target, "runs": runs, "selected": selected}
+        for kind in ("pure", "hybrid"):
+            pool = {n: r for n, r in part["runs"].items() if r["options"].get("stats", False) == (kind == "hybrid")}
+            if pool:
+                part["selected"][kind] = max(pool, key=lambda n: pool[n]["inner_val_tau"])
+        save(part)
+    return part
 
 
 def tables(result: dict[str, Any]) -> str:
@@ -249,12 +253,16 @@ def main() -> None:
     if "cnn" in args.parts:
         print("property prediction (larger digits-cnn zoo)", flush=True)
         result["cnn"] = cnn_part(args.cnn_models, args.cnn_epochs, Path(args.cnn_cache), args.targets)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(part: dict[str, Any]) -> None:
+        result["cnn_variants"] = part
+        out_path.write_text(json.dumps(result, indent=2) + "\n")
+
     if "variants" in args.parts:
         print("metanetwork variants (larger digits-cnn zoo, test_acc)", flush=True)
         cnn_zoo(args.cnn_models, args.cnn_epochs, Path(args.cnn_cache))
-        result["cnn_variants"] = variants_part(Path(args.cnn_cache), "test_acc", args.variants,
-                                               result.get("cnn_variants", {}))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+        variants_part(Path(args.cnn_cache), "test_acc", args.variants, result.get("cnn_variants", {}), save)
     out_path.write_text(json.dumps(result, indent=2) + "\n")
     print(tables(result))
 

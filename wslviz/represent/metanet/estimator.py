@@ -49,7 +49,7 @@ from torch import nn
 
 from wslviz.core.arch import Architecture
 from wslviz.represent.metanet.augment import coordinate_affine
-from wslviz.represent.metanet.models import EquivariantMetanet, FlatMLP
+from wslviz.represent.metanet.models import EquivariantMetanet, FlatMLP, tensor_stats
 from wslviz.represent.metanet.weightspace import WeightSpace
 from wslviz.understand.symmetry import SymmetryElement, apply_symmetry, canonicalize, random_symmetry
 
@@ -184,8 +184,10 @@ class _MetanetBase(BaseEstimator):
         return canonicalize(self.arch, x, kinds=kinds) if kinds and self.arch.perm_spec.groups else x
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """The network's input for weights ``x`` ``[N, P]``: canonicalised, then divided by the tensor scales."""
-        return self._canonical(x) / self.scale_
+        """The network's input for weights ``x`` ``[N, P]``: canonicalised, divided by the tensor scales, and with
+        the per-tensor statistics appended for a hybrid head (``stats``)."""
+        x = self._canonical(x) / self.scale_
+        return torch.cat([x, tensor_stats(WeightSpace(self.arch), x)], 1) if self.stats else x
 
     def _scale_of(self, x: torch.Tensor) -> torch.Tensor:
         """One divisor per parameter tensor, broadcast to ``[P]``: the tensor's std over the rows."""

@@ -42,14 +42,16 @@ class EquivariantMetanet(nn.Module):
 
     ``mode``: ``"np"`` or ``"hnp"`` (see :mod:`wslviz.represent.metanet.weightspace`); ``hidden`` channels per
     object in ``depth`` equivariant layers; the head pools every object to its mean and applies an MLP
-    with ``head_hidden`` units. ``stats``: the head also reads the input's :func:`tensor_stats`, standardised by
-    the buffers ``stats_mean`` / ``stats_std`` (set them from training weights with :meth:`fit_stats`)."""
+    with ``head_hidden`` units. ``stats``: the head also reads the weights' :func:`tensor_stats`, appended to the
+    input (``[B, P + n_stats]``, made by :meth:`with_stats`: sorting for the quantiles costs more than the rest
+    of a small network's step, so an estimator computes them once per row) and standardised by the buffers
+    ``stats_mean`` / ``stats_std`` (set from training inputs with :meth:`fit_stats`)."""
 
     def __init__(self, space: WeightSpace, mode: str, out_dim: int, hidden: int = 32, depth: int = 3,
                  head_hidden: int = 64, dropout: float = 0.0, stats: bool = False):
         super().__init__()
         self.space, self.mode, self.stats = space, mode, stats
-        n_stats = N_STATS * sum(1 + (layer.bias is not None) for layer in space.layers) if stats else 0
+        self.n_stats = n_stats = N_STATS * sum(1 + (layer.bias is not None) for layer in space.layers) if stats else 0
         self.register_buffer("stats_mean", torch.zeros(n_stats))
         self.register_buffer("stats_std", torch.ones(n_stats))
         schema = space.schema(mode)
@@ -60,11 +62,15 @@ class EquivariantMetanet(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.head = InvariantHead(schema, head_hidden, out_dim, dropout=dropout, extra=n_stats)
 
+    def with_stats(self, weights: torch.Tensor) -> torch.Tensor:
+        """The network's input for weights ``[B, P]``: with :func:`tensor_stats` appended when ``stats``."""
+        return torch.cat([weights, tensor_stats(self.space, weights)], 1) if self.stats else weights
+
     @torch.no_grad()
-    def fit_stats(self, weights: torch.Tensor) -> None:
-        """Standardise the head's statistics by their mean and std over ``weights`` ``[N, P]`` (training rows)."""
+    def fit_stats(self, inputs: torch.Tensor) -> None:
+        """Standardise the head's statistics by their mean and std over training ``inputs`` (:meth:`with_stats`)."""
         if self.stats:
-            s = tensor_stats(self.space, weights)
+            s = inputs[:, inputs.shape[1] - self.n_stats:]
             self.stats_mean.copy_(s.mean(0))
             self.stats_std.copy_(s.std(0).clamp_min(1e-8))
 
@@ -75,9 +81,13 @@ class EquivariantMetanet(nn.Module):
             x = layer(x).map(torch.relu)
         return x
 
-    def forward(self, weights: torch.Tensor) -> torch.Tensor:
-        extra = (tensor_stats(self.space, weights) - self.stats_mean) / self.stats_std if self.stats else None
-        return self.head(self.equivariant_features(weights), extra)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``[B, P]`` weights (``[B, P + n_stats]`` from :meth:`with_stats` when ``stats``) -> ``[B, out_dim]``."""
+        if not self.stats:
+            return self.head(self.equivariant_features(inputs))
+        n_params = inputs.shape[1] - self.n_stats
+        extra = (inputs[:, n_params:] - self.stats_mean) / self.stats_std
+        return self.head(self.equivariant_features(inputs[:, :n_params]), extra)
 
 
 class FlatMLP(nn.Module):
