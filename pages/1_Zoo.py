@@ -1,5 +1,6 @@
-"""Zoo page: the metadata table (sort, filter, select), training curves coloured by a hyper-parameter,
-and per-layer weight histograms and singular-value spectra of chosen checkpoints."""
+"""Zoo page: the metadata table (sort, filter, select; constant columns hidden), training curves coloured by a
+hyper-parameter, parallel coordinates of hyper-parameters against accuracy, and per-layer weight histograms
+and singular-value spectra of chosen checkpoints."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ zoo = ui.require_zoo()
 meta = zoo.metadata
 hparams = zplots.hyperparameter_columns(meta)
 metrics = zplots.metric_columns(meta)
-st.caption(f"**{zoo.name}**: {zoo.n_models} models, {zoo.n_checkpoints} checkpoints, {zoo.arch.describe()}, "
+constant = zplots.constant_columns(meta)
+shown_columns = [c for c in meta.columns if c not in constant]
+st.caption(f"**{zoo.name}**: {zoo.n_models:,} models, {zoo.n_checkpoints:,} checkpoints, {zoo.arch.describe()}, "
            f"task {zoo.task.name if zoo.task else 'none (weights only)'}")
 
 
@@ -34,17 +37,18 @@ def filter_widgets(df: pd.DataFrame) -> pd.Series:
     multiselect otherwise. Returns the mask of rows that pass every filter."""
     keep = pd.Series(True, index=df.index)
     columns = (["epoch"] if "epoch" in df and df["epoch"].nunique() > 1 else []) + hparams
-    grid = st.columns(4)
+    grid = st.columns(3)  # three wide columns: the value chips fit without being cut
     for i, col in enumerate(columns):
         values = df[col]
-        with grid[i % 4]:
+        with grid[i % 3]:
             if zplots.is_numeric(values) and values.nunique() > 6:
                 lo, hi = float(values.min()), float(values.max())
                 a, b = st.slider(col, lo, hi, (lo, hi), key=f"zoo_filter_{col}")
                 keep &= values.between(a, b)
             else:
                 options = sorted(values.dropna().unique().tolist(), key=lambda v: (isinstance(v, str), v))
-                picked = st.multiselect(col, options, default=options, key=f"zoo_filter_{col}")
+                picked = st.multiselect(col, options, default=options, key=f"zoo_filter_{col}",
+                                        format_func=zplots.short_label)
                 keep &= values.isin(picked)
     return keep
 
@@ -54,10 +58,10 @@ with st.expander("Filter and sort", expanded=True):
                            help="Keep each model's last checkpoint (highest epoch).")
     mask = filter_widgets(meta)
     c1, c2 = st.columns([3, 1])
-    sort_col = c1.selectbox("sort by", ["(row order)", *meta.columns], key="zoo_sort")
+    sort_col = c1.selectbox("sort by", ["(row order)", *shown_columns], key="zoo_sort")
     descending = c2.toggle("descending", value=True, key="zoo_desc")
 
-table = meta.copy()
+table = meta[shown_columns].copy()
 table.insert(0, "row", range(len(meta)))
 if final_only:
     final = pd.Series(False, index=meta.index)
@@ -78,9 +82,11 @@ st.dataframe(table, hide_index=True, height=320, key=TABLE_KEY, on_select=table_
              selection_mode="multi-row", column_config={
                  "row": st.column_config.NumberColumn("row", help="checkpoint row index (used in the URL)"),
                  **{m: st.column_config.NumberColumn(m, format="%.4f") for m in metrics}})
-st.caption(f"{len(table)} of {len(meta)} checkpoints shown. Tick rows to make them the current selection "
-           f"(now: {len(ui.get_selection())} selected).")
-ui.download_csv(table, f"{zoo.name}-metadata")
+st.caption(f"{len(table):,} of {len(meta):,} checkpoints shown. Tick rows to make them the current selection "
+           f"(now: {len(ui.get_selection()):,} selected)."
+           + (f" {len(constant)} constant column(s) hidden: " + ", ".join(f"{c} = {zplots.short_label(meta[c].iloc[0])}"
+                                                                        for c in constant) + "." if constant else ""))
+ui.download_csv(meta.iloc[table["row"].to_numpy()], f"{zoo.name}-metadata")  # every column, constant ones too
 if inr.is_inr(zoo.arch):  # an INR zoo: the images its weights draw, for the first rows of the table
     shown = table["row"].head(36).tolist()
     st.subheader("Rendered INRs")
@@ -91,17 +97,22 @@ if inr.is_inr(zoo.arch):  # an INR zoo: the images its weights draw, for the fir
 
 # ------------------------------------------------------------------ curves
 # Figures go through the one result cache (no pickling round trip per rerun); nothing mutates them after building.
-def curves_figure(color_by: str, metric: str, highlight: tuple[int, ...], raw: bool) -> go.Figure:
+def curves_figure(color_by: str, metric: str, highlight: tuple[int, ...], raw: bool, log_y: bool) -> go.Figure:
     if not raw:
-        return ui.result(zoo, ("mean curves figure", color_by, metric),
-                         lambda progress=None: zplots.mean_curves(meta, color_by, metric))
-    return ui.result(zoo, ("curves figure", color_by, metric, highlight),
-                     lambda progress=None: zplots.accuracy_curves(meta, color_by, metric, highlight=highlight))
+        return ui.result(zoo, ("mean curves figure", color_by, metric, log_y),
+                         lambda progress=None: zplots.mean_curves(meta, color_by, metric, log_y=log_y))
+    return ui.result(zoo, ("curves figure", color_by, metric, highlight, log_y), lambda progress=None:
+                     zplots.accuracy_curves(meta, color_by, metric, highlight=highlight, log_y=log_y))
 
 
-def final_figure(x: str, metric: str, highlight: tuple[int, ...]) -> go.Figure:
-    return ui.result(zoo, ("final figure", x, metric, highlight), lambda progress=None: zplots.final_metric_vs(
-        meta, zoo.final_index(), x, metric, highlight=highlight))
+def final_figure(x: str, metric: str, highlight: tuple[int, ...], log_y: bool) -> go.Figure:
+    return ui.result(zoo, ("final figure", x, metric, highlight, log_y), lambda progress=None: zplots.final_metric_vs(
+        meta, zoo.final_index(), x, metric, highlight=highlight, log_y=log_y))
+
+
+def parcoords_figure(columns: tuple[str, ...], metric: str) -> go.Figure:
+    return ui.result(zoo, ("parcoords figure", columns, metric), lambda progress=None: zplots.parallel_coordinates(
+        meta.iloc[zoo.final_index()], columns, metric))
 
 
 def weight_figures(rows: tuple[int, ...]) -> tuple[go.Figure, go.Figure]:
@@ -123,20 +134,38 @@ else:
     color_by = c1.selectbox("colour by", hparams, index=hparams.index(default_colour), key="zoo_color_by")
     metric = c2.selectbox("metric", metrics, key="zoo_metric", format_func=zplots.label)
     highlight = tuple(ui.get_selection())
-    raw = st.toggle("raw curves (one line per model)", value=False, key="zoo_raw",
+    t1, t2 = st.columns(2)
+    raw = t1.toggle("raw curves (one line per model)", value=False, key="zoo_raw",
                     help="Off: the mean and interquartile band per value of the colouring hyper-parameter.")
+    positive = bool((meta[metric].dropna() > 0).all())
+    log_y = t2.toggle("log scale for the metric", value=False, key="zoo_log", disabled=not positive,
+                      help="Losses spread over decades read better in log." if positive else
+                      "Only for metrics that are positive everywhere.") and positive
     left, right = st.columns([3, 2])
     with left:
         if "epoch" in meta and meta["epoch"].nunique() > 1 and "model_id" in meta:
-            fig = curves_figure(color_by, metric, highlight, raw)
+            fig = curves_figure(color_by, metric, highlight, raw, log_y)
             ui.chart(fig, key="zoo_curves")
             ui.download_figure(fig, f"{zoo.name}-curves-{metric}-by-{color_by}")
         else:
             st.info("One checkpoint per model: no curves over epochs.")
     with right:
-        fig = final_figure(color_by, metric, highlight)
+        fig = final_figure(color_by, metric, highlight, log_y)
         ui.chart(fig, key="zoo_final")
         ui.download_figure(fig, f"{zoo.name}-final-{metric}-by-{color_by}")
+
+    st.subheader("Hyper-parameters against accuracy")
+    axes = st.multiselect("axes", hparams, default=[h for h in hparams if h not in ("seed", "model_id")] or hparams,
+                          key="zoo_parcoords_axes", help="One vertical axis per hyper-parameter, the metric last; "
+                          "drag along an axis to keep a range of values.")
+    if not axes:
+        st.info("Pick at least one hyper-parameter.")
+    else:
+        fig = parcoords_figure(tuple(axes), metric)
+        ui.chart(fig, key="zoo_parcoords")
+        st.caption("One line per model (its final checkpoint), coloured by the metric. Categorical values sit at "
+                   "integer positions labelled with the value; columns spanning decades are on a log axis.")
+        ui.download_figure(fig, f"{zoo.name}-parcoords-{metric}")
 
 
 # ------------------------------------------------------------------ weights of chosen checkpoints

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +15,7 @@ from wslviz import ui
 from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.core.tasks import make_task
 from wslviz.formats import save_zoo
+from wslviz.plots import style
 from wslviz.plots import zoo as zplots
 from wslviz.scale.cache import load_zoo
 
@@ -206,6 +209,59 @@ def test_page_on_each_bundled_zoo(monkeypatch, name):
     at = run_page(monkeypatch, str(path))
     zoo = load_zoo(path)
     assert len(table(at)) == zoo.n_checkpoints
-    assert {c.key for c in at.get("plotly_chart")} == {"zoo_curves", "zoo_final", "zoo_hist", "zoo_spectra"}
+    assert {c.key for c in at.get("plotly_chart")} == {"zoo_curves", "zoo_final", "zoo_parcoords", "zoo_hist",
+                                                       "zoo_spectra"}
+    constant = zplots.constant_columns(zoo.metadata)
+    assert not set(constant) & set(table(at).columns)  # constant columns hidden from the table and the sort picker
+    assert not set(constant) & set(at.selectbox(key="zoo_sort").options)
+    if constant:
+        assert any(f"{len(constant)} constant column(s) hidden: {constant[0]} = " in c.value for c in at.caption)
     at.toggle(key="zoo_final_only").set_value(True).run()
     assert len(table(at)) == zoo.n_models
+
+
+def test_parallel_coordinates_codes_categories_and_colours_by_accuracy(meta):
+    final = meta[meta["epoch"] == 3]
+    fig = zplots.parallel_coordinates(final, ["optimizer", "lr", "seed"], "test_acc")
+    par = fig.data[0]
+    dims = {d.label: d for d in par.dimensions}
+    assert list(dims) == ["optimizer", "lr (log)", "seed", "test accuracy"]  # lr spans 1e-4..1e-1: log axis
+    opt = dims["optimizer"]
+    assert list(opt.ticktext) == ["adam", "sgd"] and list(opt.tickvals) == [0, 1]
+    assert list(opt.values) == [{"adam": 0, "sgd": 1}[v] for v in final["optimizer"]]
+    np.testing.assert_allclose(dims["lr (log)"].values, np.log10(final["lr"]))
+    assert list(dims["lr (log)"].ticktext) == ["0.0001", "0.001", "0.01", "0.1"]
+    np.testing.assert_allclose(par.line.color, final["test_acc"])
+    np.testing.assert_allclose(dims["test accuracy"].values, final["test_acc"])
+    with pytest.raises(ValueError, match="no column 'nope'"):
+        zplots.parallel_coordinates(final, ["nope"])
+
+
+def test_constant_columns_and_short_labels(meta):
+    assert zplots.constant_columns(meta.assign(task="moons", momentum=0.9)) == ["task", "momentum"]
+    assert zplots.short_label(1 / 3) == "0.3333" and zplots.short_label(7) == "7"
+    assert zplots.short_label("a rather long category name") == "a rather long c…"
+
+
+def test_log_axes_and_continuous_final_points(meta):
+    final = meta.groupby("model_id")["epoch"].idxmax().to_numpy()
+    for fig in (zplots.mean_curves(meta, "lr", "test_loss", log_y=True),
+                zplots.accuracy_curves(meta, "lr", "test_loss", log_y=True),
+                zplots.final_metric_vs(meta, final, "lr", "test_loss", log_y=True)):
+        assert fig.layout.yaxis.type == "log"
+    assert zplots.mean_curves(meta, "lr", "test_loss").layout.yaxis.type is None
+    by_wd = zplots.final_metric_vs(meta, final, "wd")  # 12 values: points coloured on the continuous scale
+    expected = style.numeric_colors(meta.loc[final, "wd"].to_numpy(float), "wd").colors()
+    assert list(by_wd.data[0].marker.color) == expected and len(set(expected)) == 12
+
+
+def test_page_log_toggle_and_parcoords_axes(monkeypatch, zoo_path):
+    at = run_page(monkeypatch, zoo_path)
+    at.selectbox(key="zoo_metric").set_value("test_loss").run()
+    at.toggle(key="zoo_log").set_value(True).run()
+    assert not at.exception
+    specs = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    assert specs["zoo_curves"]["layout"]["yaxis"]["type"] == "log" == specs["zoo_final"]["layout"]["yaxis"]["type"]
+    assert at.multiselect(key="zoo_parcoords_axes").value == ["lr"]  # seeds are not a setting worth an axis
+    at.multiselect(key="zoo_parcoords_axes").set_value([]).run()
+    assert any("at least one hyper-parameter" in i.value for i in at.info)

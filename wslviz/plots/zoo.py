@@ -1,5 +1,6 @@
 """Figures for the Zoo page: training curves coloured by a hyper-parameter, final metric against a
-hyper-parameter, per-layer weight histograms and singular-value spectra of chosen checkpoints."""
+hyper-parameter, parallel coordinates of hyper-parameters against accuracy, per-layer weight histograms
+and singular-value spectra of chosen checkpoints."""
 
 from __future__ import annotations
 
@@ -51,6 +52,12 @@ def hyperparameter_columns(meta: pd.DataFrame, model_col: str = "model_id") -> l
     return [c for c in cols if per_model[c] <= 1]
 
 
+def constant_columns(meta: pd.DataFrame) -> list[str]:
+    """Columns with one value (or none) over the whole zoo: they tell nothing apart, so pickers and tables
+    leave them out (the page names them)."""
+    return [c for c in meta.columns if meta[c].nunique(dropna=True) <= 1]
+
+
 def metric_columns(meta: pd.DataFrame) -> list[str]:
     """The known metric columns present in ``meta`` (accuracy first)."""
     return [m for m in METRICS if m in meta and pd.api.types.is_numeric_dtype(meta[m])]
@@ -70,6 +77,12 @@ def _fmt(v: object) -> str:
     return f"{v:.4g}" if isinstance(v, float | np.floating) else str(v)
 
 
+def short_label(v: object) -> str:
+    """A value as a filter chip or legend shows it: floats to 4 significant digits, text cut to 16 characters."""
+    text = _fmt(v)
+    return text if len(text) <= 16 else text[:15] + "…"
+
+
 def value_colors(values: pd.Series) -> dict[str, str]:
     """Colour per distinct value (keyed by its label, :func:`_fmt`), the same in every figure of the page:
     numbers by the house continuous mapping (:func:`wslviz.plots.style.numeric_colors`, log-scaled when
@@ -82,7 +95,8 @@ def value_colors(values: pd.Series) -> dict[str, str]:
 
 
 def accuracy_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc", model_col: str = "model_id",
-                    highlight: Sequence[int] = (), max_models: int | None = MAX_CURVES) -> go.Figure:
+                    highlight: Sequence[int] = (), max_models: int | None = MAX_CURVES, log_y: bool = False
+                    ) -> go.Figure:
     """``metric`` against epoch, one line per model, coloured by the hyper-parameter ``color_by``.
 
     Numeric hyper-parameters get the continuous scale (log-spaced when they span > 20x) with a colour
@@ -90,7 +104,7 @@ def accuracy_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc",
     models' curves in black on top. Models sharing a colour share one trace (lines broken by gaps), so
     a zoo of thousands of models stays fast. With more than ``max_models`` models (None: no limit),
     ``max_models`` evenly spaced ones are drawn (plus the highlighted ones) and the title says so; the
-    colours still span every model."""
+    colours still span every model. ``log_y``: the metric on a log axis (losses over decades)."""
     for c in (model_col, "epoch", metric, color_by):
         if c not in meta:
             raise ValueError(f"the metadata has no column {c!r}")
@@ -142,7 +156,7 @@ def accuracy_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc",
                                  hovertemplate=f"selected model %{{customdata[0]}}<br>{color_by} = "
                                                f"%{{customdata[1]}}<br>epoch %{{x}}<br>{metric} = %{{y:.4f}}"
                                                "<extra></extra>"))
-    fig.update_layout(xaxis_title=label("epoch"), yaxis_title=label(metric))
+    fig.update_layout(xaxis_title=label("epoch"), yaxis_title=label(metric), yaxis_type="log" if log_y else None)
     style.apply(fig, f"{label(metric).split(' (')[0].capitalize()} during training, one line per model, "
                      f"coloured by {color_by}{sampled}", height=460)
     # legend under the plot: the right edge belongs to the colour bar when there is one
@@ -183,18 +197,20 @@ def _colorbar(fig: go.Figure, per_model: pd.Series, log: bool, title: str) -> No
 
 
 def final_metric_vs(meta: pd.DataFrame, final_rows: Sequence[int], x: str, metric: str = "test_acc",
-                    highlight: Sequence[int] = ()) -> go.Figure:
-    """The final checkpoints' ``metric`` against the hyper-parameter ``x`` (a box per value when ``x`` is
-    categorical or has few values; log axis when it spans > 20x)."""
+                    highlight: Sequence[int] = (), log_y: bool = False) -> go.Figure:
+    """The final checkpoints' ``metric`` against the hyper-parameter ``x``: a box per value when ``x`` is
+    categorical or has few values, coloured as the curves of that value are; otherwise points coloured by
+    ``x`` on the house continuous scale (as the raw curves are), on a log axis when it spans > 20x.
+    ``log_y``: the metric on a log axis."""
     final = meta.iloc[list(final_rows)].copy()
     final["row"] = list(final_rows)
     fig = go.Figure()
     hover = "row %{customdata}<br>" + f"{x} = %{{x}}<br>{metric} = %{{y:.4f}}<extra></extra>"
     if is_numeric(final[x]) and final[x].nunique() > 8:
+        colors = style.numeric_colors(final[x].to_numpy(float), x)
         fig.add_trace(go.Scatter(x=final[x], y=final[metric], mode="markers", customdata=final["row"], name="model",
-                                 showlegend=False,
-                                 marker={"color": style.CATEGORICAL[0], "size": 7, "opacity": 0.7},
-                                 hovertemplate=hover))
+                                 showlegend=False, hovertemplate=hover,
+                                 marker={"color": colors.colors(), "size": 7, "opacity": 0.8}))
         if _log_scale(final[x]):
             fig.update_xaxes(type="log")
     else:
@@ -213,8 +229,45 @@ def final_metric_vs(meta: pd.DataFrame, final_rows: Sequence[int], x: str, metri
                                  y=chosen[metric], mode="markers", name="selected", customdata=chosen["row"],
                                  marker={"color": "black", "size": 11, "symbol": "diamond-open", "line": {"width": 2}},
                                  hovertemplate=hover))
-    fig.update_layout(xaxis_title=label(x), yaxis_title=label(metric), showlegend=len(chosen) > 0)
+    fig.update_layout(xaxis_title=label(x), yaxis_title=label(metric), showlegend=len(chosen) > 0,
+                      yaxis_type="log" if log_y else None)
     return style.apply(fig, f"Final {label(metric).split(' (')[0]} by {x}")
+
+
+def parallel_coordinates(final: pd.DataFrame, columns: Sequence[str], metric: str = "test_acc") -> go.Figure:
+    """Parallel coordinates of the final checkpoints (one line per model): an axis per hyper-parameter in
+    ``columns``, then ``metric``; lines coloured by ``metric`` on the house continuous scale.
+
+    Categorical columns get integer codes (sorted values) with the values as tick text; numeric columns that
+    span decades are drawn as log10 with the values as tick text. Drag along an axis to keep a range."""
+    for c in [*columns, metric]:
+        if c not in final:
+            raise ValueError(f"the metadata has no column {c!r}")
+    dims = []
+    for c in [*columns, metric]:
+        values = final[c]
+        if not is_numeric(values):
+            order = sorted(values.dropna().unique(), key=lambda v: (isinstance(v, str), str(v)))
+            codes = values.map({v: i for i, v in enumerate(order)}).to_numpy(float)
+            dims.append({"label": c, "values": codes, "tickvals": list(range(len(order))),
+                         "ticktext": [short_label(v) for v in order], "range": [-0.25, len(order) - 0.75]})
+        elif c != metric and _log_scale(values):
+            v = values.to_numpy(float)
+            ticks = np.arange(np.floor(np.log10(v.min())), np.ceil(np.log10(v.max())) + 1)
+            dims.append({"label": f"{c} (log)", "values": np.log10(v), "tickvals": list(ticks),
+                         "ticktext": [f"{10 ** t:.3g}" for t in ticks]})
+        else:
+            dims.append({"label": c if c != metric else label(metric).split(" (")[0], "values": values.to_numpy(float)})
+    acc = final[metric].to_numpy(float)
+    fig = go.Figure(go.Parcoords(dimensions=dims, labelangle=0, labelside="top",
+                                 line={"color": acc, "colorscale": style.CONTINUOUS, "showscale": True,
+                                       "cmin": float(np.nanmin(acc)) if len(acc) else 0.0,
+                                       "cmax": float(np.nanmax(acc)) if len(acc) else 1.0,
+                                       "colorbar": {"title": {"text": label(metric).split(" (")[0]}}}))
+    style.apply(fig, f"Hyper-parameters against final {label(metric).split(' (')[0]}: one line per model",
+                height=440)
+    fig.update_layout(margin={"l": 60, "r": 40, "t": 90, "b": 30})  # room above the axes for their labels
+    return fig
 
 
 def _weight_tensors(arch: Architecture) -> list:
@@ -304,11 +357,12 @@ def final_accuracy_histogram(accuracy: Sequence[float] | np.ndarray, bins: int =
     return style.apply(fig, "Final test accuracy across the zoo", height=300)
 
 
-def mean_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc", model_col: str = "model_id") -> go.Figure:
+def mean_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc", model_col: str = "model_id",
+                log_y: bool = False) -> go.Figure:
     """``metric`` against epoch per value of the hyper-parameter ``color_by``: the mean over that value's models
     with a band from the 25th to the 75th percentile, instead of hundreds of raw lines. Numeric values are
     coloured as everywhere (:func:`wslviz.plots.style.numeric_colors`); a numeric column with more than
-    :data:`MAX_LEGEND_VALUES` values is cut into quartiles of its models."""
+    :data:`MAX_LEGEND_VALUES` values is cut into quartiles of its models. ``log_y``: the metric on a log axis."""
     for c in (model_col, "epoch", metric, color_by):
         if c not in meta:
             raise ValueError(f"the metadata has no column {c!r}")
@@ -343,7 +397,7 @@ def mean_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc", mod
                                  customdata=count.to_numpy(),
                                  hovertemplate=f"{color_by} = {name}<br>epoch %{{x}}<br>mean {metric} = %{{y:.4f}}"
                                                "<br>%{customdata} models<extra></extra>"))
-    fig.update_layout(xaxis_title=label("epoch"), yaxis_title=label(metric))
+    fig.update_layout(xaxis_title=label("epoch"), yaxis_title=label(metric), yaxis_type="log" if log_y else None)
     style.integer_axes(fig, x=float(df["epoch"].max()) if len(df) else None)
     style.apply(fig, f"{label(metric).split(' (')[0].capitalize()} during training: mean and interquartile band "
                      f"per {color_by}", height=460)
