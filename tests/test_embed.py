@@ -1,11 +1,24 @@
-"""Projections: standardisation, PCA/t-SNE/UMAP shapes and determinism, out-of-sample transforms."""
+"""Projections: standardisation, PCA/t-SNE/UMAP shapes and determinism, out-of-sample transforms, fits kept
+on disk; the nearest-neighbour table of one checkpoint."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from wslviz.represent.projection import Projector, cache_key, project, standardise
+from wslviz.represent.projection import (
+    Projection,
+    ProjectionStore,
+    Projector,
+    cache_key,
+    load_or_fit,
+    project,
+    rows_digest,
+    standardise,
+    tsne_backend,
+)
+from wslviz.represent.retrieval import neighbour_table
 
 
 def blobs(n: int = 60, d: int = 6, seed: int = 0) -> np.ndarray:
@@ -40,13 +53,16 @@ def test_pca_pads_when_fewer_axes_than_dims():
     assert y.shape == (3, 3) and np.all(y[:, 2] == 0) and np.all(y[:, :2].std(0) > 0)
 
 
-def test_tsne_has_no_transform_and_is_deterministic():
+def test_tsne_is_deterministic_and_transforms_only_with_opentsne():
     x = blobs(30)
     a, b = project(x, "tsne", 2, seed=1), project(x, "tsne", 2, seed=1)
     np.testing.assert_array_equal(a, b)
     proj = Projector("tsne", 2).fit(x)
-    with pytest.raises(NotImplementedError):
-        proj.transform(x)
+    if tsne_backend() == "openTSNE":
+        assert proj.transform(x[:4]).shape == (4, 2)
+    else:
+        with pytest.raises(NotImplementedError, match="openTSNE"):
+            proj.transform(x)
 
 
 def test_umap_places_new_points_near_their_cluster():
@@ -70,3 +86,40 @@ def test_errors_and_keys():
         project(np.zeros((1, 3)), "pca")
     assert project(np.ones((5, 3)), "pca").tolist() == np.zeros((5, 2)).tolist()
     assert cache_key("abc", "stats", "pca", 2, 0) != cache_key("abc", "stats", "pca", 3, 0)
+
+
+def test_fits_are_kept_on_disk(tmp_path):
+    store = ProjectionStore(tmp_path / "fits")
+    calls = []
+
+    def features() -> np.ndarray:
+        calls.append(1)
+        return blobs()
+
+    key = cache_key("abc", "stats", "pca", 2, 0, rows=rows_digest(np.arange(60)))
+    first = load_or_fit(features, "pca", 2, 0, store, key)
+    again = load_or_fit(features, "pca", 2, 0, store, key)
+    assert len(calls) == 1 and not first.from_disk and again.from_disk  # features not even computed again
+    np.testing.assert_array_equal(again.coords, first.coords)
+    np.testing.assert_array_equal(again.explained_variance_ratio, first.explained_variance_ratio)
+    assert again.fit_seconds == first.fit_seconds
+    assert load_or_fit(features, "umap", 2, 0, store, "other").explained_variance_ratio is None
+    assert ProjectionStore(tmp_path / "fits").load("other").explained_variance_ratio is None
+    (tmp_path / "fits" / "broken.npz").write_bytes(b"not a zip")
+    assert store.load("broken") is None and store.load("missing") is None
+    (tmp_path / "file").write_text("")
+    assert not ProjectionStore(tmp_path / "file" / "sub").save("k", Projection(np.zeros((2, 2)), None, 0.0))
+    assert rows_digest(np.arange(5)) != rows_digest(np.arange(6))
+
+
+def test_neighbour_table_excludes_the_same_model():
+    x = blobs(60)
+    meta = pd.DataFrame({"model_id": np.arange(60) // 3, "epoch": np.arange(60) % 3})  # models 0..19, 3 epochs
+    table = neighbour_table(x, meta, 4, k=5)
+    assert list(table.columns) == ["row", "distance", "model_id", "epoch"] and len(table) == 5
+    assert (table["model_id"] != 1).all() and table["distance"].is_monotonic_increasing
+    assert table["model_id"].tolist() == (table["row"] // 3).tolist()
+    z = standardise(x)
+    np.testing.assert_allclose(table["distance"], np.linalg.norm(z[table["row"]] - z[4], axis=1))
+    everyone = neighbour_table(x, meta, 4, k=5, exclude_same_model=False)
+    assert 4 not in everyone["row"].tolist() and len(everyone) == 5
