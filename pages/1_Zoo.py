@@ -79,7 +79,7 @@ def table_selected() -> None:
 
 st.session_state["_zoo_table_rows"] = table["row"].to_numpy()
 st.dataframe(table, hide_index=True, height=320, key=TABLE_KEY, on_select=table_selected,
-             selection_mode="multi-row", column_config={
+             selection_mode="multi-row", column_config={**ui.number_columns(table),
                  "row": st.column_config.NumberColumn("row", help="checkpoint row index (used in the URL)"),
                  **{m: st.column_config.NumberColumn(m, format="%.4f") for m in metrics}})
 st.caption(f"{len(table):,} of {len(meta):,} checkpoints shown. Tick rows to make them the current selection "

@@ -47,14 +47,15 @@ def label(r: int) -> str:
 
 
 st.caption(f"**{zoo.name}**: {arch.describe()}; {len(spec.groups)} hidden layer(s) with "
-           f"{', '.join(str(g.size) for g in spec.groups)} units; symmetries here: "
+           f"{', '.join(f'{g.size:,}' for g in spec.groups)} units; symmetries here: "
            f"{', '.join(KIND_LABELS[k] for k in valid_kinds)}.")
 with st.expander(f"The symmetry group: {len(spec.groups)} permutation groups, 10^{S.group_size_log10(arch):.1f} "
                  "elements; what stays fixed"):
     st.markdown("Derived from the architecture (for module architectures, from its traced graph): each group "
                 "permutes the listed tensor axes together; attention heads move as wholes, tied groups share "
                 "the head order. The second table lists the axes no permutation may move, and why.")
-    st.dataframe(S.group_table(spec), hide_index=True, key="sym_groups")
+    groups_table = S.group_table(spec)
+    st.dataframe(groups_table, hide_index=True, key="sym_groups", column_config=ui.number_columns(groups_table))
     st.dataframe(S.fixed_table(spec), hide_index=True, key="sym_fixed")
 tabs = st.tabs(["One model: apply a symmetry", "Two models: align", "The zoo: spread before and after"])
 
@@ -183,7 +184,7 @@ with tabs[2]:
         n_models = f1.slider("Final checkpoints to include", 2, n_max, min(48, n_max), key="sym_zoo_n")
     else:  # a slider needs min < max: with two final checkpoints there is nothing to choose
         n_models = n_max
-        f1.caption(f"{n_max} final checkpoint(s) in this zoo.")
+        f1.caption(f"{n_max:,} final checkpoint(s) in this zoo.")
     f2.caption("The reference is the first included model; every other model is aligned to it.")
     rows = final[:n_models]
     run = st.button("Align the zoo", type="primary", key="sym_zoo_go", disabled=n_max < 2)

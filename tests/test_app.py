@@ -233,3 +233,11 @@ def test_figure_exports_to_png():
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (700, 500)  # plotly's default figure size at scale 1
+
+
+def test_sidebar_counts_have_thousands_separators():
+    at = app(zoo="moons-mlp")
+    zoo = load_zoo(ROOT / "sample_zoo" / "moons-mlp")
+    assert zoo.n_checkpoints >= 1000  # the case that read "1120"
+    expected = f"{zoo.n_models:,} models, {zoo.n_checkpoints:,} checkpoints, {zoo.n_params:,} parameters"
+    assert any(expected in c.value for c in at.sidebar.caption), [c.value for c in at.sidebar.caption]

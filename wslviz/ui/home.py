@@ -158,18 +158,19 @@ def architecture_notes(zoo) -> None:
         st.markdown("**Assumed** (the checkpoints do not record it; state it below):\n"
                     + "\n".join(f"- {what}: {phrase} *(assumed)*" for what, phrase in assumed.items()))
     if extra.get("notes"):
-        st.caption("Read: " + "; ".join(f"{note} ({n} file{'s' if n > 1 else ''})"
+        st.caption("Read: " + "; ".join(f"{note} ({n:,} file{'s' if n > 1 else ''})"
                                         for note, n in extra["notes"].items()))
     if extra.get("skipped"):
-        with st.expander(f"{len(extra['skipped'])} file(s) not opened", icon=":material/warning:"):
+        with st.expander(f"{len(extra['skipped']):,} file(s) not opened", icon=":material/warning:"):
             st.dataframe(pd.DataFrame({"file": list(extra["skipped"]), "reason": list(extra["skipped"].values())}),
                          hide_index=True, key="home_skipped")
     groups = extra.get("groups") or []
     if len(groups) > 1:
         st.markdown(f"**{len(groups)} architectures in this folder** (group {extra.get('group', 0)} is open):")
-        st.dataframe(pd.DataFrame(groups), hide_index=True, key="home_groups")
+        table = pd.DataFrame(groups)
+        st.dataframe(table, hide_index=True, key="home_groups", column_config=ui.number_columns(table))
         pick = st.selectbox("Open group", [g["group"] for g in groups], index=int(extra.get("group", 0)),
-                            format_func=lambda i: f"group {i}: {groups[i]['files']} files, {groups[i]['example']}",
+                            format_func=lambda i: f"group {i}: {groups[i]['files']:,} files, {groups[i]['example']}",
                             key="home_group")
         if pick != extra.get("group", 0) and st.button("Open this group", key="home_group_go"):
             _apply(ui.current_zoo_path(), {**ui.zoo_options(ui.current_zoo_path()), "group": int(pick)})

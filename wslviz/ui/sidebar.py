@@ -89,14 +89,14 @@ def zoo_picker() -> None:
             st.error(serve.public_message(error, also=(ui.SAMPLE_DIR,)), icon=":material/error:")
         zoo = ui.current_zoo(stop_on_error=False)
         if zoo is not None:
-            st.caption(f"**{zoo.name}**: {zoo.n_models} models, {zoo.n_checkpoints} checkpoints, "
+            st.caption(f"**{zoo.name}**: {zoo.n_models:,} models, {zoo.n_checkpoints:,} checkpoints, "
                        f"{zoo.n_params:,} parameters")
 
         st.markdown("### Selection")
         selection = ui.get_selection()
         if selection and zoo is not None:
             shown = ", ".join(f"#{r}" for r in selection[:8]) + (" ..." if len(selection) > 8 else "")
-            st.caption(f"{len(selection)} checkpoint(s): {shown}")
+            st.caption(f"{len(selection):,} checkpoint(s): {shown}")
             st.button("Clear selection", on_click=_clear_selection, key="clear_selection",
                       icon=":material/deselect:")
         else:
