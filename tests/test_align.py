@@ -191,3 +191,30 @@ def test_scale_and_sign_bring_trained_models_closer(name):
     spread = symmetry_spread(zoo.arch, w)
     assert np.median(spread["permutations + scale/sign"]) < np.median(spread["permutations"]) \
         < np.median(spread["as trained"])
+
+
+def test_device_cpu_is_the_default_path(digits_task):
+    arch = BN_CNN
+    reference, other = random_weights(arch, 2, seed=6)
+    torch.testing.assert_close(wv.weight_matching(arch, reference, other, device="cpu"),
+                               wv.weight_matching(arch, reference, other), atol=0, rtol=0)
+    torch.testing.assert_close(wv.activation_matching(arch, digits_task, reference, other, device="cpu"),
+                               wv.activation_matching(arch, digits_task, reference, other), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="not a device"):
+        wv.weight_matching(arch, reference, other, device="gpu-please")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_matching_on_cuda_gives_the_cpu_result():
+    from wslviz.core.module_arch import ModuleArchitecture
+    from wslviz.core.tasks import make_task
+
+    arch = ModuleArchitecture.builtin("resnet20", depth=8, width=0.25, in_channels=1, input_shape=[1, 8, 8])
+    task = make_task("digits")
+    reference, other = random_weights(arch, 2, seed=7)
+    for match in (lambda d: wv.weight_matching(arch, reference, other, device=d),
+                  lambda d: wv.activation_matching(arch, task, reference, other, device=d)):
+        on_gpu = match("cuda")
+        assert on_gpu.device.type == "cpu"
+        assert equivalence_gap(arch, on_gpu, other) <= 1e-5
+        torch.testing.assert_close(on_gpu, match("cpu"), atol=1e-5, rtol=0)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from wslviz.core.module_arch import ModuleArchitecture
 from wslviz.core.permutation import PermutationSpec
 from wslviz.understand import heads
 from wslviz.understand import symmetry as S
-from wslviz.understand.align import weight_matching
+from wslviz.understand.align import activation_matching, weight_matching
 
 SHAPES = {
     "resnet": lambda: ModuleArchitecture.builtin("resnet20", depth=8, width=0.25, in_channels=1, input_shape=[1, 8, 8]),
@@ -118,6 +119,20 @@ def test_structured_assignment_is_exact_on_a_planted_block_permutation():
     found, better = heads.assign(costs, groups)
     assert bool(better[0])
     assert all(torch.equal(f[0], torch.argsort(p)) for f, p in zip(found, planted, strict=True))
+
+
+def test_activation_matching_undoes_planted_attention_elements():
+    """Heads move as wholes and the tied query/key and value groups share their head order, so activation
+    matching has to solve each tie class at once (block-structured): it recovers the planted element exactly."""
+    arch = SHAPES["transformer"]()
+    task = SimpleNamespace(x_train=arch.probe_inputs(256))  # activation matching reads the training inputs only
+    for seed in range(10):
+        ref = random_weights(arch, 1, seed=20 + seed)[0]
+        planted = S.random_symmetry(arch, seed=500 + seed)
+        back, g = activation_matching(arch, task, ref, S.apply_symmetry(arch, ref, planted), n_samples=256,
+                                      return_perm=True)
+        assert torch.equal(back, ref)
+        assert all(torch.equal(p, q) for p, q in zip(g.perms, S.inverse(planted).perms, strict=True))
 
 
 class ForgotSkip:

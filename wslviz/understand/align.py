@@ -16,6 +16,10 @@
 * :func:`align_zoo`, :func:`align_to_average` and :func:`merge` for whole zoos.
 
 Every function returns a group element's image of its input: the same function, other weights.
+
+This module is long because the two matching methods share their data structures (symmetry elements, tie classes,
+candidates kept only where closer) and the zoo-level functions built on them; splitting it would export those
+private helpers across modules.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from wslviz.core import module_eval
 from wslviz.core.arch import Architecture
 from wslviz.core.batched import forward
 from wslviz.core.module_eval import is_module_arch
@@ -57,7 +62,7 @@ def _normal_form(arch: Architecture, weights: torch.Tensor, kinds: tuple[str, ..
     for group in arch.perm_spec.groups:
         s = normalising_element(arch, out, group, kinds)
         out = apply_group(arch, out, group, None, s)
-        perms.append(torch.arange(group.size).expand(weights.shape[0], -1).clone())
+        perms.append(torch.arange(group.size, device=weights.device).expand(weights.shape[0], -1).clone())
         scales.append(s.float())
     return SymmetryElement(perms, scales)
 
@@ -67,7 +72,7 @@ def _assign(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     b, n, _ = cost.shape
     cols = torch.empty(b, n, dtype=torch.int64)
     better = torch.zeros(b, dtype=torch.bool)
-    c = cost.double().numpy()
+    c = cost.double().cpu().numpy()
     for i in range(b):  # one assignment problem per model: the solver has no batched form
         _, col = linear_sum_assignment(c[i], maximize=True)
         old, new = np.trace(c[i]), c[i][np.arange(n), col].sum()
@@ -96,24 +101,29 @@ def _match_batch(arch: Architecture, reference: torch.Tensor, others: torch.Tens
     identity.
     """
     spec = arch.perm_spec
-    b = others.shape[0]
+    b, dev = others.shape[0], others.device
     g_ref = _normal_form(arch, reference.unsqueeze(0), kinds)
     g_oth = _normal_form(arch, others, kinds)
     ref = apply_symmetry(arch, reference.unsqueeze(0).double(), g_ref).float()
     base = apply_symmetry(arch, others.double(), g_oth).float()
-    ref_views = [[unit_view(arch, ref, r) for r in group.refs] for group in spec.groups]
+    # BatchNorm running statistics are permuted with their channels but left out of the objective: they are not
+    # parameters (Git Re-Basin matches parameters) but measure the scale of the conv output before them, which
+    # the BatchNorm divides away, and their size (the variances) would outweigh the weights in the inner product
+    stats = {p.name for p in arch.layout if p.role in ("running_mean", "running_var")}
+    matched = [[r for r in group.refs if r.name not in stats] for group in spec.groups]
+    ref_views = [[unit_view(arch, ref, r) for r in refs] for refs in matched]
     # groups sharing a tensor: solving one changes the other's cost matrix
     neighbours = [{h for h, other in enumerate(spec.groups) if h != gi
                    and {r.name for r in group.refs} & {r.name for r in other.refs}}
                   for gi, group in enumerate(spec.groups)]
-    identity_perms = [torch.arange(g.size).expand(b, -1).clone() for g in spec.groups]
+    identity_perms = [torch.arange(g.size, device=dev).expand(b, -1).clone() for g in spec.groups]
     # attention heads: the groups of a tie class are solved together, block-structured (wslviz.understand.heads)
     tied = {gi: members for members in spec.tie_classes() for gi in members}
 
     def cost_of(cur: torch.Tensor, gi: int, incoming_only: bool) -> torch.Tensor:
         group = spec.groups[gi]
-        cost = torch.zeros(b, group.size, group.size)
-        for ref_axis, ref_view in zip(group.refs, ref_views[gi], strict=True):
+        cost = torch.zeros(b, group.size, group.size, device=dev)
+        for ref_axis, ref_view in zip(matched[gi], ref_views[gi], strict=True):
             if not (incoming_only and not ref_axis.incoming):
                 cost += ref_view @ unit_view(arch, cur, ref_axis).transpose(1, 2)
         return cost
@@ -122,10 +132,10 @@ def _match_batch(arch: Architecture, reference: torch.Tensor, others: torch.Tens
         members = tied[gi]
         if not heads.is_structured([spec.groups[m] for m in members]):
             cols, better = _assign(cost_of(cur, gi, incoming_only))
-            return {gi: cols}, better
-        cols, better = heads.assign([cost_of(cur, m, incoming_only) for m in members],
+            return {gi: cols.to(dev)}, better
+        cols, better = heads.assign([cost_of(cur, m, incoming_only).cpu() for m in members],
                                     [spec.groups[m] for m in members])
-        return dict(zip(members, cols, strict=True)), better
+        return {m: c.to(dev) for m, c in zip(members, cols, strict=True)}, better
 
     sweep, cur = [p.clone() for p in identity_perms], base
     for gi in range(len(spec.groups)):
@@ -136,9 +146,14 @@ def _match_batch(arch: Architecture, reference: torch.Tensor, others: torch.Tens
             sweep[gj] = torch.gather(sweep[gj], 1, cols)
     candidates = [identity_perms, sweep] if descend else [sweep]
     states = [_permute_all(arch, base, c) for c in candidates]
-    best = torch.stack([(state * ref).double().sum(1) for state in states]).argmax(0)  # [B]
-    cur = torch.stack(states)[best, torch.arange(b)]
-    perms = [torch.stack([c[gi] for c in candidates])[best, torch.arange(b)] for gi in range(len(spec.groups))]
+    kept = torch.ones(arch.n_params, dtype=torch.bool, device=dev)
+    for p in arch.layout:
+        if p.name in stats:
+            kept[p.slice] = False
+    best = torch.stack([(state * ref * kept).double().sum(1) for state in states]).argmax(0)  # [B], same objective
+    rows = torch.arange(b, device=dev)
+    cur = torch.stack(states)[best, rows]
+    perms = [torch.stack([c[gi] for c in candidates])[best, rows] for gi in range(len(spec.groups))]
 
     rng = np.random.default_rng(seed)
     dirty = set(range(len(spec.groups)))
@@ -157,7 +172,7 @@ def _match_batch(arch: Architecture, reference: torch.Tensor, others: torch.Tens
                 improved = True
         if not improved:
             break
-    match = SymmetryElement(perms, [torch.ones(b, g.size) for g in spec.groups])
+    match = SymmetryElement(perms, [torch.ones(b, g.size, device=dev) for g in spec.groups])
     back = inverse(g_ref)
     back = SymmetryElement([p.expand(b, -1) for p in back.perms], [s.expand(b, -1) for s in back.scales])
     return compose(back, compose(match, g_oth))
@@ -178,6 +193,7 @@ def weight_matching(
     max_iter: int = 100,
     return_perm: bool = False,
     kinds: Iterable[str] = KINDS,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, SymmetryElement]:
     """``other`` re-expressed in ``reference``'s basis by weight matching (Git Re-Basin, Algorithm 1).
 
@@ -185,7 +201,9 @@ def weight_matching(
     Coordinate descent over permutation groups in random order (``seed``), each step solving
     ``max_P <W_ref, P W_other>`` summed over every axis the group moves, until a pass improves no group
     or ``max_iter`` passes; it starts from the better of the identity and one layer-by-layer sweep
-    matching each unit's incoming weights only. Weight matching minimises ``||reference - g·other||``;
+    matching each unit's incoming weights only. Weight matching minimises ``||reference - g·other||`` over
+    the parameters (BatchNorm running statistics move with their channels but are left out: they are not
+    learned, and measure only the scale the BatchNorm divides away);
     with ``kinds`` including ``"scale"`` (ReLU units) or ``"sign"`` (odd units) two more candidates
     follow: the layer-by-layer sweep on scale/sign normal forms (which undoes a planted rescaling or sign
     flip exactly), and, from the closer so far, a coordinate descent choosing each group's permutation
@@ -193,13 +211,18 @@ def weight_matching(
     distance with more ``kinds`` is never larger than with permutations alone.
     ``kinds=("permutation",)`` runs plain Git Re-Basin only. The result computes the same function as
     ``other``. With ``return_perm`` also the group element ``g`` with ``apply_symmetry(arch, other, g)``
-    the result.
+    the result. ``device`` (default the CPU): where the permutation descent keeps the weights and computes
+    the cost matrices (the part that grows with the parameter count); the assignment problems, the
+    scale/sign candidates and the result are on the CPU.
     """
     _check_pair(arch, reference, other)
     kinds = check_kinds(kinds)
     w, single = as_batch(other, arch)
     reference = reference.float()
-    g = _match_batch(arch, reference, w.float(), seed, max_iter, ("permutation",))
+    dev = module_eval.resolve_device(device)
+    g = _match_batch(arch, reference.to(dev), w.float().to(dev), seed, max_iter, ("permutation",))
+    if dev.type != "cpu":
+        g = SymmetryElement([p.cpu() for p in g.perms], [s.cpu() for s in g.scales])
     aligned = apply_symmetry(arch, w, g)
     normalises = any(k in group.kinds for group in arch.perm_spec.groups for k in kinds if k != "permutation")
     if normalises:
@@ -225,11 +248,22 @@ def _closer(arch: Architecture, reference: torch.Tensor, weights: torch.Tensor,
                                                  [pick(p, q) for p, q in zip(candidate.scales, g.scales, strict=True)])
 
 
-def _activations(arch: Architecture, weights: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
-    """Per group, activations ``[B, n_units, samples]`` of ``weights`` [B, P] on inputs ``x``."""
+def _activations(arch: Architecture, weights: torch.Tensor, x: torch.Tensor,
+                 device: torch.device | str | None = None) -> list[torch.Tensor]:
+    """Per group, activations ``[B, n_units, samples]`` of ``weights`` [B, P] on inputs ``x`` (computed on
+    ``device``, kept there)."""
     spec = arch.perm_spec
+    # a sequential group captures a layer index, a module's a (node, axis) pair whose node is "" where untraced
+    missing = [g.name for g in spec.groups if g.capture is None or (isinstance(g.capture, tuple) and not g.capture[0])]
+    if missing:
+        raise SymmetryError(f"activation matching needs every group's activations; the traced graph gives none for "
+                            f"{', '.join(missing)} (use weight matching)")
     with torch.no_grad():
-        _, captured = forward(arch, weights, x, capture={g.capture for g in spec.groups})
+        if is_module_arch(arch):
+            _, captured = module_eval.forward(arch, weights, x, capture={g.capture for g in spec.groups},
+                                              device=device)
+        else:  # the sequential evaluator runs on the CPU
+            _, captured = forward(arch, weights, x, capture={g.capture for g in spec.groups})
     out = []
     for group in spec.groups:
         h = captured[group.capture]  # [B, N, C, (H, W)]
@@ -258,45 +292,54 @@ def activation_matching(
     seed: int = 0,
     return_perm: bool = False,
     kinds: Iterable[str] = KINDS,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, SymmetryElement]:
     """``other`` re-expressed in ``reference``'s basis by activation matching (Git Re-Basin, Sec. 3.1).
 
     On ``n_samples`` training inputs of ``task`` (chosen with ``seed``), each group's units are paired by
     maximising the summed correlation of their activations (one linear assignment per group; groups are
     independent because a unit's transform is undone before the next layer, so it does not change the
-    activations of other layers). Where ``kinds`` let a group's units flip sign (odd activations), the
-    pairing maximises the correlation's magnitude and a negatively correlated unit is flipped; where
-    they let ReLU units rescale (correlation is blind to scale), the matched units' scales are then
-    chosen to bring the weights closest to the reference's, the pairing kept. ``other`` [P] or [B, P];
-    the result computes the same function as ``other``.
+    activations of other layers). Tied groups (attention: the query/key and the value dimensions of the same
+    heads, :meth:`~wslviz.core.permutation.PermutationSpec.tie_classes`) are solved together, as
+    block-structured permutations (:func:`wslviz.understand.heads.assign`): one head order for the class, within
+    each head one permutation per group, maximising the correlation summed over the class. Where ``kinds`` let a
+    group's units flip sign (odd activations), the pairing maximises the correlation's magnitude and a
+    negatively correlated unit is flipped; where they let ReLU units rescale (correlation is blind to scale), the
+    matched units' scales are then chosen to bring the weights closest to the reference's, the pairing kept.
+    ``other`` [P] or [B, P]; the result computes the same function as ``other``. ``device`` (module
+    architectures; default the CPU): where the forward passes and correlations run; the assignment problems and
+    the result stay on the CPU.
     """
     if task is None:
         raise ValueError("activation matching needs data: this zoo has no task")
     _check_pair(arch, reference, other)
     kinds = check_kinds(kinds)
+    spec = arch.perm_spec
     w, single = as_batch(other.float(), arch)
     b = w.shape[0]
     gen = torch.Generator().manual_seed(seed)
     x = task.x_train
     x = x[torch.randperm(len(x), generator=gen)[:n_samples]]
-    acts_ref = _activations(arch, reference.float().unsqueeze(0), x)
-    acts_oth = _activations(arch, w, x)
-    perms, scales = [], []
-    for group, a_ref, a_oth in zip(arch.perm_spec.groups, acts_ref, acts_oth, strict=True):
-        corr = _correlation(a_ref, a_oth)
-        signs = "sign" in kinds and "sign" in group.kinds
-        cost = corr.abs() if signs else corr
-        cols = torch.empty(b, cost.shape[1], dtype=torch.int64)
-        for i in range(b):  # one assignment problem per model
-            cols[i] = torch.from_numpy(linear_sum_assignment(cost[i].numpy(), maximize=True)[1])
-        sign = torch.ones(b, cost.shape[1])
-        if signs:
-            sign = torch.where(torch.gather(corr, 2, cols.unsqueeze(-1)).squeeze(-1) < 0, -1.0, 1.0)
-        perms.append(cols)
-        scales.append(sign)
+    acts_ref = _activations(arch, reference.float().unsqueeze(0), x, device)
+    acts_oth = _activations(arch, w, x, device)
+    corrs = [_correlation(a_ref, a_oth).cpu() for a_ref, a_oth in zip(acts_ref, acts_oth, strict=True)]
+    signed = ["sign" in kinds and "sign" in group.kinds for group in spec.groups]
+    costs = [c.abs() if sg else c for c, sg in zip(corrs, signed, strict=True)]
+    perms: list[torch.Tensor] = [torch.empty(0)] * len(spec.groups)
+    for members in spec.tie_classes():
+        groups = [spec.groups[m] for m in members]
+        if heads.is_structured(groups):
+            cols = heads.assign([costs[m] for m in members], groups, require_gain=False)[0]
+        else:
+            cols = [torch.stack([torch.from_numpy(linear_sum_assignment(c.numpy(), maximize=True)[1])
+                                 for c in costs[members[0]]])]  # one assignment problem per model
+        for m, col in zip(members, cols, strict=True):
+            perms[m] = col
+    scales = [torch.where(torch.gather(c, 2, p.unsqueeze(-1)).squeeze(-1) < 0, -1.0, 1.0) if sg
+              else torch.ones(b, p.shape[1]) for c, p, sg in zip(corrs, perms, signed, strict=True)]
     g = SymmetryElement(perms, scales)
     aligned = apply_symmetry(arch, w, g)
-    if any("scale" in kinds and "scale" in group.kinds for group in arch.perm_spec.groups):
+    if any("scale" in kinds and "scale" in group.kinds for group in spec.groups):
         # correlations are blind to ReLU scales: choose them by the weight distance, the units staying put
         h = refine_factors(arch, reference.float(), aligned, ("scale",), seed, 100, permute=False)
         g = compose(h, g)
@@ -316,12 +359,13 @@ def align_zoo(
     kinds: Iterable[str] = KINDS,
     seed: int = 0,
     chunk_size: int = 64,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Every model of ``weights`` [B, P] re-expressed in the basis of ``reference`` [P] -> ``[B, P]``.
 
     ``method``: ``"weight"`` (:func:`weight_matching`) or ``"activation"`` (:func:`activation_matching`,
     needs ``task``). Models are matched in batched chunks of ``chunk_size``; ``progress(done, total)``
-    is called after each chunk.
+    is called after each chunk. ``device``: passed on to the matching (default the CPU).
     """
     if method not in METHODS:
         raise ValueError(f"unknown alignment method {method!r}; known: {', '.join(METHODS)}")
@@ -332,9 +376,11 @@ def align_zoo(
     for start in range(0, len(w), chunk_size):
         part = w[start:start + chunk_size]
         if method == "weight":
-            out[start:start + chunk_size] = weight_matching(arch, reference, part, seed=seed, kinds=kinds)
+            out[start:start + chunk_size] = weight_matching(arch, reference, part, seed=seed, kinds=kinds,
+                                                               device=device)
         else:
-            out[start:start + chunk_size] = activation_matching(arch, task, reference, part, seed=seed, kinds=kinds)
+            out[start:start + chunk_size] = activation_matching(arch, task, reference, part, seed=seed,
+                                                                   kinds=kinds, device=device)
         if progress:
             progress(min(start + chunk_size, len(w)), len(w))
     return out

@@ -5,15 +5,19 @@ al., "REPAIR: REnormalizing Permuted Activations for Interpolation Repair", ICLR
 loss barrier that remains after alignment. Two corrections, both computed from a task's training inputs:
 
 * **BatchNorm reset** (``"reset"``): every BatchNorm's running mean and variance are recomputed from the
-  merged network's own activations (one pass, :func:`wslviz.core.module_eval.batchnorm_statistics`). In a
-  BatchNorm network this is REPAIR: the normalised channels then carry the interpolated BatchNorm scale and
-  shift, i.e. statistics between the endpoints' (Jordan et al., Sec. 4.3). It is the default for networks
+  merged network's own activations (one pass, :func:`wslviz.core.module_eval.batchnorm_statistics`). The
+  normalised channels then carry the interpolated BatchNorm scale and shift; this is the default for networks
   with BatchNorm, since the averaged running statistics describe neither endpoint's activations.
-* **REPAIR** (``"repair"``): for networks without BatchNorm, each hidden linear/conv layer's output channels
-  of the interpolated network ``(1 - t) a + t b`` are rescaled so that their mean and standard deviation over
-  the data are the interpolation ``(1 - t) mu_a + t mu_b``, ``(1 - t) sigma_a + t sigma_b`` of the endpoints'
-  (Jordan et al., Eq. 2); the affine correction is folded into the layer's weight rows and bias, layer by layer
-  in graph order (each layer sees the corrected layers before it). Networks with BatchNorm get the reset.
+* **REPAIR** (``"repair"``): the output channels of the interpolated network ``(1 - t) a + t b`` are rescaled so
+  that their mean and standard deviation over the data are the interpolation ``(1 - t) mu_a + t mu_b``,
+  ``(1 - t) sigma_a + t sigma_b`` of the endpoints' (Jordan et al., Eq. 2), layer by layer in graph order (each
+  layer sees the corrected layers before it), the affine correction folded into the layer's weights and bias.
+  Without BatchNorm the corrected layers are the hidden linear/conv layers. With BatchNorm it is the reset
+  followed by the same correction of every BatchNorm's *output* (folded into its weight and bias): after the
+  reset a channel's standard deviation is ``|(1 - t) gamma_a + t gamma_b|``, below the endpoints' interpolated
+  ``(1 - t) |gamma_a| + t |gamma_b|`` wherever the two scales differ in sign, and the endpoints' own outputs
+  differ from their ``gamma``, ``beta`` where their running statistics are not their data's (Jordan et al.,
+  Sec. 4.3: the reset alone is REPAIR on BatchNorm networks only up to these terms).
 
 Both return ordinary weight vectors of the same architecture, so everything downstream (evaluation, barriers,
 export) is unchanged.
@@ -71,9 +75,10 @@ def reset_batchnorm(arch: Any, weights: torch.Tensor, task: Task | None = None,
 
 
 def _producers(m: Any) -> list[tuple[str, str, str | None, int]]:
-    """The hidden linear/conv layers of a module architecture, in graph order, whose output channels can be
-    rescaled: ``(graph node, weight name, bias name or None, channel axis of the output)``. Layers whose outputs
-    are the network's outputs (fixed axes of the permutation spec) are left out."""
+    """The layers of a module architecture, in graph order, whose output channels REPAIR rescales:
+    ``(graph node, weight name, bias name or None, channel axis of the output)``. With BatchNorm, the affine
+    BatchNorm layers; without, the hidden linear/conv layers (those whose outputs are the network's outputs,
+    fixed axes of the permutation spec, are left out)."""
     from wslviz.core.fx_spec import trace
 
     gm = trace(m)
@@ -82,19 +87,17 @@ def _producers(m: Any) -> list[tuple[str, str, str | None, int]]:
     spec = getattr(m, "perm_spec", None) if module_eval.is_module_arch(m) else getattr(m.arch, "perm_spec", None)
     if spec is not None:
         out_fixed = {f.name for f in spec.fixed if f.axis == 0 and "output" in f.reason}
+    kinds = (nn.modules.batchnorm._BatchNorm,) if _has_batchnorm(m) else (nn.Linear, nn.Conv1d, nn.Conv2d)
     modules = dict(gm.named_modules())
     found = []
     for node in gm.graph.nodes:
-        if node.op != "call_module":
-            continue
-        mod = modules[node.target]
-        if not isinstance(mod, nn.Linear | nn.Conv1d | nn.Conv2d):
+        if node.op != "call_module" or not isinstance(modules[node.target], kinds):
             continue
         weight, bias = f"{node.target}.weight", f"{node.target}.bias"
         if weight not in names or weight in out_fixed:
             continue
         shape = node.meta["tensor_meta"].shape
-        axis = 1 if isinstance(mod, nn.Conv1d | nn.Conv2d) else len(shape) - 1
+        axis = len(shape) - 1 if isinstance(modules[node.target], nn.Linear) else 1
         found.append((node.name, weight, bias if bias in names else None, axis))
     return found
 
@@ -111,16 +114,16 @@ def repair(arch: Any, a: torch.Tensor, b: torch.Tensor, points: torch.Tensor, t:
            task: Task | None, n_samples: int = N_SAMPLES, eps: float = 1e-6,
            device: torch.device | str = "cpu") -> torch.Tensor:
     """REPAIR (Jordan et al. 2023) of interpolated networks ``points`` [G, P] lying at ``t`` [G] between
-    endpoints ``a`` and ``b`` [P] (``b`` already aligned to ``a``): see the module docstring. Networks with
-    BatchNorm get :func:`reset_batchnorm` instead."""
-    if _has_batchnorm(arch):
-        return reset_batchnorm(arch, points, task, n_samples, device)
+    endpoints ``a`` and ``b`` [P] (``b`` already aligned to ``a``): see the module docstring (with BatchNorm:
+    :func:`reset_batchnorm`, then the correction of the BatchNorm outputs)."""
     m = module_eval.as_module_arch(arch)
     x = _inputs(task, n_samples)
+    out = points.detach().float().clone()
+    if _has_batchnorm(arch):
+        out = reset_batchnorm(arch, out, task, n_samples, device)
     layers = _producers(m)
     if not layers:
-        return points.float().clone()
-    out = points.detach().float().clone()
+        return out
     t = torch.as_tensor(t, dtype=torch.float64).reshape(-1, 1)
     keys = {(node, axis) for node, _, _, axis in layers}
     _, ends = module_eval.forward(m, torch.stack([a, b]).float(), x, capture=keys, device=device)
@@ -130,6 +133,8 @@ def repair(arch: Any, a: torch.Tensor, b: torch.Tensor, points: torch.Tensor, t:
         mu_ab, sd_ab = _channel_stats(ends[key])
         goal_mu = (1 - t) * mu_ab[0] + t * mu_ab[1]
         goal_sd = (1 - t) * sd_ab[0] + t * sd_ab[1]
+        if m.has_batchnorm:  # the layers corrected so far changed this BatchNorm's input: its statistics follow
+            out = reset_batchnorm(arch, out, task, n_samples, device)
         _, now = module_eval.forward(m, out, x, capture={key}, device=device)
         mu, sd = _channel_stats(now[key])
         scale = goal_sd / (sd + eps)  # [G, C]
