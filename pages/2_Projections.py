@@ -16,7 +16,7 @@ from wslviz.scale.cache import cache_root
 
 CHART_KEY = "proj_chart"
 PICKED_KEY = "proj_picked"
-RANGES_KEY = "proj_ranges"  # column -> (lo, hi) chosen on its linked histogram
+RANGES_KEY = "proj_ranges"  # zoo fingerprint -> column -> (lo, hi) chosen on its linked histogram
 HIST_GEN_KEY = "proj_hist_gen"  # bumped by "Clear filters": new histogram keys drop their selections
 COMPUTED_KEY = "proj_computed"  # (kind, method) pairs whose expensive features were asked for
 SUBSAMPLE_THRESHOLD = 5000
@@ -124,7 +124,7 @@ def hist_key(col: str) -> str:
 
 
 # a histogram's selection resets whenever its figure changes (every filter redraws it): ranges live here
-ranges = st.session_state.setdefault(RANGES_KEY, {})
+ranges = st.session_state.setdefault(RANGES_KEY, {}).setdefault(fp, {})
 for col in hist_cols:
     chosen_range = eplots.range_from_selection((st.session_state.get(hist_key(col)) or {}).get("selection"))
     if chosen_range is not None:
@@ -143,8 +143,8 @@ if len(picked) == 1:
     k = int(n1.number_input("neighbours", 1, 50, 10, key="proj_k"))
     exclude = n2.toggle("exclude same model", value=True, key="proj_exclude",
                         help="Other epochs of the same training run are trivially close; leave them out.")
-    neighbours = ui.result(zoo, ("neighbours", kind, picked[0], k, exclude), lambda progress=None: retrieval.
-                           neighbour_table(cached_features(kind), meta, picked[0], k, exclude))
+    table_of = partial(retrieval.neighbour_table, cached_features(kind), meta, picked[0], k, exclude)
+    neighbours = ui.result(zoo, ("neighbours", kind, picked[0], k, exclude), lambda progress=None: table_of())
 axis = {"pca": "PC", "tsne": "t-SNE", "umap": "UMAP"}[method]
 at_epoch = meta["epoch"].to_numpy() == epoch if by_epoch else None
 looks = {"meta": meta, "rows": rows, "color_by": color_by, "selected": picked, "axis_title": axis,
@@ -188,7 +188,7 @@ st.caption((("Explained variance of the standardised features: "
            + f"{projection.LABELS[method]}" + (f" ({projection.tsne_backend()})" if method == "tsne" else "")
            + f" fit: {fitted.fit_seconds:.1f} s, measured"
            + (" (the first UMAP fit in a process includes compiling its kernels)" if method == "umap" else "")
-           + ("; read back from disk" if fitted.from_disk else "; kept in memory and on disk") + ".")
+           + ("; read back from disk" if fitted.from_disk else "; cached in memory and on disk") + ".")
 ui.download_figure(fig, f"{zoo.name}-{kind}-{method}")
 
 if hist_cols:
@@ -201,7 +201,7 @@ if hist_cols:
         st.caption(f"Filters: {', '.join(f'{c} in [{lo:.4g}, {hi:.4g}]' for c, (lo, hi) in active.items())}; "
                    f"**{int(kept[rows].sum()):,}** of {len(rows):,} checkpoints shown.")
         if st.button("Clear filters", key="proj_clear_filters"):
-            st.session_state[RANGES_KEY] = {}
+            st.session_state[RANGES_KEY][fp] = {}
             st.session_state[HIST_GEN_KEY] = st.session_state.get(HIST_GEN_KEY, 0) + 1
             st.rerun()
 

@@ -173,7 +173,7 @@ def test_histogram_range_filters_the_plot(moons_zoo):
     assert not at.exception
     acc = moons_zoo.metadata["test_acc"].to_numpy()
     assert drawn(at) == np.flatnonzero((acc >= 0.9) & (acc <= 1.0)).tolist()
-    assert at.session_state["proj_ranges"] == {"test_acc": (0.9, 1.0)}
+    assert at.session_state["proj_ranges"][moons_zoo.fingerprint] == {"test_acc": (0.9, 1.0)}
     at.selectbox(key="proj_color").select("lr").run()  # the figure changes, the range stays
     assert drawn(at) == np.flatnonzero((acc >= 0.9) & (acc <= 1.0)).tolist()
     at.button(key="proj_clear_filters").click().run()
