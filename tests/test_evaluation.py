@@ -24,6 +24,7 @@ from wslviz.core.evaluation import (
     model_outputs,
 )
 from wslviz.core.training import DIGITS_CNN as BUNDLED_DIGITS_CNN
+from wslviz.core.training import init_weights
 
 DIGITS_CNN = {"input_shape": [1, 8, 8], "layers": [
     {"type": "conv2d", "in_channels": 1, "out_channels": 8, "kernel_size": 3}, {"type": "relu"},
@@ -335,3 +336,29 @@ def test_tie_test_is_not_fooled_by_rows_without_a_finite_maximum(digits_task):
     out[0, row, [0, int(y[row])]] = 9.0
     _, right = digits_task.loss_and_correct(out, y)
     assert torch.equal(right, digits_task.correct(out, y))
+
+
+def test_sequential_and_module_evaluators_take_the_same_device_argument(digits_task):
+    """``device=None`` and ``"cpu"`` keep the CPU path (the sequential evaluator's own kernels, bit for bit); the
+    module evaluator and the per-model reference take the same argument; CUDA where there is none is refused with
+    one clear message (the CUDA path itself runs only where a device exists)."""
+    from wslviz.core import module_eval
+
+    arch = Architecture(BUNDLED_DIGITS_CNN)
+    w = init_weights(arch, [0, 1, 2])
+    as_module = module_eval.as_module_arch(arch)
+    for device in (None, "cpu", torch.device("cpu")):
+        assert torch.equal(evaluate(arch, digits_task, w, device=device)["loss"],
+                           evaluate(arch, digits_task, w)["loss"])
+        assert torch.equal(module_eval.evaluate(as_module, digits_task, w, device=device)["loss"],
+                           module_eval.evaluate(as_module, digits_task, w)["loss"])
+    reference = evaluate_per_model(arch, digits_task, w, device="cpu")
+    _assert_results_close(arch, digits_task, w, "test", evaluate(arch, digits_task, w), reference)
+    with pytest.raises(ValueError, match="not a device"):
+        evaluate(arch, digits_task, w, device="gpu-please")
+    if torch.cuda.is_available():
+        _assert_results_close(arch, digits_task, w, "test", evaluate(arch, digits_task, w, device="cuda"), reference)
+    else:
+        for fn in (evaluate, module_eval.evaluate):
+            with pytest.raises(ValueError, match="no CUDA device"):
+                fn(arch if fn is evaluate else as_module, digits_task, w, device="cuda")

@@ -16,6 +16,8 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from conftest import SAMPLE
 from rounding import assert_accuracy_close, assert_rounding_close, network_terms
 
 import wslviz as wv
@@ -287,3 +289,55 @@ def test_cli_reports_a_refused_cache(tmp_path, zoo_path, full_cache, client, cap
                  "--scheduler", client.scheduler.address])
     assert code == 1
     assert "other parameters" in capsys.readouterr().err
+
+
+def _module_terms(arch, n_samples: int) -> int:
+    """Terms summed along a forward pass of a module architecture, bounded by its parameter count (every weight
+    enters one sum once; normalisations and attention add fewer terms than their inputs' weights), plus the loss's
+    sums over the samples (see :func:`rounding.network_terms` for sequential networks)."""
+    return arch.n_params + n_samples
+
+
+@pytest.mark.parametrize("name", ["digits-resnet", "tiny-transformer"])
+def test_precompute_command_runs_on_module_architectures(tmp_path, name, client, capsys):
+    zoo = load_zoo(SAMPLE / name).subset(np.arange(6))
+    path = save_zoo(zoo, tmp_path / name)
+    out = tmp_path / "cache"
+    code = main(["precompute", str(path), "--out", str(out), "--features", "stats,aligned", "--evaluate",
+                 "--chunk-size", "4", "--device", "cpu", "--scheduler", client.scheduler.address])
+    assert code == 0 and "complete" in capsys.readouterr().out
+    zoo = load_zoo(path, cache=False)
+    cache = PrecomputeCache(out)
+    assert cache.matches(zoo) and read_manifest(out)["chunks"] == [[0, 4], [4, 6]]
+    assert_rounding_close(cache.features("stats").values, features_module.feature_set(zoo, "stats").values,
+                          zoo.n_params, msg="stats")
+    ref = zoo.weights[cache.parameters["reference"]].float()
+    assert_rounding_close(cache.aligned(), align_zoo(zoo.arch, zoo.weights.float(), ref, task=zoo.task),
+                          zoo.n_params, msg="aligned")
+    table = cache.evaluation()
+    for split in ("train", "test"):
+        x = zoo.task.split(split)[0]
+        direct = evaluate(zoo.arch, zoo.task, zoo.weights, split)
+        terms = _module_terms(zoo.arch, len(x))
+        assert_rounding_close(table[f"{split}_loss"], direct["loss"], terms, msg=split)
+        assert_accuracy_close(table[f"{split}_acc"], direct["accuracy"], model_outputs(zoo.arch, zoo.weights, x),
+                              terms)
+
+
+def test_precompute_refuses_a_device_this_machine_lacks(zoo_path, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code = main(["precompute", str(zoo_path), "--out", str(tmp_path / "c"), "--evaluate", "--device", "cuda"])
+    assert code == 1 and "no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # refused before anything starts or is written
+    with pytest.raises(ValueError, match="not a device"):
+        precompute_zoo(zoo_path, tmp_path / "c", evaluate=True, device="gpu-please")
+
+
+def test_precompute_on_cuda_equals_cpu(tmp_path, zoo_path, full_cache, client):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    out = tmp_path / "cuda"
+    precompute_zoo(zoo_path, out, features=ALL, evaluate=True, client=client, chunk_size=CHUNK, device="cuda")
+    zoo = load_zoo(zoo_path, cache=False)
+    _assert_evaluation_close(zoo, PrecomputeCache(out).evaluation(), PrecomputeCache(full_cache).evaluation())

@@ -205,7 +205,7 @@ def _precompute(args: argparse.Namespace) -> None:
     try:
         report = precompute_zoo(args.zoo, args.out, features=features, align_to=args.align_to, evaluate=args.evaluate,
                                 scheduler=args.scheduler, n_workers=args.workers, chunk_size=args.chunk_size,
-                                progress=progress)
+                                device=args.device, progress=progress)
     except (CacheError, FeatureError, ValueError) as e:
         raise CommandError(str(e)) from None
     state = "complete" if report.complete else "incomplete (rerun to continue)"
@@ -275,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="existing Dask scheduler, e.g. tcp://host:8786 (workers must see ZOO and --out)")
     p.add_argument("--workers", type=int, default=2, help="local worker processes when no --scheduler (default 2)")
     p.add_argument("--chunk-size", type=int, help="checkpoints per task (default: by memory and worker count)")
+    p.add_argument("--device", default="cpu",
+                   help="where evaluations run: cpu (default), cuda or cuda:N (a CUDA device on every worker)")
     p.set_defaults(func=_precompute)
     return parser
 

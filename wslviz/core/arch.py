@@ -28,7 +28,6 @@ This is the *sequential* kind of the architecture protocol (:mod:`wslviz.core.pr
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -44,6 +43,7 @@ from wslviz.core.layout import (
     PARAMETRIC,
     SHAPE_ONLY,
     ArchitectureError,
+    FlatLayout,
     ParamInfo,
     conv_out,
 )
@@ -79,7 +79,7 @@ def _pair(v: Any) -> int:
     return int(v)
 
 
-class Architecture:
+class Architecture(FlatLayout):
     """A sequential network described by a JSON-able spec, with its flat parameter layout.
 
     Attributes: ``spec`` (dict), ``layers`` (list of layer dicts, defaults filled in),
@@ -249,13 +249,6 @@ class Architecture:
         return model
 
     # ---------------------------------------------------------------- flat vectors
-    def unflatten(self, weights: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``[P] -> {name: tensor}`` or ``[B, P] -> {name: [B, *shape]}`` (views, no copies)."""
-        if weights.shape[-1] != self.n_params:
-            raise ArchitectureError(f"expected {self.n_params} parameters per model, got {weights.shape[-1]}")
-        lead = weights.shape[:-1]
-        return {p.name: weights[..., p.slice].reshape(*lead, *p.shape) for p in self.layout}
-
     def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False) -> torch.Tensor:
         """A state dict of this architecture -> float32 ``[P]``; names the first missing or misshapen key.
 
@@ -264,19 +257,8 @@ class Architecture:
         """
         if by_order:
             state_dict = _rename_by_order(self, state_dict)
-        keys = {k for k in state_dict if not k.endswith("num_batches_tracked")}
-        expected = {p.name for p in self.layout}
-        if keys - expected:
-            raise ArchitectureError(f"unexpected keys for this architecture: {sorted(keys - expected)[:5]}")
-        parts = []
-        for p in self.layout:
-            if p.name not in state_dict:
-                raise ArchitectureError(f"missing key {p.name!r}")
-            t = torch.as_tensor(state_dict[p.name])
-            if tuple(t.shape) != p.shape:
-                raise ArchitectureError(f"{p.name}: shape {list(t.shape)}, expected {list(p.shape)}")
-            parts.append(t.detach().reshape(-1).to(torch.float32))
-        return torch.cat(parts) if parts else torch.zeros(0)
+        return self.pack({k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")},
+                         "this architecture")
 
     # ---------------------------------------------------------------- descriptions
     @property
@@ -309,22 +291,12 @@ class Architecture:
             body = "MLP " + "-".join(widths)
         return f"{body} ({acts}), {self.n_params:,} params"
 
-    def to_json(self) -> str:
-        return json.dumps(self.spec, sort_keys=True)
-
-    @property
-    def fingerprint(self) -> str:
-        return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
-
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Architecture) and self.input_shape == other.input_shape
                 and self.layers == other.layers)
 
     def __hash__(self) -> int:
         return hash(json.dumps([self.input_shape, self.layers], sort_keys=True))
-
-    def __repr__(self) -> str:
-        return f"Architecture({self.describe()})"
 
 
 def _rename_by_order(arch: Architecture, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -93,8 +93,7 @@ def model_outputs(
     architectures, and any architecture on a ``device`` other than the CPU, run in :mod:`wslviz.core.module_eval`."""
     require_forward(arch, "Running the networks")
     if module_eval.is_module_arch(arch) or not module_eval.on_cpu(device):
-        return module_eval.model_outputs(module_eval.as_module_arch(arch), weights, x, chunk_size, progress,
-                                         device or "cpu")
+        return module_eval.model_outputs(module_eval.as_module_arch(arch), weights, x, chunk_size, progress, device)
     single = weights.dim() == 1
     weights = weights.unsqueeze(0) if single else weights
     chunk = chunk_size or default_chunk_size(arch, len(x), n_models=len(weights))
@@ -122,7 +121,7 @@ def evaluate(
     """
     if module_eval.is_module_arch(arch) or not module_eval.on_cpu(device):
         return module_eval.evaluate(module_eval.as_module_arch(arch), task, weights, split, chunk_size, progress,
-                                    device or "cpu")
+                                    device)
     x, y = _check_inputs(arch, task, split)
     single = weights.dim() == 1
     weights = weights.unsqueeze(0) if single else weights
@@ -278,7 +277,7 @@ def evaluate_affine(
     """
     if module_eval.is_module_arch(arch) or not module_eval.on_cpu(device):
         return module_eval.evaluate_affine(module_eval.as_module_arch(arch), task, origin, directions, coords, split,
-                                           chunk_size, progress, device or "cpu")
+                                           chunk_size, progress, device)
     x, y = _check_inputs(arch, task, split)
     origin, directions = origin.detach().double(), directions.detach().double()
     coords = torch.as_tensor(coords, dtype=torch.float64)
@@ -308,22 +307,14 @@ def evaluate_affine(
 
 
 @torch.no_grad()
-def evaluate_per_model(arch: Architecture, task: Task, weights: torch.Tensor, split: str = "test"):
-    """Reference implementation: one ``nn.Module``, ``load_state_dict`` and forward per model.
+def evaluate_per_model(arch: Architecture, task: Task, weights: torch.Tensor, split: str = "test",
+                       device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """Reference implementation: one ``nn.Module``, ``load_state_dict`` and forward per model (on ``device``),
+    ``weights [B, P] -> {"loss": [B], "accuracy": [B]}``.
 
     Used by the tests (ground truth for :func:`evaluate`) and the benchmarks (the loop baseline).
     """
-    if module_eval.is_module_arch(arch):
-        return module_eval.evaluate_per_model(arch, task, weights, split)
-    x, y = task.split(split)
-    model = arch.build()
-    losses, accs = [], []
-    for w in weights:
-        model.load_state_dict(arch.unflatten(w), strict=False)
-        out = model(x).unsqueeze(0)
-        losses.append(task.loss(out, y)[0])
-        accs.append(task.correct(out, y)[0] / len(y))
-    return {"loss": torch.stack(losses), "accuracy": torch.stack(accs)}
+    return module_eval.evaluate_per_model(module_eval.as_module_arch(arch), task, weights, split, device)
 
 
 @torch.no_grad()

@@ -1,14 +1,22 @@
 """The flat parameter layout every architecture kind shares, and the layer vocabulary of sequential specs.
 
 A model's weights travel as one float32 vector (``[P]``, or ``[B, P]`` for a batch); a layout is the list
-of :class:`ParamInfo` that cuts it into named tensors. The errors every architecture kind raises live here
-too, so that each kind's module can raise them without importing the others.
+of :class:`ParamInfo` that cuts it into named tensors. :class:`FlatLayout` is what every architecture kind
+(sequential, module, weights-only) does with its layout: cut a vector into tensors, pack a state dict into a
+vector, name itself. The errors every architecture kind raises live here too, so that each kind's module can
+raise them without importing the others.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "gelu", "sigmoid", "sin")
 PARAMETRIC = ("linear", "conv2d", "batchnorm", "layernorm")
@@ -57,3 +65,51 @@ class ParamInfo:
     @property
     def slice(self) -> slice:
         return slice(self.offset, self.offset + self.numel)
+
+
+class FlatLayout:
+    """The flat-vector side every architecture kind shares: subclasses set ``layout`` (a tuple of
+    :class:`ParamInfo`), ``n_params`` and ``spec`` (JSON-serialisable), and define ``describe()``."""
+
+    layout: tuple[ParamInfo, ...]
+    n_params: int
+    spec: dict[str, Any]
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def unflatten(self, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``[P] -> {name: tensor}`` or ``[B, P] -> {name: [B, *shape]}`` (views, no copies)."""
+        if weights.shape[-1] != self.n_params:
+            raise ArchitectureError(f"expected {self.n_params} parameters per model, got {weights.shape[-1]}")
+        lead = weights.shape[:-1]
+        return {p.name: weights[..., p.slice].reshape(*lead, *p.shape) for p in self.layout}
+
+    def pack(self, tensors: Mapping[str, Any], what: str, also: frozenset[str] | set[str] = frozenset(),
+             ) -> torch.Tensor:
+        """``{name: tensor}`` with exactly the layout's names (and any of ``also``, e.g. tied aliases, which are
+        ignored) -> float32 ``[P]``; raises :class:`ArchitectureError` naming the first unexpected, missing or
+        misshapen key (``what`` says whose keys they are, for the message)."""
+        extra = sorted(set(tensors) - {p.name for p in self.layout} - set(also))
+        if extra:
+            raise ArchitectureError(f"unexpected keys for {what}: {extra[:5]}")
+        parts = []
+        for p in self.layout:
+            if p.name not in tensors:
+                raise ArchitectureError(f"missing key {p.name!r}")
+            t = torch.as_tensor(tensors[p.name])
+            if tuple(t.shape) != p.shape:
+                raise ArchitectureError(f"{p.name}: shape {list(t.shape)}, expected {list(p.shape)}")
+            parts.append(t.detach().reshape(-1).to(torch.float32))
+        return torch.cat(parts) if parts else torch.zeros(0)
+
+    def to_json(self) -> str:
+        return json.dumps(self.spec, sort_keys=True)
+
+    @property
+    def fingerprint(self) -> str:
+        """12 hex digits identifying the spec."""
+        return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()})"

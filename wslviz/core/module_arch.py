@@ -32,7 +32,6 @@ import copy
 import hashlib
 import importlib
 import importlib.util
-import json
 import math
 import sys
 from collections.abc import Mapping
@@ -44,7 +43,7 @@ import torch
 from torch import nn
 
 from wslviz.core.builtins import BUILTINS, INPUTS
-from wslviz.core.layout import ArchitectureError, ParamInfo
+from wslviz.core.layout import ArchitectureError, FlatLayout, ParamInfo
 from wslviz.core.permutation import PermutationSpec
 
 KIND = "module"
@@ -102,7 +101,7 @@ def _layer_type(module: nn.Module) -> str:
     return type(module).__name__.lower()
 
 
-class ModuleArchitecture:
+class ModuleArchitecture(FlatLayout):
     """An ``nn.Module`` architecture with the flat layout of its state dict (see the module docstring).
 
     Build one with :meth:`builtin` (``ModuleArchitecture.builtin("resnet20", depth=8, width=0.25,
@@ -224,13 +223,6 @@ class ModuleArchitecture:
             model.load_state_dict(self.unflatten(weights.detach().float()), strict=False)
         return model
 
-    def unflatten(self, weights: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``[P] -> {name: tensor}`` or ``[B, P] -> {name: [B, *shape]}`` (views, no copies; tied names once)."""
-        if weights.shape[-1] != self.n_params:
-            raise ArchitectureError(f"expected {self.n_params} parameters per model, got {weights.shape[-1]}")
-        lead = weights.shape[:-1]
-        return {p.name: weights[..., p.slice].reshape(*lead, *p.shape) for p in self.layout}
-
     def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False) -> torch.Tensor:
         """A state dict of this module -> float32 ``[P]``; names the first missing, unexpected or misshapen key.
 
@@ -242,19 +234,7 @@ class ModuleArchitecture:
         for prefix in ("module.", "model.", "_orig_mod."):
             if sd and all(k.startswith(prefix) for k in sd) and not any(p.name.startswith(prefix) for p in self.layout):
                 sd = {k[len(prefix):]: v for k, v in sd.items()}
-        expected = {p.name for p in self.layout} | set(self.aliases)
-        extra = sorted(set(sd) - expected)
-        if extra:
-            raise ArchitectureError(f"unexpected keys for {self.name}: {extra[:5]}")
-        parts = []
-        for p in self.layout:
-            if p.name not in sd:
-                raise ArchitectureError(f"missing key {p.name!r}")
-            t = torch.as_tensor(sd[p.name])
-            if tuple(t.shape) != p.shape:
-                raise ArchitectureError(f"{p.name}: shape {list(t.shape)}, expected {list(p.shape)}")
-            parts.append(t.detach().reshape(-1).to(torch.float32))
-        return torch.cat(parts)
+        return self.pack(sd, self.name, also=set(self.aliases))  # tied names (aliases) may be present or not
 
     def initial_weights(self) -> torch.Tensor:
         """The module's own initialisation as ``[P]`` (what the builder drew)."""
@@ -294,18 +274,8 @@ class ModuleArchitecture:
         head = f"{self.name} ({kwargs})" if kwargs else self.name
         return f"{head}, {self.n_params:,} params"
 
-    def to_json(self) -> str:
-        return json.dumps(self.spec, sort_keys=True)
-
-    @property
-    def fingerprint(self) -> str:
-        return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ModuleArchitecture) and self.spec == other.spec
 
     def __hash__(self) -> int:
         return hash(self.to_json())
-
-    def __repr__(self) -> str:
-        return f"ModuleArchitecture({self.describe()})"

@@ -19,8 +19,9 @@ bench_module_eval.py`` found one unchunked ``vmap`` over 256 models 2.1x faster 
 3.3x). Hence :data:`CHUNK_BYTES` of 1 GiB (about 100 digits-resnet models on 540 images), which bounds memory
 for large zoos rather than speed.
 
-``device``: the computation runs there (weights and inputs are moved chunk by chunk; results come back to the
-CPU). The default is the CPU.
+``device`` (every public function takes one; None is the CPU): the computation runs there (weights and inputs are
+moved chunk by chunk; results come back to the CPU). :func:`resolve_device` checks it once, so that asking for CUDA
+where there is none fails with one clear message.
 """
 
 from __future__ import annotations
@@ -51,9 +52,30 @@ def is_module_arch(arch: Any) -> bool:
     return getattr(arch, "kind", None) == "module"
 
 
-def on_cpu(device: torch.device | str | None) -> bool:
+Device = torch.device | str | None
+
+
+def resolve_device(device: Device) -> torch.device:
+    """``device`` as a ``torch.device`` (None: the CPU); raises ``ValueError`` for a malformed name or a CUDA device
+    that this machine does not have (torch would fail later, deep inside a kernel call)."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"not a device: {device!r} (use 'cpu', 'cuda' or 'cuda:N')") from e
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r} asked, but this machine has no CUDA device (use 'cpu')")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {device!r} asked, but this machine has {count} CUDA device(s)")
+    return dev
+
+
+def on_cpu(device: Device) -> bool:
     """Whether ``device`` (None: the default) is the CPU."""
-    return device is None or torch.device(device).type == "cpu"
+    return resolve_device(device).type == "cpu"
 
 
 class SequentialAsModule:
@@ -152,13 +174,13 @@ def _tensors(arch: ModuleArchitecture, weights: torch.Tensor) -> dict[str, torch
 
 
 def batched_call(arch: ModuleArchitecture, tensors: dict[str, torch.Tensor], x: torch.Tensor,
-                 train: bool = False, per_model_inputs: bool = False, device: torch.device | str = "cpu",
+                 train: bool = False, per_model_inputs: bool = False, device: Device = None,
                  capture: tuple[str, ...] = ()) -> Any:
     """``vmap(functional_call)`` of the module over the leading model axis of ``tensors`` (``{name: [B, ...]}``)
     on ``x`` (``[N, ...]`` shared, or ``[B, N, ...]`` with ``per_model_inputs``). With ``capture`` (graph node
     names), returns ``(outputs, *captured)``. Differentiable; in train mode BatchNorm running statistics in
     ``tensors`` are updated in place and dropout masks differ per model."""
-    device = torch.device(device)
+    device = resolve_device(device)
     module = _capture_module(arch, capture) if capture else _module(arch, device, train)
     if capture:
         module = module.to(device)
@@ -171,10 +193,10 @@ def batched_call(arch: ModuleArchitecture, tensors: dict[str, torch.Tensor], x: 
 
 
 def looped_call(arch: ModuleArchitecture, tensors: dict[str, torch.Tensor], x: torch.Tensor, train: bool = False,
-                per_model_inputs: bool = False, device: torch.device | str = "cpu",
+                per_model_inputs: bool = False, device: Device = None,
                 capture: tuple[str, ...] = ()) -> Any:
     """:func:`batched_call` as a Python loop over models (the fallback for modules ``vmap`` cannot run)."""
-    device = torch.device(device)
+    device = resolve_device(device)
     module = _capture_module(arch, capture).to(device) if capture else _module(arch, device, train)
     b = next(iter(tensors.values())).shape[0]
     outs = [functional_call(module, {k: v[i] for k, v in tensors.items()}, (x[i] if per_model_inputs else x,),
@@ -203,7 +225,7 @@ def _chunks(n: int, chunk: int) -> list[tuple[int, int]]:
 
 # ---------------------------------------------------------------------------------------------- public
 def forward(arch: ModuleArchitecture, weights: torch.Tensor, x: torch.Tensor, capture: set | None = None,
-            train: bool = False, dropout: torch.Tensor | None = None, device: torch.device | str = "cpu",
+            train: bool = False, dropout: torch.Tensor | None = None, device: Device = None,
             ) -> tuple[torch.Tensor, dict]:
     """Outputs ``[B, N, out]`` of ``weights`` [B, P] on ``x`` ([N, ...] shared or [B, N, ...] per model), and the
     captured activations: for each ``(node, axis)`` in ``capture`` (a group's ``capture``), ``[B, N, C, ...]``
@@ -213,7 +235,7 @@ def forward(arch: ModuleArchitecture, weights: torch.Tensor, x: torch.Tensor, ca
     per_model = x.dim() == len(arch.input_shape) + 2
     keys = sorted(capture or ())
     nodes = tuple(dict.fromkeys(k[0] for k in keys))
-    dev = torch.device(device)
+    dev = resolve_device(device)
     stats = {p.name for p in arch.layout if p.role in ("running_mean", "running_var")}
     # running statistics are not learned (BatchNorm refuses gradients through them); in train mode it updates them
     # in place, so they get their own copies
@@ -233,8 +255,9 @@ def forward(arch: ModuleArchitecture, weights: torch.Tensor, x: torch.Tensor, ca
 
 @torch.no_grad()
 def model_outputs(arch: ModuleArchitecture, weights: torch.Tensor, x: torch.Tensor, chunk_size: int | None = None,
-                  progress: Progress = None, device: torch.device | str = "cpu") -> torch.Tensor:
+                  progress: Progress = None, device: Device = None) -> torch.Tensor:
     """Outputs ``[B, N, out]`` of B models (``weights`` [B, P] or [P]) on inputs ``x`` [N, ...], in eval mode."""
+    device = resolve_device(device)
     single = weights.dim() == 1
     w = weights.unsqueeze(0) if single else weights
     chunk = chunk_size or default_chunk_size(arch, len(x), len(w))
@@ -250,7 +273,7 @@ def model_outputs(arch: ModuleArchitecture, weights: torch.Tensor, x: torch.Tens
 @torch.no_grad()
 def evaluate(arch: ModuleArchitecture, task: Task, weights: torch.Tensor, split: str = "test",
              chunk_size: int | None = None, progress: Progress = None,
-             device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+             device: Device = None) -> dict[str, torch.Tensor]:
     """Loss and accuracy of every model on a task split: ``weights [B, P] -> {"loss": [B], "accuracy": [B]}``
     (equal to ``load_state_dict`` + forward per model, :func:`evaluate_per_model`, to float tolerance)."""
     if task is None:
@@ -262,7 +285,7 @@ def evaluate(arch: ModuleArchitecture, task: Task, weights: torch.Tensor, split:
     single = weights.dim() == 1
     w = weights.unsqueeze(0) if single else weights
     chunk = chunk_size or default_chunk_size(arch, len(x), len(w))
-    dev = torch.device(device)
+    dev = resolve_device(device)
     xd, yd = x.to(dev), y.to(dev)
     losses, correct = [], []
     for start, stop in _chunks(len(w), chunk):
@@ -283,7 +306,7 @@ def evaluate(arch: ModuleArchitecture, task: Task, weights: torch.Tensor, split:
 @torch.no_grad()
 def evaluate_affine(arch: ModuleArchitecture, task: Task, origin: torch.Tensor, directions: torch.Tensor,
                     coords: torch.Tensor, split: str = "test", chunk_size: int | None = None,
-                    progress: Progress = None, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+                    progress: Progress = None, device: Device = None) -> dict[str, torch.Tensor]:
     """:func:`evaluate` of the G models ``origin + coords @ directions`` (a line or plane through weight space),
     built chunk by chunk so that only one chunk of points is ever in memory."""
     origin, directions = origin.detach().double(), directions.detach().double()
@@ -302,23 +325,25 @@ def evaluate_affine(arch: ModuleArchitecture, task: Task, origin: torch.Tensor, 
 
 
 @torch.no_grad()
-def evaluate_per_model(arch: ModuleArchitecture, task: Task, weights: torch.Tensor,
-                       split: str = "test") -> dict[str, torch.Tensor]:
-    """Reference implementation: ``arch.build()``, ``load_state_dict`` and forward, one model at a time."""
-    x, y = task.split(split)
-    model = arch.build()
+def evaluate_per_model(arch: ModuleArchitecture, task: Task, weights: torch.Tensor, split: str = "test",
+                       device: Device = None) -> dict[str, torch.Tensor]:
+    """Reference implementation: ``arch.build()``, ``load_state_dict`` and forward, one model at a time (on
+    ``device``): ``weights [B, P] -> {"loss": [B], "accuracy": [B]}`` on the CPU."""
+    dev = resolve_device(device)
+    x, y = (t.to(dev) for t in task.split(split))
+    model = arch.build().to(dev)
     losses, accs = [], []
     for w in weights:
-        model.load_state_dict(arch.unflatten(w.float()), strict=False)
+        model.load_state_dict(arch.unflatten(w.float().to(dev)), strict=False)
         out = model(x).reshape(1, len(x), -1)
-        losses.append(task.loss(out, y)[0])
-        accs.append(task.correct(out, y)[0] / len(y))
+        losses.append(task.loss(out, y)[0].cpu())
+        accs.append(task.correct(out, y)[0].cpu() / len(y))
     return {"loss": torch.stack(losses), "accuracy": torch.stack(accs)}
 
 
 @torch.no_grad()
 def batchnorm_statistics(arch: ModuleArchitecture, weights: torch.Tensor, x: torch.Tensor,
-                         chunk_size: int | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+                         chunk_size: int | None = None, device: Device = None) -> torch.Tensor:
     """``weights`` [B, P] with every BatchNorm's running mean and (unbiased) variance replaced by the statistics
     of its input over ``x`` [N, ...]: one pass of all of ``x`` in train mode with momentum 1, so a running
     statistic becomes exactly the batch statistic of that layer's input (the inference statistics of Ioffe &
@@ -326,7 +351,7 @@ def batchnorm_statistics(arch: ModuleArchitecture, weights: torch.Tensor, x: tor
     out = weights.detach().float().clone()
     if not arch.has_batchnorm or len(out) == 0:
         return out
-    dev = torch.device(device)
+    dev = resolve_device(device)
     cache = arch.__dict__.setdefault("_module_copies", {})
     key = (str(dev), "statistics")
     if key not in cache:

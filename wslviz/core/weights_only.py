@@ -22,14 +22,13 @@ statistics, else a norm). The spec is JSON-able::
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
-from wslviz.core.layout import STATISTICS, ArchitectureError, NoForwardError, ParamInfo
+from wslviz.core.layout import STATISTICS, ArchitectureError, FlatLayout, NoForwardError, ParamInfo
 from wslviz.core.permutation import PermutationSpec, SymmetryError
 
 KIND = "weights-only"
@@ -61,7 +60,7 @@ def _module_type(infos: list[tuple[str, tuple[int, ...], str]]) -> str:
     return MODULE_TYPES.get(len(w), "tensor")
 
 
-class WeightsOnlyLayout:
+class WeightsOnlyLayout(FlatLayout):
     """Named tensors in file order, no forward (see the module docstring).
 
     Attributes: ``spec``, ``layout`` (one :class:`ParamInfo` per tensor, ``layer`` indexing ``layers``),
@@ -136,13 +135,6 @@ class WeightsOnlyLayout:
         """Never: raises :class:`NoForwardError` (there is no network to build)."""
         raise NoForwardError(f"{self.describe()} has no network to build: state the architecture (arch=<spec>)")
 
-    def unflatten(self, weights: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``[P] -> {name: tensor}`` or ``[B, P] -> {name: [B, *shape]}`` (views, no copies)."""
-        if weights.shape[-1] != self.n_params:
-            raise ArchitectureError(f"expected {self.n_params} parameters per model, got {weights.shape[-1]}")
-        lead = weights.shape[:-1]
-        return {p.name: weights[..., p.slice].reshape(*lead, *p.shape) for p in self.layout}
-
     def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False) -> torch.Tensor:
         """A state dict with exactly these tensors -> float32 ``[P]`` (integer tensors and
         ``num_batches_tracked`` counters are not weights). ``by_order=True`` matches the floating tensors to
@@ -153,35 +145,14 @@ class WeightsOnlyLayout:
             if len(tensors) != len(self.layout):
                 raise ArchitectureError(f"state dict has {len(tensors)} tensors, the layout {len(self.layout)}")
             tensors = {p.name: t for p, t in zip(self.layout, tensors.values(), strict=True)}
-        extra = sorted(set(tensors) - {p.name for p in self.layout})
-        if extra:
-            raise ArchitectureError(f"unexpected keys for this layout: {extra[:5]}")
-        parts = []
-        for p in self.layout:
-            if p.name not in tensors:
-                raise ArchitectureError(f"missing key {p.name!r}")
-            t = tensors[p.name]
-            if tuple(t.shape) != p.shape:
-                raise ArchitectureError(f"{p.name}: shape {list(t.shape)}, expected {list(p.shape)}")
-            parts.append(t.detach().reshape(-1).to(torch.float32))
-        return torch.cat(parts)
+        return self.pack(tensors, "this layout")
 
     def describe(self) -> str:
         """A one-line summary such as ``"weights only: 9 tensors in 5 modules, 4,610 params"``."""
         return f"weights only: {len(self.layout)} tensors in {len(self.layers)} modules, {self.n_params:,} params"
-
-    def to_json(self) -> str:
-        return json.dumps(self.spec, sort_keys=True)
-
-    @property
-    def fingerprint(self) -> str:
-        return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WeightsOnlyLayout) and self.spec["tensors"] == other.spec["tensors"]
 
     def __hash__(self) -> int:
         return hash(json.dumps(self.spec["tensors"], sort_keys=True))
-
-    def __repr__(self) -> str:
-        return f"WeightsOnlyLayout({self.describe()})"

@@ -29,6 +29,11 @@ by default is the final checkpoint with the best test accuracy: it is resolved o
 start, and recorded in the manifest. ``flat`` (the weights themselves) and ``learned`` (a
 hyper-representation fitted to the whole zoo) are not per-checkpoint computations and are not cached.
 
+Devices: ``device`` (``wslviz precompute --device cuda``) is where the evaluations run (the module evaluator,
+:mod:`wslviz.core.module_eval`, for sequential and module architectures alike); the default is the CPU. It is
+not a cache parameter: results on another device agree to float32 rounding, so a run may resume on another
+device. Feature kinds and alignment run on the CPU.
+
 Pick-up: :mod:`wslviz.scale.cache` finds the cache and reads it back.
 """
 
@@ -50,6 +55,7 @@ import pandas as pd
 import torch
 
 from wslviz.core.evaluation import evaluate
+from wslviz.core.module_eval import Device, resolve_device
 from wslviz.core.zoo import Zoo
 from wslviz.represent.features import FeatureError, default_reference, feature_set
 from wslviz.scale.cache import (
@@ -200,9 +206,11 @@ def _table(rows: np.ndarray, values: np.ndarray, names: list[str]) -> pd.DataFra
     return df
 
 
-def compute_chunk(zoo: Zoo, params: dict[str, Any], start: int, stop: int) -> dict[str, pd.DataFrame | torch.Tensor]:
+def compute_chunk(zoo: Zoo, params: dict[str, Any], start: int, stop: int,
+                  device: Device = None) -> dict[str, pd.DataFrame | torch.Tensor]:
     """Results of rows ``start:stop`` of ``zoo`` for ``params`` (see :func:`cache_parameters`):
-    ``{kind: DataFrame}`` for tables, ``{"aligned": Tensor [rows, P]}``, ``{"evaluation": DataFrame}``."""
+    ``{kind: DataFrame}`` for tables, ``{"aligned": Tensor [rows, P]}``, ``{"evaluation": DataFrame}``;
+    evaluations run on ``device`` (None: the CPU)."""
     rows = np.arange(start, stop)
     part = zoo.subset(rows)
     part.cache = None  # compute, never read back from a cache
@@ -220,17 +228,18 @@ def compute_chunk(zoo: Zoo, params: dict[str, Any], start: int, stop: int) -> di
     if params["evaluate"]:
         table = pd.DataFrame({"row": rows})
         for split in params["splits"]:
-            result = evaluate(zoo.arch, zoo.task, part.weights, split)
+            result = evaluate(zoo.arch, zoo.task, part.weights, split, device=device)
             table[f"{split}_loss"] = result["loss"].numpy()
             table[f"{split}_acc"] = result["accuracy"].numpy()
         out["evaluation"] = table
     return out
 
 
-def _run_chunk(zoo_path: str, fingerprint: str, params: dict[str, Any], cache: str, start: int, stop: int) -> int:
+def _run_chunk(zoo_path: str, fingerprint: str, params: dict[str, Any], cache: str, start: int, stop: int,
+               device: str = "cpu") -> int:
     """Dask task: compute rows ``start:stop`` and write each result file atomically; returns the row count."""
     zoo = _open_zoo(zoo_path, fingerprint)
-    results = compute_chunk(zoo, params, start, stop)
+    results = compute_chunk(zoo, params, start, stop, device)
     for name, value in results.items():
         path = chunk_file(Path(cache), name, start, stop)
         if name == "aligned":
@@ -300,6 +309,7 @@ def precompute_zoo(
     client: Any = None,
     progress: Progress = None,
     max_chunks: int | None = None,
+    device: Device = None,
     **options: Any,
 ) -> PrecomputeReport:
     """Precompute per-checkpoint results of the zoo at path ``zoo`` into the cache folder ``out``
@@ -311,12 +321,15 @@ def precompute_zoo(
     ``client`` (a ``distributed.Client``), else ``scheduler`` (address of an existing cluster, whose workers
     must see the zoo and cache paths), else a ``LocalCluster`` of ``n_workers`` single-threaded processes.
     ``chunk_size``: rows per task (default :func:`default_chunk_size`). ``max_chunks``: compute at most this
-    many pending chunks and stop before merging (time-boxed runs; rerun to continue). ``options``:
+    many pending chunks and stop before merging (time-boxed runs; rerun to continue). ``device``: where the
+    evaluations run (None: the CPU; ``"cuda"`` needs a CUDA device on every worker). ``options``:
     ``method``, ``n_probe``, ``min_singular_values`` (see :func:`cache_parameters`). ``progress(done, total)``
-    counts chunks. Raises :class:`CacheError` for a cache of another zoo or other parameters."""
+    counts chunks. Raises :class:`CacheError` for a cache of another zoo or other parameters, ``ValueError``
+    for a device this machine does not have."""
     from distributed import Client, LocalCluster, as_completed
 
     started = time.perf_counter()
+    device = str(resolve_device(device))  # fails here, before a cluster starts, for a device this machine lacks
     zoo_path = Path(zoo.path if isinstance(zoo, Zoo) else zoo).expanduser().resolve()
     opened = load_zoo(zoo_path, cache=False)
     cache = Path(out if out is not None else user_cache_path(opened.fingerprint)).expanduser().resolve()
@@ -358,8 +371,9 @@ def precompute_zoo(
         skipped = len(manifest["chunks"]) - len(pending)
         todo = pending[:max_chunks] if max_chunks is not None else pending
         futures = [client.submit(_run_chunk, str(zoo_path), manifest["zoo_fingerprint"], manifest["parameters"],
-                                 str(cache), a, b, key=f"wslviz-precompute-{manifest['zoo_fingerprint']}-{a}-{b}",
-                                 pure=False) for a, b in todo]
+                                 str(cache), a, b, device,
+                                 key=f"wslviz-precompute-{manifest['zoo_fingerprint']}-{a}-{b}", pure=False)
+                   for a, b in todo]
         done = 0
         for future in as_completed(futures):
             future.result()  # re-raises a worker's error here
