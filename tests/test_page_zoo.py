@@ -230,7 +230,10 @@ def test_parallel_coordinates_codes_categories_and_colours_by_accuracy(meta):
     assert list(opt.ticktext) == ["adam", "sgd"] and list(opt.tickvals) == [0, 1]
     assert list(opt.values) == [{"adam": 0, "sgd": 1}[v] for v in final["optimizer"]]
     np.testing.assert_allclose(dims["lr (log)"].values, np.log10(final["lr"]))
-    assert list(dims["lr (log)"].ticktext) == ["0.0001", "0.001", "0.01", "0.1"]
+    assert list(dims["lr (log)"].ticktext) == ["0.0001", "0.001", "0.1"]  # a tick at each of the few values
+    wd = zplots.parallel_coordinates(final, ["wd"]).data[0].dimensions[0]  # 12 values: ticks at the decades
+    assert list(wd.ticktext) == ["1e-05", "0.0001", "0.001", "0.01"]
+    np.testing.assert_allclose(wd.range, [-5, -5 + 11 / 3])  # the values themselves are log10(wd)
     np.testing.assert_allclose(par.line.color, final["test_acc"])
     np.testing.assert_allclose(dims["test accuracy"].values, final["test_acc"])
     with pytest.raises(ValueError, match="no column 'nope'"):

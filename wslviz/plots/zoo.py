@@ -253,9 +253,13 @@ def parallel_coordinates(final: pd.DataFrame, columns: Sequence[str], metric: st
                          "ticktext": [short_label(v) for v in order], "range": [-0.25, len(order) - 0.75]})
         elif c != metric and _log_scale(values):
             v = values.to_numpy(float)
-            ticks = np.arange(np.floor(np.log10(v.min())), np.ceil(np.log10(v.max())) + 1)
-            dims.append({"label": f"{c} (log)", "values": np.log10(v), "tickvals": list(ticks),
-                         "ticktext": [f"{10 ** t:.3g}" for t in ticks]})
+            lo, hi = np.log10(np.nanmin(v)), np.log10(np.nanmax(v))
+            uniq = np.unique(v[np.isfinite(v)])
+            # a small grid (learning rates): a tick at every value; else the decades inside the range
+            ticks = np.log10(uniq) if len(uniq) <= MAX_LEGEND_VALUES else \
+                np.arange(np.ceil(lo - 1e-9), np.floor(hi + 1e-9) + 1)
+            dims.append({"label": f"{c} (log)", "values": np.log10(v), "range": [lo, hi], "tickvals": list(ticks),
+                         "ticktext": [short_label(float(f"{10 ** t:.4g}")) for t in ticks]})
         else:
             dims.append({"label": c if c != metric else label(metric).split(" (")[0], "values": values.to_numpy(float)})
     acc = final[metric].to_numpy(float)
@@ -266,7 +270,7 @@ def parallel_coordinates(final: pd.DataFrame, columns: Sequence[str], metric: st
                                        "colorbar": {"title": {"text": label(metric).split(" (")[0]}}}))
     style.apply(fig, f"Hyper-parameters against final {label(metric).split(' (')[0]}: one line per model",
                 height=440)
-    fig.update_layout(margin={"l": 60, "r": 40, "t": 90, "b": 30})  # room above the axes for their labels
+    fig.update_layout(margin={"l": 80, "r": 40, "t": 120, "b": 30})  # room above the axes for their labels
     return fig
 
 
