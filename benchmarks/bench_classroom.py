@@ -1,9 +1,11 @@
 """A classroom on one server: concurrent browser sessions against one ``wslviz serve`` process.
 
 One ``wslviz serve`` (loopback only, a free port) and one Debian chromium (``/usr/bin/chromium``, never a
-downloaded browser) with one Playwright context per student. Every session opens the home page on the
-bundled ``moons-mlp`` zoo, then walks every page through the sidebar (one Streamlit session per student,
-as in a lecture) and does one interaction per page (the page's main button or a "colour by" change).
+downloaded browser) with one light Playwright context per student (a small viewport, reduced motion, no
+screenshots). Students arrive at random times within ``--arrival-window`` seconds (seeded: a class opening
+a shared link), each opens the home page on the bundled ``moons-mlp`` zoo, then walks every page through the
+sidebar (one Streamlit session per student, as in a lecture) and does one interaction per page (the page's
+main button or a widget change; see ``INTERACTIONS``).
 
 Measured per session and page:
 - **first chart**: from the navigation click (or the first page load) until the page's script run has
@@ -11,25 +13,30 @@ Measured per session and page:
   "ready" instead);
 - **interaction**: from the click until the run it triggered has finished (and, where one is expected,
   a fresh chart is drawn);
-- **errors**: exception boxes, error boxes, timeouts and lost connections (must be 0);
-- **server CPU** (user + system seconds of its process tree during a phase: the browsers run on the same
-  machine, so this tells the server's share from theirs) and **peak server memory**: RSS of the server's
-  process tree (``wslviz serve`` and its Streamlit child),
-  sampled every 0.25 s with psutil.
+- **walk**: from a student's arrival until the last step of their walk;
+- **errors** (must be 0), by kind: an exception box, an error box, a failed page (navigation failed or the
+  connection was lost), a step past its bound (``--step-timeout``), a walk unfinished at the phase bound;
+- **where the CPU went**: CPU-seconds (user + system, children that ended included) of the server's process
+  tree, of the clients (Chromium's process tree, the Playwright driver and this script) and of everything
+  else on the machine (from ``/proc/stat``), against the cores x wall seconds available; the browsers run on
+  the same machine as the server here, which a real class does not;
+- **memory**: peak RSS of the server's process tree (``wslviz serve`` and its Streamlit child), sampled every
+  0.25 s; the sum of the clients' RSS (shared pages counted once per process, so an upper bound).
 
 Phases: one warm-up session alone (a teacher opening the app first: fills the shared caches, not
-measured), then each of ``--sessions`` (default 10 and 30) students at once. The zoo and the cached results
-are shared by all sessions (``st.cache_resource`` / ``st.cache_data`` in the app), so memory should grow
+measured), then each of ``--sessions`` (default 10 and 30) students. The zoo and the cached results are
+shared by all sessions (``st.cache_resource`` / ``st.cache_data`` in the app), so server memory should grow
 far less than the number of sessions. ``--large`` runs instead one session walking every page of a
-generated 50,000-checkpoint zoo (made in a temporary folder like ``tests/test_formats_large.py`` does,
-with the moons task) and reports that server's peak memory.
+generated 50,000-checkpoint zoo (made in a temporary folder like ``tests/test_formats_large.py`` does, with
+the moons task) and reports that server's peak memory.
 
-Bounded: every step times out after ``--step-timeout`` s, the warm-up after ``--warmup-timeout`` s and each
-phase after its ``--phase-timeout`` s (unfinished sessions count as errors; the defaults keep a run under
-10 minutes), and the server and chromium are stopped by their process ids at the end.
+Bounded, and it stops by itself: a step waits at most ``--step-timeout`` s, the warm-up ``--warmup-timeout``
+s, a phase of n sessions ``--phase-base`` + n x ``--phase-per-session`` s (unfinished walks count as
+errors); the server and chromium are stopped by their process ids at the end.
 Writes ``benchmarks/results/bench_classroom.json`` (the classroom and large runs are merged into it).
 
-Usage: ``.venv/bin/python benchmarks/bench_classroom.py [--sessions 10 30]`` and ``... --large``.
+Usage: ``.venv/bin/python benchmarks/bench_classroom.py [--sessions 10 30]``, ``... --large`` and
+``... --table`` (the README table from the results file).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import signal
 import socket
 import statistics
@@ -58,12 +66,15 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_classroom.json"
 CHROMIUM = "/usr/bin/chromium"
+# a lighter client: no background services, no GPU process, no shared-memory surprises in containers
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-VIEWPORT = {"width": 1366, "height": 850}
+                 "--disable-sync", "--no-first-run", "--disable-extensions", "--mute-audio",
+                 "--disable-dev-shm-usage"]
+VIEWPORT = {"width": 1024, "height": 640}  # small: less to lay out and paint per student
 FRESH = '[data-testid="stElementContainer"]:not([data-stale="true"])'
 CHART = f'{FRESH} [data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'
-PROBLEMS = f'{FRESH} [data-testid="stException"], {FRESH} [data-testid="stAlertContentError"]'
+EXCEPTIONS = f'{FRESH} [data-testid="stException"]'
+ERROR_BOXES = f'{FRESH} [data-testid="stAlertContentError"]'
 LARGE_N = 50_000
 # counts finished script runs: the app root's data-test-script-state attribute turning "notRunning"
 INIT_SCRIPT = """
@@ -74,7 +85,8 @@ new MutationObserver(ms => { for (const m of ms) {
                        attributeFilter: ['data-test-script-state']});
 """
 DONE = """([n, chart, sel]) => window.__runs > n && (!chart || document.querySelector(sel) !== null)"""
-# page title -> (kind, label, whether a fresh chart follows)
+# page title -> (kind, label, whether a fresh chart follows). Train a zoo gets a widget change, not its Train
+# button: 30 students each training 64 models at once measures the trainer, not serving a class.
 INTERACTIONS: dict[str, tuple[str, str, bool]] = {
     "Home": ("button", "Next step", False),
     "Zoo": ("select", "colour by", True),
@@ -83,7 +95,10 @@ INTERACTIONS: dict[str, tuple[str, str, bool]] = {
     "Landscape": ("button", "Compute paths", True),
     "Predict": ("button", "Fit predictor", True),
     "Generate": ("button", "Generate", True),
+    "Merge": ("button", "Merge", True),
+    "Train a zoo": ("select", "Task", False),
 }
+ERROR_KINDS = ("exception", "error box", "failed page", "step over its bound", "walk unfinished")
 sys.path.insert(0, str(ROOT))
 
 from wslviz.ui.home import page_files, page_title  # noqa: E402
@@ -127,46 +142,77 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=20)
 
 
-class MemorySampler(threading.Thread):
-    """Samples the RSS of a process and its children every ``interval`` s; ``peak`` since the last reset."""
+# ---------------------------------------------------------------------------------------------- accounting
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
 
-    def __init__(self, pid: int, interval: float = 0.25):
+
+def _cpu(processes: list[psutil.Process]) -> float:
+    """User + system CPU-seconds of ``processes`` and of their children that ended and were reaped."""
+    total = 0.0
+    for p in processes:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _rss(processes: list[psutil.Process]) -> int:
+    total = 0
+    for p in processes:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def _machine_busy() -> float:
+    """CPU-seconds the whole machine has spent busy since boot (all cores; idle and iowait excluded)."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
+class Meter(threading.Thread):
+    """Samples every ``interval`` s the RSS of the server's process tree (``peak`` since the last
+    :meth:`reset`) and of the clients' (every other descendant of this process), and keeps the last CPU
+    reading of both trees so that processes which end between readings still count."""
+
+    def __init__(self, server_pid: int, interval: float = 0.25):
         super().__init__(daemon=True)
-        self.root, self.interval = psutil.Process(pid), interval
-        self.peak = self.current = 0
+        self.server_pid, self.interval = server_pid, interval
+        self.peak = self.client_peak = 0
         self._stop = threading.Event()
 
-    def rss(self) -> int:
-        total = 0
-        for p in [self.root, *self.root.children(recursive=True)]:
-            try:
-                total += p.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
+    def trees(self) -> tuple[list[psutil.Process], list[psutil.Process]]:
+        server = _tree(self.server_pid)
+        ids = {p.pid for p in server}
+        me = psutil.Process()
+        clients = [p for p in me.children(recursive=True) if p.pid not in ids]
+        return server, clients
+
+    def cpu(self) -> dict[str, float]:
+        """CPU-seconds so far: the server tree, the clients (with this process itself) and the machine."""
+        server, clients = self.trees()
+        own = psutil.Process().cpu_times()
+        return {"server": _cpu(server), "clients": _cpu(clients) + own.user + own.system, "machine": _machine_busy()}
 
     def reset(self) -> int:
-        self.peak = self.current = self.rss()
-        return self.current
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time used so far by the process tree (children that ended are not counted)."""
-        total = 0.0
-        for p in [self.root, *self.root.children(recursive=True)]:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
+        server, clients = self.trees()
+        self.peak, self.client_peak = _rss(server), _rss(clients)
+        return self.peak
 
     def run(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.current = self.rss()
-            except psutil.Error:
-                return
-            self.peak = max(self.peak, self.current)
+            server, clients = self.trees()
+            self.peak = max(self.peak, _rss(server))
+            self.client_peak = max(self.client_peak, _rss(clients))
             self._stop.wait(self.interval)
 
     def close(self) -> None:
@@ -181,9 +227,14 @@ class Record:
     first_chart: list[float] = field(default_factory=list)
     ready: list[float] = field(default_factory=list)
     interaction: list[float] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    walks: list[float] = field(default_factory=list)
+    per_page: dict[str, list[float]] = field(default_factory=dict)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (kind, what happened)
     chart_pages: set[str] = field(default_factory=set)
-    sessions_done: int = 0
+
+
+class StepFailed(Exception):
+    """A failed page: navigation failed or the connection was lost."""
 
 
 async def _timed(page, action: Callable[[], Awaitable[Any]], chart: bool, timeout_ms: int) -> float:
@@ -195,16 +246,18 @@ async def _timed(page, action: Callable[[], Awaitable[Any]], chart: bool, timeou
     return time.perf_counter() - start
 
 
-async def _problems(page) -> str | None:
-    boxes = page.locator(PROBLEMS)
-    if await boxes.count():
-        return (await boxes.first.inner_text())[:300]
+async def _problem(page) -> tuple[str, str] | None:
+    """The first exception box, error box or lost connection on the page, as (kind, text)."""
+    for kind, selector in (("exception", EXCEPTIONS), ("error box", ERROR_BOXES)):
+        boxes = page.locator(selector)
+        if await boxes.count():
+            return kind, (await boxes.first.inner_text())[:300]
     if await page.locator('[data-test-connection-state="DISCONNECTED_FOREVER"]').count():
-        return "connection lost"
+        return "failed page", "connection lost"
     return None
 
 
-async def _interact(page, title: str) -> Callable[[], Awaitable[Any]]:
+def _interaction(page, title: str) -> Callable[[], Awaitable[Any]]:
     kind, label, _ = INTERACTIONS[title]
     if kind == "button":
         return lambda: page.get_by_role("button", name=label, exact=True).first.click()
@@ -220,45 +273,56 @@ async def _interact(page, title: str) -> Callable[[], Awaitable[Any]]:
 
 async def walk(browser, base: str, zoo: str, record: Record, titles: list[str], timeout_ms: int,
                learn_charts: bool = False, delay: float = 0.0) -> None:
-    """One student: the home page, then every page through the sidebar, one interaction on each. The
-    warm-up walk (``learn_charts``) notes which pages draw a chart at first paint and prints each step."""
+    """One student: arrives after ``delay`` s, opens the home page, then every page through the sidebar with
+    one interaction on each. The warm-up walk (``learn_charts``) notes which pages draw a chart at first
+    paint and prints each step."""
+    from playwright.async_api import Error as PlaywrightError
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
     log = (lambda text: print(f"  {text}", flush=True)) if learn_charts else (lambda text: None)
     await asyncio.sleep(delay)
-    context = await browser.new_context(viewport=VIEWPORT)
+    arrived = time.perf_counter()
+    context = await browser.new_context(viewport=VIEWPORT, reduced_motion="reduce")
     await context.add_init_script(INIT_SCRIPT)
     page = await context.new_page()
     page.set_default_timeout(timeout_ms)
+
+    async def step(name: str, action: Callable[[], Awaitable[Any]], chart: bool, into: list[float]) -> bool:
+        try:
+            seconds = await _timed(page, action, chart, timeout_ms)
+        except PlaywrightTimeout:
+            # an exception box explains a page that never drew its chart
+            kind, text = await _problem(page) or ("step over its bound",
+                                                  f"nothing drawn within {timeout_ms / 1000:.0f} s")
+            record.errors.append((kind, f"{name}: {text}"))
+            return False
+        except PlaywrightError as e:
+            record.errors.append(("failed page", f"{name}: {str(e).splitlines()[0][:200]}"))
+            return False
+        into.append(seconds)
+        record.per_page.setdefault(name, []).append(seconds)
+        log(f"{name}: {seconds:.1f} s")
+        if problem := await _problem(page):
+            record.errors.append((problem[0], f"{name}: {problem[1]}"))
+            return problem[0] != "failed page"
+        return True
+
     try:
         for i, title in enumerate(titles):
-            step = f"{title}: open"
-            try:
-                if i == 0:
-                    action = lambda: page.goto(f"{base}/?zoo={zoo}")
-                else:
-                    link = page.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).first
-                    action = link.click
-                has_chart = title in record.chart_pages and not learn_charts
-                seconds = await _timed(page, action, has_chart, timeout_ms)
-                if learn_charts:
-                    try:
-                        await page.wait_for_selector(CHART, timeout=5_000)
-                        record.chart_pages.add(title)
-                    except Exception:  # noqa: BLE001 - the page draws no chart before a button
-                        pass
-                (record.first_chart if has_chart else record.ready).append(seconds)
-                log(f"{step}: {seconds:.1f} s")
-                if problem := await _problems(page):
-                    record.errors.append(f"{step}: {problem}")
-                if title in INTERACTIONS:
-                    step = f"{title}: {INTERACTIONS[title][1]}"
-                    seconds = await _timed(page, await _interact(page, title), INTERACTIONS[title][2], timeout_ms)
-                    record.interaction.append(seconds)
-                    log(f"{step}: {seconds:.1f} s")
-                    if problem := await _problems(page):
-                        record.errors.append(f"{step}: {problem}")
-            except Exception as e:  # noqa: BLE001 - a timeout or a lost page is an error of this run
-                record.errors.append(f"{step}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
-        record.sessions_done += 1
+            if i == 0:
+                action = lambda: page.goto(f"{base}/?zoo={zoo}")
+            else:
+                action = page.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).first.click
+            has_chart = title in record.chart_pages and not learn_charts
+            if not await step(f"{title}: open", action, has_chart, record.first_chart if has_chart else record.ready):
+                continue
+            # the run has finished, so its chart elements are in place (plotly.js may still be drawing them)
+            if learn_charts and await page.locator(f'{FRESH} [data-testid="stPlotlyChart"]').count():
+                record.chart_pages.add(title)
+            if title in INTERACTIONS:
+                await step(f"{title}: {INTERACTIONS[title][1]}", _interaction(page, title), INTERACTIONS[title][2],
+                           record.interaction)
+        record.walks.append(time.perf_counter() - arrived)
     finally:
         await context.close()
 
@@ -268,33 +332,54 @@ def _quantiles(values: list[float]) -> dict[str, float | None]:
         return {"n": 0, "p50_s": None, "p95_s": None, "max_s": None}
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return {"n": len(values), "p50_s": round(statistics.median(ordered), 3), "p95_s": round(p95, 3),
-            "max_s": round(ordered[-1], 3)}
+    return {"n": len(values), "p50_s": round(statistics.median(ordered), 2), "p95_s": round(p95, 2),
+            "max_s": round(ordered[-1], 2)}
+
+
+def phase_bound(args: argparse.Namespace, n: int) -> float:
+    """Seconds a phase of ``n`` sessions may take: a base plus a share per session (the work grows with n)."""
+    return args.phase_base + args.phase_per_session * n
 
 
 async def phase(browser, base: str, zoo: str, n: int, titles: list[str], chart_pages: set[str],
-                step_timeout: float, phase_timeout: float, sampler: MemorySampler) -> dict[str, Any]:
-    """``n`` sessions at once (started 0.2 s apart, as a class arriving); their figures and the peak memory."""
+                args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
+    """``n`` sessions arriving at seeded random times within the arrival window; their figures, where the
+    CPU went and the peak memory."""
     record = Record(chart_pages=set(chart_pages))
-    baseline, cpu = sampler.reset(), sampler.cpu_seconds()
+    rng = random.Random(n)
+    window = min(args.arrival_window, args.phase_per_session * n)
+    delays = sorted(rng.uniform(0, window) for _ in range(n))
+    bound = phase_bound(args, n)
+    baseline, cpu = meter.reset(), meter.cpu()
     start = time.perf_counter()
-    tasks = [asyncio.create_task(walk(browser, base, zoo, record, titles, int(step_timeout * 1000), delay=0.2 * i))
-             for i in range(n)]
-    done, pending = await asyncio.wait(tasks, timeout=phase_timeout)
+    tasks = [asyncio.create_task(walk(browser, base, zoo, record, titles, int(args.step_timeout * 1000),
+                                      delay=d)) for d in delays]
+    done, pending = await asyncio.wait(tasks, timeout=bound)
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     for task in done:
         if task.exception() is not None:
-            record.errors.append(f"session: {type(task.exception()).__name__}: {task.exception()}")
-    if pending:
-        record.errors.append(f"{len(pending)} session(s) unfinished after {phase_timeout:.0f} s")
-    return {"sessions": n, "sessions_finished": record.sessions_done, "seconds": round(time.perf_counter() - start, 1),
-            "server_cpu_s": round(sampler.cpu_seconds() - cpu, 1), "load_average": round(os.getloadavg()[0], 1),
-            "errors": len(record.errors), "error_samples": record.errors[:10],
+            record.errors.append(("failed page", f"session: {type(task.exception()).__name__}: {task.exception()}"))
+    for _ in pending:
+        record.errors.append(("walk unfinished", f"unfinished at the phase bound of {bound:.0f} s"))
+    seconds = time.perf_counter() - start
+    used = {k: v - cpu[k] for k, v in meter.cpu().items()}
+    cores = psutil.cpu_count()
+    return {"sessions": n, "sessions_finished": len(record.walks), "arrival_window_s": round(window, 1),
+            "bound_s": bound, "seconds": round(seconds, 1),
+            "cpu_s": {"server": round(used["server"], 1), "clients": round(used["clients"], 1),
+                      "other": round(max(0.0, used["machine"] - used["server"] - used["clients"]), 1),
+                      "available": round(cores * seconds, 1)},
+            "load_average": [round(v, 1) for v in os.getloadavg()],
+            "errors": len(record.errors),
+            "errors_by_kind": {k: sum(e[0] == k for e in record.errors) for k in ERROR_KINDS},
+            "error_samples": [f"{k}: {text}" for k, text in record.errors[:12]],
             "first_chart": _quantiles(record.first_chart), "page_ready_without_chart": _quantiles(record.ready),
-            "interaction": _quantiles(record.interaction),
-            "server_rss_before_mb": round(baseline / 2**20), "server_peak_rss_mb": round(sampler.peak / 2**20)}
+            "interaction": _quantiles(record.interaction), "walk": _quantiles(record.walks),
+            "per_step": {name: _quantiles(v) for name, v in record.per_page.items()},
+            "server_rss_before_mb": round(baseline / 2**20), "server_peak_rss_mb": round(meter.peak / 2**20),
+            "clients_peak_rss_sum_mb": round(meter.client_peak / 2**20)}
 
 
 # ---------------------------------------------------------------------------------------------- zoos
@@ -334,12 +419,12 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         zoo = str(large_zoo(root, args.large_n))
     port = free_port()
     server = start_server(root, port, work, work / "server.log")
-    sampler = MemorySampler(server.pid)
-    sampler.start()
+    meter = Meter(server.pid)
+    meter.start()
     base = f"http://127.0.0.1:{port}"
     titles = ["Home"] + [page_title(p) for p in page_files()]
-    out: dict[str, Any] = {"zoo": "large-50k" if args.large else zoo, "pages": titles,
-                           "server_rss_at_start_mb": round(sampler.rss() / 2**20)}
+    out: dict[str, Any] = {"zoo": "large-50k" if args.large else zoo, "pages": titles, "viewport": VIEWPORT,
+                           "server_rss_at_start_mb": round(meter.reset() / 2**20)}
     try:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -350,44 +435,51 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     await asyncio.wait_for(walk(browser, base, zoo, warm, titles, int(args.step_timeout * 1000),
                                                 learn_charts=True), timeout=args.warmup_timeout)
                 except TimeoutError:
-                    warm.errors.append(f"warm-up unfinished after {args.warmup_timeout:.0f} s")
+                    warm.errors.append(("walk unfinished", f"warm-up unfinished after {args.warmup_timeout:.0f} s"))
                 out["warm_up"] = {"seconds": round(time.perf_counter() - started, 1), "errors": len(warm.errors),
-                                  "error_samples": warm.errors[:10], "pages_with_a_chart_at_first_paint":
-                                  sorted(warm.chart_pages), "server_peak_rss_mb": round(sampler.peak / 2**20)}
-                print(f"warm-up: {out['warm_up']}", flush=True)
+                                  "error_samples": [f"{k}: {t}" for k, t in warm.errors[:12]],
+                                  "steps_s": {k: round(v[0], 2) for k, v in warm.per_page.items()},
+                                  "pages_with_a_chart_at_first_paint": sorted(warm.chart_pages),
+                                  "server_peak_rss_mb": round(meter.peak / 2**20)}
+                print(f"warm-up: {json.dumps(out['warm_up'])}", flush=True)
                 out["phases"] = []
-                sessions = [1] if args.large else args.sessions
-                limits = args.phase_timeout + [args.phase_timeout[-1]] * len(sessions)
-                for n, limit in zip(sessions, limits, strict=False):
-                    result = await phase(browser, base, zoo, n, titles, warm.chart_pages, args.step_timeout,
-                                         limit, sampler)
+                for n in [1] if args.large else args.sessions:
+                    result = await phase(browser, base, zoo, n, titles, warm.chart_pages, args, meter)
                     print(json.dumps(result), flush=True)
                     out["phases"].append(result)
             finally:
                 await browser.close()
     finally:
-        sampler.close()
+        meter.close()
         stop(server)
     return out
 
 
 def _fmt(q: dict[str, Any]) -> str:
-    return "-" if not q["n"] else f"{q['p50_s']:.1f} / {q['p95_s']:.1f} s (n={q['n']})"
+    return "-" if not q["n"] else f"{q['p50_s']:.1f} / {q['p95_s']:.1f} s"
 
 
 def table(results: dict[str, Any]) -> str:
     """The README table (Markdown) from a results file's ``classroom`` and ``large`` runs."""
-    lines = ["| run | sessions finished | errors | first chart p50 / p95 | page ready (no chart) p50 / p95 "
-             "| interaction p50 / p95 | server CPU | server peak RSS |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | walks finished | errors | first chart p50 / p95 | page ready (no chart) p50 / p95 "
+             "| interaction p50 / p95 | walk p50 / p95 | CPU-s: server / clients / other / available "
+             "| server peak RSS | load average (1, 5, 15 min) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for key in ("classroom", "large"):
         run = results.get(key)
         if not run:
             continue
         for ph in run["phases"]:
-            cpu = f"{ph['server_cpu_s']:.0f} s in {ph['seconds']:.0f} s" if "server_cpu_s" in ph else "-"
+            if "cpu_s" in ph:
+                c = ph["cpu_s"]
+                cpu = f"{c['server']:.0f} / {c['clients']:.0f} / {c['other']:.0f} / {c['available']:.0f}"
+            else:
+                cpu = f"{ph.get('server_cpu_s', 0):.0f} / - / - / -"
+            walk_q = _fmt(ph["walk"]) if "walk" in ph else "-"
+            load = ph["load_average"]
+            load = ", ".join(f"{v:.1f}" for v in load) if isinstance(load, list) else f"{load:.1f}"
             lines.append(f"| {run['zoo']}, {ph['sessions']} session(s) | {ph['sessions_finished']}/{ph['sessions']} "
                          f"| {ph['errors']} | {_fmt(ph['first_chart'])} | {_fmt(ph['page_ready_without_chart'])} "
-                         f"| {_fmt(ph['interaction'])} | {cpu} | {ph['server_peak_rss_mb']:,} MB |")
+                         f"| {_fmt(ph['interaction'])} | {walk_q} | {cpu} | {ph['server_peak_rss_mb']:,} MB | {load} |")
     return "\n".join(lines)
 
 
@@ -396,10 +488,12 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, nargs="+", default=[10, 30], help="concurrent sessions per phase")
     parser.add_argument("--large", action="store_true", help="one session on a generated 50,000-checkpoint zoo")
     parser.add_argument("--large-n", type=int, default=LARGE_N, help="checkpoints of the large zoo")
-    parser.add_argument("--step-timeout", type=float, default=150.0, help="seconds for one page or interaction")
-    parser.add_argument("--warmup-timeout", type=float, default=200.0, help="seconds for the warm-up walk")
-    parser.add_argument("--phase-timeout", type=float, nargs="+", default=[140.0, 200.0],
-                        help="seconds for each phase, in the order of --sessions (the last one repeats)")
+    parser.add_argument("--step-timeout", type=float, default=300.0, help="seconds for one page or interaction")
+    parser.add_argument("--warmup-timeout", type=float, default=600.0, help="seconds for the warm-up walk")
+    parser.add_argument("--phase-base", type=float, default=120.0, help="seconds every phase may take ...")
+    parser.add_argument("--phase-per-session", type=float, default=20.0, help="... plus this many per session")
+    parser.add_argument("--arrival-window", type=float, default=30.0,
+                        help="students arrive at random times within this many seconds")
     parser.add_argument("--commit", help="commit measured (default: git rev-parse HEAD)")
     parser.add_argument("--table", action="store_true", help="print the README table from the results file and stop")
     args = parser.parse_args()
@@ -418,7 +512,8 @@ def main() -> None:
                            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
                            "load_average_at_end": [round(v, 1) for v in os.getloadavg()]},
                   load_average_at_start=load, step_timeout_s=args.step_timeout,
-                  warmup_timeout_s=args.warmup_timeout, phase_timeout_s=args.phase_timeout)
+                  warmup_timeout_s=args.warmup_timeout, phase_base_s=args.phase_base,
+                  phase_per_session_s=args.phase_per_session, arrival_window_s=args.arrival_window)
     previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     previous["large" if args.large else "classroom"] = result
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
