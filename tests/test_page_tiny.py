@@ -21,6 +21,15 @@ PAGES = ["home"] + [p.name for p in page_files()]
 XFAIL = {("2_Projections.py", "1x1"): "Projections fits a projection to the one checkpoint: ValueError 'a projection "
                                       "needs at least 2 points, got 1' from Projector.fit_transform"}
 
+# (page, shape) -> what the page says instead of drawing a view that needs more models or checkpoints
+MESSAGES = {
+    ("1_Zoo.py", "1x1"): ("no varied hyper-parameter",),
+    ("1_Zoo.py", "1x2"): ("no varied hyper-parameter",),
+    ("1_Zoo.py", "2x1"): ("One checkpoint per model: no curves",),
+    ("3_Symmetry.py", "1x1"): ("This zoo has one checkpoint", "at least two models"),
+    ("3_Symmetry.py", "1x2"): ("at least two models",),
+}
+
 
 @pytest.fixture(scope="module")
 def tiny_zoos(tmp_path_factory) -> dict[str, str]:
@@ -50,6 +59,8 @@ def test_page_runs_on_a_tiny_zoo(tiny_zoos, page, shape):
         at.switch_page(f"pages/{page}").run()
     assert not at.exception, (page, shape, [e.value for e in at.exception], [e.stack_trace for e in at.exception])
     assert not at.main.error, (page, shape, [e.value for e in at.main.error])
+    for expected in MESSAGES.get((page, shape), ()):  # the views that need more say so
+        assert any(expected in i.value for i in at.info), (page, shape, expected, [i.value for i in at.info])
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
