@@ -43,7 +43,8 @@ def main_chart(at: AppTest) -> dict:
 
 def points(at: AppTest) -> list[dict]:
     """The main chart's marker traces (not the neighbours' rings)."""
-    return [t for t in main_chart(at)["data"] if t.get("mode") == "markers" and t.get("name") != "nearest neighbours"]
+    return [t for t in main_chart(at)["data"]
+            if t.get("mode") == "markers" and t.get("name") not in ("nearest neighbours", "query")]
 
 
 def values(v) -> list:

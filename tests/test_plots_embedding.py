@@ -18,7 +18,8 @@ def meta(n_models: int = 6, epochs: int = 4) -> pd.DataFrame:
 
 
 def markers(fig) -> list:
-    return [t for t in fig.data if getattr(t, "mode", None) == "markers" and t.name != "nearest neighbours"]
+    return [t for t in fig.data
+            if getattr(t, "mode", None) == "markers" and t.name not in ("nearest neighbours", "query")]
 
 
 def drawn_rows(fig) -> list[int]:
@@ -69,6 +70,7 @@ def test_neighbours_ringed_visible_filter_and_3d_dimming():
                                    visible=np.arange(len(m)) != 9)
     ring = [t for t in fig.data if t.name == "nearest neighbours"]
     assert len(ring) == 1 and np.asarray(ring[0].customdata)[:, 0].tolist() == [5]  # 9 is filtered out
+    assert [np.asarray(t.customdata)[:, 0].tolist() for t in fig.data if t.name == "query"] == [[0]]
     assert 9 not in drawn_rows(fig) and len(drawn_rows(fig)) == len(m) - 1
     full = [t for t in markers(fig) if t.marker.opacity == 1.0]
     assert sorted(int(r) for t in full for r in np.asarray(t.customdata)[:, 0]) == [0, 5]

@@ -110,7 +110,8 @@ def projection_figure(
     checkpoints in epoch order with thin grey trails: True for the drawn points, or a bool mask [n] of the
     points the trails pass through, drawn or not (an epoch slider's "up to this epoch"). ``highlight`` (search matches),
     ``selected`` and ``neighbours`` rows keep their colour at full opacity while every other point is
-    dimmed; neighbours are also ringed (the ring sits outside the point, which keeps its colour).
+    dimmed; neighbours are also ringed, and with them the ``selected`` query (a ring sits outside its
+    point, which keeps its colour).
     ``density`` draws contours of the drawn points' density under them (2D). Each point's
     ``customdata[0]`` is its zoo row (read back by :func:`rows_from_selection`)."""
     coords = np.asarray(coords, dtype=float)
@@ -148,8 +149,8 @@ def projection_figure(
     if density and not three and shown.sum() > 2:
         fig.add_trace(go.Histogram2dContour(
             **xyz(np.flatnonzero(shown)), name="density", showscale=False, ncontours=10, hoverinfo="skip",
-            colorscale=[[0.0, "rgba(255,255,255,0)"], [1.0, "rgba(60,60,60,0.45)"]],
-            contours={"coloring": "fill", "showlines": False}, showlegend=False))
+            colorscale=[[0.0, "rgba(150,150,150,0.5)"], [1.0, "rgba(40,40,40,0.9)"]], line={"width": 1},
+            contours={"coloring": "lines"}, showlegend=False))
     trail = np.asarray(lines, dtype=bool) if isinstance(lines, np.ndarray) else (shown if lines else None)
     if trail is not None and model_col in meta and "epoch" in meta:
         lx, ly, lz = _model_lines(coords, meta, rows, model_col, np.asarray(trail, dtype=bool))
@@ -171,13 +172,16 @@ def projection_figure(
                 marker={"size": size[part], "opacity": opacity if three else alpha[part],
                         "line": {"width": 0} if three else {"width": np.where(emphasised[part], 1.0, 0.0),
                                                             "color": "white"}, **per_point}))
-    ring = pos.reindex(list(neighbours)).dropna().to_numpy(dtype=np.int64)
-    ring = ring[shown[ring]]
-    if len(ring):
-        fig.add_trace(scatter(**xyz(ring), mode="markers", name="nearest neighbours", customdata=custom[ring],
-                              hovertemplate=template, marker={
-                                  "size": size[ring] + (8 if not three else 4), "color": NEIGHBOUR_COLOR,
-                                  "symbol": "circle-open", "line": {"width": 2, "color": NEIGHBOUR_COLOR}}))
+    rings = [("nearest neighbours", neighbours, NEIGHBOUR_COLOR)] + ([("query", selected, "black")] if len(neighbours)
+                                                                     else [])
+    for name, members, colour in rings:
+        ring = pos.reindex(list(members)).dropna().to_numpy(dtype=np.int64)
+        ring = ring[shown[ring]]
+        if len(ring):
+            fig.add_trace(scatter(**xyz(ring), mode="markers", name=name, customdata=custom[ring],
+                                  hovertemplate=template, marker={
+                                      "size": size[ring] + (8 if not three else 4), "color": colour,
+                                      "symbol": "circle-open", "line": {"width": 2, "color": colour}}))
     names = [f"{axis_title} 1", f"{axis_title} 2", f"{axis_title} 3"]
     if three:
         fig.update_layout(scene={"xaxis_title": names[0], "yaxis_title": names[1], "zaxis_title": names[2]})
@@ -305,7 +309,7 @@ def histogram_figure(meta: pd.DataFrame, column: str, kept: np.ndarray | None = 
     fig.update_layout(barmode="overlay", bargap=0.05, dragmode="select", selectdirection="h", showlegend=False,
                       xaxis_title=label(column), yaxis_title="checkpoints")
     if log:
-        fig.update_xaxes(type="log")
+        fig.update_xaxes(type="log", dtick=1)  # ticks at the decades only
     style.apply(fig, None, height=height)
     style.integer_axes(fig, y=max(1, int(np.histogram(values[np.isfinite(values)], edges)[0].max())))
     if is_integer_column(meta[column]) and not log:
