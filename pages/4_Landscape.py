@@ -1,5 +1,5 @@
 """Landscape: loss along paths between models (naive and aligned), barrier matrices, the plane through
-three models, random filter-normalised planes around one model, training trajectories, Bezier curves."""
+three models, random filter-normalised planes around one model, training trajectories, Bezier curves, sharpness."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from wslviz.ui import texts
 from wslviz.understand import curves as C
 from wslviz.understand import inr_paths
 from wslviz.understand import landscape as L
+from wslviz.understand import sharpness as H
 from wslviz.understand import surfaces as S
 
 st.title("Loss landscape and mode connectivity")
@@ -41,6 +42,7 @@ if zoo.n_checkpoints < 2:
 
 SPLITS = {"test": "test split", "train": "training split"}
 MAX_MATRIX = 16  # checkpoints in the barrier matrix: 120 paths
+MAX_SHARP = 24  # checkpoints in the sharpness figure: all iterate together, one double backward per step
 arch, task, W, meta = zoo.arch, zoo.task, zoo.weights, zoo.metadata
 options = list(range(zoo.n_checkpoints))
 defaults = ui.default_rows(zoo, 3)
@@ -48,7 +50,18 @@ defaults += [defaults[-1]] * (3 - len(defaults))
 
 
 def label(r: int) -> str:
-    return ui.checkpoint_label(zoo, r)
+    """A short checkpoint label (``#17 · m3 · e20 · 0.930``): the long one was cut off in the narrow pickers."""
+    return " · ".join([f"#{r}"] + [f"{p}{meta[c].iloc[r]}" for c, p in (("model_id", "m"), ("epoch", "e")) if c in meta]
+                      + ([f"{meta['test_acc'].iloc[r]:.3f}"] if "test_acc" in meta else []))
+
+
+def grid_controls(section: str, second: tuple, third: str) -> tuple[int, float, int]:
+    """A surface tab's controls: grid resolution, its second slider (``(label, lo, hi, default, step, key)``) and
+    a third widget (``margin``-like slider or seed), keyed ``land_{section}_...``."""
+    c1, c2, c3 = st.columns(3)
+    res = c1.slider("Grid resolution", 5, 51, 21, 2, key=f"land_{section}_res")
+    value = c2.slider(*second[:5], key=second[5])
+    return res, value, c3
 
 
 def request(section: str, key: tuple, compute, label: str, run: bool):
@@ -59,14 +72,14 @@ def request(section: str, key: tuple, compute, label: str, run: bool):
 st.caption(f"**{zoo.name}**: {arch.describe()}, task {task.name}. Models A, B and C default to distinct models of "
            "the linked selection (their latest checkpoints, best first; pick models on the Zoo or Projections "
            "page), else to the best final checkpoints.")
-c1, c2, c3, c4 = st.columns([3, 3, 3, 2])
+c1, c2, c3 = st.columns(3)
 row_a = c1.selectbox("Model A", options, index=defaults[0], format_func=label, key="land_a")
 row_b = c2.selectbox("Model B", options, index=defaults[1], format_func=label, key="land_b")
 row_c = c3.selectbox("Model C (plane only)", options, index=defaults[2], format_func=label, key="land_c")
-split = c4.radio("Evaluate on", list(SPLITS), format_func=SPLITS.get, key="land_split", horizontal=True)
+split = st.radio("Evaluate on", list(SPLITS), format_func=SPLITS.get, key="land_split", horizontal=True)
 
 tabs = st.tabs(["Path A → B", "Barrier matrix", "Plane through A, B, C", "Random directions around A",
-                "Training trajectory", "Curved path A → B"])
+                "Training trajectory", "Curved path A → B", "Sharpness"])
 
 with tabs[0]:
     st.markdown("Loss and accuracy along the straight line from A (t = 0) to B (t = 1), with B as trained "
@@ -85,14 +98,9 @@ with tabs[0]:
     if run and not methods:
         st.warning("Pick at least one path.")
     t_span = (min(t_range[0], 0.0), max(t_range[1], 1.0))
-
-    def paths(a: int, b: int, methods: tuple[str, ...], steps: int, t_span: tuple[float, float],
-              splits: tuple[str, ...], progress=None):
-        return pd.concat([L.paths(arch, task, W[a], W[b], methods, steps, t_span, s, progress=progress).assign(split=s)
-                          for s in splits], ignore_index=True)
-
     params = (row_a, row_b, tuple(methods), steps, t_span, ("test", "train") if both else (split,))
-    curves = request("path", params, partial(paths, *params), "Evaluating the paths", run and bool(methods))
+    curves = request("path", params, partial(L.paths_by_split, arch, task, W[row_a], W[row_b], *params[2:]),
+                     "Evaluating the paths", run and bool(methods))
     if curves is not None:
         ui.chart(P.path_figure(curves if curves["split"].nunique() > 1 else curves.drop(columns="split"),
                                log=log_loss), key="land_path_fig")
@@ -141,9 +149,8 @@ with tabs[2]:
     st.markdown("The plane through A, B and C: the x axis runs from A to B, the y axis towards C (Gram-Schmidt), "
                 "in weight-space distance. Left as trained, right with B and C weight-matched to A, on one colour "
                 "range; the stars mark the three models.")
-    q1, q2, q3 = st.columns(3)
-    resolution = q1.slider("Grid resolution", 5, 51, 21, 2, key="land_plane_res")
-    margin = q2.slider("Margin around the models", 0.0, 1.0, 0.25, 0.05, key="land_plane_margin")
+    resolution, margin, q3 = grid_controls("plane", ("Margin around the models", 0.0, 1.0, 0.25, 0.05,
+                                                     "land_plane_margin"), "log")
     log_plane = q3.checkbox("Colour by log10 loss", True, key="land_plane_log")
     run = st.button("Compute planes", type="primary", key="land_plane_go")
     planes = {m: request(f"plane-{m}", (row_a, row_b, row_c, resolution, margin, split),
@@ -157,9 +164,8 @@ with tabs[3]:
     st.markdown("The loss around model A along random Gaussian directions, filter-normalised (Li et al. 2018): "
                 "each filter of a direction has the norm of A's filter; biases and normalisation parameters stay "
                 "fixed. The same seed always gives the same directions.")
-    r1, r2, r3 = st.columns(3)
-    rand_res = r1.slider("Grid resolution", 5, 51, 21, 2, key="land_rand_res")
-    span = r2.slider("Half-width (1 = every filter moved by its own norm)", 0.1, 3.0, 1.0, 0.1, key="land_rand_span")
+    rand_res, span, r3 = grid_controls("rand", ("Half-width (1 = every filter moved by its own norm)", 0.1, 3.0,
+                                                1.0, 0.1, "land_rand_span"), "seed")
     seed = int(r3.number_input("Seed", 0, 100_000, 0, key="land_rand_seed"))
     run = st.button("Compute random directions", type="primary", key="land_rand_go")
     key = (row_a, rand_res, span, seed, split)
@@ -211,16 +217,45 @@ with tabs[5]:
     if run and row_a == row_b:
         st.warning("A and B are the same checkpoint: pick two different models.")
         run = False
-
-
-    def bezier(a: int, b: int, align: bool, iters: int, seed: int, split: str, progress=None) -> C.BezierFit:
-        end = L.align_pair(arch, task, W[a], W[b], "weight") if align else W[b]
-        return C.bezier_curve(arch, task, W[a], end, steps=L.BARRIER_STEPS, n_iter=iters, seed=seed, split=split,
-                              progress=progress)
-
     params = (row_a, row_b, align_bez, n_iter, bez_seed, split)
-    fit = request("bezier", params, partial(bezier, *params), "Training the Bezier curve", run)
+    fit = request("bezier", params, partial(C.bezier_between, arch, task, W[row_a], W[row_b], *params[2:]),
+                  "Training the Bezier curve", run)
     if fit is not None:
         ui.chart(P.bezier_figure(fit), key="land_bez_fig")
         st.caption(f"Loss barrier: straight line {L.loss_barrier(fit.line):.4f}, "
                    f"Bezier curve {L.loss_barrier(fit.curve):.4f}.")
+
+with tabs[6]:
+    st.markdown("How sharp the loss is at each checkpoint: the top eigenvalue of the loss's Hessian by power "
+                "iteration and its trace by Hutchinson's estimator (Rademacher probes), both from Hessian-vector "
+                "products (double backward; Yao et al. 2020, PyHessian), on a fixed batch of the split chosen "
+                "above. Flat minima (small values) are often said to generalise better (Keskar et al. 2017).")
+    trajectory_ok = "model_id" in meta and "epoch" in meta
+    own_run = trajectory_ok and st.toggle("model A's training run (every epoch)", value=False, key="land_sharp_run")
+    if own_run:
+        run_rows = S.trajectory_rows(meta, meta["model_id"].iloc[row_a])
+        picked = [int(r) for r in run_rows[np.unique(np.linspace(0, len(run_rows) - 1, MAX_SHARP).astype(int))]]
+    else:
+        picked = st.multiselect(f"Checkpoints (up to {MAX_SHARP})", options, default=ui.default_rows(zoo, 8),
+                                format_func=label, max_selections=MAX_SHARP, key="land_sharp_rows")
+    h1, h2, h3 = st.columns(3)
+    n_examples = h1.select_slider("Examples in the batch", [64, 128, 256, 512, 1024], 256, key="land_sharp_n")
+    n_probes = h2.select_slider("Hutchinson probes", [4, 8, 16, 32, 64], 16, key="land_sharp_probes")
+    x_cols = [c for c in ("epoch", "test_acc", "train_acc") if c in meta] or ["row"]
+    x_col = h3.radio("Plot against", x_cols, index=0 if own_run or "test_acc" not in x_cols else
+                     x_cols.index("test_acc"), horizontal=True, key="land_sharp_x" + ("_run" if own_run else ""))
+    run = st.button("Compute sharpness", type="primary", key="land_sharp_go")
+    if run and not picked:
+        st.warning("Pick at least one checkpoint.")
+        run = False
+    params = (tuple(picked), split, n_examples, n_probes)
+    table = request("sharpness", params, partial(H.sharpness, arch, task, W[list(picked)], split, n_examples,
+                                                 n_iter=30, tol=1e-3, n_probes=n_probes), "Hessian-vector products",
+                    run)
+    if table is not None:
+        shown = list(ui.requested_key(zoo, "landscape-sharpness")[1])
+        table = table.assign(row=shown, label=[label(r) for r in shown],
+                             **{c: meta[c].to_numpy()[shown] for c in ("model_id", x_col) if c in meta})
+        ui.chart(P.sharpness_figure(table, x_col, by="model_id" if own_run else None), key="land_sharp_fig")
+        st.dataframe(table[["label", "loss", "top_eigenvalue", "iterations", "trace", "trace_se"]], hide_index=True,
+                     column_config=ui.number_columns(table))

@@ -9,12 +9,12 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
 from wslviz import generation as G
 from wslviz import ui
 from wslviz.core import inr
-from wslviz.core.evaluation import decision_grid, evaluate
+from wslviz.core.evaluation import evaluate
+from wslviz.generation.novelty import nearest_pairs_grid, summary_table
 from wslviz.plots import generate as P
 from wslviz.plots import inr as iplots
 from wslviz.plots import novelty as PN
@@ -165,26 +165,19 @@ st.subheader("Accuracy and novelty")
 if zoo.task is not None:
     final_acc = acc_col[final] if acc_col is not None else evaluate(zoo.arch, zoo.task, zoo.weights[final])[
         "accuracy"].numpy()
-    rows = []
     groups = {"zoo final": final_acc}
-    for r in runs:
-        c = r["comparison"]
-        groups[r["method"]] = c["novelty"]["accuracy"].to_numpy()
-        # verdicts first: a wide table must not push them off-screen
-        rows.append({"generator": r["method"], "beats noise (L2)": c["beats_baseline"],
-                     "beats noise (function)": c["beats_function"], "mean accuracy": c["accuracy"],
-                     "baseline accuracy": c["baseline_accuracy"], "zoo final median": c["zoo_final_median"],
-                     "mean NN distance": c["distance"], "baseline NN distance": c["baseline_distance"],
-                     "max agreement": c["max_agreement"], "baseline max agreement": c["baseline_max_agreement"],
-                     "noise scale": c["noise_scale"], "learned": r["method"] in G.LEARNED})
-    groups[f"noise baseline ({latest['method']})"] = latest["comparison"]["baseline_novelty"]["accuracy"].to_numpy()
-    summary = pd.DataFrame(rows)
-    st.dataframe(summary, hide_index=True, key="gen_summary", width="stretch", column_config=ui.number_columns(summary))
-    st.caption("Noise baseline: zoo models perturbed by the most Gaussian noise that keeps their mean accuracy "
-               "at least the generator's. *Beats noise (L2)*: the generated models' mean distance to the nearest "
-               "aligned zoo checkpoint is larger than the baseline's; *beats noise (function)*: their highest "
-               "prediction agreement with any zoo checkpoint is lower; both at equal or better accuracy (one test "
-               "example of slack).")
+    for r in runs:  # each generator beside its own noise baseline (calibrated to that generator's accuracy)
+        groups[r["method"]] = r["comparison"]["novelty"]["accuracy"].to_numpy()
+        groups[f"{P.BASELINE_PREFIX} ({r['method']})"] = r["comparison"]["baseline_novelty"]["accuracy"].to_numpy()
+    summary = summary_table({r["method"]: r["comparison"] for r in runs}, G.LEARNED)
+    st.dataframe(summary, hide_index=True, key="gen_summary", width="stretch", column_config={
+        **ui.number_columns(summary), **{c: st.column_config.CheckboxColumn(c, width="small")
+                                         for c in ("beats L2", "beats function", "learned")}})
+    st.caption("Noise baseline (one per run): zoo models perturbed by the most Gaussian noise that keeps their "
+               "mean accuracy at least that generator's. *Beats L2*: the generated models' mean distance to the "
+               "nearest aligned zoo checkpoint (NN distance) is larger than the baseline's; *beats function*: their "
+               "highest prediction agreement with any zoo checkpoint is lower; both at equal or better accuracy "
+               "(one test example of slack).")
     ui.chart(P.accuracy_violins(groups, reference=float(np.median(final_acc))), key="gen_violins")
     c = latest["comparison"]
     ui.chart(P.novelty_scatter(c["novelty"], c["baseline_novelty"], latest["method"]), key="gen_scatter")
@@ -192,33 +185,38 @@ if zoo.task is not None:
         st.dataframe(pd.concat([latest["info"], c["novelty"]], axis=1).round(4), key="gen_table")
 
     st.subheader("Against the noise frontier (Zeng et al. 2025)")
-    index = novelty_index()
-    with st.spinner("Adding noise to zoo models at a sweep of amplitudes ..."):
-        fr = ui.result(zoo, ("noise frontier",), lambda progress=None: G.noise_frontier(zoo, index))
+    fr = ui.on_request(zoo, "generate-frontier", ("noise frontier",),
+                       lambda progress=None: G.noise_frontier(zoo, novelty_index(), progress=progress),
+                       "Adding noise to zoo models at a sweep of amplitudes",
+                       st.button("Compute the noise frontier", key="gen_frontier_go"))
     median = float(np.median(final_acc))
-    measure = st.radio("Novelty", ["error_novelty", "distance"], horizontal=True, key="gen_frontier_measure",
-                       format_func={"error_novelty": "error IoU (Zeng et al.)", "distance": "L2 (aligned)"}.get)
-    ui.chart(PN.frontier(fr.points, fr.line(measure), {r["method"]: r["comparison"]["novelty"] for r in runs}, measure,
-                         median),
-             key="gen_frontier")
-    st.markdown(G.frontier_statement({r["method"]: G.frontier_verdict(fr, r["comparison"]["novelty"], median)
-                                      for r in runs}, median))
+    if fr is None:
+        st.info("Press **Compute the noise frontier** to measure zoo models plus noise at a sweep of amplitudes "
+                "(once per zoo; kept for every later run).")
+    else:
+        measure = st.radio("Novelty", ["error_novelty", "distance"], horizontal=True, key="gen_frontier_measure",
+                           format_func={"error_novelty": "error IoU (Zeng et al.)", "distance": "L2 (aligned)"}.get)
+        novelties = {r["method"]: r["comparison"]["novelty"] for r in runs}
+        ui.chart(PN.frontier(fr.points, fr.line(measure), novelties, measure, median), key="gen_frontier")
+        st.markdown(G.frontier_statement({m: G.frontier_verdict(fr, v, median) for m, v in novelties.items()},
+                                         median))
 
     if zoo.task.is_2d:
         st.subheader("Decision boundaries: generated model | nearest zoo model")
         nov = c["novelty"]
         show = st.slider("Generated models to show", 1, min(6, len(nov)), min(3, len(nov)), key="gen_show")
-        pick = np.arange(show)
-        nearest = nov["nearest_row"].to_numpy()[pick]
-        pairs = torch.stack([w for i, r in zip(pick, nearest, strict=True)
-                             for w in (latest["weights"][i], zoo.weights[int(r)].float())])
-        xs, ys, classes = decision_grid(zoo.arch, pairs, zoo.task.x_test, resolution=70)
-        acc, near_acc, dist = (nov[c].to_numpy() for c in ("accuracy", "nearest_accuracy", "distance"))
-        titles = [t for i, r in zip(pick, nearest, strict=True)
-                  for t in (f"generated {i} (acc {acc[i]:.3f})",
-                            f"zoo #{r} (acc {near_acc[i]:.3f}, d={dist[i]:.2f})")]
+        xs, ys, classes, titles = nearest_pairs_grid(zoo, latest["weights"], nov, show)
         ui.chart(P.decision_boundaries(xs, ys, classes, titles, zoo.task.x_test.numpy(), zoo.task.y_test.numpy(),
                                        n_classes=zoo.task.n_classes), key="gen_boundaries")
+
+st.subheader("Weights: generated vs zoo")
+sets = {"zoo final": zoo.weights[final[:64]], **{r["method"]: r["weights"] for r in runs}}
+if any(p.role == "weight" and len(p.shape) >= 2 for p in zoo.arch.layout):
+    hist_tab, spec_tab = st.tabs(["weight distributions", "singular-value spectra"])
+    with hist_tab:
+        ui.chart(P.weight_distributions(zoo.arch, sets), key="gen_weight_hist")
+    with spec_tab:
+        ui.chart(P.spectra_by_set(zoo.arch, sets), key="gen_spectra")
 
 st.subheader("In the projection")
 c1, c2 = st.columns(2)

@@ -99,6 +99,8 @@ def test_generate_page_draws_two_generators_against_the_frontier(moons_zoo):
         at.slider(key="gen_n").set_value(8).run()
         at.button(key="gen_go").click().run()
         assert not at.exception and not at.error
+    at.button(key="gen_frontier_go").click().run()
+    assert not at.exception and not at.error
     charts = {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     spec = next(v for k, v in charts.items() if "gen_frontier" in k)
     names = [t.get("name") for t in spec["data"]]

@@ -30,6 +30,13 @@ def figure(at: AppTest, key: str) -> dict:
     raise AssertionError(f"no chart with key {key!r} among {[c.proto.id for c in charts]}")
 
 
+def arr(array) -> np.ndarray:
+    """A Plotly JSON array as numpy (a list, or a typed array ``{"dtype", "bdata"}`` in base64)."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+    return np.asarray(array, dtype=float)
+
+
 def n_values(array) -> int:
     """Length of a Plotly JSON array (a list, or a typed array ``{"dtype", "bdata"}`` in base64)."""
     if isinstance(array, dict):
@@ -55,9 +62,22 @@ def test_two_generators_evaluated_side_by_side(moons_zoo):
     summary = at.dataframe[0].value
     assert list(summary["generator"]) == ["pca_gaussian", "merge"]
     assert summary["learned"].tolist() == [True, False]
-    assert ((summary["mean accuracy"] >= 0) & (summary["mean accuracy"] <= 1)).all()
+    assert ((summary["accuracy"] >= 0) & (summary["accuracy"] <= 1)).all()
+    assert list(summary.columns[1:3]) == ["beats L2", "beats function"]  # verdicts first, on screen
+    assert len(summary.columns) <= 10
     violins = figure(at, "gen_violins")
-    assert [t["name"] for t in violins["data"]] == ["zoo final", "pca_gaussian", "merge", "noise baseline (merge)"]
+    # every run beside its own noise baseline, calibrated to that run's accuracy
+    assert [t["name"] for t in violins["data"]] == ["zoo final", "pca_gaussian", "noise baseline (pca_gaussian)",
+                                                    "merge", "noise baseline (merge)"]
+    np.testing.assert_allclose(summary["noise accuracy"], [np.mean(arr(violins["data"][i]["y"])) for i in (2, 4)])
+    # weights of generated vs zoo models: one density per set (zoo final + 2 runs) in each of the 3 weight panels
+    hist = figure(at, "gen_weight_hist")
+    assert [t["name"] for t in hist["data"][:3]] == ["zoo final", "pca_gaussian", "merge"] and len(hist["data"]) == 9
+    spectra = figure(at, "gen_spectra")
+    assert {t.get("name") for t in spectra["data"] if t.get("showlegend", True)} >= {"zoo final", "merge"}
+    # the frontier waits for its button: nothing above it waited on it
+    assert not [c for c in at.get("plotly_chart") if "gen_frontier" in c.proto.id]
+    assert at.button(key="gen_frontier_go")
     scatter = figure(at, "gen_scatter")
     assert len(scatter["data"]) == 2 and n_values(scatter["data"][0]["x"]) == 8
     # moons is 2D: decision regions of generated models next to their nearest zoo models
@@ -87,7 +107,8 @@ def test_page_without_a_task_generates_but_says_what_is_missing(tmp_path, cnn_ar
     at.checkbox(key="gen_aligned").uncheck().run()
     at.button(key="gen_go").click().run()
     assert not at.exception and not at.error
-    assert not at.get("plotly_chart")
+    # nothing that needs evaluation; the weights themselves are compared with the zoo's
+    assert {c.key for c in at.get("plotly_chart")} == {"gen_weight_hist", "gen_spectra"}
     assert len(at.get("download_button")) == 3
 
 

@@ -154,3 +154,27 @@ def test_path_with_both_splits_and_log_loss(monkeypatch):
     train = L.barriers(L.paths(zoo.arch, zoo.task, zoo.weights[a], zoo.weights[b], steps=5, split="train"))
     shown = table[table["split"] == "train"]["loss barrier"].to_numpy()
     assert shown == pytest.approx(train["loss_barrier"].to_numpy(), rel=1e-5, abs=1e-7)
+
+
+def test_sharpness_tab_draws_eigenvalue_and_trace(monkeypatch):
+    """The sharpness figure equals the library's numbers for the same checkpoints and batch."""
+    from wslviz.understand import sharpness as H
+
+    zoo = load_zoo(MOONS)
+    at = run_page(monkeypatch, MOONS)
+    rows = [int(r) for r in zoo.final_index()[:3]]
+    at.multiselect(key="land_sharp_rows").set_value(rows)
+    at.select_slider(key="land_sharp_n").set_value(64)
+    at.select_slider(key="land_sharp_probes").set_value(4)
+    at.button(key="land_sharp_go").click().run()
+    assert not at.exception, at.exception
+    fig = chart(at, "land_sharp_fig")
+    expected = H.sharpness(zoo.arch, zoo.task, zoo.weights[rows], "test", 64, n_iter=30, tol=1e-3, n_probes=4)
+    eig = [t for t in fig["data"] if t.get("xaxis", "x") == "x"][0]
+    np.testing.assert_allclose(np.sort(arr(eig["y"])), np.sort(expected["top_eigenvalue"]), rtol=1e-4)
+    assert fig["layout"]["yaxis"]["title"]["text"] and fig["layout"]["yaxis2"]["title"]["text"]
+    at.toggle(key="land_sharp_run").set_value(True).run()
+    at.button(key="land_sharp_go").click().run()
+    assert not at.exception, at.exception
+    assert at.radio(key="land_sharp_x_run").value == "epoch"
+    assert len(chart(at, "land_sharp_fig")["data"]) == 2  # one model: its eigenvalue and trace lines

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.core.evaluation import evaluate, model_outputs
+from wslviz.core.evaluation import decision_grid, evaluate, model_outputs
 from wslviz.core.zoo import Zoo, checkpoint_accuracies, reference_row
 from wslviz.generation.export import as_zoo
 from wslviz.generation.rows import align_rows, check_rows
@@ -358,6 +358,39 @@ def compare_with_baseline(zoo: Zoo, generated: torch.Tensor, index: NoveltyIndex
     out["beats_function"] = bool(out["max_agreement"] < out["baseline_max_agreement"] and as_accurate)
     out["done"] = bool(out["beats_baseline"] and acc >= out["zoo_final_median"])
     return out
+
+
+SUMMARY_COLUMNS = {"beats_baseline": "beats L2", "beats_function": "beats function", "accuracy": "accuracy",
+                   "baseline_accuracy": "noise accuracy", "distance": "NN distance",
+                   "baseline_distance": "noise NN distance", "max_agreement": "max agreement",
+                   "baseline_max_agreement": "noise max agreement"}
+"""The columns of :func:`summary_table`: each :func:`compare_with_baseline` number and its short name."""
+
+
+def summary_table(comparisons: dict[str, dict[str, Any]], learned: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per generator run (``comparisons``: name -> :func:`compare_with_baseline` result) with the
+    verdicts first and the generated models' numbers each beside their noise baseline's
+    (:data:`SUMMARY_COLUMNS`), plus ``learned`` (the name is in ``learned``). Few, short columns: the table
+    must fit a page with its verdicts visible."""
+    rows = [{"generator": name, **{short: c[key] for key, short in SUMMARY_COLUMNS.items()},
+             "learned": name in learned} for name, c in comparisons.items()]
+    return pd.DataFrame(rows, columns=["generator", *SUMMARY_COLUMNS.values(), "learned"])
+
+
+def nearest_pairs_grid(zoo: Zoo, generated: torch.Tensor, novelty_df: pd.DataFrame, n: int = 3,
+                       resolution: int = 70) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Decision regions on the zoo's 2-D test inputs of the first ``n`` generated models (``generated`` [B, P]),
+    each followed by its nearest zoo checkpoint (``novelty_df``: :func:`novelty`'s table of those models).
+    Returns ``(xs, ys, classes [2n, R, R], titles)`` for :func:`wslviz.plots.generate.decision_boundaries`."""
+    pick = np.arange(min(n, len(novelty_df)))
+    nearest = novelty_df["nearest_row"].to_numpy()[pick]
+    pairs = torch.stack([w for i, r in zip(pick, nearest, strict=True)
+                         for w in (generated[i].float(), zoo.weights[int(r)].float())])
+    xs, ys, classes = decision_grid(zoo.arch, pairs, zoo.task.x_test, resolution=resolution)
+    acc, near_acc, dist = (novelty_df[c].to_numpy() for c in ("accuracy", "nearest_accuracy", "distance"))
+    titles = [t for i, r in zip(pick, nearest, strict=True)
+              for t in (f"generated {i} · acc {acc[i]:.3f}", f"zoo #{r} · acc {near_acc[i]:.3f} · d {dist[i]:.2f}")]
+    return xs, ys, classes, titles
 
 
 def project_with_generated(zoo: Zoo, generated: torch.Tensor, kind: str = "stats", method: str = "pca",

@@ -1,4 +1,6 @@
-"""Figures for the generation playground: accuracy violins, novelty scatter, decision boundaries, projection."""
+"""Figures for the generation playground: accuracy violins (each generator beside its own noise baseline),
+novelty scatter, decision boundaries, projection, and weight distributions and singular-value spectra of generated
+against zoo models."""
 
 from __future__ import annotations
 
@@ -7,22 +9,33 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import torch
 from plotly.subplots import make_subplots
 
+from wslviz.core.arch import Architecture
 from wslviz.plots import style
+from wslviz.plots.zoo import singular_values
+
+
+BASELINE_PREFIX = "noise baseline"
+BASELINE_COLOR = "#8c8c8c"
 
 
 def accuracy_violins(groups: Mapping[str, Sequence[float]], reference: float | None = None,
                      reference_label: str = "zoo final median") -> go.Figure:
-    """One violin per group of models (e.g. "zoo final", each generator, "noise baseline") with its points;
-    ``reference`` draws a dashed horizontal line (the zoo's final-checkpoint median accuracy), labelled in the
-    right margin so the label never sits on a violin. The violins end at the data (``spanmode="hard"``), so
-    they never reach outside the accuracies' range [0, 1]."""
+    """One violin per group of models (e.g. "zoo final", then each generator followed by its own
+    "noise baseline (<generator>)") with its points; baseline groups (names starting with
+    :data:`BASELINE_PREFIX`) are grey, the others take the categorical colours in order. ``reference`` draws a
+    dashed horizontal line (the zoo's final-checkpoint median accuracy), labelled in the right margin so the
+    label never sits on a violin. The violins end at the data (``spanmode="hard"``), so they never reach
+    outside the accuracies' range [0, 1]."""
     fig = go.Figure()
-    for i, (name, values) in enumerate(groups.items()):
+    shown = [n for n in groups if not n.startswith(BASELINE_PREFIX)]
+    for name, values in groups.items():
+        baseline = name.startswith(BASELINE_PREFIX)
+        color = BASELINE_COLOR if baseline else style.CATEGORICAL[shown.index(name) % len(style.CATEGORICAL)]
         fig.add_trace(go.Violin(y=np.asarray(values, dtype=float), name=name, box_visible=True, meanline_visible=True,
-                                points="all", jitter=0.3, spanmode="hard",
-                                line_color=style.CATEGORICAL[i % len(style.CATEGORICAL)]))
+                                points="all", jitter=0.3, spanmode="hard", line_color=color))
     if reference is not None:
         fig.add_hline(y=reference, line_dash="dash", line_color="grey")
         fig.add_annotation(x=1.0, xref="paper", xanchor="left", y=reference, yref="y", showarrow=False,
@@ -62,8 +75,10 @@ def decision_boundaries(xs: np.ndarray, ys: np.ndarray, classes: np.ndarray, tit
     if len(titles) != b:
         raise ValueError(f"{b} panels but {len(titles)} titles")
     rows = max(1, int(np.ceil(b / columns)))
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=list(titles), horizontal_spacing=0.06,
-                        vertical_spacing=0.12 / max(rows, 1) + 0.04)
+    # titles in a small font with room between rows: at full size they ran into each other and the panels above
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=list(titles), horizontal_spacing=0.08,
+                        vertical_spacing=min(0.3, 0.25 / rows + 0.06))
+    fig.update_annotations(font={"size": 11})
     k = int(n_classes or max(int(classes.max()) + 1, int(labels.max()) + 1 if labels is not None else 0, 2))
     palette = [style.CATEGORICAL[c % len(style.CATEGORICAL)] for c in range(k)]
     scale = [[c / max(k - 1, 1), palette[c]] for c in range(k)]
@@ -77,9 +92,10 @@ def decision_boundaries(xs: np.ndarray, ys: np.ndarray, classes: np.ndarray, tit
                                      marker={"size": 4, "color": [palette[int(v) % k] for v in labels],
                                              "line": {"width": 0.5, "color": "white"}},
                                      hoverinfo="skip"), row=r, col=c)
-        fig.update_xaxes(title_text="x1", row=r, col=c)
-        fig.update_yaxes(title_text="x2", row=r, col=c)
-    return style.apply(fig, "Decision regions: generated model | nearest zoo model", height=300 * rows + 80)
+        # axis titles on the outer panels only: inner ones collided with the panel titles below them
+        fig.update_xaxes(title_text="x1" if r == rows else None, row=r, col=c)
+        fig.update_yaxes(title_text="x2" if c == 1 else None, row=r, col=c)
+    return style.apply(fig, "Decision regions: generated model | nearest zoo model", height=320 * rows + 80)
 
 
 def projection(frame: pd.DataFrame, refitted: bool = False, method: str = "pca") -> go.Figure:
@@ -103,3 +119,75 @@ def projection(frame: pd.DataFrame, refitted: bool = False, method: str = "pca")
     fig.update_layout(xaxis_title=f"{method.upper()} 1", yaxis_title=f"{method.upper()} 2",
                       legend={"orientation": "h", "y": -0.2})
     return style.apply(fig, f"Projection ({how})")
+
+
+def _set_color(i: int) -> str:
+    return style.CATEGORICAL[i % len(style.CATEGORICAL)]
+
+
+def _panel_grid(n: int, cols: int = 3) -> tuple[int, int]:
+    cols = max(1, min(n, cols))
+    return -(-n // cols), cols
+
+
+def weight_distributions(arch: Architecture, sets: Mapping[str, torch.Tensor], bins: int = 50,
+                         max_panels: int = 9) -> go.Figure:
+    """Per weight matrix (the first ``max_panels``), the density of its values pooled over every model of each
+    set (``sets``: name -> weights [k, P], e.g. the zoo's final checkpoints and one generator's models),
+    overlaid on shared bins: a generator that matches the zoo draws the same shape."""
+    params = [p for p in arch.layout if p.role == "weight" and len(p.shape) >= 2][:max_panels]
+    if not params or not sets:
+        raise ValueError("weight distributions need weight matrices and at least one set of models")
+    rows, cols = _panel_grid(len(params))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{p.name} {list(p.shape)}" for p in params],
+                        horizontal_spacing=0.08, vertical_spacing=0.5 / rows)
+    blocks = {name: torch.as_tensor(w, dtype=torch.float32).reshape(-1, arch.n_params).numpy()
+              for name, w in sets.items()}
+    for i, p in enumerate(params):
+        values = {name: w[:, p.slice].ravel() for name, w in blocks.items()}
+        lo = float(min(v.min() for v in values.values()))
+        hi = float(max(v.max() for v in values.values()))
+        edges = np.linspace(lo, hi if hi > lo else lo + 1e-6, bins + 1)
+        centres = (edges[:-1] + edges[1:]) / 2
+        r, c = divmod(i, cols)
+        for k, (name, v) in enumerate(values.items()):
+            density, _ = np.histogram(v, bins=edges, density=True)
+            fig.add_trace(go.Scatter(x=centres, y=density, mode="lines", name=name, legendgroup=name,
+                                     showlegend=i == 0, line={"color": _set_color(k), "shape": "hvh"},
+                                     hovertemplate=f"{name}<br>value %{{x:.3f}}<br>density %{{y:.3f}}<extra></extra>"),
+                          row=r + 1, col=c + 1)
+        fig.update_xaxes(title_text="weight value", row=r + 1, col=c + 1)
+        fig.update_yaxes(title_text="density" if c == 0 else None, row=r + 1, col=c + 1)
+    style.apply(fig, "Weight distributions: generated vs zoo", height=max(360, 280 * rows))
+    return fig.update_layout(legend={"orientation": "h", "y": -0.12, "yanchor": "top"})
+
+
+def spectra_by_set(arch: Architecture, sets: Mapping[str, torch.Tensor], max_panels: int = 9) -> go.Figure:
+    """Per weight matrix (the first ``max_panels``), the singular values (largest first, log scale) of each set of
+    models (``sets``: name -> weights [k, P]): the median over the set's models at each index, with a band from
+    the 10th to the 90th percentile (:func:`wslviz.plots.zoo.singular_values`)."""
+    spectra = {name: singular_values(arch, w) for name, w in sets.items()}
+    layers = list(next(iter(spectra.values()), {}))[:max_panels]
+    if not layers:
+        raise ValueError("spectra need weight matrices and at least one set of models")
+    rows, cols = _panel_grid(len(layers))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=layers, horizontal_spacing=0.08,
+                        vertical_spacing=0.5 / rows)
+    for i, layer in enumerate(layers):
+        r, c = divmod(i, cols)
+        for k, (name, per_layer) in enumerate(spectra.items()):
+            s = per_layer[layer]
+            index = np.arange(1, s.shape[1] + 1)
+            lo, mid, hi = np.percentile(s, [10, 50, 90], axis=0)
+            color = _set_color(k)
+            fig.add_trace(go.Scatter(x=np.r_[index, index[::-1]], y=np.r_[hi, lo[::-1]], fill="toself",
+                                     fillcolor=color, opacity=0.2, line={"width": 0}, hoverinfo="skip",
+                                     showlegend=False, legendgroup=name), row=r + 1, col=c + 1)
+            fig.add_trace(go.Scatter(x=index, y=mid, mode="lines+markers", name=name, legendgroup=name,
+                                     showlegend=i == 0, marker={"size": 4, "color": color}, line={"color": color},
+                                     hovertemplate=f"{name}<br>median σ_%{{x}} = %{{y:.4f}}<extra></extra>"),
+                          row=r + 1, col=c + 1)
+        fig.update_xaxes(title_text="index i (largest first)", row=r + 1, col=c + 1)
+        fig.update_yaxes(type="log", title_text="singular value σ_i" if c == 0 else None, row=r + 1, col=c + 1)
+    style.apply(fig, "Singular-value spectra: generated vs zoo (median, 10-90% band)", height=max(360, 280 * rows))
+    return fig.update_layout(legend={"orientation": "h", "y": -0.12, "yanchor": "top"})

@@ -201,3 +201,30 @@ def bezier_figure(fit: BezierFit, title: str | None = None) -> go.Figure:
     """The trained Bezier curve beside the straight line: loss and accuracy against t."""
     curves = pd.concat([fit.line.assign(path="straight line"), fit.curve.assign(path="Bezier curve")])
     return path_figure(curves, by="path", title=title)
+
+
+def sharpness_figure(table: pd.DataFrame, x: str, x_label: str | None = None, by: str | None = None,
+                     title: str | None = None) -> go.Figure:
+    """Top Hessian eigenvalue (left) and Hutchinson trace with +-2 standard errors (right) against column ``x``
+    (e.g. test accuracy or epoch) of a :func:`wslviz.understand.sharpness.sharpness` table with an ``x`` column
+    and a ``label`` column (hover); ``by`` (e.g. ``model_id``) joins each group's points in order of ``x``."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=["top Hessian eigenvalue (power iteration)", "Hessian trace (Hutchinson)"])
+    groups = table.groupby(by, sort=False) if by else [(None, table)]
+    for i, (key, g) in enumerate(groups):
+        g = g.sort_values(x)
+        color = style.CATEGORICAL[i % len(style.CATEGORICAL)]
+        name = "checkpoints" if key is None else f"{by} {key}"
+        mode = "lines+markers" if by else "markers"
+        for col, value, error in ((1, "top_eigenvalue", None), (2, "trace", 2 * g["trace_se"])):
+            fig.add_trace(go.Scatter(x=g[x], y=g[value], mode=mode, name=name, legendgroup=name, showlegend=col == 1,
+                                     marker={"size": 8, "color": color}, line={"color": color},
+                                     error_y=None if error is None else {"type": "data", "array": error,
+                                                                         "thickness": 1},
+                                     text=g["label"], hovertemplate=f"%{{text}}<br>{x}=%{{x}}<br>{value}=%{{y:.4g}}"
+                                     "<extra></extra>"), row=1, col=col)
+    for col in (1, 2):
+        fig.update_xaxes(title_text=x_label or x, row=1, col=col)
+    fig.update_yaxes(title_text="λ_max of the loss Hessian", row=1, col=1)
+    fig.update_yaxes(title_text="tr(H) ± 2 s.e.", row=1, col=2)
+    return _legend_below(style.apply(fig, title, height=460))

@@ -18,7 +18,15 @@ import torch
 from wslviz.core.arch import Architecture
 from wslviz.core.batched import forward
 from wslviz.core.tasks import Task
-from wslviz.understand.landscape import BARRIER_STEPS, evaluate_points, line_points, model_vector, require_task, t_grid
+from wslviz.understand.landscape import (
+    BARRIER_STEPS,
+    align_pair,
+    evaluate_points,
+    line_points,
+    model_vector,
+    require_task,
+    t_grid,
+)
 
 Progress = Callable[[int, int], None] | None
 
@@ -42,20 +50,9 @@ def bezier_points(a: torch.Tensor, control: torch.Tensor, b: torch.Tensor, t: to
     return (1 - t) ** 2 * a + 2 * t * (1 - t) * control + t ** 2 * b
 
 
-def bezier_curve(
-    arch: Architecture,
-    task: Task,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    steps: int = BARRIER_STEPS,
-    n_iter: int = 200,
-    n_t: int = 8,
-    batch_size: int = 128,
-    lr: float = 0.02,
-    seed: int = 0,
-    split: str = "test",
-    progress: Progress = None,
-) -> BezierFit:
+def bezier_curve(arch: Architecture, task: Task, a: torch.Tensor, b: torch.Tensor, steps: int = BARRIER_STEPS,
+                 n_iter: int = 200, n_t: int = 8, batch_size: int = 128, lr: float = 0.02, seed: int = 0,
+                 split: str = "test", progress: Progress = None) -> BezierFit:
     """Train the control point of a quadratic Bezier curve from ``a`` to ``b`` (both [P]) for low
     training loss along the curve (Garipov et al. 2018), and evaluate the curve and the straight line.
 
@@ -99,3 +96,11 @@ def bezier_curve(
     curve = pd.DataFrame({"t": tg, "loss": loss[:n], "accuracy": acc[:n]})
     line = pd.DataFrame({"t": tg, "loss": loss[n:], "accuracy": acc[n:]})
     return BezierFit(curve=curve, line=line, control=control, history=history)
+
+
+def bezier_between(arch: Architecture, task: Task, a: torch.Tensor, b: torch.Tensor, align: bool = False,
+                   n_iter: int = 200, seed: int = 0, split: str = "test", progress: Progress = None) -> BezierFit:
+    """:func:`bezier_curve` from ``a`` to ``b`` ([P] each), with ``b`` first weight-matched to ``a`` when ``align``
+    (the curve then connects ``a`` to a copy of ``b`` in ``a``'s basis: the same function as ``b``)."""
+    end = align_pair(arch, task, a, b, "weight") if align else b
+    return bezier_curve(arch, task, a, end, n_iter=n_iter, seed=seed, split=split, progress=progress)

@@ -116,17 +116,9 @@ def align_pair(arch: Architecture, task: Task | None, a: torch.Tensor, b: torch.
 
 
 # ------------------------------------------------------------------ paths
-def interpolate(
-    arch: Architecture,
-    task: Task,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    steps: int = BARRIER_STEPS,
-    t_range: tuple[float, float] = (0.0, 1.0),
-    split: str = "test",
-    progress: Progress = None,
-    repair: str | None = None,
-) -> pd.DataFrame:
+def interpolate(arch: Architecture, task: Task, a: torch.Tensor, b: torch.Tensor, steps: int = BARRIER_STEPS,
+                t_range: tuple[float, float] = (0.0, 1.0), split: str = "test", progress: Progress = None,
+                repair: str | None = None) -> pd.DataFrame:
     """Loss and accuracy along the straight line from ``a`` (t = 0) to ``b`` (t = 1), both [P].
 
     The grid is :func:`t_grid` (``steps`` points over ``t_range``, holding 0 and 1 exactly; e.g.
@@ -173,18 +165,9 @@ def accuracy_barrier(curve: pd.DataFrame) -> float:
     return float(np.max(chord - inside["accuracy"].to_numpy(dtype=float)))
 
 
-def paths(
-    arch: Architecture,
-    task: Task,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    methods: Sequence[str] = METHODS,
-    steps: int = BARRIER_STEPS,
-    t_range: tuple[float, float] = (0.0, 1.0),
-    split: str = "test",
-    seed: int = 0,
-    progress: Progress = None,
-) -> pd.DataFrame:
+def paths(arch: Architecture, task: Task, a: torch.Tensor, b: torch.Tensor, methods: Sequence[str] = METHODS,
+          steps: int = BARRIER_STEPS, t_range: tuple[float, float] = (0.0, 1.0), split: str = "test", seed: int = 0,
+          progress: Progress = None) -> pd.DataFrame:
     """Straight paths from ``a`` to ``b`` for each method (``naive``: ``b`` as it is; ``weight`` /
     ``activation``: ``b`` aligned to ``a`` first), evaluated together in one batch.
 
@@ -197,6 +180,16 @@ def paths(
     loss, acc = evaluate_points(arch, task, weights, split, progress)
     return pd.DataFrame({"method": np.repeat(list(methods), len(t)), "t": np.tile(t, len(ends)),
                          "loss": loss, "accuracy": acc})
+
+
+def paths_by_split(arch: Architecture, task: Task, a: torch.Tensor, b: torch.Tensor,
+                   methods: Sequence[str] = METHODS, steps: int = BARRIER_STEPS,
+                   t_range: tuple[float, float] = (0.0, 1.0), splits: Sequence[str] = ("test",),
+                   progress: Progress = None) -> pd.DataFrame:
+    """:func:`paths` on each of ``splits`` (e.g. ``("test", "train")``: train and test curves on one plot), in one
+    table with a ``split`` column."""
+    return pd.concat([paths(arch, task, a, b, methods, steps, t_range, s, progress=progress).assign(split=s)
+                      for s in splits], ignore_index=True)
 
 
 def barriers(curves: pd.DataFrame, by: str = "method") -> pd.DataFrame:
@@ -214,18 +207,9 @@ def _barriers_of(t: np.ndarray, values: np.ndarray, sign: float) -> np.ndarray:
     return np.max(sign * (values - chord)[:, inside], axis=1)
 
 
-def pair_barriers(
-    arch: Architecture,
-    task: Task,
-    first: torch.Tensor,
-    second: torch.Tensor,
-    method: str = "naive",
-    steps: int = BARRIER_STEPS,
-    split: str = "test",
-    seed: int = 0,
-    progress: Progress = None,
-    repair: str | None = None,
-) -> pd.DataFrame:
+def pair_barriers(arch: Architecture, task: Task, first: torch.Tensor, second: torch.Tensor, method: str = "naive",
+                  steps: int = BARRIER_STEPS, split: str = "test", seed: int = 0, progress: Progress = None,
+                  repair: str | None = None) -> pd.DataFrame:
     """Barriers of many pairs: the straight path from ``first[i]`` to ``second[i]`` (both [N, P]; with
     ``method`` ``weight``/``activation`` ``second[i]`` is aligned to ``first[i]`` first). All N paths are
     evaluated in one batch; ``repair`` corrects the points between the endpoints as in :func:`interpolate`.
@@ -251,16 +235,9 @@ def pair_barriers(
     return pd.DataFrame({"loss_barrier": _barriers_of(t, loss, 1.0), "accuracy_barrier": _barriers_of(t, acc, -1.0)})
 
 
-def barrier_matrix(
-    arch: Architecture,
-    task: Task,
-    weights: torch.Tensor,
-    method: str = "naive",
-    steps: int = BARRIER_STEPS,
-    split: str = "test",
-    seed: int = 0,
-    progress: Progress = None,
-) -> dict[str, np.ndarray]:
+def barrier_matrix(arch: Architecture, task: Task, weights: torch.Tensor, method: str = "naive",
+                   steps: int = BARRIER_STEPS, split: str = "test", seed: int = 0, progress: Progress = None
+                   ) -> dict[str, np.ndarray]:
     """Pairwise barriers of K models ``weights`` [K, P] -> ``{"loss": [K, K], "accuracy": [K, K]}``.
 
     Entry (i, j), i < j, is the barrier of the path from model i to model j (aligned to model i unless

@@ -63,17 +63,8 @@ class Surface:
         return w[0] if single else w
 
 
-def surface(
-    arch: Architecture,
-    task: Task,
-    origin: torch.Tensor,
-    directions: torch.Tensor,
-    x: np.ndarray,
-    y: np.ndarray,
-    split: str = "test",
-    progress: Progress = None,
-    **fields: Any,
-) -> Surface:
+def surface(arch: Architecture, task: Task, origin: torch.Tensor, directions: torch.Tensor, x: np.ndarray,
+            y: np.ndarray, split: str = "test", progress: Progress = None, **fields: Any) -> Surface:
     """Evaluate the grid ``x`` [nx] x ``y`` [ny] of the plane ``origin + x d0 + y d1`` (``origin`` [P],
     ``directions`` [2, P]) in one batch of ``nx * ny`` models; extra keyword arguments fill the
     :class:`Surface`'s ``points`` / ``path`` / ``info``."""
@@ -122,19 +113,9 @@ def plane_basis(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tuple[torc
     return torch.stack([u, v]).float(), coords
 
 
-def plane(
-    arch: Architecture,
-    task: Task,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    c: torch.Tensor,
-    resolution: int = 21,
-    margin: float = 0.2,
-    method: str = "naive",
-    split: str = "test",
-    seed: int = 0,
-    progress: Progress = None,
-) -> Surface:
+def plane(arch: Architecture, task: Task, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, resolution: int = 21,
+          margin: float = 0.2, method: str = "naive", split: str = "test", seed: int = 0, progress: Progress = None
+          ) -> Surface:
     """Loss surface on the plane through three models ``a``, ``b``, ``c`` ([P] each; Garipov et al. 2018).
 
     With ``method`` ``weight``/``activation``, ``b`` and ``c`` are first aligned to ``a``. The grid is
@@ -173,16 +154,8 @@ def filter_normalized_directions(arch: Architecture, weights: torch.Tensor, n: i
     return out
 
 
-def random_plane(
-    arch: Architecture,
-    task: Task,
-    weights: torch.Tensor,
-    resolution: int = 21,
-    span: float = 1.0,
-    seed: int = 0,
-    split: str = "test",
-    progress: Progress = None,
-) -> Surface:
+def random_plane(arch: Architecture, task: Task, weights: torch.Tensor, resolution: int = 21, span: float = 1.0,
+                 seed: int = 0, split: str = "test", progress: Progress = None) -> Surface:
     """Loss surface around one model on two random filter-normalised directions (Li et al. 2018).
 
     Grid: ``resolution`` x ``resolution`` over ``[-span, span]^2`` in units of the directions (1 = every
@@ -195,16 +168,8 @@ def random_plane(
                          "y_label": "direction 2 (filter-normalised)"})
 
 
-def random_line(
-    arch: Architecture,
-    task: Task,
-    weights: torch.Tensor,
-    steps: int = 51,
-    span: float = 1.0,
-    seed: int = 0,
-    split: str = "test",
-    progress: Progress = None,
-) -> pd.DataFrame:
+def random_line(arch: Architecture, task: Task, weights: torch.Tensor, steps: int = 51, span: float = 1.0,
+                seed: int = 0, split: str = "test", progress: Progress = None) -> pd.DataFrame:
     """Loss and accuracy along one random filter-normalised direction, ``alpha`` in ``[-span, span]``
     (Li et al. 2018). The direction is the first of :func:`filter_normalized_directions` with ``seed``,
     so the line is the x axis of :func:`random_plane` with the same seed. Columns ``alpha``, ``loss``,
@@ -239,15 +204,8 @@ def trajectory_pca(checkpoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return origin.float(), directions.float(), coords, explained
 
 
-def trajectory(
-    arch: Architecture,
-    task: Task,
-    checkpoints: torch.Tensor,
-    resolution: int = 21,
-    margin: float = 0.2,
-    split: str = "test",
-    progress: Progress = None,
-) -> Surface:
+def trajectory(arch: Architecture, task: Task, checkpoints: torch.Tensor, resolution: int = 21, margin: float = 0.2,
+               split: str = "test", progress: Progress = None) -> Surface:
     """One model's checkpoints [T, P] (in training order) drawn on the loss surface of the PCA plane of
     its own trajectory (Li et al. 2018). ``path`` holds the checkpoints' coordinates [T, 2];
     ``points["final"]`` the final model; ``info["explained"]`` the variance share per axis."""
