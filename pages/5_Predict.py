@@ -48,7 +48,7 @@ c1, c2, c3, c4 = st.columns(4)
 target = c1.selectbox("target", targets, index=targets.index("test_acc") if "test_acc" in targets else 0,
                       key="predict_target")
 kind = c2.selectbox("features", kinds, index=kinds.index("stats"), key="predict_kind",
-                    format_func=lambda k: f"{k}: {features.DESCRIPTIONS[k]}")
+                    help=" · ".join(f"**{k}**: {features.DESCRIPTIONS[k]}" for k in kinds))
 model = c3.selectbox("predictor", predict.PREDICTORS, index=predict.PREDICTORS.index("gbm"), key="predict_model",
                      format_func=predict.MODEL_LABELS.get,
                      help="Metanetworks (NFN-NP, DWSNets-style, flat MLPs) read the weights, not the features.")
@@ -62,6 +62,7 @@ transform = "rank" if numeric and st.toggle(
     help="Fit the predictor to the targets' ranks, mapped back through their quantiles: every pair of models "
          "counts alike, as in Kendall's τ, instead of the widest gaps dominating the squared error.") else "none"
 
+st.caption(f"Features **{kind}**: {features.DESCRIPTIONS[kind]}")  # the description, too long for the box
 epochs = st.slider("metanetwork: at most this many epochs per fold (early stopping ends most fits sooner)", 5, 300,
                    predict.METANET_OPTIONS["max_epochs"], key="predict_epochs") if model in predict.METANETS else 0
 

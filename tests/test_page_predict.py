@@ -39,7 +39,11 @@ def test_prediction_fitted_and_neighbours(moons_zoo):
     figs = charts(at)
     scatter = next(f for k, f in figs.items() if "predict_scatter" in k)
     assert scatter["layout"]["xaxis"]["title"]["text"].startswith("true test accuracy")
-    assert any("predict_importance" in k for k in figs)
+    importance = next(f for k, f in figs.items() if "predict_importance" in k)
+    # long feature names grow the margin instead of being clipped
+    assert importance["layout"]["yaxis"]["automargin"] and importance["layout"]["xaxis"]["automargin"]
+    assert at.selectbox(key="predict_kind").value == "stats"  # the box shows the short name; its description below
+    assert any("Features **stats**" in c.value for c in at.caption)
     # neighbour tables for the linked selection: the query row itself is never its own neighbour
     tables = [d.value for d in at.dataframe]
     assert len(tables) == 2

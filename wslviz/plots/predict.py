@@ -75,8 +75,12 @@ def importance_figure(importances: pd.Series, top: int = 20, title: str | None =
     s = importances.sort_values(ascending=False).head(top)[::-1]
     fig = go.Figure(go.Bar(x=s.to_numpy(), y=list(s.index), orientation="h", marker_color=style.CATEGORICAL[0],
                            hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
-    fig.update_layout(xaxis_title="permutation importance (score drop when shuffled)", yaxis_title="feature")
-    return style.apply(fig, title, height=max(300, 40 + 22 * len(s)))
+    fig.update_layout(xaxis_title="score drop when shuffled", yaxis_title="feature")
+    style.apply(fig, title, height=max(300, 60 + 22 * len(s)))
+    # long feature names and the axis titles grow the margins instead of being cut off in a narrow column
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True, title_standoff=8)
+    return fig.update_layout(margin={"l": 10, "r": 10})
 
 
 def retrieval_figure(table: pd.DataFrame, title: str | None = None) -> go.Figure:
