@@ -29,13 +29,21 @@ from wslviz.core import module_eval
 from wslviz.core.builtins import BUILTINS
 from wslviz.core.module_arch import ModuleArchitecture
 from wslviz.core.tasks import Task, make_task
+from wslviz.core.trainloop import DATA_STREAM as DATA_STREAM  # part of this module's interface since it began
+from wslviz.core.trainloop import (
+    checkpoint_table,
+    draw_grid,
+    epoch_counter,
+    evaluate_columns,
+    run_epochs,
+    thread_cap,
+)
 
 Progress = Callable[[int, int], None] | None
 HYPERPARAMETERS: dict[str, Any] = {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 32, "optimizer": "adam",
                                    "momentum": 0.9, "init_scale": 1.0, "train_fraction": 1.0}
 """What a module recipe may vary, with defaults (the sequential trainer's set without dropout: a module's
 dropout layers have their own rates)."""
-DATA_STREAM = 2**32
 
 
 def init_module_weights(arch: ModuleArchitecture, seeds: Sequence[int], init_scale: Sequence[float]) -> torch.Tensor:
@@ -55,51 +63,29 @@ def init_module_weights(arch: ModuleArchitecture, seeds: Sequence[int], init_sca
 
 def _train_group(arch: ModuleArchitecture, task: Task, hp: pd.DataFrame, epochs: int, checkpoints: Sequence[int],
                  on_epoch: Callable[[], None], optimizer: Any) -> dict[int, torch.Tensor]:
-    b, bs = len(hp), int(hp["batch_size"].iloc[0])
     x, y = task.x_train, task.y_train
-    n = len(x)
-    sizes = np.maximum(bs, np.round(hp["train_fraction"].to_numpy() * n).astype(int))
-    if (sizes > n).any():
-        raise ValueError(f"batch size {bs} is larger than the {n} training examples")
-    gens = [torch.Generator().manual_seed(int(s) + DATA_STREAM) for s in hp["seed"]]
-    subsets = [torch.randperm(n, generator=g)[:k] for g, k in zip(gens, sizes, strict=True)]
-    steps = int(sizes.max()) // bs
-    n_steps = torch.as_tensor(sizes // bs)
     weights = init_module_weights(arch, hp["seed"].tolist(), hp["init_scale"].tolist())
     opt = optimizer(hp, arch.n_params)
     stats = [p for p in arch.layout if p.role in ("running_mean", "running_var")]
-    saved = {0: weights.clone()} if 0 in checkpoints else {}
-    for epoch in range(1, epochs + 1):
-        order = torch.zeros(b, int(sizes.max()), dtype=torch.long)
-        for i, (g, sub) in enumerate(zip(gens, subsets, strict=True)):
-            order[i, :len(sub)] = sub[torch.randperm(len(sub), generator=g)]
-        for s in range(steps):
-            active = n_steps > s
-            rows = active.nonzero().flatten()
-            idx = order[rows, s * bs:(s + 1) * bs]
-            w = weights[rows].requires_grad_(True)
-            tensors = arch.unflatten(w)
-            for p in stats:
-                tensors[p.name] = tensors[p.name].detach().clone()
-            with torch.enable_grad():
-                out = module_eval.call(arch, tensors, x[idx], train=True, per_model_inputs=True)
-                out = out.reshape(len(rows), bs, -1)
-                losses = F.cross_entropy(out.reshape(-1, out.shape[-1]), y[idx].reshape(-1),
-                                         reduction="none").view(len(rows), bs).mean(1)
-                (grad_rows,) = torch.autograd.grad(losses.sum(), w)
-            grad = torch.zeros_like(weights)
-            grad[rows] = grad_rows
-            opt.step(weights, grad, active)
-            for p in stats:  # running statistics are what BatchNorm wrote, not optimised
-                weights[rows, p.slice] = tensors[p.name].reshape(len(rows), -1)
-        if epoch in checkpoints:
-            if not torch.isfinite(weights).all():
-                bad = (~torch.isfinite(weights)).any(1).nonzero().flatten().tolist()
-                raise FloatingPointError(f"training diverged at epoch {epoch} for models with seeds "
-                                         f"{hp['seed'].iloc[bad].tolist()[:10]}")
-            saved[epoch] = weights.clone()
-        on_epoch()
-    return saved
+
+    def step(rows: torch.Tensor, idx: torch.Tensor, active: torch.Tensor) -> None:
+        w = weights[rows].requires_grad_(True)
+        tensors = arch.unflatten(w)
+        for p in stats:
+            tensors[p.name] = tensors[p.name].detach().clone()
+        with torch.enable_grad():
+            out = module_eval.call(arch, tensors, x[idx], train=True, per_model_inputs=True)
+            out = out.reshape(*idx.shape, -1)
+            losses = F.cross_entropy(out.reshape(-1, out.shape[-1]), y[idx].reshape(-1),
+                                     reduction="none").view(idx.shape).mean(1)
+            (grad_rows,) = torch.autograd.grad(losses.sum(), w)
+        grad = torch.zeros_like(weights)
+        grad[rows] = grad_rows
+        opt.step(weights, grad, active)
+        for p in stats:  # running statistics are what BatchNorm wrote, not optimised
+            weights[rows, p.slice] = tensors[p.name].reshape(len(rows), -1)
+
+    return run_epochs(weights, hp, len(x), epochs, checkpoints, step, on_epoch)
 
 
 @dataclass(frozen=True)
@@ -117,6 +103,10 @@ class ModuleRecipe:
     checkpoints: tuple[int, ...]
     fixed: dict[str, Any] = field(default_factory=dict)
     threads: int | None = 2
+    seeds_per_config: int = 1
+    """Models trained per drawn hyper-parameter setting, with different seeds (``n_models`` a multiple of it):
+    replicates are the independently trained pairs of Git Re-Basin (same recipe, other initialisation and data
+    order)."""
     optimizer: Any = None
     """The batched optimiser class, ``optimizer(hparams, n_params)`` with ``step(weights, grad, active)``
     (:class:`wslviz.core.training.BatchedOptimizer`; set by :meth:`with_optimizer` where the recipe is registered
@@ -126,15 +116,9 @@ class ModuleRecipe:
         return replace(self, optimizer=optimizer)
 
     def hyperparameters(self, seed: int = 0) -> pd.DataFrame:
-        """One row per model: ``seed`` (``seed * 100000 + model_id``) and the drawn hyper-parameters."""
-        rng = np.random.default_rng(seed)
-        cols: dict[str, Any] = {"seed": seed * 100_000 + np.arange(self.n_models)}
-        for name, values in self.grid.items():
-            balanced = np.resize(np.arange(len(values)), self.n_models)
-            cols[name] = [values[i] for i in rng.permutation(balanced)]
-        for name, value in self.fixed.items():
-            cols[name] = value
-        df = pd.DataFrame(cols)
+        """One row per model: ``seed`` (``seed * 100000 + model_id``) and the drawn hyper-parameters (each
+        setting drawn once for ``seeds_per_config`` consecutive models)."""
+        df = draw_grid(self.grid, self.fixed, self.n_models, seed, self.seeds_per_config)
         unknown = set(df.columns) - set(HYPERPARAMETERS) - {"seed"}
         if unknown:
             raise ValueError(f"unknown hyper-parameter(s) {sorted(unknown)}; known: {', '.join(HYPERPARAMETERS)}")
@@ -160,18 +144,9 @@ def train_module_zoo(recipe: ModuleRecipe, seed: int = 0, progress: Progress = N
     hp = recipe.hyperparameters(seed)
     checkpoints = sorted(set(recipe.checkpoints))
     groups = sorted(hp["batch_size"].unique())
-    total, done = len(groups) * recipe.epochs + 1, 0
-
-    def on_epoch() -> None:
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done, total)
-
-    threads = torch.get_num_threads()
+    on_epoch = epoch_counter(len(groups) * recipe.epochs + 1, progress)
     weights = torch.empty(len(hp), len(checkpoints), arch.n_params)
-    try:
-        torch.set_num_threads(min(threads, recipe.threads or threads))
+    with thread_cap(recipe.threads):
         for bs in groups:
             rows = np.flatnonzero(hp["batch_size"].to_numpy() == bs)
             with torch.random.fork_rng(devices=[]):  # dropout masks, if any, from the run seed
@@ -180,16 +155,7 @@ def train_module_zoo(recipe: ModuleRecipe, seed: int = 0, progress: Progress = N
                                      on_epoch, recipe.optimizer)
             weights[torch.as_tensor(rows)] = torch.stack([saved[e] for e in checkpoints], 1)
         weights = weights.reshape(-1, arch.n_params)
-        meta = hp.loc[hp.index.repeat(len(checkpoints))].reset_index(drop=True)
-        meta.insert(0, "model_id", np.repeat(np.arange(len(hp)), len(checkpoints)))
-        meta.insert(1, "epoch", np.tile(checkpoints, len(hp)))
-        for split in ("train", "test"):
-            r = module_eval.evaluate(arch, task, weights, split=split)
-            meta[f"{split}_loss"] = r["loss"].numpy().astype(np.float64)
-            meta[f"{split}_acc"] = r["accuracy"].numpy().astype(np.float64)
-        meta["ggap"] = meta["train_acc"] - meta["test_acc"]
-    finally:
-        torch.set_num_threads(threads)
+        meta = evaluate_columns(arch, task, weights, checkpoint_table(hp, checkpoints))
     on_epoch()
     return Zoo(name=recipe.name, metadata=meta, weights=weights, arch=arch, task=task, description=recipe.description)
 
@@ -207,7 +173,8 @@ MODULE_RECIPES: dict[str, ModuleRecipe] = {
         ModuleRecipe(
             name="digits-resnet",
             description="CIFAR-style ResNet-8 (BasicBlocks, BatchNorm, 4/8/16 channels) on scikit-learn digits; "
-                        "optimizer, learning rate, weight decay, init scale and train fraction varied.",
+                        "optimizer, learning rate, weight decay, init scale and train fraction varied: 16 "
+                        "settings, each trained from 4 seeds (independently trained replicates).",
             arch=DIGITS_RESNET,
             task={"name": "digits", "seed": 0},
             n_models=64,
@@ -216,6 +183,7 @@ MODULE_RECIPES: dict[str, ModuleRecipe] = {
             fixed={"batch_size": 64},
             epochs=6,
             checkpoints=(0, 1, 3, 6),
+            seeds_per_config=4,
         ),
         ModuleRecipe(
             name="tiny-transformer",
