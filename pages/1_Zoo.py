@@ -14,6 +14,7 @@ from wslviz.plots import inr as iplots
 from wslviz.plots import zoo as zplots
 
 TABLE_KEY = "zoo_table"
+MAX_PILLS = 12  # a filter with more values than this is a multiselect (a wall of pills reads worse)
 
 st.title("Zoo")
 ui.teaching("zoo")
@@ -33,8 +34,8 @@ st.subheader("Checkpoints")
 
 
 def filter_widgets(df: pd.DataFrame) -> pd.Series:
-    """One widget per hyper-parameter (and epoch): a range slider for many numeric values, a
-    multiselect otherwise. Returns the mask of rows that pass every filter."""
+    """One widget per hyper-parameter (and epoch): a range slider for many numeric values, pills (or a
+    multiselect for many values) otherwise. Returns the mask of rows that pass every filter."""
     keep = pd.Series(True, index=df.index)
     columns = (["epoch"] if "epoch" in df and df["epoch"].nunique() > 1 else []) + hparams
     grid = st.columns(3)  # three wide columns: the value chips fit without being cut
@@ -47,8 +48,10 @@ def filter_widgets(df: pd.DataFrame) -> pd.Series:
                 keep &= values.between(a, b)
             else:
                 options = sorted(values.dropna().unique().tolist(), key=lambda v: (isinstance(v, str), v))
-                picked = st.multiselect(col, options, default=options, key=f"zoo_filter_{col}",
-                                        format_func=zplots.short_label)
+                # pills wrap onto new lines, so every value stays readable (a multiselect cuts its chips)
+                widget = st.pills if len(options) <= MAX_PILLS else st.multiselect
+                picked = widget(col, options, default=options, key=f"zoo_filter_{col}", format_func=zplots.short_label,
+                                **({"selection_mode": "multi"} if widget is st.pills else {})) or []
                 keep &= values.isin(picked)
     return keep
 

@@ -51,13 +51,13 @@ def test_page_renders_table_curves_and_weights(monkeypatch, zoo_path):
 def test_filters_and_sorting(monkeypatch, zoo_path):
     at = run_page(monkeypatch, zoo_path)
     meta = load_zoo(zoo_path).metadata
-    at.multiselect(key="zoo_filter_lr").set_value([0.1]).run()
+    at.button_group(key="zoo_filter_lr").set_value([0.1]).run()
     assert (table(at)["lr"] == 0.1).all() and len(table(at)) == (meta["lr"] == 0.1).sum()
     at.toggle(key="zoo_final_only").set_value(True).run()
     shown = table(at)
     assert set(shown["epoch"]) == {meta["epoch"].max()}
     assert len(shown) == meta[(meta["lr"] == 0.1)]["model_id"].nunique()
-    at.multiselect(key="zoo_filter_lr").set_value([0.01, 0.1]).run()
+    at.button_group(key="zoo_filter_lr").set_value([0.01, 0.1]).run()
     at.selectbox(key="zoo_sort").set_value("test_acc").run()
     acc = table(at)["test_acc"].to_numpy()
     assert (np.diff(acc) <= 0).all()

@@ -442,14 +442,15 @@ def figure_png(fig: go.Figure, scale: float = 2.0) -> bytes:
 def download_figure(fig: go.Figure, name: str, label: str = "Download figure (HTML)") -> None:
     """Download buttons for ``fig`` as self-contained interactive HTML (works offline) and, when
     :func:`png_available`, as PNG. The files are generated only when a button is clicked (a PNG takes
-    seconds: it starts a browser)."""
-    st.download_button(label, lambda: fig.to_html(include_plotlyjs=True, full_html=True).encode(),
-                       file_name=_file_name(name, "html"), mime="text/html", key=f"dl-html-{name}",
-                       on_click="ignore", icon=":material/download:")
+    seconds: it starts a browser). The buttons sit side by side."""
+    row = st.container(horizontal=True)
+    row.download_button(label, lambda: fig.to_html(include_plotlyjs=True, full_html=True).encode(),
+                        file_name=_file_name(name, "html"), mime="text/html", key=f"dl-html-{name}",
+                        on_click="ignore", icon=":material/download:")
     if png_available():
-        st.download_button("Download figure (PNG)", lambda: figure_png(fig), file_name=_file_name(name, "png"),
-                           mime="image/png", key=f"dl-png-{name}", on_click="ignore", icon=":material/download:",
-                           help="Rendered on click by kaleido in headless chromium: the file takes a few seconds.")
+        row.download_button("Download figure (PNG)", lambda: figure_png(fig), file_name=_file_name(name, "png"),
+                            mime="image/png", key=f"dl-png-{name}", on_click="ignore", icon=":material/download:",
+                            help="Rendered on click by kaleido in headless chromium: the file takes a few seconds.")
 
 
 def download_weights(arch: Architecture, weights: torch.Tensor, metadata: pd.DataFrame | None, name: str,
