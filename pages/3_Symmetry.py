@@ -89,8 +89,9 @@ with tabs[0]:
         m3.metric("Permutation symmetries", f"10^{S.group_size_log10(arch):.1f}",
                   help="Product over hidden layers of n! (scalings add a continuum on top)")
 
-        layers = {i: f"layer {i} ({arch.layers[i]['type']})" for i in arch.weight_layers}
-        hidden = [i for i in layers if i in {g.layer for g in spec.groups}]
+        hidden = [i for i in arch.weight_layers if i in {g.layer for g in spec.groups}]
+        layers = {i: f"layer {i} ({arch.layers[i]['type']}" + (", hidden)" if i in hidden else ")")
+                  for i in arch.weight_layers}
         layer = st.selectbox("Layer to show", list(layers), index=list(layers).index(hidden[-1]) if hidden else 0,
                              format_func=layers.get, key="sym_layer")
         name = f"{arch.layers[layer].get('name', layer)}.weight"  # module architectures name their layers
