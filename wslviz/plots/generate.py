@@ -16,7 +16,6 @@ from wslviz.core.arch import Architecture
 from wslviz.plots import style
 from wslviz.plots.zoo import singular_values
 
-
 BASELINE_PREFIX = "noise baseline"
 BASELINE_COLOR = "#8c8c8c"
 
@@ -130,6 +129,14 @@ def _panel_grid(n: int, cols: int = 3) -> tuple[int, int]:
     return -(-n // cols), cols
 
 
+def _sets_layout(fig: go.Figure, title: str, rows: int) -> go.Figure:
+    """House style for a grid of panels comparing sets of models: room above for the title over the panel titles,
+    the legend below the bottom axis titles."""
+    style.apply(fig, title, height=160 + 280 * rows)
+    return fig.update_layout(margin={"t": 90, "b": 110}, title={"y": 0.98, "yanchor": "top"},
+                             legend={"orientation": "h", "x": 0.0, "y": -80 / (280 * rows), "yanchor": "top"})
+
+
 def weight_distributions(arch: Architecture, sets: Mapping[str, torch.Tensor], bins: int = 50,
                          max_panels: int = 9) -> go.Figure:
     """Per weight matrix (the first ``max_panels``), the density of its values pooled over every model of each
@@ -158,8 +165,7 @@ def weight_distributions(arch: Architecture, sets: Mapping[str, torch.Tensor], b
                           row=r + 1, col=c + 1)
         fig.update_xaxes(title_text="weight value", row=r + 1, col=c + 1)
         fig.update_yaxes(title_text="density" if c == 0 else None, row=r + 1, col=c + 1)
-    style.apply(fig, "Weight distributions: generated vs zoo", height=max(360, 280 * rows))
-    return fig.update_layout(legend={"orientation": "h", "y": -0.12, "yanchor": "top"})
+    return _sets_layout(fig, "Weight distributions: generated vs zoo", rows)
 
 
 def spectra_by_set(arch: Architecture, sets: Mapping[str, torch.Tensor], max_panels: int = 9) -> go.Figure:
@@ -180,14 +186,18 @@ def spectra_by_set(arch: Architecture, sets: Mapping[str, torch.Tensor], max_pan
             index = np.arange(1, s.shape[1] + 1)
             lo, mid, hi = np.percentile(s, [10, 50, 90], axis=0)
             color = _set_color(k)
-            fig.add_trace(go.Scatter(x=np.r_[index, index[::-1]], y=np.r_[hi, lo[::-1]], fill="toself",
+            fig.add_trace(go.Scatter(x=np.r_[index, index[::-1]], y=np.r_[hi, lo[::-1]], mode="lines", fill="toself",
                                      fillcolor=color, opacity=0.2, line={"width": 0}, hoverinfo="skip",
                                      showlegend=False, legendgroup=name), row=r + 1, col=c + 1)
             fig.add_trace(go.Scatter(x=index, y=mid, mode="lines+markers", name=name, legendgroup=name,
                                      showlegend=i == 0, marker={"size": 4, "color": color}, line={"color": color},
                                      hovertemplate=f"{name}<br>median σ_%{{x}} = %{{y:.4f}}<extra></extra>"),
                           row=r + 1, col=c + 1)
-        fig.update_xaxes(title_text="index i (largest first)", row=r + 1, col=c + 1)
-        fig.update_yaxes(type="log", title_text="singular value σ_i" if c == 0 else None, row=r + 1, col=c + 1)
-    style.apply(fig, "Singular-value spectra: generated vs zoo (median, 10-90% band)", height=max(360, 280 * rows))
-    return fig.update_layout(legend={"orientation": "h", "y": -0.12, "yanchor": "top"})
+        n = max(per_layer[layer].shape[1] for per_layer in spectra.values())
+        values = np.concatenate([per_layer[layer].ravel() for per_layer in spectra.values()])
+        decades = np.log10(max(float(values.max()), 1e-12) / max(float(values.min()), 1e-12))
+        fig.update_xaxes(title_text="index i (largest first)", tick0=1, dtick=style.nice_step(n), row=r + 1,
+                         col=c + 1)
+        fig.update_yaxes(type="log", title_text="singular value σ_i" if c == 0 else None,
+                         dtick=1 if decades > 1 else None, row=r + 1, col=c + 1)
+    return _sets_layout(fig, "Singular-value spectra: generated vs zoo (median, 10-90% band)", rows)
