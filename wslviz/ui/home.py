@@ -143,7 +143,7 @@ def summary_card(zoo) -> None:
         architecture_notes(zoo)
         if "test_acc" in zoo.metadata:
             fig = zplots.final_accuracy_histogram(zoo.metadata["test_acc"].iloc[zoo.final_index()].to_numpy())
-            st.plotly_chart(fig, key="home_accuracy")
+            ui.chart(fig, key="home_accuracy")  # the house theme, as on every page
 
 
 def architecture_notes(zoo) -> None:
