@@ -21,8 +21,7 @@ of scikit-learn's digits with it (the ``digits-inr`` sample zoo).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from wslviz.core.arch import Architecture
 from wslviz.core.batched import forward
 from wslviz.core.evaluation import model_outputs
+from wslviz.core.trainloop import thread_cap
 from wslviz.core.zoo import Zoo
 
 Progress = Callable[[int, int], None] | None
@@ -196,17 +196,6 @@ def resampled_digits(size: int) -> tuple[torch.Tensor, np.ndarray]:
     return images.clamp_(0, 1), d.target.astype(np.int64)
 
 
-@contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """Torch's intra-op threads capped at ``n`` (None: as they are) for the duration."""
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(min(before, n or before))
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @dataclass(frozen=True)
 class InrRecipe:
     """An INR zoo recipe (``wslviz make-zoo``; listed in :data:`wslviz.core.training.RECIPES`): SIRENs fitted to
@@ -240,7 +229,7 @@ class InrRecipe:
         image = np.repeat(np.arange(n), k)
         seeds = seed * 100_000 + np.arange(n * k)
         targets = images[torch.as_tensor(image)]
-        with _threads(self.threads):
+        with thread_cap(self.threads):
             weights = fit_inrs(arch, targets, seeds, steps=self.steps, lr=self.lr, progress=progress)
             quality = psnr(arch, weights, targets)
         order = np.random.default_rng(seed).permutation(n)

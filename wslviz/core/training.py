@@ -24,8 +24,7 @@ beside the one batched trainer they all call, so ``wslviz make-zoo`` has a singl
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +39,15 @@ from wslviz.core.evaluation import evaluate
 from wslviz.core.inr import InrRecipe
 from wslviz.core.module_train import MODULE_RECIPES
 from wslviz.core.tasks import Task, make_task
+from wslviz.core.trainloop import DATA_STREAM as DATA_STREAM  # part of this module's interface since it began
+from wslviz.core.trainloop import (
+    checkpoint_table,
+    draw_grid,
+    epoch_counter,
+    evaluate_columns,
+    run_epochs,
+    thread_cap,
+)
 from wslviz.core.zoo import Zoo
 
 Progress = Callable[[int, int], None] | None
@@ -60,7 +68,6 @@ Adam uses betas (0.9, 0.999) and eps 1e-8 as ``torch.optim.Adam`` does."""
 OPTIMIZERS = ("sgd", "adam")
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
-DATA_STREAM = 2**32
 """Offset between a model's initialisation seed and the seed of its data-order generator."""
 
 
@@ -193,48 +200,18 @@ def _train_group(arch: Architecture, task: Task, hp: pd.DataFrame, epochs: int, 
                  on_checkpoint: Callable[[int, torch.Tensor], None] | None = None) -> dict[int, torch.Tensor]:
     """Train one batch-size group; returns ``{epoch: weights [B, P]}`` for the checkpoint epochs (each also
     handed to ``on_checkpoint(epoch, weights)`` as it is saved)."""
-    b, bs = len(hp), int(hp["batch_size"].iloc[0])
     x, y = task.x_train, task.y_train
-    n_train = len(x)
-    gens = [torch.Generator().manual_seed(int(s) + DATA_STREAM) for s in hp["seed"]]
-    if subsets is None:
-        sizes = np.maximum(bs, np.round(hp["train_fraction"].to_numpy() * n_train).astype(int))
-        if (sizes > n_train).any():
-            raise ValueError(f"batch size {bs} is larger than the {n_train} training examples")
-        subsets = [torch.randperm(n_train, generator=g)[:n] for g, n in zip(gens, sizes, strict=True)]
-    else:
-        sizes = np.array([len(sub) for sub in subsets])
-        if (sizes < bs).any():
-            raise ValueError(f"a training subset has fewer than batch size {bs} examples")
-    steps = int(sizes.max()) // bs
     weights = init_weights(arch, hp["seed"], hp["init_scale"].to_numpy(np.float64)) if initial is None else \
         initial.float().clone()
     opt = BatchedOptimizer(hp, arch.n_params)
     dropout = torch.tensor(hp["dropout"].to_numpy(np.float32, copy=True))
-    n_steps = torch.as_tensor(sizes // bs)
-    saved = {0: weights.clone()} if 0 in checkpoints else {}
-    for epoch in range(1, epochs + 1):
-        order = torch.zeros(b, int(sizes.max()), dtype=torch.long)
-        for i, (g, sub) in enumerate(zip(gens, subsets, strict=True)):
-            order[i, :len(sub)] = sub[torch.randperm(len(sub), generator=g)]
-        for s in range(steps):
-            active = n_steps > s
-            # models whose (smaller) subset is used up sit out: compute only the rows still training
-            rows = active.nonzero().flatten()
-            idx = order[rows, s * bs:(s + 1) * bs]
-            grad = torch.zeros_like(weights)
-            grad[rows] = batched_gradient(arch, task, weights[rows], x[idx], y[idx], dropout=dropout[rows])[1]
-            opt.step(weights, grad, active)
-        if epoch in checkpoints:
-            if not torch.isfinite(weights).all():
-                bad = (~torch.isfinite(weights)).any(1).nonzero().flatten().tolist()
-                raise FloatingPointError(f"training diverged at epoch {epoch} (non-finite weights) for "
-                                         f"models with seeds {hp['seed'].iloc[bad].tolist()[:10]}")
-            saved[epoch] = weights.clone()
-            if on_checkpoint:
-                on_checkpoint(epoch, saved[epoch])
-        on_epoch()
-    return saved
+
+    def step(rows: torch.Tensor, idx: torch.Tensor, active: torch.Tensor) -> None:
+        grad = torch.zeros_like(weights)  # only the rows still training are computed
+        grad[rows] = batched_gradient(arch, task, weights[rows], x[idx], y[idx], dropout=dropout[rows])[1]
+        opt.step(weights, grad, active)
+
+    return run_epochs(weights, hp, len(x), epochs, checkpoints, step, on_epoch, subsets, on_checkpoint)
 
 
 def train(
@@ -277,15 +254,7 @@ def train(
     if not checkpoints or checkpoints[0] < 0 or checkpoints[-1] > epochs:
         raise ValueError(f"checkpoint epochs must lie in [0, {epochs}], got {checkpoints}")
     groups = sorted(hp["batch_size"].unique())
-    total = len(groups) * epochs + 1
-    done = 0
-
-    def on_epoch() -> None:
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done, total)
-
+    on_epoch = epoch_counter(len(groups) * epochs + 1, progress)
     weights = torch.empty(len(hp), len(checkpoints), arch.n_params)
     for bs in groups:
         rows = np.flatnonzero(hp["batch_size"].to_numpy() == bs)
@@ -299,14 +268,7 @@ def train(
                                  lambda epoch, w, rows=rows: on_checkpoint(epoch, rows, w))
         weights[torch.as_tensor(rows)] = torch.stack([saved[e] for e in checkpoints], 1)
     weights = weights.reshape(-1, arch.n_params)
-    meta = hp.loc[hp.index.repeat(len(checkpoints))].reset_index(drop=True)
-    meta.insert(0, "model_id", np.repeat(np.arange(len(hp)), len(checkpoints)))
-    meta.insert(1, "epoch", np.tile(checkpoints, len(hp)))
-    for split in ("train", "test"):
-        r = evaluate(arch, task, weights, split=split)
-        meta[f"{split}_loss"] = r["loss"].numpy().astype(np.float64)
-        meta[f"{split}_acc"] = r["accuracy"].numpy().astype(np.float64)
-    meta["ggap"] = meta["train_acc"] - meta["test_acc"]
+    meta = evaluate_columns(arch, task, weights, checkpoint_table(hp, checkpoints))
     on_epoch()
     return weights, meta
 
@@ -336,15 +298,9 @@ class Recipe:
     threads: int | None = 1
 
     def hyperparameters(self, seed: int = 0) -> pd.DataFrame:
-        """One row per model: ``seed`` (``seed * 100000 + model_id``) and the drawn hyper-parameters."""
-        rng = np.random.default_rng(seed)
-        cols: dict[str, Any] = {"seed": seed * 100_000 + np.arange(self.n_models)}
-        for name, values in self.grid.items():
-            balanced = np.resize(np.arange(len(values)), self.n_models)
-            cols[name] = [values[i] for i in rng.permutation(balanced)]
-        for name, value in self.fixed.items():
-            cols[name] = value
-        return _fill_hparams(pd.DataFrame(cols))
+        """One row per model: ``seed`` (``seed * 100000 + model_id``) and the drawn hyper-parameters
+        (:func:`wslviz.core.trainloop.draw_grid`)."""
+        return _fill_hparams(draw_grid(self.grid, self.fixed, self.n_models, seed))
 
 
 def train_zoo(recipe: Recipe | FinetuneRecipe | FederatedRecipe | InrRecipe, seed: int = 0, progress: Progress = None):
@@ -353,37 +309,11 @@ def train_zoo(recipe: Recipe | FinetuneRecipe | FederatedRecipe | InrRecipe, see
         return recipe.train_zoo(seed, progress)
     arch = Architecture(recipe.arch)
     task = make_task(recipe.task)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(min(threads, recipe.threads or threads))
+    with thread_cap(recipe.threads):
         weights, meta = train(arch, task, recipe.hyperparameters(seed), recipe.epochs, recipe.checkpoints,
                               seed=seed, progress=progress)
-    finally:
-        torch.set_num_threads(threads)
     return Zoo(name=recipe.name, metadata=meta, weights=weights, arch=arch, task=task,
                description=recipe.description)
-
-
-@contextmanager
-def _thread_cap(threads: int | None) -> Iterator[None]:
-    """Cap torch's intra-op threads at ``threads`` (None: leave as is) for the duration."""
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(min(before, threads or before))
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _evaluate_columns(arch: Architecture, task: Task, weights: torch.Tensor, meta: pd.DataFrame) -> pd.DataFrame:
-    """``meta`` with ``train_loss, train_acc, test_loss, test_acc, ggap`` of ``weights`` on ``task``."""
-    meta = meta.drop(columns=[c for c in ("train_loss", "train_acc", "test_loss", "test_acc", "ggap") if c in meta])
-    for split in ("train", "test"):
-        r = evaluate(arch, task, weights, split=split)
-        meta[f"{split}_loss"] = r["loss"].numpy().astype(np.float64)
-        meta[f"{split}_acc"] = r["accuracy"].numpy().astype(np.float64)
-    meta["ggap"] = meta["train_acc"] - meta["test_acc"]
-    return meta
 
 
 def task_variants(spec: dict[str, Any]) -> list[str]:
@@ -440,7 +370,7 @@ class FinetuneRecipe:
         plan = self.finetunes(seed)
         variants = task_variants(self.task)
         total, done = len(variants) + 1, 0
-        with _thread_cap(self.threads):
+        with thread_cap(self.threads):
             base_w, base_meta = train(arch, make_task({**self.task, "holdout": self.holdout}),
                                       [{"seed": seed * 100_000, **self.base}], self.base_epochs,
                                       self.base_checkpoints, seed=seed)
@@ -465,7 +395,7 @@ class FinetuneRecipe:
                 if progress:
                     progress(done, total)
         weights = torch.cat(weights)
-        meta = _evaluate_columns(arch, zoo_task, weights, pd.concat(metas, ignore_index=True))
+        meta = evaluate_columns(arch, zoo_task, weights, pd.concat(metas, ignore_index=True))
         for v in variants:
             meta[f"acc_{v}"] = evaluate(arch, make_task({**self.task, "variant": v}), weights)["accuracy"].numpy(
             ).astype(np.float64)
@@ -558,7 +488,7 @@ class FederatedRecipe:
         task = make_task(self.task)
         subsets = non_iid_split(task.y_train, self.n_clients, self.classes_per_client, seed)
         start = init_weights(arch, [seed * 100_000])[0]
-        with _thread_cap(self.threads):
+        with thread_cap(self.threads):
             clients, _ = federated_rounds(arch, task, start, subsets, self.hparams, self.rounds, self.local_epochs,
                                           seed=seed, progress=progress)
         k, n_classes = self.n_clients, task.n_classes
@@ -573,7 +503,7 @@ class FederatedRecipe:
                    for c in range(k)]
         meta.insert(3, "classes", np.repeat(classes, self.rounds + 1))
         meta.insert(4, "n_examples", np.repeat([len(s) for s in subsets], self.rounds + 1))
-        meta = _evaluate_columns(arch, task, weights, meta)
+        meta = evaluate_columns(arch, task, weights, meta)
         return Zoo(name=self.name, metadata=meta, weights=weights, arch=arch, task=task, description=self.description)
 
 
