@@ -12,12 +12,22 @@ Models go in chunks so that a chunk's activations stay within :data:`CHUNK_BYTES
 shapes of one example); a module ``vmap`` cannot run (data-dependent control flow, ``.item()``, in-place
 writes into an input) falls back to a per-model ``functional_call`` loop, with the same results.
 
-Chunk size measured on this project's 2-core Xeon, heavily loaded (load average ~15): the vmapped call has a fixed
-cost per layer, so larger chunks are faster. digits-resnet, 128 models on 540 test images, 2 threads: chunks of
-8 models 77 s, 32: 18 s, 128: 12.7 s; with the first budget of 64 MiB (6 models a chunk) ``benchmarks/
-bench_module_eval.py`` found one unchunked ``vmap`` over 256 models 2.1x faster (tiny-transformer, 37 a chunk:
-3.3x). Hence :data:`CHUNK_BYTES` of 1 GiB (about 100 digits-resnet models on 540 images), which bounds memory
-for large zoos rather than speed.
+Chunk size, measured on this project's shared 2-core Xeon: the vmapped call has a fixed cost per layer, so larger
+chunks are faster until the activations leave the caches. ``benchmarks/bench_module_eval.py --repeats 3`` (B = 256
+models on the test split, 2 threads, every variant once per round, medians of 3; load average 14-23, so only
+differences of 2x and more are real) swept the budget; seconds:
+
+================  =============  ==============  ===============  ===============  =====================
+zoo               64 MiB         256 MiB         1 GiB            4 GiB            unchunked ``vmap``
+================  =============  ==============  ===============  ===============  =====================
+digits-resnet     115 (6/chunk)  40 (26/chunk)   22-41 (86)       42 (256)         34
+tiny-transformer  18 (37)        11 (128)        4.9-8.8 (256)    6.0 (256)        5.4
+================  =============  ==============  ===============  ===============  =====================
+
+(1 GiB ran twice a round: as the default and in the sweep.) 64 MiB, the first budget, was 3-5x slower than
+unchunked ``vmap``; from 256 MiB on the chunked call is as fast as one unchunked call, within the noise. Hence
+:data:`CHUNK_BYTES` of 1 GiB (86 digits-resnet models on 539 images; all 256 tiny-transformers): as fast as no
+chunks, while the budget still bounds the memory of large zoos.
 
 ``device`` (every public function takes one; None is the CPU): the computation runs there (weights and inputs are
 moved chunk by chunk; results come back to the CPU). :func:`resolve_device` checks it once, so that asking for CUDA
