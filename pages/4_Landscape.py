@@ -49,19 +49,15 @@ defaults = ui.default_rows(zoo, 3)
 defaults += [defaults[-1]] * (3 - len(defaults))
 
 
-def label(r: int) -> str:
-    """A short checkpoint label (``#17 · m3 · e20 · 0.930``): the long one was cut off in the narrow pickers."""
-    return " · ".join([f"#{r}"] + [f"{p}{meta[c].iloc[r]}" for c, p in (("model_id", "m"), ("epoch", "e")) if c in meta]
-                      + ([f"{meta['test_acc'].iloc[r]:.3f}"] if "test_acc" in meta else []))
+label = P.short_labels(meta).__getitem__  # the long labels were cut off in the narrow pickers
 
 
-def grid_controls(section: str, second: tuple, third: str) -> tuple[int, float, int]:
-    """A surface tab's controls: grid resolution, its second slider (``(label, lo, hi, default, step, key)``) and
-    a third widget (``margin``-like slider or seed), keyed ``land_{section}_...``."""
+def grid_controls(section: str, second: tuple) -> tuple[int, float, object]:
+    """A surface tab's controls: the grid resolution (keyed ``land_{section}_res``), its second slider
+    (``(label, lo, hi, default, step, key)``) and the third column for one more widget."""
     c1, c2, c3 = st.columns(3)
     res = c1.slider("Grid resolution", 5, 51, 21, 2, key=f"land_{section}_res")
-    value = c2.slider(*second[:5], key=second[5])
-    return res, value, c3
+    return res, c2.slider(*second[:5], key=second[5]), c3
 
 
 def request(section: str, key: tuple, compute, label: str, run: bool):
@@ -150,7 +146,7 @@ with tabs[2]:
                 "in weight-space distance. Left as trained, right with B and C weight-matched to A, on one colour "
                 "range; the stars mark the three models.")
     resolution, margin, q3 = grid_controls("plane", ("Margin around the models", 0.0, 1.0, 0.25, 0.05,
-                                                     "land_plane_margin"), "log")
+                                                     "land_plane_margin"))
     log_plane = q3.checkbox("Colour by log10 loss", True, key="land_plane_log")
     run = st.button("Compute planes", type="primary", key="land_plane_go")
     planes = {m: request(f"plane-{m}", (row_a, row_b, row_c, resolution, margin, split),
@@ -165,7 +161,7 @@ with tabs[3]:
                 "each filter of a direction has the norm of A's filter; biases and normalisation parameters stay "
                 "fixed. The same seed always gives the same directions.")
     rand_res, span, r3 = grid_controls("rand", ("Half-width (1 = every filter moved by its own norm)", 0.1, 3.0,
-                                                1.0, 0.1, "land_rand_span"), "seed")
+                                                1.0, 0.1, "land_rand_span"))
     seed = int(r3.number_input("Seed", 0, 100_000, 0, key="land_rand_seed"))
     run = st.button("Compute random directions", type="primary", key="land_rand_go")
     key = (row_a, rand_res, span, seed, split)
@@ -233,8 +229,7 @@ with tabs[6]:
     trajectory_ok = "model_id" in meta and "epoch" in meta
     own_run = trajectory_ok and st.toggle("model A's training run (every epoch)", value=False, key="land_sharp_run")
     if own_run:
-        run_rows = S.trajectory_rows(meta, meta["model_id"].iloc[row_a])
-        picked = [int(r) for r in run_rows[np.unique(np.linspace(0, len(run_rows) - 1, MAX_SHARP).astype(int))]]
+        picked = S.trajectory_rows(meta, meta["model_id"].iloc[row_a], at_most=MAX_SHARP).tolist()
     else:
         picked = st.multiselect(f"Checkpoints (up to {MAX_SHARP})", options, default=ui.default_rows(zoo, 8),
                                 format_func=label, max_selections=MAX_SHARP, key="land_sharp_rows")

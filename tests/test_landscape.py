@@ -330,3 +330,41 @@ def test_figures_have_labelled_axes_and_data(trained):
     assert len(P.line_figure(S.random_line(zoo.arch, zoo.task, a, steps=5)).data) == 2
     fit = C.bezier_curve(zoo.arch, zoo.task, a, b, steps=5, n_iter=0)
     assert len(P.bezier_figure(fit).data) == 4
+
+
+# ------------------------------------------------------------------ library helpers behind the page, sharpness figure
+def test_paths_by_split_and_bezier_between_equal_their_parts(trained):
+    zoo, a, b = trained
+    both = L.paths_by_split(zoo.arch, zoo.task, a, b, ("naive",), 7, (0.0, 1.0), ("test", "train"))
+    for split in ("test", "train"):
+        alone = L.paths(zoo.arch, zoo.task, a, b, ("naive",), 7, split=split)
+        got = both[both["split"] == split].drop(columns="split").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, alone)
+    fit = C.bezier_between(zoo.arch, zoo.task, a, b, align=False, n_iter=10, seed=3)
+    ref = C.bezier_curve(zoo.arch, zoo.task, a, b, n_iter=10, seed=3)
+    pd.testing.assert_frame_equal(fit.curve, ref.curve)
+    torch.testing.assert_close(fit.control, ref.control, rtol=0, atol=0)
+
+
+def test_trajectory_rows_at_most_keeps_first_and_last(moons_zoo):
+    model = moons_zoo.metadata["model_id"].iloc[0]
+    full = S.trajectory_rows(moons_zoo.metadata, model)
+    few = S.trajectory_rows(moons_zoo.metadata, model, at_most=3)
+    assert len(few) == min(3, len(full)) and few[0] == full[0] and few[-1] == full[-1]
+    assert set(few) <= set(full) and np.all(np.diff(moons_zoo.metadata["epoch"].to_numpy()[few]) > 0)
+
+
+def test_short_labels_and_sharpness_figure():
+    meta = pd.DataFrame({"model_id": [3, 3, 4], "epoch": [0, 20, 20], "test_acc": [0.5, 0.93, 0.9]})
+    assert P.short_labels(meta) == ["#0 · m3 · e0 · 0.500", "#1 · m3 · e20 · 0.930", "#2 · m4 · e20 · 0.900"]
+    assert P.short_labels(meta[["epoch"]]) == ["#0 · e0", "#1 · e20", "#2 · e20"]
+    table = meta.assign(label=P.short_labels(meta), top_eigenvalue=[1.0, 5.0, 4.0], trace=[3.0, 9.0, 7.0],
+                        trace_se=[0.5, 1.0, 0.25])
+    fig = P.sharpness_figure(table, "epoch", by="model_id")
+    assert len(fig.data) == 4  # two models x (eigenvalue, trace)
+    eig = [t for t in fig.data if t.xaxis == "x"]
+    assert [list(t.y) for t in eig] == [[1.0, 5.0], [4.0]]
+    trace = [t for t in fig.data if t.xaxis == "x2"]
+    assert list(trace[0].error_y.array) == [1.0, 2.0]  # +-2 standard errors
+    assert all(t.mode == "lines+markers" for t in fig.data)
+    assert all(t.mode == "markers" for t in P.sharpness_figure(table, "test_acc").data)

@@ -13,7 +13,10 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from wslviz import generation as G
+from wslviz.generation.novelty import SUMMARY_COLUMNS, summary_table
+from wslviz.plots import generate as PG
 from wslviz.plots import novelty as PN
+from wslviz.plots.zoo import singular_values
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "6_Generate.py"
 
@@ -123,3 +126,47 @@ def test_tuned_settings_are_valid_generator_options():
     opts = tuned_options("moons-mlp", "kde")
     opts["changed"] = 1
     assert "changed" not in tuned_options("moons-mlp", "kde")  # a copy, not the table itself
+
+
+# ------------------------------------------------------------------ Generate figures: baselines, weights, spectra
+def test_summary_table_has_verdicts_first_and_every_number_beside_its_baseline():
+    comparison = {key: float(i) for i, key in enumerate(SUMMARY_COLUMNS)}
+    table = summary_table({"kde": comparison, "merge": comparison}, learned=("kde",))
+    assert list(table.columns) == ["generator", *SUMMARY_COLUMNS.values(), "learned"]
+    assert list(table.columns[1:3]) == ["beats L2", "beats function"]
+    assert table["learned"].tolist() == [True, False]
+    assert table.loc[0, "noise NN distance"] == comparison["baseline_distance"]
+
+
+def test_violins_draw_each_baseline_grey_beside_its_generator():
+    fig = PG.accuracy_violins({"zoo final": [0.9, 0.95], "kde": [0.8, 0.9], "noise baseline (kde)": [0.85, 0.9],
+                               "merge": [0.7], "noise baseline (merge)": [0.75]}, reference=0.92)
+    colors = [t.line.color for t in fig.data]
+    assert colors[2] == colors[4] == PG.BASELINE_COLOR
+    assert len({colors[0], colors[1], colors[3]}) == 3 and PG.BASELINE_COLOR not in colors[:2]
+
+
+def test_weight_distributions_are_densities_of_each_set(mlp_arch):
+    g = torch.Generator().manual_seed(0)
+    sets = {"zoo": torch.randn(5, mlp_arch.n_params, generator=g), "gen": 3 * torch.randn(4, mlp_arch.n_params,
+                                                                                          generator=g)}
+    fig = PG.weight_distributions(mlp_arch, sets, bins=20)
+    matrices = [p for p in mlp_arch.layout if p.role == "weight"]
+    assert len(fig.data) == len(sets) * len(matrices)
+    for t in fig.data:  # each curve is a density on its panel's shared bins: it integrates to 1
+        x = np.asarray(t.x)
+        assert np.sum(np.asarray(t.y)) * (x[1] - x[0]) == pytest.approx(1.0, rel=1e-6)
+    assert [t.name for t in fig.data[:2]] == ["zoo", "gen"]
+
+
+def test_spectra_by_set_draw_the_median_singular_values(mlp_arch):
+    g = torch.Generator().manual_seed(1)
+    sets = {"zoo": torch.randn(5, mlp_arch.n_params, generator=g), "gen": torch.randn(3, mlp_arch.n_params,
+                                                                                      generator=g)}
+    fig = PG.spectra_by_set(mlp_arch, sets)
+    lines = [t for t in fig.data if t.fill is None]
+    expected = [np.median(singular_values(mlp_arch, w)[layer], axis=0)
+                for layer in singular_values(mlp_arch, sets["zoo"]) for w in sets.values()]
+    assert len(lines) == len(expected)
+    for t, e in zip(lines, expected, strict=True):
+        np.testing.assert_allclose(np.asarray(t.y), e, rtol=1e-6)

@@ -24,6 +24,18 @@ MARKER_COLOR = "#00e5ff"
 LOSS_COLORS = getattr(sequential, style.LOSS_SCALE)[:-1]
 
 
+def short_labels(metadata: pd.DataFrame) -> list[str]:
+    """A short label per checkpoint row for narrow pickers and hovers: ``#17 · m3 · e20 · 0.930`` (row, model id,
+    epoch and test accuracy where the metadata has them)."""
+    parts = [[f"#{r}" for r in range(len(metadata))]]
+    for col, prefix in (("model_id", "m"), ("epoch", "e")):
+        if col in metadata:
+            parts.append([f"{prefix}{v}" for v in metadata[col].tolist()])
+    if "test_acc" in metadata:
+        parts.append([f"{v:.3f}" if pd.notna(v) else "" for v in metadata["test_acc"].tolist()])
+    return [" · ".join(p for p in row if p) for row in zip(*parts, strict=True)]
+
+
 def _z(values: np.ndarray, log: bool) -> np.ndarray:
     return np.log10(np.clip(values, 1e-12, None)) if log else values
 

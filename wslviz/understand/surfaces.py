@@ -218,13 +218,16 @@ def trajectory(arch: Architecture, task: Task, checkpoints: torch.Tensor, resolu
                          "y_label": f"PC 2 ({100 * explained[1]:.1f}% of the path)"})
 
 
-def trajectory_rows(metadata: pd.DataFrame, model_id: Any) -> np.ndarray:
-    """Row indices of one model's checkpoints (same ``model_id``), ordered by ``epoch``."""
+def trajectory_rows(metadata: pd.DataFrame, model_id: Any, at_most: int | None = None) -> np.ndarray:
+    """Row indices of one model's checkpoints (same ``model_id``), ordered by ``epoch``; with ``at_most``, that
+    many of them evenly spread over the run (the first and the last always among them)."""
     for col in ("model_id", "epoch"):
         if col not in metadata:
             raise ValueError(f"trajectories need a {col!r} column in the metadata")
     rows = np.flatnonzero(metadata["model_id"].to_numpy() == model_id)
     if len(rows) == 0:
         raise ValueError(f"no checkpoint has model_id {model_id!r}")
-    order = np.argsort(metadata["epoch"].to_numpy()[rows], kind="stable")
-    return rows[order]
+    rows = rows[np.argsort(metadata["epoch"].to_numpy()[rows], kind="stable")]
+    if at_most is not None and len(rows) > at_most:
+        rows = rows[np.unique(np.linspace(0, len(rows) - 1, at_most).round().astype(int))]
+    return rows
