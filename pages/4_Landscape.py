@@ -122,18 +122,12 @@ with tabs[1]:
     if run and len(rows) < 2:
         st.warning("Pick at least two checkpoints.")
         run = False
-    if run:
-        for method in L.METHODS:
-            ui.forget(f"landscape-matrix-{method}")
-    matrices = {}
-    for method in ("naive", "weight") + (("activation",) if with_act or not run else ()):
-        found = request(f"matrix-{method}", (tuple(rows), mat_steps, split),
-                        partial(L.barrier_matrix, arch, task, W[list(rows)], method, mat_steps, split),
-                        f"Barriers ({P.METHOD_LABELS[method]})", run)
-        if found is not None:
-            matrices[method] = found
+    mat_methods = ("naive", "weight") + (("activation",) if with_act else ())
+    matrices = request("matrix", (tuple(rows), mat_methods, mat_steps, split),
+                       partial(L.barrier_matrices, arch, task, W[list(rows)], mat_methods, mat_steps, split),
+                       "Barrier matrices", run)
     if matrices:
-        shown = ui.requested_key(zoo, f"landscape-matrix-{next(iter(matrices))}")[1]
+        shown = ui.requested_key(zoo, "landscape-matrix")[1]
         metric = st.radio("Barrier of", ["loss", "accuracy"], horizontal=True, key="land_matrix_metric")
         ui.chart(P.barrier_heatmaps({m: v[metric] for m, v in matrices.items()}, [f"#{r}" for r in shown], metric),
                  key="land_matrix_fig")

@@ -114,6 +114,10 @@ def test_matrix_trajectory_and_bezier(monkeypatch):
     heat = [t for t in chart(at, "land_matrix_fig")["data"] if t["type"] == "heatmap"]
     naive = L.barrier_matrix(zoo.arch, zoo.task, zoo.weights[rows], steps=5)
     assert np.allclose(arr(heat[0]["z"]), naive["loss"], atol=1e-6)
+    at.checkbox(key="land_matrix_act").check().run()
+    assert len([t for t in chart(at, "land_matrix_fig")["data"] if t["type"] == "heatmap"]) == 2  # until pressed
+    at.button(key="land_matrix_go").click().run()
+    assert len([t for t in chart(at, "land_matrix_fig")["data"] if t["type"] == "heatmap"]) == 3
 
     at.slider(key="land_traj_res").set_value(5)
     at.button(key="land_traj_go").click().run()

@@ -268,6 +268,19 @@ def barrier_matrix(arch: Architecture, task: Task, weights: torch.Tensor, method
     return out
 
 
+def barrier_matrices(arch: Architecture, task: Task, weights: torch.Tensor,
+                     methods: Sequence[str] = ("naive", "weight"), steps: int = BARRIER_STEPS, split: str = "test",
+                     seed: int = 0, progress: Progress = None) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`barrier_matrix` of the K models ``weights`` [K, P] for each of ``methods`` -> ``{method: {"loss":
+    [K, K], "accuracy": [K, K]}}`` (one figure's data: the matrices side by side); ``progress`` counts methods."""
+    out = {}
+    for k, method in enumerate(methods):
+        out[method] = barrier_matrix(arch, task, weights, method, steps, split, seed)
+        if progress:
+            progress(k + 1, len(methods))
+    return out
+
+
 # ------------------------------------------------------------------ zoo helpers
 def independent_pairs(metadata: pd.DataFrame, final_rows: np.ndarray, n_pairs: int, seed: int = 0,
                       match: Sequence[str] = ()) -> list[tuple[int, int]]:
