@@ -9,10 +9,15 @@ BatchNorm; trained by ``wslviz make-zoo``). Model B is aligned to model A by
   run by the Python of ``benchmarks/.venv-rebasin`` (set up as in ``bench_align.py``); the module class is loaded
   there from ``wslviz/core/builtins.py`` alone (it imports only torch).
 
-Reported (printed and written to ``benchmarks/results/bench_align_resnet.json``), same run: alignment time, and
-the test-loss barrier of the straight path (25 points) naive, after matching, and after matching + BatchNorm
-reset (REPAIR for BatchNorm networks, :mod:`wslviz.understand.repair`), for both aligners; and whether each
-aligned B still computes B's function.
+rebasin permutes BatchNorm weights and biases but leaves the running statistics where they were (its README
+asks for them to be recomputed); the wrapper reads the permutation back from the (weight, bias) pairs and applies
+it to the buffers, so that both aligners' outputs are compared as permutations of B (rebasin's raw output's gap is
+reported too). Also wslviz's activation matching (512 training inputs).
+
+Reported (printed and written to ``benchmarks/results/bench_align_resnet.json``), same run: alignment time, the
+distance to A, whether each aligned B still computes B's function, and the test-loss barrier of the straight path
+(25 points) with no correction, the BatchNorm reset and REPAIR (:mod:`wslviz.understand.repair`), naive and for
+every aligner.
 
     .venv/bin/python benchmarks/bench_align_resnet.py
 """
@@ -41,10 +46,19 @@ def _builtins():
 
 
 def rebasin_side(folder: Path) -> None:
-    """In ``.venv-rebasin``: align B to A with rebasin once; write B's weights and the time."""
+    """In ``.venv-rebasin``: align B to A with rebasin once; write B's weights, the time, and how far rebasin's
+    own output (BatchNorm running statistics as it leaves them) is from computing B's function.
+
+    rebasin permutes a BatchNorm's ``weight`` and ``bias`` (its ``OneDimModule``) but not its ``running_mean`` and
+    ``running_var`` buffers (its README: recompute them after permuting). So its raw output pairs every channel's
+    affine parameters with another channel's statistics. The permutation it applied is read back from each
+    BatchNorm's (weight, bias) pairs, which identify the channels, and applied to the two buffers: the weights are
+    then rebasin's permutation completed, which must compute B's function wherever that permutation is a
+    symmetry."""
     import torch
     from rebasin import PermutationCoordinateDescent
     from safetensors.torch import load_file, save_file
+    from torch import nn
 
     torch.set_num_threads(1)
     kwargs = json.loads((folder / "kwargs.json").read_text())
@@ -53,13 +67,27 @@ def rebasin_side(folder: Path) -> None:
     model_a.load_state_dict(load_file(str(folder / "a.safetensors")), strict=False)
     model_b.load_state_dict(load_file(str(folder / "b.safetensors")), strict=False)
     x = load_file(str(folder / "x.safetensors"))["x"]
+    with torch.no_grad():
+        out_b = model_b(x)
+    norms = {n: m for n, m in model_b.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    before = {n: (m.weight.detach().clone(), m.bias.detach().clone()) for n, m in norms.items()}
     torch.manual_seed(0)
     start = time.perf_counter()
     PermutationCoordinateDescent(model_a, model_b, x).rebasin()
     seconds = time.perf_counter() - start
+    with torch.no_grad():
+        raw_gap = float((model_b(x) - out_b).abs().max())
+        for n, m in norms.items():
+            weight, bias = before[n]
+            same = (m.weight[:, None] == weight[None]) & (m.bias[:, None] == bias[None])  # [new channel, old channel]
+            if not bool((same.sum(1) == 1).all()):
+                raise RuntimeError(f"{n}: rebasin's channel order cannot be read back from (weight, bias)")
+            perm = same.int().argmax(1)
+            m.running_mean.copy_(m.running_mean[perm])
+            m.running_var.copy_(m.running_var[perm])
     save_file({k: v.contiguous() for k, v in model_b.state_dict().items() if not k.endswith("num_batches_tracked")},
               str(folder / "b_rebasin.safetensors"))
-    (folder / "rebasin.json").write_text(json.dumps({"time": seconds}))
+    (folder / "rebasin.json").write_text(json.dumps({"time": seconds, "raw_function_gap": raw_gap}))
 
 
 def main() -> None:
@@ -76,8 +104,10 @@ def main() -> None:
     from bench_align import ensure_venv
 
     import wslviz as wv
+    from wslviz.core.training import HYPERPARAMETERS
     from wslviz.scale.cache import load_zoo
     from wslviz.understand import landscape as L
+    from wslviz.understand.repair import METHODS
     from wslviz.understand.symmetry import equivalence_gap
 
     torch.set_num_threads(1)
@@ -99,23 +129,30 @@ def main() -> None:
         (folder / "kwargs.json").write_text(json.dumps(arch.spec["kwargs"]))
         subprocess.run([str(venv_python), __file__, "--rebasin-side", str(folder)], check=True)
         theirs = arch.flatten(load_file(str(folder / "b_rebasin.safetensors")))
-        theirs_time = json.loads((folder / "rebasin.json").read_text())["time"]
+        info = (folder / "rebasin.json").read_text()
 
-    def barrier(other: torch.Tensor, repair: str) -> float:
-        return L.loss_barrier(L.interpolate(arch, task, a, other, repair=repair))
+    def side(other: torch.Tensor, **extra) -> dict:
+        return {**extra, **{m: L.loss_barrier(L.interpolate(arch, task, a, other, repair=m)) for m in METHODS},
+                "distance": float((a - other).norm()), "function_gap": equivalence_gap(arch, b, other, task.x_test)}
 
+    start = time.perf_counter()
+    ours_act = wv.activation_matching(arch, task, a, b)
+    act_time = time.perf_counter() - start
+    rebasin_info = json.loads(info)
     result = {
         "pair": [ia, ib], "test_acc": [float(acc.max()), float(sorted(acc)[-2])],
-        "naive": {"none": barrier(b, "none"), "reset": barrier(b, "reset")},
-        "wslviz": {"seconds": ours_time, "none": barrier(ours, "none"), "reset": barrier(ours, "reset"),
-                   "function_gap": equivalence_gap(arch, b, ours, task.x_test)},
-        "rebasin": {"seconds": theirs_time, "none": barrier(theirs, "none"), "reset": barrier(theirs, "reset"),
-                    "function_gap": equivalence_gap(arch, b, theirs, task.x_test)},
+        "hyperparameters": [zoo.metadata.iloc[i][[c for c in HYPERPARAMETERS if c in zoo.metadata]].astype(str)
+                            .to_dict() for i in (ia, ib)],
+        "naive": side(b),
+        "wslviz weight matching": side(ours, seconds=ours_time),
+        "wslviz activation matching": side(ours_act, seconds=act_time),
+        "rebasin": side(theirs, seconds=rebasin_info["time"], raw_function_gap=rebasin_info["raw_function_gap"]),
     }
-    for name in ("naive", "wslviz", "rebasin"):
+    for name in ("naive", "wslviz weight matching", "wslviz activation matching", "rebasin"):
         r = result[name]
-        print(f"{name:<8} barrier {r['none']:.4f}  with BatchNorm reset {r['reset']:.4f}"
-              + (f"  time {r['seconds']:.2f} s  function gap {r['function_gap']:.1e}" if "seconds" in r else ""))
+        print(f"{name:<27} barrier {r['none']:.4f}  reset {r['reset']:.4f}  REPAIR {r['repair']:.4f}  "
+              f"function gap {r['function_gap']:.1e}" + (f"  time {r['seconds']:.2f} s" if "seconds" in r else ""))
+    print(f"rebasin's raw output (BatchNorm buffers unpermuted): function gap {rebasin_info['raw_function_gap']:.2f}")
     RESULTS.write_text(json.dumps(result, indent=2))
     print(f"wrote {RESULTS}")
 
