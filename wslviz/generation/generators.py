@@ -14,7 +14,7 @@ method                  what it does
 ``pca_gaussian``        a Gaussian in the top-``k`` PCA space of aligned final checkpoints
 ``kde``                 kernel density sampling in that PCA space
 ``hyperrep``            kernel density sampling in the latent space of a hyper-representation
-                        autoencoder, decoded (Schuerholt et al., NeurIPS 2022)
+                        autoencoder, decoded (Schürholt et al., NeurIPS 2022)
 ``conditional``         a conditional VAE in PCA space of aligned checkpoints, conditioned on test
                         accuracy: ask for ``target=0.9`` and decode
 ``diffusion``           a small DDPM over PCA latents of aligned final checkpoints, in the spirit of
@@ -314,7 +314,7 @@ class HyperRepSampler(WeightGenerator):
     The autoencoder (:class:`wslviz.represent.hyperrep.HyperRepresentation`, trained with permutation augmentation
     for ``steps`` optimiser steps) is fitted on the aligned final checkpoints; new latents are drawn from a
     Gaussian KDE of their embeddings (Scott's rule times ``bandwidth_scale``) and decoded, as in
-    Schuerholt et al., "Hyper-representations as generative models" (NeurIPS 2022).
+    Schürholt et al., "Hyper-representations as generative models" (NeurIPS 2022).
     """
 
     method = "hyperrep"
