@@ -76,7 +76,7 @@ def decision_boundaries(xs: np.ndarray, ys: np.ndarray, classes: np.ndarray, tit
     rows = max(1, int(np.ceil(b / columns)))
     # titles in a small font with room between rows: at full size they ran into each other and the panels above
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=list(titles), horizontal_spacing=0.08,
-                        vertical_spacing=min(0.3, 0.25 / rows + 0.06))
+                        vertical_spacing=min(0.25, 0.12 / rows + 0.05))
     fig.update_annotations(font={"size": 11})
     k = int(n_classes or max(int(classes.max()) + 1, int(labels.max()) + 1 if labels is not None else 0, 2))
     palette = [style.CATEGORICAL[c % len(style.CATEGORICAL)] for c in range(k)]
