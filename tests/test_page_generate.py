@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from conftest import random_zoo
+from pagetest import arr
 from streamlit.testing.v1 import AppTest
 
 from wslviz.formats import save_zoo
@@ -28,13 +29,6 @@ def figure(at: AppTest, key: str) -> dict:
         if key in c.proto.id:
             return json.loads(c.proto.spec)
     raise AssertionError(f"no chart with key {key!r} among {[c.proto.id for c in charts]}")
-
-
-def arr(array) -> np.ndarray:
-    """A Plotly JSON array as numpy (a list, or a typed array ``{"dtype", "bdata"}`` in base64)."""
-    if isinstance(array, dict):
-        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
-    return np.asarray(array, dtype=float)
 
 
 def n_values(array) -> int:

@@ -3,12 +3,11 @@ curve computed on the moons sample zoo with small grids; results equal the libra
 
 from __future__ import annotations
 
-import base64
-import json
-
 import numpy as np
+import pagetest
 import pytest
 from conftest import ROOT, SAMPLE, random_zoo
+from pagetest import arr, chart
 from streamlit.testing.v1 import AppTest
 
 from wslviz import ui
@@ -24,27 +23,7 @@ MOONS = str(SAMPLE / "moons-mlp")
 
 
 def run_page(monkeypatch, path: str, selection: list[int] | None = None) -> AppTest:
-    monkeypatch.setenv(ui.ENV_ZOO, path)
-    at = AppTest.from_file(PAGE, default_timeout=300)
-    if selection is not None:
-        at.session_state[ui.SELECTION_KEY] = selection
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def chart(at: AppTest, key: str) -> dict:
-    found = [c for c in at.get("plotly_chart") if c.proto.id and key in c.proto.id or getattr(c, "key", None) == key]
-    assert found, f"no chart {key}; charts: {[getattr(c, 'key', None) for c in at.get('plotly_chart')]}"
-    return json.loads(found[0].proto.spec)
-
-
-def arr(value) -> np.ndarray:
-    """A Plotly JSON array: a plain list, or ``{"dtype", "bdata" (base64), "shape"}``."""
-    if isinstance(value, dict):
-        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-        return out.reshape([int(n) for n in str(value.get("shape", len(out))).split(",")])
-    return np.asarray(value)
+    return pagetest.run_page(monkeypatch, PAGE, path, selection)
 
 
 def test_first_paint_computes_nothing_and_takes_the_linked_selection(monkeypatch):
