@@ -60,7 +60,7 @@ def _normal_form(arch: Architecture, weights: torch.Tensor, kinds: tuple[str, ..
     out = weights.double()
     perms, scales = [], []
     for group in arch.perm_spec.groups:
-        s = normalising_element(arch, out, group, kinds)
+        s = normalising_element(arch, out, group, kinds).to(out.device)  # it builds its factors on the CPU
         out = apply_group(arch, out, group, None, s)
         perms.append(torch.arange(group.size, device=weights.device).expand(weights.shape[0], -1).clone())
         scales.append(s.float())
