@@ -13,7 +13,7 @@ import streamlit as st
 from wslviz import generation as G
 from wslviz import ui
 from wslviz.core import inr
-from wslviz.core.evaluation import evaluate
+from wslviz.core.zoo import checkpoint_accuracies
 from wslviz.generation.novelty import nearest_pairs_grid, summary_table
 from wslviz.plots import generate as P
 from wslviz.plots import inr as iplots
@@ -163,8 +163,8 @@ if inr.is_inr(zoo.arch):  # generated INRs are images: draw them
                                columns=12), key="gen_inr_grid")
 st.subheader("Accuracy and novelty")
 if zoo.task is not None:
-    final_acc = acc_col[final] if acc_col is not None else evaluate(zoo.arch, zoo.task, zoo.weights[final])[
-        "accuracy"].numpy()
+    final_acc = checkpoint_accuracies(zoo, final)
+    median = float(np.median(final_acc))
     groups = {"zoo final": final_acc}
     for r in runs:  # each generator beside its own noise baseline (calibrated to that generator's accuracy)
         groups[r["method"]] = r["comparison"]["novelty"]["accuracy"].to_numpy()
@@ -178,7 +178,7 @@ if zoo.task is not None:
                "nearest aligned zoo checkpoint (NN distance) is larger than the baseline's; *beats function*: their "
                "highest prediction agreement with any zoo checkpoint is lower; both at equal or better accuracy "
                "(one test example of slack).")
-    ui.chart(P.accuracy_violins(groups, reference=float(np.median(final_acc))), key="gen_violins")
+    ui.chart(P.accuracy_violins(groups, reference=median), key="gen_violins")
     c = latest["comparison"]
     ui.chart(P.novelty_scatter(c["novelty"], c["baseline_novelty"], latest["method"]), key="gen_scatter")
     with st.expander(f"Per-model novelty of the latest run ({latest['method']})"):
@@ -189,7 +189,6 @@ if zoo.task is not None:
                        lambda progress=None: G.noise_frontier(zoo, novelty_index(), progress=progress),
                        "Adding noise to zoo models at a sweep of amplitudes",
                        st.button("Compute the noise frontier", key="gen_frontier_go"))
-    median = float(np.median(final_acc))
     if fr is None:
         st.info("Press **Compute the noise frontier** to measure zoo models plus noise at a sweep of amplitudes "
                 "(once per zoo; kept for every later run).")
