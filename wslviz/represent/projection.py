@@ -162,16 +162,22 @@ def _tsne(z: np.ndarray, dim: int, seed: int, params: dict[str, Any]) -> tuple[A
     if tsne_backend() == "openTSNE":
         from openTSNE import TSNE
 
-        # openTSNE's FFT gradients exist in 1-2 dimensions only; Barnes-Hut serves 3-D maps
+        # FFT-interpolated gradients cost about the same at any size (worth it from ~10,000 points, in 1-2
+        # dimensions only); Barnes-Hut serves smaller and 3-D maps
+        fft = dim <= 2 and len(z) >= 10_000
         options = {"perplexity": perplexity, "initialization": "pca", "n_jobs": 1,
-                   "negative_gradient_method": "fft" if dim <= 2 else "bh", **params}
+                   "negative_gradient_method": "fft" if fft else "bh", **params}
         embedding = TSNE(n_components=dim, random_state=seed, **options).fit(z)
         return embedding, np.asarray(embedding)
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     options = {"perplexity": perplexity, "init": "pca", "max_iter": TSNE_ITERATIONS, **params}
     model = TSNE(n_components=dim, random_state=seed, **options)
-    return model, model.fit_transform(z)
+    # one OpenMP thread: on a busy two-core machine its threads spin-wait on each other (moons-mlp stats,
+    # 1,120 points, load 11: 6.8 s with one thread, 41-45 s with two; benchmarks/bench_projection.py)
+    with threadpool_limits(1):
+        return model, model.fit_transform(z)
 
 
 def _umap(dim: int, seed: int, n: int, params: dict[str, Any]):
