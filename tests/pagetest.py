@@ -24,6 +24,11 @@ def run_page(monkeypatch, page: str, path: str, selection: list[int] | None = No
     return at
 
 
+def charts(at: AppTest) -> dict[str, dict]:
+    """Every Plotly figure on the page (as a dict), by its element id."""
+    return {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+
+
 def chart(at: AppTest, key: str) -> dict:
     """The Plotly figure (as a dict) of the chart whose key or element id holds ``key``."""
     found = [c for c in at.get("plotly_chart") if key in (c.proto.id or "") or getattr(c, "key", None) == key]

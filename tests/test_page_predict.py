@@ -3,10 +3,10 @@ shown, neighbours of the linked selection, and a zoo without a task."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from conftest import random_zoo
+from pagetest import charts
 from streamlit.testing.v1 import AppTest
 
 from wslviz.formats import save_zoo
@@ -18,10 +18,6 @@ def page(zoo_path) -> AppTest:
     at = AppTest.from_file(str(PAGE), default_timeout=300)
     at.session_state["zoo_path"] = str(zoo_path)
     return at
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    return {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
 
 
 def test_prediction_fitted_and_neighbours(moons_zoo):

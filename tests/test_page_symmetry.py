@@ -3,12 +3,11 @@ the library's numbers; zoos without a task and tanh zoos work."""
 
 from __future__ import annotations
 
-import base64
-import json
-
 import numpy as np
+import pagetest
 import pytest
 from conftest import ROOT, SAMPLE, random_zoo
+from pagetest import arr, chart
 from streamlit.testing.v1 import AppTest
 
 from wslviz import ui
@@ -31,26 +30,7 @@ def make_zoo(tmp_path, activation: str = "relu", task: bool = True) -> str:
 
 
 def run_page(monkeypatch, path: str, selection: list[int] | None = None) -> AppTest:
-    monkeypatch.setenv(ui.ENV_ZOO, path)
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    if selection is not None:
-        at.session_state[ui.SELECTION_KEY] = selection
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def chart(at: AppTest, key: str) -> dict:
-    found = [c for c in at.get("plotly_chart") if key in (c.proto.id or "")]
-    assert found, f"no chart {key}"
-    return json.loads(found[0].proto.spec)
-
-
-def arr(value) -> np.ndarray:
-    if isinstance(value, dict):
-        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-        return out.reshape([int(n) for n in str(value.get("shape", len(out))).split(",")])
-    return np.asarray(value)
+    return pagetest.run_page(monkeypatch, PAGE, path, selection, timeout=120)
 
 
 def test_apply_symmetry_shows_moved_weights_and_same_function(monkeypatch, tmp_path):
