@@ -225,13 +225,7 @@ def _one_intra_op_thread() -> None:
 
 def _check_inputs(arch: Architecture, task: Task | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     require_forward(arch, "Evaluation")
-    if task is None:
-        raise ValueError("this zoo has no task: attach evaluation data (a .npz with x and y) to evaluate it")
-    x, y = task.split(split)
-    if tuple(x.shape[1:]) != arch.input_shape:
-        raise ValueError(f"task inputs have shape {list(x.shape[1:])}, the architecture expects "
-                         f"{list(arch.input_shape)}")
-    return x, y
+    return module_eval.task_split(arch, task, split)
 
 
 def _evaluate_chunks(arch: Architecture, task: Task, x: torch.Tensor, y: torch.Tensor, n_models: int,

@@ -229,6 +229,18 @@ def call(arch: ModuleArchitecture, tensors: dict[str, torch.Tensor], x: torch.Te
         return looped_call(arch, tensors, x, **options)
 
 
+def task_split(arch: Any, task: Task | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x [N, ...], y [N])`` of ``task``'s ``split``, checked against the architecture's input shape; raises
+    ``ValueError`` for a zoo without a task or inputs of another shape (both evaluators check this way)."""
+    if task is None:
+        raise ValueError("this zoo has no task: attach evaluation data (a .npz with x and y) to evaluate it")
+    x, y = task.split(split)
+    if tuple(x.shape[1:]) != tuple(arch.input_shape):
+        raise ValueError(f"task inputs have shape {list(x.shape[1:])}, the architecture expects "
+                         f"{list(arch.input_shape)}")
+    return x, y
+
+
 def _chunks(n: int, chunk: int) -> list[tuple[int, int]]:
     return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
 
@@ -286,12 +298,7 @@ def evaluate(arch: ModuleArchitecture, task: Task, weights: torch.Tensor, split:
              device: Device = None) -> dict[str, torch.Tensor]:
     """Loss and accuracy of every model on a task split: ``weights [B, P] -> {"loss": [B], "accuracy": [B]}``
     (equal to ``load_state_dict`` + forward per model, :func:`evaluate_per_model`, to float tolerance)."""
-    if task is None:
-        raise ValueError("this zoo has no task: attach evaluation data (a .npz with x and y) to evaluate it")
-    x, y = task.split(split)
-    if tuple(x.shape[1:]) != arch.input_shape:
-        raise ValueError(f"task inputs have shape {list(x.shape[1:])}, the architecture expects "
-                         f"{list(arch.input_shape)}")
+    x, y = task_split(arch, task, split)
     single = weights.dim() == 1
     w = weights.unsqueeze(0) if single else weights
     chunk = chunk_size or default_chunk_size(arch, len(x), len(w))

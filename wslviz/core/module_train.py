@@ -16,11 +16,10 @@ seed, so a recipe and seed give the same zoo.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -31,12 +30,13 @@ from wslviz.core.module_arch import ModuleArchitecture
 from wslviz.core.tasks import Task, make_task
 from wslviz.core.trainloop import DATA_STREAM as DATA_STREAM  # part of this module's interface since it began
 from wslviz.core.trainloop import (
+    GridRecipe,
     checkpoint_table,
-    draw_grid,
     epoch_counter,
     evaluate_columns,
     run_epochs,
     thread_cap,
+    train_by_batch_size,
 )
 
 Progress = Callable[[int, int], None] | None
@@ -89,24 +89,12 @@ def _train_group(arch: ModuleArchitecture, task: Task, hp: pd.DataFrame, epochs:
 
 
 @dataclass(frozen=True)
-class ModuleRecipe:
-    """A zoo of one built-in module architecture: like :class:`wslviz.core.training.Recipe` (balanced grid of
-    hyper-parameters, checkpoint epochs), trained by :func:`train_module_zoo`."""
+class ModuleRecipe(GridRecipe):
+    """A zoo of one built-in module architecture (the fields of :class:`wslviz.core.trainloop.GridRecipe`, two
+    threads by default), trained by :func:`train_module_zoo`."""
 
-    name: str
-    description: str
-    arch: dict[str, Any]
-    task: dict[str, Any]
-    n_models: int
-    grid: dict[str, tuple[Any, ...]]
-    epochs: int
-    checkpoints: tuple[int, ...]
-    fixed: dict[str, Any] = field(default_factory=dict)
+    defaults: ClassVar[Mapping[str, Any]] = HYPERPARAMETERS
     threads: int | None = 2
-    seeds_per_config: int = 1
-    """Models trained per drawn hyper-parameter setting, with different seeds (``n_models`` a multiple of it):
-    replicates are the independently trained pairs of Git Re-Basin (same recipe, other initialisation and data
-    order)."""
     optimizer: Any = None
     """The batched optimiser class, ``optimizer(hparams, n_params)`` with ``step(weights, grad, active)``
     (:class:`wslviz.core.training.BatchedOptimizer`; set by :meth:`with_optimizer` where the recipe is registered
@@ -114,18 +102,6 @@ class ModuleRecipe:
 
     def with_optimizer(self, optimizer: Any) -> ModuleRecipe:
         return replace(self, optimizer=optimizer)
-
-    def hyperparameters(self, seed: int = 0) -> pd.DataFrame:
-        """One row per model: ``seed`` (``seed * 100000 + model_id``) and the drawn hyper-parameters (each
-        setting drawn once for ``seeds_per_config`` consecutive models)."""
-        df = draw_grid(self.grid, self.fixed, self.n_models, seed, self.seeds_per_config)
-        unknown = set(df.columns) - set(HYPERPARAMETERS) - {"seed"}
-        if unknown:
-            raise ValueError(f"unknown hyper-parameter(s) {sorted(unknown)}; known: {', '.join(HYPERPARAMETERS)}")
-        for name, default in HYPERPARAMETERS.items():
-            if name not in df:
-                df[name] = default
-        return df[["seed", *HYPERPARAMETERS]]
 
     def train_zoo(self, seed: int = 0, progress: Progress = None):
         return train_module_zoo(self, seed, progress)
@@ -143,18 +119,12 @@ def train_module_zoo(recipe: ModuleRecipe, seed: int = 0, progress: Progress = N
     task = make_task(recipe.task)
     hp = recipe.hyperparameters(seed)
     checkpoints = sorted(set(recipe.checkpoints))
-    groups = sorted(hp["batch_size"].unique())
-    on_epoch = epoch_counter(len(groups) * recipe.epochs + 1, progress)
-    weights = torch.empty(len(hp), len(checkpoints), arch.n_params)
+    on_epoch = epoch_counter(hp["batch_size"].nunique() * recipe.epochs + 1, progress)
     with thread_cap(recipe.threads):
-        for bs in groups:
-            rows = np.flatnonzero(hp["batch_size"].to_numpy() == bs)
-            with torch.random.fork_rng(devices=[]):  # dropout masks, if any, from the run seed
-                torch.manual_seed(seed * 100_003 + int(bs))
-                saved = _train_group(arch, task, hp.iloc[rows].reset_index(drop=True), recipe.epochs, checkpoints,
-                                     on_epoch, recipe.optimizer)
-            weights[torch.as_tensor(rows)] = torch.stack([saved[e] for e in checkpoints], 1)
-        weights = weights.reshape(-1, arch.n_params)
+        weights = train_by_batch_size(
+            hp, checkpoints, arch.n_params, seed,
+            lambda rows, group: _train_group(arch, task, group.reset_index(drop=True), recipe.epochs, checkpoints,
+                                             on_epoch, recipe.optimizer))
         meta = evaluate_columns(arch, task, weights, checkpoint_table(hp, checkpoints))
     on_epoch()
     return Zoo(name=recipe.name, metadata=meta, weights=weights, arch=arch, task=task, description=recipe.description)

@@ -24,9 +24,9 @@ beside the one batched trainer they all call, so ``wslviz make-zoo`` has a singl
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -41,12 +41,14 @@ from wslviz.core.module_train import MODULE_RECIPES
 from wslviz.core.tasks import Task, make_task
 from wslviz.core.trainloop import DATA_STREAM as DATA_STREAM  # part of this module's interface since it began
 from wslviz.core.trainloop import (
+    GridRecipe,
     checkpoint_table,
-    draw_grid,
     epoch_counter,
     evaluate_columns,
+    fill_hyperparameters,
     run_epochs,
     thread_cap,
+    train_by_batch_size,
 )
 from wslviz.core.zoo import Zoo
 
@@ -178,20 +180,7 @@ def _check_trainable(arch: Architecture) -> None:
 
 
 def _fill_hparams(hparams: pd.DataFrame | Sequence[dict[str, Any]]) -> pd.DataFrame:
-    df = pd.DataFrame(hparams).reset_index(drop=True)
-    if "seed" not in df:
-        raise ValueError("hyper-parameters need a 'seed' column (one seed per model)")
-    unknown = set(df.columns) - set(HYPERPARAMETERS) - {"seed"}
-    if unknown:
-        raise ValueError(f"unknown hyper-parameter(s) {sorted(unknown)}; known: seed, {', '.join(HYPERPARAMETERS)}")
-    for name, default in HYPERPARAMETERS.items():
-        if name not in df:
-            df[name] = default
-    if not ((df["train_fraction"] > 0) & (df["train_fraction"] <= 1)).all():
-        raise ValueError("train_fraction must be in (0, 1]")
-    if not ((df["dropout"] >= 0) & (df["dropout"] < 1)).all():
-        raise ValueError("dropout must be in [0, 1)")
-    return df[["seed", *HYPERPARAMETERS]]
+    return fill_hyperparameters(pd.DataFrame(hparams), HYPERPARAMETERS)
 
 
 def _train_group(arch: Architecture, task: Task, hp: pd.DataFrame, epochs: int, checkpoints: Sequence[int],
@@ -253,21 +242,15 @@ def train(
     checkpoints = sorted({int(e) for e in checkpoints})
     if not checkpoints or checkpoints[0] < 0 or checkpoints[-1] > epochs:
         raise ValueError(f"checkpoint epochs must lie in [0, {epochs}], got {checkpoints}")
-    groups = sorted(hp["batch_size"].unique())
-    on_epoch = epoch_counter(len(groups) * epochs + 1, progress)
-    weights = torch.empty(len(hp), len(checkpoints), arch.n_params)
-    for bs in groups:
-        rows = np.flatnonzero(hp["batch_size"].to_numpy() == bs)
-        # forward() draws dropout masks from the global generator: seed it per group, restore it after
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed * 100_003 + int(bs))
-            saved = _train_group(arch, task, hp.iloc[rows], epochs, checkpoints, on_epoch,
-                                 None if initial is None else initial[torch.as_tensor(rows)],
-                                 None if subsets is None else [subsets[r] for r in rows],
-                                 None if on_checkpoint is None else
-                                 lambda epoch, w, rows=rows: on_checkpoint(epoch, rows, w))
-        weights[torch.as_tensor(rows)] = torch.stack([saved[e] for e in checkpoints], 1)
-    weights = weights.reshape(-1, arch.n_params)
+    on_epoch = epoch_counter(hp["batch_size"].nunique() * epochs + 1, progress)
+
+    def group(rows: np.ndarray, group_hp: pd.DataFrame) -> dict[int, torch.Tensor]:
+        return _train_group(arch, task, group_hp, epochs, checkpoints, on_epoch,
+                            None if initial is None else initial[torch.as_tensor(rows)],
+                            None if subsets is None else [subsets[r] for r in rows],
+                            None if on_checkpoint is None else lambda epoch, w: on_checkpoint(epoch, rows, w))
+
+    weights = train_by_batch_size(hp, checkpoints, arch.n_params, seed, group)
     meta = evaluate_columns(arch, task, weights, checkpoint_table(hp, checkpoints))
     on_epoch()
     return weights, meta
@@ -275,8 +258,8 @@ def train(
 
 # ---------------------------------------------------------------------------------------------- recipes
 @dataclass(frozen=True)
-class Recipe:
-    """How to make a zoo: architecture and task specs, a hyper-parameter grid, epochs and checkpoints.
+class Recipe(GridRecipe):
+    """How to make a zoo of a sequential network: the fields of :class:`wslviz.core.trainloop.GridRecipe`.
 
     ``grid`` maps hyper-parameter names to the values models draw from; each value of each list is given
     to an equal share of the models (balanced, then shuffled by the run seed), so every value is
@@ -286,21 +269,7 @@ class Recipe:
     a digits-cnn epoch took 5.6 s on one thread and 54 s on two on a busy 2-core machine).
     """
 
-    name: str
-    description: str
-    arch: dict[str, Any]
-    task: dict[str, Any]
-    n_models: int
-    grid: dict[str, tuple[Any, ...]]
-    epochs: int
-    checkpoints: tuple[int, ...]
-    fixed: dict[str, Any] = field(default_factory=dict)
-    threads: int | None = 1
-
-    def hyperparameters(self, seed: int = 0) -> pd.DataFrame:
-        """One row per model: ``seed`` (``seed * 100000 + model_id``) and the drawn hyper-parameters
-        (:func:`wslviz.core.trainloop.draw_grid`)."""
-        return _fill_hparams(draw_grid(self.grid, self.fixed, self.n_models, seed))
+    defaults: ClassVar[Mapping[str, Any]] = HYPERPARAMETERS
 
 
 def train_zoo(recipe: Recipe | FinetuneRecipe | FederatedRecipe | InrRecipe, seed: int = 0, progress: Progress = None):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,39 @@ stream and the initialisation drawn from the seed itself are independent."""
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "ggap")
 """The evaluation columns of a trained zoo's metadata (:func:`add_evaluation`)."""
+
+
+@dataclass(frozen=True)
+class GridRecipe:
+    """What a zoo recipe of one architecture states (:class:`wslviz.core.training.Recipe` for sequential networks,
+    :class:`wslviz.core.module_train.ModuleRecipe` for module architectures): architecture and task specs,
+    ``n_models``, a hyper-parameter ``grid`` drawn by :func:`draw_grid` (``seeds_per_config`` models, with
+    different seeds, per drawn setting), ``fixed`` values, ``epochs``, the ``checkpoints`` epochs and a cap on
+    torch's ``threads`` while training (None: as they are)."""
+
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    """The hyper-parameters the trainer understands, with their defaults (set by each kind of recipe)."""
+
+    name: str
+    description: str
+    arch: dict[str, Any]
+    task: dict[str, Any]
+    n_models: int
+    grid: dict[str, tuple[Any, ...]]
+    epochs: int
+    checkpoints: tuple[int, ...]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = 1
+    seeds_per_config: int = 1
+    """Models trained per drawn hyper-parameter setting, with different seeds (``n_models`` a multiple of it):
+    replicates are the independently trained pairs of Git Re-Basin (same recipe, other initialisation and data
+    order)."""
+
+    def hyperparameters(self, seed: int = 0) -> pd.DataFrame:
+        """One row per model: ``seed`` (``seed * 100000 + model_id``) and the drawn hyper-parameters (each setting
+        drawn once for ``seeds_per_config`` consecutive models), absent ones at their defaults."""
+        return fill_hyperparameters(draw_grid(self.grid, self.fixed, self.n_models, seed, self.seeds_per_config),
+                                    self.defaults)
 
 
 def draw_grid(grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any], n_models: int, seed: int = 0,
@@ -49,6 +83,42 @@ def draw_grid(grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any], n_mod
     for name, value in fixed.items():
         cols[name] = value
     return pd.DataFrame(cols)
+
+
+def fill_hyperparameters(df: pd.DataFrame, defaults: Mapping[str, Any]) -> pd.DataFrame:
+    """``df`` (a ``seed`` column and any of ``defaults``' names) with every hyper-parameter of ``defaults`` (absent
+    ones take the default), columns ``seed`` then ``defaults``' order; raises ``ValueError`` for a missing seed, an
+    unknown name, a ``train_fraction`` outside (0, 1] or a ``dropout`` outside [0, 1)."""
+    df = df.reset_index(drop=True)
+    if "seed" not in df:
+        raise ValueError("hyper-parameters need a 'seed' column (one seed per model)")
+    unknown = set(df.columns) - set(defaults) - {"seed"}
+    if unknown:
+        raise ValueError(f"unknown hyper-parameter(s) {sorted(unknown)}; known: seed, {', '.join(defaults)}")
+    for name, default in defaults.items():
+        if name not in df:
+            df[name] = default
+    if "train_fraction" in df and not ((df["train_fraction"] > 0) & (df["train_fraction"] <= 1)).all():
+        raise ValueError("train_fraction must be in (0, 1]")
+    if "dropout" in df and not ((df["dropout"] >= 0) & (df["dropout"] < 1)).all():
+        raise ValueError("dropout must be in [0, 1)")
+    return df[["seed", *defaults]]
+
+
+def train_by_batch_size(hp: pd.DataFrame, checkpoints: Sequence[int], n_params: int, seed: int,
+                        train_group: Callable[[np.ndarray, pd.DataFrame], dict[int, torch.Tensor]]) -> torch.Tensor:
+    """Weights ``[n_models * n_checkpoints, P]`` (model-major) of the models of ``hp``, trained one batch-size group
+    at a time by ``train_group(rows, hp.iloc[rows])`` (``{epoch: weights [len(rows), P]}``). Each group runs under
+    ``torch.manual_seed(seed * 100_003 + batch_size)``, restored after: dropout masks come from the global generator,
+    so a group's masks depend on the run seed and its batch size only."""
+    weights = torch.empty(len(hp), len(checkpoints), n_params)
+    for bs in sorted(hp["batch_size"].unique()):
+        rows = np.flatnonzero(hp["batch_size"].to_numpy() == bs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 100_003 + int(bs))
+            saved = train_group(rows, hp.iloc[rows])
+        weights[torch.as_tensor(rows)] = torch.stack([saved[e] for e in checkpoints], 1)
+    return weights.reshape(-1, n_params)
 
 
 def data_streams(seeds: Sequence[int], batch_size: int, n_train: int, fractions: Sequence[float] | None = None,
