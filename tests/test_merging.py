@@ -1,5 +1,6 @@
 """Merge methods: exact properties of every method on sequential architectures (MLP, CNN, CNN with
-BatchNorm). Module architectures are another issue's work; the layout-only methods need nothing else.
+BatchNorm), on module architectures (a BatchNorm ResNet and a pre-LN transformer from the built-ins) and on a
+weights-only layout (layout-only methods run, the others refuse).
 
 Exact equality is asserted only where the float64 arithmetic guarantees it (averages of identical rows,
 ``base + 0 * v``, SLERP endpoints, DARE with drop 0 going through the task-arithmetic code); elsewhere the
@@ -8,6 +9,8 @@ tolerance is a few float32 rounding steps.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -15,9 +18,14 @@ from conftest import SMALL_CNN, sample_zoo
 from test_symmetry import random_weights
 
 import wslviz as wv
+from wslviz.core import module_eval
 from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.core.batched import forward
-from wslviz.core.evaluation import evaluate
+from wslviz.core.evaluation import evaluate, model_outputs
+from wslviz.core.layout import NoForwardError
+from wslviz.core.module_arch import ModuleArchitecture
+from wslviz.core.permutation import SymmetryError
+from wslviz.core.protocol import infer_layout
 from wslviz.core.tasks import make_task, validation_split
 from wslviz.generation import merging as M
 from wslviz.understand import align
@@ -313,3 +321,110 @@ def test_zoo_level_defaults_and_report():
     w = fed.weights[torch.as_tensor(rows)]
     n = fed.metadata["n_examples"].to_numpy()[rows]
     close(M.merge_rows(fed, rows, "fedavg"), M.fedavg(fed.arch, w, n))
+
+
+# ---------------------------------------------------------------------------------------------- module architectures
+_DIGITS = make_task("digits")
+MODULE_TASKS = {  # small, so that the suite stays fast
+    "resnet": replace(_DIGITS, x_train=_DIGITS.x_train[:256], y_train=_DIGITS.y_train[:256],
+                      x_test=_DIGITS.x_test[:128], y_test=_DIGITS.y_test[:128]),
+    "transformer": make_task({"name": "modadd", "p": 11, "seed": 0, "test_fraction": 0.5}),
+}
+MODULES = {
+    "resnet": lambda: ModuleArchitecture.builtin("resnet20", depth=8, width=0.25, in_channels=1, input_shape=[1, 8, 8]),
+    "transformer": lambda: ModuleArchitecture.builtin("gpt", n_layer=1, n_head=2, d_model=8, vocab_size=12, seq_len=3,
+                                                      n_classes=11),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MODULES))
+def module(request):
+    """``(name, architecture, task)`` of a ResNet with BatchNorm or a transformer."""
+    return request.param, MODULES[request.param](), MODULE_TASKS[request.param]
+
+
+def module_models(arch: ModuleArchitecture, task, n: int, seed: int) -> torch.Tensor:
+    """``n`` models near the initialisation, BatchNorm statistics (if any) those of their activations on ``task``."""
+    gen = torch.Generator().manual_seed(seed)
+    w = arch.initial_weights().repeat(n, 1)
+    for p in arch.layout:
+        if p.role not in ("running_mean", "running_var"):
+            w[:, p.slice] += 0.2 * torch.randn(n, p.numel, generator=gen)
+    return reset_batchnorm(arch, w, task)
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_merging_copies_of_a_module_network_returns_it(module, method):
+    name, arch, task = module
+    theta = module_models(arch, task, 1, seed=3)[0]
+    k = 2 if method == "slerp" else 3
+    merged = wv.merge(arch, theta.expand(k, -1).clone(), task=task, method=method, **options(method, theta, k))
+    assert merged.shape == theta.shape and merged.dtype == torch.float32
+    if method in ("fisher", "slerp"):
+        close(merged, theta)  # Fisher's weighted quotient and slerp's lerp round
+    else:  # BatchNorm statistics recomputed from the same weights on the same inputs are the same numbers
+        assert torch.equal(merged, theta), (method, float((merged - theta).abs().max()))
+
+
+def test_a_module_network_merged_with_its_permuted_copy_keeps_its_function(module):
+    name, arch, task = module
+    theta = module_models(arch, task, 1, seed=4)[0]
+    g = wv.random_symmetry(arch, seed=1, kinds=("permutation",))
+    pair = torch.stack([theta, wv.apply_symmetry(arch, theta, g)])
+    x = task.x_test[:64]
+    expected = model_outputs(arch, theta.unsqueeze(0), x)[0]
+    assert not torch.allclose(wv.merge(arch, pair, task=task, method="average"), theta, atol=1e-3)
+    for method, extra in (("aligned", {}), ("aligned", {"correction": "repair"}), ("aligned", {"correction": "none"}),
+                          ("aligned", {"matching": "activation"}), ("aligned_fedavg", {})):
+        reference = theta if method == "aligned" else None
+        merged = wv.merge(arch, pair, reference=reference, task=task, method=method, **extra)
+        out = model_outputs(arch, merged.unsqueeze(0), x)[0]
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5, msg=f"{name} {method} {extra}")
+
+
+def test_merged_batchnorm_statistics_are_recomputed_not_averaged():
+    arch, task = MODULES["resnet"](), MODULE_TASKS["resnet"]
+    pair = module_models(arch, task, 2, seed=5)
+    stats = [p for p in arch.layout if p.role in ("running_mean", "running_var")]
+    learned = [p for p in arch.layout if p.trainable]
+    assert stats and learned
+    for method, extra in (("average", {}), ("aligned", {}), ("weighted", {"coefficients": [1.0, 3.0]}),
+                          ("slerp", {}), ("fedavg", {})):
+        merged = wv.merge(arch, pair, task=task, method=method, **extra)
+        recomputed = module_eval.batchnorm_statistics(arch, merged.unsqueeze(0), task.x_train[:2048])[0]
+        for p in stats:
+            assert torch.equal(merged[p.slice], recomputed[p.slice]), (method, p.name)
+        # the first BatchNorm's mean is linear in the first conv (so averaging gets it right); no other statistic is
+        off = [p.name for p in stats if not torch.allclose(merged[p.slice], pair[:, p.slice].mean(0), atol=1e-4)]
+        assert len(off) >= len(stats) - 1, (method, off)
+    # the learned tensors of the plain average are the average; only the statistics differ
+    merged = wv.merge(arch, pair, task=task, method="average")
+    for p in learned:
+        assert torch.equal(merged[p.slice], pair[:, p.slice].double().mean(0).float())
+
+
+def test_module_repair_merges_two_models_and_says_so_for_more(module):
+    name, arch, task = module
+    models = module_models(arch, task, 3, seed=6)
+    with pytest.raises(ValueError, match="two models"):
+        wv.merge(arch, models, reference=models[0], task=task, correction="repair")
+    merged = wv.merge(arch, models[:2], reference=models[0], task=task, correction="repair")
+    assert torch.isfinite(merged).all()
+
+
+def test_a_weights_only_layout_merges_by_layout_and_refuses_what_runs_the_network():
+    gpt, task = MODULES["transformer"](), MODULE_TASKS["transformer"]
+    models = module_models(gpt, task, 2, seed=7)
+    layout = infer_layout(gpt.unflatten(models[0]))
+    assert layout.kind == "weights-only" and layout.n_params == gpt.n_params
+    for method in ("average", "weighted", "slerp", "task_arithmetic", "ties", "dare", "fedavg"):
+        merged = wv.merge(layout, models, task=task, method=method, **options(method, models[0], 2))
+        assert merged.shape == (gpt.n_params,) and torch.isfinite(merged).all()
+    assert torch.equal(wv.merge(layout, models, method="average"), models.double().mean(0).float())
+    for method, extra in (("soup", {}), ("fisher", {}), ("aligned", {"matching": "activation"}),
+                          ("aligned", {"correction": "repair"})):
+        with pytest.raises(NoForwardError, match="weights-only layout .* no forward"):
+            wv.merge(layout, models, task=task, method=method, **extra)
+    for method in ("aligned", "aligned_fedavg"):
+        with pytest.raises(SymmetryError, match="which hidden units may be permuted is unknown"):
+            wv.merge(layout, models, task=task, method=method)

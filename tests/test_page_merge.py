@@ -1,4 +1,5 @@
-"""The Merge page under Streamlit's AppTest, on the fine-tuning and federated sample zoos."""
+"""The Merge page under Streamlit's AppTest, on the fine-tuning and federated sample zoos, and every method on
+the module sample zoos (the BatchNorm ResNet and the transformer)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 from conftest import SAMPLE
 from streamlit.testing.v1 import AppTest
+
+from wslviz.generation import merging as M
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "7_Merge.py"
 
@@ -87,3 +90,23 @@ def test_fedavg_and_slerp_on_the_federated_zoo():
     assert not at.exception and not at.error
     at.button(key="merge_sweep_go").click().run()
     assert chart(at, "merge_sweep_curve")["data"][-1]["name"] == "average"
+
+
+@pytest.mark.parametrize("zoo", ["digits-resnet", "tiny-transformer"])
+def test_every_method_on_the_module_zoos(zoo):
+    at = page(zoo)
+    assert not at.exception
+    for method in M.METHODS:
+        at.selectbox(key="merge_method").select(method).run()
+        if method == "fisher":
+            at.select_slider(key="merge_fisher_n").set_value(32).run()
+        at.button(key="merge_go").click().run()
+        assert not at.exception and not at.error, (method, [e.value for e in at.error])
+        table = at.dataframe[0].value
+        assert table["model"].iloc[0] == "merged" and 0 <= table["average"].iloc[0] <= 1, method
+        assert not any("previous choice" in c.value for c in at.caption), method
+    at.selectbox(key="merge_method").select("aligned").run()
+    at.radio(key="merge_correction").set_value("repair").run()
+    at.button(key="merge_go").click().run()
+    assert not at.exception
+    assert any("two models" in e.value for e in at.error)  # REPAIR of a module network corrects two-model merges

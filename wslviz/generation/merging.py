@@ -34,8 +34,11 @@ is done in float64 and rounded to float32 once, so the exact properties hold exa
 allows: merging copies of one model by an average returns it bit for bit, task arithmetic with ``lam = 0``
 returns the base, DARE with ``drop = 0`` *is* task arithmetic, SLERP at ``t = 0`` and ``t = 1`` returns the
 endpoints. The layout-only methods (averages, SLERP, task vectors, TIES, DARE) work for any architecture
-with a layout; alignment, REPAIR, soups and Fisher run the network and are tested on sequential
-architectures (module architectures are another issue's work).
+with a layout, weights-only layouts included; alignment needs the architecture's permutation spec and
+soups, Fisher and activation matching need a forward, so on a weights-only layout they refuse with one
+sentence naming what is missing. Every method runs on module architectures (ResNets with BatchNorm,
+transformers; tests/test_merging.py), where REPAIR is :func:`wslviz.understand.repair.repair` and so
+merges two models.
 
 Helpers for the Merge page: :func:`task_accuracies` (accuracy per task), :func:`ensemble_accuracies`,
 :func:`task_vector_similarity`, :func:`sign_conflicts` (TIES) and :func:`merge_sweep` (a curve over
@@ -58,8 +61,11 @@ import torch
 from wslviz.core.arch import Architecture
 from wslviz.core.batched import forward
 from wslviz.core.evaluation import evaluate, model_outputs
+from wslviz.core.module_eval import is_module_arch
+from wslviz.core.protocol import require_forward
 from wslviz.core.tasks import Task, make_task, validation_split
 from wslviz.core.zoo import Zoo
+from wslviz.understand import repair as statistics
 from wslviz.understand.align import align_to_average, align_zoo, reset_batchnorm
 from wslviz.understand.symmetry import KINDS, as_batch
 
@@ -141,9 +147,10 @@ def average(arch: Architecture, weights: torch.Tensor, task: Task | None = None)
     return _finish(arch, w.double().mean(0), task)
 
 
-def weighted_average(arch: Architecture, weights: torch.Tensor, coefficients: Sequence[float] | torch.Tensor,
+def weighted_average(arch: Architecture, weights: torch.Tensor,
+                     coefficients: Sequence[float] | torch.Tensor | None = None,
                      task: Task | None = None) -> torch.Tensor:
-    """``sum_k c_k w_k`` with ``coefficients`` normalised to sum 1 -> ``[P]``."""
+    """``sum_k c_k w_k`` with ``coefficients`` normalised to sum 1 (uniform when None) -> ``[P]``."""
     w = _batch(arch, weights)
     return _finish(arch, _mean(w, _coefficients(coefficients, len(w))), task)
 
@@ -347,12 +354,21 @@ def repair(arch: Architecture, merged: torch.Tensor, aligned: torch.Tensor, task
     ``std_target / std_merged`` and its bias shifted so the mean is the target (the affine map the paper's
     inserted normalisation layer would fold into the layer). Architectures with BatchNorm get their
     statistics reset instead (the paper's variant for BatchNorm networks).
+
+    A module architecture (ResNet, transformer) is corrected by :func:`wslviz.understand.repair.repair`,
+    which interpolates the statistics of two endpoints (with BatchNorm: the reset, then every BatchNorm
+    output corrected), so there ``aligned`` must hold two models.
     """
+    c = _coefficients(coefficients, len(aligned))
+    if is_module_arch(arch):
+        if len(aligned) != 2:
+            raise ValueError(f"REPAIR on a module architecture corrects the merge of two models, got {len(aligned)}: "
+                             "pick two, or use correction='reset'")
+        return statistics.repair(arch, aligned[0], aligned[1], merged.float().unsqueeze(0), c[1:], task)[0]
     if _has_batchnorm(arch):
         return reset_batchnorm(arch, merged.float(), task)
     gen = torch.Generator().manual_seed(seed)
     x = task.x_train[torch.randperm(len(task.x_train), generator=gen)[:n_samples]]
-    c = _coefficients(coefficients, len(aligned))
     layers = sorted({g.layer for g in arch.perm_spec.groups})
 
     def stats(weights: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -452,6 +468,8 @@ def merge(
     """
     single = task if isinstance(task, Task) or task is None else task[0]
     base = options.pop("base", None)
+    if method in NEEDS_TASK or options.get("matching") == "activation" or options.get("correction") == "repair":
+        require_forward(arch, METHODS[method] + (" with activation matching or REPAIR" if method == "aligned" else ""))
     if method == "aligned":
         return aligned_average(arch, weights, reference, single, kinds, **options)
     if method == "average":
