@@ -175,7 +175,8 @@ def _tsne(z: np.ndarray, dim: int, seed: int, params: dict[str, Any]) -> tuple[A
     options = {"perplexity": perplexity, "init": "pca", "max_iter": TSNE_ITERATIONS, **params}
     model = TSNE(n_components=dim, random_state=seed, **options)
     # one OpenMP thread: on a busy two-core machine its threads spin-wait on each other (moons-mlp stats,
-    # 1,120 points, load 11: 6.8 s with one thread, 41-45 s with two; benchmarks/bench_projection.py)
+    # 1,120 points, load 13: 17-18 s, against 97-101 s with every thread and 1,000 iterations;
+    # benchmarks/bench_projection.py)
     with threadpool_limits(1):
         return model, model.fit_transform(z)
 
