@@ -5,7 +5,6 @@ without a task."""
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import streamlit as st
 from conftest import random_zoo
+from pagetest import arr
 from streamlit.testing.v1 import AppTest
 
 from wslviz.formats import save_zoo
@@ -47,20 +47,13 @@ def points(at: AppTest) -> list[dict]:
             if t.get("mode") == "markers" and t.get("name") not in ("nearest neighbours", "query")]
 
 
-def values(v) -> list:
-    """A figure array as a list: plotly writes numeric numpy arrays as base64 ``{"dtype", "bdata"}``."""
-    if isinstance(v, dict) and "bdata" in v:
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]).tolist()
-    return list(v)
-
-
 def drawn(at: AppTest) -> list[int]:
     return sorted(int(c[0]) for t in points(at) for c in t["customdata"])
 
 
 def opacities(at: AppTest) -> list[tuple[int, float]]:
     """(row, opacity) of every drawn point."""
-    return [(int(c[0]), o) for t in points(at) for c, o in zip(t["customdata"], values(t["marker"]["opacity"]),
+    return [(int(c[0]), o) for t in points(at) for c, o in zip(t["customdata"], arr(t["marker"]["opacity"]),
                                                                strict=True)]
 
 
@@ -191,7 +184,7 @@ def test_epoch_slider_shows_one_epoch_with_trails(moons_zoo):
     assert drawn(at) == np.flatnonzero(meta["epoch"] == 5).tolist()
     trail = [t for t in main_chart(at)["data"] if t.get("mode") == "lines"]
     joined = meta.groupby("model_id")["epoch"].apply(lambda e: int((e <= 5).sum())).to_numpy()
-    assert len(trail) == 1 and sum(x is not None for x in values(trail[0]["x"])) == joined[joined > 1].sum()
+    assert len(trail) == 1 and sum(x is not None for x in arr(trail[0]["x"])) == joined[joined > 1].sum()
 
 
 def test_size_opacity_density_and_fits_kept_on_disk(moons_zoo):
@@ -204,7 +197,7 @@ def test_size_opacity_density_and_fits_kept_on_disk(moons_zoo):
     assert not at.exception
     fig = main_chart(at)
     assert fig["data"][0]["type"] == "histogram2dcontour"
-    assert len(set(values(points(at)[0]["marker"]["size"]))) == moons_zoo.metadata["lr"].nunique()
+    assert len(set(arr(points(at)[0]["marker"]["size"]))) == moons_zoo.metadata["lr"].nunique()
     st.cache_resource.clear()  # as after a server restart: the PCA map is read back from disk
     again = page(moons_zoo.path)
     again.run()
