@@ -477,7 +477,9 @@ def table(results: dict[str, Any]) -> str:
             walk_q = _fmt(ph["walk"]) if "walk" in ph else "-"
             load = ph["load_average"]
             load = ", ".join(f"{v:.1f}" for v in load) if isinstance(load, list) else f"{load:.1f}"
-            lines.append(f"| {run['zoo']}, {ph['sessions']} session(s) | {ph['sessions_finished']}/{ph['sessions']} "
+            earlier = "" if "cpu_s" in ph else " (an earlier run, before the harness had these bounds)"
+            lines.append(f"| {run['zoo']}, {ph['sessions']} session(s){earlier} "
+                         f"| {ph['sessions_finished']}/{ph['sessions']} "
                          f"| {ph['errors']} | {_fmt(ph['first_chart'])} | {_fmt(ph['page_ready_without_chart'])} "
                          f"| {_fmt(ph['interaction'])} | {walk_q} | {cpu} | {ph['server_peak_rss_mb']:,} MB | {load} |")
     return "\n".join(lines)

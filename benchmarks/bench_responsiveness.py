@@ -21,7 +21,8 @@ script run it triggered has finished and the chart it should draw is drawn.
    median of ``--repeats`` after one unmeasured repetition.
 
 Every step is bounded (``--step-timeout``); a step past its bound is reported as such. Prints a table and
-writes ``benchmarks/results/bench_responsiveness.json``; ``--table`` prints the README table from it.
+writes ``benchmarks/results/bench_responsiveness.json`` (after each part, so a run cut short keeps what it
+measured: ``parts_done``); ``--table`` prints the README tables from it.
 Usage: ``.venv/bin/python benchmarks/bench_responsiveness.py``
 """
 
@@ -400,18 +401,25 @@ def verdicts(result: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-async def main_async(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+async def main_async(args: argparse.Namespace, work: Path, save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """The three parts in order; ``save`` is called with the result so far after each (a run cut short
+    still leaves what it measured)."""
     from playwright.async_api import async_playwright
 
     server = Server(work)
-    result: dict[str, Any] = {"server_start_s": round(server.start(), 1)}
+    result: dict[str, Any] = {"server_start_s": round(server.start(), 1), "warm": [], "parts_done": []}
     try:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:
                 result["uncached"] = await uncached(browser, server, args)
+                result["parts_done"].append("uncached")
+                save(result)
                 result["warm"] = await warm(browser, server, args)
+                result["parts_done"].append("warm")
+                save(result)
                 await kept_on_disk(browser, server, result["uncached"], args)
+                result["parts_done"].append("kept on disk")
             finally:
                 await browser.close()
     finally:
@@ -464,18 +472,21 @@ def main() -> None:
         sys.exit(f"{CHROMIUM} is missing (apt-get install chromium; `make test` does it)")
     load = [round(v, 1) for v in os.getloadavg()]
     started = time.perf_counter()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    def save(result: dict[str, Any]) -> None:
+        result.update(zoo=ZOO, viewport=VIEWPORT, repeats=args.repeats, step_timeout_s=args.step_timeout,
+                      probe_after_s=args.probe_after, disk_wait_s=args.disk_wait,
+                      seconds=round(time.perf_counter() - started, 1), commit=commit or None,
+                      machine={"cpus": os.cpu_count(), "python": platform.python_version()},
+                      load_average_at_start=load, load_average_at_end=[round(v, 1) for v in os.getloadavg()])
+        result["budget"] = verdicts(result)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="wslviz-responsiveness-") as tmp:
-        result = asyncio.run(main_async(args, Path(tmp)))
-    result.update(zoo=ZOO, viewport=VIEWPORT, repeats=args.repeats, step_timeout_s=args.step_timeout,
-                  probe_after_s=args.probe_after, disk_wait_s=args.disk_wait, seconds=round(time.perf_counter() -
-                                                                                          started, 1),
-                  commit=subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                        text=True).stdout.strip() or None,
-                  machine={"cpus": os.cpu_count(), "python": platform.python_version()},
-                  load_average_at_start=load, load_average_at_end=[round(v, 1) for v in os.getloadavg()])
-    result["budget"] = verdicts(result)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        result = asyncio.run(main_async(args, Path(tmp), save))
+    save(result)
     print(table(result))
     print(json.dumps(result["budget"], indent=1))
     print(f"wrote {RESULTS.relative_to(ROOT)} ({result['seconds']:.0f} s)")

@@ -156,7 +156,7 @@ def screenshot(pg, name: str) -> Path:
     """Save the whole page (the main area scrolls inside the app, so the viewport is grown to fit it)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     height = pg.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
-    pg.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], min(int(height), 4000))})
+    pg.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], min(int(height), 8000))})
     time.sleep(1.0)  # charts re-layout to the new size
     out = SHOTS / f"{name}.png"
     pg.screenshot(path=str(out))
