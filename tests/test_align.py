@@ -218,3 +218,33 @@ def test_matching_on_cuda_gives_the_cpu_result():
         assert on_gpu.device.type == "cpu"
         assert equivalence_gap(arch, on_gpu, other) <= 1e-5
         torch.testing.assert_close(on_gpu, match("cpu"), atol=1e-5, rtol=0)
+
+
+def test_batchnorm_folded_matching_keeps_function_of_trained_resnets():
+    from wslviz.understand.align import fold_batchnorm_weights
+
+    zoo = sample_zoo("digits-resnet")
+    final = zoo.final_index()
+    reference, other = zoo.weights[final[0]].float(), zoo.weights[final[1]].float()
+    assert not torch.equal(fold_batchnorm_weights(zoo.arch, other.unsqueeze(0))[0], other)
+    matched = wv.weight_matching(zoo.arch, reference, other, fold_batchnorm=True)
+    assert not torch.equal(matched, other)
+    assert equivalence_gap(zoo.arch, matched, other, zoo.task.x_test[:256]) <= 1e-5
+
+
+def test_batchnorm_folded_matching_recovers_planted_permutations():
+    from wslviz.core.module_arch import ModuleArchitecture
+
+    arch = ModuleArchitecture.builtin("resnet20", depth=8, width=0.25, in_channels=1, input_shape=[1, 8, 8])
+    reference = random_weights(arch, 1, seed=3)[0]
+    # BatchNorm scales and statistics away from 1, so that folding changes the objective
+    gen = torch.Generator().manual_seed(0)
+    for p in arch.layout:
+        if p.role in ("weight", "running_var") and len(p.shape) == 1:
+            reference[p.slice] = torch.rand(p.shape, generator=gen) * 1.5 + 0.5
+    for t in range(20):
+        planted = wv.random_symmetry(arch, seed=100 + t)
+        copy = wv.apply_symmetry(arch, reference, planted)
+        aligned, g = wv.weight_matching(arch, reference, copy, seed=t, return_perm=True, fold_batchnorm=True)
+        assert (aligned - reference).abs().max() <= 1e-5
+        assert all(torch.equal(p, q) for p, q in zip(g.perms, inverse(planted).perms, strict=True))

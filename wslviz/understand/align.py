@@ -178,6 +178,48 @@ def _match_batch(arch: Architecture, reference: torch.Tensor, others: torch.Tens
     return compose(back, compose(match, g_oth))
 
 
+def fold_batchnorm_weights(arch: Architecture, weights: torch.Tensor) -> torch.Tensor:
+    """``weights`` [B, P] with every BatchNorm folded into the conv/linear layer feeding it (module architectures;
+    others are returned unchanged), the objective of BatchNorm-aware weight matching.
+
+    In eval mode ``BN(W x + b) = s (W x + b - mu) + beta`` with ``s = gamma / sqrt(var + eps)`` per output
+    channel, so the function depends on ``W`` and ``gamma`` only through ``s W``: a model may hold the same
+    function with a large ``W`` and a small ``gamma`` or the reverse, which raw weight matching counts as
+    distance. The folded vector holds ``s W`` in the layer's weight, ``s (b - mu) + beta`` in the BatchNorm's
+    bias (the layer's own bias, if any, set to 0) and 0 in ``gamma`` (now inside the weight). Every entry moves
+    with its channel under a permutation exactly as the raw one does, so a permutation matched on folded
+    weights applies unchanged to the raw tensors. The result is a matching objective, not a model.
+    """
+    if not is_module_arch(arch):
+        return weights
+    from wslviz.core.fx_spec import trace  # tracing builds the module graph: only needed here
+
+    gm = trace(arch)
+    modules = dict(gm.named_modules())
+    by_name = {p.name: p for p in arch.layout}
+    out = weights.clone().float()
+    for node in gm.graph.nodes:
+        bn = modules.get(node.target) if node.op == "call_module" else None
+        if not isinstance(bn, torch.nn.modules.batchnorm._BatchNorm) or f"{node.target}.weight" not in by_name:
+            continue
+        src = node.args[0]
+        if not (isinstance(src, torch.fx.Node) and src.op == "call_module" and f"{src.target}.weight" in by_name):
+            continue  # a BatchNorm not fed directly by a layer: nothing to fold it into
+        gamma, beta, mu, var = (by_name[f"{node.target}.{k}"] for k in ("weight", "bias", "running_mean",
+                                                                          "running_var"))
+        s = weights[:, gamma.slice] / (weights[:, var.slice] + bn.eps).sqrt()  # [B, C]
+        layer = by_name[f"{src.target}.weight"]
+        w = weights[:, layer.slice].reshape(len(weights), *layer.shape)
+        out[:, layer.slice] = (w * s.reshape(*s.shape, *[1] * (w.dim() - 2))).reshape(len(weights), -1)
+        bias = by_name.get(f"{src.target}.bias")
+        b = weights[:, bias.slice] if bias is not None else 0.0
+        out[:, beta.slice] = s * (b - weights[:, mu.slice]) + weights[:, beta.slice]
+        out[:, gamma.slice] = 0.0
+        if bias is not None:
+            out[:, bias.slice] = 0.0
+    return out
+
+
 def _check_pair(arch: Architecture, reference: torch.Tensor, other: torch.Tensor) -> None:
     if reference.dim() != 1 or reference.shape[0] != arch.n_params:
         raise SymmetryError(f"reference must be one model [P] with P = {arch.n_params}, got {list(reference.shape)}")
@@ -194,6 +236,7 @@ def weight_matching(
     return_perm: bool = False,
     kinds: Iterable[str] = KINDS,
     device: torch.device | str | None = None,
+    fold_batchnorm: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, SymmetryElement]:
     """``other`` re-expressed in ``reference``'s basis by weight matching (Git Re-Basin, Algorithm 1).
 
@@ -213,14 +256,18 @@ def weight_matching(
     ``other``. With ``return_perm`` also the group element ``g`` with ``apply_symmetry(arch, other, g)``
     the result. ``device`` (default the CPU): where the permutation descent keeps the weights and computes
     the cost matrices (the part that grows with the parameter count); the assignment problems, the
-    scale/sign candidates and the result are on the CPU.
+    scale/sign candidates and the result are on the CPU. With ``fold_batchnorm`` (module architectures with
+    BatchNorm) the permutation descent matches the BatchNorm-folded weights (:func:`fold_batchnorm`) instead of
+    the raw ones, the permutation it finds applied to the raw tensors.
     """
     _check_pair(arch, reference, other)
     kinds = check_kinds(kinds)
     w, single = as_batch(other, arch)
     reference = reference.float()
     dev = module_eval.resolve_device(device)
-    g = _match_batch(arch, reference.to(dev), w.float().to(dev), seed, max_iter, ("permutation",))
+    fold = fold_batchnorm_weights if fold_batchnorm else (lambda _, x: x)
+    g = _match_batch(arch, fold(arch, reference.unsqueeze(0))[0].to(dev), fold(arch, w.float()).to(dev), seed,
+                     max_iter, ("permutation",))
     if dev.type != "cpu":
         g = SymmetryElement([p.cpu() for p in g.perms], [s.cpu() for s in g.scales])
     aligned = apply_symmetry(arch, w, g)
