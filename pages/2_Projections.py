@@ -77,6 +77,10 @@ if method == "umap" and not projection.umap_ready():
             + "; the first UMAP projection waits for it.")
 
 rows = np.arange(zoo.n_checkpoints)
+if zoo.n_checkpoints < 2:
+    st.info("A map places checkpoints relative to each other: it needs at least two checkpoints, and this zoo has "
+            "one. Open a zoo with more models or checkpoints.")
+    st.stop()
 if zoo.n_checkpoints > SUBSAMPLE_THRESHOLD:
     sub = st.toggle(f"subsample ({zoo.n_checkpoints:,} checkpoints)", value=True, key="proj_subsample",
                     help="Projecting tens of thousands of points takes long; every model's final checkpoint is "

@@ -17,9 +17,6 @@ from wslviz.ui.home import page_files
 TIMEOUT = 300
 SHAPES = {"1x1": (1, (0,)), "1x2": (1, (0, 5)), "2x1": (2, (5,))}  # models x epochs
 PAGES = ["home"] + [p.name for p in page_files()]
-# (page, shape) -> reason, for pages owned by others (each owner removes the mark with the fix)
-XFAIL = {("2_Projections.py", "1x1"): "Projections fits a projection to the one checkpoint: ValueError 'a projection "
-                                      "needs at least 2 points, got 1' from Projector.fit_transform"}
 
 # (page, shape) -> what the page says instead of drawing a view that needs more models or checkpoints
 MESSAGES = {
@@ -28,6 +25,7 @@ MESSAGES = {
     ("1_Zoo.py", "2x1"): ("One checkpoint per model: no curves",),
     ("3_Symmetry.py", "1x1"): ("This zoo has one checkpoint", "at least two models"),
     ("3_Symmetry.py", "1x2"): ("at least two models",),
+    ("2_Projections.py", "1x1"): ("needs at least two checkpoints",),
 }
 
 
@@ -44,13 +42,7 @@ def tiny_zoos(tmp_path_factory) -> dict[str, str]:
     return out
 
 
-def case(page: str, shape: str):
-    reason = XFAIL.get((page, shape))
-    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-    return pytest.param(page, shape, marks=marks, id=f"{page}-{shape}")
-
-
-@pytest.mark.parametrize(("page", "shape"), [case(p, s) for p in PAGES for s in SHAPES])
+@pytest.mark.parametrize(("page", "shape"), [pytest.param(p, s, id=f"{p}-{s}") for p in PAGES for s in SHAPES])
 def test_page_runs_on_a_tiny_zoo(tiny_zoos, page, shape):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     at.query_params["zoo"] = tiny_zoos[shape]
