@@ -18,6 +18,8 @@ import wslviz as wv
 from wslviz import generation as G
 from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.core.evaluation import decision_grid, evaluate, model_outputs
+from wslviz.core.module_arch import ModuleArchitecture
+from wslviz.core.tasks import make_task
 from wslviz.core.zoo import Zoo
 from wslviz.formats import save_zoo
 from wslviz.plots import generate as P
@@ -358,3 +360,49 @@ def test_done_when_a_learned_generator_beats_the_noise_baseline(request, zoo_nam
     slack = 1 / len(zoo.task.y_test)
     assert r["distance"] > r["baseline_distance"] and r["accuracy"] >= r["baseline_accuracy"] - slack
     assert r["done"] and gen.learned
+
+
+# ---------------------------------------------------------------------------------------------- module architectures
+MODULE_SHAPES = {
+    "resnet": lambda: ModuleArchitecture.builtin("resnet20", depth=8, width=0.25, in_channels=1, input_shape=[1, 8, 8]),
+    "transformer": lambda: ModuleArchitecture.builtin("gpt", n_layer=1, n_head=2, d_model=8, vocab_size=12, seq_len=3,
+                                                      n_classes=11),
+}
+FEW_STEPS = {"hyperrep": {"steps": 30, "latent_dim": 3}, "conditional": {"steps": 30, "k": 3},
+             "diffusion": {"steps": 30, "k": 3, "timesteps": 10}, "pca_gaussian": {"k": 3}, "kde": {"k": 3}}
+
+
+@pytest.fixture(scope="module", params=sorted(MODULE_SHAPES))
+def module_zoo(request):
+    """A zoo of 5 models x 2 checkpoints near the initialisation of a BatchNorm ResNet or a transformer, where the
+    last model's final checkpoint is a planted permutation of the first's."""
+    arch = MODULE_SHAPES[request.param]()
+    task = (make_task({"name": "modadd", "p": 11, "seed": 0, "test_fraction": 0.5}) if request.param == "transformer"
+            else make_task("digits"))
+    gen = torch.Generator().manual_seed(0)
+    w = arch.initial_weights().repeat(10, 1)
+    for p in arch.layout:
+        if p.role == "running_var":
+            w[:, p.slice] = 0.5 + torch.rand(10, p.numel, generator=gen)
+        elif p.role != "running_mean":
+            w[:, p.slice] += 0.3 * torch.randn(10, p.numel, generator=gen)
+    w[9] = wv.apply_symmetry(arch, w[1], wv.random_symmetry(arch, seed=5, kinds=("permutation",)))
+    meta = pd.DataFrame([{"model_id": m, "epoch": e} for m in range(5) for e in (0, 1)])
+    r = evaluate(arch, task, w)
+    meta["test_loss"], meta["test_acc"] = r["loss"].numpy(), r["accuracy"].numpy()
+    return Zoo(name=request.param, metadata=meta, weights=w, arch=arch, task=task)
+
+
+@pytest.mark.parametrize("method", list(G.GENERATORS))
+def test_generators_on_module_architectures(module_zoo, method):
+    gen = G.make_generator(method, **FEW_STEPS.get(method, {})).fit(module_zoo)
+    w = gen.sample(4, seed=1)
+    assert w.shape == (4, module_zoo.arch.n_params) and w.dtype == torch.float32 and torch.isfinite(w).all()
+
+
+def test_the_alignment_generators_use_undoes_a_planted_permutation(module_zoo):
+    arch, x = module_zoo.arch, module_zoo.task.x_test[:64]
+    aligned = G.align_rows(module_zoo, [9], 1)
+    torch.testing.assert_close(aligned[0], module_zoo.weights[1], atol=1e-6, rtol=0)  # the permutation is undone
+    torch.testing.assert_close(model_outputs(arch, aligned, x), model_outputs(arch, module_zoo.weights[9:], x),
+                               atol=1e-5, rtol=1e-5)  # and the function kept

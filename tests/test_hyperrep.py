@@ -61,3 +61,29 @@ def test_reconstruction_improves_with_training(moons_zoo):
     assert late["relative_l2"] < 0.8 * early["relative_l2"]
     assert late["agreement"] > early["agreement"] and late["accuracy_reconstructed"] > 0.7
     assert late["accuracy_original"] == pytest.approx(float(final.metadata["test_acc"].mean()), abs=1e-4)
+
+
+@pytest.mark.parametrize("shape", ["resnet", "transformer"])
+def test_permutation_views_of_module_networks_keep_the_function(shape):
+    from wslviz.core.evaluation import model_outputs
+    from wslviz.core.module_arch import ModuleArchitecture
+    from wslviz.core.protocol import infer_layout
+
+    arch = (ModuleArchitecture.builtin("resnet20", depth=8, width=0.25, in_channels=1, input_shape=[1, 8, 8])
+            if shape == "resnet" else
+            ModuleArchitecture.builtin("gpt", n_layer=1, n_head=2, d_model=8, vocab_size=12, seq_len=3, n_classes=11))
+    gen = torch.Generator().manual_seed(0)
+    w = arch.initial_weights().repeat(4, 1) + 0.2 * torch.randn(4, arch.n_params, generator=gen)
+    for p in arch.layout:
+        if p.role == "running_var":
+            w[:, p.slice] = w[:, p.slice].abs() + 0.5
+    model = HyperRepresentation(latent_dim=3, steps=5, permute_prob=1.0, noise=0.0).fit((arch, w))
+    views = model._view(w, torch.Generator().manual_seed(1))
+    assert not torch.allclose(views, w)  # every row moved ...
+    x = arch.probe_inputs(32)
+    # ... and computes the same function
+    torch.testing.assert_close(model_outputs(arch, views, x), model_outputs(arch, w, x), atol=1e-5, rtol=1e-5)
+    assert model.reconstruct(w).shape == w.shape
+    layout = infer_layout(arch.unflatten(w[0]))  # weights-only: no symmetries to draw, noise views only
+    only = HyperRepresentation(latent_dim=3, steps=5, permute_prob=1.0, noise=0.0).fit((layout, w))
+    assert torch.equal(only._view(w, torch.Generator().manual_seed(1)), w)

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from wslviz.core.arch import Architecture
 from wslviz.core.evaluation import model_outputs
-from wslviz.understand.symmetry import SymmetryElement, apply_symmetry
+from wslviz.core.protocol import knows_symmetries
+from wslviz.understand.symmetry import SymmetryElement, apply_symmetry, random_symmetry
 
 Progress = Callable[[int, int], None] | None
 
@@ -106,17 +106,23 @@ class HyperRepresentation:
         return w
 
     def _permute(self, w: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Each row of ``w`` [B, P] under its own random permutation (identity with prob. 1 - permute_prob)."""
-        b = len(w)
-        use = torch.rand(b, 1, generator=gen) < self.permute_prob
-        perms, scales = [], []
-        for group in self.arch_.perm_spec.groups:
-            random = torch.rand(b, group.size, generator=gen).argsort(1)
-            perms.append(torch.where(use, random, torch.arange(group.size).expand(b, -1)))
-            scales.append(torch.ones(b, group.size))
-        if not perms:
+        """Each row of ``w`` [B, P] under its own random element of the architecture's permutation group
+        (identity with prob. 1 - permute_prob), drawn from ``arch.perm_spec`` by
+        :func:`wslviz.understand.symmetry.random_symmetry`, so module architectures get their derived groups
+        (residual streams shared, attention heads moved whole, tied groups together). A layout whose
+        symmetries cannot be derived (weights-only) gets noise views only."""
+        if not self.symmetric_:
             return w
-        return apply_symmetry(self.arch_, w, SymmetryElement(perms, scales))
+        use = (torch.rand(len(w), generator=gen) < self.permute_prob).tolist()
+        seeds = torch.randint(0, 2**31 - 1, (len(w),), generator=gen).tolist()
+        identity = [torch.arange(g.size) for g in self.arch_.perm_spec.groups]
+        drawn = [random_symmetry(self.arch_, seed, kinds=("permutation",)).perms if u else identity
+                 for u, seed in zip(use, seeds, strict=True)]
+        if not identity:
+            return w
+        perms = [torch.stack(column) for column in zip(*drawn, strict=True)]
+        return apply_symmetry(self.arch_, w, SymmetryElement(perms, [torch.ones_like(p, dtype=torch.float32)
+                                                                     for p in perms]))
 
     def _view(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         v = self._permute(x, gen)
@@ -124,14 +130,16 @@ class HyperRepresentation:
 
     # ------------------------------------------------------------------ training
     def fit(self, data: Any, progress: Progress = None) -> HyperRepresentation:
-        """Train on a :class:`~wslviz.core.zoo.Zoo` (all its checkpoints) or an ``(arch, weights [B, P])`` pair."""
+        """Train on a :class:`~wslviz.core.zoo.Zoo` (all its checkpoints) or an ``(arch, weights [B, P])`` pair;
+        ``arch`` is any architecture kind (:mod:`wslviz.core.protocol`: sequential, module or weights-only)."""
         if isinstance(data, tuple):
             arch, weights = data
         else:
             arch, weights = data.arch, data.weights
-        if not isinstance(arch, Architecture):
-            raise TypeError("fit takes a Zoo or an (Architecture, weights) pair")
+        if not hasattr(arch, "layout") or not hasattr(arch, "n_params"):
+            raise TypeError("fit takes a Zoo or an (architecture, weights) pair")
         self.arch_ = arch
+        self.symmetric_ = knows_symmetries(arch)
         w = self._as_weights(weights)
         if len(w) < 2:
             raise ValueError("a hyper-representation needs at least 2 models to train on")
