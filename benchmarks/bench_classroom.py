@@ -76,15 +76,6 @@ CHART = f'{FRESH} [data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'
 EXCEPTIONS = f'{FRESH} [data-testid="stException"]'
 ERROR_BOXES = f'{FRESH} [data-testid="stAlertContentError"]'
 LARGE_N = 50_000
-# counts finished script runs: the app root's data-test-script-state attribute turning "notRunning"
-INIT_SCRIPT = """
-window.__runs = 0;
-new MutationObserver(ms => { for (const m of ms) {
-  if (m.target.getAttribute('data-test-script-state') === 'notRunning' && m.oldValue !== 'notRunning') window.__runs++;
-}}).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
-                       attributeFilter: ['data-test-script-state']});
-"""
-DONE = """([n, chart, sel]) => window.__runs > n && (!chart || document.querySelector(sel) !== null)"""
 # page title -> (kind, label, whether a fresh chart follows). Train a zoo gets a widget change, not its Train
 # button: 30 students each training 64 models at once measures the trainer, not serving a class.
 INTERACTIONS: dict[str, tuple[str, str, bool]] = {
@@ -100,6 +91,8 @@ INTERACTIONS: dict[str, tuple[str, str, bool]] = {
 }
 ERROR_KINDS = ("exception", "error box", "failed page", "step over its bound", "walk unfinished")
 sys.path.insert(0, str(ROOT))
+
+from streamlit_runs import RunCounter  # noqa: E402
 
 from wslviz.ui.home import page_files, page_title  # noqa: E402
 
@@ -237,12 +230,12 @@ class StepFailed(Exception):
     """A failed page: navigation failed or the connection was lost."""
 
 
-async def _timed(page, action: Callable[[], Awaitable[Any]], chart: bool, timeout_ms: int) -> float:
+async def _timed(runs: RunCounter, action: Callable[[], Awaitable[Any]], chart: bool, timeout_ms: int) -> float:
     """Seconds from ``action`` until the script run it triggers has finished (and a fresh chart is drawn)."""
-    before = await page.evaluate("window.__runs || 0")
+    before = runs.finished
     start = time.perf_counter()
     await action()
-    await page.wait_for_function(DONE, arg=[before, chart, CHART], timeout=timeout_ms)
+    await runs.wait(before, CHART if chart else None, timeout_ms / 1000)
     return time.perf_counter() - start
 
 
@@ -283,14 +276,14 @@ async def walk(browser, base: str, zoo: str, record: Record, titles: list[str], 
     await asyncio.sleep(delay)
     arrived = time.perf_counter()
     context = await browser.new_context(viewport=VIEWPORT, reduced_motion="reduce")
-    await context.add_init_script(INIT_SCRIPT)
     page = await context.new_page()
+    runs = RunCounter(page)
     page.set_default_timeout(timeout_ms)
 
     async def step(name: str, action: Callable[[], Awaitable[Any]], chart: bool, into: list[float]) -> bool:
         try:
-            seconds = await _timed(page, action, chart, timeout_ms)
-        except PlaywrightTimeout:
+            seconds = await _timed(runs, action, chart, timeout_ms)
+        except (PlaywrightTimeout, TimeoutError):
             # an exception box explains a page that never drew its chart
             kind, text = await _problem(page) or ("step over its bound",
                                                   f"nothing drawn within {timeout_ms / 1000:.0f} s")
@@ -316,9 +309,12 @@ async def walk(browser, base: str, zoo: str, record: Record, titles: list[str], 
             has_chart = title in record.chart_pages and not learn_charts
             if not await step(f"{title}: open", action, has_chart, record.first_chart if has_chart else record.ready):
                 continue
-            # the run has finished, so its chart elements are in place (plotly.js may still be drawing them)
-            if learn_charts and await page.locator(f'{FRESH} [data-testid="stPlotlyChart"]').count():
-                record.chart_pages.add(title)
+            if learn_charts:  # a page that draws a chart at first paint has its element within seconds
+                try:
+                    await page.wait_for_selector(f'{FRESH} [data-testid="stPlotlyChart"]', timeout=5_000)
+                    record.chart_pages.add(title)
+                except PlaywrightTimeout:
+                    pass
             if title in INTERACTIONS:
                 await step(f"{title}: {INTERACTIONS[title][1]}", _interaction(page, title), INTERACTIONS[title][2],
                            record.interaction)

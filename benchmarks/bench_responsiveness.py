@@ -58,17 +58,11 @@ FRESH = '[data-testid="stElementContainer"]:not([data-stale="true"])'
 CHART = f'{FRESH} [data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'
 PROGRESS = '[data-testid="stProgress"]'
 EXCEPTIONS = '[data-testid="stException"]'
-# counts finished script runs: the app root's data-test-script-state attribute turning "notRunning"
-INIT_SCRIPT = """
-window.__runs = 0;
-new MutationObserver(ms => { for (const m of ms) {
-  if (m.target.getAttribute('data-test-script-state') === 'notRunning' && m.oldValue !== 'notRunning') window.__runs++;
-}}).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
-                       attributeFilter: ['data-test-script-state']});
-"""
-STATE = """([n, sel, progress]) => ({done: window.__runs > n && (!sel || document.querySelector(sel) !== null),
-                                    progress: document.querySelector(progress) !== null})"""
+STATE = """([sel, progress]) => ({chart: !sel || document.querySelector(sel) !== null,
+                                 progress: document.querySelector(progress) !== null})"""
 sys.path.insert(0, str(ROOT))
+
+from streamlit_runs import RunCounter  # noqa: E402
 
 from wslviz.ui.home import page_files, page_title  # noqa: E402
 
@@ -127,12 +121,12 @@ class Session:
 
     def __init__(self, browser, server: Server, timeout_s: float):
         self.browser, self.server, self.timeout_s = browser, server, timeout_s
-        self.context = self.page = None
+        self.context = self.page = self.runs = None
 
     async def __aenter__(self) -> Session:
         self.context = await self.browser.new_context(viewport=VIEWPORT)
-        await self.context.add_init_script(INIT_SCRIPT)
         self.page = await self.context.new_page()
+        self.runs = RunCounter(self.page)
         self.page.set_default_timeout(60_000)
         return self
 
@@ -147,16 +141,16 @@ class Session:
         (when a progress bar first showed, or None), ``probe_s`` (what ``probe`` returned, started
         ``probe_after`` s in, if the run was still going) and ``exception`` (an exception box's text)."""
         timeout_s = timeout_s or self.timeout_s
-        before = await self.page.evaluate("window.__runs || 0")
+        before = self.runs.finished
         start = time.perf_counter()
         await action()
         out: dict[str, Any] = {"seconds": None, "progress_after_s": None, "probe_s": None}
         probing = None
         while (elapsed := time.perf_counter() - start) < timeout_s:
-            state = await self.page.evaluate(STATE, [before, chart, PROGRESS])
+            state = await self.page.evaluate(STATE, [chart, PROGRESS])
             if state["progress"] and out["progress_after_s"] is None:
                 out["progress_after_s"] = round(elapsed, 2)
-            if state["done"]:
+            if self.runs.finished > before and state["chart"]:
                 out["seconds"] = round(elapsed, 3)
                 break
             if probe is not None and probing is None and elapsed >= probe_after:
