@@ -45,6 +45,7 @@ import os
 import struct
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ import torch
 
 from wslviz.core.evaluation import evaluate
 from wslviz.core.module_eval import Device, resolve_device
+from wslviz.core.protocol import has_forward, knows_symmetries
 from wslviz.core.zoo import Zoo
 from wslviz.represent.features import FeatureError, default_reference, feature_set
 from wslviz.scale.cache import (
@@ -142,7 +144,9 @@ def cache_parameters(zoo: Zoo, features: Sequence[str] = ("stats", "spectral"), 
     """The parameters a cache is made for (recorded in its manifest), checked against ``zoo``.
 
     The alignment reference is resolved here, once for the whole zoo (default: the final checkpoint with
-    the best test accuracy, as in :func:`wslviz.represent.features.default_reference`)."""
+    the best test accuracy, as in :func:`wslviz.represent.features.default_reference`). On a zoo without a
+    forward (weights-only) functional features and evaluations are dropped, and ``aligned`` where no permutation
+    spec can be derived, with one warning that says so."""
     features = list(dict.fromkeys(features))
     bad = [k for k in features if k not in KINDS]
     if bad:
@@ -150,6 +154,13 @@ def cache_parameters(zoo: Zoo, features: Sequence[str] = ("stats", "spectral"), 
                "fitted to the whole zoo, not a per-checkpoint computation"}
         reasons = "; ".join(why.get(k, f"unknown kind {k!r}") for k in bad)
         raise FeatureError(f"cannot precompute {', '.join(bad)} ({reasons}); precomputable kinds: {', '.join(KINDS)}")
+    skip = {"functional": not has_forward(zoo.arch), "aligned": not knows_symmetries(zoo.arch)}
+    skipped = [k for k in features if skip.get(k)]
+    if skipped or (evaluate and skip["functional"]):  # a weights-only zoo: compute what needs no forward
+        what = ", ".join(skipped + (["evaluations"] if evaluate and skip["functional"] else []))
+        warnings.warn(f"skipping {what}: this zoo is {zoo.arch.describe()}, with no forward or permutation spec to "
+                      "run or align it", stacklevel=2)
+        features, evaluate = [k for k in features if k not in skipped], evaluate and not skip["functional"]
     if not features and not evaluate:
         raise FeatureError("nothing to precompute: give at least one feature kind or evaluate=True")
     if zoo.task is None and ("functional" in features or evaluate):
