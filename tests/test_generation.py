@@ -400,7 +400,7 @@ def test_generators_on_module_architectures(module_zoo, method):
     assert w.shape == (4, module_zoo.arch.n_params) and w.dtype == torch.float32 and torch.isfinite(w).all()
 
 
-def test_the_alignment_generators_use_undoes_a_planted_permutation(module_zoo):
+def test_the_alignment_generators_use_undoes_a_planted_permutation_on_module_networks(module_zoo):
     arch, x = module_zoo.arch, module_zoo.task.x_test[:64]
     aligned = G.align_rows(module_zoo, [9], 1)
     torch.testing.assert_close(aligned[0], module_zoo.weights[1], atol=1e-6, rtol=0)  # the permutation is undone
