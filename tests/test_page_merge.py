@@ -3,13 +3,11 @@ the module sample zoos (the BatchNorm ResNet and the transformer)."""
 
 from __future__ import annotations
 
-import base64
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import SAMPLE
+from pagetest import arr, chart
 from streamlit.testing.v1 import AppTest
 
 from wslviz.generation import merging as M
@@ -21,23 +19,6 @@ def page(zoo: str) -> AppTest:
     at = AppTest.from_file(str(PAGE), default_timeout=300)
     at.session_state["zoo_path"] = str(SAMPLE / zoo)
     return at.run()
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    return {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
-
-
-def n_values(array) -> int:
-    """Length of a Plotly JSON array (a list, or a typed array ``{"dtype", "bdata"}`` in base64)."""
-    if isinstance(array, dict):
-        return len(base64.b64decode(array["bdata"])) // np.dtype(array["dtype"]).itemsize
-    return len(array)
-
-
-def chart(at: AppTest, key: str) -> dict:
-    found = [v for k, v in charts(at).items() if key in k]
-    assert found, f"no chart {key!r} among {list(charts(at))}"
-    return found[0]
 
 
 def test_task_arithmetic_on_the_finetunes_with_similarity_conflicts_and_a_sweep():
@@ -63,7 +44,7 @@ def test_task_arithmetic_on_the_finetunes_with_similarity_conflicts_and_a_sweep(
     assert not at.exception
     curve = chart(at, "merge_sweep_curve")["data"]
     assert [t["name"] for t in curve] == ["original", "rotate90", "mirror", "invert", "noise", "average"]
-    assert n_values(curve[-1]["x"]) == 5
+    assert len(arr(curve[-1]["x"])) == 5
     assert [b.label for b in at.get("download_button")] == ["Download weights (.safetensors)"]
 
 
