@@ -162,6 +162,16 @@ class Session:
         out["exception"] = (await boxes.first.inner_text())[:500] if await boxes.count() else None
         return out
 
+    async def shows(self, selector: str, within_s: float) -> bool:
+        """Whether ``selector`` matches within ``within_s`` seconds."""
+        from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            await self.page.wait_for_selector(selector, timeout=within_s * 1000)
+            return True
+        except PlaywrightTimeout:
+            return False
+
     def goto(self, path: str = "") -> Callable[[], Awaitable[Any]]:
         return lambda: self.page.goto(f"{self.server.base}/{path}?zoo={ZOO}")
 
@@ -335,8 +345,7 @@ async def warm(browser, server: Server, args: argparse.Namespace) -> list[dict[s
             async def steps(title=title, entry=entry) -> dict[str, Any]:
                 if title != "Home":
                     await s.timed(s.nav(title), chart=None)
-                entry["chart_before_a_button"] = bool(await s.page.locator(
-                    f'{FRESH} [data-testid="stPlotlyChart"]').count())
+                entry["chart_before_a_button"] = await s.shows(f'{FRESH} [data-testid="stPlotlyChart"]', 3.0)
                 name, there, back, chart = INTERACTIONS.get(title, (None, None, None, False))
                 expect = CHART if chart else None
                 if there is not None:  # once unmeasured: fills the caches and, for a button, the page's section
