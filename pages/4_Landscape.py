@@ -102,7 +102,9 @@ with tabs[0]:
                                log=log_loss), key="land_path_fig")
         bars = pd.concat([L.barriers(g).assign(split=s) for s, g in curves.groupby("split", sort=False)])
         by = bars[bars["split"] == bars["split"].iloc[0]].set_index("method")["loss_barrier"]
-        st.dataframe(bars.assign(method=bars["method"].map(P.METHOD_LABELS.get)).rename(
+        # 4 decimals: a barrier of 1e-16 is float rounding, shown as 0
+        st.dataframe(bars.round({"loss_barrier": 4, "accuracy_barrier": 4}).assign(
+            method=bars["method"].map(P.METHOD_LABELS.get)).rename(
             columns={"loss_barrier": "loss barrier", "accuracy_barrier": "accuracy barrier"}), hide_index=True)
         if by.get("activation", 0.0) > by.get("naive", np.inf):
             st.info(texts.NOTES["activation worse than naive"])

@@ -82,7 +82,7 @@ else:
         m1.metric("R²", f"{r['r2']:.3f}")
         m2.metric("Kendall τ", f"{r['kendall_tau']:.3f}")
         m3.metric("mean abs. error", f"{r['mae']:.4f}")
-        m4.metric("checkpoints / models", f"{r['n_rows']} / {r['n_models']}")
+        m4.metric("checkpoints / models", f"{r['n_rows']:,} / {r['n_models']:,}")
         color = meta["epoch"].to_numpy(dtype=float)[r["rows"]] if "epoch" in meta else None
         fig = pplots.predicted_vs_true(r["truth"], r["predictions"], target, color=color, color_label="epoch",
                                        rows=r["rows"], title=f"Out-of-fold predictions of {target}")
@@ -90,7 +90,7 @@ else:
         m1, m2, m3 = st.columns(3)
         m1.metric("accuracy", f"{r['accuracy']:.3f}")
         m2.metric("balanced accuracy", f"{r['balanced_accuracy']:.3f}")
-        m3.metric("checkpoints / models", f"{r['n_rows']} / {r['n_models']}")
+        m3.metric("checkpoints / models", f"{r['n_rows']:,} / {r['n_models']:,}")
         fig = pplots.confusion_figure(r["truth"], r["predictions"], target,
                                       title=f"Out-of-fold predictions of {target}")
     left, right = st.columns([3, 2])

@@ -345,7 +345,9 @@ def singular_value_spectra(arch: Architecture, weights: torch.Tensor, labels: Se
                                      line={"color": style.CATEGORICAL[k % len(style.CATEGORICAL)]},
                                      hovertemplate=f"{lab}<br>σ_%{{x}} = %{{y:.4f}}<extra></extra>"),
                           row=r + 1, col=c + 1)
-        fig.update_xaxes(title_text="index i (largest first)", row=r + 1, col=c + 1)
+        # indices are integers: no 1.5 between the first and second singular value
+        fig.update_xaxes(title_text="index i (largest first)", tick0=0, dtick=style.nice_step(s.shape[1], 4),
+                         tickformat=",d", row=r + 1, col=c + 1)
         decades = np.log10(max(float(s.max()), 1e-12) / max(float(s.min()), 1e-12))
         fig.update_yaxes(type="log", row=r + 1, col=c + 1, title_text="singular value σ_i" if c == 0 else None,
                          dtick=1 if decades > 1 else None)
@@ -403,7 +405,8 @@ def mean_curves(meta: pd.DataFrame, color_by: str, metric: str = "test_acc", mod
                                                "<br>%{customdata} models<extra></extra>"))
     fig.update_layout(xaxis_title=label("epoch"), yaxis_title=label(metric), yaxis_type="log" if log_y else None)
     style.integer_axes(fig, x=float(df["epoch"].max()) if len(df) else None)
-    style.apply(fig, f"{label(metric).split(' (')[0].capitalize()} during training: mean and interquartile band "
+    # two lines: in its half-width column the title would otherwise be cut off
+    style.apply(fig, f"{label(metric).split(' (')[0].capitalize()} during training:<br>mean and interquartile band "
                      f"per {color_by}", height=460)
-    fig.update_layout(legend={"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}, margin={"b": 110})
+    fig.update_layout(legend={"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}, margin={"b": 110, "t": 80})
     return fig
