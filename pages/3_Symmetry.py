@@ -96,14 +96,16 @@ with tabs[0]:
                              format_func=layers.get, key="sym_layer")
         name = f"{arch.layers[layer].get('name', layer)}.weight"  # module architectures name their layers
         ui.chart(P.weight_heatmaps([arch.unflatten(theta)[name].numpy(), arch.unflatten(moved)[name].numpy()],
-                                   ("original", "after the symmetry"), f"{layers[layer]}: weights before and after"),
-                 key="sym_heatmaps")
+                                   ("original", "after the symmetry"), f"{layers[layer]}: weights before and after",
+                                   shared=False), key="sym_heatmaps")
         st.markdown(
             "**Before and after.** Each row is one unit's incoming weights (for a conv layer, its kernel unrolled). "
             "A permutation shuffles the rows of this layer and, for the layer after it, the columns, so every "
             "matrix except the input layer's changes in both directions; a rescaling stretches a row by `s` and "
             "the matching column of the next layer by `1/s`; a sign flip negates both. The two pictures look "
-            "unrelated, yet the network computes exactly the same outputs.")
+            "unrelated, yet the network computes exactly the same outputs. Each panel has its own colour range "
+            "(± its largest |w|, in its title): a rescaling changes the weights' magnitudes, and one shared range "
+            "would wash out the other panel.")
         effects = summaries.symmetry_effects(arch, theta, kinds, seed, x)
         ui.chart(P.distance_vs_output([" + ".join(KIND_LABELS[k] for k in ks) for ks in effects["kinds"]],
                                       effects["weight_distance"], effects["output_difference"]),
@@ -176,7 +178,8 @@ with tabs[1]:
             "**A, B and B aligned to A.** Row `j` of the third panel is B's unit `assignment[j]` (hover to see "
             "which): B's rows reordered by the matching, its columns by the previous layer's matching. The "
             "aligned B resembles A row by row where the models learned the same features, although B as "
-            "trained (middle) looks unrelated; it computes exactly what B computes.")
+            "trained (middle) looks unrelated; it computes exactly what B computes. The three panels share one "
+            "colour range, so they stay comparable.")
 
 with tabs[2]:
     n_max = len(final)

@@ -83,10 +83,12 @@ with tabs[0]:
     p1, p2, p3, p4 = st.columns([2, 2, 3, 2])
     steps = p1.slider("Points on the path", 5, 101, L.BARRIER_STEPS, key="land_path_steps")
     t_range = p2.slider("Range of t", -1.0, 2.0, (0.0, 1.0), 0.05, key="land_path_range")
-    methods = p3.multiselect("Paths", list(L.METHODS), default=list(L.METHODS), format_func=P.METHOD_LABELS.get,
-                             key="land_path_methods")
-    both = p4.toggle("train and test together", value=False, key="land_path_both",
-                     help="Both splits on one plot (the training split dashed), whatever 'Evaluate on' says.")
+    methods = p3.multiselect("Paths", list(L.METHODS), default=list(L.METHODS), format_func=str,  # short chips
+                             key="land_path_methods",
+                             help=" · ".join(f"**{m}**: {P.METHOD_LABELS.get(m, m)}" for m in L.METHODS))
+    both = p4.toggle("train + test", value=False, key="land_path_both",
+                     help="Train and test together: both splits on one plot (the training split dashed), "
+                          "whatever 'Evaluate on' says.")
     log_loss = p4.toggle("log loss axis", value=False, key="land_path_log")
     run = st.button("Compute paths", type="primary", key="land_path_go")
     if run and row_a == row_b:

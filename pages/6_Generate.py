@@ -170,14 +170,31 @@ if zoo.task is not None:
         groups[r["method"]] = r["comparison"]["novelty"]["accuracy"].to_numpy()
         groups[f"{P.BASELINE_PREFIX} ({r['method']})"] = r["comparison"]["baseline_novelty"]["accuracy"].to_numpy()
     summary = summary_table({r["method"]: r["comparison"] for r in runs}, G.LEARNED)
-    st.dataframe(summary, hide_index=True, key="gen_summary", width="stretch", column_config={
-        **ui.number_columns(summary), **{c: st.column_config.CheckboxColumn(c, width="small")
-                                         for c in ("beats L2", "beats function", "learned")}})
+    # short headers and narrow columns (the long meaning in each header's help), the verdicts first, so the
+    # whole table fits a 1366 px screen beside the sidebar
+    verdicts = {"beats L2": ("beats L2", "Mean NN distance to the aligned zoo larger than the noise baseline's, "
+                                         "at equal or better accuracy"),
+                "beats function": ("beats fn", "Highest prediction agreement with any zoo checkpoint lower than "
+                                               "the noise baseline's, at equal or better accuracy"),
+                "learned": ("learned", "Fits a density or a network to the zoo (rather than interpolating or merging)")}
+    numbers = {"accuracy": ("acc", "Mean test accuracy of the generated models", "%.3f"),
+               "noise accuracy": ("noise acc", "Mean test accuracy of the noise baseline", "%.3f"),
+               "NN distance": ("NN dist", "Mean distance to the nearest aligned zoo checkpoint", "%.3g"),
+               "noise NN distance": ("noise NN", "The noise baseline's mean NN distance", "%.3g"),
+               "max agreement": ("max agr", "Mean highest prediction agreement with any zoo checkpoint", "%.3f"),
+               "noise max agreement": ("noise agr", "The noise baseline's mean highest agreement", "%.3f")}
+    st.dataframe(summary, hide_index=True, key="gen_summary", width="stretch",
+                 column_order=["generator", *verdicts, *numbers], column_config={
+                     "generator": st.column_config.TextColumn("generator", width="medium", pinned=True),
+                     **{c: st.column_config.CheckboxColumn(name, help=text, width="small")
+                        for c, (name, text) in verdicts.items()},
+                     **{c: st.column_config.NumberColumn(name, help=text, format=fmt, width="small")
+                        for c, (name, text, fmt) in numbers.items()}})
     st.caption("Noise baseline (one per run): zoo models perturbed by the most Gaussian noise that keeps their "
-               "mean accuracy at least that generator's. *Beats L2*: the generated models' mean distance to the "
-               "nearest aligned zoo checkpoint (NN distance) is larger than the baseline's; *beats function*: their "
-               "highest prediction agreement with any zoo checkpoint is lower; both at equal or better accuracy "
-               "(one test example of slack).")
+               "mean accuracy at least that generator's (hover a header for its meaning). *Beats L2*: the "
+               "generated models' mean distance to the nearest aligned zoo checkpoint (NN distance) is larger than "
+               "the baseline's; *beats fn* (function): their highest prediction agreement with any zoo checkpoint "
+               "is lower; both at equal or better accuracy (one test example of slack).")
     ui.chart(P.accuracy_violins(groups, reference=median), key="gen_violins")
     c = latest["comparison"]
     ui.chart(P.novelty_scatter(c["novelty"], c["baseline_novelty"], latest["method"]), key="gen_scatter")

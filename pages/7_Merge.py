@@ -129,7 +129,7 @@ st.dataframe(table.round(4), hide_index=True, key="merge_table")
 if result["similarity"] is not None:
     c1, c2 = st.columns(2)
     with c1:
-        ui.chart(P.similarity_heatmap(result["similarity"], [f"row {r}" for r in done_key[0]]), key="merge_similarity")
+        ui.chart(P.similarity_heatmap(result["similarity"], [f"#{r}" for r in done_key[0]]), key="merge_similarity")
     with c2:
         ui.chart(P.sign_conflict_bars(result["conflicts"]), key="merge_conflicts")
     c2.caption("Sign conflicts at TIES' default density (the top 20% of each task vector).")

@@ -30,7 +30,7 @@ def test_task_arithmetic_on_the_finetunes_with_similarity_conflicts_and_a_sweep(
     at.button(key="merge_go").click().run()
     assert not at.exception and not at.error
     table = at.dataframe[0].value
-    assert list(table["model"][:3]) == ["merged", "ensemble of the inputs", "base (row 4)"]
+    assert list(table["model"][:3]) == ["merged", "ensemble of the inputs", "base (#4)"]
     assert {"original", "rotate90", "mirror", "invert", "noise", "average"} <= set(table.columns)
     assert len(table) == 3 + 30
     assert any("average accuracy over the tasks" in m.value for m in at.markdown)

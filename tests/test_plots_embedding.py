@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from wslviz.plots import embedding as eplots
+from wslviz.plots import style
 
 
 def meta(n_models: int = 6, epochs: int = 4) -> pd.DataFrame:
@@ -105,6 +106,30 @@ def test_integer_colour_bar_has_integer_ticks():
     assert all(float(t).is_integer() for t in bar.ticktext)
 
 
+def _round(v: float) -> bool:
+    """A 1, 2 or 5 x 10^k multiple (0 included)."""
+    return v == 0 or f"{abs(v):.6e}"[0] in "125" and float(f"{abs(v):.0e}") == pytest.approx(abs(v))
+
+
+def test_colour_bar_ticks_are_round_and_inside_the_range():
+    for values in ([0.573, 0.61, 0.777], [0.5, 0.98], [-0.3, 0.05, 0.3], [3.0, 17.0], [120.0, 4100.0]):
+        ticks = style.nice_ticks(min(values), max(values))
+        assert len(ticks) >= 2 and all(min(values) <= t <= max(values) for t in ticks)
+        step = ticks[1] - ticks[0]  # a round step, and every tick a multiple of it
+        assert np.allclose(np.diff(ticks), step) and _round(step)
+        assert all(float(np.round(t / step, 6)).is_integer() for t in ticks)
+    assert style.nice_ticks(3, 17, integer=True).tolist() == [5, 10, 15]
+    assert style.nice_ticks(1, 3, integer=True).tolist() == [1, 2, 3]  # never a step below 1
+    bar = style.numeric_colors([0.573, 0.65, 0.777], "acc").colorbar  # was 0.573 ... 0.777
+    assert bar["ticktext"] == ["0.6", "0.65", "0.7", "0.75"] and all(0 <= v <= 1 for v in bar["tickvals"])
+    # log: decades over a long range, 1-2-5 over a short one, labelled in plain numbers
+    assert style.numeric_colors([1e-5, 3e-2], "wd").colorbar["ticktext"] == ["0.00001", "0.0001", "0.001", "0.01"]
+    bar = style.numeric_colors([0.003, 0.1], "lr").colorbar
+    assert bar["ticktext"] == ["0.005", "0.01", "0.02", "0.05", "0.1"]
+    assert all(0 <= v <= 1 + 1e-9 for v in bar["tickvals"])
+    assert len(style.numeric_colors([0.03, 0.09], "lr").colorbar["ticktext"]) >= 2  # no decade inside: still ticks
+
+
 def test_histogram_ranges_and_selection():
     m = meta()
     kept = eplots.range_mask(m, {"test_acc": (0.75, 1.0)})
@@ -120,3 +145,14 @@ def test_histogram_ranges_and_selection():
     assert eplots.range_from_selection(event) == (0.6, 0.9)
     assert eplots.range_from_selection({"points": [], "box": [{"x": [0.9, 0.2]}]}) == (0.2, 0.9)
     assert eplots.range_from_selection({"points": [], "box": []}) is None
+
+
+def test_zero_sits_a_decade_below_the_smallest_positive_value_on_a_log_scale():
+    """Weight decays 0, 0.0001, 0.001, 0.01: log-scaled, 0 one decade below 0.0001 (evenly spread, four clearly
+    different colours), with its own tick labelled 0."""
+    c = style.numeric_colors(np.array([0.0, 1e-4, 1e-3, 1e-2]), "wd")
+    assert c.log
+    np.testing.assert_allclose(c.position, [0, 1 / 3, 2 / 3, 1])
+    assert len(set(c.colors())) == 4
+    assert c.colorbar["ticktext"] == ["0", "0.0001", "0.001", "0.01"]
+    assert not style.numeric_colors(np.array([0.0, 0.5, 1.0]), "x").log  # a linear column with a zero stays linear

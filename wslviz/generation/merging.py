@@ -645,14 +645,15 @@ def merge_report(zoo: Zoo, rows: Sequence[int], merged: torch.Tensor, base_row: 
     """Everything the Merge page shows about one merge of the zoo's ``rows``:
 
     ``accuracy``: a DataFrame, one row per model (``merged``, the ``ensemble`` of the inputs, the ``base``
-    if any, each input as ``row <r>``) with a column per task of :func:`zoo_tasks` and ``average``;
+    if any, each input as ``#<r>`` as the app labels checkpoint rows) with a column per task of
+    :func:`zoo_tasks` and ``average``;
     ``best_input``: the inputs' best average; ``similarity`` (task-vector cosines, with a base) and
     ``conflicts`` (:func:`sign_conflicts` at TIES' default density, with a base), else None.
     """
     tasks = zoo_tasks(zoo)
     idx = torch.as_tensor(np.asarray(rows, dtype=int))
     w = zoo.weights[idx].float()
-    labels = ["merged"] + ([f"base (row {base_row})"] if base_row is not None else []) + [f"row {r}" for r in rows]
+    labels = ["merged"] + ([f"base (#{base_row})"] if base_row is not None else []) + [f"#{r}" for r in rows]
     stack = [merged.unsqueeze(0)] + ([zoo.weights[int(base_row)].float().unsqueeze(0)] if base_row is not None
                                      else []) + [w]
     acc = task_accuracies(zoo.arch, tasks, torch.cat(stack))

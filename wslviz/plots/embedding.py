@@ -69,7 +69,7 @@ def _colour_groups(meta: pd.DataFrame, rows: np.ndarray, color_by: str | None) -
         bar = dict(scale.colorbar)
         if not scale.log and is_integer_column(values):
             lo, hi = float(values.min()), float(values.max())
-            ticks = np.arange(lo, hi + 1, style.nice_step(hi - lo, 5))
+            ticks = style.nice_ticks(lo, hi, 5, integer=True)  # round whole numbers inside the range
             bar.update(tickvals=list((ticks - lo) / (hi - lo)), ticktext=[f"{int(t):,}" for t in ticks])
         return [(None, everything, {"color": scale.position, "colorscale": style.CONTINUOUS, "showscale": True,
                                     "cmin": 0.0, "cmax": 1.0, "colorbar": bar})]

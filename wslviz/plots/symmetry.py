@@ -19,9 +19,14 @@ def _matrix(weight: np.ndarray) -> np.ndarray:
 
 
 def weight_heatmaps(matrices: Sequence[np.ndarray], titles: Sequence[str], title: str,
-                    units: Sequence[Sequence[int] | None] | None = None) -> go.Figure:
+                    units: Sequence[Sequence[int] | None] | None = None, shared: bool = True) -> go.Figure:
     """Heatmaps of one layer's weight matrix in several models or bases side by side (rows = output units,
-    columns = inputs, conv kernels unrolled), on one diverging colour scale.
+    columns = inputs, conv kernels unrolled), on a diverging colour scale centred on 0.
+
+    ``shared``: one colour range (± the largest |w| of all panels) for panels that must stay comparable
+    (the same weights reordered, models of one zoo); otherwise each panel gets its own range (± its own
+    largest |w|, named in its title) and its own colour bar, so that a rescaling, which changes the
+    weights' magnitudes, does not wash out the other panel.
 
     ``units[k][j]`` (optional, per panel) is the original index of the unit drawn in row ``j`` of panel ``k``:
     for a model re-expressed in another's basis it is the matching, and the hover names it, so the permutation
@@ -30,12 +35,18 @@ def weight_heatmaps(matrices: Sequence[np.ndarray], titles: Sequence[str], title
     if len(titles) != len(mats):
         raise ValueError(f"{len(mats)} matrices but {len(titles)} titles")
     units = list(units) if units is not None else [None] * len(mats)
-    vmax = float(max(np.abs(m).max(initial=0.0) for m in mats)) or 1.0
-    fig = make_subplots(rows=1, cols=len(mats), subplot_titles=list(titles), horizontal_spacing=0.06)
-    for col, (m, order) in enumerate(zip(mats, units, strict=True), start=1):
+    own = [float(np.abs(m).max(initial=0.0)) or 1.0 for m in mats]
+    vmaxes = own if not shared else [max(own)] * len(mats)
+    if not shared:
+        titles = [f"{t} (±{v:.3g})" for t, v in zip(titles, own, strict=True)]
+    spacing = 0.06 if shared else 0.12  # room for a colour bar beside every panel
+    fig = make_subplots(rows=1, cols=len(mats), subplot_titles=list(titles), horizontal_spacing=spacing)
+    width = (1 - spacing * (len(mats) - 1)) / len(mats)
+    for col, (m, order, vmax) in enumerate(zip(mats, units, vmaxes, strict=True), start=1):
         original = np.asarray(order if order is not None else np.arange(m.shape[0]))
+        bar = {"title": "weight"} if shared else {"x": col * width + (col - 1) * spacing + 0.01, "thickness": 12}
         fig.add_trace(go.Heatmap(z=m, zmin=-vmax, zmax=vmax, zmid=0, colorscale=style.DIVERGING,
-                                 showscale=col == len(mats), colorbar={"title": "weight"},
+                                 showscale=not shared or col == len(mats), colorbar=bar,
                                  customdata=np.tile(original[:, None], (1, m.shape[1])),
                                  hovertemplate="row %{y} (unit %{customdata} as trained), input %{x}: %{z:.3f}"
                                                "<extra></extra>"), row=1, col=col)

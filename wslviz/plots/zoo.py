@@ -74,19 +74,21 @@ def is_numeric(values: pd.Series) -> bool:
 
 
 def _fmt(v: object) -> str:
-    return f"{v:.4g}" if isinstance(v, float | np.floating) else str(v)
+    """A value as a legend entry names it: floats to 3 significant digits (log-spaced learning rates read
+    "lr = 0.00966", not "lr = 0.009655"); the trained values themselves are untouched."""
+    return f"{v:.3g}" if isinstance(v, float | np.floating) else str(v)
 
 
 def short_label(v: object) -> str:
-    """A value as a filter chip or legend shows it: floats to 4 significant digits, text cut to 16 characters."""
-    text = _fmt(v)
+    """A value as a filter chip or axis tick shows it: floats to 4 significant digits, text cut to 16 characters."""
+    text = f"{v:.4g}" if isinstance(v, float | np.floating) else str(v)
     return text if len(text) <= 16 else text[:15] + "…"
 
 
 def value_colors(values: pd.Series) -> dict[str, str]:
     """Colour per distinct value (keyed by its label, :func:`_fmt`), the same in every figure of the page:
     numbers by the house continuous mapping (:func:`wslviz.plots.style.numeric_colors`, log-scaled when
-    they span decades), anything else by the categorical palette in sorted order."""
+    they span decades, 0 a decade below the smallest), anything else by the categorical palette in sorted order."""
     uniq = values.dropna().unique()
     if is_numeric(values):
         uniq = np.sort(uniq.astype(float))
