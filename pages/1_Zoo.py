@@ -43,7 +43,8 @@ def filter_widgets(df: pd.DataFrame) -> pd.Series:
         values = df[col]
         with grid[i % 3]:
             if zplots.is_numeric(values) and values.nunique() > 6:
-                lo, hi = float(values.min()), float(values.max())
+                whole = pd.api.types.is_integer_dtype(values)  # epochs and seeds slide in whole steps
+                lo, hi = (int(values.min()), int(values.max())) if whole else (float(values.min()), float(values.max()))
                 a, b = st.slider(col, lo, hi, (lo, hi), key=f"zoo_filter_{col}")
                 keep &= values.between(a, b)
             else:
