@@ -65,7 +65,6 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_classroom.json"
-CHROMIUM = "/usr/bin/chromium"
 # a lighter client: no background services, no GPU process, no shared-memory surprises in containers
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-extensions", "--mute-audio",
@@ -92,7 +91,7 @@ INTERACTIONS: dict[str, tuple[str, str, bool]] = {
 ERROR_KINDS = ("exception", "error box", "failed page", "step over its bound", "walk unfinished")
 sys.path.insert(0, str(ROOT))
 
-from streamlit_runs import RunCounter  # noqa: E402
+from streamlit_runs import CHROMIUM, RunCounter, table_only  # noqa: E402
 
 from wslviz.ui.home import page_files, page_title  # noqa: E402
 
@@ -495,11 +494,8 @@ def main() -> None:
     parser.add_argument("--commit", help="commit measured (default: git rev-parse HEAD)")
     parser.add_argument("--table", action="store_true", help="print the README table from the results file and stop")
     args = parser.parse_args()
-    if args.table:
-        print(table(json.loads(RESULTS.read_text())))
+    if table_only(args.table, RESULTS, table):
         return
-    if not Path(CHROMIUM).is_file():
-        sys.exit(f"{CHROMIUM} is missing (apt-get install chromium; `make test` does it)")
     commit = args.commit or subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                                            text=True).stdout.strip() or None
     started, load = time.perf_counter(), [round(v, 1) for v in os.getloadavg()]

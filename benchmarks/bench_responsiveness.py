@@ -47,7 +47,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_responsiveness.json"
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1366, "height": 850}
@@ -62,7 +61,7 @@ STATE = """([sel, progress]) => ({chart: !sel || document.querySelector(sel) !==
                                  progress: document.querySelector(progress) !== null})"""
 sys.path.insert(0, str(ROOT))
 
-from streamlit_runs import RunCounter  # noqa: E402
+from streamlit_runs import CHROMIUM, RunCounter, table_only  # noqa: E402
 
 from wslviz.ui.home import page_files, page_title  # noqa: E402
 
@@ -475,11 +474,8 @@ def main() -> None:
                         help="seconds a result may take after a restart to count as kept on disk")
     parser.add_argument("--table", action="store_true", help="print the README tables from the results file")
     args = parser.parse_args()
-    if args.table:
-        print(table(json.loads(RESULTS.read_text())))
+    if table_only(args.table, RESULTS, table):
         return
-    if not Path(CHROMIUM).is_file():
-        sys.exit(f"{CHROMIUM} is missing (apt-get install chromium; `make test` does it)")
     load = [round(v, 1) for v in os.getloadavg()]
     started = time.perf_counter()
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()

@@ -9,9 +9,26 @@ reads from Playwright's websocket events.
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def table_only(show_table: bool, results: Path, table: Callable[[dict], str]) -> bool:
+    """The start shared by the browser benchmarks: with ``--table`` print the README table from ``results`` and
+    say there is nothing to run (True); else exit with a message when Debian's Chromium is missing."""
+    if show_table:
+        print(table(json.loads(results.read_text())))
+        return True
+    if not Path(CHROMIUM).is_file():
+        sys.exit(f"{CHROMIUM} is missing (apt-get install chromium; `make test` does it)")
+    return False
 
 # a run interrupted by a rerun is followed by the run that counts
 COMPLETE = {ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_WITH_COMPILE_ERROR}
