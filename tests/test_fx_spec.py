@@ -22,6 +22,9 @@ from wslviz.understand.align import activation_matching, weight_matching
 
 SHAPES = {
     "resnet": lambda: ModuleArchitecture.builtin("resnet20", depth=8, width=0.25, in_channels=1, input_shape=[1, 8, 8]),
+    # stage widths set directly, as digits-resnet's: the stage-1 stream as wide as the stem, stage 3 not doubled
+    "resnet, channels": lambda: ModuleArchitecture.builtin("resnet20", depth=8, channels=[6, 6, 10], in_channels=1,
+                                                           input_shape=[1, 8, 8]),
     "vgg": lambda: ModuleArchitecture.builtin("vgg11", width=0.03125, image_size=8),
     "transformer": lambda: ModuleArchitecture.builtin("gpt", n_layer=1, n_head=2, d_model=8, vocab_size=11,
                                                       n_classes=10),

@@ -113,6 +113,15 @@ def test_batchnorm_statistics_are_the_batch_statistics():
     assert torch.allclose(sd["bn1.running_var"], h.var((0, 2, 3), unbiased=True), atol=1e-4)
 
 
+def test_resnet_stage_channels_set_directly_or_refused():
+    model = BUILTINS["resnet20"](depth=8, channels=[12, 12, 24], in_channels=1)
+    assert [model.conv1.out_channels, model.layer1[0].conv2.out_channels, model.layer2[0].conv2.out_channels,
+            model.layer3[0].conv2.out_channels] == [12, 12, 12, 24]
+    for bad in ([12, 24], [12, 0, 24]):
+        with pytest.raises(ValueError, match="three stages"):
+            BUILTINS["resnet20"](depth=8, channels=bad)
+
+
 def test_factory_runs_user_code_only_when_allowed(tmp_path):
     (tmp_path / "models.py").write_text(
         "import torch.nn as nn\n"

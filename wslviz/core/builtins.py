@@ -31,7 +31,7 @@ name                      network
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -136,15 +136,18 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """CIFAR ResNet of depth ``6n + 2`` (He et al. 2016, Sec. 4.2): a 3x3 stem, three stages of ``n`` basic
     blocks at ``16, 32, 64`` channels times ``width`` (stride 2 into stages 2 and 3), global average pooling,
-    a linear classifier. ``depth=20, width=1`` is ResNet-20."""
+    a linear classifier. ``depth=20, width=1`` is ResNet-20. ``channels`` (three ints) sets the stages' widths
+    directly instead (``width`` is then ignored)."""
 
     def __init__(self, depth: int = 20, width: float = 1.0, in_channels: int = 3, n_classes: int = 10,
-                 norm: bool = True):
+                 norm: bool = True, channels: Sequence[int] | None = None):
         super().__init__()
         if (depth - 2) % 6 or depth < 8:
             raise ValueError(f"a CIFAR ResNet has depth 6n + 2 (8, 14, 20, ...), got {depth}")
         n = (depth - 2) // 6
-        widths = [max(1, round(c * width)) for c in (16, 32, 64)]
+        widths = [max(1, round(c * width)) for c in (16, 32, 64)] if channels is None else [int(c) for c in channels]
+        if len(widths) != 3 or min(widths) < 1:
+            raise ValueError(f"a CIFAR ResNet has three stages of >= 1 channels, got channels={channels}")
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=not norm)
         self.bn1 = nn.BatchNorm2d(widths[0]) if norm else nn.Identity()
         c = widths[0]

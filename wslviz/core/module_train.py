@@ -130,8 +130,8 @@ def train_module_zoo(recipe: ModuleRecipe, seed: int = 0, progress: Progress = N
     return Zoo(name=recipe.name, metadata=meta, weights=weights, arch=arch, task=task, description=recipe.description)
 
 
-DIGITS_RESNET = {"kind": "module", "builtin": "resnet20", "kwargs": {"depth": 8, "width": 0.25, "in_channels": 1},
-                 "input_shape": [1, 8, 8]}
+DIGITS_RESNET = {"kind": "module", "builtin": "resnet20",
+                 "kwargs": {"depth": 8, "channels": [12, 12, 24], "in_channels": 1}, "input_shape": [1, 8, 8]}
 TINY_TRANSFORMER = {"kind": "module", "builtin": "gpt",
                     "kwargs": {"vocab_size": 24, "seq_len": 3, "n_classes": 23, "d_model": 16, "n_head": 2,
                                "n_layer": 1},
@@ -142,7 +142,7 @@ MODULE_RECIPES: dict[str, ModuleRecipe] = {
     for r in [
         ModuleRecipe(
             name="digits-resnet",
-            description="CIFAR-style ResNet-8 (BasicBlocks, BatchNorm, 4/8/16 channels) on scikit-learn digits; "
+            description="CIFAR-style ResNet-8 (BasicBlocks, BatchNorm, 12/12/24 channels) on scikit-learn digits; "
                         "optimizer, learning rate, weight decay, init scale and train fraction varied: 16 "
                         "settings, each trained from 4 seeds (independently trained replicates).",
             arch=DIGITS_RESNET,
@@ -151,8 +151,8 @@ MODULE_RECIPES: dict[str, ModuleRecipe] = {
             grid={"optimizer": ("sgd", "adam"), "lr": (3e-3, 1e-2, 3e-2, 1e-1), "weight_decay": (0.0, 1e-3),
                   "init_scale": (0.5, 1.0), "train_fraction": (0.1, 0.3, 1.0)},
             fixed={"batch_size": 64},
-            epochs=6,
-            checkpoints=(0, 1, 3, 6),
+            epochs=20,
+            checkpoints=(0, 2, 6, 20),
             seeds_per_config=4,
         ),
         ModuleRecipe(
