@@ -12,7 +12,7 @@ Models go in chunks so that a chunk's activations stay within :data:`CHUNK_BYTES
 shapes of one example); a module ``vmap`` cannot run (data-dependent control flow, ``.item()``, in-place
 writes into an input) falls back to a per-model ``functional_call`` loop, with the same results.
 
-Chunk size, measured on this project's shared 2-core Xeon: the vmapped call has a fixed cost per layer, so larger
+Chunk size, measured on this project's shared 2-core machines: the vmapped call has a fixed cost per layer, so larger
 chunks are faster until the activations leave the caches. ``benchmarks/bench_module_eval.py --repeats 3`` (B = 256
 models on the test split, 2 threads, every variant once per round, medians of 3; load average 14-23, so only
 differences of 2x and more are real) swept the budget; seconds:
@@ -24,10 +24,20 @@ digits-resnet     115 (6/chunk)  40 (26/chunk)   22-41 (86)       42 (256)      
 tiny-transformer  18 (37)        11 (128)        4.9-8.8 (256)    6.0 (256)        5.4
 ================  =============  ==============  ===============  ===============  =====================
 
-(1 GiB ran twice a round: as the default and in the sweep.) 64 MiB, the first budget, was 3-5x slower than
-unchunked ``vmap``; from 256 MiB on the chunked call is as fast as one unchunked call, within the noise. Hence
-:data:`CHUNK_BYTES` of 1 GiB (86 digits-resnet models on 539 images; all 256 tiny-transformers): as fast as no
-chunks, while the budget still bounds the memory of large zoos.
+(1 GiB ran twice a round: as the default and in the sweep.) Rerun on the quiet machine (load average 0.8-1.6;
+digits-resnet retrained at 12/12/24 channels, 14,326 parameters), seconds:
+
+================  =============  ==============  ===============  ===============  =====================  ========
+zoo               64 MiB         256 MiB         1 GiB            4 GiB            unchunked ``vmap``     loop
+================  =============  ==============  ===============  ===============  =====================  ========
+digits-resnet     1.8-2.4 (2)    1.9-2.9 (11)    4.3-5.6 (43)     6.3-7.9 (128)    8.0-9.5                1.0-1.2
+tiny-transformer  0.08-0.14 (37) 0.07-0.10 (128) 0.10-0.19 (256)  0.09-0.19 (256)  0.11-0.16              0.19-0.23
+================  =============  ==============  ===============  ===============  =====================  ========
+
+Unloaded, large chunks lose (the activations of a chunk leave the caches), and on digits-resnet the per-model loop
+wins, presumably because ``vmap`` turns each conv into a grouped conv over the chunk (not profiled). Loaded, the
+loop lost by 14.7x (its kernels wait at every barrier for a descheduled thread). :data:`CHUNK_BYTES` is 256 MiB:
+within the noise of the fastest budget in both states of the machine.
 
 ``device`` (every public function takes one; None is the CPU): the computation runs there (weights and inputs are
 moved chunk by chunk; results come back to the CPU). :func:`resolve_device` checks it once, so that asking for CUDA
@@ -53,8 +63,9 @@ if TYPE_CHECKING:
     from wslviz.core.module_arch import ModuleArchitecture
 
 Progress = Callable[[int, int], None] | None
-CHUNK_BYTES = 2**30
-"""Activation bytes one chunk of models may hold (all traced intermediate tensors of the forward)."""
+CHUNK_BYTES = 2**28
+"""Activation bytes one chunk of models may hold (all traced intermediate tensors of the forward); 256 MiB, measured
+in the module docstring."""
 
 
 def is_module_arch(arch: Any) -> bool:
