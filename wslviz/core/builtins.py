@@ -13,8 +13,8 @@ name                      network
                           BatchNorm, global average pooling before one linear classifier (as Git Re-Basin's
                           CIFAR VGG runs without the 4096-wide head)
 ``resnet20``              He et al. 2016, CIFAR ResNet (3 stages of ``(depth - 2) / 6`` basic blocks, 16/32/64
-                          channels times ``width``, 1x1 projection shortcuts), the Git Re-Basin ResNet-20
-                          with a width multiplier
+                          channels times ``width`` or set by ``channels``, 1x1 projection shortcuts), the Git
+                          Re-Basin ResNet-20 with a width multiplier
 ``resnet18_modelzoos``    ResNet-18 as the Model Zoos (Schürholt et al. 2022) train it: torchvision's key layout
                           (``conv1``, ``bn1``, ``layer{1-4}.{0,1}.conv1/bn1/conv2/bn2/downsample.{0,1}``, ``fc``)
                           with a 3x3 stride-1 stem and no max-pool
