@@ -22,7 +22,6 @@ import torch
 
 from wslviz.core.training import RECIPES
 from wslviz.understand import landscape as L
-from wslviz.understand.align import weight_matching
 from wslviz.understand.repair import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,17 +32,16 @@ def measure(channels: list[int], epochs: int, steps: int) -> dict:
     base = RECIPES["digits-resnet"]
     arch = {**base.arch, "kwargs": {**base.arch["kwargs"], "channels": channels}}
     recipe = replace(base, name=f"digits-resnet-{'-'.join(map(str, channels))}", arch=arch, n_models=16, grid=GRID,
-                     fixed={"batch_size": 64}, epochs=epochs, checkpoints=(0, epochs), seeds_per_config=4)
+                     epochs=epochs, checkpoints=(0, epochs))
     zoo = recipe.train_zoo(seed=0)
     final = zoo.final_index()
     pairs = L.independent_pairs(zoo.metadata, final, 8, seed=0, match=list(GRID))
     first = zoo.weights[torch.as_tensor([i for i, _ in pairs])].float()
     second = zoo.weights[torch.as_tensor([j for _, j in pairs])].float()
-    matched = torch.stack([weight_matching(zoo.arch, a, b) for a, b in zip(first, second, strict=True)])
     barriers = {"naive": L.pair_barriers(zoo.arch, zoo.task, first, second, "naive", steps,
                                          repair="none")["loss_barrier"].mean()}
     for method in METHODS:
-        barriers[f"weight matching, {method}"] = L.pair_barriers(zoo.arch, zoo.task, first, matched, "naive", steps,
+        barriers[f"weight matching, {method}"] = L.pair_barriers(zoo.arch, zoo.task, first, second, "weight", steps,
                                                                  repair=method)["loss_barrier"].mean()
     return {"channels": channels, "n_params": zoo.arch.n_params, "pairs": [list(p) for p in pairs],
             "mean_test_acc": float(zoo.metadata["test_acc"].to_numpy()[final].mean()),
