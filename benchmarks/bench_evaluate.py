@@ -36,7 +36,8 @@ from pathlib import Path
 import torch
 
 from wslviz.core.arch import Architecture, mlp_spec
-from wslviz.core.evaluation import default_chunk_size, evaluate, evaluate_per_model
+from wslviz.core.evaluation import evaluate, evaluate_per_model
+from wslviz.core.seq_eval import default_chunk_size
 from wslviz.core.tasks import make_task
 from wslviz.core.training import DIGITS_CNN
 from wslviz.scale.cache import load_zoo

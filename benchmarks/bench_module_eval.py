@@ -3,11 +3,11 @@
 For each module-architecture sample zoo, B = 256 checkpoints (the zoo's rows, repeated as needed) on the test
 split, in one run on the same machine state:
 
-* **batched**: ``wv.evaluate`` (dispatches to ``module_eval.evaluate``: ``vmap(functional_call)`` in chunks of
+* **batched**: ``wv.evaluate`` (the module kind's ``evaluate``: ``vmap(functional_call)`` in chunks of
   ``module_eval.default_chunk_size`` models);
 * **loop**: ``evaluate_per_model`` (``load_state_dict`` + forward, one model at a time);
 * **vmap, no chunks**: one ``vmap(functional_call)`` over all 256 models at once;
-* **budget sweep**: ``module_eval.evaluate`` with the chunk size that each activation budget of ``--budgets-mib``
+* **budget sweep**: ``wv.evaluate`` with the chunk size that each activation budget of ``--budgets-mib``
   gives (``module_eval.default_chunk_size(..., budget_bytes)``), to choose ``module_eval.CHUNK_BYTES``.
 
 Prints seconds and ratios (median of ``--repeats``, in round robin) and writes

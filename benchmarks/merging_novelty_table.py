@@ -31,6 +31,7 @@ import torch
 from wslviz import generation as G
 from wslviz.core.tasks import validation_split
 from wslviz.core.training import RECIPES, average_clients, federated_rounds, init_weights, non_iid_split
+from wslviz.generation import merge_lab as L
 from wslviz.generation import merging as M
 from wslviz.generation.tuned import tuned_options
 from wslviz.scale.cache import load_zoo
@@ -63,8 +64,8 @@ def _choose(zoo, rows, method, base_row, grid, vtasks) -> tuple[dict, float]:
     """The options of ``grid`` with the best average validation accuracy over the tasks."""
     best, score = {}, -1.0
     for options in grid:
-        merged = M.merge_rows(zoo, rows, method, base_row, **options)
-        s = float(M.task_accuracies(zoo.arch, vtasks, merged)["average"][0])
+        merged = L.merge_rows(zoo, rows, method, base_row, **options)
+        s = float(L.task_accuracies(zoo.arch, vtasks, merged)["average"][0])
         if s > score:
             best, score = options, s
     return best, score
@@ -72,16 +73,16 @@ def _choose(zoo, rows, method, base_row, grid, vtasks) -> tuple[dict, float]:
 
 def merges(seed: int) -> dict:
     zoo = load_zoo(ROOT / "sample_zoo" / "digits-finetunes")
-    tasks = M.zoo_tasks(zoo)
+    tasks = L.zoo_tasks(zoo)
     vtasks = {k: validation_split(t) for k, t in tasks.items()}
-    rows, base_row = M.default_merge_rows(zoo)
+    rows, base_row = L.default_merge_rows(zoo)
     k = len(rows)
     w = zoo.weights[torch.as_tensor(rows)].float()
-    fts = M.task_accuracies(zoo.arch, tasks, w)
-    table = [{"model": "base", **M.task_accuracies(zoo.arch, tasks, zoo.weights[base_row]).iloc[0].to_dict()},
+    fts = L.task_accuracies(zoo.arch, tasks, w)
+    table = [{"model": "base", **L.task_accuracies(zoo.arch, tasks, zoo.weights[base_row]).iloc[0].to_dict()},
              {"model": f"best fine-tune (of {k}, by test average)", **fts.loc[fts["average"].idxmax()].to_dict()},
              {"model": "mean over the fine-tunes", **fts.mean().to_dict()},
-             {"model": "ensemble of the fine-tunes", **M.ensemble_accuracies(zoo.arch, tasks, w).to_dict()}]
+             {"model": "ensemble of the fine-tunes", **L.ensemble_accuracies(zoo.arch, tasks, w).to_dict()}]
     lams = [c / k for c in (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)]
     plan = [
         ("average", [{}]),
@@ -96,8 +97,8 @@ def merges(seed: int) -> dict:
     for method, grid in plan:
         t0 = time.perf_counter()
         options, val = _choose(zoo, rows, method, base_row, grid, vtasks) if len(grid) > 1 else (grid[0], None)
-        merged = M.merge_rows(zoo, rows, method, base_row, **options)
-        acc = M.task_accuracies(zoo.arch, tasks, merged).iloc[0].to_dict()
+        merged = L.merge_rows(zoo, rows, method, base_row, **options)
+        acc = L.task_accuracies(zoo.arch, tasks, merged).iloc[0].to_dict()
         label = SHORT.get(method, M.METHODS[method]) + (" + REPAIR" if options.get("correction") == "repair" else "")
         table.append({"model": label, "method": method, "options": options, "validation_average": val, **acc,
                       "seconds": time.perf_counter() - t0})
@@ -116,8 +117,8 @@ def federated(seed: int) -> dict:
         rows = np.flatnonzero(meta["round"].to_numpy() == r)
         n = meta["n_examples"].to_numpy()[rows]
         w = zoo.weights[torch.as_tensor(rows)].float()
-        plain = float(M.task_accuracies(zoo.arch, M.zoo_tasks(zoo), M.fedavg(zoo.arch, w, n))["average"][0])
-        aligned = float(M.task_accuracies(zoo.arch, M.zoo_tasks(zoo), M.aligned_fedavg(zoo.arch, w, n))["average"][0])
+        plain = float(L.task_accuracies(zoo.arch, L.zoo_tasks(zoo), M.fedavg(zoo.arch, w, n))["average"][0])
+        aligned = float(L.task_accuracies(zoo.arch, L.zoo_tasks(zoo), M.aligned_fedavg(zoo.arch, w, n))["average"][0])
         best_client = float(meta["test_acc"].to_numpy()[rows].max())
         one_shot.append({"round": r, "fedavg": plain, "aligned_fedavg": aligned, "best_client": best_client})
         print(f"  round {r}: FedAvg {plain:.4f}, aligned FedAvg {aligned:.4f}, best client {best_client:.4f}",
@@ -133,7 +134,7 @@ def federated(seed: int) -> dict:
     for name, aggregate in (("fedavg", average_clients), ("aligned_fedavg", aligned_step)):
         _, glob = federated_rounds(zoo.arch, zoo.task, start, subsets, recipe.hparams, recipe.rounds,
                                    recipe.local_epochs, seed=seed, aggregate=aggregate)
-        runs[name] = M.task_accuracies(zoo.arch, M.zoo_tasks(zoo), glob)["average"].tolist()
+        runs[name] = L.task_accuracies(zoo.arch, L.zoo_tasks(zoo), glob)["average"].tolist()
         print(f"  whole run with {name}: global accuracy per round {np.round(runs[name], 3).tolist()}", flush=True)
     return {"one_shot": one_shot, "runs": runs}
 

@@ -9,6 +9,7 @@ from functools import partial
 import streamlit as st
 
 from wslviz import ui
+from wslviz.generation import merge_lab as L
 from wslviz.generation import merging as M
 from wslviz.plots import merge as P
 
@@ -40,7 +41,7 @@ if zoo.n_checkpoints < 2:
     st.stop()
 
 labels = ui.checkpoint_labels(zoo)
-default_rows, default_base = M.default_merge_rows(zoo)
+default_rows, default_base = L.default_merge_rows(zoo)
 selection = [r for r in ui.get_selection() if 0 <= r < zoo.n_checkpoints]
 left, right = st.columns([2, 1])
 method = left.selectbox("Method", list(M.METHODS), format_func=M.METHODS.get, key="merge_method")
@@ -91,14 +92,14 @@ with st.container(border=True):
 
 
 def merge_now(rows: tuple[int, ...], method: str, base_row: int | None, options_json: str, progress=None) -> dict:
-    merged = M.merge_rows(zoo, list(rows), method, base_row, progress=progress, **json.loads(options_json))
-    return {"weights": merged, **M.merge_report(zoo, list(rows), merged, base_row)}
+    merged = L.merge_rows(zoo, list(rows), method, base_row, progress=progress, **json.loads(options_json))
+    return {"weights": merged, **L.merge_report(zoo, list(rows), merged, base_row)}
 
 
 def sweep_now(rows: tuple[int, ...], method: str, base_row: int | None, values: tuple[float, ...],
               options_json: str, progress=None):
     base = zoo.weights[base_row].float() if base_row is not None else None
-    return M.merge_sweep(zoo.arch, M.zoo_tasks(zoo), zoo.weights[list(rows)].float(), method, list(values), base=base,
+    return L.merge_sweep(zoo.arch, L.zoo_tasks(zoo), zoo.weights[list(rows)].float(), method, list(values), base=base,
                          progress=progress, **json.loads(options_json))
 
 
@@ -134,7 +135,7 @@ if result["similarity"] is not None:
         ui.chart(P.sign_conflict_bars(result["conflicts"]), key="merge_conflicts")
     c2.caption("Sign conflicts at TIES' default density (the top 20% of each task vector).")
 
-param = M.SWEEPS.get(method)
+param = L.SWEEPS.get(method)
 if param == "lam" and base_row is not None or param == "t" and len(rows) == 2:
     st.subheader("Sweep")
     lo, hi = (0.0, 3.0 if method == "ties" else 3.0 / max(1, len(rows))) if param == "lam" else (-0.25, 1.25)

@@ -138,13 +138,15 @@ def test_merge_of_symmetric_copies_is_the_model():
 
 
 def test_reset_batchnorm_from_data_matches_module_statistics(digits_task):
+    """The running statistics become those nn.BatchNorm records in train mode: the mean and the unbiased variance
+    of each BatchNorm's input (one reset for every kind of architecture)."""
     arch = BN_CNN
     w = reset_batchnorm(arch, random_weights(arch, 1, seed=6)[0], digits_task, n_samples=300)
     model = arch.build(w)
     x = digits_task.x_train[:300]
     h1 = model[0](x)
     torch.testing.assert_close(model[1].running_mean, h1.mean((0, 2, 3)), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(model[1].running_var, h1.var((0, 2, 3), unbiased=False), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model[1].running_var, h1.var((0, 2, 3), unbiased=True), atol=1e-5, rtol=1e-5)
     h6 = model[:6](x)  # the second BatchNorm sees its inputs after the first one was reset
     torch.testing.assert_close(model[6].running_mean, h6.mean((0, 2, 3)), atol=1e-5, rtol=1e-5)
 

@@ -15,14 +15,9 @@ from rounding import assert_accuracy_close, assert_rounding_close, network_terms
 
 from wslviz.core.arch import ACTIVATIONS, Architecture, ArchitectureError, mlp_spec
 from wslviz.core.batched import BANDED_MAX_WIDTH_RATIO, forward
-from wslviz.core.evaluation import (
-    MIN_CHUNK_BYTES,
-    default_chunk_size,
-    evaluate,
-    evaluate_affine,
-    evaluate_per_model,
-    model_outputs,
-)
+from wslviz.core.evaluation import evaluate, evaluate_affine, evaluate_per_model, model_outputs
+from wslviz.core.protocol import from_module
+from wslviz.core.seq_eval import MIN_CHUNK_BYTES, default_chunk_size
 from wslviz.core.training import DIGITS_CNN as BUNDLED_DIGITS_CNN
 from wslviz.core.training import init_weights
 
@@ -342,16 +337,14 @@ def test_sequential_and_module_evaluators_take_the_same_device_argument(digits_t
     """``device=None`` and ``"cpu"`` keep the CPU path (the sequential evaluator's own kernels, bit for bit); the
     module evaluator and the per-model reference take the same argument; CUDA where there is none is refused with
     one clear message (the CUDA path itself runs only where a device exists)."""
-    from wslviz.core import module_eval
-
     arch = Architecture(BUNDLED_DIGITS_CNN)
     w = init_weights(arch, [0, 1, 2])
-    as_module = module_eval.as_module_arch(arch)
+    as_module = from_module(arch.build(), input_shape=arch.input_shape)  # the same network as a module architecture
     for device in (None, "cpu", torch.device("cpu")):
         assert torch.equal(evaluate(arch, digits_task, w, device=device)["loss"],
                            evaluate(arch, digits_task, w)["loss"])
-        assert torch.equal(module_eval.evaluate(as_module, digits_task, w, device=device)["loss"],
-                           module_eval.evaluate(as_module, digits_task, w)["loss"])
+        assert torch.equal(evaluate(as_module, digits_task, w, device=device)["loss"],
+                           evaluate(as_module, digits_task, w)["loss"])
     reference = evaluate_per_model(arch, digits_task, w, device="cpu")
     _assert_results_close(arch, digits_task, w, "test", evaluate(arch, digits_task, w), reference)
     with pytest.raises(ValueError, match="not a device"):
@@ -359,6 +352,6 @@ def test_sequential_and_module_evaluators_take_the_same_device_argument(digits_t
     if torch.cuda.is_available():
         _assert_results_close(arch, digits_task, w, "test", evaluate(arch, digits_task, w, device="cuda"), reference)
     else:
-        for fn in (evaluate, module_eval.evaluate):
+        for a in (arch, as_module):
             with pytest.raises(ValueError, match="no CUDA device"):
-                fn(arch if fn is evaluate else as_module, digits_task, w, device="cuda")
+                evaluate(a, digits_task, w, device="cuda")

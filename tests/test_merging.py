@@ -27,9 +27,11 @@ from wslviz.core.module_arch import ModuleArchitecture
 from wslviz.core.permutation import SymmetryError
 from wslviz.core.protocol import infer_layout
 from wslviz.core.tasks import make_task, validation_split
+from wslviz.generation import merge_lab as L
 from wslviz.generation import merging as M
 from wslviz.understand import align
 from wslviz.understand.align import reset_batchnorm
+from wslviz.understand.repair import repair_to
 
 MLP = Architecture(mlp_spec([2, 16, 16, 2]))
 CNN = Architecture(SMALL_CNN)
@@ -267,37 +269,37 @@ def test_analysis_helpers_on_small_examples(moons_task):
     base = torch.zeros(MLP.n_params)
     v = torch.zeros(3, MLP.n_params)
     v[0, :5], v[1, :5], v[2, 5:10] = 1.0, -1.0, 2.0
-    sim = M.task_vector_similarity(base, v)
+    sim = L.task_vector_similarity(base, v)
     np.testing.assert_allclose(sim, [[1, -1, 0], [-1, 1, 0], [0, 0, 1]], atol=1e-12)
-    conflicts = M.sign_conflicts(MLP, base, v, density=1.0)
+    conflicts = L.sign_conflicts(MLP, base, v, density=1.0)
     first = conflicts.iloc[0]  # tensor "0.weight" (32 entries): 5 conflicting, 10 touched
     assert first["tensor"] == MLP.layout[0].name
     assert first["conflict_share"] == pytest.approx(5 / 32) and first["active_share"] == pytest.approx(10 / 32)
     theta = random_weights(MLP, 1, seed=3)[0]
     tasks = {"moons": moons_task}
-    single = M.task_accuracies(MLP, tasks, theta)
-    ens = M.ensemble_accuracies(MLP, tasks, theta.expand(3, -1))
+    single = L.task_accuracies(MLP, tasks, theta)
+    ens = L.ensemble_accuracies(MLP, tasks, theta.expand(3, -1))
     assert ens["moons"] == pytest.approx(single["moons"][0]) and ens["average"] == pytest.approx(ens["moons"])
 
 
 def test_sweeps_start_at_their_endpoints(moons_task):
     a, b = random_weights(MLP, 2, seed=12)
     tasks = {"moons": moons_task}
-    ends = M.task_accuracies(MLP, tasks, torch.stack([a, b]))["moons"].to_numpy()
+    ends = L.task_accuracies(MLP, tasks, torch.stack([a, b]))["moons"].to_numpy()
     for method in ("weighted", "slerp"):
-        curve = M.merge_sweep(MLP, tasks, torch.stack([a, b]), method, [0.0, 0.5, 1.0])
+        curve = L.merge_sweep(MLP, tasks, torch.stack([a, b]), method, [0.0, 0.5, 1.0])
         assert list(curve["t"]) == [0.0, 0.5, 1.0]
         assert curve["moons"].iloc[0] == ends[0] and curve["moons"].iloc[-1] == ends[1]
-    curve = M.merge_sweep(MLP, tasks, torch.stack([a, b]), "task_arithmetic", [0.0, 0.5], base=a)
+    curve = L.merge_sweep(MLP, tasks, torch.stack([a, b]), "task_arithmetic", [0.0, 0.5], base=a)
     assert curve["moons"].iloc[0] == ends[0] and list(curve.columns) == ["lam", "moons", "average"]
 
 
 def test_digits_finetunes_tasks_average_to_the_zoo_accuracy():
     zoo = sample_zoo("digits-finetunes")
-    tasks = M.zoo_tasks(zoo)
+    tasks = L.zoo_tasks(zoo)
     assert list(tasks) == ["original", "rotate90", "mirror", "invert", "noise"]
     final = zoo.final_index()
-    acc = M.task_accuracies(zoo.arch, tasks, zoo.weights[torch.as_tensor(final)])
+    acc = L.task_accuracies(zoo.arch, tasks, zoo.weights[torch.as_tensor(final)])
     meta = zoo.metadata.iloc[final]
     np.testing.assert_allclose(acc["average"], meta["test_acc"], atol=1e-6)
     for v in tasks:
@@ -306,21 +308,21 @@ def test_digits_finetunes_tasks_average_to_the_zoo_accuracy():
 
 def test_zoo_level_defaults_and_report():
     ft = sample_zoo("digits-finetunes")
-    rows, base = M.default_merge_rows(ft)
+    rows, base = L.default_merge_rows(ft)
     assert len(rows) == 30 and ft.metadata["role"].iloc[base] == "base"
-    assert [t.spec["variant"] for t in M.model_tasks(ft, rows[:7:6])] == ["original", "rotate90"]
-    merged = M.merge_rows(ft, rows, "task_arithmetic", base, lam=0.0)
+    assert [t.spec["variant"] for t in L.model_tasks(ft, rows[:7:6])] == ["original", "rotate90"]
+    merged = L.merge_rows(ft, rows, "task_arithmetic", base, lam=0.0)
     assert torch.equal(merged, ft.weights[base])
-    report = M.merge_report(ft, rows, merged, base)
+    report = L.merge_report(ft, rows, merged, base)
     acc = report["accuracy"]
     assert acc["average"].iloc[0] == acc["average"].iloc[2]  # lam = 0: the merge is the base
     assert report["similarity"].shape == (30, 30) and len(report["conflicts"]) == 6
     fed = sample_zoo("digits-federated")
-    rows, base = M.default_merge_rows(fed)
+    rows, base = L.default_merge_rows(fed)
     assert list(fed.metadata["round"].iloc[rows]) == [10] * 10 and fed.metadata["round"].iloc[base] == 0
     w = fed.weights[torch.as_tensor(rows)]
     n = fed.metadata["n_examples"].to_numpy()[rows]
-    close(M.merge_rows(fed, rows, "fedavg"), M.fedavg(fed.arch, w, n))
+    close(L.merge_rows(fed, rows, "fedavg"), M.fedavg(fed.arch, w, n))
 
 
 # ---------------------------------------------------------------------------------------------- module architectures
@@ -403,13 +405,29 @@ def test_merged_batchnorm_statistics_are_recomputed_not_averaged():
         assert torch.equal(merged[p.slice], pair[:, p.slice].double().mean(0).float())
 
 
-def test_module_repair_merges_two_models_and_says_so_for_more(module):
+def test_module_repair_merges_any_number_of_models(module):
+    """REPAIR of a K-model merge gives every corrected layer's channels the average of the K models' mean and
+    standard deviation (one implementation for every kind; it used to take two module models only)."""
     name, arch, task = module
     models = module_models(arch, task, 3, seed=6)
-    with pytest.raises(ValueError, match="two models"):
-        wv.merge(arch, models, reference=models[0], task=task, correction="repair")
-    merged = wv.merge(arch, models[:2], reference=models[0], task=task, correction="repair")
+    merged = wv.merge(arch, models, reference=models[0], task=task, correction="repair")
     assert torch.isfinite(merged).all()
+    x = task.x_train[:256]
+    mean = models.double().mean(0).float().unsqueeze(0)
+    fixed = repair_to(arch, models, mean, torch.full((1, 3), 1 / 3), x)
+    layers = arch.repair_layers()
+    keys = {layer.capture for layer in layers}
+    _, ends = wv.forward(arch, models, x, capture=keys)
+    _, now = wv.forward(arch, fixed, x, capture=keys)
+    def flat(h: torch.Tensor) -> torch.Tensor:  # [B, N, C, ...] -> [B, C, N * ...]
+        return h.movedim(2, 1).double().reshape(h.shape[0], h.shape[2], -1)
+
+    for layer in layers:
+        ends_k = flat(ends[layer.capture])
+        goal_mu, goal_sd = ends_k.mean(-1).mean(0), ends_k.std(-1, correction=0).mean(0)
+        got = flat(now[layer.capture])[0]
+        torch.testing.assert_close(got.mean(-1), goal_mu, atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(got.std(-1, correction=0), goal_sd, atol=1e-3, rtol=1e-3)
 
 
 def test_a_weights_only_layout_merges_by_layout_and_refuses_what_runs_the_network():

@@ -314,6 +314,14 @@ def test_precompute_command_runs_on_module_architectures(tmp_path, name, client,
     ref = zoo.weights[cache.parameters["reference"]].float()
     assert_rounding_close(cache.aligned(), align_zoo(zoo.arch, zoo.weights.float(), ref, task=zoo.task),
                           zoo.n_params, msg="aligned")
+    # the cached aligned features read back, named from the module architecture stored with the cache (this used
+    # to rebuild any cached architecture as a sequential spec and fail on module zoos)
+    aligned = cache.features("aligned")
+    assert aligned.names == features_module.feature_names(zoo, "aligned")
+    np.testing.assert_array_equal(aligned.values, cache.aligned().double().numpy())
+    attached = load_zoo(path, cache=out)
+    assert attached.cache is not None
+    np.testing.assert_array_equal(features_module.compute_features(attached, "aligned"), aligned.values)
     table = cache.evaluation()
     for split in ("train", "test"):
         x = zoo.task.split(split)[0]

@@ -7,7 +7,7 @@ from dataclasses import replace
 import torch
 
 from wslviz.core import module_eval
-from wslviz.core.evaluation import evaluate
+from wslviz.core.evaluation import evaluate, model_outputs
 from wslviz.core.module_arch import ModuleArchitecture
 from wslviz.core.tasks import make_task
 from wslviz.understand import repair
@@ -83,7 +83,7 @@ def test_repair_of_a_model_with_itself_changes_nothing():
     a, _ = two_models(arch)
     same = repair.repair(arch, a, a, a.unsqueeze(0), torch.tensor([0.5]), TASK)
     x = TASK.x_test
-    assert torch.allclose(module_eval.model_outputs(arch, same, x), module_eval.model_outputs(arch, a, x)[None],
+    assert torch.allclose(model_outputs(arch, same, x), model_outputs(arch, a, x)[None],
                           atol=1e-4)
 
 

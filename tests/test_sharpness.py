@@ -9,7 +9,7 @@ import torch
 
 from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.core.module_arch import ModuleArchitecture
-from wslviz.core.module_eval import as_module_arch
+from wslviz.core.protocol import from_module
 from wslviz.core.tasks import Task
 from wslviz.understand import sharpness as H
 
@@ -102,7 +102,8 @@ def _full_hessians(arch, task, weights: torch.Tensor, n: int) -> torch.Tensor:
 def test_mlp_sharpness_matches_the_full_hessian(moons_zoo, view):
     """On trained moons MLPs (354 parameters) the full autograd Hessian is small enough to diagonalise; the module
     view of the same network runs vmap(functional_call) and must give the same numbers."""
-    arch = moons_zoo.arch if view == "sequential" else as_module_arch(moons_zoo.arch)
+    seq = moons_zoo.arch
+    arch = seq if view == "sequential" else from_module(seq.build(), input_shape=seq.input_shape)
     weights = moons_zoo.weights[moons_zoo.final_index()[:2]]
     hs = _full_hessians(moons_zoo.arch, moons_zoo.task, weights, 128)
     n = 100

@@ -22,7 +22,9 @@ A spec may carry ``"assumed": {what: phrase}``: the choices :func:`infer_archite
 dict does not record (activation, input size, pooling); they are kept with the spec (``zoo.json``) so that
 the app can show them as assumed. They do not change the function, so equality ignores them.
 
-This is the *sequential* kind of the architecture protocol (:mod:`wslviz.core.protocol`).
+This is the *sequential* kind of the architecture protocol (:mod:`wslviz.core.kind`). It runs on the CPU through
+its own batched kernels (:mod:`wslviz.core.batched`, :mod:`wslviz.core.seq_eval`); on another device, and for
+BatchNorm statistics, through the ``nn.Sequential`` it builds, as the module kind runs (:mod:`wslviz.core.module_eval`).
 """
 
 from __future__ import annotations
@@ -37,18 +39,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from wslviz.core import batched, module_eval, seq_eval
+from wslviz.core.device import Device, on_cpu
+from wslviz.core.fx_graph import trace
+from wslviz.core.kind import ArchitectureBase, BatchNormFold, Progress, RepairLayer
 from wslviz.core.layout import (
     ACTIVATIONS,
     LAYER_TYPES,
     PARAMETRIC,
     SHAPE_ONLY,
     ArchitectureError,
-    FlatLayout,
     ParamInfo,
     conv_out,
 )
 from wslviz.core.permutation import PermutationSpec, sequential_perm_spec
 from wslviz.core.stacks import find_stacks, layer_keys, stack_spec
+from wslviz.core.tasks import Task
 
 __all__ = ["ACTIVATIONS", "LAYER_TYPES", "PARAMETRIC", "SHAPE_ONLY", "Architecture", "ArchitectureError",
            "ParamInfo", "infer_architecture", "mlp_spec"]
@@ -79,7 +85,7 @@ def _pair(v: Any) -> int:
     return int(v)
 
 
-class Architecture(FlatLayout):
+class Architecture(ArchitectureBase):
     """A sequential network described by a JSON-able spec, with its flat parameter layout.
 
     Attributes: ``spec`` (dict), ``layers`` (list of layer dicts, defaults filled in),
@@ -92,7 +98,8 @@ class Architecture(FlatLayout):
     kind = "sequential"
     has_forward = True
 
-    def __init__(self, spec: Mapping[str, Any]):
+    def __init__(self, spec: Mapping[str, Any], allow_code: bool = False, base: Any = None):
+        """``allow_code`` and ``base`` are the protocol's constructor options; a sequential spec runs no code."""
         if not isinstance(spec, Mapping) or "layers" not in spec or "input_shape" not in spec:
             raise ArchitectureError("an architecture spec needs 'input_shape' and 'layers'")
         self.input_shape = tuple(int(s) for s in spec["input_shape"])
@@ -291,12 +298,106 @@ class Architecture(FlatLayout):
             body = "MLP " + "-".join(widths)
         return f"{body} ({acts}), {self.n_params:,} params"
 
+    # ---------------------------------------------------------------- running (the protocol)
+    @property
+    def plain_stack(self) -> bool:
+        return True
+
+    def forward(self, weights: torch.Tensor, x: torch.Tensor, capture: set | None = None, train: bool = False,
+                device: Device = None, dropout: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """See :meth:`ArchitectureBase.forward`; ``capture`` names layer indices. ``dropout`` [B] gives each
+        model its own dropout rate in train mode (batched training)."""
+        if on_cpu(device):
+            return batched.forward(self, weights, x, train=train, dropout=dropout, capture=frozenset(capture or ()))
+        return self._as_module.forward(weights, x, capture, train, device)
+
+    def model_outputs(self, weights: torch.Tensor, x: torch.Tensor, chunk_size: int | None = None,
+                      progress: Progress = None, device: Device = None) -> torch.Tensor:
+        if on_cpu(device):
+            return seq_eval.model_outputs(self, weights, x, chunk_size, progress)
+        return self._as_module.model_outputs(weights, x, chunk_size, progress, device)
+
+    def evaluate(self, task: Task, weights: torch.Tensor, split: str = "test", chunk_size: int | None = None,
+                 progress: Progress = None, device: Device = None) -> dict[str, torch.Tensor]:
+        if on_cpu(device):
+            return seq_eval.evaluate(self, task, weights, split, chunk_size, progress)
+        return self._as_module.evaluate(task, weights, split, chunk_size, progress, device)
+
+    def evaluate_affine(self, task: Task, origin: torch.Tensor, directions: torch.Tensor, coords: torch.Tensor,
+                        split: str = "test", chunk_size: int | None = None, progress: Progress = None,
+                        device: Device = None) -> dict[str, torch.Tensor]:
+        if on_cpu(device):
+            return seq_eval.evaluate_affine(self, task, origin, directions, coords, split, chunk_size, progress)
+        return self._as_module.evaluate_affine(task, origin, directions, coords, split, chunk_size, progress, device)
+
+    def batchnorm_statistics(self, weights: torch.Tensor, x: torch.Tensor, chunk_size: int | None = None,
+                             device: Device = None) -> torch.Tensor:
+        return self._as_module.batchnorm_statistics(weights, x, chunk_size, device)
+
+    def repair_layers(self) -> list[RepairLayer]:
+        names = {p.name for p in self.layout}
+        if self.has_batchnorm:
+            chosen = [i for i, layer in enumerate(self.layers) if layer["type"] == "batchnorm"]
+        else:
+            chosen = self.weight_layers[:-1]  # the last layer's outputs are the network's
+        return [RepairLayer(i, f"{i}.weight", f"{i}.bias" if f"{i}.bias" in names else None) for i in chosen]
+
+    def batchnorm_folds(self) -> list[BatchNormFold]:
+        names = {p.name for p in self.layout}
+        return [BatchNormFold(f"{i - 1}.weight", f"{i - 1}.bias" if f"{i - 1}.bias" in names else None,
+                              f"{i}.weight", f"{i}.bias", f"{i}.running_mean", f"{i}.running_var", layer["eps"])
+                for i, layer in enumerate(self.layers)
+                if layer["type"] == "batchnorm" and i > 0 and self.layers[i - 1]["type"] in ("linear", "conv2d")]
+
+    @cached_property
+    def _as_module(self) -> _SequentialModule:
+        return _SequentialModule(self)
+
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Architecture) and self.input_shape == other.input_shape
                 and self.layers == other.layers)
 
     def __hash__(self) -> int:
         return hash(json.dumps([self.input_shape, self.layers], sort_keys=True))
+
+
+class _SequentialModule(ArchitectureBase):
+    """A sequential network as the ``nn.Sequential`` it builds, run like a module architecture (``vmap`` of
+    ``functional_call``): the sequential kind's path on devices other than the CPU, where its hand-written CPU
+    kernels do not apply, and for BatchNorm statistics. Capture keys stay layer indices."""
+
+    kind = "sequential"
+
+    def __init__(self, arch: Architecture):
+        self.arch, self.module = arch, arch.build()
+        self.layout, self.n_params, self.layers = arch.layout, arch.n_params, arch.layers
+        self.input_shape, self.spec, self.assumed = arch.input_shape, arch.spec, arch.assumed
+
+    def describe(self) -> str:
+        return self.arch.describe()
+
+    @property
+    def output_dim(self) -> int:
+        return self.arch.output_dim
+
+    def build(self, weights: torch.Tensor | None = None) -> nn.Module:
+        return self.arch.build(weights)
+
+    def chunk_size(self, n_inputs: int, n_models: int) -> int:
+        return module_eval.default_chunk_size(self, n_inputs, n_models)
+
+    def forward(self, weights: torch.Tensor, x: torch.Tensor, capture: set | None = None, train: bool = False,
+                device: Device = None) -> tuple[torch.Tensor, dict]:
+        nodes = {}
+        if capture:  # layer i is the traced node of child module "i"; its channels are axis 1 of [N, C, ...]
+            by_target = {n.target: n.name for n in trace(self).graph.nodes if n.op == "call_module"}
+            nodes = {i: (by_target[str(i)], 1) for i in capture}
+        out, found = module_eval.forward(self, weights, x, set(nodes.values()), train, device)
+        return out, {i: found[key] for i, key in nodes.items()}
+
+    def batchnorm_statistics(self, weights: torch.Tensor, x: torch.Tensor, chunk_size: int | None = None,
+                             device: Device = None) -> torch.Tensor:
+        return module_eval.batchnorm_statistics(self, weights, x, chunk_size, device)
 
 
 def _rename_by_order(arch: Architecture, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -3,7 +3,7 @@
 :func:`forward` runs every layer for all models of a batch at once with an explicit batched formulation
 (not ``vmap(functional_call)``, which materialises memory-bound intermediates and ran slower than a Python
 loop for a small MLP); it stays differentiable (``make-zoo`` trains hundreds of models at once through it).
-:mod:`wslviz.core.evaluation` cuts large batches into chunks and calls it once per chunk.
+:mod:`wslviz.core.seq_eval` cuts large batches into chunks and calls it once per chunk.
 
 Activation layouts:
 
@@ -42,9 +42,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from wslviz.core import module_eval
-from wslviz.core.arch import ACTIVATIONS, Architecture
-from wslviz.core.protocol import require_forward
+from wslviz.core.kind import ArchitectureBase
+from wslviz.core.layout import ACTIVATIONS
 
 BANDED_MAX_WIDTH_RATIO = 4
 """Convolutions whose padded input width is at most this many kernel widths use the banded matmul."""
@@ -269,7 +268,7 @@ def _flatten_order(c: int, hh: int, ww: int) -> torch.Tensor:
 
 
 def forward(
-    arch: Architecture,
+    arch: ArchitectureBase,
     weights: torch.Tensor,
     x: torch.Tensor,
     *,
@@ -288,18 +287,14 @@ def forward(
     returned as ``{index: [B, N, C, (H, W)]}``. Returns ``(outputs [B, N, out], captured)``.
     Differentiable with respect to ``weights`` (and ``x``).
 
-    Options for the evaluator (:mod:`wslviz.core.evaluation`): ``upto=1`` returns layer 0's output in the
+    Options for the evaluator (:mod:`wslviz.core.seq_eval`): ``upto=1`` returns layer 0's output in the
     internal layout (``[B, N, F]`` or ``[B, N, H, W, C]``) and stops; ``first`` supplies that output
     (computed elsewhere, e.g. as an affine combination) so that layer 0 is skipped; ``workspace`` reuses
     layer outputs' buffers across calls on the same inputs ``x`` (without autograd only, ignored under it;
     it also keeps the shared first conv's row windows of ``x``, see :func:`_shared_rows`).
 
-    A module architecture runs :func:`wslviz.core.module_eval.forward` instead (``capture`` then names
-    ``(node, axis)`` pairs, as its permutation groups do; the evaluator options do not apply).
+    This is the sequential kind's forward (:meth:`wslviz.core.arch.Architecture.forward` calls it).
     """
-    require_forward(arch, "A forward pass")
-    if module_eval.is_module_arch(arch):
-        return module_eval.forward(arch, weights, x, capture=set(capture), train=train, dropout=dropout)
     ws = None if torch.is_grad_enabled() else workspace
     b = weights.shape[0]
     params = arch.unflatten(weights)

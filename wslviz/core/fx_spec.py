@@ -35,44 +35,22 @@ symmetries (odd activations) are derived for the simple case that is certain: a 
 conv producer, only elementwise ops that pass the symmetry (ReLU/LeakyReLU/max-pool for scale; tanh for sign;
 average pooling, flatten and dropout for both) and only linear/conv consumers.
 
-This module is long because the graph pass needs one small handler per kind of operation (leaf layers,
-elementwise ops, reshapes, matmul and attention, indexing, ``cat``), all sharing one union-find of unit sets;
-split apart they would have to pass that state around.
+This module is long because the pass needs one small handler per kind of operation (leaf layers, elementwise
+ops, matmul and attention, indexing, ``cat``), all methods of one pass over the graph; the unit sets and their
+label algebra are in :mod:`wslviz.core.fx_units`, tracing in :func:`wslviz.core.fx_graph.trace`.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
 import torch.fx as fx
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
 
-from wslviz.core.permutation import KINDS, AxisRef, FixedAxis, PermGroup, PermutationSpec
+from wslviz.core.fx_graph import trace
+from wslviz.core.fx_units import Dim, Full, Head, Label, Ref, UnitSets
+from wslviz.core.permutation import PASSES, FixedAxis, PermutationSpec
 
-if TYPE_CHECKING:
-    from wslviz.core.module_arch import ModuleArchitecture
-
-LEAVES: tuple[type[nn.Module], ...] = (
-    nn.Linear, nn.Conv1d, nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.Embedding,
-    nn.ReLU, nn.LeakyReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.Softmax, nn.Dropout, nn.Identity, nn.Flatten,
-    nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.MultiheadAttention,
-)
-"""Modules traced as single nodes; every other module is traced through."""
-
-# elementwise ops by name, and the unit symmetries that pass through them (cf. wslviz.core.permutation._PASSES)
-_UNARY: dict[str, set[str]] = {
-    "relu": {"scale"}, "leaky_relu": {"scale"}, "max_pool2d": {"scale"}, "tanh": {"sign"},
-    "avg_pool2d": {"scale", "sign"}, "adaptive_avg_pool2d": {"scale", "sign"}, "dropout": {"scale", "sign"},
-    "identity": {"scale", "sign"}, "contiguous": {"scale", "sign"}, "clone": {"scale", "sign"},
-    "detach": {"scale", "sign"}, "float": {"scale", "sign"}, "to": {"scale", "sign"},
-    "gelu": set(), "sigmoid": set(), "silu": set(), "elu": set(), "softplus": set(), "exp": set(), "log": set(),
-    "neg": set(), "abs": set(), "sqrt": set(), "rsqrt": set(), "square": set(), "sin": set(), "cos": set(),
-    "long": set(), "int": set(), "bool": set(), "type_as": set(), "erf": set(),
-}
 _POOLS = {"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"}
 _BINARY = {"add", "sub", "mul", "truediv", "div", "where", "masked_fill", "maximum", "minimum", "eq", "ne", "lt",
            "le", "gt", "ge", "and_", "or_", "rsub", "floordiv", "pow"}
@@ -85,208 +63,15 @@ _IGNORED = {"size", "dim", "numel", "getattr"}
 _ACT_NAMES = {"relu", "leaky_relu", "tanh", "gelu", "sigmoid", "silu"}
 
 
-class _Tracer(fx.Tracer):
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, LEAVES)
 
-
-@dataclass(frozen=True)
-class Full:
-    """A tensor axis holding units: the concatenation of ``segs`` ``(var, block)``: each unit of ``var`` owns
-    ``block`` consecutive entries, the segments follow each other."""
-
-    segs: tuple[tuple[int, int], ...]
-
-
-@dataclass(frozen=True)
-class Head:
-    """The head axis of a unit set split into ``(heads, head_dim)``."""
-
-    var: int
-
-
-@dataclass(frozen=True)
-class Dim:
-    """The within-head axis of a unit set split into ``(heads, head_dim)``."""
-
-    var: int
-
-
-Label = Full | Head | Dim
-
-
-@dataclass
-class _Ref:
-    name: str
-    axis: int
-    block: int = 1
-    start: int = 0
-    length: int = 0
-    power: int = 0
-    incoming: bool | None = None  # None: a parameter axis whose role the first op using it decides
-
-
-@dataclass
-class _Var:
-    size: int
-    parent: int
-    fixed: str | None = None
-    heads: int = 1
-    refs: list[_Ref] = field(default_factory=list)
-    kinds: set[str] = field(default_factory=set)
-    producers: list[str] = field(default_factory=list)
-    activation: str | None = None
-    capture: tuple[str, int] | None = None
-    merged: bool = False
-
-
-class _Deriver:
+class _Deriver(UnitSets):
     """One pass over the traced graph; see the module docstring."""
 
-    def __init__(self, arch: ModuleArchitecture, gm: fx.GraphModule):
-        self.arch, self.gm = arch, gm
-        self.vars: list[_Var] = []
-        self.tie: list[int] = []
-        self.owner: dict[tuple[str, int, int, int], int] = {}
-        self.layout = {p.name: p for p in arch.layout}
+    def __init__(self, arch: Any, gm: fx.GraphModule):
+        super().__init__(arch)
+        self.gm = gm
         self.modules = dict(gm.named_modules())
         self.values: dict[fx.Node, Any] = {}
-
-    # ------------------------------------------------------------------ union-find
-    def new(self, size: int, fixed: str | None = None, kinds: set[str] | None = None) -> int:
-        v = len(self.vars)
-        self.vars.append(_Var(size=size, parent=v, fixed=fixed, kinds=set(kinds or ())))
-        self.tie.append(v)
-        return v
-
-    def find(self, v: int) -> int:
-        while self.vars[v].parent != v:
-            self.vars[v].parent = self.vars[self.vars[v].parent].parent
-            v = self.vars[v].parent
-        return v
-
-    def find_tie(self, v: int) -> int:
-        """The representative of ``v``'s tie class (sets whose heads move together)."""
-        r = self.find(v)
-        while True:
-            p = self.find(self.tie[r])
-            if p == r:
-                return r
-            r = p
-
-    def fix(self, v: int, reason: str) -> None:
-        r = self.vars[self.find(v)]
-        if r.fixed is None:
-            r.fixed = reason
-
-    def is_fixed(self, v: int) -> bool:
-        return self.vars[self.find(v)].fixed is not None
-
-    def union(self, a: int, b: int, reason: str = "") -> int:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return ra
-        va, vb = self.vars[ra], self.vars[rb]
-        if va.size != vb.size or (va.heads > 1 and vb.heads > 1 and va.heads != vb.heads):
-            self.fix(ra, reason or "combined with a differently sized set of units")
-            self.fix(rb, reason or "combined with a differently sized set of units")
-            return ra
-        if ra > rb:
-            ra, rb, va, vb = rb, ra, vb, va
-        ta, tb = self.find_tie(ra), self.find_tie(rb)
-        real_a, real_b = self.decided(va), self.decided(vb)
-        vb.parent = ra
-        va.fixed = va.fixed or vb.fixed
-        va.heads = max(va.heads, vb.heads)
-        va.refs += vb.refs
-        va.producers += [p for p in vb.producers if p not in va.producers]
-        va.activation = va.activation or vb.activation
-        va.capture = va.capture or vb.capture
-        if real_a and real_b:  # two unit sets with their own tensors become one: no scale symmetry certain
-            va.kinds = set()
-            va.merged = True
-        elif real_b:
-            va.kinds, va.merged = set(vb.kinds), vb.merged
-        self.tie_heads(ra, ta)
-        self.tie_heads(ra, tb)
-        return ra
-
-    @staticmethod
-    def decided(var: _Var) -> bool:
-        """Whether a set holds tensors whose role is known (not only a parameter's axes awaiting their first use)."""
-        return any(ref.incoming is not None for ref in var.refs) or bool(var.producers)
-
-    def tie_heads(self, a: int, b: int) -> None:
-        ta, tb = self.find_tie(a), self.find_tie(b)
-        if ta != tb:
-            self.tie[max(ta, tb)] = min(ta, tb)
-
-    def add_ref(self, v: int, ref: _Ref) -> None:
-        """Record that ``v``'s units index ``ref``; a tensor axis already owned by another set links the two
-        (tied weights), and a parameter axis awaiting its role takes the role given here."""
-        ref.name = self.arch.aliases.get(ref.name, ref.name)
-        key = (ref.name, ref.axis, ref.start, ref.length)
-        if key in self.owner:
-            old = next((r for r in self.vars[self.find(self.owner[key])].refs
-                        if (r.name, r.axis, r.start, r.length) == key), None)
-            if old is not None and old.incoming is None:
-                old.incoming, old.power, old.block = ref.incoming, ref.power, ref.block
-            self.union(self.owner[key], v, "a shared (tied) tensor links these units")
-            return
-        self.owner[key] = v
-        self.vars[self.find(v)].refs.append(ref)
-
-    # ------------------------------------------------------------------ labels
-    def plain(self, n: int, reason: str) -> Label:
-        return Full(((self.new(n, fixed=reason), 1),))
-
-    def label_vars(self, lab: Label) -> list[int]:
-        return [v for v, _ in lab.segs] if isinstance(lab, Full) else [lab.var]
-
-    def fix_label(self, lab: Label, reason: str) -> None:
-        for v in self.label_vars(lab):
-            self.fix(v, reason)
-
-    def fix_value(self, value: Any, reason: str) -> None:
-        if isinstance(value, list) and value and all(isinstance(x, Full | Head | Dim) for x in value):
-            for lab in value:
-                self.fix_label(lab, reason)
-        elif isinstance(value, tuple | list):
-            for x in value:
-                self.fix_value(x, reason)
-
-    def clear_kinds(self, lab: Label, keep: set[str] | None = None) -> None:
-        for v in self.label_vars(lab):
-            r = self.vars[self.find(v)]
-            r.kinds &= keep or set()
-
-    def seg_size(self, v: int, block: int) -> int:
-        return self.vars[self.find(v)].size * block
-
-    def unify(self, a: Label, b: Label, reason: str) -> Label:
-        """Two labels of aligned axes of the same size: the units must be the same."""
-        if isinstance(a, Full) and isinstance(b, Full):
-            shape_a = [(self.seg_size(v, k), k) for v, k in a.segs]
-            shape_b = [(self.seg_size(v, k), k) for v, k in b.segs]
-            if shape_a == shape_b:
-                for (va, _), (vb, _) in zip(a.segs, b.segs, strict=True):
-                    self.union(va, vb, reason)
-                return a
-        elif type(a) is type(b) and isinstance(a, Head):
-            self.tie_heads(a.var, b.var)
-            return a
-        elif type(a) is type(b) and isinstance(a, Dim):
-            self.union(a.var, b.var, reason)
-            return a
-        self.fix_label(a, reason)
-        self.fix_label(b, reason)
-        return a
-
-    def finalize_pending(self, lab: Label, incoming: bool) -> None:
-        for v in self.label_vars(lab):
-            for r in self.vars[self.find(v)].refs:
-                if r.incoming is None:
-                    r.incoming, r.power = incoming, (1 if incoming else -1)
 
     # ------------------------------------------------------------------ helpers
     def shape(self, node: Any) -> tuple[int, ...] | None:
@@ -372,7 +157,7 @@ class _Deriver:
         labs = []
         for axis, n in enumerate(shape):
             v = self.new(n)
-            self.add_ref(v, _Ref(name, axis))
+            self.add_ref(v, Ref(name, axis))
             labs.append(Full(((v, 1),)))
         return labs
 
@@ -412,9 +197,9 @@ class _Deriver:
         out_n = self.layout[weight].shape[0]
         v = self.new(out_n, kinds={"scale", "sign"})
         self.vars[v].producers.append(producer)
-        self.add_ref(v, _Ref(weight, 0, power=1, incoming=True))
+        self.add_ref(v, Ref(weight, 0, power=1, incoming=True))
         if bias is not None:
-            self.add_ref(v, _Ref(bias, 0, power=1, incoming=True))
+            self.add_ref(v, Ref(bias, 0, power=1, incoming=True))
         return x[:-1] + [Full(((v, 1),))]
 
     def consume(self, lab: Label, weight: str, axis: int, what: str) -> None:
@@ -426,7 +211,7 @@ class _Deriver:
         offset = 0
         for v, block in lab.segs:
             n = self.seg_size(v, block)
-            self.add_ref(v, _Ref(weight, axis, block, offset if multi else 0, n if multi else 0, power=-1,
+            self.add_ref(v, Ref(weight, axis, block, offset if multi else 0, n if multi else 0, power=-1,
                                  incoming=False))
             offset += n
 
@@ -440,16 +225,16 @@ class _Deriver:
             self.consume(x[1], weight, 1, "the input of a conv layer")
             v = self.new(m.out_channels, kinds={"scale", "sign"})
             self.vars[v].producers.append(target)
-            self.add_ref(v, _Ref(weight, 0, power=1, incoming=True))
+            self.add_ref(v, Ref(weight, 0, power=1, incoming=True))
             if bias is not None:
-                self.add_ref(v, _Ref(bias, 0, power=1, incoming=True))
+                self.add_ref(v, Ref(bias, 0, power=1, incoming=True))
             return [x[0], Full(((v, 1),))] + spatial
         if m.groups == m.in_channels == m.out_channels and isinstance(x[1], Full) and len(x[1].segs) == 1:
             v = x[1].segs[0][0]  # depthwise: channel c depends on input channel c only
             self.clear_kinds(x[1])
-            self.add_ref(v, _Ref(weight, 0, power=0, incoming=True))
+            self.add_ref(v, Ref(weight, 0, power=0, incoming=True))
             if bias is not None:
-                self.add_ref(v, _Ref(bias, 0, power=0, incoming=True))
+                self.add_ref(v, Ref(bias, 0, power=0, incoming=True))
             return [x[0], x[1]] + spatial
         return self.unknown(node, f"grouped conv {target}")
 
@@ -466,7 +251,7 @@ class _Deriver:
             for role in roles:
                 name = self.param_name(target, role)
                 if name is not None:
-                    self.add_ref(v, _Ref(name, 0, 1, offset if multi else 0, n if multi else 0, power=0,
+                    self.add_ref(v, Ref(name, 0, 1, offset if multi else 0, n if multi else 0, power=0,
                                          incoming=True))
             offset += n
         return list(x)
@@ -477,10 +262,10 @@ class _Deriver:
             return self.unknown(node, f"embedding {target}")
         vocab, dim = self.layout[weight].shape
         vocab_var = self.new(vocab, fixed="vocabulary (indexed by the input tokens)")
-        self.add_ref(vocab_var, _Ref(weight, 0, power=0, incoming=True))
+        self.add_ref(vocab_var, Ref(weight, 0, power=0, incoming=True))
         v = self.new(dim)
         self.vars[v].producers.append(target)
-        self.add_ref(v, _Ref(weight, 1, power=1, incoming=True))
+        self.add_ref(v, Ref(weight, 1, power=1, incoming=True))
         return list(x) + [Full(((v, 1),))]
 
     # ------------------------------------------------------------------ functions and methods
@@ -508,7 +293,7 @@ class _Deriver:
             return self.unknown(node, name)
         if name in _POOLS:
             return self.pool(node, x, name)
-        if name in _UNARY:
+        if name in PASSES:
             return self.unary(node, x, name)
         if name in _SOFTMAX:
             return self.unary(node, x, "softmax")
@@ -548,7 +333,7 @@ class _Deriver:
             if op == "softmax":
                 self.clear_kinds(lab)
             else:
-                self.clear_kinds(lab, _UNARY.get(op, set()))
+                self.clear_kinds(lab, PASSES.get(op, set()))
                 self.note_activation(lab, op, node, axis)
         return list(x)
 
@@ -559,7 +344,7 @@ class _Deriver:
         for lab in x[2:]:
             if any(not self.is_fixed(v) for v in self.label_vars(lab)):
                 self.fix_label(lab, f"{op} over a unit axis")
-        self.clear_kinds(x[1], _UNARY[op])
+        self.clear_kinds(x[1], PASSES[op])
         return [x[0], x[1]] + [self.plain(n, "spatial position") for n in shape[2:]]
 
     def functional_linear(self, node: fx.Node, x: list[Label]) -> Any:
@@ -587,25 +372,6 @@ class _Deriver:
             for lab in out:
                 self.clear_kinds(lab)
         return out
-
-    def broadcast(self, operands: list[tuple[list[Label], tuple[int, ...]]], shape: tuple[int, ...],
-                  reason: str) -> list[Label]:
-        out: list[Label] = []
-        for i in range(1, len(shape) + 1):
-            present = [labs[-i] for labs, shp in operands if len(shp) >= i and shp[-i] != 1]
-            size_one = [labs[-i] for labs, shp in operands if len(shp) >= i and shp[-i] == 1 and shape[-i] != 1]
-            for lab in size_one:  # a size-1 axis broadcast over units: its tensor stays fixed there
-                self.finalize_pending(lab, True)
-            if not present:
-                out.append(self.plain(shape[-i], "broadcast axis"))
-                continue
-            lab = present[0]
-            for other in present[1:]:
-                self.finalize_pending(other, True)
-                self.finalize_pending(lab, True)
-                lab = self.unify(lab, other, reason)
-            out.append(lab)
-        return out[::-1]
 
     def matmul(self, node: fx.Node) -> Any:
         a, b = node.args[0], node.args[1]
@@ -728,141 +494,6 @@ class _Deriver:
             return self.unknown(node, "reshape")
         return self.map_reshape(x, src, dst)
 
-    def map_reshape(self, x: list[Label], src: tuple[int, ...], dst: tuple[int, ...]) -> list[Label]:
-        """Labels of a view from shape ``src`` to ``dst``: axes are grouped into chunks of equal product."""
-        ins = [(lab, n) for lab, n in zip(x, src, strict=True) if n != 1]
-        for lab, n in zip(x, src, strict=True):
-            if n == 1:
-                self.finalize_pending(lab, True)
-        outs = [i for i, n in enumerate(dst) if n != 1]
-        result: list[Label | None] = [None] * len(dst)
-        for i, n in enumerate(dst):
-            if n == 1:
-                result[i] = self.plain(1, "size-one axis")
-        i = j = 0
-        while i < len(ins) and j < len(outs):
-            chunk_in, chunk_out = [ins[i]], [outs[j]]
-            p_in, p_out = ins[i][1], dst[outs[j]]
-            i, j = i + 1, j + 1
-            while p_in != p_out:
-                if p_in < p_out:
-                    chunk_in.append(ins[i])
-                    p_in *= ins[i][1]
-                    i += 1
-                else:
-                    chunk_out.append(outs[j])
-                    p_out *= dst[outs[j]]
-                    j += 1
-            labs = self.map_chunk([lab for lab, _ in chunk_in], [n for _, n in chunk_in],
-                                  [dst[k] for k in chunk_out])
-            for k, lab in zip(chunk_out, labs, strict=True):
-                result[k] = lab
-        return [lab if lab is not None else self.plain(n, "reshaped axis") for lab, n in zip(result, dst, strict=True)]
-
-    def map_chunk(self, labs: list[Label], sizes: list[int], out: list[int]) -> list[Label]:
-        if len(labs) == 1 and len(out) == 1:
-            return [labs[0]]
-        moving = [not all(self.is_fixed(v) for v in self.label_vars(lab)) for lab in labs]
-        if len(out) == 1:  # several axes merged into one
-            first = labs[0]
-            if (len(labs) == 2 and isinstance(first, Head) and isinstance(labs[1], Dim)
-                    and self.find_tie(first.var) == self.find_tie(labs[1].var)
-                    and self.vars[self.find(labs[1].var)].heads == sizes[0]):
-                return [Full(((labs[1].var, 1),))]
-            if isinstance(first, Full) and not any(moving[1:]):
-                rest = math.prod(sizes[1:])
-                return [Full(tuple((v, k * rest) for v, k in first.segs))]
-            for lab in labs:
-                self.fix_label(lab, "a reshape mixing a unit axis with other axes")
-            return [self.plain(out[0], "reshaped axis")]
-        if len(labs) == 1:  # one axis split into several
-            lab = labs[0]
-            if isinstance(lab, Full) and not moving[0]:
-                return [self.plain(n, "reshaped axis") for n in out]
-            if isinstance(lab, Full) and len(lab.segs) == 1:
-                v, block = lab.segs[0]
-                r = self.vars[self.find(v)]
-                if block == 1 and len(out) == 2 and r.heads in (1, out[0]) and out[0] * out[1] == r.size:
-                    r.heads = out[0]
-                    return [Head(v), Dim(v)]
-                if block > 1 and out[0] == r.size and math.prod(out[1:]) == block:
-                    return [Full(((v, 1),))] + [self.plain(n, "spatial position") for n in out[1:]]
-            if isinstance(lab, Full) and len({k for _, k in lab.segs}) == 1 and lab.segs[0][1] > 1:
-                block = lab.segs[0][1]
-                units = sum(self.vars[self.find(v)].size for v, _ in lab.segs)
-                if out[0] == units and math.prod(out[1:]) == block:
-                    return [Full(tuple((v, 1) for v, _ in lab.segs))] + [self.plain(n, "spatial position")
-                                                                          for n in out[1:]]
-        for lab in labs:
-            self.fix_label(lab, "a reshape mixing a unit axis with other axes")
-        return [self.plain(n, "reshaped axis") for n in out]
-
-    # ------------------------------------------------------------------ the result
-    def spec(self) -> PermutationSpec:
-        roots = sorted({self.find(v) for v in range(len(self.vars))})
-        # a tie class with a fixed member, or with members of different head counts, is fixed as a whole
-        classes: dict[int, list[int]] = {}
-        for r in roots:
-            classes.setdefault(self.find_tie(r), []).append(r)
-        for members in classes.values():
-            if len(members) > 1:
-                heads = {self.vars[r].heads for r in members}
-                bad = next((self.vars[r].fixed for r in members if self.vars[r].fixed), None)
-                if bad or len(heads) > 1:
-                    for r in members:
-                        self.fix(r, f"its attention heads are tied to units that stay fixed ({bad})" if bad else
-                                 "tied attention heads of different counts")
-        groups, fixed, seen_fixed = [], [], set()
-        order = sorted(roots)
-        for r in order:
-            var = self.vars[r]
-            for ref in var.refs:
-                if ref.incoming is None:
-                    ref.incoming, ref.power = True, 0
-            if var.fixed is not None:
-                for ref in var.refs:
-                    key = (ref.name, ref.axis)
-                    if key not in seen_fixed and self.layout[ref.name].shape[ref.axis] > 1:
-                        seen_fixed.add(key)
-                        fixed.append(FixedAxis(ref.name, ref.axis, var.fixed))
-                continue
-            if var.size < 2 or not var.refs:
-                continue
-            groups.append(self.group(r, var, classes))
-        used = {name for name, *_ in self.owner}
-        fixed += [FixedAxis(p.name, -1, "no traced operation uses it (inside an opaque module, or unused)")
-                  for p in self.arch.layout if p.name not in used]
-        return PermutationSpec(tuple(groups), self.arch.n_params, tuple(fixed))
-
-    def group(self, r: int, var: _Var, classes: dict[int, list[int]]) -> PermGroup:
-        refs = var.refs
-        producers_linear = [p for p in var.producers]
-        simple = (len(producers_linear) == 1 and not var.merged and var.heads == 1
-                  and all(ref.power in (1, -1) for ref in refs))
-        kinds = tuple(k for k in KINDS if k == "permutation" or simple and k in var.kinds)
-        if not any(ref.incoming and ref.power == 1 for ref in refs):
-            refs = [_Ref(**{**ref.__dict__, "power": 1}) if ref.incoming else ref for ref in refs]
-        axis_refs = tuple(AxisRef(ref.name, ref.axis, ref.block, ref.power, bool(ref.incoming), ref.start, ref.length)
-                          for ref in refs)
-        tie_root = self.find_tie(r)
-        tie = f"heads {tie_root}" if var.heads > 1 and len(classes.get(tie_root, [])) > 1 else ""
-        layer = min((self.layout[ref.name].layer for ref in refs if ref.incoming), default=0)
-        name = self.group_name(var, refs)
-        capture = var.capture or ("", 1)
-        return PermGroup(name, layer, var.size, axis_refs, kinds, var.activation if simple else None, capture,
-                         heads=var.heads, tie=tie)
-
-    def group_name(self, var: _Var, refs: list[_Ref]) -> str:
-        producers = var.producers or sorted({ref.name.rsplit(".", 1)[0] for ref in refs if ref.incoming})
-        kinds = {self.arch.layers[self.layout[ref.name].layer]["type"] for ref in refs if ref.incoming}
-        unit = "channels" if "conv2d" in kinds else "units"
-        if var.heads > 1:
-            return f"{', '.join(producers)} ({var.heads} heads x {var.size // var.heads})"
-        if len(producers) > 1:
-            shown = ", ".join(producers[:3]) + (f" +{len(producers) - 3}" if len(producers) > 3 else "")
-            return f"residual: {shown} ({var.size} {unit})"
-        return f"{producers[0] if producers else 'tensor'} ({var.size} {unit})"
-
 
 def _flat(args: Any) -> list[Any]:
     out = []
@@ -876,17 +507,7 @@ def _flat(args: Any) -> list[Any]:
     return out
 
 
-def trace(arch: ModuleArchitecture) -> fx.GraphModule:
-    """The module as a ``torch.fx.GraphModule`` (standard layers as leaves) with every node's shape recorded
-    for three probe inputs."""
-    graph = _Tracer().trace(arch.module)
-    gm = fx.GraphModule(arch.module, graph)
-    with torch.no_grad():
-        ShapeProp(gm).propagate(arch.probe_inputs(3))
-    return gm
-
-
-def derive(arch: ModuleArchitecture) -> PermutationSpec:
+def derive(arch: Any) -> PermutationSpec:
     """The permutation spec of a module architecture (see the module docstring). A module ``torch.fx``
     cannot trace (data-dependent control flow, say) gets a spec without groups whose fixed axes say why."""
     try:

@@ -31,8 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from wslviz.core.arch import Architecture
-from wslviz.core.batched import forward
-from wslviz.core.evaluation import model_outputs
+from wslviz.core.evaluation import forward, model_outputs
 from wslviz.core.trainloop import thread_cap
 from wslviz.core.zoo import Zoo
 
@@ -47,7 +46,7 @@ DEFAULT_SIZE = 28
 def is_inr(arch: Architecture) -> bool:
     """Whether ``arch`` is a coordinate MLP that renders as an image: 2 inputs, 1 (grey) or 3 (RGB) outputs,
     linear layers with ``sin`` activations (a SIREN)."""
-    if getattr(arch, "kind", None) != "sequential":
+    if not arch.plain_stack:
         return False
     kinds = {layer["type"] for layer in arch.layers}
     return (arch.input_shape == (2,) and arch.output_dim in (1, 3) and "sin" in kinds

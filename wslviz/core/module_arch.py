@@ -18,12 +18,16 @@ class). It is built only when the caller says so (``allow_code=True``: :func:`wv
 asked, and never for uploaded archives or in the browser); a spec with a factory read from a ``zoo.json``
 without that permission raises :class:`ArchitectureError` saying why.
 
-The interface is the sequential :class:`~wslviz.core.arch.Architecture`'s: ``layout``, ``n_params``,
-``input_shape``, ``output_dim``, ``perm_spec`` (derived from the ``torch.fx`` graph,
-:mod:`wslviz.core.fx_spec`), ``build``, ``unflatten``, ``flatten``, ``describe``, ``spec``, ``to_json``,
-``fingerprint``, plus ``layers`` (one ``{"type", "name"}`` entry per module owning tensors, which
-``ParamInfo.layer`` indexes) and ``weight_layers``; evaluation dispatches on ``kind == "module"`` to
-:mod:`wslviz.core.module_eval`.
+A module instance a user already holds becomes an architecture without a factory file:
+:meth:`ModuleArchitecture.from_module` (``wv.from_module(net, input_shape=[3, 32, 32])``). Its spec records the
+class for the record (``{"kind": "module", "instance": "mypkg.MyNet", ...}``); such a spec cannot be rebuilt
+from JSON alone, so reopening a zoo saved with it asks for the instance again.
+
+It implements the architecture protocol (:class:`~wslviz.core.kind.ArchitectureBase`): ``layers`` has one
+``{"type", "name"}`` entry per module owning tensors (which ``ParamInfo.layer`` indexes); the permutation spec
+is derived from the ``torch.fx`` graph (:mod:`wslviz.core.fx_spec`), the forward is ``vmap`` of
+``functional_call`` (:mod:`wslviz.core.module_eval`), REPAIR's layers and BatchNorm folds are read off the traced
+graph (:mod:`wslviz.core.fx_graph`).
 """
 
 from __future__ import annotations
@@ -42,8 +46,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from wslviz.core import fx_graph, module_eval
 from wslviz.core.builtins import BUILTINS, INPUTS
-from wslviz.core.layout import ArchitectureError, FlatLayout, ParamInfo
+from wslviz.core.device import Device
+from wslviz.core.fx_spec import derive
+from wslviz.core.kind import ArchitectureBase, BatchNormFold, RepairLayer
+from wslviz.core.layout import ArchitectureError, ParamInfo
 from wslviz.core.permutation import PermutationSpec
 
 KIND = "module"
@@ -101,7 +109,7 @@ def _layer_type(module: nn.Module) -> str:
     return type(module).__name__.lower()
 
 
-class ModuleArchitecture(FlatLayout):
+class ModuleArchitecture(ArchitectureBase):
     """An ``nn.Module`` architecture with the flat layout of its state dict (see the module docstring).
 
     Build one with :meth:`builtin` (``ModuleArchitecture.builtin("resnet20", depth=8, width=0.25,
@@ -112,13 +120,21 @@ class ModuleArchitecture(FlatLayout):
     kind = KIND
     has_forward = True
 
-    def __init__(self, spec: Mapping[str, Any], allow_code: bool = False, base: str | Path | None = None):
+    def __init__(self, spec: Mapping[str, Any], allow_code: bool = False, base: str | Path | None = None,
+                 module: nn.Module | None = None):
         if not is_module_spec(spec):
             raise ArchitectureError("a module architecture spec needs \"kind\": \"module\"")
         kwargs = dict(spec.get("kwargs") or {})
-        if ("builtin" in spec) == ("factory" in spec):
+        if "instance" in spec:
+            if module is None:
+                raise ArchitectureError(
+                    f"this architecture was made in Python from a module instance ({spec['instance']}), which a "
+                    "spec cannot rebuild: pass the instance again (wv.load_zoo(path, arch=wv.from_module(net, "
+                    "input_shape=...)))")
+            make, defaults = (lambda: module), {}
+        elif ("builtin" in spec) == ("factory" in spec):
             raise ArchitectureError("a module architecture spec names exactly one of 'builtin' and 'factory'")
-        if "builtin" in spec:
+        elif "builtin" in spec:
             name = spec["builtin"]
             if name not in BUILTINS:
                 raise ArchitectureError(f"unknown built-in architecture {name!r}; known: {', '.join(BUILTINS)}")
@@ -139,9 +155,9 @@ class ModuleArchitecture(FlatLayout):
         if self.input_dtype not in ("float", "int"):
             raise ArchitectureError(f"input_dtype must be 'float' or 'int', got {self.input_dtype!r}")
         self.input_high = int(spec.get("input_high", defaults.get("high", 0)))
-        self.spec: dict[str, Any] = {"kind": KIND, **({"builtin": spec["builtin"]} if "builtin" in spec else
-                                                      {"factory": str(spec["factory"])}),
-                                     "kwargs": kwargs, "input_shape": list(self.input_shape)}
+        source = next(k for k in ("instance", "builtin", "factory") if k in spec)
+        self.spec: dict[str, Any] = {"kind": KIND, source: str(spec[source]), "kwargs": kwargs,
+                                     "input_shape": list(self.input_shape)}
         if self.input_dtype == "int":
             self.spec.update(input_dtype="int", input_high=self.input_high)
         try:
@@ -172,9 +188,23 @@ class ModuleArchitecture(FlatLayout):
         return cls({"kind": KIND, "factory": target, "kwargs": kwargs, "input_shape": list(input_shape)},
                    allow_code=True)
 
+    @classmethod
+    def from_module(cls, net: nn.Module, input_shape: list[int] | tuple[int, ...], input_dtype: str = "float",
+                    input_high: int = 0) -> ModuleArchitecture:
+        """The architecture of a module instance ``net`` (not copied: its weights at this moment are the builder's
+        initialisation, :meth:`initial_weights`), taking inputs of ``input_shape`` (one example, no batch axis;
+        ``input_dtype="int"`` with ``input_high`` for token ids)."""
+        if not isinstance(net, nn.Module):
+            raise ArchitectureError(f"from_module takes an nn.Module instance, got {type(net).__name__}")
+        spec: dict[str, Any] = {"kind": KIND, "instance": f"{type(net).__module__}.{type(net).__qualname__}",
+                                "input_shape": list(input_shape), "input_dtype": input_dtype}
+        if input_dtype == "int":
+            spec["input_high"] = int(input_high)
+        return cls(spec, module=net)
+
     @property
     def name(self) -> str:
-        return str(self.spec.get("builtin") or self.spec.get("factory"))
+        return str(self.spec.get("builtin") or self.spec.get("factory") or self.spec.get("instance"))
 
     # ---------------------------------------------------------------- layout
     def _make_layout(self) -> tuple[tuple[ParamInfo, ...], list[dict[str, str]], dict[str, str]]:
@@ -205,15 +235,6 @@ class ModuleArchitecture(FlatLayout):
         if not layout:
             raise ArchitectureError(f"{self.name} has no floating-point parameters or buffers")
         return tuple(layout), layers, aliases
-
-    @property
-    def weight_layers(self) -> list[int]:
-        """Indices (into :attr:`layers`) of the linear and conv layers, in state-dict order."""
-        return [i for i, layer in enumerate(self.layers) if layer["type"] in ("linear", "conv2d", "conv1d")]
-
-    @property
-    def has_batchnorm(self) -> bool:
-        return any(layer["type"] == "batchnorm" for layer in self.layers)
 
     # ---------------------------------------------------------------- modules and vectors
     def build(self, weights: torch.Tensor | None = None) -> nn.Module:
@@ -257,9 +278,26 @@ class ModuleArchitecture(FlatLayout):
     @cached_property
     def perm_spec(self) -> PermutationSpec:
         """The permutation spec derived from the module's ``torch.fx`` graph (:func:`wslviz.core.fx_spec.derive`)."""
-        from wslviz.core.fx_spec import derive
-
         return derive(self)
+
+    # ---------------------------------------------------------------- running (the protocol)
+    def forward(self, weights: torch.Tensor, x: torch.Tensor, capture: set | None = None, train: bool = False,
+                device: Device = None) -> tuple[torch.Tensor, dict]:
+        """See :meth:`ArchitectureBase.forward`; ``capture`` names ``(graph node, axis)`` pairs."""
+        return module_eval.forward(self, weights, x, capture, train, device)
+
+    def chunk_size(self, n_inputs: int, n_models: int) -> int:
+        return module_eval.default_chunk_size(self, n_inputs, n_models)
+
+    def batchnorm_statistics(self, weights: torch.Tensor, x: torch.Tensor, chunk_size: int | None = None,
+                             device: Device = None) -> torch.Tensor:
+        return module_eval.batchnorm_statistics(self, weights, x, chunk_size, device)
+
+    def repair_layers(self) -> list[RepairLayer]:
+        return fx_graph.repair_layers(self)
+
+    def batchnorm_folds(self) -> list[BatchNormFold]:
+        return fx_graph.batchnorm_folds(self)
 
     # ---------------------------------------------------------------- descriptions
     @property

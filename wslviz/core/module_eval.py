@@ -1,6 +1,8 @@
-"""Batched evaluation of module architectures: ``torch.func.functional_call`` under ``torch.vmap``.
+"""The module kind's forward: ``torch.func.functional_call`` under ``torch.vmap``.
 
-B models of one :class:`~wslviz.core.module_arch.ModuleArchitecture` run as one vectorised call: the flat
+Used by :class:`~wslviz.core.module_arch.ModuleArchitecture` (and by the sequential kind on a device other than
+the CPU, through the ``nn.Sequential`` it builds): any architecture holding an ``nn.Module`` as ``.module``. B
+models run as one vectorised call: the flat
 weights ``[B, P]`` are cut into batched state-dict tensors (views), and ``vmap`` maps
 ``functional_call(module, tensors, x)`` over the model axis, the inputs shared (``[N, ...]``) or per model
 (``[B, N, ...]``, for training). BatchNorm runs in eval mode (running statistics) unless ``train=True``,
@@ -48,90 +50,24 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.fx as fx
 from torch import nn
 from torch.func import functional_call, vmap
 
-from wslviz.core.tasks import Task
+from wslviz.core.device import Device, resolve_device
+from wslviz.core.kind import ArchitectureBase, chunks, even_chunk
 
-if TYPE_CHECKING:
-    from wslviz.core.module_arch import ModuleArchitecture
-
-Progress = Callable[[int, int], None] | None
 CHUNK_BYTES = 2**28
 """Activation bytes one chunk of models may hold (all traced intermediate tensors of the forward); 256 MiB, measured
 in the module docstring."""
 
 
-def is_module_arch(arch: Any) -> bool:
-    """Whether ``arch`` is a module architecture (evaluation dispatches on this)."""
-    return getattr(arch, "kind", None) == "module"
-
-
-Device = torch.device | str | None
-
-
-def resolve_device(device: Device) -> torch.device:
-    """``device`` as a ``torch.device`` (None: the CPU); raises ``ValueError`` for a malformed name or a CUDA device
-    that this machine does not have (torch would fail later, deep inside a kernel call)."""
-    if device is None:
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"not a device: {device!r} (use 'cpu', 'cuda' or 'cuda:N')") from e
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"device {device!r} asked, but this machine has no CUDA device (use 'cpu')")
-        if dev.index is not None and dev.index >= count:
-            raise ValueError(f"device {device!r} asked, but this machine has {count} CUDA device(s)")
-    return dev
-
-
-def on_cpu(device: Device) -> bool:
-    """Whether ``device`` (None: the default) is the CPU."""
-    return resolve_device(device).type == "cpu"
-
-
-class SequentialAsModule:
-    """A sequential :class:`~wslviz.core.arch.Architecture` seen as a module architecture (its built
-    ``nn.Sequential``, whose state-dict keys are the layout's names), so that it can run here: on a device
-    other than the CPU, where the sequential evaluator's hand-written CPU kernels do not apply."""
-
-    kind = "module"
-
-    def __init__(self, arch: Any):
-        self.arch = arch
-        self.module = arch.build()
-        self.layout, self.n_params, self.input_shape = arch.layout, arch.n_params, tuple(arch.input_shape)
-        self.has_batchnorm = any(layer["type"] == "batchnorm" for layer in arch.layers)
-        self.output_dim = arch.output_dim
-        self.unflatten, self.describe = arch.unflatten, arch.describe
-
-    def probe_inputs(self, n: int = 256, seed: int = 0) -> torch.Tensor:
-        return torch.randn(n, *self.input_shape, generator=torch.Generator().manual_seed(seed))
-
-    def build(self, weights: torch.Tensor | None = None) -> nn.Module:
-        return self.arch.build(weights)
-
-
-def as_module_arch(arch: Any) -> Any:
-    """``arch`` itself for a module architecture, else its :class:`SequentialAsModule` view (kept on ``arch``)."""
-    if is_module_arch(arch):
-        return arch
-    if "_as_module" not in arch.__dict__:
-        arch.__dict__["_as_module"] = SequentialAsModule(arch)
-    return arch.__dict__["_as_module"]
-
-
 # ---------------------------------------------------------------------------------------------- modules
-def _module(arch: ModuleArchitecture, device: torch.device, train: bool) -> nn.Module:
+def _module(arch: ArchitectureBase, device: torch.device, train: bool) -> nn.Module:
     """The architecture's module on ``device`` in eval (or train) mode; one copy per (device, mode), kept on the
     architecture and never switched between modes (concurrent callers would see each other's mode)."""
     cache = arch.__dict__.setdefault("_module_copies", {})
@@ -142,7 +78,7 @@ def _module(arch: ModuleArchitecture, device: torch.device, train: bool) -> nn.M
 
 
 @lru_cache(maxsize=32)
-def _capture_module(arch: ModuleArchitecture, nodes: tuple[str, ...]) -> fx.GraphModule:
+def _capture_module(arch: ArchitectureBase, nodes: tuple[str, ...]) -> fx.GraphModule:
     """A traced copy of the module that also returns the outputs of the named graph nodes."""
     from wslviz.core.fx_spec import trace
 
@@ -161,7 +97,7 @@ def _capture_module(arch: ModuleArchitecture, nodes: tuple[str, ...]) -> fx.Grap
     return gm.eval()
 
 
-def per_sample_bytes(arch: ModuleArchitecture) -> int:
+def per_sample_bytes(arch: ArchitectureBase) -> int:
     """Float32 bytes of all intermediate tensors of one input through the traced module (no batch axis)."""
     cached = arch.__dict__.get("_per_sample_bytes")
     if cached is not None:
@@ -181,20 +117,18 @@ def per_sample_bytes(arch: ModuleArchitecture) -> int:
     return arch.__dict__["_per_sample_bytes"]
 
 
-def default_chunk_size(arch: ModuleArchitecture, n_inputs: int, n_models: int,
+def default_chunk_size(arch: ArchitectureBase, n_inputs: int, n_models: int,
                        budget_bytes: int = CHUNK_BYTES) -> int:
     """Models per chunk: as many as keep one chunk's activations within ``budget_bytes``, evened out."""
-    chunk = max(1, budget_bytes // max(1, per_sample_bytes(arch) * n_inputs))
-    chunk = min(chunk, max(n_models, 1))
-    return -(-n_models // -(-n_models // chunk)) if n_models else 1
+    return even_chunk(n_models, budget_bytes // max(1, per_sample_bytes(arch) * n_inputs))
 
 
 # ---------------------------------------------------------------------------------------------- calls
-def _tensors(arch: ModuleArchitecture, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+def _tensors(arch: ArchitectureBase, weights: torch.Tensor) -> dict[str, torch.Tensor]:
     return arch.unflatten(weights)
 
 
-def batched_call(arch: ModuleArchitecture, tensors: dict[str, torch.Tensor], x: torch.Tensor,
+def batched_call(arch: ArchitectureBase, tensors: dict[str, torch.Tensor], x: torch.Tensor,
                  train: bool = False, per_model_inputs: bool = False, device: Device = None,
                  capture: tuple[str, ...] = ()) -> Any:
     """``vmap(functional_call)`` of the module over the leading model axis of ``tensors`` (``{name: [B, ...]}``)
@@ -213,7 +147,7 @@ def batched_call(arch: ModuleArchitecture, tensors: dict[str, torch.Tensor], x: 
     return vmap(one, in_dims=in_dims, randomness="different")(tensors, x)
 
 
-def looped_call(arch: ModuleArchitecture, tensors: dict[str, torch.Tensor], x: torch.Tensor, train: bool = False,
+def looped_call(arch: ArchitectureBase, tensors: dict[str, torch.Tensor], x: torch.Tensor, train: bool = False,
                 per_model_inputs: bool = False, device: Device = None,
                 capture: tuple[str, ...] = ()) -> Any:
     """:func:`batched_call` as a Python loop over models (the fallback for modules ``vmap`` cannot run)."""
@@ -227,7 +161,7 @@ def looped_call(arch: ModuleArchitecture, tensors: dict[str, torch.Tensor], x: t
     return torch.stack(outs)
 
 
-def call(arch: ModuleArchitecture, tensors: dict[str, torch.Tensor], x: torch.Tensor, **options: Any) -> Any:
+def call(arch: ArchitectureBase, tensors: dict[str, torch.Tensor], x: torch.Tensor, **options: Any) -> Any:
     """:func:`batched_call`, or :func:`looped_call` for a module ``vmap`` cannot run (remembered per architecture)."""
     if getattr(arch, "_vmap_fails", False):
         return looped_call(arch, tensors, x, **options)
@@ -240,31 +174,12 @@ def call(arch: ModuleArchitecture, tensors: dict[str, torch.Tensor], x: torch.Te
         return looped_call(arch, tensors, x, **options)
 
 
-def task_split(arch: Any, task: Task | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x [N, ...], y [N])`` of ``task``'s ``split``, checked against the architecture's input shape; raises
-    ``ValueError`` for a zoo without a task or inputs of another shape (both evaluators check this way)."""
-    if task is None:
-        raise ValueError("this zoo has no task: attach evaluation data (a .npz with x and y) to evaluate it")
-    x, y = task.split(split)
-    if tuple(x.shape[1:]) != tuple(arch.input_shape):
-        raise ValueError(f"task inputs have shape {list(x.shape[1:])}, the architecture expects "
-                         f"{list(arch.input_shape)}")
-    return x, y
-
-
-def _chunks(n: int, chunk: int) -> list[tuple[int, int]]:
-    return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
-
-
 # ---------------------------------------------------------------------------------------------- public
-def forward(arch: ModuleArchitecture, weights: torch.Tensor, x: torch.Tensor, capture: set | None = None,
-            train: bool = False, dropout: torch.Tensor | None = None, device: Device = None,
-            ) -> tuple[torch.Tensor, dict]:
+def forward(arch: ArchitectureBase, weights: torch.Tensor, x: torch.Tensor, capture: set | None = None,
+            train: bool = False, device: Device = None) -> tuple[torch.Tensor, dict]:
     """Outputs ``[B, N, out]`` of ``weights`` [B, P] on ``x`` ([N, ...] shared or [B, N, ...] per model), and the
     captured activations: for each ``(node, axis)`` in ``capture`` (a group's ``capture``), ``[B, N, C, ...]``
-    with the units on axis 2. Differentiable. ``dropout`` is accepted for the sequential interface: a module's
-    own dropout layers apply their own rates in train mode."""
-    del dropout
+    with the units on axis 2. Differentiable; in train mode the module's own dropout layers apply their rates."""
     per_model = x.dim() == len(arch.input_shape) + 2
     keys = sorted(capture or ())
     nodes = tuple(dict.fromkeys(k[0] for k in keys))
@@ -287,90 +202,7 @@ def forward(arch: ModuleArchitecture, weights: torch.Tensor, x: torch.Tensor, ca
 
 
 @torch.no_grad()
-def model_outputs(arch: ModuleArchitecture, weights: torch.Tensor, x: torch.Tensor, chunk_size: int | None = None,
-                  progress: Progress = None, device: Device = None) -> torch.Tensor:
-    """Outputs ``[B, N, out]`` of B models (``weights`` [B, P] or [P]) on inputs ``x`` [N, ...], in eval mode."""
-    device = resolve_device(device)
-    single = weights.dim() == 1
-    w = weights.unsqueeze(0) if single else weights
-    chunk = chunk_size or default_chunk_size(arch, len(x), len(w))
-    outs = []
-    for start, stop in _chunks(len(w), chunk):
-        outs.append(forward(arch, w[start:stop].float(), x, device=device)[0].cpu())
-        if progress:
-            progress(stop, len(w))
-    out = torch.cat(outs) if outs else torch.zeros(0, len(x), arch.output_dim)
-    return out[0] if single else out
-
-
-@torch.no_grad()
-def evaluate(arch: ModuleArchitecture, task: Task, weights: torch.Tensor, split: str = "test",
-             chunk_size: int | None = None, progress: Progress = None,
-             device: Device = None) -> dict[str, torch.Tensor]:
-    """Loss and accuracy of every model on a task split: ``weights [B, P] -> {"loss": [B], "accuracy": [B]}``
-    (equal to ``load_state_dict`` + forward per model, :func:`evaluate_per_model`, to float tolerance)."""
-    x, y = task_split(arch, task, split)
-    single = weights.dim() == 1
-    w = weights.unsqueeze(0) if single else weights
-    chunk = chunk_size or default_chunk_size(arch, len(x), len(w))
-    dev = resolve_device(device)
-    xd, yd = x.to(dev), y.to(dev)
-    losses, correct = [], []
-    for start, stop in _chunks(len(w), chunk):
-        out = forward(arch, w[start:stop].float(), xd, device=dev)[0]
-        loss, right = task.loss_and_correct(out, yd)
-        losses.append(loss.cpu())
-        correct.append(right.cpu())
-        if progress:
-            progress(stop, len(w))
-    loss = torch.cat(losses) if losses else torch.zeros(0)
-    acc = torch.cat(correct) / len(y) if correct else torch.zeros(0)
-    if task.kind != "classification":
-        acc = torch.full_like(loss, float("nan"))
-    result = {"loss": loss, "accuracy": acc}
-    return {k: v[0] for k, v in result.items()} if single else result
-
-
-@torch.no_grad()
-def evaluate_affine(arch: ModuleArchitecture, task: Task, origin: torch.Tensor, directions: torch.Tensor,
-                    coords: torch.Tensor, split: str = "test", chunk_size: int | None = None,
-                    progress: Progress = None, device: Device = None) -> dict[str, torch.Tensor]:
-    """:func:`evaluate` of the G models ``origin + coords @ directions`` (a line or plane through weight space),
-    built chunk by chunk so that only one chunk of points is ever in memory."""
-    origin, directions = origin.detach().double(), directions.detach().double()
-    coords = torch.as_tensor(coords, dtype=torch.float64)
-    x, _ = task.split(split)
-    chunk = chunk_size or default_chunk_size(arch, len(x), len(coords))
-    parts: dict[str, list[torch.Tensor]] = {"loss": [], "accuracy": []}
-    for start, stop in _chunks(len(coords), chunk):
-        points = (origin + coords[start:stop] @ directions).float()
-        r = evaluate(arch, task, points, split, chunk_size=len(points), device=device)
-        for k in parts:
-            parts[k].append(r[k])
-        if progress:
-            progress(stop, len(coords))
-    return {k: torch.cat(v) if v else torch.zeros(0) for k, v in parts.items()}
-
-
-@torch.no_grad()
-def evaluate_per_model(arch: ModuleArchitecture, task: Task, weights: torch.Tensor, split: str = "test",
-                       device: Device = None) -> dict[str, torch.Tensor]:
-    """Reference implementation: ``arch.build()``, ``load_state_dict`` and forward, one model at a time (on
-    ``device``): ``weights [B, P] -> {"loss": [B], "accuracy": [B]}`` on the CPU."""
-    dev = resolve_device(device)
-    x, y = (t.to(dev) for t in task.split(split))
-    model = arch.build().to(dev)
-    losses, accs = [], []
-    for w in weights:
-        model.load_state_dict(arch.unflatten(w.float().to(dev)), strict=False)
-        out = model(x).reshape(1, len(x), -1)
-        losses.append(task.loss(out, y)[0].cpu())
-        accs.append(task.correct(out, y)[0].cpu() / len(y))
-    return {"loss": torch.stack(losses), "accuracy": torch.stack(accs)}
-
-
-@torch.no_grad()
-def batchnorm_statistics(arch: ModuleArchitecture, weights: torch.Tensor, x: torch.Tensor,
+def batchnorm_statistics(arch: ArchitectureBase, weights: torch.Tensor, x: torch.Tensor,
                          chunk_size: int | None = None, device: Device = None) -> torch.Tensor:
     """``weights`` [B, P] with every BatchNorm's running mean and (unbiased) variance replaced by the statistics
     of its input over ``x`` [N, ...]: one pass of all of ``x`` in train mode with momentum 1, so a running
@@ -396,7 +228,7 @@ def batchnorm_statistics(arch: ModuleArchitecture, weights: torch.Tensor, x: tor
     def one(t: dict[str, torch.Tensor]) -> torch.Tensor:
         return functional_call(module, t, (xd,), tie_weights=True, strict=False)
 
-    for start, stop in _chunks(len(out), chunk):
+    for start, stop in chunks(len(out), chunk):
         tensors = {k: v.to(dev).clone() for k, v in arch.unflatten(out[start:stop]).items()}
         vmap(one, randomness="different")(tensors)  # BatchNorm writes the batch statistics into the tensors
         for p in stats:

@@ -11,29 +11,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 from wslviz.core.layout import ACTIVATIONS, ArchitectureError
 
-if TYPE_CHECKING:
-    from wslviz.core.arch import Architecture
-
 KINDS = ("permutation", "scale", "sign")
-# Elementwise layers and the unit transforms that pass through them unchanged: relu(s*z) = s*relu(z)
-# for s > 0, tanh(-z) = -tanh(z); pooling over space acts per channel (max commutes with s > 0 only).
-_PASSES = {
-    "relu": {"scale"},
-    "leaky_relu": {"scale"},
-    "maxpool2d": {"scale"},
-    "tanh": {"sign"},
-    "sin": {"sign"},
-    "gelu": set(),
-    "sigmoid": set(),
-    "avgpool2d": {"scale", "sign"},
-    "global_avg_pool": {"scale", "sign"},
-    "flatten": {"scale", "sign"},
-    "dropout": {"scale", "sign"},
+PASSES: dict[str, set[str]] = {
+    "relu": {"scale"}, "leaky_relu": {"scale"}, "maxpool2d": {"scale"}, "max_pool2d": {"scale"},
+    "tanh": {"sign"}, "sin": {"sign"}, "neg": {"sign"},
+    "avgpool2d": {"scale", "sign"}, "avg_pool2d": {"scale", "sign"}, "adaptive_avg_pool2d": {"scale", "sign"},
+    "global_avg_pool": {"scale", "sign"}, "flatten": {"scale", "sign"}, "dropout": {"scale", "sign"},
+    "identity": {"scale", "sign"}, "contiguous": {"scale", "sign"}, "clone": {"scale", "sign"},
+    "detach": {"scale", "sign"}, "float": {"scale", "sign"}, "to": {"scale", "sign"},
+    "gelu": set(), "sigmoid": set(), "silu": set(), "elu": set(), "softplus": set(), "exp": set(), "log": set(),
+    "abs": set(), "sqrt": set(), "rsqrt": set(), "square": set(), "cos": set(), "long": set(), "int": set(),
+    "bool": set(), "type_as": set(), "erf": set(),
 }
+"""Elementwise layers and ops (sequential layer types and traced op names alike), and the unit transforms that
+pass through them unchanged: ``relu(s z) = s relu(z)`` for ``s > 0``, ``tanh(-z) = -tanh(z)``; pooling over space
+acts per channel (max commutes with ``s > 0`` only). The one table both spec derivations read."""
 _NONLINEAR = set(ACTIVATIONS) | {"maxpool2d"}
 
 
@@ -152,7 +148,7 @@ class PermutationSpec:
         return total / math.log(10)
 
 
-def sequential_perm_spec(arch: Architecture) -> PermutationSpec:
+def sequential_perm_spec(arch: Any) -> PermutationSpec:
     """Derive the permutation groups of a sequential MLP/CNN.
 
     One group per linear/conv layer except the last (whose outputs are the network's outputs). A group
@@ -171,11 +167,11 @@ def sequential_perm_spec(arch: Architecture) -> PermutationSpec:
     return PermutationSpec(tuple(groups), arch.n_params)
 
 
-def _params_of(arch: Architecture, layer: int) -> dict[str, str]:
+def _params_of(arch: Any, layer: int) -> dict[str, str]:
     return {p.role: p.name for p in arch.layout if p.layer == layer}
 
 
-def _group(arch: Architecture, k: int, nxt: int) -> PermGroup:
+def _group(arch: Any, k: int, nxt: int) -> PermGroup:
     layer = arch.layers[k]
     n = layer.get("out_features", layer.get("out_channels"))
     # the affine map that produces the nonlinearity's input, and the one that undoes a unit scale
@@ -194,12 +190,12 @@ def _group(arch: Architecture, k: int, nxt: int) -> PermGroup:
                 consumer = i
                 if kind == "layernorm":  # LayerNorm mixes units: no per-unit scale passes it
                     kinds.clear()
-        elif kind in _PASSES:
+        elif kind in PASSES:
             if kind == "flatten":
                 before = arch.shapes[i - 1]
                 block = math.prod(before[1:]) if len(before) == 3 else 1
             if consumer == nxt:
-                kinds &= _PASSES[kind]
+                kinds &= PASSES[kind]
             seen_nonlinear = seen_nonlinear or kind in _NONLINEAR
             if kind in ACTIVATIONS and activation is None:
                 activation, capture = kind, i

@@ -1,85 +1,53 @@
-"""The architecture protocol: what every library function and page takes as ``arch``.
+"""The architecture registry: which kinds exist, specs to architectures, and the helpers every caller uses.
 
-A zoo's weights are one float32 matrix ``[n_models, P]``; its *architecture* says how to cut a row into named
-tensors and, where it can, how to run it. Three kinds implement one protocol:
+Every kind implements one protocol, the abstract base :class:`wslviz.core.kind.ArchitectureBase` (exported here
+as :data:`ArchitectureLike`, the type every library function and page takes as ``arch``):
 
 ================  =================================================  ===========================================
 ``kind``          class                                              forward
 ================  =================================================  ===========================================
-``sequential``    :class:`wslviz.core.arch.Architecture`             the fast batched evaluator of specs
-``module``        ``wslviz.core.module_arch.ModuleArchitecture``     an ``nn.Module`` (built-in or a user's
-                                                                     factory), its graph giving the symmetries
+``sequential``    :class:`wslviz.core.arch.Architecture`             its own fast batched kernels on the CPU
+``module``        :class:`wslviz.core.module_arch.ModuleArchitecture` an ``nn.Module`` (built-in, factory or
+                                                                     instance), its graph giving the symmetries
 ``weights-only``  :class:`wslviz.core.weights_only.WeightsOnlyLayout`  none: named tensors in file order
 ================  =================================================  ===========================================
 
-Every kind has (see :class:`ArchitectureLike`): ``kind``; ``layout`` (``ParamInfo`` per tensor, ``layer``
-indexing ``layers``) and ``n_params``; ``layers`` (one dict per layer with at least ``"type"``) and
-``weight_layers``; ``input_shape`` (None when unknown); ``has_forward``; ``assumed`` (``{what: phrase}``, what
-was chosen because a state dict does not record it); ``spec`` (JSON-able, ``"kind"`` in it except for
-sequential specs, which predate kinds), ``to_json()``, ``fingerprint``, ``describe()``; ``unflatten(weights)``
-and ``flatten(state_dict, by_order=False)``; ``perm_spec`` (raises
-:class:`~wslviz.core.permutation.SymmetryError` when no symmetry can be derived) and ``build(weights=None)``
-(raises :class:`~wslviz.core.layout.NoForwardError` without a forward).
-
-Functions that only read weights take any kind. Functions that run the network call :func:`require_forward`
-first, so a weights-only zoo gets one sentence saying what is missing and how to supply it. A kind's
-constructor takes its spec (:func:`from_spec` dispatches on ``spec["kind"]``), so ``zoo.json`` round-trips
-every kind.
+A kind's constructor takes its spec (:func:`from_spec` dispatches on ``spec["kind"]``), so ``zoo.json``
+round-trips every kind. Adding a kind is one module (a subclass of ``ArchitectureBase``) and one line: an entry
+in :data:`KINDS`, or :func:`register_kind` from outside the package.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-from torch import nn
 
 from wslviz.core.arch import infer_architecture
-from wslviz.core.layout import ArchitectureError, NoForwardError, ParamInfo
-from wslviz.core.permutation import PermutationSpec, SymmetryError
+from wslviz.core.kind import ArchitectureBase, require_forward
+from wslviz.core.layout import ArchitectureError, NoForwardError
 from wslviz.core.stacks import find_stacks
 from wslviz.core.weights_only import WeightsOnlyLayout
 
-KINDS: dict[str, str] = {
+ArchitectureLike = ArchitectureBase
+"""The type of ``arch`` everywhere: any kind of architecture (the protocol's abstract base)."""
+
+KINDS: dict[str, str | type[ArchitectureBase]] = {
     "sequential": "wslviz.core.arch:Architecture",
     "module": "wslviz.core.module_arch:ModuleArchitecture",
     "weights-only": "wslviz.core.weights_only:WeightsOnlyLayout",
 }
-"""kind -> ``module:class`` whose constructor takes the spec (imported on first use)."""
+"""kind -> the class whose constructor takes the spec, or ``"module:class"`` (imported on first use)."""
 
 
-class ArchitectureLike(Protocol):
-    """What every architecture kind offers (see the module docstring)."""
-
-    kind: str
-    layout: tuple[ParamInfo, ...]
-    n_params: int
-    layers: list[dict[str, Any]]
-    input_shape: tuple[int, ...] | None
-    has_forward: bool
-    assumed: dict[str, str]
-    spec: dict[str, Any]
-
-    @property
-    def weight_layers(self) -> list[int]: ...
-
-    @property
-    def perm_spec(self) -> PermutationSpec: ...
-
-    @property
-    def fingerprint(self) -> str: ...
-
-    def unflatten(self, weights: torch.Tensor) -> dict[str, torch.Tensor]: ...
-
-    def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False) -> torch.Tensor: ...
-
-    def build(self, weights: torch.Tensor | None = None) -> nn.Module: ...
-
-    def describe(self) -> str: ...
-
-    def to_json(self) -> str: ...
+def register_kind(kind: str, cls: str | type[ArchitectureBase]) -> None:
+    """Make ``kind`` known to :func:`from_spec`: ``cls`` (a subclass of :class:`ArchitectureBase`, or its
+    ``"module:class"`` path) builds an architecture from a spec with ``"kind": kind``."""
+    if isinstance(cls, type) and not issubclass(cls, ArchitectureBase):
+        raise ArchitectureError(f"{cls.__name__} does not implement the architecture protocol (ArchitectureBase)")
+    KINDS[kind] = cls
 
 
 def spec_kind(spec: Mapping[str, Any]) -> str:
@@ -87,27 +55,30 @@ def spec_kind(spec: Mapping[str, Any]) -> str:
     return str(spec.get("kind", "sequential"))
 
 
-def from_spec(spec: Mapping[str, Any], **options: Any) -> ArchitectureLike:
-    """The architecture of a spec of any kind; ``options`` go to the kind's constructor (``allow_code=`` for
-    module factories). Raises :class:`ArchitectureError` for an unknown kind or a bad spec."""
+def from_spec(spec: Mapping[str, Any], allow_code: bool = False, base: Any = None) -> ArchitectureLike:
+    """The architecture of a spec of any kind. Every kind's constructor takes ``(spec, allow_code, base)``:
+    ``allow_code`` lets a module spec run its factory (user code), ``base`` is the folder a relative factory path
+    is resolved against. Raises :class:`ArchitectureError` for an unknown kind or a bad spec."""
     if not isinstance(spec, Mapping):
         raise ArchitectureError(f"an architecture spec is a JSON object, got {type(spec).__name__}")
     kind = spec_kind(spec)
     if kind not in KINDS:
         raise ArchitectureError(f"unknown architecture kind {kind!r}; known: {', '.join(KINDS)}")
-    module, _, name = KINDS[kind].partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        raise ArchitectureError(f"{kind} architectures are not available in this version of wslviz") from None
-    return cls(spec, **options)
+    cls = KINDS[kind]
+    if isinstance(cls, str):
+        module, _, name = cls.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            raise ArchitectureError(f"{kind} architectures are not available in this version of wslviz") from None
+    return cls(spec, allow_code=allow_code, base=base)
 
 
-def as_architecture(arch: Any, **options: Any) -> ArchitectureLike:
-    """The architecture of a spec (a mapping), or ``arch`` itself when it already is one of any kind."""
+def as_architecture(arch: Any, allow_code: bool = False, base: Any = None) -> ArchitectureLike:
+    """The architecture of a spec (a mapping; see :func:`from_spec`), or ``arch`` itself when it already is one."""
     if isinstance(arch, Mapping):
-        return from_spec(arch, **options)
-    if hasattr(arch, "layout") and hasattr(arch, "unflatten"):
+        return from_spec(arch, allow_code=allow_code, base=base)
+    if isinstance(arch, ArchitectureBase):
         return arch
     raise ArchitectureError(f"expected an architecture or its spec, got {type(arch).__name__}")
 
@@ -135,37 +106,33 @@ def infer_layout(state_dict: Mapping[str, torch.Tensor], activation: str | None 
     return WeightsOnlyLayout.from_shapes(shapes, reason=reason, stacks=[s.name for s in found.stacks])
 
 
-def has_forward(arch: Any) -> bool:
-    """Whether ``arch`` can run (an object without the ``has_forward`` attribute is taken to have a forward)."""
-    return bool(getattr(arch, "has_forward", True))
+def has_forward(arch: ArchitectureBase) -> bool:
+    """Whether ``arch`` can run."""
+    return bool(arch.has_forward)
 
 
-def assumed_of(arch: Any) -> dict[str, str]:
+def assumed_of(arch: ArchitectureBase) -> dict[str, str]:
     """What was assumed in making ``arch`` (``{what: phrase}``; empty where nothing was recorded)."""
-    return dict(getattr(arch, "assumed", None) or {})
+    return dict(arch.assumed or {})
 
 
-def require_forward(arch: Any, what: str = "This") -> None:
-    """Raise :class:`NoForwardError` when ``arch`` cannot run (a weights-only layout), with one sentence saying
-    that ``what`` (e.g. ``"Evaluation"``) needs a forward and how to supply one."""
-    if has_forward(arch):
-        return
-    raise NoForwardError(f"{what} needs to run the networks, but this zoo is a weights-only layout "
-                         f"({arch.describe()}) with no forward: state the architecture "
-                         "(wv.load_zoo(path, arch=<spec>), or activation= / input_shape= / stack= where the tensors "
-                         "form sequential stacks; the same on the home page) and attach a task (a .npz with x and "
-                         "y) to run it")
-
-
-def knows_symmetries(arch: Any) -> bool:
+def knows_symmetries(arch: ArchitectureBase) -> bool:
     """Whether the permutation symmetries of ``arch`` can be derived (False for weights-only layouts and
     for sequential specs with a layer the derivation cannot place)."""
-    try:
-        spec = arch.perm_spec
-    except SymmetryError:
-        return False
-    return spec is not None
+    return arch.knows_symmetries
 
 
-__all__ = ["KINDS", "ArchitectureError", "ArchitectureLike", "NoForwardError", "as_architecture", "assumed_of",
-           "from_spec", "has_forward", "infer_layout", "knows_symmetries", "require_forward", "spec_kind"]
+def from_module(net: torch.nn.Module, input_shape: Sequence[int], input_dtype: str = "float",
+                input_high: int = 0) -> ArchitectureBase:
+    """The architecture of an ``nn.Module`` instance you hold (no factory file): its layout, forward and the
+    permutation spec derived from its graph. ``input_shape`` is one example input without the batch axis;
+    ``input_dtype="int"`` with ``input_high`` for token ids. See
+    :meth:`wslviz.core.module_arch.ModuleArchitecture.from_module`."""
+    from wslviz.core.module_arch import ModuleArchitecture
+
+    return ModuleArchitecture.from_module(net, input_shape, input_dtype, input_high)
+
+
+__all__ = ["KINDS", "ArchitectureBase", "ArchitectureError", "ArchitectureLike", "NoForwardError", "as_architecture",
+           "assumed_of", "from_module", "from_spec", "has_forward", "infer_layout", "knows_symmetries",
+           "register_kind", "require_forward", "spec_kind"]

@@ -54,6 +54,10 @@ class Task:
         return tuple(self.x_train.shape[1:])
 
     @property
+    def is_classification(self) -> bool:
+        return self.kind == "classification"
+
+    @property
     def is_2d(self) -> bool:
         return self.input_shape == (2,)
 

@@ -28,7 +28,8 @@ from typing import Any
 
 import torch
 
-from wslviz.core.layout import STATISTICS, ArchitectureError, FlatLayout, NoForwardError, ParamInfo
+from wslviz.core.kind import ArchitectureBase
+from wslviz.core.layout import STATISTICS, ArchitectureError, ParamInfo
 from wslviz.core.permutation import PermutationSpec, SymmetryError
 
 KIND = "weights-only"
@@ -60,7 +61,7 @@ def _module_type(infos: list[tuple[str, tuple[int, ...], str]]) -> str:
     return MODULE_TYPES.get(len(w), "tensor")
 
 
-class WeightsOnlyLayout(FlatLayout):
+class WeightsOnlyLayout(ArchitectureBase):
     """Named tensors in file order, no forward (see the module docstring).
 
     Attributes: ``spec``, ``layout`` (one :class:`ParamInfo` per tensor, ``layer`` indexing ``layers``),
@@ -73,7 +74,8 @@ class WeightsOnlyLayout(FlatLayout):
     has_forward = False
     input_shape = None
 
-    def __init__(self, spec: Mapping[str, Any]):
+    def __init__(self, spec: Mapping[str, Any], allow_code: bool = False, base: Any = None):
+        """``allow_code`` and ``base`` are the protocol's constructor options; a layout runs no code."""
         if not isinstance(spec, Mapping) or spec.get("kind") != KIND or not isinstance(spec.get("tensors"), list):
             raise ArchitectureError('a weights-only spec needs "kind": "weights-only" and a list of "tensors"')
         tensors = []
@@ -130,10 +132,6 @@ class WeightsOnlyLayout(FlatLayout):
                             "units may be permuted is unknown: state the architecture (arch=<spec>, or "
                             "activation= / input_shape= / stack= where the tensors form sequential stacks) to "
                             "derive its symmetries")
-
-    def build(self, weights: torch.Tensor | None = None) -> torch.nn.Module:
-        """Never: raises :class:`NoForwardError` (there is no network to build)."""
-        raise NoForwardError(f"{self.describe()} has no network to build: state the architecture (arch=<spec>)")
 
     def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False) -> torch.Tensor:
         """A state dict with exactly these tensors -> float32 ``[P]`` (integer tensors and

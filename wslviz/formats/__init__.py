@@ -12,11 +12,13 @@ cache that belongs to the zoo (this layer knows nothing of caches).
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 from typing import Any
 
 from wslviz.core.zoo import Zoo
 from wslviz.formats.errors import ZooFormatError
+from wslviz.formats.folder import parse_arch
 from wslviz.formats.native import write
 
 __all__ = ["READERS", "ZooFormatError", "detect_format", "read_zoo", "reader", "save_zoo"]
@@ -61,11 +63,18 @@ def read_zoo(path: str | Path, format: str | None = None, task: Any = None, **op
     What checkpoints do not record can be stated: ``arch`` (an architecture or spec of any kind, JSON text or a
     ``.json`` file), ``activation``, ``input_shape`` (``[C, H, W]``), ``stack`` (one of several stacks in a
     state dict), ``group`` (one of several architectures in a folder); ``task`` (a ``.npz`` path, a task spec
-    or a :class:`~wslviz.core.tasks.Task`) is attached after reading so that the zoo can be evaluated."""
+    or a :class:`~wslviz.core.tasks.Task`) is attached after reading so that the zoo can be evaluated.
+    ``allow_code=True`` lets a module spec with a factory (user code), stated or stored in ``zoo.json``, run."""
     path = Path(path).expanduser()
     if not path.exists():
         raise ZooFormatError(path, "no such file or directory")
-    zoo = reader(format or detect_format(path)).read(path, **options)
+    allow_code = bool(options.pop("allow_code", False))
+    if options.get("arch") is not None:
+        options["arch"] = parse_arch(options["arch"], allow_code=allow_code)
+    module = reader(format or detect_format(path))
+    if "allow_code" in inspect.signature(module.read).parameters:  # readers that build stored specs (never archives)
+        options["allow_code"] = allow_code
+    zoo = module.read(path, **options)
     return zoo if task is None else zoo.with_task(task)
 
 

@@ -158,7 +158,7 @@ def read(path: Path, activation: str | None = None, input_shape: list[int] | Non
         raw = np.load(path / WEIGHTS, mmap_mode="r", allow_pickle=False)
     except Exception as e:  # numpy raises ValueError/OSError/EOFError... for truncated or foreign files
         raise ZooFormatError(path / WEIGHTS, f"not a readable .npy array ({str(e)[:200]})") from None
-    if raw.ndim != 2 or raw.dtype.kind != "f" or raw.shape[0] == 0:
+    if raw.ndim != 2 or not np.issubdtype(raw.dtype, np.floating) or raw.shape[0] == 0:
         raise ZooFormatError(path / WEIGHTS, f"expected a 2-D float array [n_checkpoints, n_params] with at least "
                              f"one row, found {raw.dtype} of shape {list(raw.shape)}")
     layers = parse_layout(path / LAYOUT, raw.shape[1])

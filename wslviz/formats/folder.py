@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from wslviz.core.layout import ArchitectureError
-from wslviz.core.protocol import ArchitectureLike, as_architecture
+from wslviz.core.protocol import ArchitectureBase, ArchitectureLike, as_architecture
 from wslviz.core.zoo import Zoo
 from wslviz.formats._common import CHECKPOINT_SUFFIXES, put_first, read_csv, read_json, require_dir
 from wslviz.formats.errors import ZooFormatError
@@ -75,23 +75,26 @@ def detect(path: Path) -> bool:
     return path.is_dir() and (bool(checkpoint_files(path)) or is_runs(path))
 
 
-def parse_arch(arch: Any) -> ArchitectureLike | None:
-    """An ``arch=`` option as the reader takes it: an architecture, a spec, JSON text, or a ``.json`` file."""
-    if arch is None or hasattr(arch, "layout"):
-        return arch
-    if isinstance(arch, str | Path):
-        text = str(arch).strip()
+def parse_arch(given: Any, allow_code: bool = False) -> ArchitectureLike | None:
+    """An ``arch=`` option as the readers take it: an architecture, a spec, JSON text, or a ``.json`` file (a
+    relative factory path in it is resolved against the file's folder). ``allow_code`` lets a module spec with a
+    factory run it (user code: only when the caller says so)."""
+    if given is None or isinstance(given, ArchitectureBase):
+        return given
+    arch, base = given, None
+    if isinstance(given, str | Path):
+        text = str(given).strip()
         where = Path(text).expanduser() if not text.startswith("{") else None
         if where is not None:
             if not where.is_file():
                 raise ZooFormatError(where, "arch= is neither a JSON spec nor a .json file")
-            text = where.read_text()
+            text, base = where.read_text(), where.parent
         try:
             arch = json.loads(text)
         except json.JSONDecodeError as e:
             raise ZooFormatError(where, f"arch= is not valid JSON ({e})") from None
     try:
-        return as_architecture(arch)
+        return as_architecture(arch, allow_code=allow_code, base=base)
     except (ArchitectureError, KeyError, TypeError, ValueError) as e:
         raise ZooFormatError(None, f"arch= is not a usable architecture: {e}") from None
 

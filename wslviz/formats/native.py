@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
-from wslviz.core.protocol import from_spec
+from wslviz.core.protocol import ArchitectureLike, from_spec
 from wslviz.core.tasks import TaskError, make_task
 from wslviz.core.zoo import Zoo
 from wslviz.formats.errors import ZooFormatError
@@ -79,7 +79,8 @@ def _int_list(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
 
 
-def read(path: Path, check_finite: bool = True, **_: object):
+def read(path: Path, check_finite: bool = True, arch: ArchitectureLike | None = None, allow_code: bool = False,
+         **_: object):
     path = Path(path)
     for name in FILES:
         if not (path / name).is_file():
@@ -96,8 +97,8 @@ def read(path: Path, check_finite: bool = True, **_: object):
         raise ZooFormatError(path / "zoo.json", f"'version' must be a number, got {version!r}")
     if version > VERSION:
         raise ZooFormatError(path / "zoo.json", f"version {info.get('version')} is newer than this wslviz reads")
-    try:
-        arch = from_spec(info["architecture"])
+    try:  # a stated architecture (e.g. wv.from_module of the network a zoo.json cannot rebuild) wins
+        arch = arch if arch is not None else from_spec(info["architecture"], allow_code=allow_code, base=path)
     except (KeyError, TypeError, ValueError, OverflowError) as e:  # ArchitectureError is a ValueError
         raise ZooFormatError(path / "zoo.json", f"bad architecture: {e}") from None
     task = None

@@ -198,9 +198,10 @@ def _check_member(archive: Path, name: str) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
-def _members(archive: Path, kind: str) -> Iterator[tuple[PurePosixPath, bool, IO[bytes] | None]]:
-    """Yield (relative path, is_dir, stream) per member, refusing links, devices and bad paths."""
-    if kind == "zip":
+def _members(archive: Path, container: str) -> Iterator[tuple[PurePosixPath, bool, IO[bytes] | None]]:
+    """Yield (relative path, is_dir, stream) per member of a ``"zip"`` or tar ``container``, refusing links, devices
+    and bad paths."""
+    if container == "zip":
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
                 rel = _check_member(archive, info.filename)

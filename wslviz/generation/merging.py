@@ -37,36 +37,27 @@ endpoints. The layout-only methods (averages, SLERP, task vectors, TIES, DARE) w
 with a layout, weights-only layouts included; alignment needs the architecture's permutation spec and
 soups, Fisher and activation matching need a forward, so on a weights-only layout they refuse with one
 sentence naming what is missing. Every method runs on module architectures (ResNets with BatchNorm,
-transformers; tests/test_merging.py), where REPAIR is :func:`wslviz.understand.repair.repair` and so
-merges two models.
+transformers; tests/test_merging.py), where REPAIR is :func:`wslviz.understand.repair.repair_to`, as for every
+other kind of network.
 
-Helpers for the Merge page: :func:`task_accuracies` (accuracy per task), :func:`ensemble_accuracies`,
-:func:`task_vector_similarity`, :func:`sign_conflicts` (TIES) and :func:`merge_sweep` (a curve over
-``lam`` or ``t``).
-
-This module is long because every merge method shares one dispatch, one float64 arithmetic convention and
-one set of zoo-level helpers (:func:`merge_rows`, :func:`merge_report`); split apart, each method would
-repeat them.
+What the Merge page computes around these methods (accuracy per task, sweeps, zoo-level rows and reports) is
+in :mod:`wslviz.generation.merge_lab`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
-from wslviz.core.arch import Architecture
-from wslviz.core.batched import forward
-from wslviz.core.evaluation import evaluate, model_outputs
-from wslviz.core.module_eval import is_module_arch
-from wslviz.core.protocol import require_forward
-from wslviz.core.tasks import Task, make_task, validation_split
-from wslviz.core.zoo import Zoo
+from wslviz.core.evaluation import evaluate, forward
+from wslviz.core.kind import require_forward
+from wslviz.core.protocol import ArchitectureLike
+from wslviz.core.tasks import Task, validation_split
 from wslviz.understand import repair as statistics
-from wslviz.understand.align import align_to_average, align_zoo, reset_batchnorm
+from wslviz.understand.align import align_to_average, align_zoo
 from wslviz.understand.symmetry import KINDS, as_batch
 
 Progress = Callable[[int, int], None] | None
@@ -90,7 +81,7 @@ NEEDS_TASK = ("soup", "fisher")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _batch(arch: Architecture, weights: torch.Tensor, least: int = 1) -> torch.Tensor:
+def _batch(arch: ArchitectureLike, weights: torch.Tensor, least: int = 1) -> torch.Tensor:
     w, _ = as_batch(weights, arch)
     if len(w) < least:
         raise ValueError(f"merging needs at least {least} model(s), got {len(w)}")
@@ -109,14 +100,10 @@ def _coefficients(coefficients: Sequence[float] | torch.Tensor | None, k: int) -
     return c / c.sum()
 
 
-def _has_batchnorm(arch: Architecture) -> bool:
-    return any(p.role == "running_mean" for p in arch.layout)
-
-
-def _finish(arch: Architecture, merged: torch.Tensor, task: Task | None) -> torch.Tensor:
+def _finish(arch: ArchitectureLike, merged: torch.Tensor, task: Task | None) -> torch.Tensor:
     """float32, with BatchNorm statistics recomputed on ``task`` (averaged statistics describe no model)."""
     merged = merged.float()
-    return reset_batchnorm(arch, merged, task) if _has_batchnorm(arch) else merged
+    return statistics.reset_batchnorm(arch, merged, task)
 
 
 def _mean(weights: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
@@ -141,13 +128,13 @@ def _base(base: torch.Tensor | None, method: str) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- averages
-def average(arch: Architecture, weights: torch.Tensor, task: Task | None = None) -> torch.Tensor:
+def average(arch: ArchitectureLike, weights: torch.Tensor, task: Task | None = None) -> torch.Tensor:
     """The uniform average of ``weights`` [K, P] -> ``[P]`` (a uniform soup, Wortsman et al. 2022)."""
     w = _batch(arch, weights)
     return _finish(arch, w.double().mean(0), task)
 
 
-def weighted_average(arch: Architecture, weights: torch.Tensor,
+def weighted_average(arch: ArchitectureLike, weights: torch.Tensor,
                      coefficients: Sequence[float] | torch.Tensor | None = None,
                      task: Task | None = None) -> torch.Tensor:
     """``sum_k c_k w_k`` with ``coefficients`` normalised to sum 1 (uniform when None) -> ``[P]``."""
@@ -155,7 +142,7 @@ def weighted_average(arch: Architecture, weights: torch.Tensor,
     return _finish(arch, _mean(w, _coefficients(coefficients, len(w))), task)
 
 
-def slerp(arch: Architecture, weights: torch.Tensor, t: float = 0.5, eps: float = 1e-8,
+def slerp(arch: ArchitectureLike, weights: torch.Tensor, t: float = 0.5, eps: float = 1e-8,
           task: Task | None = None) -> torch.Tensor:
     """Spherical linear interpolation between two models ``weights`` [2, P], tensor by tensor.
 
@@ -183,7 +170,7 @@ def slerp(arch: Architecture, weights: torch.Tensor, t: float = 0.5, eps: float 
 
 
 # ---------------------------------------------------------------------------------------------- task vectors
-def task_arithmetic(arch: Architecture, weights: torch.Tensor, base: torch.Tensor, lam: float = 1.0,
+def task_arithmetic(arch: ArchitectureLike, weights: torch.Tensor, base: torch.Tensor, lam: float = 1.0,
                     task: Task | None = None) -> torch.Tensor:
     """``base + lam * sum_i (w_i - base)`` (Ilharco et al., ICLR 2023) -> ``[P]``.
 
@@ -194,7 +181,8 @@ def task_arithmetic(arch: Architecture, weights: torch.Tensor, base: torch.Tenso
     return _apply(arch, base, lam, task_vectors(base, w).sum(0), task)
 
 
-def _apply(arch: Architecture, base: torch.Tensor, lam: float, vector: torch.Tensor, task: Task | None) -> torch.Tensor:
+def _apply(arch: ArchitectureLike, base: torch.Tensor, lam: float, vector: torch.Tensor,
+           task: Task | None) -> torch.Tensor:
     """``base + lam * vector`` (exactly ``base`` for ``lam = 0`` and a finite vector)."""
     return _finish(arch, base.double() + lam * vector, task)
 
@@ -226,7 +214,7 @@ def ties_vector(vectors: torch.Tensor, density: float = 0.2) -> torch.Tensor:
     return torch.where(count > 0, total / count.clamp_min(1), torch.zeros((), dtype=trimmed.dtype))
 
 
-def ties(arch: Architecture, weights: torch.Tensor, base: torch.Tensor, density: float = 0.2, lam: float = 1.0,
+def ties(arch: ArchitectureLike, weights: torch.Tensor, base: torch.Tensor, density: float = 0.2, lam: float = 1.0,
          task: Task | None = None) -> torch.Tensor:
     """TIES merging (Yadav et al., NeurIPS 2023): ``base + lam * ties_vector(task vectors, density)`` -> ``[P]``.
 
@@ -250,7 +238,7 @@ def dare_vectors(vectors: torch.Tensor, drop: float, seed: int = 0) -> torch.Ten
     return torch.where(keep, vectors / (1 - drop), torch.zeros((), dtype=vectors.dtype))
 
 
-def dare(arch: Architecture, weights: torch.Tensor, base: torch.Tensor, drop: float = 0.5, lam: float = 1.0,
+def dare(arch: ArchitectureLike, weights: torch.Tensor, base: torch.Tensor, drop: float = 0.5, lam: float = 1.0,
          combine: str = "task_arithmetic", density: float = 1.0, seed: int = 0,
          task: Task | None = None) -> torch.Tensor:
     """DARE merging (Yu et al., ICML 2024): :func:`dare_vectors`, then combined by task arithmetic
@@ -266,7 +254,7 @@ def dare(arch: Architecture, weights: torch.Tensor, base: torch.Tensor, drop: fl
 
 
 # ---------------------------------------------------------------------------------------------- data-driven
-def greedy_soup(arch: Architecture, weights: torch.Tensor, task: Task, holdout: float = 0.2,
+def greedy_soup(arch: ArchitectureLike, weights: torch.Tensor, task: Task, holdout: float = 0.2,
                 validation: Task | None = None) -> tuple[torch.Tensor, list[int]]:
     """Greedy model soup (Wortsman et al., ICML 2022, Recipe 1) -> ``(merged [P], ingredients)``.
 
@@ -288,7 +276,7 @@ def greedy_soup(arch: Architecture, weights: torch.Tensor, task: Task, holdout: 
     return _finish(arch, w[torch.as_tensor(soup)].double().mean(0), task), soup
 
 
-def diagonal_fisher(arch: Architecture, weights: torch.Tensor, tasks: Task | Sequence[Task], n_samples: int = 128,
+def diagonal_fisher(arch: ArchitectureLike, weights: torch.Tensor, tasks: Task | Sequence[Task], n_samples: int = 128,
                     seed: int = 0, chunk_examples: int = 2048) -> torch.Tensor:
     """Diagonal Fisher information ``[K, P]`` of each model (``weights`` [K, P] or [P]) on ``n_samples``
     training inputs of its task (``tasks``: one per model, or one for all):
@@ -302,7 +290,7 @@ def diagonal_fisher(arch: Architecture, weights: torch.Tensor, tasks: Task | Seq
     tasks = [tasks] * len(w) if isinstance(tasks, Task) else list(tasks)
     if len(tasks) != len(w):
         raise ValueError(f"{len(w)} models but {len(tasks)} tasks")
-    if any(t.kind != "classification" for t in tasks):
+    if not all(t.is_classification for t in tasks):
         raise ValueError("the Fisher of a classifier needs classification tasks")
     xs = []
     for t in tasks:
@@ -326,7 +314,7 @@ def diagonal_fisher(arch: Architecture, weights: torch.Tensor, tasks: Task | Seq
     return fisher / n
 
 
-def fisher_merge(arch: Architecture, weights: torch.Tensor, tasks: Task | Sequence[Task],
+def fisher_merge(arch: ArchitectureLike, weights: torch.Tensor, tasks: Task | Sequence[Task],
                  coefficients: Sequence[float] | None = None, n_samples: int = 128, floor: float = 1e-6,
                  seed: int = 0) -> torch.Tensor:
     """Fisher-weighted averaging (Matena & Raffel, NeurIPS 2022): per parameter
@@ -342,58 +330,23 @@ def fisher_merge(arch: Architecture, weights: torch.Tensor, tasks: Task | Sequen
 
 
 # ---------------------------------------------------------------------------------------------- alignment
-def repair(arch: Architecture, merged: torch.Tensor, aligned: torch.Tensor, task: Task,
+def repair(arch: ArchitectureLike, merged: torch.Tensor, aligned: torch.Tensor, task: Task,
            coefficients: Sequence[float] | torch.Tensor | None = None, n_samples: int = 512,
            seed: int = 0) -> torch.Tensor:
-    """REPAIR (Jordan et al., ICLR 2023): give every hidden unit of ``merged`` [P] the mean and standard
-    deviation (over ``n_samples`` training inputs and positions) that the ``aligned`` inputs [K, P] have
-    there, averaged with ``coefficients`` -> ``[P]``.
-
-    Units are the outputs of each linear/conv layer that a permutation group covers, before the
-    activation; layer by layer in order, the layer's weights and bias are rescaled by
-    ``std_target / std_merged`` and its bias shifted so the mean is the target (the affine map the paper's
-    inserted normalisation layer would fold into the layer). Architectures with BatchNorm get their
-    statistics reset instead (the paper's variant for BatchNorm networks).
-
-    A module architecture (ResNet, transformer) is corrected by :func:`wslviz.understand.repair.repair`,
-    which interpolates the statistics of two endpoints (with BatchNorm: the reset, then every BatchNorm
-    output corrected), so there ``aligned`` must hold two models.
+    """REPAIR (Jordan et al., ICLR 2023) of ``merged`` [P], the ``coefficients`` average of the ``aligned``
+    inputs [K, P]: every corrected layer's output channels get the mean and standard deviation (over
+    ``n_samples`` training inputs drawn with ``seed``, and positions) that the inputs have there, averaged with
+    the same coefficients -> ``[P]``. The layers are the architecture's (``arch.repair_layers()``: without
+    BatchNorm the hidden linear/conv layers, with BatchNorm the statistics reset and then every BatchNorm's
+    output); :func:`wslviz.understand.repair.repair_to` does the work for every kind of network.
     """
     c = _coefficients(coefficients, len(aligned))
-    if is_module_arch(arch):
-        if len(aligned) != 2:
-            raise ValueError(f"REPAIR on a module architecture corrects the merge of two models, got {len(aligned)}: "
-                             "pick two, or use correction='reset'")
-        return statistics.repair(arch, aligned[0], aligned[1], merged.float().unsqueeze(0), c[1:], task)[0]
-    if _has_batchnorm(arch):
-        return reset_batchnorm(arch, merged.float(), task)
     gen = torch.Generator().manual_seed(seed)
     x = task.x_train[torch.randperm(len(task.x_train), generator=gen)[:n_samples]]
-    layers = sorted({g.layer for g in arch.perm_spec.groups})
-
-    def stats(weights: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per model and unit of ``layer``'s output: mean and std over inputs and positions ``[B, C]``."""
-        with torch.no_grad():
-            h = forward(arch, weights.float(), x, capture={layer})[1][layer].double()  # [B, N, C, (H, W)]
-        h = h.movedim(2, 1).reshape(h.shape[0], h.shape[2], -1)
-        return h.mean(-1), h.std(-1, unbiased=False)
-
-    targets = {layer: tuple(c @ s for s in stats(aligned, layer)) for layer in layers}
-    out = merged.double().clone()
-    for layer in layers:
-        target_mu, target_sd = targets[layer]
-        mu_m, sd_m = (s[0] for s in stats(out.unsqueeze(0), layer))
-        scale = torch.where(sd_m > 1e-12, target_sd / sd_m.clamp_min(1e-12), torch.ones_like(sd_m))
-        weight = next(p for p in arch.layout if p.layer == layer and p.role == "weight")
-        rows = out[weight.slice].view(weight.shape[0], -1)
-        out[weight.slice] = (rows * scale[:, None]).reshape(-1)
-        bias = next((p for p in arch.layout if p.layer == layer and p.role == "bias"), None)
-        if bias is not None:
-            out[bias.slice] = (out[bias.slice] - mu_m) * scale + target_mu
-    return out.float()
+    return statistics.repair_to(arch, aligned.float(), merged.float().unsqueeze(0), c.unsqueeze(0), x)[0]
 
 
-def aligned_average(arch: Architecture, weights: torch.Tensor, reference: torch.Tensor | None = None,
+def aligned_average(arch: ArchitectureLike, weights: torch.Tensor, reference: torch.Tensor | None = None,
                     task: Task | None = None, kinds: Iterable[str] = KINDS, matching: str = "weight",
                     correction: str = "reset", coefficients: Sequence[float] | torch.Tensor | None = None,
                     seed: int = 0, progress: Progress = None) -> torch.Tensor:
@@ -429,7 +382,7 @@ def aligned_average(arch: Architecture, weights: torch.Tensor, reference: torch.
     raise ValueError(f"correction must be 'reset', 'repair' or 'none', got {correction!r}")
 
 
-def fedavg(arch: Architecture, weights: torch.Tensor, n_examples: Sequence[int] | None = None,
+def fedavg(arch: ArchitectureLike, weights: torch.Tensor, n_examples: Sequence[int] | None = None,
            task: Task | None = None) -> torch.Tensor:
     """FedAvg's aggregation (McMahan et al., AISTATS 2017): client models ``[K, P]`` averaged with weights
     proportional to ``n_examples`` (uniform when None) -> ``[P]``."""
@@ -437,7 +390,7 @@ def fedavg(arch: Architecture, weights: torch.Tensor, n_examples: Sequence[int] 
     return _finish(arch, _mean(w, _coefficients(n_examples, len(w))), task)
 
 
-def aligned_fedavg(arch: Architecture, weights: torch.Tensor, n_examples: Sequence[int] | None = None,
+def aligned_fedavg(arch: ArchitectureLike, weights: torch.Tensor, n_examples: Sequence[int] | None = None,
                    task: Task | None = None, kinds: Iterable[str] = KINDS, seed: int = 0,
                    progress: Progress = None) -> torch.Tensor:
     """FedAvg after alignment: clients re-expressed in the basis of their running average by weight
@@ -449,7 +402,7 @@ def aligned_fedavg(arch: Architecture, weights: torch.Tensor, n_examples: Sequen
 
 # ---------------------------------------------------------------------------------------------- dispatch
 def merge(
-    arch: Architecture,
+    arch: ArchitectureLike,
     weights: torch.Tensor,
     reference: torch.Tensor | None = None,
     task: Task | Sequence[Task] | None = None,
@@ -497,173 +450,3 @@ def merge(
     if method == "aligned_fedavg":
         return aligned_fedavg(arch, weights, task=single, kinds=kinds, **options)
     raise ValueError(f"unknown merge method {method!r}; known: {', '.join(METHODS)}")
-
-
-# ---------------------------------------------------------------------------------------------- analysis
-def zoo_tasks(zoo: Zoo) -> dict[str, Task]:
-    """The tasks a zoo's models are about, by name: one per digits variant when the zoo's task lists several
-    (``digits-finetunes``), else the zoo's task alone."""
-    if zoo.task is None:
-        return {}
-    variants = zoo.task.spec.get("variant")
-    if isinstance(variants, list | tuple) and len(variants) > 1:
-        return {v: make_task({**zoo.task.spec, "variant": v}) for v in variants}
-    return {zoo.task.name: zoo.task}
-
-
-def task_accuracies(arch: Architecture, tasks: Mapping[str, Task], weights: torch.Tensor,
-                    split: str = "test") -> pd.DataFrame:
-    """Accuracy of every model (``weights`` [B, P]) on every task: one row per model, one column per task,
-    and ``average`` (the mean over the tasks)."""
-    w = weights.unsqueeze(0) if weights.dim() == 1 else weights
-    df = pd.DataFrame({name: evaluate(arch, t, w, split=split)["accuracy"].numpy().astype(float)
-                       for name, t in tasks.items()})
-    df["average"] = df.mean(axis=1)
-    return df
-
-
-def ensemble_accuracies(arch: Architecture, tasks: Mapping[str, Task], weights: torch.Tensor,
-                        split: str = "test") -> pd.Series:
-    """Accuracy per task (and ``average``) of the ensemble of ``weights`` [K, P]: the class with the highest
-    mean softmax probability over the K models. The usual upper reference for a merge, at K times the cost."""
-    out = {}
-    for name, t in tasks.items():
-        x, y = t.split(split)
-        prob = torch.softmax(model_outputs(arch, weights, x), -1).mean(0)
-        out[name] = float((prob.argmax(-1) == y).double().mean())
-    s = pd.Series(out)
-    s["average"] = s.mean()
-    return s
-
-
-def task_vector_similarity(base: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
-    """Cosine similarities ``[K, K]`` between the task vectors ``w_i - base`` (Ilharco et al. 2023, Fig. 4):
-    near 0 means the fine-tunes changed different things; a zero vector has similarity 0 with every vector."""
-    v = task_vectors(base, weights)
-    n = v.norm(dim=1)
-    v = v / torch.where(n > 0, n, 1.0)[:, None]
-    return (v @ v.T).numpy()
-
-
-def sign_conflicts(arch: Architecture, base: torch.Tensor, weights: torch.Tensor,
-                   density: float = 0.2) -> pd.DataFrame:
-    """Per tensor of the layout, the share of parameters where the trimmed task vectors (TIES step 1) that
-    are not zero disagree in sign (Yadav et al. 2023, Sec. 3: the interference TIES resolves by electing a
-    sign). Columns ``tensor``, ``n_params``, ``conflict_share``, ``active_share`` (at least one non-zero)."""
-    trimmed = trim(task_vectors(base, weights), density)
-    pos, neg = (trimmed > 0).any(0), (trimmed < 0).any(0)
-    rows = []
-    for p in arch.layout:
-        if not p.trainable:
-            continue
-        s = p.slice
-        rows.append({"tensor": p.name, "n_params": p.numel, "conflict_share": float((pos[s] & neg[s]).double().mean()),
-                     "active_share": float((pos[s] | neg[s]).double().mean())})
-    return pd.DataFrame(rows)
-
-
-SWEEPS = {"task_arithmetic": "lam", "ties": "lam", "dare": "lam", "weighted": "t", "slerp": "t", "aligned": "t"}
-"""Methods with a one-parameter curve, and that parameter: ``lam`` scales task vectors; ``t`` moves from the
-first model (0) to the second (1) of two."""
-
-
-def merge_sweep(arch: Architecture, tasks: Mapping[str, Task], weights: torch.Tensor, method: str,
-                values: Sequence[float], base: torch.Tensor | None = None, progress: Progress = None,
-                **options: Any) -> pd.DataFrame:
-    """Accuracy per task along a one-parameter family of merges: ``lam`` for task arithmetic / TIES / DARE,
-    ``t`` for two-model interpolation (``weighted`` = linear, ``slerp``, ``aligned`` = linear after weight
-    matching the second model to the first). One row per value: the parameter, each task, ``average``."""
-    if method not in SWEEPS:
-        raise ValueError(f"no sweep for {method!r}; sweeps exist for {', '.join(SWEEPS)}")
-    w = _batch(arch, weights)
-    if SWEEPS[method] == "t" and len(w) != 2:
-        raise ValueError("a sweep over t interpolates exactly two models")
-    single = next(iter(tasks.values()), None)
-    if method == "aligned":
-        w = torch.stack([w[0], align_zoo(arch, w[1:], w[0])[0]])
-    merged = []
-    for i, v in enumerate(values):
-        if method == "slerp":
-            merged.append(slerp(arch, w, float(v), task=single))
-        elif SWEEPS[method] == "t":  # linear; t outside [0, 1] extrapolates
-            merged.append(_finish(arch, (1 - float(v)) * w[0].double() + float(v) * w[1].double(), single))
-        else:
-            merged.append(merge(arch, w, method=method, base=base, task=single, lam=float(v), **options))
-        if progress:
-            progress(i + 1, len(values))
-    df = task_accuracies(arch, tasks, torch.stack(merged))
-    df.insert(0, SWEEPS[method], np.asarray(values, dtype=float))
-    return df
-
-
-# ---------------------------------------------------------------------------------------------- zoo level
-def default_merge_rows(zoo: Zoo) -> tuple[list[int], int | None]:
-    """Rows to merge and the base row when the user has not picked any: a fine-tuning zoo's final fine-tunes
-    and its base (``role`` column); a federated zoo's clients after the last round (``round`` column), with
-    their common start as base; else the four most accurate final checkpoints, no base."""
-    meta, final = zoo.metadata, zoo.final_index()
-    if "role" in meta:
-        roles = meta["role"].to_numpy()[final]
-        base = final[roles == "base"]
-        return [int(r) for r in final[roles != "base"]], int(base[0]) if len(base) else None
-    if "round" in meta:
-        start = np.flatnonzero(meta["round"].to_numpy() == 0)
-        return [int(r) for r in final], int(start[0]) if len(start) else None
-    acc = meta["test_acc"].to_numpy(float)[final] if "test_acc" in meta else np.zeros(len(final))
-    return [int(r) for r in final[np.argsort(-acc, kind="stable")][:4]], None
-
-
-def model_tasks(zoo: Zoo, rows: Sequence[int]) -> list[Task]:
-    """Each row's own task: the digits variant it was fine-tuned on (``task`` column of a fine-tuning zoo),
-    else the zoo's task (what Fisher merging computes each model's Fisher on)."""
-    tasks = zoo_tasks(zoo)
-    if "task" in zoo.metadata:
-        names = zoo.metadata["task"].to_numpy()[np.asarray(rows, dtype=int)]
-        return [tasks.get(str(n), zoo.task) for n in names]
-    return [zoo.task] * len(rows)
-
-
-def merge_rows(zoo: Zoo, rows: Sequence[int], method: str = "aligned", base_row: int | None = None,
-               progress: Progress = None, **options: Any) -> torch.Tensor:
-    """:func:`merge` of the zoo's ``rows`` by ``method`` -> ``[P]``, filling in what the method needs from the
-    zoo: ``base`` from ``base_row``, each model's own task for ``fisher`` (:func:`model_tasks`), the
-    clients' ``n_examples`` column for the FedAvg methods, the zoo's task for everything else."""
-    w = zoo.weights[torch.as_tensor(np.asarray(rows, dtype=int))].float()
-    if method in NEEDS_BASE:
-        if base_row is None:
-            raise ValueError(f"{METHODS[method]} needs a base model: pick the row the others were fine-tuned from")
-        options["base"] = zoo.weights[int(base_row)].float()
-    if method in ("fedavg", "aligned_fedavg") and "n_examples" in zoo.metadata:
-        options.setdefault("n_examples", zoo.metadata["n_examples"].to_numpy(float)[np.asarray(rows, dtype=int)])
-    if method in ("aligned", "aligned_fedavg"):
-        options["progress"] = progress
-    task = model_tasks(zoo, rows) if method == "fisher" else zoo.task
-    return merge(zoo.arch, w, task=task, method=method, **options)
-
-
-def merge_report(zoo: Zoo, rows: Sequence[int], merged: torch.Tensor, base_row: int | None = None) -> dict[str, Any]:
-    """Everything the Merge page shows about one merge of the zoo's ``rows``:
-
-    ``accuracy``: a DataFrame, one row per model (``merged``, the ``ensemble`` of the inputs, the ``base``
-    if any, each input as ``#<r>`` as the app labels checkpoint rows) with a column per task of
-    :func:`zoo_tasks` and ``average``;
-    ``best_input``: the inputs' best average; ``similarity`` (task-vector cosines, with a base) and
-    ``conflicts`` (:func:`sign_conflicts` at TIES' default density, with a base), else None.
-    """
-    tasks = zoo_tasks(zoo)
-    idx = torch.as_tensor(np.asarray(rows, dtype=int))
-    w = zoo.weights[idx].float()
-    labels = ["merged"] + ([f"base (#{base_row})"] if base_row is not None else []) + [f"#{r}" for r in rows]
-    stack = [merged.unsqueeze(0)] + ([zoo.weights[int(base_row)].float().unsqueeze(0)] if base_row is not None
-                                     else []) + [w]
-    acc = task_accuracies(zoo.arch, tasks, torch.cat(stack))
-    ens = ensemble_accuracies(zoo.arch, tasks, w)
-    acc = pd.concat([acc.iloc[:1], ens.to_frame().T, acc.iloc[1:]], ignore_index=True)
-    acc.insert(0, "model", [labels[0], "ensemble of the inputs", *labels[1:]])
-    out: dict[str, Any] = {"accuracy": acc, "best_input": float(acc["average"].iloc[-len(rows):].max()),
-                           "similarity": None, "conflicts": None}
-    if base_row is not None:
-        base = zoo.weights[int(base_row)].float()
-        out["similarity"] = task_vector_similarity(base, w)
-        out["conflicts"] = sign_conflicts(zoo.arch, base, w)
-    return out

@@ -56,7 +56,7 @@ class NoveltyIndex:
         self.aligned_ = align_rows(self.zoo, self.rows, self.reference, True, progress)
         task = self.zoo.task
         self.predictions_ = None
-        if task is not None and task.kind == "classification":
+        if task is not None and task.is_classification:
             w = self.zoo.weights[torch.as_tensor(self.rows)].float()
             self.predictions_ = model_outputs(self.zoo.arch, w, task.x_test).argmax(-1)  # [Z, N_test]
             self.errors_ = self.predictions_ != task.y_test.view(1, -1)

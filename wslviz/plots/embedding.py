@@ -32,7 +32,7 @@ def _hover(meta: pd.DataFrame, rows: np.ndarray, extra: Sequence[str]) -> tuple[
     custom = np.column_stack([rows] + [meta[c].iloc[rows].to_numpy(dtype=object) for c in cols])
     lines = ["#%{customdata[0]}"]
     for i, c in enumerate(cols, start=1):
-        fmt = ":.4g" if is_numeric(meta[c]) and meta[c].dtype.kind == "f" else ""
+        fmt = ":.4g" if is_numeric(meta[c]) and pd.api.types.is_float_dtype(meta[c]) else ""
         lines.append(f"{c} = %{{customdata[{i}]{fmt}}}")
     return custom, "<br>".join(lines) + "<extra></extra>"
 
@@ -41,7 +41,7 @@ def is_integer_column(values: pd.Series) -> bool:
     """A numeric column holding whole numbers only (epochs, seeds, widths): integer ticks wherever drawn."""
     v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
     v = v[np.isfinite(v)]
-    return bool(len(v)) and values.dtype.kind != "b" and bool(np.all(v == np.round(v)))
+    return bool(len(v)) and not pd.api.types.is_bool_dtype(values) and bool(np.all(v == np.round(v)))
 
 
 def unit_scale(values: pd.Series) -> np.ndarray:

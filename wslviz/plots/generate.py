@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from wslviz.core.arch import Architecture
+from wslviz.core.protocol import ArchitectureLike
 from wslviz.plots import style
 from wslviz.plots.zoo import singular_values
 
@@ -137,7 +137,7 @@ def _sets_layout(fig: go.Figure, title: str, rows: int) -> go.Figure:
                              legend={"orientation": "h", "x": 0.0, "y": -80 / (280 * rows), "yanchor": "top"})
 
 
-def weight_distributions(arch: Architecture, sets: Mapping[str, torch.Tensor], bins: int = 50,
+def weight_distributions(arch: ArchitectureLike, sets: Mapping[str, torch.Tensor], bins: int = 50,
                          max_panels: int = 9) -> go.Figure:
     """Per weight matrix (the first ``max_panels``), the density of its values pooled over every model of each
     set (``sets``: name -> weights [k, P], e.g. the zoo's final checkpoints and one generator's models),
@@ -168,7 +168,7 @@ def weight_distributions(arch: Architecture, sets: Mapping[str, torch.Tensor], b
     return _sets_layout(fig, "Weight distributions: generated vs zoo", rows)
 
 
-def spectra_by_set(arch: Architecture, sets: Mapping[str, torch.Tensor], max_panels: int = 9) -> go.Figure:
+def spectra_by_set(arch: ArchitectureLike, sets: Mapping[str, torch.Tensor], max_panels: int = 9) -> go.Figure:
     """Per weight matrix (the first ``max_panels``), the singular values (largest first, log scale) of each set of
     models (``sets``: name -> weights [k, P]): the median over the set's models at each index, with a band from
     the 10th to the 90th percentile (:func:`wslviz.plots.zoo.singular_values`)."""

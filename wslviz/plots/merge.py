@@ -14,7 +14,7 @@ from wslviz.plots import style
 def task_accuracy_bars(table: pd.DataFrame, highlight: Sequence[str] = ("merged", "ensemble of the inputs")
                        ) -> go.Figure:
     """Grouped bars: accuracy per task (and ``average``) for each model of ``table`` (column ``model``, then
-    one column per task, as :func:`wslviz.generation.merging.merge_report` returns). The ``highlight``
+    one column per task, as :func:`wslviz.generation.merge_lab.merge_report` returns). The ``highlight``
     models are drawn in colour, the inputs in shades of grey."""
     tasks = [c for c in table.columns if c != "model"]
     fig = go.Figure()
@@ -55,7 +55,7 @@ def sign_conflict_bars(conflicts: pd.DataFrame) -> go.Figure:
 def sweep_curve(curve: pd.DataFrame, param: str, reference: float | None = None,
                 reference_label: str = "best input (average)") -> go.Figure:
     """Accuracy per task and ``average`` (thick) along a sweep of ``param`` (``lam`` or ``t``; ``curve`` from
-    :func:`wslviz.generation.merging.merge_sweep`); ``reference`` draws a dashed line (e.g. the best
+    :func:`wslviz.generation.merge_lab.merge_sweep`); ``reference`` draws a dashed line (e.g. the best
     input's average accuracy)."""
     fig = go.Figure()
     tasks = [c for c in curve.columns if c not in (param, "average")]

@@ -13,7 +13,7 @@ import torch
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from wslviz.core.arch import Architecture
+from wslviz.core.protocol import ArchitectureLike
 from wslviz.plots import style
 
 METRICS = ("test_acc", "train_acc", "test_loss", "train_loss", "ggap")
@@ -276,7 +276,7 @@ def parallel_coordinates(final: pd.DataFrame, columns: Sequence[str], metric: st
     return fig
 
 
-def _weight_tensors(arch: Architecture) -> list:
+def _weight_tensors(arch: ArchitectureLike) -> list:
     """The trainable tensors of the layout (running statistics are not weights)."""
     return [p for p in arch.layout if p.trainable]
 
@@ -286,7 +286,8 @@ def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
     return -(-n // cols), cols
 
 
-def weight_histograms(arch: Architecture, weights: torch.Tensor, labels: Sequence[str], bins: int = 40) -> go.Figure:
+def weight_histograms(arch: ArchitectureLike, weights: torch.Tensor, labels: Sequence[str],
+                      bins: int = 40) -> go.Figure:
     """One panel per trainable tensor (``0.weight``, ``0.bias``, ...) with the histogram of its values
     for each checkpoint in ``weights [k, n_params]`` (overlaid, shared bins per panel)."""
     weights = torch.as_tensor(weights, dtype=torch.float32).reshape(-1, arch.n_params)
@@ -316,7 +317,7 @@ def weight_histograms(arch: Architecture, weights: torch.Tensor, labels: Sequenc
     return style.apply(fig, "Weight histograms per layer", height=max(360, 270 * rows))
 
 
-def singular_values(arch: Architecture, weights: torch.Tensor) -> dict[str, np.ndarray]:
+def singular_values(arch: ArchitectureLike, weights: torch.Tensor) -> dict[str, np.ndarray]:
     """Per weight matrix (linear ``[out, in]``; conv ``[out, in*k*k]``): singular values, largest first,
     as ``[k, min(out, in)]`` for ``weights [k, n_params]`` (one batched SVD per layer)."""
     weights = torch.as_tensor(weights, dtype=torch.float32).reshape(-1, arch.n_params)
@@ -328,7 +329,7 @@ def singular_values(arch: Architecture, weights: torch.Tensor) -> dict[str, np.n
     return out
 
 
-def singular_value_spectra(arch: Architecture, weights: torch.Tensor, labels: Sequence[str]) -> go.Figure:
+def singular_value_spectra(arch: ArchitectureLike, weights: torch.Tensor, labels: Sequence[str]) -> go.Figure:
     """One panel per weight matrix: its singular values sorted largest first (log scale), one line per
     checkpoint. Training typically grows a few leading directions above the random-init bulk."""
     spectra = singular_values(arch, weights)

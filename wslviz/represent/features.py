@@ -42,9 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from wslviz.core.arch import Architecture
 from wslviz.core.evaluation import model_outputs
-from wslviz.core.protocol import knows_symmetries
+from wslviz.core.protocol import ArchitectureLike, knows_symmetries
 from wslviz.core.zoo import Zoo, reference_row
 from wslviz.represent.hyperrep import HyperRepresentation
 from wslviz.understand.align import align_zoo
@@ -98,12 +97,12 @@ def _report(progress: Progress, done: int, total: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- stats
-def stats_names(arch: Architecture) -> list[str]:
+def stats_names(arch: ArchitectureLike) -> list[str]:
     """Column names of the ``stats`` features: ``"{tensor}.{stat}"`` per trainable tensor."""
     return [f"{p.name}.{s}" for p in arch.layout if p.trainable for s in STAT_NAMES]
 
 
-def weight_stats(arch: Architecture, weights: torch.Tensor, progress: Progress = None) -> np.ndarray:
+def weight_stats(arch: ArchitectureLike, weights: torch.Tensor, progress: Progress = None) -> np.ndarray:
     """``stats`` features of ``weights`` [B, P] -> float64 ``[B, 7 * n_tensors]`` (see :func:`stats_names`).
 
     Per trainable tensor: mean, standard deviation (population) and the 0/25/50/75/100 % quantiles,
@@ -127,11 +126,11 @@ def weight_stats(arch: Architecture, weights: torch.Tensor, progress: Progress =
 
 
 # ---------------------------------------------------------------------------------------------- spectral
-def _matrices(arch: Architecture) -> list[Any]:
+def _matrices(arch: ArchitectureLike) -> list[Any]:
     return [p for p in arch.layout if p.role == "weight" and len(p.shape) in (2, 4)]
 
 
-def spectral_names(arch: Architecture) -> list[str]:
+def spectral_names(arch: ArchitectureLike) -> list[str]:
     """Column names of the ``spectral`` features, per linear/conv weight matrix."""
     names = []
     for p in _matrices(arch):
@@ -164,7 +163,7 @@ def singular_values(matrices: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(gram).clamp_min(0).sqrt().flip(1)
 
 
-def spectral_features(arch: Architecture, weights: torch.Tensor, progress: Progress = None,
+def spectral_features(arch: ArchitectureLike, weights: torch.Tensor, progress: Progress = None,
                       min_singular_values: int = MIN_SINGULAR_VALUES) -> np.ndarray:
     """``spectral`` features of ``weights`` [B, P] -> float64 ``[B, 4 * n_layers]`` (see :func:`spectral_names`).
 
@@ -204,7 +203,7 @@ def functional_features(zoo: Zoo, n_probe: int = 128, seed: int = 0, progress: P
     raw outputs for regression."""
     x = probe_set(zoo, n_probe, seed)
     out = model_outputs(zoo.arch, zoo.weights, x, progress=progress)
-    if zoo.task.kind == "classification":
+    if zoo.task.is_classification:
         out = torch.softmax(out, -1)
     return out.reshape(len(out), -1).double().numpy()
 
@@ -252,25 +251,26 @@ def feature_set(zoo: Zoo, kind: str = "stats", progress: Progress = None, **opti
             _report(progress, zoo.n_checkpoints, zoo.n_checkpoints)
             return cached
     arch = zoo.arch
-    if kind == "flat":
-        values = zoo.weights.double().numpy()
-        names = [f"{p.name}[{i}]" for p in arch.layout for i in range(p.numel)]
-        _report(progress, zoo.n_checkpoints, zoo.n_checkpoints)
-    elif kind == "aligned":
-        values = aligned_weights(zoo, progress=progress, **options).double().numpy()
-        names = [f"{p.name}[{i}]" for p in arch.layout for i in range(p.numel)]
-    elif kind == "stats":
-        values, names = weight_stats(arch, zoo.weights, progress), stats_names(arch)
-    elif kind == "spectral":
-        values, names = spectral_features(arch, zoo.weights, progress, **options), spectral_names(arch)
-    elif kind == "functional":
-        values = functional_features(zoo, progress=progress, **options)
-        n_probe = len(probe_set(zoo, **{k: v for k, v in options.items() if k in ("n_probe", "seed")}))
-        names = [f"probe{i}.out{j}" for i in range(n_probe) for j in range(values.shape[1] // n_probe)]
-    else:
-        model = HyperRepresentation(**options).fit(zoo, progress=progress)
-        values = np.asarray(model.transform(zoo.weights), dtype=float)
-        names = [f"z{i}" for i in range(values.shape[1])]
+    match kind:
+        case "flat":
+            values = zoo.weights.double().numpy()
+            names = [f"{p.name}[{i}]" for p in arch.layout for i in range(p.numel)]
+            _report(progress, zoo.n_checkpoints, zoo.n_checkpoints)
+        case "aligned":
+            values = aligned_weights(zoo, progress=progress, **options).double().numpy()
+            names = [f"{p.name}[{i}]" for p in arch.layout for i in range(p.numel)]
+        case "stats":
+            values, names = weight_stats(arch, zoo.weights, progress), stats_names(arch)
+        case "spectral":
+            values, names = spectral_features(arch, zoo.weights, progress, **options), spectral_names(arch)
+        case "functional":
+            values = functional_features(zoo, progress=progress, **options)
+            n_probe = len(probe_set(zoo, **{k: v for k, v in options.items() if k in ("n_probe", "seed")}))
+            names = [f"probe{i}.out{j}" for i in range(n_probe) for j in range(values.shape[1] // n_probe)]
+        case _:
+            model = HyperRepresentation(**options).fit(zoo, progress=progress)
+            values = np.asarray(model.transform(zoo.weights), dtype=float)
+            names = [f"z{i}" for i in range(values.shape[1])]
     return FeatureSet(kind, np.asarray(values, dtype=float), names)
 
 
@@ -286,10 +286,14 @@ def compute_features(zoo: Zoo, kind: str = "stats", progress: Progress = None, *
 def feature_names(zoo: Zoo, kind: str = "stats", **options: Any) -> list[str]:
     """Column names of ``compute_features(zoo, kind)`` (cheap for every kind but ``learned``)."""
     _check_kind(kind)
-    if kind in ("flat", "aligned"):
-        return [f"{p.name}[{i}]" for p in zoo.arch.layout for i in range(p.numel)]
-    if kind == "stats":
-        return stats_names(zoo.arch)
-    if kind == "spectral":
-        return spectral_names(zoo.arch)
-    return feature_set(zoo.subset([0]) if kind == "functional" else zoo, kind, **options).names
+    match kind:
+        case "flat" | "aligned":
+            return [f"{p.name}[{i}]" for p in zoo.arch.layout for i in range(p.numel)]
+        case "stats":
+            return stats_names(zoo.arch)
+        case "spectral":
+            return spectral_names(zoo.arch)
+        case "functional":
+            return feature_set(zoo.subset([0]), kind, **options).names
+        case _:
+            return feature_set(zoo, kind, **options).names

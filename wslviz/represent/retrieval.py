@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.core.arch import ACTIVATIONS, Architecture
-from wslviz.core.batched import forward
+from wslviz.core.evaluation import forward
+from wslviz.core.layout import ACTIVATIONS
+from wslviz.core.protocol import ArchitectureLike
 from wslviz.core.zoo import Zoo
 from wslviz.represent.features import FeatureError, compute_features
 from wslviz.represent.projection import standardise
@@ -73,7 +74,7 @@ def neighbour_table(features: np.ndarray, meta: pd.DataFrame, row: int, k: int =
     return pd.concat([found, rest.drop(columns=[c for c in ("row", "distance") if c in rest])], axis=1)
 
 
-def hidden_layer(arch: Architecture) -> int | None:
+def hidden_layer(arch: ArchitectureLike) -> int | None:
     """Index of the last activation layer before the last parametric layer (the penultimate
     representation), or None for a network without one."""
     last = max((i for i, layer in enumerate(arch.layers) if layer["type"] in ("linear", "conv2d")), default=None)
@@ -84,23 +85,23 @@ def hidden_layer(arch: Architecture) -> int | None:
 
 
 @torch.no_grad()
-def function_similarity(zoo: Zoo, rows: Sequence[int] | np.ndarray, kind: str = "agreement", n_inputs: int = 256,
+def function_similarity(zoo: Zoo, rows: Sequence[int] | np.ndarray, measure: str = "agreement", n_inputs: int = 256,
                         chunk: int = 64, progress: Progress = None) -> np.ndarray:
     """Function-space similarity ``[n, n]`` of the checkpoints ``rows`` on the task's test inputs (the first
     ``n_inputs``): ``"agreement"`` (fraction of equal predictions) or ``"cka"`` (linear CKA of the last hidden
     layer; of the outputs when there is none)."""
-    if kind not in FUNCTIONS:
-        raise ValueError(f"unknown function similarity {kind!r}; known: {', '.join(FUNCTIONS)}")
+    if measure not in FUNCTIONS:
+        raise ValueError(f"unknown function similarity {measure!r}; known: {', '.join(FUNCTIONS)}")
     if zoo.task is None:
         raise ValueError("function-space similarity needs test data, and this zoo has no task")
     rows = np.asarray(rows, dtype=np.int64)
     x = zoo.task.x_test[:n_inputs]
-    layer = hidden_layer(zoo.arch) if kind == "cka" else None
+    layer = hidden_layer(zoo.arch) if measure == "cka" else None
     parts = []
     for start in range(0, len(rows), chunk):
         w = zoo.weights[torch.as_tensor(rows[start:start + chunk])].float()
         out, captured = forward(zoo.arch, w, x, capture={layer} if layer is not None else frozenset())
-        if kind == "agreement":
+        if measure == "agreement":
             parts.append(out.argmax(-1))
         else:
             h = (captured[layer] if layer is not None else out).flatten(2).double()  # [B, N, F]
@@ -110,7 +111,7 @@ def function_similarity(zoo: Zoo, rows: Sequence[int] | np.ndarray, kind: str = 
             parts.append(gram / gram.norm(dim=1, keepdim=True).clamp_min(1e-30))
         if progress:
             progress(min(start + chunk, len(rows)), len(rows))
-    if kind == "agreement":
+    if measure == "agreement":
         pred = torch.cat(parts)  # [n, N]
         n_classes = int(pred.max()) + 1
         onehot = torch.nn.functional.one_hot(pred, n_classes).flatten(1).float()

@@ -29,7 +29,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from wslviz.core.arch import Architecture
+from wslviz.core.layout import ArchitectureError
+from wslviz.core.protocol import ArchitectureLike, from_spec
 from wslviz.core.zoo import Zoo, reference_row
 from wslviz.formats import read_zoo
 from wslviz.formats.native import mmap_safetensor
@@ -189,17 +190,24 @@ class PrecomputeCache:
         """Whether this cache was made for exactly this zoo (same fingerprint)."""
         return zoo.fingerprint == self.fingerprint
 
-    def features(self, kind: str) -> FeatureSet:
-        """The cached feature set of ``kind`` ([n_checkpoints, n_features] float64 with column names)."""
-        if kind not in self.parameters["features"]:
-            raise CacheError(f"{self.path} has no {kind!r} features (it has {', '.join(self.parameters['features'])})")
-        if kind == "aligned":
-            values = read_weights(merged_file(self.path, kind)).double().numpy()
-            layout = Architecture(self.manifest["architecture"]).layout
-            return FeatureSet(kind, values, [f"{p.name}[{i}]" for p in layout for i in range(p.numel)])
-        df = pd.read_parquet(merged_file(self.path, kind))
+    def features(self, feature: str, arch: ArchitectureLike | None = None) -> FeatureSet:
+        """The cached feature set ``feature`` ([n_checkpoints, n_features] float64 with column names). The aligned
+        weights' column names come from ``arch`` (the open zoo's), else from the architecture spec stored with the
+        cache (any kind; a spec that runs user code needs ``arch``)."""
+        if feature not in self.parameters["features"]:
+            raise CacheError(f"{self.path} has no {feature!r} features (it has "
+                             f"{', '.join(self.parameters['features'])})")
+        if feature == "aligned":
+            values = read_weights(merged_file(self.path, feature)).double().numpy()
+            try:
+                layout = (arch or from_spec(self.manifest["architecture"])).layout
+            except ArchitectureError as e:
+                raise CacheError(f"{self.path}: cannot name the aligned weights' columns ({e}); pass the open zoo's "
+                                 "architecture (arch=zoo.arch)") from None
+            return FeatureSet(feature, values, [f"{p.name}[{i}]" for p in layout for i in range(p.numel)])
+        df = pd.read_parquet(merged_file(self.path, feature))
         names = [c for c in df.columns if c != "row"]
-        return FeatureSet(kind, df[names].to_numpy(dtype=float), names)
+        return FeatureSet(feature, df[names].to_numpy(dtype=float), names)
 
     def aligned(self) -> torch.Tensor:
         """The aligned weights, float32 ``[n_checkpoints, n_params]`` (memory-mapped)."""
@@ -226,30 +234,30 @@ def open_cache(zoo: Zoo) -> PrecomputeCache | None:
     return cache if cache.matches(zoo) else None
 
 
-def _requested(zoo: Zoo, kind: str, options: dict[str, Any]) -> dict[str, Any] | None:
-    """The cache parameters a ``compute_features(zoo, kind, **options)`` call corresponds to (None: unknown)."""
+def _requested(zoo: Zoo, feature: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    """The cache parameters a ``compute_features(zoo, feature, **options)`` call corresponds to (None: unknown)."""
     allowed = {"stats": {}, "spectral": {"min_singular_values": "min_singular_values"},
                "functional": {"n_probe": "n_probe", "seed": "probe_seed"},
-               "aligned": {"reference": "reference", "method": "method"}}[kind]
+               "aligned": {"reference": "reference", "method": "method"}}[feature]
     if set(options) - set(allowed):
         return None
     want = {allowed[k]: v for k, v in options.items()}
-    if kind == "aligned" and want.get("reference") is None:
+    if feature == "aligned" and want.get("reference") is None:
         want["reference"] = reference_row(zoo)
     return {k: want.get(k, DEFAULTS.get(k)) for k in allowed.values()}
 
 
-def cached_feature_set(zoo: Zoo, kind: str, **options: Any) -> FeatureSet | None:
-    """``feature_set(zoo, kind, **options)`` from the zoo's cache when it holds exactly that, else None."""
-    if kind not in KINDS:
+def cached_feature_set(zoo: Zoo, feature: str, **options: Any) -> FeatureSet | None:
+    """``feature_set(zoo, feature, **options)`` from the zoo's cache when it holds exactly that, else None."""
+    if feature not in KINDS:
         return None
     cache = open_cache(zoo)
-    if cache is None or kind not in cache.parameters["features"]:
+    if cache is None or feature not in cache.parameters["features"]:
         return None
-    want = _requested(zoo, kind, options)
+    want = _requested(zoo, feature, options)
     if want is None or any(cache.parameters.get(k) != v for k, v in want.items()):
         return None
-    return cache.features(kind)
+    return cache.features(feature, zoo.arch)
 
 
 @dataclass(frozen=True)

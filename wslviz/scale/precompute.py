@@ -55,8 +55,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from wslviz.core.device import Device, resolve_device
 from wslviz.core.evaluation import evaluate
-from wslviz.core.module_eval import Device, resolve_device
 from wslviz.core.protocol import has_forward, knows_symmetries
 from wslviz.core.zoo import Zoo
 from wslviz.represent.features import FeatureError, default_reference, feature_set
@@ -226,16 +226,16 @@ def compute_chunk(zoo: Zoo, params: dict[str, Any], start: int, stop: int,
     part = zoo.subset(rows)
     part.cache = None  # compute, never read back from a cache
     out: dict[str, pd.DataFrame | torch.Tensor] = {}
-    for kind in params["features"]:
-        if kind == "aligned":
+    for feature in params["features"]:
+        if feature == "aligned":
             ref = zoo.weights[params["reference"]].float()
-            out[kind] = align_zoo(zoo.arch, part.weights.float(), ref, method=params["method"], task=zoo.task,
+            out[feature] = align_zoo(zoo.arch, part.weights.float(), ref, method=params["method"], task=zoo.task,
                                   seed=params["align_seed"])
             continue
         options = {"spectral": {"min_singular_values": params["min_singular_values"]},
-                   "functional": {"n_probe": params["n_probe"], "seed": params["probe_seed"]}}.get(kind, {})
-        fs = feature_set(part, kind, **options)
-        out[kind] = _table(rows, fs.values, fs.names)
+                   "functional": {"n_probe": params["n_probe"], "seed": params["probe_seed"]}}.get(feature, {})
+        fs = feature_set(part, feature, **options)
+        out[feature] = _table(rows, fs.values, fs.names)
     if params["evaluate"]:
         table = pd.DataFrame({"row": rows})
         for split in params["splits"]:

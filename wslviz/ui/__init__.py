@@ -27,7 +27,7 @@ import streamlit as st
 import torch
 from safetensors.torch import save
 
-from wslviz.core.arch import Architecture
+from wslviz.core.protocol import ArchitectureLike
 from wslviz.core.zoo import Zoo
 from wslviz.formats import ZooFormatError
 from wslviz.scale.cache import cache_stamp, load_zoo
@@ -384,7 +384,8 @@ def chart(fig: go.Figure, key: str, **kwargs) -> dict | None:
 
 
 # ------------------------------------------------------------------ exports
-def weights_to_safetensors(arch: Architecture, weights: torch.Tensor, metadata: pd.DataFrame | None = None) -> bytes:
+def weights_to_safetensors(arch: ArchitectureLike, weights: torch.Tensor,
+                           metadata: pd.DataFrame | None = None) -> bytes:
     """``.safetensors`` bytes holding one float32 tensor ``"weights"`` ``[n, n_params]``; the header's
     metadata carries the architecture spec (JSON) and the per-row metadata (JSON records)."""
     weights = torch.as_tensor(weights, dtype=torch.float32).detach()
@@ -453,7 +454,7 @@ def download_figure(fig: go.Figure, name: str, label: str = "Download figure (HT
                             help="Rendered on click by kaleido in headless chromium: the file takes a few seconds.")
 
 
-def download_weights(arch: Architecture, weights: torch.Tensor, metadata: pd.DataFrame | None, name: str,
+def download_weights(arch: ArchitectureLike, weights: torch.Tensor, metadata: pd.DataFrame | None, name: str,
                      label: str = "Download weights (.safetensors)") -> None:
     """A download button for weight rows ``[n, n_params]`` as ``.safetensors`` (see
     :func:`weights_to_safetensors`)."""

@@ -30,12 +30,12 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from wslviz.core import module_eval
-from wslviz.core.arch import Architecture
-from wslviz.core.batched import forward
-from wslviz.core.module_eval import is_module_arch
-from wslviz.understand import heads, repair
+from wslviz.core.device import resolve_device
+from wslviz.core.evaluation import forward
+from wslviz.core.protocol import ArchitectureLike
+from wslviz.understand import heads
 from wslviz.understand.factors import refine_factors
+from wslviz.understand.repair import reset_batchnorm
 from wslviz.understand.symmetry import (
     KINDS,
     SymmetryElement,
@@ -55,7 +55,7 @@ Progress = Callable[[int, int], None] | None
 METHODS = ("weight", "activation")
 
 
-def _normal_form(arch: Architecture, weights: torch.Tensor, kinds: tuple[str, ...]) -> SymmetryElement:
+def _normal_form(arch: ArchitectureLike, weights: torch.Tensor, kinds: tuple[str, ...]) -> SymmetryElement:
     """Element (batched over ``weights`` [B, P]) putting every unit in scale/sign normal form, no reordering."""
     out = weights.double()
     perms, scales = [], []
@@ -85,13 +85,13 @@ def _assign(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return cols, better
 
 
-def _permute_all(arch: Architecture, weights: torch.Tensor, perms: list[torch.Tensor]) -> torch.Tensor:
+def _permute_all(arch: ArchitectureLike, weights: torch.Tensor, perms: list[torch.Tensor]) -> torch.Tensor:
     for group, perm in zip(arch.perm_spec.groups, perms, strict=True):
         weights = apply_group(arch, weights, group, perm)
     return weights
 
 
-def _match_batch(arch: Architecture, reference: torch.Tensor, others: torch.Tensor, seed: int, max_iter: int,
+def _match_batch(arch: ArchitectureLike, reference: torch.Tensor, others: torch.Tensor, seed: int, max_iter: int,
                  kinds: tuple[str, ...], descend: bool = True) -> SymmetryElement:
     """The elements ``[B]`` taking each of ``others`` [B, P] to ``reference`` [P]'s basis (weight matching).
 
@@ -178,9 +178,10 @@ def _match_batch(arch: Architecture, reference: torch.Tensor, others: torch.Tens
     return compose(back, compose(match, g_oth))
 
 
-def fold_batchnorm_weights(arch: Architecture, weights: torch.Tensor) -> torch.Tensor:
-    """``weights`` [B, P] with every BatchNorm folded into the conv/linear layer feeding it (module architectures;
-    others are returned unchanged), the objective of BatchNorm-aware weight matching.
+def fold_batchnorm_weights(arch: ArchitectureLike, weights: torch.Tensor) -> torch.Tensor:
+    """``weights`` [B, P] with every BatchNorm folded into the conv/linear layer feeding it
+    (``arch.batchnorm_folds()``; architectures without any are returned unchanged), the objective of
+    BatchNorm-aware weight matching.
 
     In eval mode ``BN(W x + b) = s (W x + b - mu) + beta`` with ``s = gamma / sqrt(var + eps)`` per output
     channel, so the function depends on ``W`` and ``gamma`` only through ``s W``: a model may hold the same
@@ -190,28 +191,18 @@ def fold_batchnorm_weights(arch: Architecture, weights: torch.Tensor) -> torch.T
     with its channel under a permutation exactly as the raw one does, so a permutation matched on folded
     weights applies unchanged to the raw tensors. The result is a matching objective, not a model.
     """
-    if not is_module_arch(arch):
+    folds = arch.batchnorm_folds()
+    if not folds:
         return weights
-    from wslviz.core.fx_spec import trace  # tracing builds the module graph: only needed here
-
-    gm = trace(arch)
-    modules = dict(gm.named_modules())
     by_name = {p.name: p for p in arch.layout}
     out = weights.clone().float()
-    for node in gm.graph.nodes:
-        bn = modules.get(node.target) if node.op == "call_module" else None
-        if not isinstance(bn, torch.nn.modules.batchnorm._BatchNorm) or f"{node.target}.weight" not in by_name:
-            continue
-        src = node.args[0]
-        if not (isinstance(src, torch.fx.Node) and src.op == "call_module" and f"{src.target}.weight" in by_name):
-            continue  # a BatchNorm not fed directly by a layer: nothing to fold it into
-        gamma, beta, mu, var = (by_name[f"{node.target}.{k}"] for k in ("weight", "bias", "running_mean",
-                                                                          "running_var"))
-        s = weights[:, gamma.slice] / (weights[:, var.slice] + bn.eps).sqrt()  # [B, C]
-        layer = by_name[f"{src.target}.weight"]
+    for f in folds:
+        gamma, beta, mu, var = (by_name[n] for n in (f.gamma, f.beta, f.mean, f.var))
+        s = weights[:, gamma.slice] / (weights[:, var.slice] + f.eps).sqrt()  # [B, C]
+        layer = by_name[f.weight]
         w = weights[:, layer.slice].reshape(len(weights), *layer.shape)
         out[:, layer.slice] = (w * s.reshape(*s.shape, *[1] * (w.dim() - 2))).reshape(len(weights), -1)
-        bias = by_name.get(f"{src.target}.bias")
+        bias = by_name.get(f.bias) if f.bias is not None else None
         b = weights[:, bias.slice] if bias is not None else 0.0
         out[:, beta.slice] = s * (b - weights[:, mu.slice]) + weights[:, beta.slice]
         out[:, gamma.slice] = 0.0
@@ -220,7 +211,7 @@ def fold_batchnorm_weights(arch: Architecture, weights: torch.Tensor) -> torch.T
     return out
 
 
-def _check_pair(arch: Architecture, reference: torch.Tensor, other: torch.Tensor) -> None:
+def _check_pair(arch: ArchitectureLike, reference: torch.Tensor, other: torch.Tensor) -> None:
     if reference.dim() != 1 or reference.shape[0] != arch.n_params:
         raise SymmetryError(f"reference must be one model [P] with P = {arch.n_params}, got {list(reference.shape)}")
     if other.shape[-1] != arch.n_params:
@@ -228,7 +219,7 @@ def _check_pair(arch: Architecture, reference: torch.Tensor, other: torch.Tensor
 
 
 def weight_matching(
-    arch: Architecture,
+    arch: ArchitectureLike,
     reference: torch.Tensor,
     other: torch.Tensor,
     seed: int = 0,
@@ -264,7 +255,7 @@ def weight_matching(
     kinds = check_kinds(kinds)
     w, single = as_batch(other, arch)
     reference = reference.float()
-    dev = module_eval.resolve_device(device)
+    dev = resolve_device(device)
     fold = fold_batchnorm_weights if fold_batchnorm else (lambda _, x: x)
     g = _match_batch(arch, fold(arch, reference.unsqueeze(0))[0].to(dev), fold(arch, w.float()).to(dev), seed,
                      max_iter, ("permutation",))
@@ -282,7 +273,7 @@ def weight_matching(
     return (aligned, g) if return_perm else aligned
 
 
-def _closer(arch: Architecture, reference: torch.Tensor, weights: torch.Tensor,
+def _closer(arch: ArchitectureLike, reference: torch.Tensor, weights: torch.Tensor,
             current: tuple[torch.Tensor, SymmetryElement], candidate: SymmetryElement
             ) -> tuple[torch.Tensor, SymmetryElement]:
     """Per model, whichever of ``current`` (aligned weights, element) and ``candidate`` (an element
@@ -295,7 +286,7 @@ def _closer(arch: Architecture, reference: torch.Tensor, weights: torch.Tensor,
                                                  [pick(p, q) for p, q in zip(candidate.scales, g.scales, strict=True)])
 
 
-def _activations(arch: Architecture, weights: torch.Tensor, x: torch.Tensor,
+def _activations(arch: ArchitectureLike, weights: torch.Tensor, x: torch.Tensor,
                  device: torch.device | str | None = None) -> list[torch.Tensor]:
     """Per group, activations ``[B, n_units, samples]`` of ``weights`` [B, P] on inputs ``x`` (computed on
     ``device``, kept there)."""
@@ -306,11 +297,7 @@ def _activations(arch: Architecture, weights: torch.Tensor, x: torch.Tensor,
         raise SymmetryError(f"activation matching needs every group's activations; the traced graph gives none for "
                             f"{', '.join(missing)} (use weight matching)")
     with torch.no_grad():
-        if is_module_arch(arch):
-            _, captured = module_eval.forward(arch, weights, x, capture={g.capture for g in spec.groups},
-                                              device=device)
-        else:  # the sequential evaluator runs on the CPU
-            _, captured = forward(arch, weights, x, capture={g.capture for g in spec.groups})
+        _, captured = forward(arch, weights, x, capture={g.capture for g in spec.groups}, device=device)
     out = []
     for group in spec.groups:
         h = captured[group.capture]  # [B, N, C, (H, W)]
@@ -331,7 +318,7 @@ def _correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def activation_matching(
-    arch: Architecture,
+    arch: ArchitectureLike,
     task,
     reference: torch.Tensor,
     other: torch.Tensor,
@@ -397,7 +384,7 @@ def activation_matching(
 
 
 def align_zoo(
-    arch: Architecture,
+    arch: ArchitectureLike,
     weights: torch.Tensor,
     reference: torch.Tensor,
     method: str = "weight",
@@ -434,7 +421,7 @@ def align_zoo(
 
 
 def align_to_average(
-    arch: Architecture,
+    arch: ArchitectureLike,
     weights: torch.Tensor,
     n_iter: int = 5,
     progress: Progress = None,
@@ -463,7 +450,7 @@ def align_to_average(
 
 
 def merge(
-    arch: Architecture,
+    arch: ArchitectureLike,
     weights: torch.Tensor,
     reference: torch.Tensor | None = None,
     task=None,
@@ -486,36 +473,7 @@ def merge(
     return reset_batchnorm(arch, merged, task)
 
 
-def reset_batchnorm(arch: Architecture, weights: torch.Tensor, task=None, n_samples: int = 2048) -> torch.Tensor:
-    """Reset the BatchNorm running statistics of one model ``[P]`` (no-op without BatchNorm).
-
-    With ``task``: each BatchNorm layer's running mean and (biased) variance are recomputed, in layer
-    order, from its inputs on up to ``n_samples`` training inputs. Without: mean 0, variance 1. A module
-    architecture's statistics come from :func:`wslviz.understand.repair.reset_batchnorm` (unbiased variance,
-    as ``nn.BatchNorm2d`` keeps it).
-    """
-    if is_module_arch(arch):
-        return repair.reset_batchnorm(arch, weights, task, n_samples)
-    out = weights.clone().float()
-    for i, layer in enumerate(arch.layers):
-        if layer["type"] != "batchnorm":
-            continue
-        mean_info = next(p for p in arch.layout if p.layer == i and p.role == "running_mean")
-        var_info = next(p for p in arch.layout if p.layer == i and p.role == "running_var")
-        if task is None:
-            out[mean_info.slice], out[var_info.slice] = 0.0, 1.0
-            continue
-        x = task.x_train[:n_samples]
-        with torch.no_grad():
-            h = forward(arch, out.unsqueeze(0), x, capture={i - 1})[1][i - 1][0] if i > 0 else x
-        dims = [0] + list(range(2, h.dim()))
-        out[mean_info.slice] = h.mean(dims)
-        out[var_info.slice] = h.var(dims, unbiased=False)
-    return out
-
-
-
-def matching_matrices(arch: Architecture, reference: torch.Tensor, other: torch.Tensor,
+def matching_matrices(arch: ArchitectureLike, reference: torch.Tensor, other: torch.Tensor,
                       g: SymmetryElement) -> list[dict]:
     """Per permutation group, what the matching saw: cosine similarity ``[n, n]`` between the reference's
     units (rows) and ``other``'s units in their original order (columns), every other group already
@@ -551,7 +509,7 @@ def pairwise_distances(weights: torch.Tensor) -> np.ndarray:
 
 
 def symmetry_spread(
-    arch: Architecture,
+    arch: ArchitectureLike,
     weights: torch.Tensor,
     reference_index: int = 0,
     progress: Progress = None,

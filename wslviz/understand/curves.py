@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.core.arch import Architecture
-from wslviz.core.batched import forward
+from wslviz.core.evaluation import forward
+from wslviz.core.protocol import ArchitectureLike
 from wslviz.core.tasks import Task
 from wslviz.understand.landscape import (
     BARRIER_STEPS,
@@ -50,7 +50,7 @@ def bezier_points(a: torch.Tensor, control: torch.Tensor, b: torch.Tensor, t: to
     return (1 - t) ** 2 * a + 2 * t * (1 - t) * control + t ** 2 * b
 
 
-def bezier_curve(arch: Architecture, task: Task, a: torch.Tensor, b: torch.Tensor, steps: int = BARRIER_STEPS,
+def bezier_curve(arch: ArchitectureLike, task: Task, a: torch.Tensor, b: torch.Tensor, steps: int = BARRIER_STEPS,
                  n_iter: int = 200, n_t: int = 8, batch_size: int = 128, lr: float = 0.02, seed: int = 0,
                  split: str = "test", progress: Progress = None) -> BezierFit:
     """Train the control point of a quadratic Bezier curve from ``a`` to ``b`` (both [P]) for low
@@ -98,7 +98,7 @@ def bezier_curve(arch: Architecture, task: Task, a: torch.Tensor, b: torch.Tenso
     return BezierFit(curve=curve, line=line, control=control, history=history)
 
 
-def bezier_between(arch: Architecture, task: Task, a: torch.Tensor, b: torch.Tensor, align: bool = False,
+def bezier_between(arch: ArchitectureLike, task: Task, a: torch.Tensor, b: torch.Tensor, align: bool = False,
                    n_iter: int = 200, seed: int = 0, split: str = "test", progress: Progress = None) -> BezierFit:
     """:func:`bezier_curve` from ``a`` to ``b`` ([P] each), with ``b`` first weight-matched to ``a`` when ``align``
     (the curve then connects ``a`` to a copy of ``b`` in ``a``'s basis: the same function as ``b``)."""

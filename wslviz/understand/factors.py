@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from wslviz.core.arch import Architecture
+from wslviz.core.protocol import ArchitectureLike
 from wslviz.understand.symmetry import SymmetryElement, apply_group, unit_view
 
 SCALE_GRID = np.exp(np.linspace(-math.log(64.0), math.log(64.0), 49))
@@ -77,7 +77,7 @@ def pair_gains(c: dict[int, np.ndarray], n: dict[int, np.ndarray], kinds: set[st
     return gain + 2 * c0, scale
 
 
-def refine_factors(arch: Architecture, reference: torch.Tensor, start: torch.Tensor, kinds: tuple[str, ...],
+def refine_factors(arch: ArchitectureLike, reference: torch.Tensor, start: torch.Tensor, kinds: tuple[str, ...],
                     seed: int, max_iter: int, permute: bool = True) -> SymmetryElement:
     """Coordinate descent on ``||reference - g·start||`` over each group's permutation *and* unit factors
     (scales for ReLU units, signs for odd units, as ``kinds`` and the group allow); returns ``g``

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.core.arch import Architecture
 from wslviz.core.evaluation import evaluate
+from wslviz.core.protocol import ArchitectureLike
 from wslviz.core.tasks import Task
 from wslviz.understand.align import activation_matching, weight_matching
 from wslviz.understand.repair import correct as correct_statistics
@@ -44,7 +44,7 @@ _EXACT = 1e-9  # grid points this close to t = 0 or 1 are replaced by the exact 
 
 
 # ------------------------------------------------------------------ helpers (shared with surfaces and curves)
-def model_vector(arch: Architecture, w: torch.Tensor, name: str) -> torch.Tensor:
+def model_vector(arch: ArchitectureLike, w: torch.Tensor, name: str) -> torch.Tensor:
     """One model's weights ``w`` as a detached float32 ``[P]``; a ``ValueError`` naming the argument ``name`` if
     ``w`` is not one vector of ``arch``'s ``P`` parameters."""
     w = torch.as_tensor(w)
@@ -60,7 +60,7 @@ def require_task(task: Task | None) -> Task:
     return task
 
 
-def evaluate_points(arch: Architecture, task: Task, weights: torch.Tensor, split: str,
+def evaluate_points(arch: ArchitectureLike, task: Task, weights: torch.Tensor, split: str,
                     progress: Progress) -> tuple[np.ndarray, np.ndarray]:
     """Loss and accuracy (float64 numpy ``[G]`` each) of the G models ``weights`` [G, P], in one batched call of
     :func:`wslviz.core.evaluation.evaluate`."""
@@ -102,7 +102,7 @@ def line_points(a: torch.Tensor, b: torch.Tensor, t: np.ndarray) -> torch.Tensor
     return torch.where(tt <= 0.5, a + tt * (b - a), b + (1 - tt) * (a - b))
 
 
-def align_pair(arch: Architecture, task: Task | None, a: torch.Tensor, b: torch.Tensor, method: str = "weight",
+def align_pair(arch: ArchitectureLike, task: Task | None, a: torch.Tensor, b: torch.Tensor, method: str = "weight",
                seed: int = 0) -> torch.Tensor:
     """``b`` [P] (or [B, P]) as seen from ``a`` [P]: unchanged for ``naive``, else re-expressed in ``a``'s
     basis by weight or activation matching (same function as ``b``)."""
@@ -116,7 +116,7 @@ def align_pair(arch: Architecture, task: Task | None, a: torch.Tensor, b: torch.
 
 
 # ------------------------------------------------------------------ paths
-def interpolate(arch: Architecture, task: Task, a: torch.Tensor, b: torch.Tensor, steps: int = BARRIER_STEPS,
+def interpolate(arch: ArchitectureLike, task: Task, a: torch.Tensor, b: torch.Tensor, steps: int = BARRIER_STEPS,
                 t_range: tuple[float, float] = (0.0, 1.0), split: str = "test", progress: Progress = None,
                 repair: str | None = None) -> pd.DataFrame:
     """Loss and accuracy along the straight line from ``a`` (t = 0) to ``b`` (t = 1), both [P].
@@ -165,7 +165,7 @@ def accuracy_barrier(curve: pd.DataFrame) -> float:
     return float(np.max(chord - inside["accuracy"].to_numpy(dtype=float)))
 
 
-def paths(arch: Architecture, task: Task, a: torch.Tensor, b: torch.Tensor, methods: Sequence[str] = METHODS,
+def paths(arch: ArchitectureLike, task: Task, a: torch.Tensor, b: torch.Tensor, methods: Sequence[str] = METHODS,
           steps: int = BARRIER_STEPS, t_range: tuple[float, float] = (0.0, 1.0), split: str = "test", seed: int = 0,
           progress: Progress = None) -> pd.DataFrame:
     """Straight paths from ``a`` to ``b`` for each method (``naive``: ``b`` as it is; ``weight`` /
@@ -182,7 +182,7 @@ def paths(arch: Architecture, task: Task, a: torch.Tensor, b: torch.Tensor, meth
                          "loss": loss, "accuracy": acc})
 
 
-def paths_by_split(arch: Architecture, task: Task, a: torch.Tensor, b: torch.Tensor,
+def paths_by_split(arch: ArchitectureLike, task: Task, a: torch.Tensor, b: torch.Tensor,
                    methods: Sequence[str] = METHODS, steps: int = BARRIER_STEPS,
                    t_range: tuple[float, float] = (0.0, 1.0), splits: Sequence[str] = ("test",),
                    progress: Progress = None) -> pd.DataFrame:
@@ -207,7 +207,7 @@ def _barriers_of(t: np.ndarray, values: np.ndarray, sign: float) -> np.ndarray:
     return np.max(sign * (values - chord)[:, inside], axis=1)
 
 
-def pair_barriers(arch: Architecture, task: Task, first: torch.Tensor, second: torch.Tensor, method: str = "naive",
+def pair_barriers(arch: ArchitectureLike, task: Task, first: torch.Tensor, second: torch.Tensor, method: str = "naive",
                   steps: int = BARRIER_STEPS, split: str = "test", seed: int = 0, progress: Progress = None,
                   repair: str | None = None) -> pd.DataFrame:
     """Barriers of many pairs: the straight path from ``first[i]`` to ``second[i]`` (both [N, P]; with
@@ -235,7 +235,7 @@ def pair_barriers(arch: Architecture, task: Task, first: torch.Tensor, second: t
     return pd.DataFrame({"loss_barrier": _barriers_of(t, loss, 1.0), "accuracy_barrier": _barriers_of(t, acc, -1.0)})
 
 
-def barrier_matrix(arch: Architecture, task: Task, weights: torch.Tensor, method: str = "naive",
+def barrier_matrix(arch: ArchitectureLike, task: Task, weights: torch.Tensor, method: str = "naive",
                    steps: int = BARRIER_STEPS, split: str = "test", seed: int = 0, progress: Progress = None
                    ) -> dict[str, np.ndarray]:
     """Pairwise barriers of K models ``weights`` [K, P] -> ``{"loss": [K, K], "accuracy": [K, K]}``.
@@ -268,7 +268,7 @@ def barrier_matrix(arch: Architecture, task: Task, weights: torch.Tensor, method
     return out
 
 
-def barrier_matrices(arch: Architecture, task: Task, weights: torch.Tensor,
+def barrier_matrices(arch: ArchitectureLike, task: Task, weights: torch.Tensor,
                      methods: Sequence[str] = ("naive", "weight"), steps: int = BARRIER_STEPS, split: str = "test",
                      seed: int = 0, progress: Progress = None) -> dict[str, dict[str, np.ndarray]]:
     """:func:`barrier_matrix` of the K models ``weights`` [K, P] for each of ``methods`` -> ``{method: {"loss":

@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.core.arch import Architecture
-from wslviz.core.batched import forward
+from wslviz.core.evaluation import forward
+from wslviz.core.protocol import ArchitectureLike
 from wslviz.core.tasks import Task
 from wslviz.understand.landscape import require_task
 
@@ -39,7 +39,7 @@ N_EXAMPLES = 512
 """Examples in the fixed batch the loss is measured on (the first ones of the split)."""
 
 
-def trainable_mask(arch: Architecture) -> torch.Tensor:
+def trainable_mask(arch: ArchitectureLike) -> torch.Tensor:
     """``[P]`` float mask: 1 on learned parameters, 0 on running statistics (which the Hessian leaves out)."""
     mask = torch.zeros(arch.n_params)
     for p in arch.layout:
@@ -48,7 +48,7 @@ def trainable_mask(arch: Architecture) -> torch.Tensor:
     return mask
 
 
-def loss_hvp(arch: Architecture, task: Task, weights: torch.Tensor, split: str = "train",
+def loss_hvp(arch: ArchitectureLike, task: Task, weights: torch.Tensor, split: str = "train",
              n_examples: int = N_EXAMPLES) -> tuple[HVP, torch.Tensor]:
     """Hessian-vector products of the loss of B models ``weights`` [B, P] on the first ``n_examples`` examples of
     ``split``: returns ``(hvp, loss [B])`` where ``hvp(v)`` maps ``v`` [B, P] to ``H_b v_b`` per row.
@@ -127,7 +127,7 @@ def hutchinson_trace(hvp: HVP, shape: tuple[int, int], n_probes: int = 64, seed:
     return samples.mean(0).numpy(), se.numpy()
 
 
-def sharpness(arch: Architecture, task: Task, weights: torch.Tensor, split: str = "train",
+def sharpness(arch: ArchitectureLike, task: Task, weights: torch.Tensor, split: str = "train",
               n_examples: int = N_EXAMPLES, n_iter: int = 50, tol: float = 1e-4, n_probes: int = 64,
               seed: int = 0, progress: Progress = None) -> pd.DataFrame:
     """Top Hessian eigenvalue (power iteration) and Hutchinson trace of the loss of B checkpoints ``weights``

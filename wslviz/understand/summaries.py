@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from wslviz.core.arch import Architecture
+from wslviz.core.protocol import ArchitectureLike
 from wslviz.core.tasks import Task
 from wslviz.understand.align import activation_matching, matching_matrices, weight_matching
 from wslviz.understand.landscape import interpolate, loss_barrier
@@ -28,7 +28,7 @@ from wslviz.understand.symmetry import (
 )
 
 
-def symmetry_effects(arch: Architecture, weights: torch.Tensor, kinds: Sequence[str], seed: int = 0,
+def symmetry_effects(arch: ArchitectureLike, weights: torch.Tensor, kinds: Sequence[str], seed: int = 0,
                      x: torch.Tensor | None = None) -> pd.DataFrame:
     """For each kind in ``kinds`` alone, and for all of them together (when more than one), a random
     group element (``seed``) applied to one model ``weights`` [P]: columns ``kinds`` (tuple),
@@ -44,8 +44,8 @@ def symmetry_effects(arch: Architecture, weights: torch.Tensor, kinds: Sequence[
     return pd.DataFrame(rows)
 
 
-def alignment_report(arch: Architecture, task: Task | None, a: torch.Tensor, b: torch.Tensor, method: str = "weight",
-                     kinds: Iterable[str] = KINDS, progress=None) -> dict[str, Any]:
+def alignment_report(arch: ArchitectureLike, task: Task | None, a: torch.Tensor, b: torch.Tensor,
+                     method: str = "weight", kinds: Iterable[str] = KINDS, progress=None) -> dict[str, Any]:
     """Model ``b`` [P] re-expressed in ``a``'s basis by ``method`` (``weight`` or ``activation``, which
     needs ``task``) undoing ``kinds``. Returns ``aligned`` [P], ``matrices`` (see
     :func:`~wslviz.understand.align.matching_matrices`), ``before`` / ``after`` (per-layer distances to

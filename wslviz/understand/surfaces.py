@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.core.arch import Architecture
 from wslviz.core.evaluation import evaluate_affine
+from wslviz.core.protocol import ArchitectureLike
 from wslviz.core.tasks import Task
 from wslviz.understand.landscape import align_pair, evaluate_points, model_vector, require_task
 
@@ -63,7 +63,7 @@ class Surface:
         return w[0] if single else w
 
 
-def surface(arch: Architecture, task: Task, origin: torch.Tensor, directions: torch.Tensor, x: np.ndarray,
+def surface(arch: ArchitectureLike, task: Task, origin: torch.Tensor, directions: torch.Tensor, x: np.ndarray,
             y: np.ndarray, split: str = "test", progress: Progress = None, **fields: Any) -> Surface:
     """Evaluate the grid ``x`` [nx] x ``y`` [ny] of the plane ``origin + x d0 + y d1`` (``origin`` [P],
     ``directions`` [2, P]) in one batch of ``nx * ny`` models; extra keyword arguments fill the
@@ -113,7 +113,7 @@ def plane_basis(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tuple[torc
     return torch.stack([u, v]).float(), coords
 
 
-def plane(arch: Architecture, task: Task, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, resolution: int = 21,
+def plane(arch: ArchitectureLike, task: Task, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, resolution: int = 21,
           margin: float = 0.2, method: str = "naive", split: str = "test", seed: int = 0, progress: Progress = None
           ) -> Surface:
     """Loss surface on the plane through three models ``a``, ``b``, ``c`` ([P] each; Garipov et al. 2018).
@@ -132,7 +132,8 @@ def plane(arch: Architecture, task: Task, a: torch.Tensor, b: torch.Tensor, c: t
                          "y_label": "towards c, orthogonal (weight-space distance)"})
 
 
-def filter_normalized_directions(arch: Architecture, weights: torch.Tensor, n: int = 2, seed: int = 0) -> torch.Tensor:
+def filter_normalized_directions(arch: ArchitectureLike, weights: torch.Tensor, n: int = 2,
+                                 seed: int = 0) -> torch.Tensor:
     """``n`` random filter-normalised directions around one model ``weights`` [P] -> ``[n, P]``.
 
     Li et al. 2018: each direction is Gaussian; every filter (a conv output channel, or a linear
@@ -154,7 +155,7 @@ def filter_normalized_directions(arch: Architecture, weights: torch.Tensor, n: i
     return out
 
 
-def random_plane(arch: Architecture, task: Task, weights: torch.Tensor, resolution: int = 21, span: float = 1.0,
+def random_plane(arch: ArchitectureLike, task: Task, weights: torch.Tensor, resolution: int = 21, span: float = 1.0,
                  seed: int = 0, split: str = "test", progress: Progress = None) -> Surface:
     """Loss surface around one model on two random filter-normalised directions (Li et al. 2018).
 
@@ -168,7 +169,7 @@ def random_plane(arch: Architecture, task: Task, weights: torch.Tensor, resoluti
                          "y_label": "direction 2 (filter-normalised)"})
 
 
-def random_line(arch: Architecture, task: Task, weights: torch.Tensor, steps: int = 51, span: float = 1.0,
+def random_line(arch: ArchitectureLike, task: Task, weights: torch.Tensor, steps: int = 51, span: float = 1.0,
                 seed: int = 0, split: str = "test", progress: Progress = None) -> pd.DataFrame:
     """Loss and accuracy along one random filter-normalised direction, ``alpha`` in ``[-span, span]``
     (Li et al. 2018). The direction is the first of :func:`filter_normalized_directions` with ``seed``,
@@ -204,7 +205,7 @@ def trajectory_pca(checkpoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return origin.float(), directions.float(), coords, explained
 
 
-def trajectory(arch: Architecture, task: Task, checkpoints: torch.Tensor, resolution: int = 21, margin: float = 0.2,
+def trajectory(arch: ArchitectureLike, task: Task, checkpoints: torch.Tensor, resolution: int = 21, margin: float = 0.2,
                split: str = "test", progress: Progress = None) -> Surface:
     """One model's checkpoints [T, P] (in training order) drawn on the loss surface of the PCA plane of
     its own trajectory (Li et al. 2018). ``path`` holds the checkpoints' coordinates [T, 2];

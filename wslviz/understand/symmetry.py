@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wslviz.core.arch import Architecture
 from wslviz.core.evaluation import model_outputs
 from wslviz.core.permutation import KINDS, AxisRef, PermGroup, PermutationSpec, SymmetryError
+from wslviz.core.protocol import ArchitectureLike
 from wslviz.understand import heads
 
 
-def permutation_spec(arch: Architecture) -> PermutationSpec:
+def permutation_spec(arch: ArchitectureLike) -> PermutationSpec:
     """The permutation groups of ``arch`` (its ``perm_spec``): which tensor axes share each permutation.
 
     See :func:`wslviz.core.permutation.sequential_perm_spec` for how a sequential spec's groups are derived."""
@@ -65,7 +65,7 @@ class SymmetryElement:
 
 
 # ---------------------------------------------------------------- tensor plumbing
-def as_batch(weights: torch.Tensor, arch: Architecture) -> tuple[torch.Tensor, bool]:
+def as_batch(weights: torch.Tensor, arch: ArchitectureLike) -> tuple[torch.Tensor, bool]:
     """``weights`` ``[P]`` or ``[B, P]`` as ``[B, P]``, and whether it was a single vector; raises
     :class:`SymmetryError` for anything else."""
     if not isinstance(weights, torch.Tensor):
@@ -75,7 +75,7 @@ def as_batch(weights: torch.Tensor, arch: Architecture) -> tuple[torch.Tensor, b
     return (weights.unsqueeze(0), True) if weights.dim() == 1 else (weights, False)
 
 
-def _info(arch: Architecture):
+def _info(arch: ArchitectureLike):
     return {p.name: p for p in arch.layout}
 
 
@@ -86,7 +86,7 @@ def _narrow(t: torch.Tensor, ref: AxisRef) -> torch.Tensor:
     return t.narrow(1, ref.start, ref.length or t.shape[1] - ref.start)
 
 
-def unit_view(arch: Architecture, weights: torch.Tensor, ref: AxisRef) -> torch.Tensor:
+def unit_view(arch: ArchitectureLike, weights: torch.Tensor, ref: AxisRef) -> torch.Tensor:
     """The entries of ``weights`` [B, P] on one axis, as ``[B, n_units, m]`` (one row per unit)."""
     p = _info(arch)[ref.name]
     t = _narrow(weights[:, p.slice].reshape(weights.shape[0], *p.shape).movedim(ref.axis + 1, 1), ref)
@@ -94,7 +94,7 @@ def unit_view(arch: Architecture, weights: torch.Tensor, ref: AxisRef) -> torch.
     return t.reshape(t.shape[0], n, ref.block, *t.shape[2:]).reshape(t.shape[0], n, -1)
 
 
-def _transform_ref(arch: Architecture, out: torch.Tensor, ref: AxisRef, perm: torch.Tensor | None,
+def _transform_ref(arch: ArchitectureLike, out: torch.Tensor, ref: AxisRef, perm: torch.Tensor | None,
                    scale: torch.Tensor | None) -> None:
     """In place on ``out`` [B, P]: permute one axis by ``perm`` [B, n] and apply ``scale ** power``."""
     if perm is None and (scale is None or ref.power == 0):
@@ -123,7 +123,7 @@ def _expand(t: torch.Tensor | None, b: int) -> torch.Tensor | None:
     return t.expand(b, -1) if t.dim() == 1 else t
 
 
-def apply_group(arch: Architecture, weights: torch.Tensor, group: PermGroup, perm: torch.Tensor | None,
+def apply_group(arch: ArchitectureLike, weights: torch.Tensor, group: PermGroup, perm: torch.Tensor | None,
                 scale: torch.Tensor | None = None) -> torch.Tensor:
     """Apply one group's permutation/scales to ``weights`` [B, P]; returns a new tensor."""
     out = weights.clone()
@@ -133,7 +133,7 @@ def apply_group(arch: Architecture, weights: torch.Tensor, group: PermGroup, per
     return out
 
 
-def apply_symmetry(arch: Architecture, weights: torch.Tensor, g: SymmetryElement) -> torch.Tensor:
+def apply_symmetry(arch: ArchitectureLike, weights: torch.Tensor, g: SymmetryElement) -> torch.Tensor:
     """``g·θ`` for ``weights`` [P] or [B, P]: same function, other weights (same shape as given).
 
     A ``g`` with batched entries ``[B, n]`` applies one element per model.
@@ -162,7 +162,7 @@ def _check_element(spec: PermutationSpec, g: SymmetryElement) -> None:
             raise SymmetryError(f"{group.name}: element has {perm.shape[-1]} units, expected {group.size}")
 
 
-def identity(arch: Architecture, batch: int | None = None) -> SymmetryElement:
+def identity(arch: ArchitectureLike, batch: int | None = None) -> SymmetryElement:
     """The identity element (batched over ``batch`` models when given)."""
     shape = () if batch is None else (batch,)
     perms = [torch.arange(g.size).expand(*shape, g.size).clone() for g in arch.perm_spec.groups]
@@ -171,7 +171,7 @@ def identity(arch: Architecture, batch: int | None = None) -> SymmetryElement:
 
 
 def random_symmetry(
-    arch: Architecture,
+    arch: ArchitectureLike,
     seed: int = 0,
     kinds: Iterable[str] = KINDS,
     scale_range: tuple[float, float] = (0.25, 4.0),
@@ -248,7 +248,7 @@ def inverse(g: SymmetryElement) -> SymmetryElement:
     return SymmetryElement(perms, scales)
 
 
-def group_size_log10(arch: Architecture) -> float:
+def group_size_log10(arch: ArchitectureLike) -> float:
     """log10 of the number of permutation symmetries: the product over groups of ``n!`` (for attention heads
     ``h! (n/h)!^h``, see :attr:`wslviz.core.permutation.PermutationSpec.log10_size`)."""
     return arch.perm_spec.log10_size
@@ -275,16 +275,13 @@ def fixed_table(spec: PermutationSpec) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["tensor", "axis", "reason"])
 
 
-def probe_inputs(arch: Architecture, n: int = 256, seed: int = 0) -> torch.Tensor:
-    """Standard-normal probe inputs ``[n, *input_shape]`` (deterministic); an architecture that knows its inputs
-    better (a module taking token ids) gives its own."""
-    if hasattr(arch, "probe_inputs"):
-        return arch.probe_inputs(n, seed)
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(n, *arch.input_shape, generator=gen)
+def probe_inputs(arch: ArchitectureLike, n: int = 256, seed: int = 0) -> torch.Tensor:
+    """The architecture's deterministic probe inputs ``[n, *input_shape]`` (standard normal, or token ids for a
+    module taking them)."""
+    return arch.probe_inputs(n, seed)
 
 
-def equivalence_gap(arch: Architecture, a: torch.Tensor, b: torch.Tensor, x: torch.Tensor | None = None) -> float:
+def equivalence_gap(arch: ArchitectureLike, a: torch.Tensor, b: torch.Tensor, x: torch.Tensor | None = None) -> float:
     """Max absolute output difference between models ``a`` and ``b`` ([P] or [B, P] each, paired) on
     probe inputs ``x`` (default: 256 standard-normal inputs)."""
     a, _ = as_batch(a, arch)
@@ -295,7 +292,7 @@ def equivalence_gap(arch: Architecture, a: torch.Tensor, b: torch.Tensor, x: tor
 
 
 # ---------------------------------------------------------------- canonical forms
-def producer_rows(arch: Architecture, weights: torch.Tensor, group: PermGroup) -> torch.Tensor:
+def producer_rows(arch: ArchitectureLike, weights: torch.Tensor, group: PermGroup) -> torch.Tensor:
     """``[B, n, m]``: per unit, the entries a unit scale multiplies (its incoming weights and bias, or
     the normalisation layer's weight and bias right before the nonlinearity)."""
     parts = [unit_view(arch, weights, ref) for ref in group.refs if ref.incoming and ref.power == 1
@@ -303,7 +300,7 @@ def producer_rows(arch: Architecture, weights: torch.Tensor, group: PermGroup) -
     return torch.cat(parts, dim=-1)
 
 
-def normalising_element(arch: Architecture, weights: torch.Tensor, group: PermGroup,
+def normalising_element(arch: ArchitectureLike, weights: torch.Tensor, group: PermGroup,
                         kinds: Iterable[str]) -> torch.Tensor:
     """Per-unit factors ``[B, n]`` that give every unit of ``group`` unit incoming norm (``"scale"``,
     where valid) and a positive largest-magnitude incoming entry (``"sign"``, where valid)."""
@@ -333,7 +330,7 @@ def _sort_key(rows: torch.Tensor, normalised: bool) -> torch.Tensor:
 
 
 def canonicalize(
-    arch: Architecture,
+    arch: ArchitectureLike,
     weights: torch.Tensor,
     kinds: Iterable[str] = KINDS,
     return_element: bool = False,
@@ -379,7 +376,7 @@ def canonicalize(
     return (out, SymmetryElement(perms, scales)) if return_element else out
 
 
-def layer_distances(arch: Architecture, a: torch.Tensor, b: torch.Tensor) -> dict[str, np.ndarray]:
+def layer_distances(arch: ArchitectureLike, a: torch.Tensor, b: torch.Tensor) -> dict[str, np.ndarray]:
     """Euclidean distance per weight layer between ``a`` and ``b`` ([P] or [B, P] each, broadcast):
     ``{"layer i (kind)": [B]}``, plus ``"total"``."""
     a, _ = as_batch(a, arch)

@@ -14,16 +14,16 @@ import math
 
 import torch
 
-from wslviz.core.arch import Architecture
+from wslviz.core.protocol import ArchitectureLike
 
 
-def is_coordinate_mlp(arch: Architecture) -> bool:
+def is_coordinate_mlp(arch: ArchitectureLike) -> bool:
     """Whether ``arch`` starts with a linear layer on 2 input coordinates (what :func:`coordinate_affine` needs)."""
-    return (getattr(arch, "kind", None) == "sequential" and arch.input_shape == (2,)
+    return (arch.plain_stack and arch.input_shape == (2,)
             and arch.layers[0]["type"] == "linear")
 
 
-def coordinate_affine(arch: Architecture, weights: torch.Tensor, gen: torch.Generator, rotation: float = 15.0,
+def coordinate_affine(arch: ArchitectureLike, weights: torch.Tensor, gen: torch.Generator, rotation: float = 15.0,
                       zoom: float = 0.1, shift: float = 0.1) -> torch.Tensor:
     """A random similarity transform of each INR's input coordinates, in weight space: ``[B, P] -> [B, P]``.
 

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from torch import nn
 
-from wslviz.core.arch import Architecture
+from wslviz.core.protocol import ArchitectureLike
 from wslviz.represent.metanet.augment import coordinate_affine
 from wslviz.represent.metanet.models import EquivariantMetanet, FlatMLP, tensor_stats
 from wslviz.represent.metanet.weightspace import WeightSpace
@@ -83,7 +83,7 @@ def _as_tensor(x: Any) -> torch.Tensor:
 class _SymmetryPool:
     """:data:`POOL_SIZE` random group elements stacked per permutation group, to apply one per row."""
 
-    def __init__(self, arch: Architecture, kinds: tuple[str, ...], seed: int):
+    def __init__(self, arch: ArchitectureLike, kinds: tuple[str, ...], seed: int):
         elements = [random_symmetry(arch, seed=seed * 1_000_003 + k, kinds=kinds) for k in range(POOL_SIZE)]
         self.arch = arch
         self.perms = [torch.stack([g.perms[i] for g in elements]) for i in range(len(arch.perm_spec.groups))]
@@ -109,7 +109,7 @@ class _Ensemble(nn.Module):
 class _MetanetBase(BaseEstimator):
     """Shared fitting loop; subclasses say how targets are encoded, what the loss is and what "better" means."""
 
-    def __init__(self, arch: Architecture, model: str = "nfn_np", hidden: int = 32, depth: int = 3,
+    def __init__(self, arch: ArchitectureLike, model: str = "nfn_np", hidden: int = 32, depth: int = 3,
                  head_hidden: int = 64, augment: str | None = None, max_epochs: int = 100, patience: int = 15,
                  batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 1e-4, dropout: float = 0.0,
                  validation_fraction: float = 0.15, max_seconds: float | None = None,

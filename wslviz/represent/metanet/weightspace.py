@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import torch
 
-from wslviz.core.arch import Architecture
 from wslviz.core.layout import ParamInfo
+from wslviz.core.protocol import ArchitectureLike
 
 MODES = ("np", "hnp")
 
@@ -106,10 +106,9 @@ class WeightSpace:
     architectures with parameters other than linear/conv weights and biases (BatchNorm, LayerNorm).
     """
 
-    def __init__(self, arch: Architecture):
-        if getattr(arch, "kind", None) != "sequential":
-            raise WeightSpaceError(f"metanetworks read sequential MLP/CNN specs; got a {getattr(arch, 'kind', '?')} "
-                                   "architecture")
+    def __init__(self, arch: ArchitectureLike):
+        if not arch.plain_stack:
+            raise WeightSpaceError(f"metanetworks read plain MLP/CNN stacks; {arch.describe()} is not one")
         others = sorted({arch.layers[p.layer]["type"] for p in arch.layout
                          if arch.layers[p.layer]["type"] not in ("linear", "conv2d")})
         if others:
