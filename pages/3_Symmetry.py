@@ -136,44 +136,44 @@ with tabs[1]:
     if res is None:
         st.info("Pick two checkpoints and press **Align B to A**.")
     else:
-        total_before, total_after = float(res["before"]["total"][0]), float(res["after"]["total"][0])
+        total_before, total_after = res.distance_before, res.distance_after
         n1, n2, n3 = st.columns(3)
         n1.metric("Distance A–B", f"{total_after:.3f}", delta=f"{total_after - total_before:.3f} by alignment",
                   delta_color="inverse")
-        n2.metric("Max output change of B", f"{res['gap']:.1e}", help="Aligned B against B as trained")
-        if "barrier_before" in res:
-            n3.metric("Loss barrier A–B", f"{res['barrier_after']:.4f}",
-                      delta=f"{res['barrier_after'] - res['barrier_before']:.4f} by alignment", delta_color="inverse",
+        n2.metric("Max output change of B", f"{res.gap:.1e}", help="Aligned B against B as trained")
+        if res.barrier_before is not None:
+            n3.metric("Loss barrier A–B", f"{res.barrier_after:.4f}",
+                      delta=f"{res.barrier_after - res.barrier_before:.4f} by alignment", delta_color="inverse",
                       help="The same definition and resolution (25 points) as on the Landscape page.")
-        mats = res["matrices"]
-        ui.chart(P.units_moved_bars([m["group"] for m in mats], [m["moved"] for m in mats],
-                                    [m["size"] for m in mats]), key="sym_moved")
-        names = [k for k in res["before"] if k != "total"]
-        ui.chart(P.layer_distance_bars(names, [float(res["before"][k][0]) for k in names],
-                                       [float(res["after"][k][0]) for k in names]), key="sym_layer_dist")
+        mats = res.matrices
+        ui.chart(P.units_moved_bars([m.group for m in mats], [m.moved for m in mats], [m.size for m in mats]),
+                 key="sym_moved")
+        names = res.layers
+        ui.chart(P.layer_distance_bars(names, [float(res.before[k][0]) for k in names],
+                                       [float(res.after[k][0]) for k in names]), key="sym_layer_dist")
         st.markdown(
             "**Units moved and distance per layer.** Independent training runs start from different random "
             "initialisations, so nothing ties unit 3 of A to unit 3 of B: the matching typically moves almost "
             "every unit. After alignment every layer is closer to the reference (green against red); the function "
             "of B is unchanged (the output change above is rounding).")
         g1, g2 = st.columns([2, 1])
-        group = g1.selectbox("Hidden layer", range(len(mats)), format_func=lambda i: mats[i]["group"],
+        group = g1.selectbox("Hidden layer", range(len(mats)), format_func=lambda i: mats[i].group,
                              key="sym_group")
         by_match = g2.toggle("order B's units by the matching", value=False, key="sym_reorder",
                              help="Columns in the matched order: the chosen partners then lie on the diagonal.")
         m = mats[group]
-        ui.chart(P.matching_matrix(m["similarity"], m["assignment"], f"Matching matrix: {m['group']}",
+        ui.chart(P.matching_matrix(m.similarity, m.assignment, f"Matching matrix: {m.group}",
                                    by_match=by_match), key="sym_matrix")
-        st.markdown(texts.NOTES["matching matrix"] + f" Here {m['on_row_best']} of {m['size']} marks sit on their "
+        st.markdown(texts.NOTES["matching matrix"] + f" Here {m.on_row_best} of {m.size} marks sit on their "
                     "row's most similar cell: the matching maximises the total similarity over the whole network "
                     "(outgoing weights included) with one partner per unit, so a row may give up its best cell to "
                     "another row that needs it more.")
         weight = next(r.name for r in spec.groups[group].refs if r.incoming)  # this layer's incoming weights
         tensors = [arch.unflatten(w.float())[weight].numpy() for w in (zoo.weights[row_a], zoo.weights[row_b],
-                                                                        res["aligned"])]
+                                                                        res.aligned)]
         ui.chart(P.weight_heatmaps(tensors, ("A", "B as trained", "B aligned to A"),
-                                   f"{m['group']}: incoming weights ({weight})",
-                                   units=[None, None, m["assignment"]]), key="sym_pair_heatmaps")
+                                   f"{m.group}: incoming weights ({weight})",
+                                   units=[None, None, m.assignment]), key="sym_pair_heatmaps")
         st.markdown(
             "**A, B and B aligned to A.** Row `j` of the third panel is B's unit `assignment[j]` (hover to see "
             "which): B's rows reordered by the matching, its columns by the previous layer's matching. The "

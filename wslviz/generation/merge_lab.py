@@ -8,6 +8,7 @@ and its report (:func:`default_merge_rows`, :func:`model_tasks`, :func:`merge_ro
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 
 from wslviz.core.evaluation import evaluate, model_outputs
 from wslviz.core.protocol import ArchitectureLike
+from wslviz.core.report import Report
 from wslviz.core.tasks import Task, make_task
 from wslviz.core.zoo import Zoo
 from wslviz.generation.merging import METHODS, NEEDS_BASE, merge, slerp, task_vectors, trim
@@ -168,8 +170,18 @@ def merge_rows(zoo: Zoo, rows: Sequence[int], method: str = "aligned", base_row:
     return merge(zoo.arch, w, task=task, method=method, **options)
 
 
-def merge_report(zoo: Zoo, rows: Sequence[int], merged: torch.Tensor, base_row: int | None = None) -> dict[str, Any]:
-    """Everything the Merge page shows about one merge of the zoo's ``rows``:
+@dataclass(frozen=True, eq=False)
+class MergeReport(Report):
+    """One merge of a zoo's rows, as the Merge page shows it (:func:`merge_report`)."""
+
+    accuracy: pd.DataFrame
+    best_input: float
+    similarity: np.ndarray | None
+    conflicts: pd.DataFrame | None
+
+
+def merge_report(zoo: Zoo, rows: Sequence[int], merged: torch.Tensor, base_row: int | None = None) -> MergeReport:
+    """Everything the Merge page shows about one merge of the zoo's ``rows``, a :class:`MergeReport`:
 
     ``accuracy``: a DataFrame, one row per model (``merged``, the ``ensemble`` of the inputs, the ``base``
     if any, each input as ``#<r>`` as the app labels checkpoint rows) with a column per task of
@@ -187,10 +199,8 @@ def merge_report(zoo: Zoo, rows: Sequence[int], merged: torch.Tensor, base_row: 
     ens = ensemble_accuracies(zoo.arch, tasks, w)
     acc = pd.concat([acc.iloc[:1], ens.to_frame().T, acc.iloc[1:]], ignore_index=True)
     acc.insert(0, "model", [labels[0], "ensemble of the inputs", *labels[1:]])
-    out: dict[str, Any] = {"accuracy": acc, "best_input": float(acc["average"].iloc[-len(rows):].max()),
-                           "similarity": None, "conflicts": None}
-    if base_row is not None:
-        base = zoo.weights[int(base_row)].float()
-        out["similarity"] = task_vector_similarity(base, w)
-        out["conflicts"] = sign_conflicts(zoo.arch, base, w)
-    return out
+    best = float(acc["average"].iloc[-len(rows):].max())
+    if base_row is None:
+        return MergeReport(acc, best, None, None)
+    base = zoo.weights[int(base_row)].float()
+    return MergeReport(acc, best, task_vector_similarity(base, w), sign_conflicts(zoo.arch, base, w))

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from wslviz.core.evaluation import decision_grid, evaluate, model_outputs
+from wslviz.core.report import Report
 from wslviz.core.zoo import Zoo, checkpoint_accuracies, reference_row
 from wslviz.generation.export import as_zoo
 from wslviz.generation.rows import align_rows, check_rows
@@ -311,11 +312,34 @@ def frontier_statement(verdicts: dict[str, dict[str, Any]], zoo_final_median: fl
     return f"No generator beats the noise frontier at the zoo's median accuracy{also}; {close}."
 
 
+@dataclass(frozen=True, eq=False)
+class BaselineComparison(Report):
+    """Generated models next to the noise baseline at the same accuracy (:func:`compare_with_baseline`)."""
+
+    accuracy: float
+    zoo_final_median: float
+    distance: float
+    agreement: float
+    max_agreement: float
+    baseline_distance: float
+    baseline_agreement: float
+    baseline_max_agreement: float
+    baseline_accuracy: float
+    noise_scale: float
+    novelty: pd.DataFrame
+    baseline_novelty: pd.DataFrame
+    baseline_weights: torch.Tensor
+    beats_baseline: bool
+    beats_function: bool
+    done: bool
+
+
 def compare_with_baseline(zoo: Zoo, generated: torch.Tensor, index: NoveltyIndex | None = None, seed: int = 0,
-                          progress: Progress = None) -> dict[str, Any]:
+                          progress: Progress = None) -> BaselineComparison:
     """Accuracy and novelty of ``generated [B, P]`` next to the noise baseline at the same accuracy.
 
-    Returns a dict: ``accuracy`` (mean test accuracy of the generated models), ``zoo_final_median`` (median
+    Returns a :class:`BaselineComparison` (readable by key too): ``accuracy`` (mean test accuracy of the
+    generated models), ``zoo_final_median`` (median
     test accuracy of the zoo's final checkpoints), ``distance`` (mean nearest-zoo-neighbour distance),
     ``max_agreement`` (mean over generated models of the highest test-prediction agreement with any zoo
     checkpoint), the same ``baseline_*`` numbers for the noise baseline, ``noise_scale``, ``novelty`` and
@@ -338,26 +362,17 @@ def compare_with_baseline(zoo: Zoo, generated: torch.Tensor, index: NoveltyIndex
     base_w, info = noise_baseline(zoo, n=len(generated), target_accuracy=acc, seed=seed)
     base_df = index.query(base_w)
     slack = 1.0 / len(zoo.task.y_test)
-    out = {
-        "accuracy": acc,
-        "zoo_final_median": float(np.median(checkpoint_accuracies(zoo, zoo.final_index()))),
-        "distance": float(gen_df["distance"].mean()),
-        "agreement": float(gen_df["agreement"].mean()),
-        "baseline_accuracy": float(base_df["accuracy"].mean()),
-        "baseline_distance": float(base_df["distance"].mean()),
-        "baseline_agreement": float(base_df["agreement"].mean()),
-        "max_agreement": float(gen_df["max_agreement"].mean()),
-        "baseline_max_agreement": float(base_df["max_agreement"].mean()),
-        "noise_scale": info["scale"],
-        "novelty": gen_df,
-        "baseline_novelty": base_df,
-        "baseline_weights": base_w,
-    }
-    as_accurate = acc >= out["baseline_accuracy"] - slack
-    out["beats_baseline"] = bool(out["distance"] > out["baseline_distance"] and as_accurate)
-    out["beats_function"] = bool(out["max_agreement"] < out["baseline_max_agreement"] and as_accurate)
-    out["done"] = bool(out["beats_baseline"] and acc >= out["zoo_final_median"])
-    return out
+    numbers = {"accuracy": acc, "zoo_final_median": float(np.median(checkpoint_accuracies(zoo, zoo.final_index()))),
+               **{f"{prefix}{k}": float(df[k].mean()) for prefix, df in (("", gen_df), ("baseline_", base_df))
+                  for k in ("distance", "agreement", "max_agreement")},
+               "baseline_accuracy": float(base_df["accuracy"].mean())}
+    as_accurate = acc >= numbers["baseline_accuracy"] - slack
+    beats = bool(numbers["distance"] > numbers["baseline_distance"] and as_accurate)
+    return BaselineComparison(
+        **numbers, noise_scale=info["scale"], novelty=gen_df, baseline_novelty=base_df, baseline_weights=base_w,
+        beats_baseline=beats,
+        beats_function=bool(numbers["max_agreement"] < numbers["baseline_max_agreement"] and as_accurate),
+        done=bool(beats and acc >= numbers["zoo_final_median"]))
 
 
 SUMMARY_COLUMNS = {"beats_baseline": "beats L2", "beats_function": "beats function", "accuracy": "accuracy",

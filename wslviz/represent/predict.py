@@ -22,11 +22,13 @@ class label, not a number.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from wslviz.core.report import Report
 from wslviz.core.zoo import Zoo
 from wslviz.represent.features import FeatureError, feature_set
 
@@ -151,6 +153,34 @@ def _scorer(predict: Callable, categorical: bool) -> Callable:
     return lambda _estimator, x, y: score(y, predict(x))
 
 
+@dataclass(frozen=True, eq=False)
+class PropertyPrediction(Report):
+    """Cross-validated prediction of one metadata column (:func:`predict_property`); the scores of the other
+    ``kind`` are None and left out of the key view."""
+
+    OPTIONAL = ("r2", "kendall_tau", "mae", "accuracy", "balanced_accuracy")
+
+    target: str
+    features: str
+    model: str
+    target_transform: str
+    n_rows: int
+    n_models: int
+    n_splits: int
+    rows: np.ndarray
+    truth: np.ndarray
+    importances: pd.Series | None
+    kind: str
+    """``"regression"`` or ``"classification"``."""
+    predictions: np.ndarray
+    """Out-of-fold predictions ``[n_rows]``, in ``rows`` order."""
+    r2: float | None = None
+    kendall_tau: float | None = None
+    mae: float | None = None
+    accuracy: float | None = None
+    balanced_accuracy: float | None = None
+
+
 def predict_property(
     zoo: Zoo,
     target: str = "test_acc",
@@ -164,7 +194,7 @@ def predict_property(
     progress: Progress = None,
     target_transform: str = "none",
     metanet_options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> PropertyPrediction:
     """Cross-validated prediction of metadata column ``target`` from a feature set, or from the weights.
 
     ``features``: a kind of :func:`wslviz.represent.features.compute_features` or a precomputed matrix
@@ -181,7 +211,8 @@ def predict_property(
     training targets' quantiles. Folds: ``GroupKFold(n_splits)`` over ``model_id``, shuffled
     by ``random_state``.
 
-    Returns a dict: ``kind`` ("regression"/"classification"), ``r2``, ``kendall_tau``, ``mae`` (numeric) or
+    Returns a :class:`PropertyPrediction` (readable by key too, as the dict it replaced): ``kind``
+    ("regression"/"classification"), ``r2``, ``kendall_tau``, ``mae`` (numeric) or
     ``accuracy``, ``balanced_accuracy`` (categorical), ``predictions`` (out-of-fold, ``[n_rows]``),
     ``truth``, ``rows`` (the checkpoint rows scored), ``importances`` (a ``pandas.Series`` of mean
     permutation importances on the held-out folds, by feature name, or None for sets wider than
@@ -258,22 +289,18 @@ def predict_property(
                                                   ).importances_mean / n_splits
             if progress and not metanet:
                 progress(i + 1, n_splits)
-    out: dict[str, Any] = {
-        "target": target, "features": kind, "model": model, "target_transform": target_transform,
-        "n_rows": len(y), "n_models": n_groups,
-        "n_splits": n_splits, "rows": index, "truth": y,
-        "importances": pd.Series(imp, index=names).sort_values(ascending=False) if want_importances else None,
-    }
+    common = {"target": target, "features": kind, "model": model, "target_transform": target_transform,
+              "n_rows": len(y), "n_models": n_groups, "n_splits": n_splits, "rows": index, "truth": y,
+              "importances": pd.Series(imp, index=names).sort_values(ascending=False) if want_importances else None}
     if categorical:
         pred = pred.astype(str)
-        out.update(kind="classification", predictions=pred, accuracy=float(accuracy_score(y, pred)),
-                   balanced_accuracy=float(balanced_accuracy_score(y, pred)))
-    else:
-        pred = pred.astype(float)
-        tau = kendalltau(y, pred).statistic if np.ptp(pred) > 0 else float("nan")
-        out.update(kind="regression", predictions=pred, r2=float(r2_score(y, pred)), kendall_tau=float(tau),
-                   mae=float(mean_absolute_error(y, pred)))
-    return out
+        return PropertyPrediction(**common, kind="classification", predictions=pred,
+                                  accuracy=float(accuracy_score(y, pred)),
+                                  balanced_accuracy=float(balanced_accuracy_score(y, pred)))
+    pred = pred.astype(float)
+    tau = kendalltau(y, pred).statistic if np.ptp(pred) > 0 else float("nan")
+    return PropertyPrediction(**common, kind="regression", predictions=pred, r2=float(r2_score(y, pred)),
+                              kendall_tau=float(tau), mae=float(mean_absolute_error(y, pred)))
 
 
 def _metanet(zoo: Zoo, model: str, categorical: bool, random_state: int, options: dict[str, Any] | None,

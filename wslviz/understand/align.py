@@ -25,6 +25,7 @@ private helpers across modules.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from scipy.optimize import linear_sum_assignment
 from wslviz.core.device import resolve_device
 from wslviz.core.evaluation import forward
 from wslviz.core.protocol import ArchitectureLike
+from wslviz.core.report import Report
 from wslviz.understand import heads
 from wslviz.understand.factors import refine_factors
 from wslviz.understand.repair import reset_batchnorm
@@ -473,17 +475,31 @@ def merge(
     return reset_batchnorm(arch, merged, task)
 
 
+@dataclass(frozen=True, eq=False)
+class MatchingMatrix(Report):
+    """What the matching saw for one permutation group (see :func:`matching_matrices`)."""
+
+    group: str
+    similarity: np.ndarray
+    """``[n, n]``: cosine similarity of the reference's units (rows) and the other model's (columns)."""
+    assignment: np.ndarray
+    """``[n]``: reference unit ``j`` was matched to the other's unit ``assignment[j]``."""
+    moved: int
+    size: int
+    on_row_best: int
+    """Reference units matched to their most similar unit (the matching need not: it maximises the total)."""
+
+
 def matching_matrices(arch: ArchitectureLike, reference: torch.Tensor, other: torch.Tensor,
-                      g: SymmetryElement) -> list[dict]:
+                      g: SymmetryElement) -> list[MatchingMatrix]:
     """Per permutation group, what the matching saw: cosine similarity ``[n, n]`` between the reference's
     units (rows) and ``other``'s units in their original order (columns), every other group already
     aligned by ``g`` (as returned by ``weight_matching(..., return_perm=True)``), and the assignment:
     reference unit ``j`` was matched to other unit ``assignment[j]``.
 
-    Returns ``[{"group", "similarity", "assignment", "moved", "size", "on_row_best"}]`` (numpy arrays,
-    ints; ``on_row_best``: how many reference units were matched to their most similar unit, which the
-    matching need not do: it maximises the total over the whole network, outgoing weights included,
-    with one partner per unit).
+    Returns one :class:`MatchingMatrix` per group (``on_row_best``: how many reference units were matched to
+    their most similar unit, which the matching need not do: it maximises the total over the whole network,
+    outgoing weights included, with one partner per unit).
     """
     spec = arch.perm_spec
     ref = reference.unsqueeze(0).double()
@@ -497,9 +513,8 @@ def matching_matrices(arch: ArchitectureLike, reference: torch.Tensor, other: to
         a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)
         b = b / b.norm(dim=1, keepdim=True).clamp_min(1e-12)
         similarity = (a @ b.T).numpy()
-        out.append({"group": group.name, "similarity": similarity, "assignment": perm.numpy(),
-                    "moved": int((perm != torch.arange(group.size)).sum()), "size": group.size,
-                    "on_row_best": int((similarity.argmax(1) == perm.numpy()).sum())})
+        out.append(MatchingMatrix(group.name, similarity, perm.numpy(), int((perm != torch.arange(group.size)).sum()),
+                                  group.size, int((similarity.argmax(1) == perm.numpy()).sum())))
     return out
 
 

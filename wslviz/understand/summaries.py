@@ -10,14 +10,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 
 from wslviz.core.protocol import ArchitectureLike
+from wslviz.core.report import Report
 from wslviz.core.tasks import Task
-from wslviz.understand.align import activation_matching, matching_matrices, weight_matching
+from wslviz.understand.align import MatchingMatrix, activation_matching, matching_matrices, weight_matching
 from wslviz.understand.landscape import interpolate, loss_barrier
 from wslviz.understand.symmetry import (
     KINDS,
@@ -44,14 +46,46 @@ def symmetry_effects(arch: ArchitectureLike, weights: torch.Tensor, kinds: Seque
     return pd.DataFrame(rows)
 
 
+@dataclass(frozen=True, eq=False)
+class AlignmentReport(Report):
+    """One model re-expressed in another's basis (:func:`alignment_report`)."""
+
+    OPTIONAL = ("barrier_before", "barrier_after")
+
+    aligned: torch.Tensor
+    """``[P]``: model B in A's basis (the same function)."""
+    matrices: list[MatchingMatrix]
+    before: dict[str, np.ndarray]
+    """Distance to A per weight layer (``"layer i (type)"``) and ``"total"``, before alignment (arrays of one)."""
+    after: dict[str, np.ndarray]
+    gap: float
+    """Largest output change of B by the alignment: float rounding, since the function is the same."""
+    barrier_before: float | None = None
+    """Loss barrier of the straight path A-B (None without a task)."""
+    barrier_after: float | None = None
+
+    @property
+    def layers(self) -> list[str]:
+        """The weight layers ``before`` and ``after`` hold, in order."""
+        return [k for k in self.before if k != "total"]
+
+    @property
+    def distance_before(self) -> float:
+        return float(self.before["total"][0])
+
+    @property
+    def distance_after(self) -> float:
+        return float(self.after["total"][0])
+
+
 def alignment_report(arch: ArchitectureLike, task: Task | None, a: torch.Tensor, b: torch.Tensor,
-                     method: str = "weight", kinds: Iterable[str] = KINDS, progress=None) -> dict[str, Any]:
+                     method: str = "weight", kinds: Iterable[str] = KINDS, progress=None) -> AlignmentReport:
     """Model ``b`` [P] re-expressed in ``a``'s basis by ``method`` (``weight`` or ``activation``, which
-    needs ``task``) undoing ``kinds``. Returns ``aligned`` [P], ``matrices`` (see
-    :func:`~wslviz.understand.align.matching_matrices`), ``before`` / ``after`` (per-layer distances to
-    ``a``, see :func:`~wslviz.understand.symmetry.layer_distances`), ``gap`` (largest output change of
-    ``b``: rounding) and, with a task, ``barrier_before`` / ``barrier_after`` (loss barriers of the
-    straight paths, :func:`~wslviz.understand.landscape.loss_barrier` at the default resolution)."""
+    needs ``task``) undoing ``kinds``: an :class:`AlignmentReport` with the matchings (see
+    :func:`~wslviz.understand.align.matching_matrices`), per-layer distances to ``a`` before and after (see
+    :func:`~wslviz.understand.symmetry.layer_distances`), the output change (rounding) and, with a task, the loss
+    barriers of the straight paths (:func:`~wslviz.understand.landscape.loss_barrier` at the default
+    resolution)."""
     a, b = a.float(), b.float()
     kinds = tuple(kinds)
     if method == "weight":
@@ -60,13 +94,10 @@ def alignment_report(arch: ArchitectureLike, task: Task | None, a: torch.Tensor,
         aligned, g = activation_matching(arch, task, a, b, return_perm=True, kinds=kinds)
     else:
         raise ValueError(f"unknown alignment method {method!r}; known: weight, activation")
-    out: dict[str, Any] = {
-        "aligned": aligned, "matrices": matching_matrices(arch, a, b, g), "before": layer_distances(arch, a, b),
-        "after": layer_distances(arch, a, aligned),
-        "gap": equivalence_gap(arch, b, aligned, task.x_test if task is not None else None)}
-    if task is not None:
-        out["barrier_before"] = loss_barrier(interpolate(arch, task, a, b))
-        out["barrier_after"] = loss_barrier(interpolate(arch, task, a, aligned))
+    barriers = ((loss_barrier(interpolate(arch, task, a, b)), loss_barrier(interpolate(arch, task, a, aligned)))
+                if task is not None else (None, None))
     if progress:
         progress(1, 1)
-    return out
+    return AlignmentReport(aligned, matching_matrices(arch, a, b, g), layer_distances(arch, a, b),
+                           layer_distances(arch, a, aligned),
+                           equivalence_gap(arch, b, aligned, task.x_test if task is not None else None), *barriers)
