@@ -12,14 +12,13 @@ from wslviz import ui
 from wslviz.plots import embedding as eplots
 from wslviz.plots.zoo import is_numeric
 from wslviz.represent import features, projection, retrieval
-from wslviz.scale.cache import cache_root
+from wslviz.scale.cache import projection_store
 
 CHART_KEY = "proj_chart"
 PICKED_KEY = "proj_picked"
 RANGES_KEY = "proj_ranges"  # zoo fingerprint -> column -> (lo, hi) chosen on its linked histogram
 HIST_GEN_KEY = "proj_hist_gen"  # bumped by "Clear filters": new histogram keys drop their selections
 COMPUTED_KEY = "proj_computed"  # (kind, method) pairs whose expensive features were asked for
-SUBSAMPLE_THRESHOLD = 5000
 EXPENSIVE = {"aligned": "aligns every checkpoint to a reference by weight matching; minutes for 1,296 digits CNNs",
              "learned": "trains a hyper-representation autoencoder (~30 s)"}
 
@@ -81,17 +80,14 @@ if zoo.n_checkpoints < 2:
     st.info("A map places checkpoints relative to each other: it needs at least two checkpoints, and this zoo has "
             "one. Open a zoo with more models or checkpoints.")
     st.stop()
-if zoo.n_checkpoints > SUBSAMPLE_THRESHOLD:
+if zoo.n_checkpoints > projection.SUBSAMPLE_THRESHOLD:
     sub = st.toggle(f"subsample ({zoo.n_checkpoints:,} checkpoints)", value=True, key="proj_subsample",
                     help="Projecting tens of thousands of points takes long; every model's final checkpoint is "
                          "kept, the rest are sampled.")
     if sub:
-        n_keep = st.slider("checkpoints shown", 1000, min(zoo.n_checkpoints, 50_000), SUBSAMPLE_THRESHOLD,
+        n_keep = st.slider("checkpoints shown", 1000, min(zoo.n_checkpoints, 50_000), projection.SUBSAMPLE_THRESHOLD,
                            step=500, key="proj_n")
-        final = np.sort(zoo.final_index())
-        rest = np.setdiff1d(rows, final)
-        extra = np.random.default_rng(seed).choice(rest, max(0, min(len(rest), n_keep - len(final))), replace=False)
-        rows = np.sort(np.concatenate([final, extra]))
+        rows = projection.subsample_rows(zoo, n_keep, seed)
 rows_key = projection.rows_digest(rows)
 fp = zoo.fingerprint
 
@@ -108,7 +104,7 @@ if pending:
     st.stop()
 
 
-store = projection.ProjectionStore(cache_root() / "projections" / fp)  # fits outlive the server process
+store = projection_store(zoo)  # fits outlive the server process
 
 
 def projected(kind: str) -> projection.Projection:

@@ -94,7 +94,7 @@ with tabs[0]:
                   for i in arch.weight_layers}
         layer = st.selectbox("Layer to show", list(layers), index=list(layers).index(hidden[-1]) if hidden else 0,
                              format_func=layers.get, key="sym_layer")
-        name = f"{arch.layers[layer].get('name', layer)}.weight"  # module architectures name their layers
+        name = arch.weight_name(layer)
         ui.chart(P.weight_heatmaps([arch.unflatten(theta)[name].numpy(), arch.unflatten(moved)[name].numpy()],
                                    ("original", "after the symmetry"), f"{layers[layer]}: weights before and after",
                                    shared=False), key="sym_heatmaps")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from wslviz import ui
@@ -102,7 +101,7 @@ with tabs[0]:
     if curves is not None:
         ui.chart(P.path_figure(curves if curves["split"].nunique() > 1 else curves.drop(columns="split"),
                                log=log_loss), key="land_path_fig")
-        bars = pd.concat([L.barriers(g).assign(split=s) for s, g in curves.groupby("split", sort=False)])
+        bars = L.barrier_table(curves)
         by = bars[bars["split"] == bars["split"].iloc[0]].set_index("method")["loss_barrier"]
         # 4 decimals: a barrier of 1e-16 is float rounding, shown as 0
         st.dataframe(bars.round({"loss_barrier": 4, "accuracy_barrier": 4}).assign(

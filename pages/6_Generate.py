@@ -18,18 +18,9 @@ from wslviz.generation.novelty import nearest_pairs_grid, summary_table
 from wslviz.plots import generate as P
 from wslviz.plots import inr as iplots
 from wslviz.plots import novelty as PN
+from wslviz.ui import widgets
 
 RUNS_KEY = "generate_runs"
-MAX_MERGE = 64
-LABELS = {
-    "interpolate": "Interpolation / extrapolation between two checkpoints",
-    "merge": "Aligned merging of selected checkpoints",
-    "pca_gaussian": "Gaussian in PCA space of aligned weights",
-    "kde": "Kernel density sampling in PCA space",
-    "hyperrep": "Hyper-representation latent sampling",
-    "conditional": "Accuracy-conditioned VAE",
-    "diffusion": "Latent diffusion (p-diff style)",
-}
 
 st.title("Generate new weights")
 ui.teaching("generate")
@@ -43,7 +34,6 @@ if zoo.task is None:
     st.warning("This zoo has no evaluation data (task), so generated models can be made and downloaded but "
                "not evaluated: attach a task (a .npz with x and y) on the home page to see accuracy and novelty.")
 
-acc_col = zoo.metadata["test_acc"].to_numpy(dtype=float) if "test_acc" in zoo.metadata else None
 final = zoo.final_index()
 
 
@@ -53,58 +43,13 @@ def row_label(r: int) -> str:
 
 # ---------------------------------------------------------------------------------------------- controls
 left, right = st.columns([2, 1])
-method = left.selectbox("Generator", list(G.GENERATORS), format_func=lambda m: LABELS[m], key="gen_method")
+method = left.selectbox("Generator", list(G.GENERATORS), format_func=lambda m: G.GENERATORS[m].label, key="gen_method")
 n = right.slider("Models to generate", 2, 64, 16, key="gen_n")
 seed = right.number_input("Seed", 0, 10_000, 0, key="gen_seed")
 
-options: dict = {}
-rows_all = list(range(zoo.n_checkpoints))
 with st.container(border=True):
-    if method == "interpolate":
-        default = ui.default_rows(zoo, 2)
-        c1, c2 = st.columns(2)
-        options["a"] = c1.selectbox("Checkpoint a (t = 0)", rows_all, index=default[0], format_func=row_label,
-                                    key="gen_a")
-        options["b"] = c2.selectbox("Checkpoint b (t = 1)", rows_all, index=default[1], format_func=row_label,
-                                    key="gen_b")
-        options["aligned"] = st.checkbox("Align b to a first (weight matching)", True, key="gen_aligned")
-        t_min, t_max = st.slider("Range of t (outside [0, 1] extrapolates)", -1.0, 2.0, (-0.25, 1.25), 0.05,
-                                 key="gen_t")
-        options.update(t_min=t_min, t_max=t_max)
-    elif method == "merge":
-        options["rows"] = st.multiselect(f"Checkpoints to merge (up to {MAX_MERGE}; default: distinct models of the "
-                                         "linked selection, else the 8 best final checkpoints)", rows_all,
-                                         default=ui.default_rows(zoo, 8), format_func=row_label,
-                                         max_selections=MAX_MERGE, key="gen_rows")
-        options["aligned"] = st.checkbox("Align to the best of them first", True, key="gen_aligned_merge")
-        options["alpha"] = st.slider("Dirichlet concentration of the merge coefficients (samples after the "
-                                     "first)", 0.1, 10.0, 1.0, key="gen_alpha")
-    else:
-        c1, c2, c3 = st.columns(3)
-        if method in ("pca_gaussian", "kde", "diffusion"):
-            default_k = {"pca_gaussian": 8, "kde": 64, "diffusion": 16}[method]
-            options["k"] = c1.slider("PCA components k (at most the number of fitted models - 1)", 1, 64, default_k,
-                                     key=f"gen_k_{method}")
-        if method == "pca_gaussian":
-            options["temperature"] = c2.slider("Temperature (std scale)", 0.0, 2.0, 1.0, 0.05, key="gen_temp")
-        if method == "kde":
-            bw = c2.slider("Bandwidth (0 = Scott's rule)", 0.0, 2.0, 0.0, 0.05, key="gen_bw")
-            options["bandwidth"] = bw if bw > 0 else None
-        if method == "hyperrep":
-            options["latent_dim"] = c1.slider("Latent dimension", 2, 32, 16, key="gen_latent")
-            options["bandwidth_scale"] = c2.slider("KDE bandwidth (x Scott's rule)", 0.0, 3.0, 1.0, 0.05,
-                                                   key="gen_bws")
-        if method == "conditional":
-            lo = float(np.nanmin(acc_col)) if acc_col is not None else 0.0
-            hi = float(np.nanmax(acc_col[final])) if acc_col is not None else 1.0
-            options["target"] = c1.slider("Target test accuracy", 0.0, 1.0, round(hi, 3), 0.005, key="gen_target")
-            options["steps"] = c2.select_slider("Training steps", [300, 750, 1500, 3000], 1500, key="gen_steps")
-            c3.caption(f"Zoo accuracies range from {lo:.3f} to {hi:.3f}; targets outside extrapolate.")
-        if method == "diffusion":
-            options["steps"] = c2.select_slider("Training steps", [500, 1500, 3000, 6000], 3000, key="gen_dsteps")
-        if method in ("pca_gaussian", "kde", "hyperrep", "diffusion"):
-            options["top_fraction"] = c3.slider("Fit on the best fraction of final checkpoints", 0.1, 1.0, 1.0,
-                                                0.05, key=f"gen_top_{method}")
+    options = widgets.param_inputs(G.GENERATORS[method].params(zoo), zoo, f"gen_{method}",
+                                   lambda n: ui.default_rows(zoo, n), row_label)
 
 tuned = G.tuned_options(zoo.name, method)
 if tuned and st.toggle(f"Tuned settings for {zoo.name}: " + ", ".join(f"{k}={v}" for k, v in tuned.items()), True,
@@ -126,7 +71,7 @@ def run_generator() -> None:
                              default=str)
     # a copy: sampling options are set on the generator, and the cached fit is shared
     gen = copy.copy(ui.result(zoo, ("generator", method, fit_options, int(seed)), partial(gen.fit, zoo),
-                              f"Fitting {LABELS[method]}"))
+                              f"Fitting {G.GENERATORS[method].label}"))
     gen.set_params(**{k: v for k, v in options.items() if k in gen.sample_params})
     weights = gen.sample(int(n), seed=int(seed))
     key = json.dumps({"method": method, "options": options, "n": int(n), "seed": int(seed)}, sort_keys=True,

@@ -84,7 +84,7 @@ def test_two_generators_evaluated_side_by_side(moons_zoo):
 
     # the same generator with another sampling option replaces its earlier run (fit reused from the cache)
     at.selectbox(key="gen_method").select("pca_gaussian").run()
-    at.slider(key="gen_temp").set_value(0.5).run()
+    at.slider(key="gen_pca_gaussian_temperature").set_value(0.5).run()
     at.button(key="gen_go").click().run()
     assert not at.exception
     assert list(at.dataframe[0].value["generator"]) == ["merge", "pca_gaussian"]
@@ -98,7 +98,7 @@ def test_page_without_a_task_generates_but_says_what_is_missing(tmp_path, cnn_ar
     assert not at.exception
     assert any("no evaluation data" in w.value for w in at.warning)
     at.selectbox(key="gen_method").select("interpolate").run()
-    at.checkbox(key="gen_aligned").uncheck().run()
+    at.checkbox(key="gen_interpolate_aligned").uncheck().run()
     at.button(key="gen_go").click().run()
     assert not at.exception and not at.error
     # nothing that needs evaluation; the weights themselves are compared with the zoo's
@@ -110,7 +110,26 @@ def test_bad_options_show_an_error_not_a_traceback(moons_zoo):
     at = page(moons_zoo.path)
     at.run()
     at.selectbox(key="gen_method").select("merge").run()
-    at.multiselect(key="gen_rows").set_value([0]).run()
+    at.multiselect(key="gen_merge_rows").set_value([0]).run()
     at.button(key="gen_go").click().run()
     assert not at.exception
     assert any("at least 2" in e.value for e in at.error)
+
+
+def test_every_generator_declares_options_its_constructor_takes(moons_zoo):
+    """The page builds its widgets from each generator's declared options; each default builds the generator."""
+    import inspect
+
+    from wslviz.generation.generators import GENERATORS, make_generator
+
+    for method, cls in GENERATORS.items():
+        params = cls.params(moons_zoo)
+        accepted = set(inspect.signature(cls).parameters)
+        assert params and cls.label, method
+        options = {}
+        for p in params:
+            names = p.name if isinstance(p.name, tuple) else (p.name,)
+            assert set(names) <= accepted, (method, names)
+            if p.widget not in ("row", "rows"):
+                options.update(p.options(p.default))
+        assert make_generator(method, **options).get_params().items() >= options.items(), method

@@ -138,6 +138,13 @@ class ArchitectureBase(FlatLayout):
         """Indices (into ``layers``) of the linear and conv layers, in order."""
         return [i for i, layer in enumerate(self.layers) if layer.get("type") in ("linear", "conv1d", "conv2d")]
 
+    def weight_name(self, layer: int) -> str:
+        """The name of the weight tensor of ``layers[layer]`` (its matrix or kernel)."""
+        found = [p.name for p in self.layout if p.layer == layer and p.role == "weight"]
+        if not found:
+            raise ArchitectureError(f"layer {layer} of {self.describe()} has no weight tensor")
+        return found[0]
+
     @property
     def perm_spec(self) -> PermutationSpec:
         raise SymmetryError(f"{self.describe()} derives no permutation symmetries")

@@ -26,7 +26,11 @@ checkpoint with the best test accuracy) by weight matching (Ainsworth et al., IC
 averaging and density estimation do not mix up neurons that play the same role.
 
 Novelty checks and the noise baseline are in :mod:`wslviz.generation.novelty`; exports in
-:mod:`wslviz.generation.export`.
+:mod:`wslviz.generation.export`. Each generator declares the options the app offers for it (``params``,
+:mod:`wslviz.generation.params`).
+
+This module is long because every generator is one small class over the shared base (fit, sample, parameters,
+alignment to one reference); split apart, each would import the same helpers.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import torch
 from torch import nn
 
 from wslviz.core.zoo import Zoo, checkpoint_accuracies, reference_row
+from wslviz.generation.params import Param
 from wslviz.generation.rows import align_rows, best_final_rows, check_rows
 from wslviz.represent.hyperrep import HyperRepresentation
 from wslviz.understand.align import reset_batchnorm
@@ -117,9 +122,19 @@ class WeightGenerator:
     """
 
     method = ""
+    label = ""
+    """What the app calls the method."""
     learned = False
     sample_params: tuple[str, ...] = ()
     """Options used only when sampling: :meth:`set_params` may change them on a fitted generator."""
+    PARAMS: tuple[Param, ...] = ()
+    """The options the app offers (:mod:`wslviz.generation.params`); :meth:`params` adapts them to a zoo."""
+
+    @classmethod
+    def params(cls, zoo: Zoo) -> tuple[Param, ...]:
+        """The options to offer for ``zoo`` (the class's :attr:`PARAMS`; a generator whose ranges depend on the
+        zoo overrides this)."""
+        return cls.PARAMS
 
     def __init__(self, random_state: int = 0):
         self.random_state = int(random_state)
@@ -182,7 +197,12 @@ class Interpolation(WeightGenerator):
     """
 
     method = "interpolate"
+    label = "Interpolation / extrapolation between two checkpoints"
     sample_params = ("t_min", "t_max")
+    PARAMS = (Param("a", "Checkpoint a (t = 0)", "row", 0), Param("b", "Checkpoint b (t = 1)", "row", 1),
+              Param("aligned", "Align b to a first (weight matching)", "checkbox", True),
+              Param(("t_min", "t_max"), "Range of t (outside [0, 1] extrapolates)", "range", (-0.25, 1.25), -1.0,
+                    2.0, 0.05))
 
     def __init__(self, a: int | None = None, b: int | None = None, aligned: bool = True, t_min: float = -0.25,
                  t_max: float = 1.25, random_state: int = 0):
@@ -221,7 +241,13 @@ class Merge(WeightGenerator):
     """
 
     method = "merge"
+    label = "Aligned merging of selected checkpoints"
     sample_params = ("alpha",)
+    PARAMS = (Param("rows", "Checkpoints to merge (default: distinct models of the linked selection, else the 8 best "
+                    "final checkpoints)", "rows", 8, high=64),
+              Param("aligned", "Align to the best of them first", "checkbox", True),
+              Param("alpha", "Dirichlet concentration of the merge coefficients (samples after the first)", "slider",
+                    1.0, 0.1, 10.0, 0.1))
 
     def __init__(self, rows: Sequence[int] | None = None, aligned: bool = True, alpha: float = 1.0,
                  random_state: int = 0):
@@ -243,9 +269,15 @@ class Merge(WeightGenerator):
         coef = rng.dirichlet(np.full(k, self.alpha), size=n)
         coef[0] = 1.0 / k
         merged = torch.as_tensor(coef, dtype=torch.float32) @ self.aligned_
-        if any(layer["type"] == "batchnorm" for layer in self.arch_.layers):
-            merged = torch.stack([reset_batchnorm(self.arch_, w, self.task_) for w in merged])
+        merged = reset_batchnorm(self.arch_, merged, self.task_)  # averaged BatchNorm statistics describe no model
         return merged, {"coefficients": [json.dumps(np.round(c, 4).tolist()) for c in coef]}
+
+
+def _k(default: int) -> Param:
+    return Param("k", "PCA components k (at most the number of fitted models - 1)", "slider", default, 1, 64, 1)
+
+
+TOP_FRACTION = Param("top_fraction", "Fit on the best fraction of final checkpoints", "slider", 1.0, 0.1, 1.0, 0.05)
 
 
 class _AlignedPCA(WeightGenerator):
@@ -274,6 +306,8 @@ class PCAGaussian(_AlignedPCA):
     """
 
     method = "pca_gaussian"
+    label = "Gaussian in PCA space of aligned weights"
+    PARAMS = (_k(8), Param("temperature", "Temperature (std scale)", "slider", 1.0, 0.0, 2.0, 0.05), TOP_FRACTION)
     sample_params = ("temperature",)
 
     def __init__(self, k: int = 8, temperature: float = 1.0, top_fraction: float = 1.0, random_state: int = 0):
@@ -296,6 +330,9 @@ class KDESampler(_AlignedPCA):
     """
 
     method = "kde"
+    label = "Kernel density sampling in PCA space"
+    PARAMS = (_k(64), Param("bandwidth", "Bandwidth (0 = Scott's rule)", "slider", 0.0, 0.0, 2.0, 0.05, none_at=0.0),
+              TOP_FRACTION)
     sample_params = ("bandwidth",)
 
     def __init__(self, k: int = 64, bandwidth: float | None = None, top_fraction: float = 1.0, random_state: int = 0):
@@ -318,6 +355,9 @@ class HyperRepSampler(WeightGenerator):
     """
 
     method = "hyperrep"
+    label = "Hyper-representation latent sampling"
+    PARAMS = (Param("latent_dim", "Latent dimension", "slider", 16, 2, 32, 1),
+              Param("bandwidth_scale", "KDE bandwidth (x Scott's rule)", "slider", 1.0, 0.0, 3.0, 0.05), TOP_FRACTION)
     learned = True
     sample_params = ("bandwidth_scale",)
 
@@ -354,8 +394,19 @@ class ConditionalVAE(WeightGenerator):
     """
 
     method = "conditional"
+    label = "Accuracy-conditioned VAE"
     learned = True
     sample_params = ("target", "temperature")
+
+    @classmethod
+    def params(cls, zoo: Zoo) -> tuple[Param, ...]:
+        """The target accuracy starts at the zoo's best final accuracy, with the zoo's range as help."""
+        acc = checkpoint_accuracies(zoo, np.arange(zoo.n_checkpoints)) if "test_acc" in zoo.metadata else None
+        lo = float(np.nanmin(acc)) if acc is not None else 0.0
+        hi = float(np.nanmax(acc[zoo.final_index()])) if acc is not None else 1.0
+        return (Param("target", "Target test accuracy", "slider", round(hi, 3), 0.0, 1.0, 0.005,
+                      help=f"Zoo accuracies range from {lo:.3f} to {hi:.3f}; targets outside extrapolate."),
+                Param("steps", "Training steps", "choice", 1500, choices=(300, 750, 1500, 3000)))
 
     def __init__(self, target: float | None = None, k: int = 16, latent_dim: int = 4, hidden: int = 128,
                  steps: int = 1500, beta: float = 0.5, temperature: float = 1.0, random_state: int = 0):
@@ -415,6 +466,8 @@ class LatentDiffusion(_AlignedPCA):
     """
 
     method = "diffusion"
+    label = "Latent diffusion (p-diff style)"
+    PARAMS = (_k(16), Param("steps", "Training steps", "choice", 3000, choices=(500, 1500, 3000, 6000)), TOP_FRACTION)
 
     def __init__(self, k: int = 16, timesteps: int = 100, hidden: int = 256, steps: int = 3000, batch_size: int = 256,
                  top_fraction: float = 1.0, random_state: int = 0):

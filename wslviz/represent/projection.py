@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from wslviz.core.zoo import Zoo
+
 METHODS = ("pca", "tsne", "umap")
 LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 TSNE_ITERATIONS = 500
@@ -201,6 +203,20 @@ def cache_key(fingerprint: str, kind: str, method: str, dim: int, seed: int, **p
     backend = tsne_backend() if method == "tsne" else ""
     text = repr((fingerprint, kind, method, int(dim), int(seed), backend, sorted(params.items())))
     return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+SUBSAMPLE_THRESHOLD = 5000
+"""Zoos with more checkpoints than this are projected on a subsample by default (:func:`subsample_rows`)."""
+
+
+def subsample_rows(zoo: Zoo, n_keep: int, seed: int = 0) -> np.ndarray:
+    """Sorted rows of at most about ``n_keep`` checkpoints to project: every model's final checkpoint (the map's
+    anchors), the rest drawn at random with ``seed``. Projecting tens of thousands of points takes long."""
+    rows = np.arange(zoo.n_checkpoints)
+    final = np.sort(zoo.final_index())
+    rest = np.setdiff1d(rows, final)
+    extra = np.random.default_rng(seed).choice(rest, max(0, min(len(rest), n_keep - len(final))), replace=False)
+    return np.sort(np.concatenate([final, extra]))
 
 
 def rows_digest(rows: np.ndarray) -> str:

@@ -35,6 +35,7 @@ from wslviz.core.zoo import Zoo, reference_row
 from wslviz.formats import read_zoo
 from wslviz.formats.native import mmap_safetensor
 from wslviz.represent.features import FeatureSet
+from wslviz.represent.projection import ProjectionStore
 
 CACHE_VERSION = 1
 CACHE_DIR = ".wslviz-cache"
@@ -66,6 +67,12 @@ def cache_root() -> Path:
     if sys.platform == "darwin":
         return home / "Library" / "Caches" / "wslviz"
     return Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache") / "wslviz"
+
+
+def projection_store(zoo: Zoo) -> ProjectionStore:
+    """Where the app keeps ``zoo``'s fitted projections, so that slow fits (t-SNE, UMAP) outlive the server
+    process: ``<cache root>/projections/<zoo fingerprint>``."""
+    return ProjectionStore(cache_root() / "projections" / zoo.fingerprint)
 
 
 def user_cache_path(fingerprint: str) -> Path:

@@ -199,6 +199,13 @@ def barriers(curves: pd.DataFrame, by: str = "method") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def barrier_table(curves: pd.DataFrame) -> pd.DataFrame:
+    """Loss and accuracy barrier per split and path of a :func:`paths_by_split` table: columns ``method``,
+    ``loss_barrier``, ``accuracy_barrier``, ``split``, in the table's order of splits and methods."""
+    return pd.concat([barriers(g).assign(split=s) for s, g in curves.groupby("split", sort=False)],
+                     ignore_index=True)
+
+
 def _barriers_of(t: np.ndarray, values: np.ndarray, sign: float) -> np.ndarray:
     """Barrier of each row of ``values`` [n, len(t)] over t in [0, 1] (``sign`` -1 for accuracy)."""
     i0, i1 = int(np.flatnonzero(t == 0.0)[0]), int(np.flatnonzero(t == 1.0)[0])
