@@ -462,3 +462,12 @@ def download_weights(arch: ArchitectureLike, weights: torch.Tensor, metadata: pd
                        file_name=_file_name(name, "safetensors"), mime="application/octet-stream",
                        key=f"dl-st-{name}", on_click="ignore", icon=":material/download:")
 
+
+__all__ = ["CHROMIUM", "DEFAULT_ZOO", "ENV_OPTIONS", "ENV_ZOO", "OPTIONS_KEY", "SAMPLE_DIR", "SELECTION_KEY",
+           "SEL_PARAM", "TEACHING_KEY", "ZOO_ERROR_KEY", "ZOO_KEY", "ZOO_PARAM", "bundled_zoos",
+           "cached_value", "chart", "checkpoint_label", "checkpoint_labels", "choose_zoo", "current_zoo",
+           "current_zoo_path", "default_rows", "download_csv", "download_figure", "download_weights", "ensure_app",
+           "figure_png", "forget", "get_selection", "init_state", "number_columns", "on_request", "open_zoo",
+           "png_available", "png_browser", "progress_callback", "requested_key", "require_zoo", "resolve_zoo_ref",
+           "result", "selection_picker", "set_selection", "set_zoo", "set_zoo_options", "sync_url", "teaching",
+           "teaching_mode", "url_params", "weights_to_safetensors", "zoo_options", "zoo_ref"]

@@ -7,4 +7,48 @@
 - :mod:`~wslviz.understand.curves`: trained Bezier curves between two models.
 
 May import ``core`` and ``formats``.
+
+(``repair`` stays the module's name here: its two-endpoint function is ``wslviz.understand.repair.repair``.)
+The names in ``__all__`` are this subpackage's face, imported from its modules; the modules are its
+implementation (their own public names are documented there, for code inside wslviz and for the curious).
 """
+
+from __future__ import annotations
+
+from wslviz.understand.align import (
+    activation_matching,
+    align_to_average,
+    align_zoo,
+    matching_matrices,
+    weight_matching,
+)
+from wslviz.understand.curves import bezier_curve
+from wslviz.understand.landscape import (
+    accuracy_barrier,
+    barrier_matrix,
+    barrier_table,
+    barriers,
+    interpolate,
+    loss_barrier,
+    pair_barriers,
+    paths,
+)
+from wslviz.understand.repair import repair_to, reset_batchnorm
+from wslviz.understand.summaries import AlignmentReport, alignment_report
+from wslviz.understand.surfaces import filter_normalized_directions, plane, random_line, random_plane, trajectory
+from wslviz.understand.symmetry import (
+    SymmetryElement,
+    apply_symmetry,
+    canonicalize,
+    equivalence_gap,
+    layer_distances,
+    permutation_spec,
+    random_symmetry,
+)
+
+__all__ = ["AlignmentReport", "SymmetryElement", "accuracy_barrier", "activation_matching", "align_to_average",
+           "align_zoo", "alignment_report", "apply_symmetry", "barrier_matrix", "barrier_table", "barriers",
+           "bezier_curve", "canonicalize", "equivalence_gap", "filter_normalized_directions", "interpolate",
+           "layer_distances", "loss_barrier", "matching_matrices", "pair_barriers", "paths", "permutation_spec",
+           "plane", "random_line", "random_plane", "random_symmetry", "repair_to", "reset_batchnorm",
+           "trajectory", "weight_matching"]
