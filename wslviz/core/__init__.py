@@ -1,15 +1,21 @@
 """The foundation: architectures, tasks, batched evaluation, the ``Zoo`` and batched training.
 
+- :mod:`~wslviz.core.kind`: the architecture protocol, ``ArchitectureBase``, which every kind implements;
+  :mod:`~wslviz.core.protocol`: the registry of kinds (``from_spec``, ``register_kind``, ``from_module``,
+  ``infer_layout``);
+- the kinds: :mod:`~wslviz.core.arch` (sequential specs, ``Architecture``; its CPU kernels in
+  :mod:`~wslviz.core.batched` and :mod:`~wslviz.core.seq_eval`), :mod:`~wslviz.core.module_arch` (any
+  ``nn.Module``; its forward in :mod:`~wslviz.core.module_eval`, its graph in :mod:`~wslviz.core.fx_graph`,
+  its derived permutation spec in :mod:`~wslviz.core.fx_spec` over :mod:`~wslviz.core.fx_units`; built-in
+  families in :mod:`~wslviz.core.builtins`), :mod:`~wslviz.core.weights_only` (named tensors, no forward);
 - :mod:`~wslviz.core.layout`: the flat parameter layout (``ParamInfo``) and the layer vocabulary;
-- :mod:`~wslviz.core.protocol`: the architecture protocol every function takes (kinds: sequential, module,
-  weights-only), ``from_spec``, ``infer_layout``, ``require_forward``;
-- :mod:`~wslviz.core.arch`: the sequential spec (``Architecture``) <-> ``nn.Module``, ``infer_architecture``;
-- :mod:`~wslviz.core.stacks`: sequential stacks in state dicts of any key naming, and what they leave assumed;
-- :mod:`~wslviz.core.weights_only`: named tensors without a forward (``WeightsOnlyLayout``);
-- :mod:`~wslviz.core.permutation`: which tensor axes of an architecture share a permutation;
-- :mod:`~wslviz.core.tasks`: evaluation data (``Task``); :mod:`~wslviz.core.batched`: the batched forward pass
-  (one formulation per layer type); :mod:`~wslviz.core.evaluation`: the evaluator (chunks, streams, planes);
-- :mod:`~wslviz.core.zoo`: the ``Zoo`` dataclass; :mod:`~wslviz.core.training`: ``make-zoo`` recipes.
+  :mod:`~wslviz.core.stacks`: sequential stacks in state dicts of any key naming;
+  :mod:`~wslviz.core.permutation`: which tensor axes share a permutation, and the one table of which
+  elementwise ops let which unit symmetry pass;
+- :mod:`~wslviz.core.evaluation`: the public entry points that run any kind (``evaluate``, ``model_outputs``,
+  ``forward``, ...); :mod:`~wslviz.core.tasks`: evaluation data (``Task``); :mod:`~wslviz.core.device`;
+- :mod:`~wslviz.core.zoo`: the ``Zoo`` dataclass; :mod:`~wslviz.core.report`: the typed results' base;
+  :mod:`~wslviz.core.training`: ``make-zoo`` recipes.
 
 Imports nothing else of wslviz: every other subpackage builds on this one.
 
