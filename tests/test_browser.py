@@ -302,9 +302,17 @@ def visit_train(pg, base: str) -> None:
     wait_charts(pg)  # the live accuracy curves
 
 
+def visit_lineage(pg, base: str) -> None:
+    open_page(pg, base, "Lineage", query="zoo=digits-lineage")  # a known tree: right and wrong edges are drawn
+    click_button(pg, "Recover the lineage")
+    wait_charts(pg)
+    assert pg.get_by_text("Families right").count() >= 1
+
+
 VISITS: dict[str, Callable] = {"Home": visit_home, "Zoo": visit_zoo, "Projections": visit_projections,
                                 "Symmetry": visit_symmetry, "Landscape": visit_landscape, "Predict": visit_predict,
-                                "Generate": visit_generate, "Merge": visit_merge, "Train a zoo": visit_train}
+                                "Generate": visit_generate, "Merge": visit_merge, "Train a zoo": visit_train,
+                                "Lineage": visit_lineage}
 PAGES = ["Home"] + [page_title(p) for p in page_files()]
 
 

@@ -66,6 +66,7 @@ _API: dict[str, str] = {
     "align_to_average": "wslviz.understand.align",
     "merge": "wslviz.generation.merging",
     "reset_batchnorm": "wslviz.understand.repair",
+    "lineage": "wslviz.understand.lineage",
     "matching_matrices": "wslviz.understand.align",
     "symmetry_spread": "wslviz.understand.align",
     # landscape

@@ -37,6 +37,7 @@ from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.core.batched import forward
 from wslviz.core.evaluation import evaluate
 from wslviz.core.inr import InrRecipe
+from wslviz.core.lineage_train import TreeRecipe
 from wslviz.core.module_train import MODULE_RECIPES
 from wslviz.core.tasks import Task, make_task
 from wslviz.core.trainloop import DATA_STREAM as DATA_STREAM  # part of this module's interface since it began
@@ -272,7 +273,8 @@ class Recipe(GridRecipe):
     defaults: ClassVar[Mapping[str, Any]] = HYPERPARAMETERS
 
 
-def train_zoo(recipe: Recipe | FinetuneRecipe | FederatedRecipe | InrRecipe, seed: int = 0, progress: Progress = None):
+def train_zoo(recipe: Recipe | FinetuneRecipe | FederatedRecipe | InrRecipe | TreeRecipe, seed: int = 0,
+              progress: Progress = None):
     """Train the zoo a recipe describes and return it as a :class:`wslviz.core.zoo.Zoo`."""
     if not isinstance(recipe, Recipe):
         return recipe.train_zoo(seed, progress)
@@ -576,5 +578,16 @@ RECIPES: dict[str, Recipe | FinetuneRecipe | FederatedRecipe | InrRecipe] = {
     ]
 }
 """The bundled zoos, by name (``wslviz make-zoo`` trains them all, or ``--only NAME``)."""
+RECIPES["digits-lineage"] = TreeRecipe(
+    name="digits-lineage",
+    description="A known family tree of digits CNNs (the digits-cnn architecture): 3 roots pre-trained with Adam "
+                "from their own seeds, each fine-tuned on three digit variants (rotated, mirrored, noisy), each "
+                "child specialised again on its variant's digits 0-4 and 5-9: 27 models, three levels; `parent` "
+                "is each model's parent model_id. For model lineage.",
+    arch=DIGITS_CNN, task={"name": "digits", "seed": 0}, roots=3,
+    root={"optimizer": "adam", "lr": 3e-3, "batch_size": 32}, root_epochs=6,
+    child_variants=("rotate90", "mirror", "noise"), grandchild_classes=((0, 1, 2, 3, 4), (5, 6, 7, 8, 9)),
+    finetune={"optimizer": "adam", "lr": 1e-3, "batch_size": 32},
+    finetune_epochs=5, trainer=train)
 # digits-resnet, tiny-transformer: module architectures (core/module_train.py), trained with this module's optimiser
 RECIPES.update({name: r.with_optimizer(BatchedOptimizer) for name, r in MODULE_RECIPES.items()})

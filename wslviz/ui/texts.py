@@ -57,6 +57,8 @@ EILERTSEN = Paper("Eilertsen et al., *Classifying the classifier: dissecting the
 KORNBLITH = Paper("Kornblith et al., *Similarity of Neural Network Representations Revisited*, ICML 2019",
                   "https://arxiv.org/abs/1905.00414")
 PDIFF = Paper("Wang et al., *Neural Network Diffusion* (p-diff), 2024", "https://arxiv.org/abs/2402.13144")
+MOTHER = Paper("Horwitz, Shul & Hoshen, *Unsupervised Model Tree Heritage Recovery* (MoTHer), ICLR 2025",
+               "https://arxiv.org/abs/2405.18432")
 ZENG = Paper("Zeng et al., *Generative Modeling of Weights: Generalization or Memorization?*, 2025")
 
 GLOSSARY: dict[str, str] = {
@@ -193,6 +195,24 @@ EXPLAINERS: dict[str, Explainer] = {
         "the zoo, and the verdict against the noise baseline tells whether anything new is left.",
         (GIT_REBASIN, HYPER_GEN, PDIFF, ZENG),
         ("alignment", "noise baseline"),
+    ),
+    "lineage": Explainer(
+        "model lineage",
+        "Which checkpoint was fine-tuned from which? A fine-tune starts from its parent's weights and moves a "
+        "little, so relatives stay close while independently trained models are far apart: **families** are the "
+        "groups that the distances separate. Inside a family the nearest relative is not always the parent (two "
+        "fine-tunes of one model can be closer to each other than to it), so the tree also needs a **direction**: "
+        "training moves one statistic of the weights steadily. MoTHer's is the **kurtosis** of the weights, how "
+        "heavy the tails of their distribution are: outliers grow while a model learns broadly and shrink while it "
+        "specialises, so each family's tree must run one way in kurtosis. The tree is then the cheapest set of "
+        "parent links (a minimum directed spanning tree) that points that way.\n\n"
+        "**What to look for:** families as separate trees; each edge's confidence (how much better the chosen "
+        "parent is than the next candidate); with a `parent` column, the wrong edges in red and the true ones "
+        "that were missed, dotted.",
+        "Open `digits-lineage` (three roots, their fine-tunes and the fine-tunes of those) and compare the "
+        "direction scores: kurtosis against centrality against none.",
+        (MOTHER,),
+        ("model zoo", "checkpoint"),
     ),
     "train": Explainer(
         "training a zoo",

@@ -8,7 +8,8 @@
 
 May import ``core`` and ``formats``.
 
-(``repair`` stays the module's name here: its two-endpoint function is ``wslviz.understand.repair.repair``.)
+(``repair`` and ``lineage`` stay the modules' names here: their functions are ``wslviz.understand.repair.repair``
+and ``wslviz.understand.lineage.lineage``, the latter also ``wv.lineage``.)
 The names in ``__all__`` are this subpackage's face, imported from its modules; the modules are its
 implementation (their own public names are documented there, for code inside wslviz and for the curious).
 """
@@ -33,6 +34,7 @@ from wslviz.understand.landscape import (
     pair_barriers,
     paths,
 )
+from wslviz.understand.lineage import Lineage
 from wslviz.understand.repair import repair_to, reset_batchnorm
 from wslviz.understand.summaries import AlignmentReport, alignment_report
 from wslviz.understand.surfaces import filter_normalized_directions, plane, random_line, random_plane, trajectory
@@ -46,9 +48,9 @@ from wslviz.understand.symmetry import (
     random_symmetry,
 )
 
-__all__ = ["AlignmentReport", "SymmetryElement", "accuracy_barrier", "activation_matching", "align_to_average",
-           "align_zoo", "alignment_report", "apply_symmetry", "barrier_matrix", "barrier_table", "barriers",
-           "bezier_curve", "canonicalize", "equivalence_gap", "filter_normalized_directions", "interpolate",
-           "layer_distances", "loss_barrier", "matching_matrices", "pair_barriers", "paths", "permutation_spec",
-           "plane", "random_line", "random_plane", "random_symmetry", "repair_to", "reset_batchnorm",
-           "trajectory", "weight_matching"]
+__all__ = ["AlignmentReport", "Lineage", "SymmetryElement", "accuracy_barrier", "activation_matching",
+           "align_to_average", "align_zoo", "alignment_report", "apply_symmetry", "barrier_matrix", "barrier_table",
+           "barriers", "bezier_curve", "canonicalize", "equivalence_gap", "filter_normalized_directions",
+           "interpolate", "layer_distances", "loss_barrier", "matching_matrices", "pair_barriers", "paths",
+           "permutation_spec", "plane", "random_line", "random_plane", "random_symmetry", "repair_to",
+           "reset_batchnorm", "trajectory", "weight_matching"]
