@@ -368,3 +368,31 @@ def test_short_labels_and_sharpness_figure():
     assert list(trace[0].error_y.array) == [1.0, 2.0]  # +-2 standard errors
     assert all(t.mode == "lines+markers" for t in fig.data)
     assert all(t.mode == "markers" for t in P.sharpness_figure(table, "test_acc").data)
+
+
+def test_a_plane_through_batchnorm_networks_marks_the_points_that_are_not_networks(digits_task):
+    """Far from the models a plane reaches negative BatchNorm running variances: those grid points are not
+    networks. They are NaN with the reason recorded, every other point is evaluated as usual, and the contour
+    builders draw them grey and say so (they used to fail on the NaN colour range)."""
+    from test_symmetry import random_weights
+
+    bn_cnn = Architecture({"input_shape": [1, 8, 8], "layers": [
+        {"type": "conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": 3},
+        {"type": "batchnorm", "num_features": 4}, {"type": "relu"}, {"type": "flatten"},
+        {"type": "linear", "in_features": 144, "out_features": 10}]})
+    a = random_weights(bn_cnn, 1, seed=2)[0]
+    direction = torch.zeros(2, bn_cnn.n_params)
+    var = torch.cat([torch.arange(p.offset, p.offset + p.numel) for p in bn_cnn.layout if p.role == "running_var"])
+    direction[0, var] = -a[var] / 0.6  # the variances reach 0 at x = 0.6 and turn negative beyond
+    direction[1] = torch.randn(bn_cnn.n_params, generator=torch.Generator().manual_seed(0)) * 0.01
+    x, y = np.linspace(0.0, 1.0, 5), np.linspace(-1.0, 1.0, 3)
+    s = S.surface(bn_cnn, digits_task, a, direction, x, y)
+    undefined = ~np.isfinite(s.loss)
+    assert undefined[:, x > 0.6].all() and np.isfinite(s.loss[:, x < 0.6]).all()
+    assert s.info["undefined"] == int(undefined.sum()) == 6 and "negative" in s.info["undefined_reason"]
+    inside = S.surface(bn_cnn, digits_task, a, direction, x[x < 0.6], y)
+    np.testing.assert_allclose(inside.loss, s.loss[:, x < 0.6], rtol=1e-5)
+    for fig in (P.surface_contour(s, title="plane"), P.surfaces_side_by_side({"naive": s, "weight": s})):
+        assert "6 of 15 grid points grey" in fig.layout.title.text
+        zmins = [t.zmin for t in fig.data if isinstance(t, go.Heatmap) and t.zmin is not None]
+        assert all(np.isfinite(zmins))

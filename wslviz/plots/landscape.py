@@ -101,6 +101,27 @@ def barrier_heatmaps(matrices: Mapping[str, np.ndarray], labels: Sequence[str], 
 
 
 N_LEVELS = 15
+UNDEFINED_COLOR = "#bdbdbd"
+
+
+def finite_range(values: Sequence[np.ndarray]) -> tuple[float, float]:
+    """The smallest and largest finite value over ``values`` (``(0, 1)`` when none is finite)."""
+    finite = [v[np.isfinite(v)] for v in values]
+    finite = [v for v in finite if v.size]
+    if not finite:
+        return 0.0, 1.0
+    return float(min(v.min() for v in finite)), float(max(v.max() for v in finite))
+
+
+def undefined_note(s: Surface) -> str:
+    """What a surface's grey cells are, in words ("" when every point has a finite value)."""
+    parts = []
+    total = len(s.x) * len(s.y)
+    if s.info.get("undefined"):
+        parts.append(f"{s.info['undefined']} of {total} grid points grey: {s.info['undefined_reason']}")
+    if s.info.get("diverged"):
+        parts.append(f"{s.info['diverged']} of {total} grid points grey: the loss is not finite there")
+    return "; ".join(parts)
 
 
 def _contour(s: Surface, z: np.ndarray, zrange: tuple[float, float], scale: str | list[str], colorbar: str | None,
@@ -110,7 +131,12 @@ def _contour(s: Surface, z: np.ndarray, zrange: tuple[float, float], scale: str 
     markers for the surface's models and trajectory."""
     lo, hi = zrange
     hi = hi if hi > lo else lo + 1e-9
-    traces: list[go.BaseTraceType] = [
+    missing = ~np.isfinite(z)
+    traces: list[go.BaseTraceType] = []
+    if missing.any():  # grey where the surface has no value (not a network, or a diverged loss), under the map
+        traces.append(go.Heatmap(x=s.x, y=s.y, z=np.where(missing, 1.0, np.nan), showscale=False, hoverinfo="skip",
+                                 colorscale=[[0, UNDEFINED_COLOR], [1, UNDEFINED_COLOR]], zmin=0, zmax=1))
+    traces += [
         go.Heatmap(x=s.x, y=s.y, z=z, zmin=lo, zmax=hi, zsmooth="best", colorscale=scale,
                    showscale=colorbar is not None, colorbar={"title": colorbar} if colorbar else None,
                    hovertemplate="x=%{x:.3f}<br>y=%{y:.3f}<br>value=%{z:.4f}<extra></extra>"),
@@ -155,8 +181,9 @@ def _scale(metric: str) -> str | list[str]:
 def surface_contour(s: Surface, metric: str = "loss", log: bool = True, title: str | None = None) -> go.Figure:
     """Contour map of a :class:`~wslviz.understand.surfaces.Surface` with its models (and trajectory) marked."""
     z = _z(getattr(s, metric), log and metric == "loss")
-    fig = go.Figure(_contour(s, z, (float(z.min()), float(z.max())), _scale(metric), _colorbar_title(metric, log),
-                             True))
+    fig = go.Figure(_contour(s, z, finite_range([z]), _scale(metric), _colorbar_title(metric, log), True))
+    note = undefined_note(s)
+    title = f"{title}<br><sup>{note}</sup>" if title and note else (title or (f"<sup>{note}</sup>" if note else None))
     fig.update_xaxes(title_text=s.info.get("x_label", "x"))
     fig.update_yaxes(title_text=s.info.get("y_label", "y"), scaleanchor="x" if s.info.get("kind") == "plane" else None)
     return _legend_below(style.apply(fig, title, height=520))
@@ -169,7 +196,10 @@ def surfaces_side_by_side(surfaces: Mapping[str, Surface], metric: str = "loss",
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=[METHOD_LABELS.get(n, n) for n in names],
                         horizontal_spacing=0.08)
     values = {n: _z(getattr(s, metric), log and metric == "loss") for n, s in surfaces.items()}
-    zrange = (float(min(v.min() for v in values.values())), float(max(v.max() for v in values.values())))
+    zrange = finite_range(list(values.values()))
+    notes = [f"{METHOD_LABELS.get(n, n)}: {undefined_note(s)}" for n, s in surfaces.items() if undefined_note(s)]
+    if notes:
+        title = "<br>".join(([title] if title else []) + [f"<sup>{n}</sup>" for n in notes])
     for i, name in enumerate(names):
         s = surfaces[name]
         bar = _colorbar_title(metric, log) if i == len(names) - 1 else None

@@ -40,7 +40,9 @@ class Surface:
     The point at plane coordinates (x, y) is ``origin + x * directions[0] + y * directions[1]``.
     ``x`` [nx], ``y`` [ny]; ``loss`` and ``accuracy`` [ny, nx] (row = y). ``points``: named models and
     their plane coordinates (for marking); ``path``: a trajectory's coordinates [T, 2] (or None);
-    ``info``: what the axes mean (for labels) and method-specific numbers.
+    ``info``: what the axes mean (for labels) and method-specific numbers; ``undefined`` (grid points that are not
+    networks, with ``undefined_reason``) and ``diverged`` (points whose loss is not finite) when there are any: their
+    loss and accuracy are NaN.
     """
 
     x: np.ndarray
@@ -79,6 +81,19 @@ def surface(arch: ArchitectureLike, task: Task, origin: torch.Tensor, directions
     coords = torch.as_tensor(np.stack([xx.ravel(), yy.ravel()], 1))
     r = evaluate_affine(arch, require_task(task), origin, s.directions, coords, split=split, progress=progress)
     loss, acc = r["loss"].numpy().astype(np.float64), r["accuracy"].numpy().astype(np.float64)
+    # far enough from the models, a plane through BatchNorm networks reaches negative running variances: those
+    # points are not networks (their loss is NaN); they are marked and said, not drawn as if they were
+    variances = [p.slice for p in arch.layout if p.role == "running_var"]
+    if variances:
+        idx = torch.cat([torch.arange(p.start, p.stop) for p in variances])
+        var = origin.double()[idx] + coords @ s.directions.double()[:, idx]
+        invalid = (var < 0).any(1).numpy()
+        loss[invalid], acc[invalid] = np.nan, np.nan
+        s.info["undefined"] = int(invalid.sum())
+        s.info["undefined_reason"] = "a BatchNorm running variance is negative there: not a network"
+    diverged = int((~np.isfinite(loss)).sum()) - int(s.info.get("undefined", 0))
+    if diverged:
+        s.info["diverged"] = diverged
     s.loss, s.accuracy = loss.reshape(len(y), len(x)), acc.reshape(len(y), len(x))
     return s
 
