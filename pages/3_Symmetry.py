@@ -14,6 +14,7 @@ from wslviz import ui
 from wslviz.plots import symmetry as P
 from wslviz.ui import texts
 from wslviz.understand import align as A
+from wslviz.understand import repair as R
 from wslviz.understand import summaries
 from wslviz.understand import symmetry as S
 
@@ -142,9 +143,10 @@ with tabs[1]:
                   delta_color="inverse")
         n2.metric("Max output change of B", f"{res.gap:.1e}", help="Aligned B against B as trained")
         if res.barrier_before is not None:
-            n3.metric("Loss barrier A–B", f"{res.barrier_after:.4f}",
+            n3.metric(f"Loss barrier A–B ({R.LABELS[res.correction]})", f"{res.barrier_after:.4f}",
                       delta=f"{res.barrier_after - res.barrier_before:.4f} by alignment", delta_color="inverse",
-                      help="The same definition and resolution (25 points) as on the Landscape page.")
+                      help="The same definition, resolution (25 points) and correction of the points between the "
+                           "models as the Landscape page's paths by default.")
         mats = res.matrices
         ui.chart(P.units_moved_bars([m.group for m in mats], [m.moved for m in mats], [m.size for m in mats]),
                  key="sym_moved")

@@ -16,6 +16,7 @@ from wslviz.ui import texts
 from wslviz.understand import curves as C
 from wslviz.understand import inr_paths
 from wslviz.understand import landscape as L
+from wslviz.understand import repair as R
 from wslviz.understand import sharpness as H
 from wslviz.understand import surfaces as S
 
@@ -89,6 +90,12 @@ with tabs[0]:
                      help="Train and test together: both splits on one plot (the training split dashed), "
                           "whatever 'Evaluate on' says.")
     log_loss = p4.toggle("log loss axis", value=False, key="land_path_log")
+    correction = st.radio("Correction of the points between A and B", R.METHODS,
+                          index=R.METHODS.index(R.default_method(arch)), format_func=R.LABELS.get, horizontal=True,
+                          key="land_path_correction",
+                          help="BatchNorm reset recomputes each point's BatchNorm statistics from training data; "
+                               "REPAIR also rescales every channel to the interpolated statistics of A and B "
+                               "(Jordan et al. 2023). The default is the Symmetry page's too.")
     run = st.button("Compute paths", type="primary", key="land_path_go")
     if run and row_a == row_b:
         st.warning("A and B are the same checkpoint: the path is a single point (its barrier is 0).")
@@ -96,7 +103,8 @@ with tabs[0]:
         st.warning("Pick at least one path.")
     t_span = (min(t_range[0], 0.0), max(t_range[1], 1.0))
     params = (row_a, row_b, tuple(methods), steps, t_span, ("test", "train") if both else (split,))
-    curves = request("path", params, partial(L.paths_by_split, arch, task, W[row_a], W[row_b], *params[2:]),
+    curves = request("path", (*params, correction),
+                     partial(L.paths_by_split, arch, task, W[row_a], W[row_b], *params[2:], repair=correction),
                      "Evaluating the paths", run and bool(methods))
     if curves is not None:
         ui.chart(P.path_figure(curves if curves["split"].nunique() > 1 else curves.drop(columns="split"),
@@ -107,6 +115,8 @@ with tabs[0]:
         st.dataframe(bars.round({"loss_barrier": 4, "accuracy_barrier": 4}).assign(
             method=bars["method"].map(P.METHOD_LABELS.get)).rename(
             columns={"loss_barrier": "loss barrier", "accuracy_barrier": "accuracy barrier"}), hide_index=True)
+        used = ui.requested_key(zoo, "landscape-path")[-1]
+        st.caption(f"Barriers with {R.LABELS[used]} of the points between the models.")
         if by.get("activation", 0.0) > by.get("naive", np.inf):
             st.info(texts.NOTES["activation worse than naive"])
         ui.download_csv(curves, "landscape-paths")
@@ -118,16 +128,19 @@ with tabs[1]:
     rows = st.multiselect(f"Checkpoints (2 to {MAX_MATRIX})", options, format_func=label,
                           default=ui.default_rows(zoo, 8 if ui.get_selection() else 6),
                           max_selections=MAX_MATRIX, key="land_matrix_rows")
-    m1, m2 = st.columns(2)
+    m1, m2, m3 = st.columns(3)
     mat_steps = m1.slider("Points per path", 5, 51, L.BARRIER_STEPS, key="land_matrix_steps")
     with_act = m2.checkbox("Also activation matching", False, key="land_matrix_act")
+    mat_correction = m3.radio("Correction", R.METHODS, index=R.METHODS.index(R.default_method(arch)),
+                              format_func=R.LABELS.get, horizontal=True, key="land_matrix_correction")
     run = st.button("Compute barrier matrix", type="primary", key="land_matrix_go")
     if run and len(rows) < 2:
         st.warning("Pick at least two checkpoints.")
         run = False
     mat_methods = ("naive", "weight") + (("activation",) if with_act else ())
-    matrices = request("matrix", (tuple(rows), mat_methods, mat_steps, split),
-                       partial(L.barrier_matrices, arch, task, W[list(rows)], mat_methods, mat_steps, split),
+    matrices = request("matrix", (tuple(rows), mat_methods, mat_steps, split, mat_correction),
+                       partial(L.barrier_matrices, arch, task, W[list(rows)], mat_methods, mat_steps, split,
+                               repair=mat_correction),
                        "Barrier matrices", run)
     if matrices:
         shown = ui.requested_key(zoo, "landscape-matrix")[1]
@@ -136,7 +149,8 @@ with tabs[1]:
                  key="land_matrix_fig")
         iu = np.triu_indices(len(shown), 1)
         st.caption(" · ".join(f"mean {P.METHOD_LABELS.get(m, m)}: {v[metric][iu].mean():.4f}"
-                              for m, v in matrices.items()))
+                              for m, v in matrices.items())
+                   + f" ({R.LABELS[ui.requested_key(zoo, 'landscape-matrix')[-1]]} of the points between).")
 
 with tabs[2]:
     st.markdown("The plane through A, B and C: the x axis runs from A to B, the y axis towards C (Gram-Schmidt), "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pagetest
 import pytest
-from conftest import ROOT, SAMPLE, random_zoo
+from conftest import ROOT, SAMPLE, random_zoo, sample_zoo
 from pagetest import arr, chart
 from streamlit.testing.v1 import AppTest
 
@@ -150,3 +150,23 @@ def test_symmetry_barrier_is_the_landscape_barrier(moons_zoo):
     assert report["barrier_before"] == pytest.approx(bars["naive"], rel=1e-5, abs=1e-7)
     assert report["barrier_after"] == pytest.approx(bars["weight"], rel=1e-5, abs=1e-7)
     assert report["barrier_after"] < report["barrier_before"]
+
+
+def test_symmetry_and_landscape_show_one_barrier_for_one_correction():
+    """The pair of digits-resnet models that showed 0.832 on Symmetry and 1.502 on Landscape: both pages now
+    measure the barrier with the same correction of the points between (BatchNorm reset by default for BatchNorm
+    networks, named beside the number), the same resolution and the same alignment, so they agree."""
+    from wslviz.understand import landscape as L
+    from wslviz.understand import summaries
+
+    zoo = sample_zoo("digits-resnet")
+    acc = zoo.metadata["test_acc"].to_numpy()
+    final = np.sort(zoo.final_index())
+    a, b = (int(r) for r in final[np.argsort(-acc[final])][:2])
+    report = summaries.alignment_report(zoo.arch, zoo.task, zoo.weights[a], zoo.weights[b])
+    assert report.correction == "reset"
+    bars = L.barrier_table(L.paths_by_split(zoo.arch, zoo.task, zoo.weights[a], zoo.weights[b], ("naive", "weight")))
+    by = bars.set_index("method")["loss_barrier"]
+    assert report.barrier_before == pytest.approx(by["naive"], rel=1e-4, abs=1e-6)
+    assert report.barrier_after == pytest.approx(by["weight"], rel=1e-4, abs=1e-6)
+    assert report.barrier_after < report.barrier_before

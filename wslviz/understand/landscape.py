@@ -167,16 +167,19 @@ def accuracy_barrier(curve: pd.DataFrame) -> float:
 
 def paths(arch: ArchitectureLike, task: Task, a: torch.Tensor, b: torch.Tensor, methods: Sequence[str] = METHODS,
           steps: int = BARRIER_STEPS, t_range: tuple[float, float] = (0.0, 1.0), split: str = "test", seed: int = 0,
-          progress: Progress = None) -> pd.DataFrame:
+          progress: Progress = None, repair: str | None = None) -> pd.DataFrame:
     """Straight paths from ``a`` to ``b`` for each method (``naive``: ``b`` as it is; ``weight`` /
-    ``activation``: ``b`` aligned to ``a`` first), evaluated together in one batch.
+    ``activation``: ``b`` aligned to ``a`` first), evaluated together in one batch; ``repair`` corrects the
+    points between the endpoints as :func:`interpolate` does (None: BatchNorm reset for networks with BatchNorm,
+    else none), so each path equals ``interpolate`` of its endpoints.
 
     Returns one long DataFrame with columns ``method``, ``t``, ``loss``, ``accuracy`` (one figure's data).
     """
     a, b = model_vector(arch, a, "a"), model_vector(arch, b, "b")
     t = t_grid(steps, t_range)
     ends = [align_pair(arch, task, a, b, m, seed=seed) for m in methods]
-    weights = torch.cat([line_points(a, e, t) for e in ends])
+    weights = torch.cat([correct_statistics(arch, task, a, e, line_points(a, e, t), torch.as_tensor(t), repair)
+                         for e in ends])
     loss, acc = evaluate_points(arch, task, weights, split, progress)
     return pd.DataFrame({"method": np.repeat(list(methods), len(t)), "t": np.tile(t, len(ends)),
                          "loss": loss, "accuracy": acc})
@@ -185,11 +188,11 @@ def paths(arch: ArchitectureLike, task: Task, a: torch.Tensor, b: torch.Tensor, 
 def paths_by_split(arch: ArchitectureLike, task: Task, a: torch.Tensor, b: torch.Tensor,
                    methods: Sequence[str] = METHODS, steps: int = BARRIER_STEPS,
                    t_range: tuple[float, float] = (0.0, 1.0), splits: Sequence[str] = ("test",),
-                   progress: Progress = None) -> pd.DataFrame:
+                   progress: Progress = None, repair: str | None = None) -> pd.DataFrame:
     """:func:`paths` on each of ``splits`` (e.g. ``("test", "train")``: train and test curves on one plot), in one
     table with a ``split`` column."""
-    return pd.concat([paths(arch, task, a, b, methods, steps, t_range, s, progress=progress).assign(split=s)
-                      for s in splits], ignore_index=True)
+    return pd.concat([paths(arch, task, a, b, methods, steps, t_range, s, progress=progress, repair=repair)
+                      .assign(split=s) for s in splits], ignore_index=True)
 
 
 def barriers(curves: pd.DataFrame, by: str = "method") -> pd.DataFrame:
@@ -243,13 +246,14 @@ def pair_barriers(arch: ArchitectureLike, task: Task, first: torch.Tensor, secon
 
 
 def barrier_matrix(arch: ArchitectureLike, task: Task, weights: torch.Tensor, method: str = "naive",
-                   steps: int = BARRIER_STEPS, split: str = "test", seed: int = 0, progress: Progress = None
-                   ) -> dict[str, np.ndarray]:
+                   steps: int = BARRIER_STEPS, split: str = "test", seed: int = 0, progress: Progress = None,
+                   repair: str | None = None) -> dict[str, np.ndarray]:
     """Pairwise barriers of K models ``weights`` [K, P] -> ``{"loss": [K, K], "accuracy": [K, K]}``.
 
     Entry (i, j), i < j, is the barrier of the path from model i to model j (aligned to model i unless
     ``method`` is ``naive``); the matrix is filled symmetrically with a zero diagonal. All
-    ``K (K - 1) / 2`` paths are evaluated in one batch."""
+    ``K (K - 1) / 2`` paths are evaluated in one batch; ``repair`` corrects the points between as in
+    :func:`interpolate`."""
     if weights.dim() != 2 or weights.shape[1] != arch.n_params:
         raise ValueError(f"weights must be [K, {arch.n_params}], got {list(weights.shape)}")
     k = weights.shape[0]
@@ -269,7 +273,7 @@ def barrier_matrix(arch: ArchitectureLike, task: Task, weights: torch.Tensor, me
                 progress(r + 1, total)
         second = torch.cat(parts)
     bars = pair_barriers(arch, task, w[torch.as_tensor(i)], second, "naive", steps, split, seed,
-                         _offset(progress, n_align, total))
+                         _offset(progress, n_align, total), repair)
     for key, col in (("loss", "loss_barrier"), ("accuracy", "accuracy_barrier")):
         out[key][i, j] = out[key][j, i] = bars[col].to_numpy()
     return out
@@ -277,12 +281,13 @@ def barrier_matrix(arch: ArchitectureLike, task: Task, weights: torch.Tensor, me
 
 def barrier_matrices(arch: ArchitectureLike, task: Task, weights: torch.Tensor,
                      methods: Sequence[str] = ("naive", "weight"), steps: int = BARRIER_STEPS, split: str = "test",
-                     seed: int = 0, progress: Progress = None) -> dict[str, dict[str, np.ndarray]]:
+                     seed: int = 0, progress: Progress = None, repair: str | None = None
+                     ) -> dict[str, dict[str, np.ndarray]]:
     """:func:`barrier_matrix` of the K models ``weights`` [K, P] for each of ``methods`` -> ``{method: {"loss":
     [K, K], "accuracy": [K, K]}}`` (one figure's data: the matrices side by side); ``progress`` counts methods."""
     out = {}
     for k, method in enumerate(methods):
-        out[method] = barrier_matrix(arch, task, weights, method, steps, split, seed)
+        out[method] = barrier_matrix(arch, task, weights, method, steps, split, seed, repair=repair)
         if progress:
             progress(k + 1, len(methods))
     return out

@@ -38,6 +38,8 @@ from wslviz.core.kind import ArchitectureBase
 from wslviz.core.tasks import Task
 
 METHODS = ("none", "reset", "repair")
+LABELS = {"none": "no correction", "reset": "BatchNorm reset", "repair": "REPAIR"}
+"""How pages name each correction beside the numbers measured with it."""
 N_SAMPLES = 2048
 """Training inputs used for the statistics (the first ones of the training split)."""
 

@@ -21,6 +21,7 @@ from wslviz.core.report import Report
 from wslviz.core.tasks import Task
 from wslviz.understand.align import MatchingMatrix, activation_matching, matching_matrices, weight_matching
 from wslviz.understand.landscape import interpolate, loss_barrier
+from wslviz.understand.repair import default_method
 from wslviz.understand.symmetry import (
     KINDS,
     apply_symmetry,
@@ -63,6 +64,9 @@ class AlignmentReport(Report):
     barrier_before: float | None = None
     """Loss barrier of the straight path A-B (None without a task)."""
     barrier_after: float | None = None
+    correction: str = "none"
+    """The statistics correction of the points between the endpoints (:data:`wslviz.understand.repair.METHODS`)
+    that the barriers were measured with: the same as the Landscape page's paths by default."""
 
     @property
     def layers(self) -> list[str]:
@@ -79,13 +83,15 @@ class AlignmentReport(Report):
 
 
 def alignment_report(arch: ArchitectureLike, task: Task | None, a: torch.Tensor, b: torch.Tensor,
-                     method: str = "weight", kinds: Iterable[str] = KINDS, progress=None) -> AlignmentReport:
+                     method: str = "weight", kinds: Iterable[str] = KINDS, progress=None,
+                     correction: str | None = None) -> AlignmentReport:
     """Model ``b`` [P] re-expressed in ``a``'s basis by ``method`` (``weight`` or ``activation``, which
     needs ``task``) undoing ``kinds``: an :class:`AlignmentReport` with the matchings (see
     :func:`~wslviz.understand.align.matching_matrices`), per-layer distances to ``a`` before and after (see
     :func:`~wslviz.understand.symmetry.layer_distances`), the output change (rounding) and, with a task, the loss
     barriers of the straight paths (:func:`~wslviz.understand.landscape.loss_barrier` at the default
-    resolution)."""
+    resolution) with ``correction`` of the points between (None: BatchNorm reset for networks with BatchNorm, else
+    none; the Landscape page's default too, so both pages show one number)."""
     a, b = a.float(), b.float()
     kinds = tuple(kinds)
     if method == "weight":
@@ -94,10 +100,14 @@ def alignment_report(arch: ArchitectureLike, task: Task | None, a: torch.Tensor,
         aligned, g = activation_matching(arch, task, a, b, return_perm=True, kinds=kinds)
     else:
         raise ValueError(f"unknown alignment method {method!r}; known: weight, activation")
-    barriers = ((loss_barrier(interpolate(arch, task, a, b)), loss_barrier(interpolate(arch, task, a, aligned)))
-                if task is not None else (None, None))
+    correction = default_method(arch) if correction is None else correction
+    barriers = (None, None)
+    if task is not None:
+        barriers = (loss_barrier(interpolate(arch, task, a, b, repair=correction)),
+                    loss_barrier(interpolate(arch, task, a, aligned, repair=correction)))
     if progress:
         progress(1, 1)
     return AlignmentReport(aligned, matching_matrices(arch, a, b, g), layer_distances(arch, a, b),
                            layer_distances(arch, a, aligned),
-                           equivalence_gap(arch, b, aligned, task.x_test if task is not None else None), *barriers)
+                           equivalence_gap(arch, b, aligned, task.x_test if task is not None else None), *barriers,
+                           correction)
