@@ -318,3 +318,33 @@ def test_a_wrapped_state_dict_wins_over_loose_tensors_beside_it(tmp_path):
     zoo = wv.load_zoo(tmp_path / "w", activation="tanh")
     assert zoo.arch.describe() == "MLP 4-16-3 (tanh), 112 params"
     assert next(iter(zoo.extra["notes"])) == "state dict read from 'model' (besides ema_decay, step)"
+
+
+@pytest.mark.parametrize("names", [
+    ["epoch_init", "epoch_1", "epoch_2", "epoch_10", "epoch_112", "epoch_250"],  # unpadded: text order is wrong
+    ["init", "epoch_1", "epoch_2", "epoch_10", "epoch_112", "epoch_250"],
+    ["epoch=0-step=0", "epoch=1-step=100", "epoch=2-step=200", "epoch=10-step=1000", "epoch=112-step=11200",
+     "epoch=250-step=25000"],  # Lightning
+])
+def test_one_run_saved_every_epoch_is_one_model_in_epoch_order(tmp_path, names):
+    """A folder of one training run's checkpoints (the start named ``init`` or epoch 0, unpadded epoch numbers)
+    opens as one model whose rows follow the epochs numerically; file facts and checksums are not
+    hyper-parameters."""
+    from wslviz.plots.zoo import hyperparameter_columns
+
+    gen = torch.Generator().manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 6), torch.nn.ReLU(), torch.nn.Linear(6, 2))
+    saved = {}
+    for n in reversed(names):  # written in the opposite order, so neither name nor time order is epoch order
+        sd = {k: torch.randn(v.shape, generator=gen) for k, v in net.state_dict().items()}
+        torch.save(sd, tmp_path / f"{n}.pt")
+        saved[n] = sd
+    zoo = wv.load_zoo(tmp_path, cache=False)
+    assert zoo.n_models == 1 and zoo.metadata["epoch"].tolist() == [0, 1, 2, 10, 112, 250]
+    assert zoo.metadata["file"].tolist() == [f"{n}.pt" for n in names]
+    for row, n in enumerate(names):  # the weights follow the rows
+        assert torch.equal(zoo.weights[row], zoo.arch.flatten(saved[n], by_order=True))
+    assert hyperparameter_columns(zoo.metadata) == []
+    # a published folder's checksums differ per file: still not a hyper-parameter, even with one model per file
+    meta = zoo.metadata.assign(sha256=[f"{i:064x}" for i in range(len(names))], model_id=range(len(names)))
+    assert "sha256" not in hyperparameter_columns(meta)

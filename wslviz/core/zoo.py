@@ -16,6 +16,9 @@ from wslviz.core.protocol import ArchitectureLike, has_forward, require_forward
 from wslviz.core.tasks import Task, make_task
 
 MODEL_ID = "model_id"
+FILE_COLUMNS = ("file", "run", "file_size", "modified", "sha256", "md5", "checksum", "path", "filename", "mtime")
+"""Metadata columns that describe files rather than training (readers write the first four; published folders
+often carry checksums): never hyper-parameters."""
 EPOCH = "epoch"
 
 

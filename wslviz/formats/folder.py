@@ -30,11 +30,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import torch
 
 from wslviz.core.layout import ArchitectureError
 from wslviz.core.protocol import ArchitectureBase, ArchitectureLike, as_architecture
-from wslviz.core.zoo import Zoo
+from wslviz.core.zoo import FILE_COLUMNS, Zoo
 from wslviz.formats._common import CHECKPOINT_SUFFIXES, put_first, read_csv, read_json, require_dir
 from wslviz.formats.errors import ZooFormatError
 from wslviz.formats.groups import Loader, read_groups
@@ -42,7 +44,6 @@ from wslviz.formats.names import epoch_of, has_epoch, parse_name, without_epoch
 from wslviz.formats.safeio import read_checkpoint
 
 KEY_COLUMNS = ("file", "filename", "name", "path")
-FILE_COLUMNS = ("file", "run", "file_size", "modified")
 """Columns that describe the files rather than the models (not hyper-parameters)."""
 RESERVED = ("model_id", *FILE_COLUMNS)
 
@@ -194,6 +195,10 @@ def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, ac
     found = read_groups(files, names, loader, parse_arch(arch), activation, input_shape, stack, group,
                         check_finite, progress)
     meta = meta.iloc[found.rows].reset_index(drop=True)
+    weights = found.weights
+    if "epoch" in meta and pd.api.types.is_numeric_dtype(meta["epoch"]):  # each run's checkpoints in epoch order
+        order = np.lexsort((meta["epoch"].fillna(-np.inf).to_numpy(), meta["model_id"].to_numpy()))
+        meta, weights = meta.iloc[order].reset_index(drop=True), weights[torch.as_tensor(order)]
     extra = {"groups": [g.summary() for g in found.groups], "group": found.chosen, "skipped": found.skipped,
              "notes": found.notes}
     parts = [description or f"{len(files)} checkpoint files"]
@@ -201,7 +206,7 @@ def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, ac
         parts.append(f"{len(found.groups)} architectures, group {found.chosen} opened ({len(found.rows)} files)")
     if found.skipped:
         parts.append(f"{len(found.skipped)} file(s) skipped")
-    return Zoo(name=path.name, metadata=meta, weights=found.weights, arch=found.arch, task=None, path=path,
+    return Zoo(name=path.name, metadata=meta, weights=weights, arch=found.arch, task=None, path=path,
                format=fmt, description="; ".join(parts), extra=extra)
 
 

@@ -14,6 +14,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from wslviz.core.protocol import ArchitectureLike
+from wslviz.core.zoo import FILE_COLUMNS
 from wslviz.plots import style
 
 METRICS = ("test_acc", "train_acc", "test_loss", "train_loss", "ggap")
@@ -43,8 +44,8 @@ def label(column: str) -> str:
 
 def hyperparameter_columns(meta: pd.DataFrame, model_col: str = "model_id") -> list[str]:
     """Columns that are constant within each model and vary across models (the hyper-parameters to
-    colour by), excluding ids, epochs and metrics."""
-    skip = {model_col, "epoch", "step", *METRICS}
+    colour by), excluding ids, epochs, metrics and columns that describe files (``FILE_COLUMNS``)."""
+    skip = {model_col, "epoch", "step", *METRICS, *FILE_COLUMNS}
     cols = [c for c in meta.columns if c not in skip and meta[c].nunique(dropna=True) > 1]
     if model_col not in meta:
         return cols

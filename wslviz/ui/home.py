@@ -13,7 +13,6 @@ import streamlit as st
 from wslviz import ui
 from wslviz.core.layout import ACTIVATIONS
 from wslviz.core.protocol import assumed_of, has_forward
-from wslviz.formats.folder import FILE_COLUMNS
 from wslviz.plots import zoo as zplots
 from wslviz.ui import serve
 
@@ -137,7 +136,7 @@ def summary_card(zoo) -> None:
                  f"**Format:** {zoo.format}"]
         if "final test accuracy" in s:
             lines.append(f"**Final test accuracy:** {s['final test accuracy']}")
-        columns = [c for c in zplots.hyperparameter_columns(zoo.metadata) if c not in FILE_COLUMNS]
+        columns = zplots.hyperparameter_columns(zoo.metadata)
         lines.append(f"**Hyper-parameters varied:** {', '.join(columns) or 'none recorded'}")
         st.markdown("  \n".join(lines))
         architecture_notes(zoo)
