@@ -186,3 +186,33 @@ def test_metadata_model_id_groups_checkpoints(tmp_path):
     assert list(zoo.metadata.columns[:2]) == ["model_id", "file"]
     assert list(zoo.metadata["model_id"]) == [7, 7, 9] and zoo.n_models == 2
     assert list(zoo.final_index()) == [1, 2]
+
+
+def test_checkpoints_are_recognised_by_content_whatever_their_names(tmp_path):
+    """``resnet20-12fca82f.th``, ``final.1.0.3.v2``, no suffix, a legacy (pre-zip) torch file, safetensors under
+    another suffix: all open; a notes file beside them is not a checkpoint; a folder of none says what it found."""
+    from safetensors.torch import save_file
+
+    from wslviz.formats.safeio import sniff
+
+    nets = [torch.nn.Linear(4, 2) for _ in range(5)]
+    torch.save(nets[0].state_dict(), tmp_path / "resnet20-12fca82f.th")
+    torch.save(nets[1].state_dict(), tmp_path / "final.1.0.3.v2")
+    torch.save(nets[2].state_dict(), tmp_path / "model")
+    torch.save(nets[3].state_dict(), tmp_path / "legacy.tar1", _use_new_zipfile_serialization=False)
+    save_file({k: v.contiguous() for k, v in nets[4].state_dict().items()}, tmp_path / "weights.st")
+    (tmp_path / "notes.txt").write_text("trained on Tuesday")
+    assert [sniff(tmp_path / n) for n in ("resnet20-12fca82f.th", "legacy.tar1", "weights.st", "notes.txt")] == \
+        ["torch", "torch-legacy", "safetensors", None]
+    zoo = wv.load_zoo(tmp_path, cache=False)
+    assert zoo.n_checkpoints == 5 and "notes.txt" not in set(zoo.metadata["file"])
+    by_file = dict(zip(zoo.metadata["file"], zoo.weights, strict=True))
+    for name, net in zip(("resnet20-12fca82f.th", "final.1.0.3.v2", "model", "legacy.tar1", "weights.st"), nets,
+                         strict=True):
+        assert torch.equal(by_file[name], zoo.arch.flatten(net.state_dict(), by_order=True)), name
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.th").write_text("not a checkpoint")
+    (bad / "b.json").write_text("{}")
+    with pytest.raises(wv.ZooFormatError, match=r"2 file\(s\) \(1 \.th, 1 \.json\), none of them a checkpoint"):
+        wv.load_zoo(bad, cache=False)

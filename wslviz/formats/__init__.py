@@ -16,6 +16,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from wslviz.core.zoo import Zoo
 from wslviz.formats.errors import ZooFormatError
 from wslviz.formats.folder import parse_arch
@@ -53,7 +55,26 @@ def detect_format(path: str | Path) -> str:
     for name in READERS:
         if reader(name).detect(path):
             return name
-    raise ZooFormatError(path, f"not a zoo in any known layout ({', '.join(READERS)})")
+    raise ZooFormatError(path, f"not a zoo in any known layout ({', '.join(READERS)}): {contents(path)}. A folder of "
+                         "checkpoints needs PyTorch (torch.save) or safetensors files, whatever their names; a "
+                         "native zoo needs zoo.json. In the app, open the folder that holds the checkpoint files "
+                         "(Folder path), or upload them as a .zip")
+
+
+def contents(path: Path, shown: int = 6) -> str:
+    """What a path holds, in words: ``"a file of 2.1 MB"``, or ``"12 files (10 .th, 2 .json) and 3 folders"``."""
+    if path.is_file():
+        return f"a file of {path.stat().st_size:,} bytes that no reader recognises"
+    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+    files = [p for p in entries if p.is_file()]
+    folders = len(entries) - len(files)
+    if not entries:
+        return "the folder is empty"
+    counts = pd.Series([p.suffix.lower() or "(no suffix)" for p in files]).value_counts()
+    kinds = ", ".join(f"{n} {s}" for s, n in counts.iloc[:shown].items()) + (", ..." if len(counts) > shown else "")
+    return (f"{len(files)} file(s)" + (f" ({kinds})" if files else "") + (f" and {folders} folder(s)" if folders
+                                                                             else "")
+            + (", none of them a checkpoint" if files else ""))
 
 
 def read_zoo(path: str | Path, format: str | None = None, task: Any = None, **options: Any) -> Zoo:

@@ -41,15 +41,26 @@ from wslviz.formats._common import CHECKPOINT_SUFFIXES, put_first, read_csv, rea
 from wslviz.formats.errors import ZooFormatError
 from wslviz.formats.groups import Loader, read_groups
 from wslviz.formats.names import epoch_of, has_epoch, parse_name, without_epoch
-from wslviz.formats.safeio import read_checkpoint
+from wslviz.formats.safeio import read_checkpoint, sniff
 
 KEY_COLUMNS = ("file", "filename", "name", "path")
 """Columns that describe the files rather than the models (not hyper-parameters)."""
 RESERVED = ("model_id", *FILE_COLUMNS)
 
 
+NOT_CHECKPOINTS = (".json", ".csv", ".txt", ".md", ".yaml", ".yml", ".py", ".npy", ".npz", ".zip", ".tar", ".gz",
+                   ".tgz", ".png", ".jpg", ".log", ".html", ".gitignore")
+"""Suffixes of files a checkpoint folder holds beside its checkpoints (read as metadata or left alone)."""
+
+
 def _is_checkpoint(p: Path) -> bool:
-    return p.suffix in CHECKPOINT_SUFFIXES and p.is_file() and not p.name.startswith(".")
+    """A checkpoint by its suffix, or by its content (:func:`~wslviz.formats.safeio.sniff`) when the suffix says
+    nothing (``resnet20-12fca82f.th``, ``final.1.0.3.v2``, no suffix at all)."""
+    if not p.is_file() or p.name.startswith("."):
+        return False
+    if p.suffix in CHECKPOINT_SUFFIXES:
+        return True
+    return p.suffix.lower() not in NOT_CHECKPOINTS and sniff(p) is not None
 
 
 def checkpoint_files(path: Path) -> list[Path]:

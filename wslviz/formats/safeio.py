@@ -156,13 +156,42 @@ def as_state_dict(obj: object, path: str | Path) -> dict[str, torch.Tensor]:
     return as_checkpoint(obj, path).tensors
 
 
+TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+"""The first bytes of a legacy (pre-1.6, non-zip) ``torch.save`` file: pickle protocol 2 and torch's magic number."""
+
+
+def sniff(path: str | Path) -> str | None:
+    """What a file holds, from its first bytes rather than its name: ``"safetensors"`` (an 8-byte header length,
+    then a JSON header), ``"torch"`` (a zip holding a ``data.pkl``, as ``torch.save`` writes since 1.6),
+    ``"torch-legacy"`` (torch's magic number after a pickle header), or None."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return None
+    if head.startswith(TORCH_LEGACY_MAGIC):
+        return "torch-legacy"
+    if len(head) >= 9 and 0 < int.from_bytes(head[:8], "little") < size and head[8:9] == b"{":
+        return "safetensors"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                return "torch" if any(n.endswith("/data.pkl") or n == "data.pkl" for n in zf.namelist()) else None
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError):  # a crafted or broken zip
+            return None
+    return None
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
-    """The state dict of a ``.safetensors`` file (read without any code) or a torch file (``.pt``, ``.pth``,
-    ``.bin``, ``.ckpt``, or no suffix; loaded with :func:`safe_torch_load`), with notes on what was left out."""
+    """The state dict of a safetensors file (read without any code) or a torch file (loaded with
+    :func:`safe_torch_load`), with notes on what was left out; which of the two a file is comes from its content
+    (:func:`sniff`), whatever its name (``final.1.0.3.v2``, ``resnet20-12fca82f.th``)."""
     path = Path(path)
     if not path.is_file():
         raise ZooFormatError(path, "no such file")
-    if path.suffix == ".safetensors":
+    if sniff(path) == "safetensors" or (path.suffix == ".safetensors" and sniff(path) is None):
         return as_checkpoint(_load_safetensors(path), path)
     return as_checkpoint(safe_torch_load(path), path)
 
