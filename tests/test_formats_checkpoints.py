@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -216,3 +217,25 @@ def test_checkpoints_are_recognised_by_content_whatever_their_names(tmp_path):
     (bad / "b.json").write_text("{}")
     with pytest.raises(wv.ZooFormatError, match=r"2 file\(s\) \(1 \.th, 1 \.json\), none of them a checkpoint"):
         wv.load_zoo(bad, cache=False)
+
+
+def test_other_nestings_and_the_numbers_saved_beside_the_weights(tmp_path):
+    """The one mapping of tensors inside a checkpoint dict is its state dict (beside an optimizer's nested state);
+    numbers saved beside it (step, epoch, best_prec1, noise_level) become metadata columns."""
+    nets = [torch.nn.Linear(3, 2) for _ in range(3)]
+    opt = torch.optim.Adam(nets[0].parameters())
+    nets[0](torch.randn(4, 3)).sum().backward()
+    opt.step()
+    torch.save({"step": 500, "model_state": nets[0].state_dict(), "optimizer_state": opt.state_dict()},
+               tmp_path / "a.pt")
+    torch.save({"num_edges": 7, "noise_level": 0.1, "model_state_dict": nets[1].state_dict()}, tmp_path / "b.pt")
+    torch.save({"epoch": 90, "best_prec1": torch.tensor(91.25), "arch": "resnet20", "state_dict": nets[2].state_dict()},
+               tmp_path / "c.pt")
+    zoo = wv.load_zoo(tmp_path, cache=False)
+    meta = zoo.metadata.set_index("file")
+    assert zoo.n_checkpoints == 3
+    assert meta.loc["a.pt", "step"] == 500 and meta.loc["b.pt", "noise_level"] == 0.1
+    assert meta.loc["c.pt", "best_prec1"] == pytest.approx(91.25) and meta.loc["c.pt", "arch"] == "resnet20"
+    for name, net in zip(("a.pt", "b.pt", "c.pt"), nets, strict=True):
+        row = int(np.flatnonzero(zoo.metadata["file"] == name)[0])
+        assert torch.equal(zoo.weights[row], zoo.arch.flatten(net.state_dict(), by_order=True))

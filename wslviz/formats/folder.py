@@ -206,6 +206,10 @@ def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, ac
     found = read_groups(files, names, loader, parse_arch(arch), activation, input_shape, stack, group,
                         check_finite, progress)
     meta = meta.iloc[found.rows].reset_index(drop=True)
+    saved = pd.DataFrame([found.scalars.get(i, {}) for i in found.rows])  # numbers saved beside the weights
+    new = [c for c in saved.columns if c not in meta.columns and c not in RESERVED]
+    if new:
+        meta = pd.concat([meta, saved[new]], axis=1)
     weights = found.weights
     if "epoch" in meta and pd.api.types.is_numeric_dtype(meta["epoch"]):  # each run's checkpoints in epoch order
         order = np.lexsort((meta["epoch"].fillna(-np.inf).to_numpy(), meta["model_id"].to_numpy()))

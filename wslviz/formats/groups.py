@@ -62,6 +62,8 @@ class GroupedCheckpoints:
     chosen: int
     skipped: dict[str, str] = field(default_factory=dict)
     notes: dict[str, int] = field(default_factory=dict)
+    scalars: dict[int, dict[str, int | float | str]] = field(default_factory=dict)
+    """Per file position, the numbers saved beside its state dict (``epoch``, ``best_prec1``, ...)."""
 
 
 def normalise(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -114,6 +116,7 @@ def read_groups(files: Sequence[Path], names: Sequence[str], loader: Loader, arc
     members: dict[Signature, list[int]] = {}
     skipped: dict[str, str] = {}
     notes: dict[str, int] = {}
+    scalars: dict[int, dict[str, int | float | str]] = {}
     for i, f in enumerate(files):
         try:
             checkpoint = loader(f)
@@ -127,6 +130,8 @@ def read_groups(files: Sequence[Path], names: Sequence[str], loader: Loader, arc
             continue
         for note in checkpoint.notes:
             notes[note] = notes.get(note, 0) + 1
+        if checkpoint.scalars:
+            scalars[i] = checkpoint.scalars
         sig = signature(tensors)
         members.setdefault(sig, []).append(i)
         examples.setdefault(sig, tensors)
@@ -160,7 +165,8 @@ def read_groups(files: Sequence[Path], names: Sequence[str], loader: Loader, arc
                 skipped.update({names[i]: f"does not fit the stated architecture ({why})" for i in g.members})
     if progress is not None:
         progress(len(files), len(files))
-    return GroupedCheckpoints(architecture, weights, list(chosen.members), groups, chosen.index, skipped, notes)
+    return GroupedCheckpoints(architecture, weights, list(chosen.members), groups, chosen.index, skipped, notes,
+                              scalars)
 
 
 def _describe(example: Mapping[str, torch.Tensor], stated: ArchitectureLike | None) -> str:

@@ -27,7 +27,7 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -91,26 +91,58 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 @dataclass(frozen=True)
 class Checkpoint:
     """A checkpoint file's state dict: ``tensors`` (name -> floating tensor, float32 where it was half
-    precision, in the file's order) and ``notes`` (what was left out or converted, one phrase each)."""
+    precision, in the file's order), ``notes`` (what was left out or converted, one phrase each) and ``scalars``
+    (numbers and short strings saved beside the state dict, e.g. ``epoch``, ``best_prec1``: metadata)."""
 
     tensors: dict[str, torch.Tensor]
     notes: tuple[str, ...] = ()
+    scalars: dict[str, int | float | str] = field(default_factory=dict)
 
 
 def _holds_tensors(obj: object) -> bool:
     return isinstance(obj, Mapping) and any(isinstance(v, torch.Tensor) for v in obj.values())
 
 
+def _scalars(obj: Mapping) -> dict[str, int | float | str]:
+    """The plain numbers (and short strings) among a mapping's values, by string key: metadata."""
+    out: dict[str, int | float | str] = {}
+    for k, v in obj.items():
+        if not isinstance(k, str):
+            continue
+        if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_complex():
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, int | float | str) or (isinstance(v, str) and len(v) > 80):
+            continue
+        out[k] = v
+    return out
+
+
+def _state_dict_key(obj: Mapping) -> object | None:
+    """Where a checkpoint mapping keeps its state dict: a :data:`WRAPPERS` key, else the one value that is itself
+    a mapping holding tensors (``model_state``, beside ``optimizer_state``'s nested mappings), preferring a key that
+    names the model when there are several; None when the mapping is the state dict (or none is found)."""
+    key = next((k for k in WRAPPERS if isinstance(obj.get(k), Mapping)), None)
+    if key is not None:
+        return key
+    candidates = [k for k, v in obj.items() if _holds_tensors(v)]
+    if len(candidates) > 1:
+        named = [k for k in candidates if "model" in str(k).lower() or "state" in str(k).lower()]
+        candidates = [k for k in named if "optim" not in str(k).lower()] or candidates
+    return candidates[0] if len(candidates) == 1 else None
+
+
 def as_checkpoint(obj: object, path: str | Path) -> Checkpoint:
     """The state dict inside a loaded checkpoint (see the module docstring), or :class:`ZooFormatError`
     naming the problem: no mapping of names to tensors, or none of them floating point."""
     notes: list[str] = []
+    scalars: dict[str, int | float | str] = {}
     for _ in range(3):
         if not isinstance(obj, Mapping):
             break
-        key = next((k for k in WRAPPERS if isinstance(obj.get(k), Mapping)), None)
+        key = _state_dict_key(obj)
         if key is None or (_holds_tensors(obj) and not _holds_tensors(obj[key])):
             break
+        scalars.update(_scalars(obj))
         others = sorted(str(k) for k in obj if k != key)
         notes.append(f"state dict read from {key!r}" + (f" (besides {', '.join(others[:6])}"
                                                          f"{' ...' if len(others) > 6 else ''})" if others else ""))
@@ -148,7 +180,7 @@ def as_checkpoint(obj: object, path: str | Path) -> Checkpoint:
         notes.append(f"integer tensors are not weights ({', '.join(integer[:5])}{' ...' if len(integer) > 5 else ''})")
     if upcast:
         notes.append(f"{'/'.join(sorted(upcast))} tensors upcast to float32")
-    return Checkpoint(out, tuple(notes))
+    return Checkpoint(out, tuple(notes), scalars)
 
 
 def as_state_dict(obj: object, path: str | Path) -> dict[str, torch.Tensor]:
