@@ -461,12 +461,40 @@ def write_runs(root: Path, n_runs: int = 3, epochs=(0, 5, 10), seed: int = 0) ->
 
 
 NAMED_KINDS = ("tutorial", "lenet", "vgg", "actor_critic", "nested", "lightning", "legacy", "half", "gpu")
+class PickledNet(torch.nn.Module):
+    """A user's model class, saved whole with ``torch.save(model)`` (the class is never needed to read it back)."""
+
+    def __init__(self):
+        super().__init__()
+        self.i2h = torch.nn.GRU(4, 6)
+        self.head = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.head(self.i2h(x)[0])
+
+
+def write_pickled_modules(path: Path, n: int = 2, seed: int = 0) -> list[PickledNet]:
+    """``n`` whole-module pickles (zip format) and one legacy-format file holding a module and its optimiser."""
+    path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    nets = [PickledNet() for _ in range(n + 1)]
+    for i, net in enumerate(nets[:n]):
+        torch.save(net, path / f"model{i}.pt")
+    opt = torch.optim.SGD(nets[n].parameters(), lr=0.1, momentum=0.9)
+    nets[n](torch.randn(5, 2, 4)).sum().backward()
+    opt.step()
+    torch.save({"model": nets[n], "optimizer": opt, "epoch": 4}, path / f"model{n}.pt",
+               _use_new_zipfile_serialization=False)
+    return nets
+
+
 FOLDER_WRITERS = {
     **{f"folder-{k}": partial(write_named, kind=k, n=2) for k in ("tutorial", "lenet", "vgg", "actor_critic",
                                                                    "lightning")},
     "folder-legacy-half": lambda p: (write_named(p, "legacy", n=1), write_named(p, "half", n=2, seed=5)),
     "folder-mixed": lambda p: write_mixed(p),
     "folder-runs": lambda p: write_runs(p, n_runs=2, epochs=(0, 5)),
+    "folder-pickled-modules": lambda p: write_pickled_modules(p),
 }
 """Writers of checkpoint folders as people keep them; all open with the ``folder`` reader."""
 

@@ -239,3 +239,40 @@ def test_other_nestings_and_the_numbers_saved_beside_the_weights(tmp_path):
     for name, net in zip(("a.pt", "b.pt", "c.pt"), nets, strict=True):
         row = int(np.flatnonzero(zoo.metadata["file"] == name)[0])
         assert torch.equal(zoo.weights[row], zoo.arch.flatten(net.state_dict(), by_order=True))
+
+
+def test_whole_module_pickles_give_their_tensors_and_a_crafted_pickle_runs_nothing(tmp_path):
+    """``torch.save(model)`` of a user's class (zip format) and a legacy file with its optimiser object open through
+    inert stand-ins, named as the module names them, the GRU's duplicate flat weights once; pickles crafted to run
+    code (os.system through __reduce__, eval, a class whose __setstate__ writes a file) run nothing beside them."""
+    import os
+    import pickle
+
+    from fixtures_formats import write_pickled_modules
+
+    nets = write_pickled_modules(tmp_path, n=2)
+    marker = tmp_path / "MARKER"
+
+    class System:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    class Eval:
+        def __reduce__(self):
+            return (eval, (f"open({str(marker)!r}, 'w').write('x')",))
+
+    torch.save({"w": torch.ones(3), "x": System()}, tmp_path / "crafted1.pt")
+    torch.save({"state_dict": {"w": torch.ones(3)}, "y": Eval()}, tmp_path / "crafted2.pt",
+               _use_new_zipfile_serialization=False)
+    with open(tmp_path / "crafted3.pt", "wb") as f:  # a raw pickle (no torch framing) naming os.system
+        pickle.dump(System(), f, protocol=2)
+    zoo = wv.load_zoo(tmp_path, cache=False)
+    assert not marker.exists()
+    assert sorted(zoo.metadata["file"]) == ["model0.pt", "model1.pt", "model2.pt"]
+    names = [p.name for p in zoo.arch.layout]
+    assert names == list(nets[0].state_dict())  # i2h.weight_ih_l0 ... head.bias, each once
+    for i, net in enumerate(nets):
+        row = int(np.flatnonzero(zoo.metadata["file"] == f"model{i}.pt")[0])
+        torch.testing.assert_close(zoo.weights[row], torch.cat([t.reshape(-1) for t in net.state_dict().values()]))
+    assert zoo.metadata.set_index("file").loc["model2.pt", "epoch"] == 4  # saved beside the module
+    assert any("inert stand-ins" in note and "PickledNet" in note for note in zoo.extra["notes"])

@@ -27,12 +27,13 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 import torch
 
+from wslviz.formats import inert
 from wslviz.formats.errors import ZooFormatError
 
 MAX_BYTES = 512 * 2**20
@@ -225,7 +226,29 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise ZooFormatError(path, "no such file")
     if sniff(path) == "safetensors" or (path.suffix == ".safetensors" and sniff(path) is None):
         return as_checkpoint(_load_safetensors(path), path)
-    return as_checkpoint(safe_torch_load(path), path)
+    try:
+        obj, notes = safe_torch_load(path), ()
+    except ZooFormatError as refused:
+        if not refused.problem.startswith("refused:"):
+            raise
+        obj, notes = _read_inert(path, refused)
+    checkpoint = as_checkpoint(obj, path)
+    return replace(checkpoint, notes=(*notes, *checkpoint.notes))
+
+
+def _read_inert(path: Path, refused: ZooFormatError) -> tuple[object, tuple[str, ...]]:
+    """A file ``weights_only`` refused (a pickled module or optimiser), read through inert stand-ins
+    (:mod:`wslviz.formats.inert`: nothing from the file runs); ``refused`` again when that finds no tensors."""
+    try:
+        raw = inert.load_inert(path)
+        obj = inert.as_plain(raw)
+    except Exception:  # noqa: BLE001 - a crafted or broken file may raise anything: it stays refused
+        raise refused from None
+    found = inert.classes_in(raw)
+    if not found:
+        raise refused
+    shown = ", ".join(sorted(found)[:4]) + (" ..." if len(found) > 4 else "")
+    return obj, (f"tensors read from a pickled {shown} through inert stand-ins (no code from the file ran)",)
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
