@@ -440,7 +440,8 @@ def write_named(root: Path, kind: str, n: int = 3, seed: int = 0) -> dict[str, n
 
 def write_mixed(root: Path, seed: int = 0) -> dict[str, nn.Module]:
     """Three architectures in one folder (3 LeNets, 2 tutorial MLPs, 1 actor-critic), as a folder of face
-    detectors has, plus a ``.ckpt`` that pickles a custom class (refused; the rest opens)."""
+    detectors has, plus a ``.ckpt`` that pickles a custom class beside its state dict (read through inert
+    stand-ins)."""
     out = {**write_named(root, "lenet", 3, seed), **write_named(root, "tutorial", 2, seed + 10),
            **write_named(root, "actor_critic", 1, seed + 20)}
     torch.save(lightning_checkpoint(TutorialMLP().state_dict(), 1, hparams=Config()), root / "with_config.ckpt")

@@ -92,7 +92,7 @@ def test_form_states_activation_and_task_and_the_zoo_evaluates(tmp_path):
 
 def test_groups_are_listed_and_switch(folders):
     at = open_folder(folders["folder-mixed"])
-    assert "3 architectures in this folder" in text(at) and "1 file(s) not opened" in [e.label for e in at.expander]
+    assert "3 architectures in this folder" in text(at)  # the custom-class .ckpt now opens (read inertly)
     at.selectbox(key="home_group").set_value(1).run()
     at.button(key="home_group_go").click().run()
     assert not at.exception, at.exception

@@ -19,13 +19,16 @@ SMALL = {
     "vgg11": {"width": 0.0625, "image_size": 16},
     "resnet20": {"depth": 8, "width": 0.25, "in_channels": 1},
     "resnet18_modelzoos": {"width": 0.0625, "in_channels": 1},
+    "resnet_torchvision": {"depth": 18, "width": 0.0625, "in_channels": 1, "stem": "cifar", "n_classes": 10},
+    "resnet_cifar_a": {"depth": 8, "in_channels": 1},
     "gpt": {"n_layer": 2},
     "actor_critic": {},
 }
 
 
 def arch_of(name: str) -> ModuleArchitecture:
-    shapes = {"resnet20": [1, 8, 8], "resnet18_modelzoos": [1, 8, 8]}
+    shapes = {"resnet20": [1, 8, 8], "resnet18_modelzoos": [1, 8, 8], "resnet_torchvision": [1, 8, 8],
+              "resnet_cifar_a": [1, 8, 8]}
     return ModuleArchitecture.builtin(name, input_shape=shapes.get(name), **SMALL[name])
 
 

@@ -15,6 +15,9 @@ name                      network
 ``resnet20``              He et al. 2016, CIFAR ResNet (3 stages of ``(depth - 2) / 6`` basic blocks, 16/32/64
                           channels times ``width`` or set by ``channels``, 1x1 projection shortcuts), the Git
                           Re-Basin ResNet-20 with a width multiplier
+``resnet_torchvision``    torchvision's ResNet-18/34/50/101/152 key layout (``depth``), ImageNet or CIFAR stem
+``resnet_cifar_a``        the CIFAR ResNet-20/32/44/56/110 checkpoints people share: option-A (parameter-free,
+                          zero-padding) shortcuts and a ``linear`` head
 ``resnet18_modelzoos``    ResNet-18 as the Model Zoos (Schürholt et al. 2022) train it: torchvision's key layout
                           (``conv1``, ``bn1``, ``layer{1-4}.{0,1}.conv1/bn1/conv2/bn2/downsample.{0,1}``, ``fc``)
                           with a 3x3 stride-1 stem and no max-pool
@@ -190,6 +193,110 @@ class ResNet18(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
+class Bottleneck(nn.Module):
+    """torchvision's ResNet-50 block (v1.5: the stride sits in the 3x3 conv): 1x1 reduce, 3x3, 1x1 expand to
+    ``4 * planes``, each followed by BatchNorm, plus the identity or a ``downsample`` projection."""
+
+    def __init__(self, cin: int, planes: int, stride: int = 1):
+        super().__init__()
+        cout = 4 * planes
+        self.conv1, self.bn1 = nn.Conv2d(cin, planes, 1, bias=False), nn.BatchNorm2d(planes)
+        self.conv2, self.bn2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes)
+        self.conv3, self.bn3 = nn.Conv2d(planes, cout, 1, bias=False), nn.BatchNorm2d(cout)
+        self.downsample: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        return F.relu(self.bn3(self.conv3(out)) + self.downsample(x))
+
+
+RESNET_LAYERS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
+                 101: ("bottleneck", (3, 4, 23, 3)), 152: ("bottleneck", (3, 8, 36, 3))}
+"""torchvision's ResNets: block kind and blocks per stage, by depth."""
+
+
+class TorchvisionResNet(nn.Module):
+    """ResNet-18/34/50/101/152 (He et al. 2016) in torchvision's key layout: ``conv1``, ``bn1``, ``layer1``-``layer4``
+    of basic or bottleneck blocks (64/128/256/512 planes times ``width``; the first block of layers 2-4 strided,
+    with a ``downsample`` projection), average pooling, ``fc``. ``stem="imagenet"``: a 7x7 stride-2 ``conv1`` and a
+    3x3 stride-2 max-pool (torchvision's); ``"cifar"``: a 3x3 stride-1 ``conv1`` and no pool (CIFAR ports)."""
+
+    def __init__(self, depth: int = 18, n_classes: int = 1000, in_channels: int = 3, stem: str = "imagenet",
+                 width: float = 1.0):
+        super().__init__()
+        if depth not in RESNET_LAYERS:
+            raise ValueError(f"torchvision ResNets have depth {', '.join(map(str, RESNET_LAYERS))}, got {depth}")
+        if stem not in ("imagenet", "cifar"):
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+        kind, blocks = RESNET_LAYERS[depth]
+        planes = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
+        self.conv1 = (nn.Conv2d(in_channels, planes[0], 7, 2, 3, bias=False) if stem == "imagenet" else
+                      nn.Conv2d(in_channels, planes[0], 3, 1, 1, bias=False))
+        self.bn1 = nn.BatchNorm2d(planes[0])
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if stem == "imagenet" else nn.Identity()
+        c = planes[0]
+        for i, (p, n) in enumerate(zip(planes, blocks, strict=True)):
+            layer = []
+            for j in range(n):
+                stride = 2 if i > 0 and j == 0 else 1
+                layer.append(Bottleneck(c, p, stride) if kind == "bottleneck" else BasicBlock(c, p, stride))
+                c = 4 * p if kind == "bottleneck" else p
+            setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
+        self.fc = nn.Linear(c, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+class BlockA(nn.Module):
+    """A CIFAR basic block with He et al.'s parameter-free "option A" shortcut: when the shape changes, the input
+    is subsampled by 2 and zero-padded with ``cout // 4`` channels on each side (the layout of the widely used
+    ResNet-20/32/44/56/110 checkpoints: ``conv1``, ``bn1``, ``conv2``, ``bn2``, no shortcut tensors)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.pad = (cout - cin) // 2 if stride != 1 or cin != cout else -1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x if self.pad < 0 else F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+        return F.relu(out + shortcut)
+
+
+class CifarResNetA(nn.Module):
+    """CIFAR ResNet-20/32/44/56/110 (He et al. 2016, Sec. 4.2) with option-A shortcuts and a ``linear`` head, as the
+    popular CIFAR-10 checkpoints are saved: ``conv1``, ``bn1``, ``layer1``-``layer3`` of ``(depth - 2) / 6``
+    :class:`BlockA` at 16/32/64 channels, average pooling, ``linear``."""
+
+    def __init__(self, depth: int = 20, n_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        if (depth - 2) % 6 or depth < 8:
+            raise ValueError(f"a CIFAR ResNet has depth 6n + 2 (20, 32, 44, 56, 110, ...), got {depth}")
+        n = (depth - 2) // 6
+        self.conv1, self.bn1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16)
+        c = 16
+        for i, w in enumerate((16, 32, 64)):
+            layer = []
+            for j in range(n):
+                layer.append(BlockA(c, w, 2 if i > 0 and j == 0 else 1))
+                c = w
+            setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
+        self.linear = nn.Linear(64, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.linear(x.mean(dim=(2, 3)))
+
+
 # ---------------------------------------------------------------------------------------------- GPT
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with separate query, key, value and output projections
@@ -303,6 +410,8 @@ BUILTINS: dict[str, Callable[..., nn.Module]] = {
     "vgg11": VGG,
     "resnet20": CifarResNet,
     "resnet18_modelzoos": ResNet18,
+    "resnet_torchvision": TorchvisionResNet,
+    "resnet_cifar_a": CifarResNetA,
     "gpt": GPT,
     "actor_critic": ActorCritic,
 }
@@ -313,6 +422,9 @@ INPUTS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "vgg11": lambda kw: {"shape": [kw.get("in_channels", 3), kw.get("image_size", 32), kw.get("image_size", 32)]},
     "resnet20": lambda kw: {"shape": [kw.get("in_channels", 3), 32, 32]},
     "resnet18_modelzoos": lambda kw: {"shape": [kw.get("in_channels", 3), 32, 32]},
+    "resnet_torchvision": lambda kw: {"shape": [kw.get("in_channels", 3)] + ([224, 224] if kw.get("stem", "imagenet")
+                                                                           == "imagenet" else [32, 32])},
+    "resnet_cifar_a": lambda kw: {"shape": [kw.get("in_channels", 3), 32, 32]},
     "gpt": lambda kw: {"shape": [kw.get("seq_len", 3)], "dtype": "int", "high": kw.get("vocab_size", 24)},
     "actor_critic": lambda kw: {"shape": [kw.get("n_inputs", 4)]},
 }

@@ -167,7 +167,9 @@ class ModuleArchitecture(ArchitectureBase):
         if not isinstance(module, nn.Module):
             raise ArchitectureError(f"{self.name} returned {type(module).__name__}, not an nn.Module")
         self.module = module.eval()
-        self.assumed: dict[str, str] = {}
+        self.assumed: dict[str, str] = {str(k): str(v) for k, v in (spec.get("assumed") or {}).items()}
+        if self.assumed:  # what was chosen for what the checkpoints do not record (a recognised family's input size)
+            self.spec["assumed"] = dict(self.assumed)
         self.layout, self.layers, self.aliases = self._make_layout()
         self.n_params = sum(p.numel for p in self.layout)
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from wslviz.core.arch import infer_architecture
+from wslviz.core.families import recognise
 from wslviz.core.kind import ArchitectureBase, require_forward
 from wslviz.core.layout import ArchitectureError, NoForwardError
 from wslviz.core.stacks import find_stacks
@@ -85,8 +86,10 @@ def as_architecture(arch: Any, allow_code: bool = False, base: Any = None) -> Ar
 
 def infer_layout(state_dict: Mapping[str, torch.Tensor], activation: str | None = None,
                  input_shape: Sequence[int] | None = None, stack: int | str | None = None) -> ArchitectureLike:
-    """The best architecture a state dict gives: a sequential ``Architecture`` when its tensors form one
-    stack (or ``stack`` picks one; see :func:`wslviz.core.arch.infer_architecture`), else a
+    """The best architecture a state dict gives: a recognised family's built-in (:mod:`wslviz.core.families`:
+    torchvision and CIFAR ResNets) when its names and shapes are exactly that family's, else a sequential
+    ``Architecture`` when its tensors form one stack (or ``stack`` picks one; see
+    :func:`wslviz.core.arch.infer_architecture`), else a
     :class:`WeightsOnlyLayout` of all its floating tensors that says why and lists the stacks it found (also
     when one stack makes no network for any common image size). A stated ``stack`` or ``input_shape`` that
     does not fit raises :class:`ArchitectureError`."""
@@ -94,6 +97,14 @@ def infer_layout(state_dict: Mapping[str, torch.Tensor], activation: str | None 
               if not k.endswith("num_batches_tracked") and torch.as_tensor(v).is_floating_point()}
     if not shapes:
         raise ArchitectureError("the state dict holds no floating-point tensors")
+    family = recognise(shapes, input_shape) if stack is None else None
+    if family is not None:
+        arch = from_spec({"kind": "module", "builtin": family.name, "kwargs": family.kwargs,
+                          "input_shape": list(family.input_shape),
+                          "assumed": {"architecture": f"{family.label}, recognised from the key names and shapes",
+                                      **family.assumed}})
+        if {p.name: p.shape for p in arch.layout} == shapes:
+            return arch
     found = find_stacks(shapes)
     reason = found.reason
     if stack is not None or reason is None:

@@ -1,0 +1,93 @@
+"""Architecture families recognised from checkpoints' key names and shapes: the built-ins have the published
+layouts, a folder of such checkpoints opens with a forward and derived symmetries, a random group element keeps
+the function and a planted permutation is recovered exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import wslviz as wv
+from wslviz.core.builtins import CifarResNetA, TorchvisionResNet
+from wslviz.core.families import recognise
+from wslviz.core.module_arch import ModuleArchitecture
+
+
+def test_torchvision_resnet_layouts_are_the_published_ones():
+    r18 = TorchvisionResNet(18)  # 1000 classes, as torchvision ships it
+    sd = r18.state_dict()
+    assert len(sd) == 122 and len(list(r18.parameters())) == 62
+    assert sum(p.numel() for p in r18.parameters()) == 11_689_512
+    assert list(sd)[:7] == ["conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
+                            "bn1.num_batches_tracked", "layer1.0.conv1.weight"]
+    assert tuple(sd["layer2.0.downsample.0.weight"].shape) == (128, 64, 1, 1) and tuple(sd["fc.weight"].shape) == \
+        (1000, 512)
+    assert sum(p.numel() for p in TorchvisionResNet(34).parameters()) == 21_797_672
+    r50 = TorchvisionResNet(50)
+    assert sum(p.numel() for p in r50.parameters()) == 25_557_032 and len(r50.state_dict()) == 320
+    assert tuple(r50.state_dict()["layer1.0.conv3.weight"].shape) == (256, 64, 1, 1)
+
+
+def test_cifar_option_a_resnets_have_no_shortcut_tensors():
+    for depth, params in ((20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018), (110, 1_727_962)):
+        net = CifarResNetA(depth)
+        assert sum(p.numel() for p in net.parameters()) == params, depth
+        assert not any("shortcut" in k or "downsample" in k for k in net.state_dict())
+        assert "linear.weight" in net.state_dict()
+
+
+@pytest.mark.parametrize(("net", "family", "kwargs"), [
+    (lambda: TorchvisionResNet(18, n_classes=10), "resnet_torchvision", {"depth": 18, "stem": "imagenet"}),
+    (lambda: TorchvisionResNet(50, n_classes=7, stem="cifar", width=0.25), "resnet_torchvision",
+     {"depth": 50, "stem": "cifar", "width": 0.25}),
+    (lambda: CifarResNetA(32), "resnet_cifar_a", {"depth": 32}),
+], ids=["resnet18", "resnet50-cifar-narrow", "resnet32-option-a"])
+def test_a_folder_of_family_checkpoints_opens_as_that_family(tmp_path, net, family, kwargs):
+    """Saved as people save them (wrapped in ``state_dict`` with DataParallel's ``module.`` prefix), the files
+    open as the family's built-in with the input size marked assumed; outputs equal the saved network's."""
+    torch.manual_seed(0)
+    nets = [net().eval() for _ in range(2)]
+    for i, n in enumerate(nets):
+        torch.save({"epoch": 30, "state_dict": {f"module.{k}": v for k, v in n.state_dict().items()}},
+                   tmp_path / f"model{i}.th")
+    zoo = wv.load_zoo(tmp_path, cache=False)
+    arch = zoo.arch
+    assert arch.kind == "module" and arch.spec["builtin"] == family
+    assert kwargs.items() <= arch.spec["kwargs"].items()
+    assert "recognised" in arch.assumed["architecture"] and "input size" in arch.assumed
+    assert arch.has_forward and arch.knows_symmetries
+    x = torch.randn(2, *arch.input_shape[:1], 40, 40)
+    for i, n in enumerate(nets):
+        with torch.no_grad():
+            torch.testing.assert_close(wv.model_outputs(arch, zoo.weights[i], x), n(x), rtol=1e-4, atol=1e-5)
+    again = wv.load_zoo(wv.save_zoo(zoo, tmp_path / "native"), cache=False)  # the assumption travels with the spec
+    assert again.arch.assumed == arch.assumed
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [
+    ("resnet_torchvision", {"depth": 18, "n_classes": 10, "width": 0.25, "stem": "cifar"}),
+    ("resnet_torchvision", {"depth": 50, "n_classes": 10, "width": 0.125, "stem": "cifar"}),
+    ("resnet_cifar_a", {"depth": 20, "n_classes": 10}),
+])
+def test_family_symmetries_keep_the_function_and_planted_permutations_are_recovered(name, kwargs):
+    arch = ModuleArchitecture.builtin(name, input_shape=[3, 16, 16], **kwargs)
+    gen = torch.Generator().manual_seed(1)
+    ref = arch.initial_weights() + 0.05 * torch.randn(arch.n_params, generator=gen)
+    for p in arch.layout:
+        if p.role == "running_var":
+            ref[p.slice] = ref[p.slice].abs() + 0.5
+    x = torch.randn(8, 3, 16, 16, generator=gen)
+    base = wv.model_outputs(arch, ref, x)
+    for seed in range(3):
+        moved = wv.apply_symmetry(arch, ref, wv.random_symmetry(arch, seed=seed))
+        assert not torch.allclose(moved, ref)
+        assert (wv.model_outputs(arch, moved, x) - base).abs().max() <= 1e-5 * base.abs().max()
+        planted = wv.apply_symmetry(arch, ref, wv.random_symmetry(arch, seed=seed, kinds=("permutation",)))
+        assert torch.equal(wv.weight_matching(arch, ref, planted, kinds=("permutation",)), ref)
+
+
+def test_what_is_not_a_family_is_not_recognised():
+    assert recognise({"fc1.weight": (4, 2), "fc1.bias": (4,)}) is None
+    sd = {k: tuple(v.shape) for k, v in TorchvisionResNet(18).state_dict().items()}
+    del sd["layer4.1.conv1.weight"]  # a stage of other depth: no published ResNet
+    assert recognise({k: v for k, v in sd.items() if not k.startswith("layer4.1")}) is None

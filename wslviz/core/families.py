@@ -1,0 +1,96 @@
+"""Architecture families recognised from a state dict's key names and shapes.
+
+A folder of checkpoints that other people trained carries no code, only tensors. Where their names and shapes
+are those of a published family, the family's built-in (:mod:`wslviz.core.builtins`) with the right arguments is
+the network, so the zoo gets a forward and its symmetries instead of a weights-only layout:
+
+==========================  =================================================================================
+family                      recognised by
+==========================  =================================================================================
+torchvision ResNet          ``conv1``, ``bn1``, ``layer1``-``layer4`` (``layerI.J.conv1``; ``conv3`` in bottleneck
+                            blocks), ``fc``: depth from the blocks per stage, stem from ``conv1``'s kernel (7: ImageNet
+                            with max-pool, 3: CIFAR), classes from ``fc``
+CIFAR ResNet, option A      ``conv1`` (16 channels), ``layer1``-``layer3`` without shortcut tensors, ``linear``:
+                            ResNet-20/32/44/56/110 from the blocks per stage
+==========================  =================================================================================
+
+What a state dict cannot tell (the input size) is assumed and said so (``assumed``). A recognition is only used
+when the built-in's state dict has exactly the checkpoint's names and shapes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wslviz.core.builtins import RESNET_LAYERS
+
+Shapes = Mapping[str, Sequence[int]]
+
+
+@dataclass(frozen=True)
+class Family:
+    """A recognised family: the built-in's ``name`` and ``kwargs``, the ``input_shape`` it is run on, and what was
+    ``assumed``."""
+
+    name: str
+    kwargs: dict[str, Any]
+    input_shape: tuple[int, ...]
+    assumed: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+
+
+def _blocks(shapes: Shapes, stage: int) -> int:
+    found = {int(m.group(1)) for k in shapes if (m := re.match(rf"layer{stage}\.(\d+)\.conv1\.weight$", k))}
+    return max(found) + 1 if found else 0
+
+
+def _torchvision_resnet(shapes: Shapes) -> Family | None:
+    if not {"conv1.weight", "bn1.weight", "fc.weight", "layer4.0.conv1.weight"} <= set(shapes):
+        return None
+    blocks = tuple(_blocks(shapes, s) for s in (1, 2, 3, 4))
+    kind = "bottleneck" if "layer1.0.conv3.weight" in shapes else "basic"
+    depth = next((d for d, (k, b) in RESNET_LAYERS.items() if k == kind and b == blocks), None)
+    if depth is None:
+        return None
+    out, cin, kernel = shapes["conv1.weight"][0], shapes["conv1.weight"][1], shapes["conv1.weight"][2]
+    stem = "imagenet" if kernel == 7 else "cifar"
+    size = 224 if stem == "imagenet" else 32
+    kwargs = {"depth": depth, "n_classes": int(shapes["fc.weight"][0]), "in_channels": int(cin), "stem": stem}
+    if out != 64:
+        kwargs["width"] = out / 64
+    return Family("resnet_torchvision", kwargs, (int(cin), size, size),
+                  {"input size": f"{size}x{size} ({'ImageNet' if stem == 'imagenet' else 'CIFAR'} stem)"},
+                  f"torchvision ResNet-{depth}")
+
+
+def _cifar_resnet_a(shapes: Shapes) -> Family | None:
+    if not {"conv1.weight", "bn1.weight", "linear.weight", "layer3.0.conv1.weight"} <= set(shapes):
+        return None
+    if "layer4.0.conv1.weight" in shapes or any("shortcut" in k or "downsample" in k for k in shapes):
+        return None
+    n = _blocks(shapes, 1)
+    if not n or (_blocks(shapes, 2), _blocks(shapes, 3)) != (n, n) or shapes["conv1.weight"][0] != 16:
+        return None
+    cin = int(shapes["conv1.weight"][1])
+    return Family("resnet_cifar_a", {"depth": 6 * n + 2, "n_classes": int(shapes["linear.weight"][0]),
+                                     "in_channels": cin}, (cin, 32, 32), {"input size": "32x32 (CIFAR)"},
+                  f"CIFAR ResNet-{6 * n + 2} (option-A shortcuts)")
+
+
+RECOGNISERS = (_torchvision_resnet, _cifar_resnet_a)
+"""Tried in order; the first that recognises a state dict names its family."""
+
+
+def recognise(shapes: Shapes, input_shape: Sequence[int] | None = None) -> Family | None:
+    """The family of a state dict given as ``{name: shape}`` (wrapper prefixes already stripped), or None; a stated
+    ``input_shape`` replaces the assumed one."""
+    for rule in RECOGNISERS:
+        family = rule(shapes)
+        if family is not None:
+            if input_shape is not None:
+                return Family(family.name, family.kwargs, tuple(int(s) for s in input_shape), {}, family.label)
+            return family
+    return None
