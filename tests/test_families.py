@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import wslviz as wv
-from wslviz.core.builtins import CifarResNetA, TorchvisionResNet
+from wslviz.core.builtins import CifarResNetA, TorchvisionResNet, TorchvisionVGG
 from wslviz.core.families import recognise
 from wslviz.core.module_arch import ModuleArchitecture
 
@@ -28,6 +28,20 @@ def test_torchvision_resnet_layouts_are_the_published_ones():
     assert tuple(r50.state_dict()["layer1.0.conv3.weight"].shape) == (256, 64, 1, 1)
 
 
+def test_torchvision_vgg_layouts_are_the_published_ones():
+    for depth, bn, params in ((11, False, 132_863_336), (11, True, 132_868_840), (16, False, 138_357_544),
+                              (16, True, 138_365_992), (19, False, 143_667_240)):
+        net = TorchvisionVGG(depth, bn)
+        assert sum(p.numel() for p in net.parameters()) == params, (depth, bn)
+        shapes = {k: tuple(v.shape) for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+        family = recognise(shapes)
+        assert family.name == "vgg_torchvision" and family.kwargs == {"depth": depth, "batch_norm": bn,
+                                                                      "n_classes": 1000, "in_channels": 3}
+    sd = TorchvisionVGG(16).state_dict()
+    assert list(sd)[:4] == ["features.0.weight", "features.0.bias", "features.2.weight", "features.2.bias"]
+    assert "features.28.weight" in sd and tuple(sd["classifier.0.weight"].shape) == (4096, 25088)
+
+
 def test_cifar_option_a_resnets_have_no_shortcut_tensors():
     for depth, params in ((20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018), (110, 1_727_962)):
         net = CifarResNetA(depth)
@@ -41,7 +55,9 @@ def test_cifar_option_a_resnets_have_no_shortcut_tensors():
     (lambda: TorchvisionResNet(50, n_classes=7, stem="cifar", width=0.25), "resnet_torchvision",
      {"depth": 50, "stem": "cifar", "width": 0.25}),
     (lambda: CifarResNetA(32), "resnet_cifar_a", {"depth": 32}),
-], ids=["resnet18", "resnet50-cifar-narrow", "resnet32-option-a"])
+    (lambda: TorchvisionVGG(13, batch_norm=True, n_classes=5, width=0.0625), "vgg_torchvision",
+     {"depth": 13, "batch_norm": True, "width": 0.0625}),
+], ids=["resnet18", "resnet50-cifar-narrow", "resnet32-option-a", "vgg13-bn-narrow"])
 def test_a_folder_of_family_checkpoints_opens_as_that_family(tmp_path, net, family, kwargs):
     """Saved as people save them (wrapped in ``state_dict`` with DataParallel's ``module.`` prefix), the files
     open as the family's built-in with the input size marked assumed; outputs equal the saved network's."""
@@ -68,15 +84,16 @@ def test_a_folder_of_family_checkpoints_opens_as_that_family(tmp_path, net, fami
     ("resnet_torchvision", {"depth": 18, "n_classes": 10, "width": 0.25, "stem": "cifar"}),
     ("resnet_torchvision", {"depth": 50, "n_classes": 10, "width": 0.125, "stem": "cifar"}),
     ("resnet_cifar_a", {"depth": 20, "n_classes": 10}),
+    ("vgg_torchvision", {"depth": 11, "n_classes": 10, "width": 0.0625, "batch_norm": True}),
 ])
 def test_family_symmetries_keep_the_function_and_planted_permutations_are_recovered(name, kwargs):
-    arch = ModuleArchitecture.builtin(name, input_shape=[3, 16, 16], **kwargs)
+    arch = ModuleArchitecture.builtin(name, input_shape=[3, 32, 32], **kwargs)
     gen = torch.Generator().manual_seed(1)
     ref = arch.initial_weights() + 0.05 * torch.randn(arch.n_params, generator=gen)
     for p in arch.layout:
         if p.role == "running_var":
             ref[p.slice] = ref[p.slice].abs() + 0.5
-    x = torch.randn(8, 3, 16, 16, generator=gen)
+    x = torch.randn(8, 3, 32, 32, generator=gen)
     base = wv.model_outputs(arch, ref, x)
     for seed in range(3):
         moved = wv.apply_symmetry(arch, ref, wv.random_symmetry(arch, seed=seed))

@@ -18,6 +18,7 @@ name                      network
 ``resnet_torchvision``    torchvision's ResNet-18/34/50/101/152 key layout (``depth``), ImageNet or CIFAR stem
 ``resnet_cifar_a``        the CIFAR ResNet-20/32/44/56/110 checkpoints people share: option-A (parameter-free,
                           zero-padding) shortcuts and a ``linear`` head
+``vgg_torchvision``       torchvision's VGG-11/13/16/19 key layout, with or without BatchNorm
 ``resnet18_modelzoos``    ResNet-18 as the Model Zoos (Schürholt et al. 2022) train it: torchvision's key layout
                           (``conv1``, ``bn1``, ``layer{1-4}.{0,1}.conv1/bn1/conv2/bn2/downsample.{0,1}``, ``fc``)
                           with a 3x3 stride-1 stem and no max-pool
@@ -297,6 +298,45 @@ class CifarResNetA(nn.Module):
         return self.linear(x.mean(dim=(2, 3)))
 
 
+VGG_CONFIGS = {11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+               13: (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+               16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+               19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512,
+                    "M")}
+"""torchvision's VGG configurations (Simonyan & Zisserman 2015, A/B/D/E): channels of the 3x3 convs, M a max-pool."""
+
+
+class TorchvisionVGG(nn.Module):
+    """VGG-11/13/16/19 in torchvision's key layout: ``features`` (3x3 convs with padding 1, each followed by an
+    optional BatchNorm and a ReLU, 2x2 max-pools at the configuration's M), average pooling to 7x7, ``classifier``
+    (``0``: 25,088 -> 4,096, ReLU, dropout, ``3``: 4,096 -> 4,096, ReLU, dropout, ``6``: 4,096 -> classes); ``width``
+    scales every channel count and the classifier's 4,096 (narrow variants for tests and small data)."""
+
+    def __init__(self, depth: int = 11, batch_norm: bool = False, n_classes: int = 1000, in_channels: int = 3,
+                 width: float = 1.0):
+        super().__init__()
+        if depth not in VGG_CONFIGS:
+            raise ValueError(f"torchvision VGGs have depth {', '.join(map(str, VGG_CONFIGS))}, got {depth}")
+        layers: list[nn.Module] = []
+        c = in_channels
+        for v in VGG_CONFIGS[depth]:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+                continue
+            v = max(1, round(v * width))
+            layers.append(nn.Conv2d(c, v, 3, padding=1))
+            layers += [nn.BatchNorm2d(v), nn.ReLU()] if batch_norm else [nn.ReLU()]
+            c = v
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(7)
+        hidden = max(1, round(4096 * width))
+        self.classifier = nn.Sequential(nn.Linear(c * 49, hidden), nn.ReLU(), nn.Dropout(), nn.Linear(hidden, hidden),
+                                        nn.ReLU(), nn.Dropout(), nn.Linear(hidden, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.avgpool(self.features(x)).flatten(1))
+
+
 # ---------------------------------------------------------------------------------------------- GPT
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with separate query, key, value and output projections
@@ -412,6 +452,7 @@ BUILTINS: dict[str, Callable[..., nn.Module]] = {
     "resnet18_modelzoos": ResNet18,
     "resnet_torchvision": TorchvisionResNet,
     "resnet_cifar_a": CifarResNetA,
+    "vgg_torchvision": TorchvisionVGG,
     "gpt": GPT,
     "actor_critic": ActorCritic,
 }
@@ -425,6 +466,7 @@ INPUTS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "resnet_torchvision": lambda kw: {"shape": [kw.get("in_channels", 3)] + ([224, 224] if kw.get("stem", "imagenet")
                                                                            == "imagenet" else [32, 32])},
     "resnet_cifar_a": lambda kw: {"shape": [kw.get("in_channels", 3), 32, 32]},
+    "vgg_torchvision": lambda kw: {"shape": [kw.get("in_channels", 3), 224, 224]},
     "gpt": lambda kw: {"shape": [kw.get("seq_len", 3)], "dtype": "int", "high": kw.get("vocab_size", 24)},
     "actor_critic": lambda kw: {"shape": [kw.get("n_inputs", 4)]},
 }

@@ -12,6 +12,8 @@ torchvision ResNet          ``conv1``, ``bn1``, ``layer1``-``layer4`` (``layerI.
                             with max-pool, 3: CIFAR), classes from ``fc``
 CIFAR ResNet, option A      ``conv1`` (16 channels), ``layer1``-``layer3`` without shortcut tensors, ``linear``:
                             ResNet-20/32/44/56/110 from the blocks per stage
+torchvision VGG             ``features.I`` convs (with BatchNorm or not) at the indices torchvision's configurations
+                            put them, ``classifier.0/3/6``: VGG-11/13/16/19
 ==========================  =================================================================================
 
 What a state dict cannot tell (the input size) is assumed and said so (``assumed``). A recognition is only used
@@ -25,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wslviz.core.builtins import RESNET_LAYERS
+from wslviz.core.builtins import RESNET_LAYERS, VGG_CONFIGS
 
 Shapes = Mapping[str, Sequence[int]]
 
@@ -80,7 +82,39 @@ def _cifar_resnet_a(shapes: Shapes) -> Family | None:
                   f"CIFAR ResNet-{6 * n + 2} (option-A shortcuts)")
 
 
-RECOGNISERS = (_torchvision_resnet, _cifar_resnet_a)
+def _vgg_indices(config: tuple, batch_norm: bool) -> list[int]:
+    """The ``features`` indices of the convs of a torchvision VGG configuration."""
+    out, i = [], 0
+    for v in config:
+        if v == "M":
+            i += 1
+        else:
+            out.append(i)
+            i += 3 if batch_norm else 2
+    return out
+
+
+def _torchvision_vgg(shapes: Shapes) -> Family | None:
+    if not {"classifier.0.weight", "classifier.3.weight", "classifier.6.weight"} <= set(shapes):
+        return None
+    convs = sorted(int(m.group(1)) for k, v in shapes.items()
+                   if (m := re.match(r"features\.(\d+)\.weight$", k)) and len(v) == 4)
+    if not convs:
+        return None
+    batch_norm = f"features.{convs[0] + 1}.running_mean" in shapes
+    for depth, config in VGG_CONFIGS.items():
+        if convs == _vgg_indices(config, batch_norm):
+            cin, first = int(shapes[f"features.{convs[0]}.weight"][1]), int(shapes[f"features.{convs[0]}.weight"][0])
+            kwargs = {"depth": depth, "batch_norm": batch_norm, "n_classes": int(shapes["classifier.6.weight"][0]),
+                      "in_channels": cin}
+            if first != 64:
+                kwargs["width"] = first / 64
+            return Family("vgg_torchvision", kwargs, (cin, 224, 224), {"input size": "224x224 (ImageNet)"},
+                          f"torchvision VGG-{depth}" + ("-BN" if batch_norm else ""))
+    return None
+
+
+RECOGNISERS = (_torchvision_resnet, _cifar_resnet_a, _torchvision_vgg)
 """Tried in order; the first that recognises a state dict names its family."""
 
 
