@@ -108,3 +108,41 @@ def test_what_is_not_a_family_is_not_recognised():
     sd = {k: tuple(v.shape) for k, v in TorchvisionResNet(18).state_dict().items()}
     del sd["layer4.1.conv1.weight"]  # a stage of other depth: no published ResNet
     assert recognise({k: v for k, v in sd.items() if not k.startswith("layer4.1")}) is None
+
+
+class TutorialGRU(torch.nn.Module):
+    """A recurrent classifier as tutorials write it (module names ``gru`` and ``out``)."""
+
+    def __init__(self, cell=torch.nn.GRU, layers=1, bidirectional=False):
+        super().__init__()
+        self.gru = cell(5, 7, layers, batch_first=True, bidirectional=bidirectional)
+        self.out = torch.nn.Linear(7 * (2 if bidirectional else 1), 3)
+
+    def forward(self, x):
+        return self.out(self.gru(x)[0][:, -1])
+
+
+@pytest.mark.parametrize(("cell", "layers", "bidirectional", "gates"), [
+    (torch.nn.GRU, 1, False, 3), (torch.nn.LSTM, 2, True, 4), (torch.nn.RNN, 1, False, 1)])
+def test_recurrent_classifiers_open_with_their_gate_symmetry(tmp_path, cell, layers, bidirectional, gates):
+    """Hidden units permute together across the gate blocks of ``weight_ih``, ``weight_hh`` and both biases and the
+    next layer's inputs: a random element keeps the function, a planted one is recovered exactly."""
+    torch.manual_seed(0)
+    nets = [TutorialGRU(cell, layers, bidirectional).eval() for _ in range(2)]
+    for i, net in enumerate(nets):
+        torch.save(net.state_dict(), tmp_path / f"rnn{i}.pt")
+    zoo = wv.load_zoo(tmp_path, cache=False)
+    arch = zoo.arch
+    assert arch.spec["builtin"] == "recurrent_classifier" and "16 time steps" in arch.assumed["input size"]
+    x = torch.randn(4, 9, 5)  # any sequence length
+    with torch.no_grad():
+        torch.testing.assert_close(wv.model_outputs(arch, zoo.weights[0], x), nets[0](x), rtol=1e-4, atol=1e-6)
+    groups = arch.perm_spec.groups
+    assert len(groups) == layers * (2 if bidirectional else 1)
+    blocks = [r for r in groups[0].refs if r.name.endswith("weight_ih_l0") and r.axis == 0]
+    assert sorted(r.start for r in blocks) == [7 * g for g in range(gates)]  # one ref per gate block
+    ref = zoo.weights[0]
+    moved = wv.apply_symmetry(arch, ref, wv.random_symmetry(arch, seed=3))
+    assert not torch.equal(moved, ref)
+    torch.testing.assert_close(wv.model_outputs(arch, moved, x), wv.model_outputs(arch, ref, x), rtol=1e-4, atol=1e-6)
+    assert torch.equal(wv.weight_matching(arch, ref, moved), ref)

@@ -22,6 +22,7 @@ SMALL = {
     "resnet_torchvision": {"depth": 18, "width": 0.0625, "in_channels": 1, "stem": "cifar", "n_classes": 10},
     "resnet_cifar_a": {"depth": 8, "in_channels": 1},
     "vgg_torchvision": {"depth": 11, "n_classes": 10, "width": 0.0625},
+    "recurrent_classifier": {"cell": "lstm", "hidden_size": 6, "num_layers": 2, "bidirectional": True},
     "gpt": {"n_layer": 2},
     "actor_critic": {},
 }

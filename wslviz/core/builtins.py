@@ -19,6 +19,7 @@ name                      network
 ``resnet_cifar_a``        the CIFAR ResNet-20/32/44/56/110 checkpoints people share: option-A (parameter-free,
                           zero-padding) shortcuts and a ``linear`` head
 ``vgg_torchvision``       torchvision's VGG-11/13/16/19 key layout, with or without BatchNorm
+``recurrent_classifier``  ``nn.GRU`` / ``nn.LSTM`` / ``nn.RNN`` over a sequence and a linear head on its last step
 ``resnet18_modelzoos``    ResNet-18 as the Model Zoos (Schürholt et al. 2022) train it: torchvision's key layout
                           (``conv1``, ``bn1``, ``layer{1-4}.{0,1}.conv1/bn1/conv2/bn2/downsample.{0,1}``, ``fc``)
                           with a 3x3 stride-1 stem and no max-pool
@@ -337,6 +338,29 @@ class TorchvisionVGG(nn.Module):
         return self.classifier(self.avgpool(self.features(x)).flatten(1))
 
 
+class RecurrentClassifier(nn.Module):
+    """A recurrent classifier as tutorials write it: ``nn.GRU`` / ``nn.LSTM`` / ``nn.RNN`` (``cell``) over a
+    batch-first sequence ``[N, T, input_size]``, then a linear head on the last time step's output. The two
+    modules' attribute names (``rnn_name``, ``head_name``) follow the checkpoint (``gru``/``lstm``/``rnn``, ``fc``)."""
+
+    def __init__(self, cell: str = "gru", input_size: int = 8, hidden_size: int = 32, num_layers: int = 1,
+                 bidirectional: bool = False, n_classes: int = 10, rnn_name: str = "rnn", head_name: str = "fc"):
+        super().__init__()
+        cells = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
+        if cell not in cells:
+            raise ValueError(f"cell must be one of {', '.join(cells)}, got {cell!r}")
+        if not (rnn_name.isidentifier() and head_name.isidentifier()) or rnn_name == head_name:
+            raise ValueError(f"module names must be two different identifiers, got {rnn_name!r} and {head_name!r}")
+        self.names = (rnn_name, head_name)
+        setattr(self, rnn_name, cells[cell](input_size, hidden_size, num_layers, batch_first=True,
+                                            bidirectional=bidirectional))
+        setattr(self, head_name, nn.Linear(hidden_size * (2 if bidirectional else 1), n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = getattr(self, self.names[0])(x)[0]
+        return getattr(self, self.names[1])(out[:, -1])
+
+
 # ---------------------------------------------------------------------------------------------- GPT
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with separate query, key, value and output projections
@@ -453,6 +477,7 @@ BUILTINS: dict[str, Callable[..., nn.Module]] = {
     "resnet_torchvision": TorchvisionResNet,
     "resnet_cifar_a": CifarResNetA,
     "vgg_torchvision": TorchvisionVGG,
+    "recurrent_classifier": RecurrentClassifier,
     "gpt": GPT,
     "actor_critic": ActorCritic,
 }
@@ -467,6 +492,7 @@ INPUTS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
                                                                            == "imagenet" else [32, 32])},
     "resnet_cifar_a": lambda kw: {"shape": [kw.get("in_channels", 3), 32, 32]},
     "vgg_torchvision": lambda kw: {"shape": [kw.get("in_channels", 3), 224, 224]},
+    "recurrent_classifier": lambda kw: {"shape": [16, kw.get("input_size", 8)]},
     "gpt": lambda kw: {"shape": [kw.get("seq_len", 3)], "dtype": "int", "high": kw.get("vocab_size", 24)},
     "actor_critic": lambda kw: {"shape": [kw.get("n_inputs", 4)]},
 }

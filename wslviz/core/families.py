@@ -14,6 +14,8 @@ CIFAR ResNet, option A      ``conv1`` (16 channels), ``layer1``-``layer3`` witho
                             ResNet-20/32/44/56/110 from the blocks per stage
 torchvision VGG             ``features.I`` convs (with BatchNorm or not) at the indices torchvision's configurations
                             put them, ``classifier.0/3/6``: VGG-11/13/16/19
+GRU / LSTM / RNN classifier one recurrent module (``NAME.weight_ih_l0``, ``weight_hh_l0``: the gate count from their
+                            shapes, layers and directions from the names) and one linear head on its outputs
 ==========================  =================================================================================
 
 What a state dict cannot tell (the input size) is assumed and said so (``assumed``). A recognition is only used
@@ -114,7 +116,31 @@ def _torchvision_vgg(shapes: Shapes) -> Family | None:
     return None
 
 
-RECOGNISERS = (_torchvision_resnet, _cifar_resnet_a, _torchvision_vgg)
+def _recurrent_classifier(shapes: Shapes) -> Family | None:
+    found = {m.group(1) for k in shapes if (m := re.match(r"(\w+)\.weight_ih_l0$", k))}
+    if len(found) != 1:
+        return None
+    rnn = found.pop()
+    ih, hh = shapes[f"{rnn}.weight_ih_l0"], shapes[f"{rnn}.weight_hh_l0"]
+    hidden = int(hh[1])
+    cell = {1: "rnn", 3: "gru", 4: "lstm"}.get(int(hh[0]) // hidden)
+    layers = 1 + max(int(m.group(1)) for k in shapes if (m := re.match(rf"{rnn}\.weight_ih_l(\d+)", k)))
+    bidirectional = f"{rnn}.weight_ih_l0_reverse" in shapes
+    heads = {k.rsplit(".", 1)[0] for k in shapes if not k.startswith(f"{rnn}.")}
+    if cell is None or len(heads) != 1:
+        return None
+    head = heads.pop()
+    weight = shapes.get(f"{head}.weight")
+    if weight is None or len(weight) != 2 or weight[1] != hidden * (2 if bidirectional else 1):
+        return None
+    kwargs = {"cell": cell, "input_size": int(ih[1]), "hidden_size": hidden, "num_layers": layers,
+              "bidirectional": bidirectional, "n_classes": int(weight[0]), "rnn_name": rnn, "head_name": head}
+    return Family("recurrent_classifier", kwargs, (16, int(ih[1])),
+                  {"input size": "16 time steps (a state dict does not record the sequence length)",
+                   "head": "applied to the last time step's output"}, f"{cell.upper()} classifier")
+
+
+RECOGNISERS = (_torchvision_resnet, _cifar_resnet_a, _torchvision_vgg, _recurrent_classifier)
 """Tried in order; the first that recognises a state dict names its family."""
 
 

@@ -179,6 +179,8 @@ class _Deriver(UnitSets):
             return self.per_channel(node, x, len(x) - 1, target, ("weight", "bias"))
         if isinstance(m, nn.Embedding):
             return self.embedding(node, x, target)
+        if isinstance(m, nn.RNNBase):
+            return self.recurrent(node, x, m, target)
         if isinstance(m, nn.Flatten):
             return self.reshape(node, x)
         if isinstance(m, nn.Softmax):
@@ -255,6 +257,43 @@ class _Deriver(UnitSets):
                                          incoming=True))
             offset += n
         return list(x)
+
+    def recurrent(self, node: fx.Node, x: list[Label], m: nn.RNNBase, target: str) -> Any:
+        """``nn.GRU`` / ``nn.LSTM`` / ``nn.RNN``: each layer and direction has its own hidden units, which permute
+        the rows of every gate block of ``weight_ih``, ``weight_hh`` and both biases together, the columns of
+        ``weight_hh`` (the recurrence) and the next layer's (or the consumer's) input; gates are sigmoid/tanh, so
+        permutations only. Returns ``(output, h_n)`` labels (``(output, (h_n, c_n))`` for an LSTM); the final states
+        keep their units only for one layer in one direction."""
+        gates = {"GRU": 3, "LSTM": 4}.get(m.mode, 1)
+        h, dirs = m.hidden_size, 2 if m.bidirectional else 1
+        if len(x) != 3 or m.proj_size:
+            return self.unknown(node, f"recurrent layer {target} (unbatched input or projections)")
+        feature = x[-1]
+        for layer in range(m.num_layers):
+            units = []
+            for d in range(dirs):
+                suffix = f"_l{layer}" + ("_reverse" if d else "")
+                names = {k: self.param_name(target, k + suffix) for k in ("weight_ih", "weight_hh", "bias_ih",
+                                                                          "bias_hh")}
+                if names["weight_ih"] is None or names["weight_hh"] is None:
+                    return self.unknown(node, f"recurrent layer {target} without its weights in the layout")
+                v = self.new(h)
+                self.vars[v].producers.append(f"{target}{suffix}")
+                for g in range(gates):
+                    for role in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                        if names[role] is not None:
+                            self.add_ref(v, Ref(names[role], 0, 1, g * h, h, power=0, incoming=True))
+                self.add_ref(v, Ref(names["weight_hh"], 1, power=0, incoming=False))
+                self.consume(feature, names["weight_ih"], 1, "the input of a recurrent layer")
+                units.append(v)
+            feature = Full(tuple((v, 1) for v in units))
+        batch, time = (x[0], x[1]) if m.batch_first else (x[1], x[0])
+        out = ([batch, time] if m.batch_first else [time, batch]) + [feature]
+        single = m.num_layers == 1 and dirs == 1
+        states = [[self.plain(m.num_layers * dirs, "layer and direction"), batch,
+                   Full(((units[0], 1),)) if single else self.plain(h, "final states of several layers or directions")]
+                  for _ in range(2 if m.mode == "LSTM" else 1)]
+        return (out, tuple(states)) if m.mode == "LSTM" else (out, states[0])
 
     def embedding(self, node: fx.Node, x: list[Label], target: str) -> Any:
         weight = self.param_name(target, "weight")

@@ -168,7 +168,7 @@ def call(arch: ArchitectureBase, tensors: dict[str, torch.Tensor], x: torch.Tens
     try:
         return batched_call(arch, tensors, x, **options)
     except (RuntimeError, ValueError, NotImplementedError) as e:
-        if "vmap" not in str(e).lower() and "batched" not in str(e).lower() and "functorch" not in str(e).lower():
+        if not any(word in str(e).lower() for word in ("vmap", "batched", "batching", "functorch")):
             raise
         arch._vmap_fails = True
         return looped_call(arch, tensors, x, **options)
