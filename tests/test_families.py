@@ -146,3 +146,28 @@ def test_recurrent_classifiers_open_with_their_gate_symmetry(tmp_path, cell, lay
     assert not torch.equal(moved, ref)
     torch.testing.assert_close(wv.model_outputs(arch, moved, x), wv.model_outputs(arch, ref, x), rtol=1e-4, atol=1e-6)
     assert torch.equal(wv.weight_matching(arch, ref, moved), ref)
+
+
+def test_a_folder_of_sb3_agents_opens_each_environment_as_its_actor_critic(tmp_path):
+    """One sub-folder per agent (``ppo-<env>-s<seed>/policy.pth``), environments of different input sizes: one group
+    per environment, each an actor-critic (it used to stop at "not one sequential stack")."""
+    from wslviz.core.builtins import ActorCritic
+
+    torch.manual_seed(0)
+    envs = {"CartPole-v1": (4, 2), "LunarLander-v2": (8, 4), "Acrobot-v1": (6, 3)}
+    nets = {}
+    for env, (n, a) in envs.items():
+        for seed in range(2):
+            (tmp_path / f"ppo-{env}-s{seed}").mkdir()
+            nets[env, seed] = ActorCritic(n, a).eval()
+            torch.save(nets[env, seed].state_dict(), tmp_path / f"ppo-{env}-s{seed}" / "policy.pth")
+    zoo = wv.load_zoo(tmp_path, cache=False)
+    assert len(zoo.extra["groups"]) == 3 and all("actor_critic" in g["architecture"] for g in zoo.extra["groups"])
+    for group in range(3):
+        z = wv.load_zoo(tmp_path, group=group, cache=False)
+        assert z.arch.spec["builtin"] == "actor_critic" and z.n_checkpoints == 2 and z.arch.knows_symmetries
+        env = z.metadata["run"][0].removeprefix("ppo-").rsplit("-s", 1)[0]
+        x = torch.randn(5, envs[env][0])
+        with torch.no_grad():
+            torch.testing.assert_close(wv.model_outputs(z.arch, z.weights[0], x), nets[env, 0](x), rtol=1e-5,
+                                       atol=1e-6)

@@ -16,6 +16,8 @@ torchvision VGG             ``features.I`` convs (with BatchNorm or not) at the 
                             put them, ``classifier.0/3/6``: VGG-11/13/16/19
 GRU / LSTM / RNN classifier one recurrent module (``NAME.weight_ih_l0``, ``weight_hh_l0``: the gate count from their
                             shapes, layers and directions from the names) and one linear head on its outputs
+Stable-Baselines3 policy    ``mlp_extractor.policy_net`` / ``value_net`` MLPs of equal widths, ``action_net``,
+                            ``value_net`` (discrete actions; SB3's default tanh assumed)
 ==========================  =================================================================================
 
 What a state dict cannot tell (the input size) is assumed and said so (``assumed``). A recognition is only used
@@ -140,7 +142,29 @@ def _recurrent_classifier(shapes: Shapes) -> Family | None:
                    "head": "applied to the last time step's output"}, f"{cell.upper()} classifier")
 
 
-RECOGNISERS = (_torchvision_resnet, _cifar_resnet_a, _torchvision_vgg, _recurrent_classifier)
+def _sb3_actor_critic(shapes: Shapes) -> Family | None:
+    if not {"action_net.weight", "value_net.weight", "mlp_extractor.policy_net.0.weight"} <= set(shapes):
+        return None
+
+    def widths(net: str) -> list[tuple[int, int]]:
+        found = sorted((int(m.group(1)), tuple(v)) for k, v in shapes.items()
+                       if (m := re.match(rf"mlp_extractor\.{net}\.(\d+)\.weight$", k)))
+        return [(i, shape) for i, shape in found]
+
+    pi, vf = widths("policy_net"), widths("value_net")
+    if [s for _, s in pi] != [s for _, s in vf] or [i for i, _ in pi] != list(range(0, 2 * len(pi), 2)):
+        return None  # separate policy and value widths, or layers other than linear + activation pairs
+    n_inputs, arch = int(pi[0][1][1]), [int(s[0]) for _, s in pi]
+    if tuple(shapes["action_net.weight"])[1:] != (arch[-1],) or tuple(shapes["value_net.weight"]) != (1, arch[-1]):
+        return None
+    kwargs = {"n_inputs": n_inputs, "n_actions": int(shapes["action_net.weight"][0]), "net_arch": arch,
+              "activation": "tanh"}
+    return Family("actor_critic", kwargs, (n_inputs,), {"activation": "tanh (SB3's default; a state dict does not "
+                                                                      "record activations)"},
+                  "Stable-Baselines3 actor-critic policy")
+
+
+RECOGNISERS = (_torchvision_resnet, _cifar_resnet_a, _torchvision_vgg, _recurrent_classifier, _sb3_actor_critic)
 """Tried in order; the first that recognises a state dict names its family."""
 
 

@@ -76,11 +76,13 @@ def run_folders(path: Path) -> list[Path]:
 
 def is_runs(path: Path) -> bool:
     """A folder of runs: no checkpoint at the top, sub-folders that hold checkpoints, and in each of them
-    file names that give the epoch or step."""
+    file names that give the epoch or step, or a single checkpoint (one folder per agent or environment:
+    ``ppo-CartPole-v1/policy.pth``)."""
     if not path.is_dir() or checkpoint_files(path):
         return False
     runs = run_folders(path)
-    return bool(runs) and all(has_epoch(f.stem for f in checkpoint_files(r)) for r in runs)
+    files = [checkpoint_files(r) for r in runs]
+    return bool(runs) and (all(has_epoch(f.stem for f in fs) for fs in files) or all(len(fs) == 1 for fs in files))
 
 
 def detect(path: Path) -> bool:
