@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import wslviz as wv
-from wslviz.core.builtins import CifarResNetA, TorchvisionResNet, TorchvisionVGG
+from wslviz.core.builtins import CifarResNetA, TorchvisionMobileNetV2, TorchvisionResNet, TorchvisionVGG
 from wslviz.core.families import recognise
 from wslviz.core.module_arch import ModuleArchitecture
 
@@ -42,6 +42,17 @@ def test_torchvision_vgg_layouts_are_the_published_ones():
     assert "features.28.weight" in sd and tuple(sd["classifier.0.weight"].shape) == (4096, 25088)
 
 
+def test_torchvision_mobilenet_v2_layout_is_the_published_one():
+    net = TorchvisionMobileNetV2()
+    sd = net.state_dict()
+    assert sum(p.numel() for p in net.parameters()) == 3_504_872 and len(sd) == 314
+    assert tuple(sd["features.1.conv.0.0.weight"].shape) == (32, 1, 3, 3)  # depthwise
+    assert tuple(sd["features.2.conv.1.0.weight"].shape) == (96, 1, 3, 3) and tuple(sd["classifier.1.weight"].shape) \
+        == (1000, 1280)
+    family = recognise({k: tuple(v.shape) for k, v in sd.items() if not k.endswith("num_batches_tracked")})
+    assert family.name == "mobilenet_v2_torchvision" and family.kwargs == {"n_classes": 1000, "in_channels": 3}
+
+
 def test_cifar_option_a_resnets_have_no_shortcut_tensors():
     for depth, params in ((20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018), (110, 1_727_962)):
         net = CifarResNetA(depth)
@@ -57,7 +68,8 @@ def test_cifar_option_a_resnets_have_no_shortcut_tensors():
     (lambda: CifarResNetA(32), "resnet_cifar_a", {"depth": 32}),
     (lambda: TorchvisionVGG(13, batch_norm=True, n_classes=5, width=0.0625), "vgg_torchvision",
      {"depth": 13, "batch_norm": True, "width": 0.0625}),
-], ids=["resnet18", "resnet50-cifar-narrow", "resnet32-option-a", "vgg13-bn-narrow"])
+    (lambda: TorchvisionMobileNetV2(n_classes=4, width=0.5), "mobilenet_v2_torchvision", {"width": 0.5}),
+], ids=["resnet18", "resnet50-cifar-narrow", "resnet32-option-a", "vgg13-bn-narrow", "mobilenet-v2-half"])
 def test_a_folder_of_family_checkpoints_opens_as_that_family(tmp_path, net, family, kwargs):
     """Saved as people save them (wrapped in ``state_dict`` with DataParallel's ``module.`` prefix), the files
     open as the family's built-in with the input size marked assumed; outputs equal the saved network's."""
@@ -85,6 +97,7 @@ def test_a_folder_of_family_checkpoints_opens_as_that_family(tmp_path, net, fami
     ("resnet_torchvision", {"depth": 50, "n_classes": 10, "width": 0.125, "stem": "cifar"}),
     ("resnet_cifar_a", {"depth": 20, "n_classes": 10}),
     ("vgg_torchvision", {"depth": 11, "n_classes": 10, "width": 0.0625, "batch_norm": True}),
+    ("mobilenet_v2_torchvision", {"n_classes": 10, "width": 0.25}),
 ])
 def test_family_symmetries_keep_the_function_and_planted_permutations_are_recovered(name, kwargs):
     arch = ModuleArchitecture.builtin(name, input_shape=[3, 32, 32], **kwargs)

@@ -22,6 +22,7 @@ SMALL = {
     "resnet_torchvision": {"depth": 18, "width": 0.0625, "in_channels": 1, "stem": "cifar", "n_classes": 10},
     "resnet_cifar_a": {"depth": 8, "in_channels": 1},
     "vgg_torchvision": {"depth": 11, "n_classes": 10, "width": 0.0625},
+    "mobilenet_v2_torchvision": {"n_classes": 10, "width": 0.25},
     "recurrent_classifier": {"cell": "lstm", "hidden_size": 6, "num_layers": 2, "bidirectional": True},
     "gpt": {"n_layer": 2},
     "actor_critic": {},
@@ -30,7 +31,8 @@ SMALL = {
 
 def arch_of(name: str) -> ModuleArchitecture:
     shapes = {"resnet20": [1, 8, 8], "resnet18_modelzoos": [1, 8, 8], "resnet_torchvision": [1, 8, 8],
-              "resnet_cifar_a": [1, 8, 8], "vgg_torchvision": [3, 32, 32]}
+              "resnet_cifar_a": [1, 8, 8], "vgg_torchvision": [3, 32, 32],
+              "mobilenet_v2_torchvision": [3, 32, 32]}
     return ModuleArchitecture.builtin(name, input_shape=shapes.get(name), **SMALL[name])
 
 

@@ -19,6 +19,7 @@ name                      network
 ``resnet_cifar_a``        the CIFAR ResNet-20/32/44/56/110 checkpoints people share: option-A (parameter-free,
                           zero-padding) shortcuts and a ``linear`` head
 ``vgg_torchvision``       torchvision's VGG-11/13/16/19 key layout, with or without BatchNorm
+``mobilenet_v2_torchvision``  torchvision's MobileNet-V2 key layout (inverted residuals, ReLU6), any width
 ``recurrent_classifier``  ``nn.GRU`` / ``nn.LSTM`` / ``nn.RNN`` over a sequence and a linear head on its last step
 ``resnet18_modelzoos``    ResNet-18 as the Model Zoos (Schürholt et al. 2022) train it: torchvision's key layout
                           (``conv1``, ``bn1``, ``layer{1-4}.{0,1}.conv1/bn1/conv2/bn2/downsample.{0,1}``, ``fc``)
@@ -361,6 +362,64 @@ class RecurrentClassifier(nn.Module):
         return getattr(self, self.names[1])(out[:, -1])
 
 
+def _divisible(v: float, divisor: int = 8) -> int:
+    """torchvision's ``_make_divisible``: ``v`` rounded to a multiple of ``divisor``, never below 90% of ``v``."""
+    out = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * v else out
+
+
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+                               nn.BatchNorm2d(cout)]
+    return nn.Sequential(*layers, nn.ReLU6()) if act else nn.Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNet-V2's block (Sandler et al. 2018) in torchvision's layout: ``conv`` = [1x1 expand + BN + ReLU6]
+    (absent when ``expand == 1``), 3x3 depthwise + BN + ReLU6, 1x1 project, BN; the input is added when the
+    stride is 1 and the channels match."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+        super().__init__()
+        hidden = round(cin * expand)
+        layers: list[nn.Module] = [_conv_bn(cin, hidden, 1)] if expand != 1 else []
+        layers += [_conv_bn(hidden, hidden, 3, stride, groups=hidden), nn.Conv2d(hidden, cout, 1, bias=False),
+                   nn.BatchNorm2d(cout)]
+        self.conv = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.residual else self.conv(x)
+
+
+MOBILENET_V2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                (6, 320, 1, 1))
+"""MobileNet-V2's stages: (expansion, channels, blocks, first stride)."""
+
+
+class TorchvisionMobileNetV2(nn.Module):
+    """MobileNet-V2 in torchvision's key layout: ``features.0`` (3x3 stride-2 conv + BN + ReLU6), ``features.1``-
+    ``features.17`` :class:`InvertedResidual` blocks, ``features.18`` (1x1 conv to 1,280 + BN + ReLU6), average
+    pooling, ``classifier.1`` (``classifier.0`` is dropout); channels times ``width`` rounded to multiples of 8."""
+
+    def __init__(self, n_classes: int = 1000, width: float = 1.0, in_channels: int = 3):
+        super().__init__()
+        c = _divisible(32 * width)
+        last = _divisible(1280 * max(1.0, width))
+        layers: list[nn.Module] = [_conv_bn(in_channels, c, 3, 2)]
+        for t, ch, n, stride in MOBILENET_V2:
+            out = _divisible(ch * width)
+            for i in range(n):
+                layers.append(InvertedResidual(c, out, stride if i == 0 else 1, t))
+                c = out
+        layers.append(_conv_bn(c, last, 1))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).mean(dim=(2, 3)))
+
+
 # ---------------------------------------------------------------------------------------------- GPT
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with separate query, key, value and output projections
@@ -477,6 +536,7 @@ BUILTINS: dict[str, Callable[..., nn.Module]] = {
     "resnet_torchvision": TorchvisionResNet,
     "resnet_cifar_a": CifarResNetA,
     "vgg_torchvision": TorchvisionVGG,
+    "mobilenet_v2_torchvision": TorchvisionMobileNetV2,
     "recurrent_classifier": RecurrentClassifier,
     "gpt": GPT,
     "actor_critic": ActorCritic,
@@ -492,6 +552,7 @@ INPUTS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
                                                                            == "imagenet" else [32, 32])},
     "resnet_cifar_a": lambda kw: {"shape": [kw.get("in_channels", 3), 32, 32]},
     "vgg_torchvision": lambda kw: {"shape": [kw.get("in_channels", 3), 224, 224]},
+    "mobilenet_v2_torchvision": lambda kw: {"shape": [kw.get("in_channels", 3), 224, 224]},
     "recurrent_classifier": lambda kw: {"shape": [16, kw.get("input_size", 8)]},
     "gpt": lambda kw: {"shape": [kw.get("seq_len", 3)], "dtype": "int", "high": kw.get("vocab_size", 24)},
     "actor_critic": lambda kw: {"shape": [kw.get("n_inputs", 4)]},

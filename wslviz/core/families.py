@@ -14,6 +14,8 @@ CIFAR ResNet, option A      ``conv1`` (16 channels), ``layer1``-``layer3`` witho
                             ResNet-20/32/44/56/110 from the blocks per stage
 torchvision VGG             ``features.I`` convs (with BatchNorm or not) at the indices torchvision's configurations
                             put them, ``classifier.0/3/6``: VGG-11/13/16/19
+torchvision MobileNet-V2     ``features.0.0``, ``features.1.conv.0.0`` (depthwise), ..., ``features.18.0``,
+                            ``classifier.1``: the width from ``features.0.0``, checked against the whole layout
 GRU / LSTM / RNN classifier one recurrent module (``NAME.weight_ih_l0``, ``weight_hh_l0``: the gate count from their
                             shapes, layers and directions from the names) and one linear head on its outputs
 Stable-Baselines3 policy    ``mlp_extractor.policy_net`` / ``value_net`` MLPs of equal widths, ``action_net``,
@@ -31,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wslviz.core.builtins import RESNET_LAYERS, VGG_CONFIGS
+from wslviz.core.builtins import RESNET_LAYERS, VGG_CONFIGS, TorchvisionMobileNetV2
 
 Shapes = Mapping[str, Sequence[int]]
 
@@ -164,7 +166,24 @@ def _sb3_actor_critic(shapes: Shapes) -> Family | None:
                   "Stable-Baselines3 actor-critic policy")
 
 
-RECOGNISERS = (_torchvision_resnet, _cifar_resnet_a, _torchvision_vgg, _recurrent_classifier, _sb3_actor_critic)
+def _torchvision_mobilenet_v2(shapes: Shapes) -> Family | None:
+    if not {"features.0.0.weight", "features.1.conv.0.0.weight", "features.18.0.weight",
+            "classifier.1.weight"} <= set(shapes):
+        return None
+    cin, width = int(shapes["features.0.0.weight"][1]), shapes["features.0.0.weight"][0] / 32
+    kwargs = {"n_classes": int(shapes["classifier.1.weight"][0]), "in_channels": cin}
+    if width != 1:
+        kwargs["width"] = width
+    expected = {k: tuple(v.shape) for k, v in TorchvisionMobileNetV2(**kwargs).state_dict().items()
+                if not k.endswith("num_batches_tracked")}
+    if expected != {k: tuple(v) for k, v in shapes.items()}:
+        return None  # another width rounding, or another network that shares the first names
+    return Family("mobilenet_v2_torchvision", kwargs, (cin, 224, 224), {"input size": "224x224 (ImageNet)"},
+                  "torchvision MobileNet-V2")
+
+
+RECOGNISERS = (_torchvision_resnet, _cifar_resnet_a, _torchvision_vgg, _torchvision_mobilenet_v2, _recurrent_classifier,
+               _sb3_actor_critic)
 """Tried in order; the first that recognises a state dict names its family."""
 
 

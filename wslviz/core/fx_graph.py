@@ -19,7 +19,8 @@ from wslviz.core.kind import BatchNormFold, RepairLayer
 
 LEAVES: tuple[type[nn.Module], ...] = (
     nn.Linear, nn.Conv1d, nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.Embedding,
-    nn.ReLU, nn.LeakyReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.Softmax, nn.Dropout, nn.Identity, nn.Flatten,
+    nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.Softmax, nn.Dropout,
+    nn.Identity, nn.Flatten,
     nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.MultiheadAttention, nn.RNNBase,
 )
 """Modules traced as single nodes; every other module is traced through."""

@@ -185,7 +185,8 @@ class _Deriver(UnitSets):
             return self.reshape(node, x)
         if isinstance(m, nn.Softmax):
             return self.unary(node, x, "softmax")
-        op = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.GELU: "gelu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid",
+        op = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardtanh: "hardtanh", nn.LeakyReLU: "leaky_relu",
+              nn.GELU: "gelu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid",
               nn.SiLU: "silu", nn.Dropout: "dropout", nn.Identity: "identity", nn.MaxPool2d: "max_pool2d",
               nn.AvgPool2d: "avg_pool2d", nn.AdaptiveAvgPool2d: "adaptive_avg_pool2d"}.get(type(m))
         if op is not None:

@@ -24,8 +24,8 @@ PASSES: dict[str, set[str]] = {
     "identity": {"scale", "sign"}, "contiguous": {"scale", "sign"}, "clone": {"scale", "sign"},
     "detach": {"scale", "sign"}, "float": {"scale", "sign"}, "to": {"scale", "sign"},
     "gelu": set(), "sigmoid": set(), "silu": set(), "elu": set(), "softplus": set(), "exp": set(), "log": set(),
-    "abs": set(), "sqrt": set(), "rsqrt": set(), "square": set(), "cos": set(), "long": set(), "int": set(),
-    "bool": set(), "type_as": set(), "erf": set(),
+    "relu6": set(), "hardtanh": set(), "abs": set(), "sqrt": set(), "rsqrt": set(), "square": set(), "cos": set(),
+    "long": set(), "int": set(), "bool": set(), "type_as": set(), "erf": set(),
 }
 """Elementwise layers and ops (sequential layer types and traced op names alike), and the unit transforms that
 pass through them unchanged: ``relu(s z) = s relu(z)`` for ``s > 0``, ``tanh(-z) = -tanh(z)``; pooling over space
