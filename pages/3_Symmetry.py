@@ -43,6 +43,11 @@ KIND_LABELS = {"permutation": "permutation", "scale": "ReLU rescaling", "sign": 
 KIND_SETTINGS = {"permutations + scale/sign": S.KINDS, "permutations only": ("permutation",)}
 
 
+def delta(change: float, digits: int) -> str | None:
+    """A metric's change "by alignment", or None when it rounds to zero (Streamlit colours "0.0000" as a rise)."""
+    return f"{change:.{digits}f} by alignment" if round(change, digits) != 0 else None
+
+
 def label(r: int) -> str:
     return ui.checkpoint_label(zoo, r)
 
@@ -101,8 +106,10 @@ with tabs[0]:
                                    shared=False), key="sym_heatmaps")
         st.markdown(
             "**Before and after.** Each row is one unit's incoming weights (for a conv layer, its kernel unrolled). "
-            "A permutation shuffles the rows of this layer and, for the layer after it, the columns, so every "
-            "matrix except the input layer's changes in both directions; a rescaling stretches a row by `s` and "
+            "A permutation shuffles the rows of this layer and, for the layer after it, the columns: a hidden "
+            "layer's matrix changes in both directions, the input layer's only in its rows and the output layer's "
+            "only in its columns (its rows are the network's outputs, which never move); a rescaling stretches a "
+            "row by `s` and "
             "the matching column of the next layer by `1/s`; a sign flip negates both. The two pictures look "
             "unrelated, yet the network computes exactly the same outputs. Each panel has its own colour range "
             "(± its largest |w|, in its title): a rescaling changes the weights' magnitudes, and one shared range "
@@ -139,12 +146,12 @@ with tabs[1]:
     else:
         total_before, total_after = res.distance_before, res.distance_after
         n1, n2, n3 = st.columns(3)
-        n1.metric("Distance A–B", f"{total_after:.3f}", delta=f"{total_after - total_before:.3f} by alignment",
+        n1.metric("Distance A–B", f"{total_after:.3f}", delta=delta(total_after - total_before, 3),
                   delta_color="inverse")
         n2.metric("Max output change of B", f"{res.gap:.1e}", help="Aligned B against B as trained")
         if res.barrier_before is not None:
             n3.metric(f"Loss barrier A–B ({R.LABELS[res.correction]})", f"{res.barrier_after:.4f}",
-                      delta=f"{res.barrier_after - res.barrier_before:.4f} by alignment", delta_color="inverse",
+                      delta=delta(res.barrier_after - res.barrier_before, 4), delta_color="inverse",
                       help="The same definition, resolution (25 points) and correction of the points between the "
                            "models as the Landscape page's paths by default.")
         mats = res.matrices
@@ -153,11 +160,15 @@ with tabs[1]:
         names = res.layers
         ui.chart(P.layer_distance_bars(names, [float(res.before[k][0]) for k in names],
                                        [float(res.after[k][0]) for k in names]), key="sym_layer_dist")
+        closer = res.closer_layers
+        farther = [k for k in names if k not in closer]
         st.markdown(
             "**Units moved and distance per layer.** Independent training runs start from different random "
             "initialisations, so nothing ties unit 3 of A to unit 3 of B: the matching typically moves almost "
-            "every unit. After alignment every layer is closer to the reference (green against red); the function "
-            "of B is unchanged (the output change above is rounding).")
+            f"every unit. After alignment {len(closer)} of {len(names)} layers are closer to the reference (green "
+            "against red)" + (f"; {', '.join(farther)} moved away: the matching minimises the total distance, "
+                              "not each layer's" if farther else "")
+            + "; the function of B is unchanged (the output change above is rounding).")
         g1, g2 = st.columns([2, 1])
         group = g1.selectbox("Hidden layer", range(len(mats)), format_func=lambda i: mats[i].group,
                              key="sym_group")

@@ -83,6 +83,11 @@ def test_align_two_models(monkeypatch, tmp_path):
         np.testing.assert_allclose(arr(trace["z"]), zoo.arch.unflatten(w)["0.weight"].numpy(), rtol=1e-5, atol=1e-6)
     assert arr(heat[2]["customdata"])[:, 0].tolist() == g.perms[0].tolist()
     assert arr(heat[1]["customdata"])[:, 0].tolist() == list(range(8))
+    # the explainer states what the chart shows: how many layers came closer (it used to say "every layer")
+    before, after = S.layer_distances(zoo.arch, a, b), S.layer_distances(zoo.arch, a, aligned)
+    layers = [k for k in before if k != "total"]
+    closer = sum(float(after[k][0]) < float(before[k][0]) for k in layers)
+    assert any(f"{closer} of {len(layers)} layers are closer" in md.value for md in at.markdown)
     # second hidden layer; activation matching, permutations only
     at.selectbox(key="sym_group").set_value(1).run()
     assert list(arr(chart(at, "sym_matrix")["data"][1]["x"])) == g.perms[1].tolist()

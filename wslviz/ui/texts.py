@@ -116,8 +116,8 @@ EXPLAINERS: dict[str, Explainer] = {
         "they work, because hidden units can be permuted freely; after alignment, or with symmetry-invariant "
         "features (statistics, probe outputs), the map orders models by accuracy and by hyper-parameter. Drag a "
         "box or lasso to select checkpoints: they become the selection on the other pages.",
-        "Compare `flat` and `stats` features coloured by test accuracy, then switch *naive vs aligned* on: "
-        "alignment alone turns a cloud into an ordered map.",
+        "Compare `flat` and `stats` features coloured by test accuracy, then switch *naive vs aligned* on: does "
+        "alignment alone turn this zoo's cloud into an ordered map, or do only the invariant features order it?",
         (UNTERTHINER, HYPER_REPS, GIT_REBASIN, UMAP),
         ("alignment", "weight-space symmetry"),
     ),

@@ -74,6 +74,12 @@ class AlignmentReport(Report):
         return [k for k in self.before if k != "total"]
 
     @property
+    def closer_layers(self) -> list[str]:
+        """The weight layers that alignment brought closer to A (the matching minimises the total, so a layer may
+        move away)."""
+        return [k for k in self.layers if float(self.after[k][0]) < float(self.before[k][0])]
+
+    @property
     def distance_before(self) -> float:
         return float(self.before["total"][0])
 
