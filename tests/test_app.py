@@ -221,6 +221,18 @@ def test_teaching_mode_opens_the_explainers(zoo_dirs):
     at.sidebar.toggle(key=ui.TEACHING_KEY).set_value(True).run()
     about = [e for e in at.expander if e.label.startswith("About this page")]
     assert about[0].proto.expanded
+    assert at.query_params[ui.TEACH_PARAM] in ("1", ["1"])  # kept in the URL: a lecture's link opens in teaching mode
+    linked = app(zoo=zoo_dirs[0], teach="1")
+    assert linked.session_state[ui.TEACHING_KEY] is True
+
+
+def test_the_tour_follows_the_open_zoo(zoo_dirs):
+    at = app(zoo=zoo_dirs[0])  # another zoo than the first step's
+    assert any("This step uses moons-mlp; you have" in c.value for c in at.caption)
+    assert at.button(key="tour_go").label == "Open moons-mlp on Zoo"
+    at = app(zoo="moons-mlp")
+    assert not any("This step uses" in c.value for c in at.caption)
+    assert at.button(key="tour_go").label == "Go to Zoo with moons-mlp"
 
 
 def test_figure_exports_to_png():

@@ -48,6 +48,8 @@ ZOO_ERROR_KEY = "_zoo_error"
 _URL_READ_KEY = "_url_read"
 ZOO_PARAM = "zoo"
 SEL_PARAM = "sel"
+TEACH_PARAM = "teach"
+"""Query parameter of teaching mode (``?teach=1``), so that a lecture's link opens with the explainers open."""
 ENV_ZOO = "WSLVIZ_ZOO"  # set by ``wslviz app ZOO``: the zoo a new session opens
 ENV_OPTIONS = "WSLVIZ_ZOO_OPTIONS"  # set by ``wslviz app ZOO --activation ...``: that zoo's reader options (JSON)
 OPTIONS_KEY = "zoo_options"  # resolved zoo path -> reader options stated on the home page
@@ -139,6 +141,8 @@ def init_state() -> None:
         error = choose_zoo(resolve_zoo_ref(ref))
         if error:
             st.session_state[ZOO_ERROR_KEY] = f"Could not open zoo {ref!r} from the link: {error}"
+    if st.query_params.get(TEACH_PARAM) == "1" and TEACHING_KEY not in st.session_state:
+        st.session_state[TEACHING_KEY] = True
     sel = st.query_params.get(SEL_PARAM)
     if sel and not get_selection():
         zoo = current_zoo(stop_on_error=False)
@@ -156,13 +160,15 @@ def url_params() -> dict[str, str]:
     sel = get_selection()
     if sel:
         out[SEL_PARAM] = ",".join(map(str, sel))
+    if teaching_mode():
+        out[TEACH_PARAM] = "1"
     return out
 
 
 def sync_url() -> None:
     """Mirror the current zoo and selection in the URL (only the keys that changed are written)."""
     want = url_params()
-    for key in (ZOO_PARAM, SEL_PARAM):
+    for key in (ZOO_PARAM, SEL_PARAM, TEACH_PARAM):
         if key in want and st.query_params.get(key) != want[key]:
             st.query_params[key] = want[key]
         elif key not in want and key in st.query_params:
@@ -464,7 +470,7 @@ def download_weights(arch: ArchitectureLike, weights: torch.Tensor, metadata: pd
 
 
 __all__ = ["CHROMIUM", "DEFAULT_ZOO", "ENV_OPTIONS", "ENV_ZOO", "OPTIONS_KEY", "SAMPLE_DIR", "SELECTION_KEY",
-           "SEL_PARAM", "TEACHING_KEY", "ZOO_ERROR_KEY", "ZOO_KEY", "ZOO_PARAM", "bundled_zoos",
+           "SEL_PARAM", "TEACHING_KEY", "TEACH_PARAM", "ZOO_ERROR_KEY", "ZOO_KEY", "ZOO_PARAM", "bundled_zoos",
            "cached_value", "chart", "checkpoint_label", "checkpoint_labels", "choose_zoo", "current_zoo",
            "current_zoo_path", "default_rows", "download_csv", "download_figure", "download_weights", "ensure_app",
            "figure_png", "forget", "get_selection", "init_state", "number_columns", "on_request", "open_zoo",

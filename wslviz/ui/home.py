@@ -110,7 +110,13 @@ def tour() -> None:
         st.markdown(step.body)
         page, zoo_path = find_page(step.page), ui.bundled_zoos().get(step.zoo)
         missing = [what for what, ok in ((f"page {step.page}", page), (f"zoo {step.zoo}", zoo_path)) if not ok]
-        st.button(f"Open {step.zoo} on {step.page}", key="tour_go", type="primary", on_click=_go, args=(step,),
+        current = ui.current_zoo_path()
+        here = current is not None and zoo_path is not None and Path(current) == Path(zoo_path)
+        if current is not None and not here:
+            st.caption(f"This step uses {step.zoo}; you have {ui.zoo_ref(current)} open (it stays a click away "
+                       "in the sidebar).")
+        label = f"Go to {step.page} with {step.zoo}" if here else f"Open {step.zoo} on {step.page}"
+        st.button(label, key="tour_go", type="primary", on_click=_go, args=(step,),
                   disabled=bool(missing), icon=":material/play_arrow:",
                   help=f"Not available yet: {', '.join(missing)} missing." if missing else None)
         c1, c2 = st.columns(2)
