@@ -134,7 +134,8 @@ picked = ui.selection_picker(zoo, "Query checkpoint", key="predict_query", max_s
 if picked:
     row = picked[0]
     q1, q2 = st.columns([3, 2])
-    k = q1.slider("neighbours", 3, min(20, zoo.n_checkpoints - 1), min(8, zoo.n_checkpoints - 1), key="predict_k")
+    most = min(20, zoo.n_checkpoints - 1)  # a slider needs two distinct ends: small zoos show all neighbours
+    k = q1.slider("neighbours", min(3, most - 1), most, min(8, most), key="predict_k") if most > 1 else most
     exclude_own = q2.toggle("exclude same model", value=True, key="predict_exclude_own",
                             help="Leave out the query's own other checkpoints (other epochs of the same training "
                                  "run), which are trivially close and would fill the list.")

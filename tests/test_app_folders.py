@@ -75,7 +75,7 @@ def test_weights_only_function_pages_explain_what_is_missing(folders, monkeypatc
 
 
 def test_form_states_activation_and_task_and_the_zoo_evaluates(tmp_path):
-    written = write_named(tmp_path / "t", "tutorial", n=2)
+    written = write_named(tmp_path / "t", "tutorial", n=4)
     x = torch.randn(60, 4)
     with torch.no_grad():
         y = written[next(iter(written))](x).argmax(1)
@@ -88,6 +88,15 @@ def test_form_states_activation_and_task_and_the_zoo_evaluates(tmp_path):
     assert not at.exception, at.exception
     shown = text(at)
     assert "MLP 4-16-3 (tanh)" in shown and "**Task:** npz" in shown and "*(assumed)*" not in shown
+    # the stated task is used everywhere: accuracies per checkpoint (the first model labelled the data: 100%),
+    # pickers that name the files, and a Predict page with something to predict
+    at.switch_page("pages/5_Predict.py").run()
+    assert not at.exception, at.exception
+    assert "Nothing to predict" not in text(at)
+    at.switch_page("pages/4_Landscape.py").run()
+    assert not at.exception, at.exception
+    labels = at.selectbox(key="land_a").options
+    assert any(".pt · " in label and label.endswith(" · 1.000") for label in labels), labels
 
 
 def test_groups_are_listed_and_switch(folders):

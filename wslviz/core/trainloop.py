@@ -20,15 +20,13 @@ import torch
 
 from wslviz.core.evaluation import evaluate
 from wslviz.core.tasks import Task
+from wslviz.core.zoo import METRICS
 
 Progress = Callable[[int, int], None] | None
 
 DATA_STREAM = 2**32
 """Offset added to a model's seed for its data generator (training subset, minibatch order), so that the data
 stream and the initialisation drawn from the seed itself are independent."""
-
-METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "ggap")
-"""The evaluation columns of a trained zoo's metadata (:func:`add_evaluation`)."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from wslviz.core.protocol import ArchitectureLike, has_forward, require_forward
 from wslviz.core.tasks import Task, make_task
 
 MODEL_ID = "model_id"
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "ggap")
+"""The per-checkpoint metrics on the zoo's task (what :meth:`Zoo.with_task` computes when they are missing)."""
 FILE_COLUMNS = ("file", "run", "file_size", "modified", "sha256", "md5", "checksum", "path", "filename", "mtime")
 """Metadata columns that describe files rather than training (readers write the first four; published folders
 often carry checksums): never hyper-parameters."""
@@ -92,9 +94,12 @@ class Zoo:
         return replace(self, metadata=self.metadata.iloc[index].reset_index(drop=True),
                        weights=self.weights[torch.as_tensor(index, dtype=torch.long)])
 
-    def with_task(self, task: Task | dict | str) -> Zoo:
+    def with_task(self, task: Task | dict | str, metrics: bool = True, progress: Any = None) -> Zoo:
         """The same zoo with evaluation data attached (a Task, a task spec, or a path to a ``.npz``); raises
-        :class:`~wslviz.core.layout.NoForwardError` for an architecture that cannot run (weights only)."""
+        :class:`~wslviz.core.layout.NoForwardError` for an architecture that cannot run (weights only). With
+        ``metrics``, the metadata gains what it lacks of ``train_loss``, ``train_acc``, ``test_loss``,
+        ``test_acc`` and ``ggap``, every checkpoint evaluated on the task (``progress`` counts checkpoints over the
+        two splits), so that every page has accuracies once a task is stated."""
         require_forward(self.arch, "Attaching a task")
         if isinstance(task, str | Path) and str(task).endswith(".npz"):
             task = make_task({"name": "npz", "path": str(task)})
@@ -103,7 +108,19 @@ class Zoo:
         if task.input_shape != self.arch.input_shape:
             raise ValueError(f"the data has inputs of shape {list(task.input_shape)}, the zoo's architecture "
                              f"expects {list(self.arch.input_shape)}")
-        return replace(self, task=task)
+        meta = self.metadata
+        if metrics and not set(METRICS) <= set(meta.columns):
+            meta = meta.copy()
+            for i, split in enumerate(("train", "test")):
+                offset = (lambda d, t, i=i: progress(i * self.n_checkpoints + d, 2 * self.n_checkpoints)) \
+                    if progress else None
+                r = evaluate(self.arch, task, self.weights, split, progress=offset)
+                for name, key in ((f"{split}_loss", "loss"), (f"{split}_acc", "accuracy")):
+                    if name not in meta:
+                        meta[name] = r[key].numpy().astype(np.float64)
+            if "ggap" not in meta:
+                meta["ggap"] = meta["train_acc"] - meta["test_acc"]
+        return replace(self, task=task, metadata=meta)
 
     @property
     def fingerprint(self) -> str:

@@ -12,6 +12,7 @@ from plotly.colors import sequential
 from plotly.subplots import make_subplots
 
 from wslviz.plots import style
+from wslviz.plots.zoo import file_names
 from wslviz.understand.curves import BezierFit
 from wslviz.understand.surfaces import Surface
 
@@ -25,9 +26,12 @@ LOSS_COLORS = getattr(sequential, style.LOSS_SCALE)[:-1]
 
 
 def short_labels(metadata: pd.DataFrame) -> list[str]:
-    """A short label per checkpoint row for narrow pickers and hovers: ``#17 · m3 · e20 · 0.930`` (row, model id,
-    epoch and test accuracy where the metadata has them)."""
+    """A short label per checkpoint row for narrow pickers and hovers: ``#17 · m3 · e20 · 0.930`` (row, file for a
+    folder of checkpoints, model id, epoch and test accuracy where the metadata has them)."""
     parts = [[f"#{r}" for r in range(len(metadata))]]
+    files = file_names(metadata, 24)
+    if files is not None:
+        parts.append(files)
     for col, prefix in (("model_id", "m"), ("epoch", "e")):
         if col in metadata:
             parts.append([f"{prefix}{v}" for v in metadata[col].tolist()])

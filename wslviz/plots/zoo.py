@@ -37,6 +37,15 @@ MAX_CURVES = 1000
 figure of 5,000 models x 10 epochs slowly, and the lines are too dense to tell apart anyway."""
 
 
+def file_names(metadata: pd.DataFrame, width: int = 40) -> list[str] | None:
+    """Per checkpoint row, what tells it apart in a folder of checkpoints: the metadata's ``name`` or ``file``
+    (the tail of long paths, at most ``width`` characters), or None when the metadata has neither varying."""
+    named = next((c for c in ("name", "file") if c in metadata and metadata[c].nunique() > 1), None)
+    if named is None:
+        return None
+    return [str(v) if len(str(v)) <= width else "..." + str(v)[-(width - 3):] for v in metadata[named].tolist()]
+
+
 def label(column: str) -> str:
     """Axis label (with unit) for a metadata column."""
     return LABELS.get(column, column.replace("_", " "))

@@ -30,6 +30,7 @@ from safetensors.torch import save
 from wslviz.core.protocol import ArchitectureLike
 from wslviz.core.zoo import Zoo
 from wslviz.formats import ZooFormatError
+from wslviz.plots.zoo import file_names
 from wslviz.scale.cache import cache_stamp, load_zoo
 from wslviz.ui import texts
 from wslviz.ui.results import cached_value as cached_value
@@ -277,7 +278,8 @@ def set_selection(rows: Sequence[int]) -> None:
 
 
 def checkpoint_labels(zoo: Zoo) -> list[str]:
-    """Short human labels for every checkpoint row, e.g. ``"#17 · model 3 · epoch 20 · acc 0.930"``.
+    """Short human labels for every checkpoint row, e.g. ``"#17 · model 3 · epoch 20 · acc 0.930"``, with the file
+    (or the metadata's ``name``) after the row for folders of checkpoints (``"#2 · run1/epoch_5.pt · model 1 ..."``).
 
     Built once per opened zoo (kept in ``zoo.extra``): pages format selectboxes over thousands of rows
     with them on every rerun."""
@@ -286,6 +288,9 @@ def checkpoint_labels(zoo: Zoo) -> list[str]:
         return labels
     meta = zoo.metadata
     parts = [[f"#{r}" for r in range(zoo.n_checkpoints)]]
+    files = file_names(meta)
+    if files is not None:  # two checkpoints of a folder are told apart by their files
+        parts.append(files)
     for col, name in (("model_id", "model"), ("epoch", "epoch")):
         if col in meta:
             parts.append([f"{name} {v}" for v in meta[col].tolist()])
