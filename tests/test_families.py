@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import wslviz as wv
-from wslviz.core.builtins import CifarResNetA, TorchvisionMobileNetV2, TorchvisionResNet, TorchvisionVGG
 from wslviz.core.families import recognise
 from wslviz.core.module_arch import ModuleArchitecture
+from wslviz.core.published import CifarResNetA, TorchvisionMobileNetV2, TorchvisionResNet, TorchvisionVGG
 
 
 def test_torchvision_resnet_layouts_are_the_published_ones():

@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wslviz.core.builtins import RESNET_LAYERS, VGG_CONFIGS, TorchvisionMobileNetV2
+from wslviz.core.published import RESNET_LAYERS, VGG_CONFIGS, TorchvisionMobileNetV2
 
 Shapes = Mapping[str, Sequence[int]]
 
