@@ -192,7 +192,7 @@ def visit_home(pg, base: str) -> None:
     assert pg.get_by_text("step 2 of 5").count() == 1
     click_button(pg, "Previous step")
     screenshot(pg, "home")
-    click_button(pg, "Open moons-mlp on Zoo")  # the tour opens the page with teaching mode on
+    click_button(pg, "Go to Zoo with moons-mlp")  # moons-mlp opens first; the tour opens the page with teaching mode on
     pg.wait_for_url(re.compile(r"/Zoo\?"))
     wait_idle(pg)
     assert "zoo=moons-mlp" in pg.url

@@ -13,7 +13,7 @@ from conftest import random_zoo
 from safetensors.torch import save_file
 
 from wslviz.core.tasks import make_task
-from wslviz.core.zoo import Zoo
+from wslviz.core.zoo import METRICS, Zoo
 from wslviz.formats import ZooFormatError, save_zoo
 from wslviz.scale.cache import load_zoo
 
@@ -201,8 +201,13 @@ def test_fingerprint_is_stable_and_content_sensitive(random_mlp_zoo, mlp_arch, m
 def test_with_task(tmp_path, random_mlp_zoo, random_cnn_zoo):
     bare = Zoo(name="bare", metadata=random_mlp_zoo.metadata, weights=random_mlp_zoo.weights,
                arch=random_mlp_zoo.arch)
-    assert bare.with_task("circles").task.name == "circles"
-    assert bare.with_task(make_task("spirals")).task.name == "spirals"
+    circles = bare.with_task("circles")
+    assert circles.task.name == "circles"
+    assert set(METRICS) <= set(circles.metadata.columns)
+    assert np.allclose(circles.metadata["ggap"], circles.metadata["train_acc"] - circles.metadata["test_acc"])
+    assert bare.with_task(make_task("circles"), metrics=False).metadata.columns.equals(bare.metadata.columns)
+    with pytest.raises(ValueError, match="3 classes, the zoo's networks give 2 outputs"):
+        bare.with_task(make_task("spirals"))
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", x=rng.normal(size=(30, 2)), y=rng.integers(0, 2, 30))
     assert bare.with_task(str(tmp_path / "d.npz")).task.name == "npz"

@@ -108,6 +108,9 @@ class Zoo:
         if task.input_shape != self.arch.input_shape:
             raise ValueError(f"the data has inputs of shape {list(task.input_shape)}, the zoo's architecture "
                              f"expects {list(self.arch.input_shape)}")
+        if task.is_classification and task.n_classes > self.arch.output_dim:
+            raise ValueError(f"the data has {task.n_classes} classes, the zoo's networks give "
+                             f"{self.arch.output_dim} outputs")
         meta = self.metadata
         if metrics and not set(METRICS) <= set(meta.columns):
             meta = meta.copy()
