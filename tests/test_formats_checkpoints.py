@@ -276,3 +276,30 @@ def test_whole_module_pickles_give_their_tensors_and_a_crafted_pickle_runs_nothi
         torch.testing.assert_close(zoo.weights[row], torch.cat([t.reshape(-1) for t in net.state_dict().values()]))
     assert zoo.metadata.set_index("file").loc["model2.pt", "epoch"] == 4  # saved beside the module
     assert any("inert stand-ins" in note and "PickledNet" in note for note in zoo.extra["notes"])
+
+
+def test_quantized_networks_read_as_their_dequantized_weights(tmp_path):
+    """``torch.ao`` quantized state dicts (packed linear pairs, int8 conv weights, scales and zero points) open as
+    the float network they quantize, each weight equal to its dequantized int8 values; nothing is dropped."""
+    import warnings
+
+    torch.manual_seed(0)
+    nets = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated, and still what people saved with
+        for seed in range(3):
+            net = torch.ao.quantization.quantize_dynamic(
+                torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)),
+                {torch.nn.Linear}, dtype=torch.qint8)
+            torch.save(net.state_dict(), tmp_path / f"seed={seed}.pt")
+            nets.append(net)
+    zoo = wv.load_zoo(tmp_path)
+    assert zoo.arch.describe().startswith("MLP 4-8-2") and zoo.n_models == 3
+    assert any("dequantized: 0, 2" in note for note in zoo.extra["notes"])
+    seeds = zoo.metadata["seed"].to_numpy()
+    for row, seed in enumerate(seeds):
+        expected = {}
+        for layer in (0, 2):
+            weight, bias = nets[seed][layer]._packed_params._weight_bias()
+            expected |= {f"{layer}.weight": weight.dequantize(), f"{layer}.bias": bias.detach()}
+        assert torch.equal(zoo.weights[row], zoo.arch.flatten(expected, by_order=True))

@@ -33,7 +33,7 @@ from typing import IO
 
 import torch
 
-from wslviz.formats import inert
+from wslviz.formats import inert, quantized
 from wslviz.formats.errors import ZooFormatError
 
 MAX_BYTES = 512 * 2**20
@@ -150,6 +150,9 @@ def as_checkpoint(obj: object, path: str | Path) -> Checkpoint:
         obj = obj[key]
     if not isinstance(obj, Mapping):
         raise ZooFormatError(path, f"expected a state dict (name -> tensor), found {type(obj).__name__}")
+    obj, dequantized = quantized.dequantized(obj)
+    if dequantized:
+        notes.append(dequantized)
     if not obj:
         raise ZooFormatError(path, "the state dict is empty")
     if not _holds_tensors(obj):
