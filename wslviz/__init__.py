@@ -67,6 +67,8 @@ _API: dict[str, str] = {
     "merge": "wslviz.generation.merging",
     "reset_batchnorm": "wslviz.understand.repair",
     "lineage": "wslviz.understand.lineage",
+    "invert": "wslviz.understand.inversion",
+    "distil": "wslviz.understand.inversion",
     "matching_matrices": "wslviz.understand.align",
     "symmetry_spread": "wslviz.understand.align",
     # landscape

@@ -24,6 +24,7 @@ from wslviz.understand.align import (
     weight_matching,
 )
 from wslviz.understand.curves import bezier_curve
+from wslviz.understand.inversion import Inversion, distil, invert
 from wslviz.understand.landscape import (
     accuracy_barrier,
     barrier_matrix,
@@ -48,9 +49,9 @@ from wslviz.understand.symmetry import (
     random_symmetry,
 )
 
-__all__ = ["AlignmentReport", "Lineage", "SymmetryElement", "accuracy_barrier", "activation_matching",
+__all__ = ["AlignmentReport", "Inversion", "Lineage", "SymmetryElement", "accuracy_barrier", "activation_matching",
            "align_to_average", "align_zoo", "alignment_report", "apply_symmetry", "barrier_matrix", "barrier_table",
-           "barriers", "bezier_curve", "canonicalize", "equivalence_gap", "filter_normalized_directions",
-           "interpolate", "layer_distances", "loss_barrier", "matching_matrices", "pair_barriers", "paths",
+           "barriers", "bezier_curve", "canonicalize", "distil", "equivalence_gap", "filter_normalized_directions",
+           "interpolate", "invert", "layer_distances", "loss_barrier", "matching_matrices", "pair_barriers", "paths",
            "permutation_spec", "plane", "random_line", "random_plane", "random_symmetry", "repair_to",
            "reset_batchnorm", "trajectory", "weight_matching"]
