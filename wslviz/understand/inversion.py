@@ -36,7 +36,11 @@ class Inversion:
 
 
 def _total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference between neighbouring pixels, over the last two axes (images) or the last one."""
+    """Mean absolute difference between neighbours along the spatial axes: rows and columns of images
+    ``[n, C, H, W]``, positions of sequences ``[n, C, L]``; zero for feature vectors ``[n, F]``, whose neighbouring
+    features need not be alike."""
+    if x.dim() < 3:
+        return x.new_zeros(())
     tv = (x[..., 1:] - x[..., :-1]).abs().mean()
     return tv + (x[..., 1:, :] - x[..., :-1, :]).abs().mean() if x.dim() >= 4 else tv
 
