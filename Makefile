@@ -38,7 +38,7 @@ $(VENV)/.stamp-app: pyproject.toml $(VENV)/.stamp-torch
 	touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-app
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -e '.[dev,hf]'
 	touch $@
 
 chromium:

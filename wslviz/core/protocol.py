@@ -10,6 +10,8 @@ as :data:`ArchitectureLike`, the type every library function and page takes as `
 ``module``        :class:`wslviz.core.module_arch.ModuleArchitecture` an ``nn.Module`` (built-in, factory or
                                                                      instance), its graph giving the symmetries
 ``weights-only``  :class:`wslviz.core.weights_only.WeightsOnlyLayout`  none: named tensors in file order
+``lora``          :class:`wslviz.core.lora.LoraArchitecture`          the base model's, each adapter merged in
+                                                                     (none when the zoo carries no base)
 ================  =================================================  ===========================================
 
 A kind's constructor takes its spec (:func:`from_spec` dispatches on ``spec["kind"]``), so ``zoo.json``
@@ -39,6 +41,7 @@ KINDS: dict[str, str | type[ArchitectureBase]] = {
     "sequential": "wslviz.core.arch:Architecture",
     "module": "wslviz.core.module_arch:ModuleArchitecture",
     "weights-only": "wslviz.core.weights_only:WeightsOnlyLayout",
+    "lora": "wslviz.core.lora:LoraArchitecture",
 }
 """kind -> the class whose constructor takes the spec, or ``"module:class"`` (imported on first use)."""
 

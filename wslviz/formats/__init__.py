@@ -31,6 +31,7 @@ __all__ = ["READERS", "ZooFormatError", "detect_format", "read_zoo", "reader", "
 READERS: dict[str, str] = {
     "native": "wslviz.formats.native",  # zoo.json
     "archive": "wslviz.formats.archive",  # a .zip/.tar.gz/.tgz/.tar file holding a zoo in any layout
+    "peft": "wslviz.formats.peft",  # adapter_config.json + adapter_model.safetensors/.bin (LoRA adapters)
     "huggingface": "wslviz.formats.huggingface",  # model.safetensors / model.safetensors.index.json
     "modelzoos": "wslviz.formats.modelzoos",  # <trial>/params.json + checkpoint_<e>/checkpoints
     "cnnzoo": "wslviz.formats.cnnzoo",  # weights.npy + layout.csv (+ metrics.csv.gz)

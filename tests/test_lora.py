@@ -1,0 +1,212 @@
+"""LoRA adapters: the PEFT reader on folders PEFT itself writes, the LoRA kind, and its GL(r) symmetry."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+import wslviz as wv
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.core.layout import NoForwardError
+from wslviz.core.lora import GL_KINDS, LoraArchitecture, linear_targets, lora_spec
+from wslviz.core.training import init_weights
+from wslviz.formats import read_zoo, save_zoo
+from wslviz.formats.errors import ZooFormatError
+from wslviz.understand.align import weight_matching
+from wslviz.understand.symmetry import apply_symmetry, random_symmetry
+
+peft = pytest.importorskip("peft")
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+class Mixed(nn.Module):
+    """Every kind of layer PEFT adapts: an embedding, a linear layer, a convolution, and a head to save."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(20, 8)
+        self.fc = nn.Linear(8, 16)
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.fc(self.emb(x)))).mean(1)
+
+
+def _peft_deltas(model: nn.Module, config) -> tuple[dict[str, torch.Tensor], nn.Module]:
+    """PEFT's own answer: merge_and_unload()'s weights minus the base's, per adapted weight."""
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    wrapped = peft.get_peft_model(copy.deepcopy(model), config)
+    return wrapped, before
+
+
+def _merged_minus_base(wrapped, before) -> dict[str, torch.Tensor]:
+    merged = copy.deepcopy(wrapped).merge_and_unload()
+    return {k: v.detach() - before[k] for k, v in merged.state_dict().items() if k in before}
+
+
+@pytest.mark.parametrize("safe", [True, False])
+def test_peft_folder_opens_with_its_rank_alpha_targets_and_delta(tmp_path, safe):
+    torch.manual_seed(0)
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["fc", "emb", "conv"], modules_to_save=["head"],
+                             rank_pattern={"fc": 2}, alpha_pattern={"fc": 3}, use_rslora=True, init_lora_weights=False)
+    wrapped, before = _peft_deltas(Mixed(), config)
+    with torch.no_grad():
+        wrapped.base_model.model.head.modules_to_save["default"].weight.add_(1.0)  # the saved head differs from base
+    wrapped.save_pretrained(tmp_path / "a", safe_serialization=safe)
+    zoo = read_zoo(tmp_path / "a")
+    assert zoo.format == "peft" and zoo.n_models == 1
+    row = zoo.metadata.iloc[0]
+    assert (row["rank"], row["alpha"], row["module_ranks"], row["target_modules"]) == (4, 8.0, "2/4", "conv, emb, fc")
+    assert bool(row["use_rslora"])
+    arch = zoo.arch
+    assert {m["name"]: m["a_shape"][0] for m in arch.modules} == {"conv": 4, "emb": 4, "fc": 2}
+    expected = _merged_minus_base(wrapped, before)
+    deltas = arch.deltas(zoo.weights)
+    for m in arch.modules:
+        assert _relative(deltas[m["name"]][0], expected[m["target"]]) < 1e-5, m["name"]
+    head = arch.unflatten(zoo.weights[0])["head.weight"]
+    assert torch.allclose(head, before["head.weight"] + 1.0)
+
+
+def test_gpt2_conv1d_fan_in_fan_out_and_dora_match_peft_merge(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.GPT2Config(n_layer=2, n_embd=16, n_head=2, n_positions=16, vocab_size=50, use_cache=False)
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    for dora in (False, True):
+        config = peft.LoraConfig(r=4, lora_alpha=16, target_modules=["c_attn", "c_fc"], fan_in_fan_out=True,
+                                 use_dora=dora, init_lora_weights=False)
+        wrapped, before = _peft_deltas(model, config)
+        wrapped.save_pretrained(tmp_path / f"gpt2-{dora}")
+        zoo = read_zoo(tmp_path / f"gpt2-{dora}")
+        assert all(m["transpose"] for m in zoo.arch.modules) and len(zoo.arch.modules) == 4
+        expected = _merged_minus_base(wrapped, before)
+        if not dora:
+            deltas = zoo.arch.deltas(zoo.weights)
+            for m in zoo.arch.modules:
+                assert _relative(deltas[m["name"]][0], expected[m["target"]]) < 1e-5
+        else:  # DoRA's update needs the base: merged through the base weights it must equal PEFT's merge
+            base = wv.from_module(model, [8], input_dtype="int", input_high=50)
+            base_w = base.flatten(model.state_dict())
+            arch = LoraArchitecture.with_base(zoo.arch.spec, base, base_w)
+            merged = base.unflatten(arch.merged(zoo.weights)[0])
+            for m in arch.modules:
+                assert _relative(merged[m["target"]] - before[m["target"]], expected[m["target"]]) < 1e-5
+
+
+def _mlp_adapters(tmp_path, n: int = 3, ranks=(2, 4, 4), dora: bool = False):
+    base = Architecture(mlp_spec([12, 16, 5]))
+    base_w = init_weights(base, [0])[0]
+    for i in range(n):
+        torch.manual_seed(i)
+        config = peft.LoraConfig(r=ranks[i % len(ranks)], lora_alpha=4, target_modules=["0", "2"],
+                                 init_lora_weights=False, use_dora=dora, base_model_name_or_path="mlp")
+        wrapped = peft.get_peft_model(base.build(base_w), config)
+        wrapped.save_pretrained(tmp_path / f"adapter{i}")
+    return base, base_w
+
+
+def test_adapters_of_several_ranks_form_one_zoo_and_run_on_the_base(tmp_path):
+    base, base_w = _mlp_adapters(tmp_path)
+    zoo = read_zoo(tmp_path, base=(base, base_w))
+    assert zoo.n_models == 3 and list(zoo.metadata["rank"]) == [2, 4, 4]
+    assert [m["a_shape"][0] for m in zoo.arch.modules] == [4, 4]
+    x = torch.randn(9, 12)
+    for i in range(3):
+        torch.manual_seed(i)
+        config = peft.LoraConfig(r=[2, 4, 4][i], lora_alpha=4, target_modules=["0", "2"], init_lora_weights=False)
+        wrapped = peft.get_peft_model(base.build(base_w), config)
+        with torch.no_grad():
+            assert torch.allclose(zoo.arch.forward(zoo.weights[i:i + 1], x)[0][0], wrapped(x), atol=1e-5)
+    again = read_zoo(save_zoo(zoo, tmp_path / "native"))  # the base travels with the zoo
+    assert again.arch == zoo.arch and again.arch.has_forward
+    assert torch.equal(again.arch.merged(again.weights), zoo.arch.merged(zoo.weights))
+    without = read_zoo(tmp_path)
+    assert not without.arch.has_forward
+    with pytest.raises(NoForwardError, match="base model"):
+        without.arch.forward(without.weights, x)
+
+
+def test_key_variants_and_documented_layout_without_peft(tmp_path, monkeypatch):
+    """Adapter names in the keys, no prefix, modules_to_save copies, a .bin file; config read as JSON."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 6, generator=g), torch.randn(5, 3, generator=g)
+    folder = tmp_path / "variant"
+    folder.mkdir()
+    config = {"peft_type": "LORA", "r": 3, "lora_alpha": 6, "target_modules": ["proj"], "base_model_name_or_path": "x"}
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    save_file({"model.proj.lora_A.default.weight": a, "model.proj.lora_B.default.weight": b,
+               "cls.modules_to_save.default.weight": torch.ones(2, 5),
+               "cls.original_module.weight": torch.zeros(2, 5)}, folder / "adapter_model.safetensors")
+    monkeypatch.setitem(__import__("sys").modules, "peft", None)  # `import peft` fails: the documented layout
+    zoo = read_zoo(folder)
+    assert [m["name"] for m in zoo.arch.modules] == ["model.proj"]
+    assert torch.allclose(zoo.arch.deltas(zoo.weights)["model.proj"][0], (2.0 * b @ a).double(), rtol=1e-6)
+    assert [p.name for p in zoo.arch.layout][-1] == "cls.weight"
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "IA3"}))
+    with pytest.raises(ZooFormatError, match="IA3 is not LoRA"):
+        read_zoo(folder)
+
+
+def test_other_modules_are_listed_not_dropped(tmp_path):
+    base, base_w = _mlp_adapters(tmp_path, n=2)
+    config = peft.LoraConfig(r=2, target_modules=["0"], init_lora_weights=False)
+    peft.get_peft_model(base.build(base_w), config).save_pretrained(tmp_path / "only-first")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "adapter_config.json").write_text("{")
+    zoo = read_zoo(tmp_path)
+    assert zoo.n_models == 2
+    assert set(zoo.extra["skipped"]) == {"only-first", "broken"}
+    assert "other modules" in zoo.extra["skipped"]["only-first"]
+
+
+@pytest.fixture()
+def lora_weights():
+    base = Architecture(mlp_spec([12, 16, 5]))
+    arch = LoraArchitecture.with_base(lora_spec(linear_targets(base, ["0", "2"], 4)), base,
+                                      init_weights(base, [0])[0])
+    return arch, torch.randn(6, arch.n_params, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.mark.parametrize("kind", GL_KINDS)
+def test_gl_elements_keep_delta_and_invariants_and_move_the_factors(lora_weights, kind):
+    arch, w = lora_weights
+    moved = arch.apply_gl(w, arch.random_gl(kind, seed=1))
+    for name, d in arch.deltas(w).items():
+        assert _relative(arch.deltas(moved)[name], d) < 1e-5
+    f, g = arch.invariant_features(w), arch.invariant_features(moved)
+    assert np.abs(f - g).max() / np.abs(f).max() < 1e-5
+    assert _relative(arch.canonical(moved), arch.canonical(w)) < 1e-5
+    x = torch.randn(7, 12)
+    assert _relative(arch.forward(moved, x)[0], arch.forward(w, x)[0]) < 1e-5
+    if kind != "permutation":
+        assert _relative(moved, w) > 0.1
+    assert not torch.equal(moved, w)
+
+
+def test_canonical_factors_are_an_svd_of_delta(lora_weights):
+    arch, w = lora_weights
+    c = arch.canonical(w)
+    for name, (b, a) in arch.factors(c.double()).items():
+        d = arch.deltas(w, oriented=True)[name]
+        assert _relative(b @ a, d) < 1e-6
+        assert torch.allclose(b.transpose(1, 2) @ b, a @ a.transpose(1, 2), atol=1e-4)  # balanced: both sqrt(S)^2
+
+
+def test_permutation_subgroup_recovered_by_weight_matching(lora_weights):
+    arch, w = lora_weights
+    g = random_symmetry(arch, seed=4, kinds=("permutation",))
+    planted = apply_symmetry(arch, w[:1].double(), g).float()
+    assert not torch.equal(planted, w[:1])
+    back = weight_matching(arch, w[0], planted[0])
+    assert torch.allclose(back, w[0], atol=1e-6)
