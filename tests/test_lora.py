@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import sample_zoo
 from safetensors.torch import save_file
 from torch import nn
 
@@ -210,3 +211,43 @@ def test_permutation_subgroup_recovered_by_weight_matching(lora_weights):
     assert not torch.equal(planted, w[:1])
     back = weight_matching(arch, w[0], planted[0])
     assert torch.allclose(back, w[0], atol=1e-6)
+
+
+def test_merges_combine_delta_not_factors(lora_weights):
+    from wslviz.generation.lora_merge import LORA_METHODS, delta_vectors, factor_average, merge_adapters
+
+    arch, w = lora_weights
+    same = arch.apply_gl(w[:1], arch.random_gl("general", seed=2))
+    pair = torch.cat([w[:1], same])  # one update in two GL(r) coordinate systems
+    merged = merge_adapters(arch, pair, "average")
+    assert _relative(delta_vectors(arch, merged.weights[None])[0], delta_vectors(arch, w[:1])[0]) < 1e-5
+    assert max(merged.errors.values()) < 1e-6  # the mean of one rank-4 update has rank 4: nothing truncated
+    naive = delta_vectors(arch, factor_average(arch, pair)[None])[0]
+    assert _relative(naive, delta_vectors(arch, w[:1])[0]) > 0.1  # the wrong way changes the update
+    summed = merge_adapters(arch, w[:3], "task_arithmetic")
+    full = delta_vectors(arch, w[:3]).sum(0)
+    assert torch.allclose(torch.cat([d.reshape(-1) for d in summed.deltas.values()]), full)
+    assert all(0 < e < 1 for e in summed.errors.values())  # rank 12 truncated to 4: the error is reported
+    for method in LORA_METHODS:
+        assert merge_adapters(arch, w, method).weights.shape == (arch.n_params,)
+    with pytest.raises(ValueError, match="unknown adapter merge"):
+        merge_adapters(arch, w, "slerp")
+
+
+def test_sample_lora_zoo_invariant_features():
+    from wslviz.represent.features import available_kinds, feature_set
+
+    zoo = sample_zoo("digits-lora")
+    assert zoo.n_models == 108 and zoo.arch.has_forward
+    assert set(zoo.metadata["rank"]) == {2, 4, 8} and set(zoo.metadata["n_train"]) == {50, 200, 800}
+    assert "invariant" in available_kinds(zoo)
+    sub = zoo.subset(range(6))
+    moved = sub.arch.apply_gl(sub.weights, sub.arch.random_gl("general", seed=0))
+    f = feature_set(sub, "invariant")
+    g = sub.arch.invariant_features(moved)
+    assert f.values.shape == g.shape == (6, len(f.names))
+    assert np.abs(f.values - g).max() <= 1e-5 * np.abs(f.values).max()
+    again = wv.evaluate(sub.arch, sub.task, sub.weights)  # what make-zoo recorded, up to a few tied predictions
+    n_test = len(sub.task.split("test")[1])
+    assert np.allclose(again["accuracy"].numpy(), sub.metadata["test_acc"].to_numpy(), atol=3 / n_test)
+    assert (zoo.metadata.groupby("n_train")["task_acc"].median().diff().dropna() > 0).all()  # more data, better

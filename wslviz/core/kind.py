@@ -124,6 +124,20 @@ class ArchitectureBase(FlatLayout):
             return False
 
     @property
+    def has_invariants(self) -> bool:
+        """Whether the kind has a continuous symmetry beyond ``perm_spec`` and offers features it leaves unchanged
+        (:meth:`invariant_features`; LoRA adapters' GL(r))."""
+        return False
+
+    def invariant_names(self) -> list[str]:
+        """Column names of :meth:`invariant_features`."""
+        raise SymmetryError(f"{self.describe()} offers no invariant features")
+
+    def invariant_features(self, weights: torch.Tensor) -> Any:
+        """Features ``[N, F]`` (numpy) of ``weights`` [N, P] that the kind's symmetry group leaves unchanged."""
+        raise SymmetryError(f"{self.describe()} offers no invariant features")
+
+    @property
     def capabilities(self) -> dict[str, bool]:
         """What this architecture can do: ``has_forward``, ``knows_symmetries``, ``has_batchnorm``, ``plain_stack``."""
         return {"has_forward": self.has_forward, "knows_symmetries": self.knows_symmetries,

@@ -355,24 +355,33 @@ class LoraArchitecture(ArchitectureBase):
             out[m["name"]] = g
         return out
 
+    @property
+    def has_invariants(self) -> bool:
+        return True
+
     def invariant_names(self) -> list[str]:
         """Column names of :meth:`invariant_features`."""
         names = []
         for m in self.modules:
-            names += [f"{m['name']}.sv{i}" for i in range(m["a_shape"][0])] + [f"{m['name']}.norm",
-                                                                                   f"{m['name']}.energy"]
+            n, r = m["name"], m["a_shape"][0]
+            names += [f"{n}.sv{i}" for i in range(r)] + [f"{n}.norm", f"{n}.energy"]
+            names += [f"{n}.U_sqrtS[{i},{k}]" for i in range(m["b_shape"][0]) for k in range(r)]
+            names += [f"{n}.sqrtS_Vt[{k},{j}]" for k in range(r) for j in range(math.prod(m["a_shape"][1:]))]
         return names
 
     def invariant_features(self, weights: torch.Tensor) -> np.ndarray:
         """GL(r)-invariant features ``[N, F]`` (:meth:`invariant_names`): per module the singular values of
-        ``delta_W`` (descending; the DSiRe features of Salama et al. 2024), its Frobenius norm, and its share of
-        the adapter's total squared norm."""
+        ``delta_W`` (descending; the DSiRe features of Salama et al. 2024), its Frobenius norm, its share of the
+        adapter's total squared norm, and its canonical factors ``U sqrt(S)`` and ``sqrt(S) V^T`` (signs fixed as
+        in :meth:`svd`: where an update points, not only how large it is)."""
         svd = self.svd(weights)
         sq = torch.stack([s.square().sum(1) for _, s, _ in svd.values()], 1)
         total = sq.sum(1, keepdim=True).clamp_min(1e-300)
         cols = []
-        for i, (_, s, _) in enumerate(svd.values()):
-            cols += [s, sq[:, i:i + 1].sqrt(), sq[:, i:i + 1] / total]
+        for i, (u, s, v) in enumerate(svd.values()):
+            root = s.sqrt().unsqueeze(1)
+            cols += [s, sq[:, i:i + 1].sqrt(), sq[:, i:i + 1] / total, (u * root).flatten(1),
+                     (v * root).transpose(1, 2).flatten(1)]
         return torch.cat(cols, 1).numpy()
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,6 +38,7 @@ from wslviz.core.batched import forward
 from wslviz.core.evaluation import evaluate
 from wslviz.core.inr import InrRecipe
 from wslviz.core.lineage_train import TreeRecipe
+from wslviz.core.lora_train import DIGITS_LORA, LoraRecipe
 from wslviz.core.module_train import MODULE_RECIPES
 from wslviz.core.tasks import Task, make_task
 from wslviz.core.trainloop import DATA_STREAM as DATA_STREAM  # part of this module's interface since it began
@@ -273,7 +274,7 @@ class Recipe(GridRecipe):
     defaults: ClassVar[Mapping[str, Any]] = HYPERPARAMETERS
 
 
-def train_zoo(recipe: Recipe | FinetuneRecipe | FederatedRecipe | InrRecipe | TreeRecipe, seed: int = 0,
+def train_zoo(recipe: Recipe | FinetuneRecipe | FederatedRecipe | InrRecipe | TreeRecipe | LoraRecipe, seed: int = 0,
               progress: Progress = None):
     """Train the zoo a recipe describes and return it as a :class:`wslviz.core.zoo.Zoo`."""
     if not isinstance(recipe, Recipe):
@@ -591,3 +592,4 @@ RECIPES["digits-lineage"] = TreeRecipe(
     finetune_epochs=5, trainer=train)
 # digits-resnet, tiny-transformer: module architectures (core/module_train.py), trained with this module's optimiser
 RECIPES.update({name: r.with_optimizer(BatchedOptimizer) for name, r in MODULE_RECIPES.items()})
+RECIPES["digits-lora"] = replace(DIGITS_LORA, trainer=train)

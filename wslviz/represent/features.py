@@ -24,6 +24,12 @@ Kinds (:data:`KINDS`), all ``zoo -> numpy [n_checkpoints, n_features]``:
     Class probabilities (softmax outputs; raw outputs for regression) on a fixed probe set drawn from
     the task's test inputs: two models computing the same function get the same features, whatever
     their weights. Needs a task.
+``invariant``
+    What the architecture's own continuous symmetry leaves unchanged, where it has one
+    (``arch.has_invariants``): for LoRA adapters, per module the singular values of ``delta_W = B A``, its norm,
+    its share of the adapter's energy and its canonical factors
+    (:meth:`wslviz.core.lora.LoraArchitecture.invariant_features`; the spectra are the DSiRe features of Salama
+    et al. 2024), which no GL(r) element moves, where raw ``A`` and ``B`` move freely.
 ``learned``
     The latent code of a hyper-representation (:class:`wslviz.represent.hyperrep.HyperRepresentation`): an
     autoencoder over weights trained with permutation augmentation and a contrastive loss (Schürholt et
@@ -50,13 +56,14 @@ from wslviz.understand.align import align_zoo
 
 Progress = Callable[[int, int], None] | None
 
-KINDS = ("flat", "aligned", "stats", "spectral", "functional", "learned")
+KINDS = ("flat", "aligned", "stats", "spectral", "functional", "invariant", "learned")
 DESCRIPTIONS = {
     "flat": "raw weight vector",
     "aligned": "weights aligned to a reference model (weight matching)",
     "stats": "per-tensor mean, std and quantiles (Unterthiner et al. 2020)",
     "spectral": "per-layer spectral norm, stable rank, power-law alpha",
     "functional": "probabilities on a fixed probe set",
+    "invariant": "invariants of the architecture's symmetry (LoRA: singular values of delta_W = B A)",
     "learned": "hyper-representation latent code (Schürholt et al. 2021)",
 }
 STAT_NAMES = ("mean", "std", "q0", "q25", "q50", "q75", "q100")
@@ -227,13 +234,21 @@ def aligned_weights(zoo: Zoo, reference: int | None = None, method: str = "weigh
                      task=zoo.task)
 
 
+def _invariant_features(zoo: Zoo) -> np.ndarray:
+    if not zoo.arch.has_invariants:
+        raise FeatureError(f"{zoo.arch.describe()} has no continuous symmetry with invariant features")
+    rows = [zoo.arch.invariant_features(zoo.weights[s:e].float())
+            for s, e in _chunks(zoo.n_checkpoints, max(zoo.n_params, 1))]
+    return np.concatenate(rows) if rows else np.zeros((0, len(zoo.arch.invariant_names())))
+
+
 # ---------------------------------------------------------------------------------------------- dispatch
 def available_kinds(zoo: Zoo) -> list[str]:
     """The kinds of :data:`KINDS` this zoo can compute: ``functional`` needs a task (and so a forward),
     ``aligned`` and ``learned`` need derivable permutation symmetries (not a weights-only layout)."""
     symmetric = knows_symmetries(zoo.arch)
     return [k for k in KINDS if (k != "functional" or zoo.task is not None)
-            and (k not in ("aligned", "learned") or symmetric)]
+            and (k not in ("aligned", "learned") or symmetric) and (k != "invariant" or zoo.arch.has_invariants)]
 
 
 def feature_set(zoo: Zoo, kind: str = "stats", progress: Progress = None, **options: Any) -> FeatureSet:
@@ -263,6 +278,9 @@ def feature_set(zoo: Zoo, kind: str = "stats", progress: Progress = None, **opti
             values, names = weight_stats(arch, zoo.weights, progress), stats_names(arch)
         case "spectral":
             values, names = spectral_features(arch, zoo.weights, progress, **options), spectral_names(arch)
+        case "invariant":
+            values, names = _invariant_features(zoo), arch.invariant_names()
+            _report(progress, zoo.n_checkpoints, zoo.n_checkpoints)
         case "functional":
             values = functional_features(zoo, progress=progress, **options)
             n_probe = len(probe_set(zoo, **{k: v for k, v in options.items() if k in ("n_probe", "seed")}))
@@ -295,5 +313,7 @@ def feature_names(zoo: Zoo, kind: str = "stats", **options: Any) -> list[str]:
             return spectral_names(zoo.arch)
         case "functional":
             return feature_set(zoo.subset([0]), kind, **options).names
+        case "invariant":
+            return zoo.arch.invariant_names()
         case _:
             return feature_set(zoo, kind, **options).names
