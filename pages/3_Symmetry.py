@@ -11,11 +11,12 @@ import pandas as pd
 import streamlit as st
 
 from wslviz import ui
+from wslviz.plots import lora as PL
 from wslviz.plots import symmetry as P
 from wslviz.ui import texts
 from wslviz.understand import align as A
+from wslviz.understand import lowrank, summaries
 from wslviz.understand import repair as R
-from wslviz.understand import summaries
 from wslviz.understand import symmetry as S
 
 st.title("Weight-space symmetries")
@@ -63,7 +64,8 @@ with st.expander(f"The symmetry group: {len(spec.groups)} permutation groups, 10
     groups_table = S.group_table(spec)
     st.dataframe(groups_table, hide_index=True, key="sym_groups", column_config=ui.number_columns(groups_table))
     st.dataframe(S.fixed_table(spec), hide_index=True, key="sym_fixed")
-tabs = st.tabs(["One model: apply a symmetry", "Two models: align", "The zoo: spread before and after"])
+tabs = st.tabs(["One model: apply a symmetry", "Two models: align", "The zoo: spread before and after"]
+               + (["Low rank: any invertible G"] if arch.has_invariants else []))
 
 
 def bump_seed() -> None:
@@ -95,9 +97,10 @@ with tabs[0]:
         m3.metric("Permutation symmetries", f"10^{S.group_size_log10(arch):.1f}",
                   help="Product over hidden layers of n! (scalings add a continuum on top)")
 
-        hidden = [i for i in arch.weight_layers if i in {g.layer for g in spec.groups}]
-        layers = {i: f"layer {i} ({arch.layers[i]['type']}" + (", hidden)" if i in hidden else ")")
-                  for i in arch.weight_layers}
+        # the layers whose weights the groups move (for adapters, no network layer: their A factors)
+        shown = arch.weight_layers or sorted({g.layer for g in spec.groups})
+        hidden = [i for i in shown if i in {g.layer for g in spec.groups}]
+        layers = {i: f"layer {i} ({arch.layers[i]['type']}" + (", hidden)" if i in hidden else ")") for i in shown}
         layer = st.selectbox("Layer to show", list(layers), index=list(layers).index(hidden[-1]) if hidden else 0,
                              format_func=layers.get, key="sym_layer")
         name = arch.weight_name(layer)
@@ -134,7 +137,8 @@ with tabs[1]:
     row_b = d2.selectbox("Model B (re-expressed in A's basis)", options, index=defaults[1], format_func=label,
                          key="sym_b")
     e1, e2 = st.columns(2)
-    methods = {"weight": "weight matching"} | ({"activation": "activation matching"} if zoo.task is not None else {})
+    methods = {"weight": "weight matching"} | ({"activation": "activation matching"}
+                                               if zoo.task is not None and arch.matches_activations else {})
     method = e1.radio("Method", list(methods), format_func=methods.get, horizontal=True, key="sym_method")
     setting = e2.radio("Symmetries undone", list(KIND_SETTINGS), horizontal=True, key="sym_align_kinds")
     run = st.button("Align B to A", type="primary", key="sym_align")
@@ -222,3 +226,46 @@ with tabs[2]:
             "model's distance to the reference never grows by undoing more). The canonical unit order needs no "
             "reference: every model sorts its units by incoming-weight norm, cheaper but much cruder than matching. "
             "The shift is the part of the zoo's diversity that is not a difference in function at all.")
+
+if arch.has_invariants:
+    with tabs[3]:
+        st.markdown(
+            "A low-rank adapter adds `delta_W = B A` to each weight of its base model, and only that product "
+            "matters: for **any** invertible r x r matrix `G`, `(B G, G^-1 A)` is the same adapter (the GL(r) "
+            "symmetry, Putterman et al. 2024). Permutations, scalings and rotations of the rank units are special "
+            "cases; the first tab shows only those.")
+        h1, h2 = st.columns([3, 1])
+        gl_row = h1.selectbox("Adapter", options, index=defaults[0], format_func=label, key="sym_gl_row")
+        gl_seed = int(h2.number_input("Seed", 0, 10_000, 0, key="sym_gl_seed"))
+        x = zoo.task.x_test if zoo.task is not None else None
+        effects = lowrank.gl_effects(arch, zoo.weights[gl_row], ("general", "permutation", "scaling", "orthogonal"),
+                                     gl_seed, x)
+        ui.chart(PL.gl_effect_bars(effects), key="sym_gl_effects")
+        st.markdown(
+            "**What moves and what stays.** For each kind of `G` (one random element per module), the red bar is "
+            "how far the factors A and B moved, relative to their size; the other bars are the relative change of "
+            "the update `delta_W`, of the invariant features (its singular values, norm, energy share and "
+            "canonical factors) and the largest change of any output: all at the level of float rounding.")
+        st.subheader("Which adapters are close?")
+        k1, k2 = st.columns([3, 2])
+        n_pairs = k1.slider("Pairs of adapters", 10, 1000, 300, 10, key="sym_gl_pairs")
+        scramble = k2.toggle("each adapter in random coordinates", value=False, key="sym_gl_scramble",
+                             help="Re-express every adapter by its own random invertible G: the same updates, in "
+                                  "the unrelated coordinates adapters from other initialisations or tools have.")
+        adapters = zoo.weights[final].float()
+        if scramble:
+            adapters = lowrank.random_coordinates(arch, adapters, gl_seed)
+        distances = lowrank.pair_distances(arch, adapters, n_pairs, gl_seed)
+        agreement = lowrank.rank_agreement(distances)
+        ui.chart(PL.distance_disagreement(distances, agreement), key="sym_gl_distances")
+        st.markdown(
+            f"**Raw factors against updates.** Each point is a pair of adapters: the distance between their "
+            f"updates (x) against the distance between their factors as stored (red; Spearman "
+            f"{agreement['raw']:.2f} with the updates) and after aligning both by canonicalisation, "
+            f"`B = U sqrt(S)`, `A = sqrt(S) V^T` from the SVD of `delta_W` with signs fixed (green; "
+            f"{agreement['canonical']:.2f}). Raw distances depend on the coordinates each adapter happens to be "
+            "in (here the random A each fine-tuning started from): switch on *random coordinates* and every raw "
+            "distance changes, while the canonical form, which needs no reference model, and the updates do not "
+            "move. Much of the raw distances' agreement comes from the adapters' sizes alone (a larger update "
+            "has larger factors). The canonical form is unique where the singular values are distinct; "
+            "near-equal ones can swap, which is its residual noise.")

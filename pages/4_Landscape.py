@@ -83,9 +83,11 @@ with tabs[0]:
     p1, p2, p3, p4 = st.columns([2, 2, 3, 2])
     steps = p1.slider("Points on the path", 5, 101, L.BARRIER_STEPS, key="land_path_steps")
     t_range = p2.slider("Range of t", -1.0, 2.0, (0.0, 1.0), 0.05, key="land_path_range")
-    methods = p3.multiselect("Paths", list(L.METHODS), default=list(L.METHODS), format_func=str,  # short chips
+    # activation matching needs the units' activations (LoRA rank units have none of their own)
+    path_methods = [m for m in L.METHODS if m != "activation" or arch.matches_activations]
+    methods = p3.multiselect("Paths", path_methods, default=path_methods, format_func=str,  # short chips
                              key="land_path_methods",
-                             help=" · ".join(f"**{m}**: {P.METHOD_LABELS.get(m, m)}" for m in L.METHODS))
+                             help=" · ".join(f"**{m}**: {P.METHOD_LABELS.get(m, m)}" for m in path_methods))
     both = p4.toggle("train + test", value=False, key="land_path_both",
                      help="Train and test together: both splits on one plot (the training split dashed), "
                           "whatever 'Evaluate on' says.")
@@ -130,7 +132,8 @@ with tabs[1]:
                           max_selections=MAX_MATRIX, key="land_matrix_rows")
     m1, m2, m3 = st.columns(3)
     mat_steps = m1.slider("Points per path", 5, 51, L.BARRIER_STEPS, key="land_matrix_steps")
-    with_act = m2.checkbox("Also activation matching", False, key="land_matrix_act")
+    with_act = m2.checkbox("Also activation matching", False, key="land_matrix_act",
+                           disabled=not arch.matches_activations)
     mat_correction = m3.radio("Correction", R.METHODS, index=R.METHODS.index(R.default_method(arch)),
                               format_func=R.LABELS.get, horizontal=True, key="land_matrix_correction")
     run = st.button("Compute barrier matrix", type="primary", key="land_matrix_go")

@@ -10,7 +10,6 @@ import streamlit as st
 
 from wslviz import ui
 from wslviz.generation import merge_lab as L
-from wslviz.generation import merging as M
 from wslviz.plots import merge as P
 
 ABOUT = (
@@ -25,7 +24,11 @@ ABOUT = (
     "every round (FedAvg, McMahan et al. 2017).\n\n"
     "**What to look for:** does the merged model beat each of its inputs on the average over the tasks, and "
     "how far is it from the ensemble (which runs every input)? Open `digits-finetunes` for task vectors, "
-    "`digits-federated` for FedAvg."
+    "`digits-federated` for FedAvg.\n\n"
+    "**LoRA adapters** (open `digits-lora`) are merged on what they compute, the update `delta_W = B A` of each "
+    "module, and factorised back to the adapter's rank by truncated SVD (the error of that step is shown): "
+    "`(B G, G^-1 A)` is the same adapter for any invertible `G`, so averaging `A` and `B` separately mixes "
+    "arbitrary coordinates. That wrong way is offered as a labelled baseline."
 )
 
 st.title("Merge")
@@ -44,13 +47,14 @@ labels = ui.checkpoint_labels(zoo)
 default_rows, default_base = L.default_merge_rows(zoo)
 selection = [r for r in ui.get_selection() if 0 <= r < zoo.n_checkpoints]
 left, right = st.columns([2, 1])
-method = left.selectbox("Method", list(M.METHODS), format_func=M.METHODS.get, key="merge_method")
+methods = L.methods_for(zoo)
+method = left.selectbox("Method", list(methods), format_func=methods.get, key="merge_method")
 pick = selection if len(selection) >= 2 else default_rows
 rows = st.multiselect("Models to merge (default: the linked selection, else the zoo's natural set)",
                       list(range(zoo.n_checkpoints)), default=pick[:2] if method == "slerp" else pick,
                       format_func=labels.__getitem__, key=f"merge_rows_{method == 'slerp'}")
 base_row = default_base  # task vectors are drawn whenever the zoo names a base
-if method in M.NEEDS_BASE:
+if L.needs_base(zoo, method):
     base_row = right.selectbox("Base model (what the others were fine-tuned from)", list(range(zoo.n_checkpoints)),
                                index=default_base if default_base is not None else 0, format_func=labels.__getitem__,
                                key="merge_base")
@@ -92,8 +96,10 @@ with st.container(border=True):
 
 
 def merge_now(rows: tuple[int, ...], method: str, base_row: int | None, options_json: str, progress=None) -> dict:
-    merged = L.merge_rows(zoo, list(rows), method, base_row, progress=progress, **json.loads(options_json))
-    return {"weights": merged, **L.merge_report(zoo, list(rows), merged, base_row)}
+    details: dict = {}
+    merged = L.merge_rows(zoo, list(rows), method, base_row, progress=progress, details=details,
+                          **json.loads(options_json))
+    return {"weights": merged, **details, **L.merge_report(zoo, list(rows), merged, base_row)}
 
 
 def sweep_now(rows: tuple[int, ...], method: str, base_row: int | None, values: tuple[float, ...],
@@ -108,7 +114,7 @@ pressed = st.button("Merge", type="primary", key="merge_go")
 if pressed and len(rows) < (2 if method == "slerp" else 1):
     st.error("Pick the models to merge (SLERP takes exactly two).")
     pressed = False
-result = ui.on_request(zoo, "merge", ("merge", *key), partial(merge_now, *key), f"Merging by {M.METHODS[method]}",
+result = ui.on_request(zoo, "merge", ("merge", *key), partial(merge_now, *key), f"Merging by {methods[method]}",
                        pressed, errors=(ValueError, TypeError))
 if result is None:
     st.info("Pick the models and a method, then press **Merge**.")
@@ -124,6 +130,10 @@ verdict = "beats" if merged_avg > result["best_input"] else "does not beat"
 st.markdown(f"The merged model's average accuracy over the tasks is **{merged_avg:.3f}**: it {verdict} every "
             f"input (best input {result['best_input']:.3f}); the ensemble of the inputs reaches "
             f"{float(table['average'].iloc[1]):.3f}.")
+if "truncation_error" in result:
+    errors = result["truncation_error"]
+    st.caption("Re-factorised to the adapter's rank by truncated SVD; relative error of that step per module: "
+               + ", ".join(f"{k} {v:.3f}" for k, v in errors.items()) + ".")
 ui.chart(P.task_accuracy_bars(table if len(table) <= 14 else table.iloc[:14]), key="merge_bars")
 st.dataframe(table.round(4), hide_index=True, key="merge_table")
 

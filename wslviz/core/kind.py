@@ -124,6 +124,11 @@ class ArchitectureBase(FlatLayout):
             return False
 
     @property
+    def matches_activations(self) -> bool:
+        """Whether activation matching can run: the forward captures the units of every permutation group."""
+        return bool(self.has_forward) and self.knows_symmetries
+
+    @property
     def has_invariants(self) -> bool:
         """Whether the kind has a continuous symmetry beyond ``perm_spec`` and offers features it leaves unchanged
         (:meth:`invariant_features`; LoRA adapters' GL(r))."""

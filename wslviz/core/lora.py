@@ -359,6 +359,10 @@ class LoraArchitecture(ArchitectureBase):
     def has_invariants(self) -> bool:
         return True
 
+    @property
+    def matches_activations(self) -> bool:
+        return False  # rank units are not activations of the merged network
+
     def invariant_names(self) -> list[str]:
         """Column names of :meth:`invariant_features`."""
         names = []

@@ -23,6 +23,7 @@ LORA_METHODS = ("average", "task_arithmetic", "ties", "dare")
 LABELS = {"average": "mean of delta_W", "task_arithmetic": "task arithmetic on delta_W",
           "ties": "TIES on delta_W", "dare": "DARE on delta_W",
           "factor_average": "baseline: mean of A and mean of B (wrong: ignores GL(r))"}
+"""Method name -> label, in the order the Merge page offers them for adapter zoos."""
 
 
 @dataclass
@@ -64,11 +65,13 @@ def factorise(arch: ArchitectureLike, deltas: dict[str, torch.Tensor], like: tor
 
 
 def merge_adapters(arch: ArchitectureLike, weights: torch.Tensor, method: str = "ties", lam: float = 1.0,
-                   density: float = 0.2, drop: float = 0.5, seed: int = 0) -> AdapterMerge:
+                   density: float = 0.2, drop: float = 0.5, combine: str = "task_arithmetic",
+                   seed: int = 0) -> AdapterMerge:
     """Merge K adapters (``weights`` [K, P] of a LoRA zoo) on ``delta_W`` by ``method`` of :data:`LORA_METHODS`:
     ``average`` (the mean), ``task_arithmetic`` (``lam`` times the sum), ``ties`` (``lam`` times the TIES vector,
     keeping ``density`` of each update), ``dare`` (each update's entries dropped with probability ``drop`` and
-    rescaled, then ``lam`` times the sum). Other tensors (DoRA magnitudes, saved heads) are averaged."""
+    rescaled, then ``lam`` times their sum, or with ``combine="ties"`` their TIES vector). Other tensors (DoRA
+    magnitudes, saved heads) are averaged."""
     if method not in LORA_METHODS:
         raise ValueError(f"unknown adapter merge {method!r}; known: {', '.join(LORA_METHODS)} (and factor_average)")
     if weights.dim() != 2 or len(weights) == 0:
@@ -81,6 +84,8 @@ def merge_adapters(arch: ArchitectureLike, weights: torch.Tensor, method: str = 
             merged = lam * vectors.sum(0)
         case "ties":
             merged = lam * ties_vector(vectors, density)
+        case _ if combine == "ties":
+            merged = lam * ties_vector(dare_vectors(vectors, drop, seed), density)
         case _:
             merged = lam * dare_vectors(vectors, drop, seed).sum(0)
     deltas, start = {}, 0

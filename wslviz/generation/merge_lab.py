@@ -20,6 +20,8 @@ from wslviz.core.protocol import ArchitectureLike
 from wslviz.core.report import Report
 from wslviz.core.tasks import Task, make_task
 from wslviz.core.zoo import Zoo
+from wslviz.generation.lora_merge import LABELS as ADAPTER_METHODS
+from wslviz.generation.lora_merge import factor_average, merge_adapters
 from wslviz.generation.merging import METHODS, NEEDS_BASE, merge, slerp, task_vectors, trim
 from wslviz.understand.align import align_zoo
 from wslviz.understand.repair import reset_batchnorm
@@ -129,7 +131,9 @@ def merge_sweep(arch: ArchitectureLike, tasks: Mapping[str, Task], weights: torc
 def default_merge_rows(zoo: Zoo) -> tuple[list[int], int | None]:
     """Rows to merge and the base row when the user has not picked any: a fine-tuning zoo's final fine-tunes
     and its base (``role`` column); a federated zoo's clients after the last round (``round`` column), with
-    their common start as base; else the four most accurate final checkpoints, no base."""
+    their common start as base; a zoo with a ``task`` column (adapters or fine-tunes per task), each task's most
+    accurate final checkpoint on its own task (``task_acc``, else ``test_acc``); else the four most accurate final
+    checkpoints, no base."""
     meta, final = zoo.metadata, zoo.final_index()
     if "role" in meta:
         roles = meta["role"].to_numpy()[final]
@@ -138,8 +142,13 @@ def default_merge_rows(zoo: Zoo) -> tuple[list[int], int | None]:
     if "round" in meta:
         start = np.flatnonzero(meta["round"].to_numpy() == 0)
         return [int(r) for r in final], int(start[0]) if len(start) else None
-    acc = meta["test_acc"].to_numpy(float)[final] if "test_acc" in meta else np.zeros(len(final))
-    return [int(r) for r in final[np.argsort(-acc, kind="stable")][:4]], None
+    column = "task_acc" if "task_acc" in meta else "test_acc"
+    acc = meta[column].to_numpy(float)[final] if column in meta else np.zeros(len(final))
+    ranked = final[np.argsort(-acc, kind="stable")]
+    if "task" in meta:
+        tasks = meta["task"].to_numpy()[ranked]
+        return [int(ranked[np.flatnonzero(tasks == t)[0]]) for t in dict.fromkeys(tasks)][:8], None
+    return [int(r) for r in ranked[:4]], None
 
 
 def model_tasks(zoo: Zoo, rows: Sequence[int]) -> list[Task]:
@@ -152,12 +161,36 @@ def model_tasks(zoo: Zoo, rows: Sequence[int]) -> list[Task]:
     return [zoo.task] * len(rows)
 
 
+def methods_for(zoo: Zoo) -> dict[str, str]:
+    """The merge methods that make sense for the zoo (name -> label): on the updates ``delta_W`` for a kind with a
+    continuous symmetry (LoRA adapters: :data:`wslviz.generation.lora_merge.LABELS`, the factor average as a
+    labelled baseline), else :data:`wslviz.generation.merging.METHODS`."""
+    return dict(ADAPTER_METHODS) if zoo.arch.has_invariants else dict(METHODS)
+
+
+def needs_base(zoo: Zoo, method: str) -> bool:
+    """Whether ``method`` needs a base row of the zoo (task vectors of full networks; adapters are their own
+    task vectors, their base is in the architecture)."""
+    return method in NEEDS_BASE and not zoo.arch.has_invariants
+
+
 def merge_rows(zoo: Zoo, rows: Sequence[int], method: str = "aligned", base_row: int | None = None,
-               progress: Progress = None, **options: Any) -> torch.Tensor:
+               progress: Progress = None, details: dict[str, Any] | None = None, **options: Any) -> torch.Tensor:
     """:func:`merge` of the zoo's ``rows`` by ``method`` -> ``[P]``, filling in what the method needs from the
     zoo: ``base`` from ``base_row``, each model's own task for ``fisher`` (:func:`model_tasks`), the
-    clients' ``n_examples`` column for the FedAvg methods, the zoo's task for everything else."""
+    clients' ``n_examples`` column for the FedAvg methods, the zoo's task for everything else. Adapter zoos
+    merge on ``delta_W`` (:func:`wslviz.generation.lora_merge.merge_adapters`; ``details`` then receives
+    ``truncation_error``, per module the relative error of the rank-r re-factorisation)."""
     w = zoo.weights[torch.as_tensor(np.asarray(rows, dtype=int))].float()
+    if zoo.arch.has_invariants:
+        if method == "factor_average":
+            return factor_average(zoo.arch, w)
+        if method not in ADAPTER_METHODS:
+            raise ValueError(f"adapters merge on delta_W: pick one of {', '.join(ADAPTER_METHODS)}")
+        done = merge_adapters(zoo.arch, w, method, **options)
+        if details is not None:
+            details["truncation_error"] = done.errors
+        return done.weights
     if method in NEEDS_BASE:
         if base_row is None:
             raise ValueError(f"{METHODS[method]} needs a base model: pick the row the others were fine-tuned from")

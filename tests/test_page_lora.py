@@ -1,0 +1,84 @@
+"""The app on the LoRA sample zoo: the Symmetry page's GL(r) tab, merging adapters on delta_W, the Landscape paths
+and projections of invariant features, under Streamlit's AppTest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from conftest import SAMPLE, sample_zoo
+from pagetest import arr, chart
+from streamlit.testing.v1 import AppTest
+
+from wslviz.generation import merge_lab as L
+from wslviz.generation.lora_merge import LABELS, merge_adapters
+
+PAGES = Path(__file__).resolve().parents[1] / "pages"
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(str(PAGES / name), default_timeout=300)
+    at.session_state["zoo_path"] = str(SAMPLE / "digits-lora")
+    return at.run()
+
+
+def test_symmetry_page_shows_gl_moving_factors_and_keeping_the_adapter():
+    at = page("3_Symmetry.py")
+    assert not at.exception
+    bars = {t["name"]: arr(t["y"]) for t in chart(at, "sym_gl_effects")["data"]}
+    assert (bars["A and B: relative change"][[0, 2, 3]] > 0.1).all()  # any G, scaling and rotation move far
+    assert (bars["delta_W = B A: relative change"] < 1e-5).all()
+    assert (bars["invariant features: relative change"] < 1e-5).all()
+    assert (bars["max output difference"] < 1e-4).all()
+    scatter = chart(at, "sym_gl_distances")["data"]
+    assert len(arr(scatter[0]["x"])) == 300
+    raw, canonical = (float(t["name"].rpartition("Spearman ")[2].rstrip(")")) for t in scatter)
+    at.toggle(key="sym_gl_scramble").set_value(True).run()
+    scattered = chart(at, "sym_gl_distances")["data"]
+    np.testing.assert_allclose(arr(scattered[0]["x"]), arr(scatter[0]["x"]), rtol=1e-5)  # the same updates
+    raw2, canonical2 = (float(t["name"].rpartition("Spearman ")[2].rstrip(")")) for t in scattered)
+    assert canonical2 == canonical and raw2 != raw  # new coordinates: only the raw distances change
+    np.testing.assert_allclose(arr(scattered[1]["y"]), arr(scatter[1]["y"]), rtol=1e-3, atol=1e-4)
+    moved = np.abs(arr(scattered[0]["y"]) / arr(scatter[0]["y"]) - 1)
+    assert np.median(moved) > 0.1
+    assert "activation" not in at.radio(key="sym_method").options  # rank units have no activations
+    at.button(key="sym_align").click().run()
+    assert not at.exception and not at.error
+
+
+def test_merge_page_merges_adapters_on_delta_w_with_the_baseline_offered():
+    at = page("7_Merge.py")
+    assert not at.exception
+    assert at.selectbox(key="merge_method").options == list(LABELS.values())
+    zoo = sample_zoo("digits-lora")
+    rows, _ = L.default_merge_rows(zoo)
+    assert sorted(zoo.metadata["task"].iloc[rows]) == ["mirror", "noise", "rotate90"]  # one adapter per task
+    at.selectbox(key="merge_method").select("ties").run()
+    at.button(key="merge_go").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert {"rotate90", "mirror", "noise", "average"} <= set(table.columns)
+    expected = L.task_accuracies(zoo.arch, L.zoo_tasks(zoo),
+                                 merge_adapters(zoo.arch, zoo.weights[rows].float(), "ties").weights[None])
+    assert np.isclose(float(table["average"].iloc[0]), float(expected["average"].iloc[0]), atol=1e-4)  # shown to 4
+    assert any("truncated SVD" in c.value for c in at.caption)
+    at.selectbox(key="merge_method").select("factor_average").run()
+    at.button(key="merge_go").click().run()
+    assert not at.exception and not at.error
+    naive = float(at.dataframe[0].value["average"].iloc[0])
+    mean_w = zoo.weights[rows].double().mean(0).float()
+    assert np.isclose(naive, float(L.task_accuracies(zoo.arch, L.zoo_tasks(zoo), mean_w)["average"].iloc[0]), atol=1e-4)
+
+
+def test_landscape_paths_and_invariant_projection_run_on_adapters():
+    at = page("4_Landscape.py")
+    assert "activation" not in at.multiselect(key="land_path_methods").options
+    at.button(key="land_path_go").click().run()
+    assert not at.exception and not at.error
+    path = chart(at, "land_path_fig")
+    ends = [arr(t["y"]) for t in path["data"] if t.get("name", "").startswith("naive")]
+    assert ends and np.isfinite(ends[0]).all()
+    proj = page("2_Projections.py")
+    assert "invariant" in proj.selectbox(key="proj_kind").options
+    assert not torch.isnan(sample_zoo("digits-lora").weights).any()
