@@ -12,6 +12,7 @@ from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.represent.features import (
     KINDS,
     FeatureError,
+    available_kinds,
     compute_features,
     feature_names,
     feature_set,
@@ -118,7 +119,10 @@ def test_flat_names_and_errors(random_mlp_zoo, mlp_arch):
     no_task = random_zoo(mlp_arch, None)
     with pytest.raises(FeatureError, match="no task"):
         compute_features(no_task, "functional")
-    assert set(KINDS) == {"flat", "aligned", "stats", "spectral", "functional", "learned"}
+    assert set(KINDS) == {"flat", "aligned", "stats", "spectral", "functional", "invariant", "learned"}
+    assert "invariant" not in available_kinds(random_mlp_zoo)  # permutations only: no continuous symmetry
+    with pytest.raises(FeatureError, match="no continuous symmetry"):
+        compute_features(random_mlp_zoo, "invariant")
 
 
 def test_learned_features_shape(random_mlp_zoo):

@@ -29,6 +29,7 @@ from wslviz.core.arch import Architecture, infer_architecture, mlp_spec
 from wslviz.core.evaluation import evaluate, evaluate_affine, evaluate_per_model, forward, model_outputs
 from wslviz.core.kind import ArchitectureBase
 from wslviz.core.layout import ArchitectureError, NoForwardError, ParamInfo
+from wslviz.core.lora import LoraArchitecture, lora_spec
 from wslviz.core.module_arch import ModuleArchitecture
 from wslviz.core.permutation import PermutationSpec, SymmetryError
 from wslviz.core.protocol import ArchitectureLike, from_module, from_spec, infer_layout, register_kind, require_forward
@@ -37,8 +38,9 @@ from wslviz.core.tasks import Task, TaskError, make_task
 from wslviz.core.weights_only import WeightsOnlyLayout
 from wslviz.core.zoo import Zoo
 
-__all__ = ["Architecture", "ArchitectureBase", "ArchitectureError", "ArchitectureLike", "ModuleArchitecture",
+__all__ = ["Architecture", "ArchitectureBase", "ArchitectureError", "ArchitectureLike", "LoraArchitecture",
+           "ModuleArchitecture",
            "NoForwardError", "ParamInfo", "PermutationSpec", "Report", "SymmetryError", "Task", "TaskError",
            "WeightsOnlyLayout", "Zoo", "evaluate", "evaluate_affine", "evaluate_per_model", "forward", "from_module",
-           "from_spec", "infer_architecture", "infer_layout", "make_task", "mlp_spec", "model_outputs",
+           "from_spec", "infer_architecture", "infer_layout", "lora_spec", "make_task", "mlp_spec", "model_outputs",
            "register_kind", "require_forward"]

@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from wslviz.core.lora import KIND, LoraArchitecture, lora_spec
+from wslviz.core.lora import LoraArchitecture, lora_spec
 from wslviz.core.zoo import Zoo
 from wslviz.formats._common import read_json, require_dir, require_finite
 from wslviz.formats.errors import ZooFormatError
@@ -257,4 +257,4 @@ def read(path: Path, base: Any = None, check_finite: bool = True, progress: Call
     if skipped:
         parts.append(f"{len(skipped)} folder(s) not opened")
     return Zoo(name=path.name, metadata=meta, weights=weights, arch=arch, task=None, path=path, format="peft",
-               description="; ".join(parts), extra={"skipped": skipped, "notes": notes, "kind": KIND})
+               description="; ".join(parts), extra={"skipped": skipped, "notes": notes})

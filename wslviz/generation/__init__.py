@@ -6,6 +6,8 @@
   al. 2025), the noise baseline and the noise frontier;
 - :mod:`~wslviz.generation.merging`: ``merge(..., method=...)``: averages, SLERP, task arithmetic, TIES, DARE,
   soups, Fisher, aligned averaging with REPAIR, FedAvg;
+- :mod:`~wslviz.generation.lora_merge`: LoRA adapters merged on ``delta_W = B A`` (``merge_adapters``), the factor
+  average as a labelled baseline;
 - :mod:`~wslviz.generation.export`: generated models as a zoo, JSON, ``.safetensors`` or a zipped zoo;
 - :mod:`~wslviz.generation.rows`: the zoo rows generators start from.
 
@@ -28,6 +30,7 @@ from wslviz.generation.generators import (
     generate,
     make_generator,
 )
+from wslviz.generation.lora_merge import AdapterMerge, factor_average, merge_adapters
 from wslviz.generation.novelty import (
     NOISE_AMPLITUDES,
     NoiseFrontier,
@@ -44,9 +47,9 @@ from wslviz.generation.novelty import (
 from wslviz.generation.rows import align_rows, best_final_rows, check_rows
 from wslviz.generation.tuned import TUNED, tuned_options
 
-__all__ = ["GENERATORS", "LEARNED", "ConditionalVAE", "HyperRepSampler", "Interpolation", "KDESampler",
+__all__ = ["GENERATORS", "LEARNED", "AdapterMerge", "ConditionalVAE", "HyperRepSampler", "Interpolation", "KDESampler",
            "LatentDiffusion", "Merge", "NOISE_AMPLITUDES", "NoiseFrontier", "NoveltyIndex", "PCAGaussian",
            "PCASpace", "TUNED", "WeightGenerator", "align_rows", "as_zoo", "best_final_rows", "check_rows",
-           "compare_with_baseline", "error_iou", "frontier_statement", "frontier_verdict", "generate",
-           "make_generator", "metadata_json", "noise_baseline", "noise_frontier", "novelty",
+           "compare_with_baseline", "error_iou", "factor_average", "frontier_statement", "frontier_verdict", "generate",
+           "make_generator", "merge_adapters", "metadata_json", "noise_baseline", "noise_frontier", "novelty",
            "project_with_generated", "safetensors_bytes", "tuned_options", "zoo_archive_bytes"]

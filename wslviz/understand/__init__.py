@@ -36,6 +36,7 @@ from wslviz.understand.landscape import (
     paths,
 )
 from wslviz.understand.lineage import Lineage
+from wslviz.understand.lowrank import gl_effects, pair_distances, random_coordinates, rank_agreement
 from wslviz.understand.repair import repair_to, reset_batchnorm
 from wslviz.understand.summaries import AlignmentReport, alignment_report
 from wslviz.understand.surfaces import filter_normalized_directions, plane, random_line, random_plane, trajectory
@@ -52,6 +53,7 @@ from wslviz.understand.symmetry import (
 __all__ = ["AlignmentReport", "Inversion", "Lineage", "SymmetryElement", "accuracy_barrier", "activation_matching",
            "align_to_average", "align_zoo", "alignment_report", "apply_symmetry", "barrier_matrix", "barrier_table",
            "barriers", "bezier_curve", "canonicalize", "distil", "equivalence_gap", "filter_normalized_directions",
-           "interpolate", "invert", "layer_distances", "loss_barrier", "matching_matrices", "pair_barriers", "paths",
-           "permutation_spec", "plane", "random_line", "random_plane", "random_symmetry", "repair_to",
-           "reset_batchnorm", "trajectory", "weight_matching"]
+           "gl_effects", "interpolate", "invert", "layer_distances", "loss_barrier", "matching_matrices",
+           "pair_barriers", "pair_distances", "paths", "permutation_spec", "plane", "random_coordinates",
+           "random_line", "random_plane", "random_symmetry", "rank_agreement", "repair_to", "reset_batchnorm",
+           "trajectory", "weight_matching"]
