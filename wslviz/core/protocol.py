@@ -12,6 +12,8 @@ as :data:`ArchitectureLike`, the type every library function and page takes as `
 ``weights-only``  :class:`wslviz.core.weights_only.WeightsOnlyLayout`  none: named tensors in file order
 ``lora``          :class:`wslviz.core.lora.LoraArchitecture`          the base model's, each adapter merged in
                                                                      (none when the zoo carries no base)
+``hf``            :class:`wslviz.core.hf_arch.HuggingFaceArchitecture` a ``transformers`` model built from its
+                                                                     ``config.json`` (``wslviz[hf]``)
 ================  =================================================  ===========================================
 
 A kind's constructor takes its spec (:func:`from_spec` dispatches on ``spec["kind"]``), so ``zoo.json``
@@ -42,6 +44,7 @@ KINDS: dict[str, str | type[ArchitectureBase]] = {
     "module": "wslviz.core.module_arch:ModuleArchitecture",
     "weights-only": "wslviz.core.weights_only:WeightsOnlyLayout",
     "lora": "wslviz.core.lora:LoraArchitecture",
+    "hf": "wslviz.core.hf_arch:HuggingFaceArchitecture",
 }
 """kind -> the class whose constructor takes the spec, or ``"module:class"`` (imported on first use)."""
 

@@ -72,18 +72,54 @@ def _activation(folder: Path, default: str | None) -> str | None:
     return ACTIVATION_NAMES.get(str(value).lower().replace("_", ""), ACTIVATION_NAMES.get(str(value), default))
 
 
+def config_architecture(folder: Path, input_shape: Sequence[int] | None = None) -> tuple[Any, str]:
+    """The model a folder's ``config.json`` describes, built by ``transformers`` (the ``hf`` kind,
+    :mod:`wslviz.core.hf_arch`), with a note; ``(None, why not)`` without a config, without ``transformers``,
+    or for a config it cannot build (the folder then opens as before, from its tensors)."""
+    if not (folder / "config.json").is_file():
+        return None, ""
+    config = read_json(folder / "config.json")
+    if not isinstance(config, dict) or "model_type" not in config:
+        return None, "config.json names no model_type: the tensors are read without it"
+    if config.get("auto_map"):
+        raise ZooFormatError(folder / "config.json", "names remote code (auto_map); wslviz never runs code from "
+                             "a model folder: state the architecture instead")
+    from wslviz.core.hf_arch import HuggingFaceArchitecture
+    from wslviz.core.layout import ArchitectureError
+
+    spec = {"kind": "hf", "config": config, **({"input_shape": list(input_shape)} if input_shape else {})}
+    try:
+        return HuggingFaceArchitecture(spec), f"built from config.json ({config['model_type']}) by transformers"
+    except ArchitectureError as e:
+        return None, f"config.json not used ({e})"
+
+
 def read(path: Path, arch: Any = None, activation: str | None = None, input_shape: Sequence[int] | None = None,
          check_finite: bool = True, progress: Callable[[int, int], None] | None = None,
          stack: int | str | None = None, group: int | None = None, **_: Any):
     """Read one Hugging Face model folder, or a folder of them (options as for
-    :func:`wslviz.formats.folder.read`; the activation defaults to the one ``config.json`` names)."""
+    :func:`wslviz.formats.folder.read`; the activation defaults to the one ``config.json`` names). Without a
+    stated ``arch``, a ``config.json`` that ``transformers`` can build gives the network
+    (:func:`config_architecture`): its forward, and for GPT-2, BERT and Llama its symmetries."""
     path = require_dir(path, "Hugging Face")
     folders = [path] if is_model(path) else sorted(p for p in path.iterdir() if p.is_dir() and is_model(p))
     if not folders:
         raise ZooFormatError(path, f"no {SINGLE} or {INDEX}")
     act = activation or _activation(folders[0], None)
+    note = ""
+    if arch is None and stack is None:
+        arch, note = config_architecture(folders[0], input_shape)
     zoo = read_files(path, folders, "huggingface", arch, act, input_shape, check_finite, loader=model_checkpoint,
                      description="Hugging Face model folder(s)", progress=progress, stack=stack, group=group)
+    if note:
+        zoo.extra["notes"] = {**zoo.extra.get("notes", {}), note: len(folders)}
+    unused = getattr(zoo.arch, "unused_keys", None)
+    if unused is not None:
+        left = unused(model_checkpoint(folders[0]).tensors)
+        if left:
+            zoo.extra["notes"] = {**zoo.extra.get("notes", {}),
+                                  f"{len(left)} tensor(s) this model does not hold left out (e.g. {left[0]})":
+                                  len(folders)}
     zoo.metadata = zoo.metadata.rename(columns={"file": "model"})
     if folders == [path]:
         zoo.metadata["model"] = [path.name]

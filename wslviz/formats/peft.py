@@ -251,8 +251,10 @@ def read(path: Path, base: Any = None, check_finite: bool = True, progress: Call
     if check_finite:
         require_finite(weights, lambda i: chosen[i].name, "adapter")
     meta = pd.DataFrame([{"model_id": i, **_metadata(a)} for i, a in enumerate(chosen)])
-    notes = sorted({n for a in chosen for n in a.notes} | {"B holds each adapter's scaling alpha / r "
-                                                           "(alpha / sqrt(r) with rsLoRA), so delta_W = B A"})
+    notes = {"B holds each adapter's scaling alpha / r (alpha / sqrt(r) with rsLoRA), so delta_W = B A": len(chosen)}
+    for a in chosen:
+        for n in a.notes:
+            notes[n] = notes.get(n, 0) + 1
     parts = [f"{len(chosen)} LoRA adapter(s) of {base_model or 'an unnamed base model'}"]
     if skipped:
         parts.append(f"{len(skipped)} folder(s) not opened")
