@@ -49,6 +49,11 @@ def delta(change: float, digits: int) -> str | None:
     return f"{change:.{digits}f} by alignment" if round(change, digits) != 0 else None
 
 
+def gap_text(gap: float) -> str:
+    """An output difference as shown, or why there is none (a network that cannot run)."""
+    return "— (no forward)" if np.isnan(gap) else f"{gap:.1e}"
+
+
 def label(r: int) -> str:
     return ui.checkpoint_label(zoo, r)
 
@@ -91,7 +96,7 @@ with tabs[0]:
         m1, m2, m3 = st.columns(3)
         m1.metric("Weight distance ‖θ − g·θ‖", f"{float((moved - theta).norm()):.3f}",
                   help=f"‖θ‖ = {float(theta.norm()):.3f}")
-        m2.metric("Max output difference", f"{S.equivalence_gap(arch, theta, moved, x):.1e}",
+        m2.metric("Max output difference", gap_text(S.equivalence_gap(arch, theta, moved, x)),
                   help="Largest |f(x; θ) − f(x; g·θ)| over "
                   + ("the test inputs" if x is not None else "256 random probe inputs"))
         m3.metric("Permutation symmetries", f"10^{S.group_size_log10(arch):.1f}",
@@ -152,7 +157,7 @@ with tabs[1]:
         n1, n2, n3 = st.columns(3)
         n1.metric("Distance A–B", f"{total_after:.3f}", delta=delta(total_after - total_before, 3),
                   delta_color="inverse")
-        n2.metric("Max output change of B", f"{res.gap:.1e}", help="Aligned B against B as trained")
+        n2.metric("Max output change of B", gap_text(res.gap), help="Aligned B against B as trained")
         if res.barrier_before is not None:
             n3.metric(f"Loss barrier A–B ({R.LABELS[res.correction]})", f"{res.barrier_after:.4f}",
                       delta=delta(res.barrier_after - res.barrier_before, 4), delta_color="inverse",

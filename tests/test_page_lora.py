@@ -6,13 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
-from conftest import SAMPLE, sample_zoo
+from conftest import ROOT, SAMPLE, sample_zoo
 from pagetest import arr, chart
 from streamlit.testing.v1 import AppTest
 
+from wslviz.core.arch import Architecture, mlp_spec
+from wslviz.core.training import init_weights
 from wslviz.generation import merge_lab as L
 from wslviz.generation.lora_merge import LABELS, merge_adapters
+from wslviz.ui.home import page_files
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
 
@@ -82,3 +86,35 @@ def test_landscape_paths_and_invariant_projection_run_on_adapters():
     proj = page("2_Projections.py")
     assert "invariant" in proj.selectbox(key="proj_kind").options
     assert not torch.isnan(sample_zoo("digits-lora").weights).any()
+
+
+def _peft_folder(root: Path) -> Path:
+    peft = pytest.importorskip("peft")
+    base = Architecture(mlp_spec([12, 16, 5]))
+    for i, r in enumerate((2, 4)):
+        torch.manual_seed(i)
+        config = peft.LoraConfig(r=r, lora_alpha=4, target_modules=["0", "2"], init_lora_weights=False)
+        peft.get_peft_model(base.build(init_weights(base, [0])[0]), config).save_pretrained(root / f"adapter{i}")
+    return root
+
+
+def _gpt2_folder(root: Path) -> Path:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=8, vocab_size=24,
+                                     architectures=["GPT2LMHeadModel"])
+    for i in range(3):
+        torch.manual_seed(i)
+        transformers.GPT2LMHeadModel(config).save_pretrained(root / f"seed{i}")
+    return root
+
+
+@pytest.mark.parametrize("make", [_peft_folder, _gpt2_folder], ids=["peft-adapters", "gpt2-folder"])
+def test_every_page_runs_on_adapter_and_hugging_face_folders(tmp_path, make):
+    path = make(tmp_path / "zoo")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    at.sidebar.radio(key="zoo_source").set_value("Folder path").run()
+    at.sidebar.text_input(key="zoo_folder").input(str(path)).run()
+    assert not at.exception, at.exception
+    for name in page_files():
+        at.switch_page(f"pages/{name.name}").run()
+        assert not at.exception, (name.name, at.exception)

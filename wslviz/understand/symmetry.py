@@ -283,7 +283,10 @@ def probe_inputs(arch: ArchitectureLike, n: int = 256, seed: int = 0) -> torch.T
 
 def equivalence_gap(arch: ArchitectureLike, a: torch.Tensor, b: torch.Tensor, x: torch.Tensor | None = None) -> float:
     """Max absolute output difference between models ``a`` and ``b`` ([P] or [B, P] each, paired) on
-    probe inputs ``x`` (default: 256 standard-normal inputs)."""
+    probe inputs ``x`` (default: 256 standard-normal inputs); NaN for an architecture that cannot run (a
+    weights-only layout, adapters without their base model)."""
+    if not arch.has_forward:
+        return float("nan")
     a, _ = as_batch(a, arch)
     b, _ = as_batch(b, arch)
     x = probe_inputs(arch) if x is None else x
