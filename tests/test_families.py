@@ -184,3 +184,47 @@ def test_a_folder_of_sb3_agents_opens_each_environment_as_its_actor_critic(tmp_p
         with torch.no_grad():
             torch.testing.assert_close(wv.model_outputs(z.arch, z.weights[0], x), nets[env, 0](x), rtol=1e-5,
                                        atol=1e-6)
+
+
+class _Tutorial1d(torch.nn.Module):
+    """A 1-D CNN as time-series tutorials write it (its own code, not the built-in)."""
+
+    def __init__(self, pool: str):
+        super().__init__()
+        nn = torch.nn
+        self.pool = pool
+        self.features = nn.Sequential(nn.Conv1d(3, 8, 5, padding=2), nn.BatchNorm1d(8), nn.ReLU(),
+                                      nn.Conv1d(8, 12, 3, padding=1), nn.ReLU())
+        self.fc1 = nn.Linear(12 if pool == "avg" else 12 * 20, 16)
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = self.features(x)
+        h = h.mean(-1) if self.pool == "avg" else h.flatten(1)
+        return self.fc2(torch.relu(self.fc1(h)))
+
+
+@pytest.mark.parametrize("pool", ["avg", "flatten"])
+def test_one_dimensional_conv_nets_open_with_their_symmetries(tmp_path, pool):
+    torch.manual_seed(0)
+    nets = [_Tutorial1d(pool).eval() for _ in range(3)]
+    for i, net in enumerate(nets):
+        with torch.no_grad():
+            net.features[1].running_mean.uniform_(-0.5, 0.5)
+            net.features[1].running_var.uniform_(0.5, 2.0)
+        torch.save(net.state_dict(), tmp_path / f"run{i}.pt")
+    zoo = wv.load_zoo(tmp_path)
+    arch = zoo.arch
+    assert arch.spec["builtin"] == "conv1d_net" and arch.knows_symmetries
+    assert "1-D convolutional" in arch.assumed["architecture"]
+    assert arch.input_shape == ((3, 20) if pool == "flatten" else (3, 128))
+    x = torch.randn(6, *arch.input_shape)
+    with torch.no_grad():
+        for i, net in enumerate(nets):
+            assert torch.allclose(arch.forward(zoo.weights[i:i + 1], x)[0][0], net(x), atol=1e-5)
+    w = zoo.weights[:1]
+    planted = wv.apply_symmetry(arch, w.double(), wv.random_symmetry(arch, seed=3)).float()
+    out = arch.forward(w, x)[0]
+    assert (planted - w).norm() > 0.3 * w.norm()
+    assert float((arch.forward(planted, x)[0] - out).abs().max()) <= 1e-5 * float(out.abs().max())
+    assert torch.allclose(wv.weight_matching(arch, w[0], planted[0]), w[0], atol=1e-5)

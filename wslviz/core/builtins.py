@@ -48,6 +48,7 @@ from torch import nn
 from wslviz.core.blocks import BasicBlock, activation_module
 from wslviz.core.published import (
     CifarResNetA,
+    Conv1dNet,
     RecurrentClassifier,
     TorchvisionMobileNetV2,
     TorchvisionResNet,
@@ -291,6 +292,7 @@ BUILTINS: dict[str, Callable[..., nn.Module]] = {
     "vgg_torchvision": TorchvisionVGG,
     "mobilenet_v2_torchvision": TorchvisionMobileNetV2,
     "recurrent_classifier": RecurrentClassifier,
+    "conv1d_net": Conv1dNet,
     "gpt": GPT,
     "actor_critic": ActorCritic,
 }
@@ -307,6 +309,7 @@ INPUTS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "vgg_torchvision": lambda kw: {"shape": [kw.get("in_channels", 3), 224, 224]},
     "mobilenet_v2_torchvision": lambda kw: {"shape": [kw.get("in_channels", 3), 224, 224]},
     "recurrent_classifier": lambda kw: {"shape": [16, kw.get("input_size", 8)]},
+    "conv1d_net": lambda kw: {"shape": [kw["layers"][0]["in"], 128]},
     "gpt": lambda kw: {"shape": [kw.get("seq_len", 3)], "dtype": "int", "high": kw.get("vocab_size", 24)},
     "actor_critic": lambda kw: {"shape": [kw.get("n_inputs", 4)]},
 }

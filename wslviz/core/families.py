@@ -20,6 +20,9 @@ GRU / LSTM / RNN classifier one recurrent module (``NAME.weight_ih_l0``, ``weigh
                             shapes, layers and directions from the names) and one linear head on its outputs
 Stable-Baselines3 policy    ``mlp_extractor.policy_net`` / ``value_net`` MLPs of equal widths, ``action_net``,
                             ``value_net`` (discrete actions; SB3's default tanh assumed)
+1-D convolutional net       a chain of ``Conv1d`` weights ``[out, in, k]`` (odd ``k``), each optionally followed by a
+                            ``BatchNorm1d``, then linear layers: a global average pool when the first linear layer
+                            takes the last conv's channels, a flatten (its length) when a multiple of them
 ==========================  =================================================================================
 
 What a state dict cannot tell (the input size) is assumed and said so (``assumed``). A recognition is only used
@@ -182,8 +185,47 @@ def _torchvision_mobilenet_v2(shapes: Shapes) -> Family | None:
                   "torchvision MobileNet-V2")
 
 
+def _conv1d_net(shapes: Shapes) -> Family | None:
+    modules: dict[str, dict[str, tuple[int, ...]]] = {}
+    for key, shape in shapes.items():
+        owner, _, leaf = key.rpartition(".")
+        modules.setdefault(owner, {})[leaf] = tuple(shape)
+    layers, width = [], None
+    for name, tensors in modules.items():
+        w = tensors.get("weight")
+        if w is None or set(tensors) - {"weight", "bias", "running_mean", "running_var"}:
+            return None
+        if len(w) == 3 and (not layers or layers[-1]["type"] != "linear") and (width in (None, w[1])) \
+                and w[2] % 2 == 1:
+            layers.append({"name": name, "type": "conv1d", "in": w[1], "out": w[0], "kernel": w[2],
+                           "bias": "bias" in tensors})
+        elif len(w) == 1 and "running_mean" in tensors and layers and layers[-1]["type"] == "conv1d" \
+                and w[0] == width:
+            layers.append({"name": name, "type": "batchnorm1d", "out": w[0]})
+        elif len(w) == 2 and layers and (layers[-1]["type"] == "linear" and w[1] == width
+                                         or layers[-1]["type"] != "linear" and w[1] % width == 0):
+            layers.append({"name": name, "type": "linear", "in": w[1], "out": w[0], "bias": "bias" in tensors})
+        else:
+            return None
+        width = w[0]
+    first_linear = next((i for i, layer in enumerate(layers) if layer["type"] == "linear"), None)
+    if first_linear is None or not any(layer["type"] == "conv1d" for layer in layers):
+        return None
+    channels = layers[first_linear - 1]["out"]
+    length = layers[first_linear]["in"] // channels
+    pool = "avg" if length == 1 else "flatten"
+    length = length if pool == "flatten" else 128
+    return Family("conv1d_net", {"layers": layers, "pool": pool}, (layers[0]["in"], length),
+                  {"input size": f"{length} time steps" + (" (the flatten's width over the last conv's channels)"
+                                                           if pool == "flatten" else ""),
+                   "layers": "ReLU after each convolution (and its BatchNorm) and between linear layers; padding "
+                             "kernel // 2, stride and dilation 1" + ("; a global average pool over time before the "
+                                                                     "first linear layer" if pool == "avg" else "")},
+                  "1-D convolutional classifier")
+
+
 RECOGNISERS = (_torchvision_resnet, _cifar_resnet_a, _torchvision_vgg, _torchvision_mobilenet_v2, _recurrent_classifier,
-               _sb3_actor_critic)
+               _sb3_actor_critic, _conv1d_net)
 """Tried in order; the first that recognises a state dict names its family."""
 
 

@@ -236,3 +236,48 @@ class TorchvisionMobileNetV2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x).mean(dim=(2, 3)))
+
+
+class Conv1dNet(nn.Module):
+    """A 1-D convolutional classifier as time-series and audio tutorials write it: ``Conv1d`` layers (each optionally
+    followed by a ``BatchNorm1d``, then ReLU), a global average pool over time or a flatten, then linear layers with
+    ReLU between them. ``layers``: ``[{"name", "type": "conv1d"|"batchnorm1d"|"linear", "in", "out", "kernel",
+    "bias"}, ...]`` in order, the module names following the checkpoint (dotted names such as ``features.0`` nest);
+    ``pool``: ``"avg"`` or ``"flatten"``. Convolutions pad to keep the length (``kernel // 2``; odd kernels)."""
+
+    def __init__(self, layers: list[dict], pool: str = "avg"):
+        super().__init__()
+        if pool not in ("avg", "flatten"):
+            raise ValueError(f"pool must be 'avg' or 'flatten', got {pool!r}")
+        self.pool, self.order = pool, []
+        for spec in layers:
+            kind, name = spec["type"], str(spec["name"])
+            if kind == "conv1d":
+                module = nn.Conv1d(spec["in"], spec["out"], spec["kernel"], padding=spec["kernel"] // 2,
+                                   bias=spec.get("bias", True))
+            elif kind == "batchnorm1d":
+                module = nn.BatchNorm1d(spec["out"])
+            elif kind == "linear":
+                module = nn.Linear(spec["in"], spec["out"], bias=spec.get("bias", True))
+            else:
+                raise ValueError(f"unknown layer type {kind!r}")
+            parent = self
+            *path, leaf = name.split(".")
+            for part in path:
+                if not hasattr(parent, part):
+                    parent.add_module(part, nn.Module())
+                parent = getattr(parent, part)
+            parent.add_module(leaf, module)
+            self.order.append((kind, name))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kinds = [k for k, _ in self.order]
+        for i, (kind, name) in enumerate(self.order):
+            module = self.get_submodule(name)
+            if kind == "linear" and (i == 0 or kinds[i - 1] != "linear"):
+                x = x.mean(-1) if self.pool == "avg" else x.flatten(1)
+            x = module(x)
+            last_of_block = i + 1 == len(kinds) or kinds[i + 1] != "batchnorm1d"
+            if last_of_block and i + 1 < len(kinds):
+                x = F.relu(x)
+        return x
