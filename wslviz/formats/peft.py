@@ -62,9 +62,10 @@ def read_config(folder: Path) -> dict[str, Any]:
     raw = read_json(folder / CONFIG)
     if not isinstance(raw, dict):
         raise ZooFormatError(folder / CONFIG, "expected a JSON object")
-    kind = str(raw.get("peft_type", "LORA")).upper()
-    if kind != "LORA":
-        raise ZooFormatError(folder / CONFIG, f"peft_type {kind} is not LoRA (only LoRA adapters open as a LoRA zoo)")
+    peft_type = str(raw.get("peft_type", "LORA")).upper()
+    if peft_type != "LORA":
+        raise ZooFormatError(folder / CONFIG, f"peft_type {peft_type} is not LoRA (only LoRA adapters open as a LoRA "
+                             "zoo)")
     try:
         from peft import LoraConfig
     except ImportError:
