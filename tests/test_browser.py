@@ -309,10 +309,17 @@ def visit_lineage(pg, base: str) -> None:
     assert pg.get_by_text("Families right").count() >= 1
 
 
+def visit_reconstruct(pg, base: str) -> None:
+    open_page(pg, base, "Reconstruct", query="zoo=digits-resnet")  # BatchNorm: statistics to invert
+    click_button(pg, "Invert the checkpoint")
+    wait_charts(pg)
+    assert pg.get_by_text("Mean confidence").count() >= 1
+
+
 VISITS: dict[str, Callable] = {"Home": visit_home, "Zoo": visit_zoo, "Projections": visit_projections,
                                 "Symmetry": visit_symmetry, "Landscape": visit_landscape, "Predict": visit_predict,
                                 "Generate": visit_generate, "Merge": visit_merge, "Train a zoo": visit_train,
-                                "Lineage": visit_lineage}
+                                "Lineage": visit_lineage, "Reconstruct": visit_reconstruct}
 PAGES = ["Home"] + [page_title(p) for p in page_files()]
 
 

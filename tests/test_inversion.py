@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -65,3 +66,15 @@ def test_refusals_name_the_problem(random_mlp_zoo):
     layout = infer_layout(arch.unflatten(weights))  # the same tensors, weights only: nothing to run
     with pytest.raises(NoForwardError, match="Inverting a network"):
         invert(layout, weights)
+
+
+def test_nearest_examples_compare_patterns_whatever_their_scale():
+    from wslviz.understand.inversion import nearest_examples
+
+    g = torch.Generator().manual_seed(0)
+    examples = torch.rand(30, 1, 8, 8, generator=g)
+    picked = torch.tensor([4, 17, 0])
+    idx, dist = nearest_examples(3.0 * examples[picked] - 0.5, examples)  # another scale and offset: same pattern
+    assert idx.tolist() == picked.tolist() and np.allclose(dist, 0, atol=1e-6)
+    _, far = nearest_examples(torch.randn(5, 1, 8, 8, generator=g), examples)
+    assert (far > 0.8).all()

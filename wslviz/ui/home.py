@@ -27,8 +27,11 @@ _GOTO_KEY = "_tour_goto"
 
 
 def page_files() -> list[Path]:
-    """The page scripts under ``pages/``, in file-name order (``1_Zoo.py``, ``2_Projections.py``, ...)."""
-    return sorted(PAGES_DIR.glob("[0-9]*_*.py")) if PAGES_DIR.is_dir() else []
+    """The page scripts under ``pages/``, in the order of their numbers (``1_Zoo.py``, ..., ``9_Lineage.py``,
+    ``10_Reconstruct.py``)."""
+    if not PAGES_DIR.is_dir():
+        return []
+    return sorted(PAGES_DIR.glob("[0-9]*_*.py"), key=lambda p: (int(p.name.split("_", 1)[0]), p.name))
 
 
 def page_title(path: Path) -> str:

@@ -59,6 +59,10 @@ KORNBLITH = Paper("Kornblith et al., *Similarity of Neural Network Representatio
 PDIFF = Paper("Wang et al., *Neural Network Diffusion* (p-diff), 2024", "https://arxiv.org/abs/2402.13144")
 MOTHER = Paper("Horwitz, Shul & Hoshen, *Unsupervised Model Tree Heritage Recovery* (MoTHer), ICLR 2025",
                "https://arxiv.org/abs/2405.18432")
+YIN = Paper("Yin et al., *Dreaming to Distill: Data-free Knowledge Transfer via DeepInversion*, CVPR 2020",
+            "https://arxiv.org/abs/1912.08795")
+HINTON = Paper("Hinton, Vinyals & Dean, *Distilling the Knowledge in a Neural Network*, 2015",
+               "https://arxiv.org/abs/1503.02531")
 ZENG = Paper("Zeng et al., *Generative Modeling of Weights: Generalization or Memorization?*, 2025")
 
 GLOSSARY: dict[str, str] = {
@@ -213,6 +217,23 @@ EXPLAINERS: dict[str, Explainer] = {
         "direction scores: kurtosis against centrality against none.",
         (MOTHER,),
         ("model zoo", "checkpoint"),
+    ),
+    "reconstruct": Explainer(
+        "data-free reconstruction",
+        "Weights are data, and they remember data. A network with BatchNorm keeps, in every BatchNorm layer, the "
+        "running mean and variance of the features its training data produced there: the data's moments, stored "
+        "in the checkpoint. **DeepInversion** starts from noise and optimises a batch of inputs until the network "
+        "calls each one the class asked for *and* every BatchNorm layer sees the statistics it recorded, with a "
+        "smoothness prior. What comes out looks like the training data, recovered from the weights alone.\n\n"
+        "**What to look for:** inverted inputs beside their nearest real training example (compared as patterns: "
+        "each standardised); then the honest test: a fresh student trained only on the inverted inputs (the "
+        "teacher's softened outputs on them, no labels, no real data), scored on the real test split, against a "
+        "student trained the same way on noise. A network without BatchNorm keeps no such statistics, and the page "
+        "says so.",
+        "Open `digits-resnet`, invert the best checkpoint with 8 inputs per class, then distil a student from "
+        "them: compare it with the student distilled from noise.",
+        (YIN, HINTON),
+        ("checkpoint",),
     ),
     "train": Explainer(
         "training a zoo",

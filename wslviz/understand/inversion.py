@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wslviz.core import ArchitectureLike, require_forward
+from wslviz.core import ArchitectureLike, Task, require_forward
 
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -131,3 +133,37 @@ def distil(arch: ArchitectureLike, teacher: torch.Tensor, inputs: torch.Tensor, 
             F.kl_div(log_probs, targets[idx], reduction="batchmean").backward()
             optimiser.step()
     return arch.flatten(student.eval().state_dict())
+
+
+def _standardised(x: torch.Tensor) -> torch.Tensor:
+    flat = x.reshape(len(x), -1).double()
+    flat = flat - flat.mean(1, keepdim=True)
+    return flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def nearest_examples(inputs: torch.Tensor, examples: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """For each input ``[n, ...]``, the index of the nearest of ``examples`` ``[N, ...]`` and the distance, both
+    standardised first (each minus its mean, over its norm: inverted inputs live on another scale than the data, and
+    only their pattern is compared). Distances lie in [0, 2]: 0 the same pattern, about 1.4 unrelated ones."""
+    a, b = _standardised(inputs), _standardised(examples)
+    dist = torch.cdist(a, b)
+    best = dist.min(1)
+    return best.indices.numpy(), best.values.numpy()
+
+
+def distillation_scores(arch: ArchitectureLike, task: Task, teacher: torch.Tensor, inputs: torch.Tensor,
+                        epochs: int = 50, random_state: int = 0,
+                        progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """The honest measure of what ``inputs`` carry of the data: test accuracy of the ``teacher`` [P], of a student
+    :func:`distil` led from the ``inputs`` alone, and of one from as many standard-normal noise inputs (the baseline;
+    seeded by ``random_state``). Columns ``model``, ``inputs``, ``test accuracy``."""
+    noise = torch.randn(inputs.shape, generator=torch.Generator().manual_seed(random_state + 1))
+    rows = [("teacher", "its training data", teacher)]
+    for k, (label, data) in enumerate((("the inverted inputs", inputs), ("noise", noise))):
+        rows.append(("student", label, distil(arch, teacher, data, epochs, random_state=random_state)))
+        if progress:
+            progress(k + 1, 2)
+    weights = torch.stack([w for _, _, w in rows])
+    accuracy = arch.evaluate(task, weights)["accuracy"].numpy().astype(float)
+    return pd.DataFrame({"model": [m for m, _, _ in rows], "inputs": [i for _, i, _ in rows],
+                         "test accuracy": accuracy})
