@@ -26,6 +26,9 @@ SMALL = {
     "recurrent_classifier": {"cell": "lstm", "hidden_size": 6, "num_layers": 2, "bidirectional": True},
     "gpt": {"n_layer": 2},
     "actor_critic": {},
+    "conv1d_net": {"layers": [{"name": "features.0", "type": "conv1d", "in": 2, "out": 6, "kernel": 3},
+                              {"name": "features.1", "type": "batchnorm1d", "out": 6},
+                              {"name": "head", "type": "linear", "in": 6, "out": 3}], "pool": "avg"},
 }
 
 
