@@ -129,3 +129,25 @@ def test_remote_code_is_refused(tmp_path):
     with pytest.raises(ZooFormatError, match="remote code"):
         read_zoo(folder)
     assert not (folder / "MARKER").exists() and not (tmp_path / "MARKER").exists()
+
+
+def test_bare_models_keep_their_output_order_and_old_layernorm_names_map(tmp_path):
+    from safetensors.torch import save_file
+
+    config = transformers.BertConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2, intermediate_size=32,
+                                     vocab_size=24, max_position_embeddings=8, architectures=["BertForMaskedLM"])
+    arch = from_spec({"kind": "hf", "config": config.to_dict(), "input_shape": [5]})
+    assert arch.head == "base" and "residual stream" not in arch.perm_spec.names
+    assert any("outputs the residual stream" in f.reason for f in arch.perm_spec.fixed)
+    w = _weights(arch)
+    x = arch.probe_inputs(4)
+    planted = apply_symmetry(arch, w.double(), random_symmetry(arch, seed=2, kinds=("permutation",))).float()
+    assert torch.allclose(arch.forward(planted, x)[0], arch.forward(w, x)[0], atol=1e-5)
+    old = {"bert." + k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+           for k, v in arch.unflatten(w[0]).items()}  # a pre-4.0 BertForMaskedLM checkpoint, its MLM head too
+    old["cls.predictions.bias"] = torch.zeros(24)
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    save_file({k: v.contiguous() for k, v in old.items()}, folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))
+    assert torch.equal(read_zoo(folder, input_shape=[5]).weights[0], w[0])

@@ -123,3 +123,16 @@ def test_the_lineage_page_draws_the_recovered_tree(monkeypatch):
     assert len(at.dataframe[0].value) == 27  # one edge per non-root model
     assert any("kurtosis" in md.value and "at the root" in md.value for md in at.markdown)
 
+
+
+def test_lora_zoos_run_and_an_adapter_in_other_coordinates_joins_its_original():
+    zoo = sample_zoo("digits-lora")
+    rows = torch.as_tensor([0, 40, 80])  # one adapter of each task
+    scrambled = zoo.arch.apply_gl(zoo.weights[rows], zoo.arch.random_gl("general", 5))
+    meta = pd.concat([zoo.metadata.iloc[rows.numpy()], zoo.metadata.iloc[rows.numpy()]], ignore_index=True)
+    meta["model_id"] = range(6)
+    twins = wv.Zoo("lora-twins", meta, torch.cat([zoo.weights[rows], scrambled]), zoo.arch)
+    lin = wv.lineage(twins)
+    assert len(set(lin.family)) == 3  # each adapter and its re-expressed copy form a family of their own
+    for i in range(3):
+        assert lin.family[i] == lin.family[i + 3]

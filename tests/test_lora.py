@@ -251,3 +251,22 @@ def test_sample_lora_zoo_invariant_features():
     n_test = len(sub.task.split("test")[1])
     assert np.allclose(again["accuracy"].numpy(), sub.metadata["test_acc"].to_numpy(), atol=3 / n_test)
     assert (zoo.metadata.groupby("n_train")["task_acc"].median().diff().dropna() > 0).all()  # more data, better
+
+
+def test_adapters_of_a_hugging_face_gpt2_run_on_its_folder(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=8, vocab_size=24, use_cache=False,
+                                     architectures=["GPT2LMHeadModel"])
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    model.save_pretrained(tmp_path / "base")
+    lora = peft.LoraConfig(r=2, lora_alpha=4, target_modules=["c_attn", "c_fc"], fan_in_fan_out=True,
+                           init_lora_weights=False)
+    wrapped = peft.get_peft_model(model, lora).eval()
+    wrapped.save_pretrained(tmp_path / "adapters" / "a0")
+    zoo = read_zoo(tmp_path / "adapters", base=tmp_path / "base")
+    assert zoo.arch.has_forward and zoo.arch.base_arch.kind == "hf"
+    ids = torch.randint(0, 24, (5, zoo.arch.input_shape[0]))
+    with torch.no_grad():
+        expected = wrapped(input_ids=ids).logits[:, -1]
+    assert torch.allclose(zoo.arch.forward(zoo.weights, ids.float())[0][0], expected, atol=1e-5)

@@ -112,6 +112,8 @@ class HuggingFaceArchitecture(ModuleArchitecture):
         ``bert.``, ``model.``) added or removed (checkpoints of the bare model, or of another head)."""
         if key in names:
             return key
+        if key.endswith((".gamma", ".beta")):  # LayerNorm names of checkpoints older than transformers 4
+            return self._key(key.rsplit(".", 1)[0] + (".weight" if key.endswith(".gamma") else ".bias"), names)
         prefix = getattr(self.module, "base_model_prefix", "") + "."
         if prefix != "." and prefix + key in names:
             return prefix + key

@@ -31,6 +31,9 @@ from typing import Any
 
 from wslviz.core.permutation import AxisRef, FixedAxis, PermGroup, PermutationSpec, SymmetryError
 
+BASE_PREFIXES = ("transformer", "bert", "distilbert", "model")
+"""The attribute under which each family's head classes hold the bare model."""
+
 
 class _Builder:
     """Collects groups against an architecture's layout (each ref checked to name a tensor of the right size)."""
@@ -43,8 +46,11 @@ class _Builder:
         self.fixed: list[FixedAxis] = []
 
     def ref(self, name: str, axis: int, incoming: bool = True, start: int = 0, length: int = 0) -> AxisRef | None:
-        if name not in self.shapes:
-            return None
+        if name not in self.shapes:  # the bare model (GPT2Model, BertModel): the head class's prefix is absent
+            bare = name.split(".", 1)[1] if "." in name and name.split(".", 1)[0] in BASE_PREFIXES else None
+            if bare not in self.shapes:
+                return None
+            name = bare
         # power: how a unit scale acts (a sign flip, where allowed, multiplies the incoming side and undoes itself
         # on the outgoing side)
         return AxisRef(name, axis, power=1 if incoming else -1, incoming=incoming, start=start, length=length)
@@ -52,6 +58,8 @@ class _Builder:
     def add(self, name: str, size: int, refs: list[AxisRef | None], kinds: tuple[str, ...] = ("permutation",),
             activation: str | None = None, heads: int = 1, tie: str = "") -> None:
         refs = [r for r in refs if r is not None]
+        if not refs:
+            return  # this model has none of the tensors (another head)
         for r in refs:
             extent = r.length or self.shapes[r.name][r.axis] - r.start
             if extent != size:
@@ -195,4 +203,12 @@ def family_spec(arch: Any, config: Any) -> PermutationSpec:
     if make is None:
         raise SymmetryError(f"the symmetries of {config.model_type!r} models are not written yet (known: "
                             f"{', '.join(FAMILIES)})")
-    return make(arch, config)
+    spec = make(arch, config)
+    if getattr(arch, "head", "") != "base":
+        return spec
+    # the bare model's outputs are the residual stream itself: permuting it would permute the outputs
+    stream = [g for g in spec.groups if g.name == "residual stream"]
+    fixed = [FixedAxis(r.name, r.axis, "the bare model outputs the residual stream, so it stays in its order")
+             for g in stream for r in g.refs]
+    return PermutationSpec(tuple(g for g in spec.groups if g.name != "residual stream"), spec.n_params,
+                           spec.fixed + tuple(fixed))

@@ -134,6 +134,11 @@ class ArchitectureBase(FlatLayout):
         (:meth:`invariant_features`; LoRA adapters' GL(r))."""
         return False
 
+    def canonical(self, weights: torch.Tensor) -> torch.Tensor:
+        """``weights`` [N, P] each put in the canonical form of the kind's continuous symmetry, without a reference
+        (LoRA adapters: SVD factors of each update); unchanged for kinds without one."""
+        return weights
+
     def invariant_names(self) -> list[str]:
         """Column names of :meth:`invariant_features`."""
         raise SymmetryError(f"{self.describe()} offers no invariant features")

@@ -17,7 +17,8 @@ update is ``(B A)^T``), ``lora_magnitude_vector`` (DoRA), ``modules_to_save`` co
 
 The configuration is read with ``peft``'s own :class:`peft.LoraConfig` when ``peft`` is installed (``pip install
 wslviz[hf]``), as documented JSON otherwise. The weights are read without running code (:mod:`wslviz.formats.safeio`).
-With ``base=(architecture, weights)`` of the base model the adapters run (evaluation, landscapes, merging by accuracy).
+With the base model (``base=`` a Hugging Face model folder, or ``(architecture, weights)``) the adapters run
+(evaluation, landscapes, merging by accuracy).
 """
 
 from __future__ import annotations
@@ -200,8 +201,9 @@ def _metadata(adapter: Adapter) -> dict[str, Any]:
 
 def read(path: Path, base: Any = None, check_finite: bool = True, progress: Callable[[int, int], None] | None = None,
          **_: Any) -> Zoo:
-    """Read a PEFT adapter folder or a folder of them (see the module docstring). ``base``: the base model as
-    ``(architecture, weights [P])`` (or a mapping with ``arch`` and ``weights``), so that the adapters run."""
+    """Read a PEFT adapter folder or a folder of them (see the module docstring). ``base``: the base model, so that
+    the adapters run: a model folder (a Hugging Face folder with ``config.json``, or any zoo layout; its first
+    checkpoint), or ``(architecture, weights [P])`` (or a mapping with ``arch`` and ``weights``)."""
     path = require_dir(path, "PEFT adapter")
     folders = adapter_folders(path)
     if not folders:
@@ -235,6 +237,11 @@ def read(path: Path, base: Any = None, check_finite: bool = True, progress: Call
     extra = [{"name": k, "shape": v} for k, v in sorted(chosen[0].extra.items())]
     base_model = str(chosen[0].config.get("base_model_name_or_path") or "")
     spec = lora_spec(modules, extra, base_model)
+    if isinstance(base, str | Path):  # a model folder: the base model's architecture and its (first) weights
+        from wslviz.formats import read_zoo
+
+        base_zoo = read_zoo(base)
+        base = (base_zoo.arch, base_zoo.weights[0])
     if base is not None:
         b_arch, b_weights = (base["arch"], base["weights"]) if isinstance(base, Mapping) else base
         arch = LoraArchitecture.with_base(spec, b_arch, torch.as_tensor(b_weights).float())

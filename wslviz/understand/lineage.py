@@ -233,13 +233,14 @@ def lineage(zoo: Zoo, score: str = "kurtosis", threshold: float | None = None, a
     ``score``: the direction statistic, one of :data:`SCORES`. ``threshold``: the family distance (default: from
     the zoo's own distances, :func:`family_threshold`). ``aligned``: compare every pair after weight matching
     where the architecture knows its symmetries (``seed``). ``rows``: ``"final"`` (one node per model), ``"all"``
-    checkpoints, or row indices. ``distance``: one of :data:`DISTANCES`."""
+    checkpoints, or row indices. ``distance``: one of :data:`DISTANCES`. Kinds with a continuous symmetry are
+    compared in its canonical form (``arch.canonical``: LoRA adapters by the SVD factors of their updates)."""
     if score not in SCORES:
         raise ValueError(f"unknown direction score {score!r}; known: {', '.join(SCORES)}")
     nodes = _nodes(zoo, rows)
     if len(nodes) == 0:
         raise ValueError("lineage needs at least one model")
-    w = zoo.weights[torch.as_tensor(nodes)].float()
+    w = zoo.arch.canonical(zoo.weights[torch.as_tensor(nodes)].float())  # LoRA: comparable factors, whatever G
     use_alignment = bool(aligned and zoo.arch.knows_symmetries and len(nodes) > 1)
     d = distance_matrix(zoo.arch, w, distance, use_alignment, seed, progress)
     cut = family_threshold(d) if threshold is None else float(threshold)
