@@ -6,7 +6,7 @@ fine-tuning examples x 4 seeds; ``wslviz make-zoo --only digits-lora``):
 1. Property prediction, 5-fold cross-validation grouped by adapter (:func:`wslviz.represent.predict.predict_property`,
    linear model and gradient boosting): the task and the fine-tuning set size from GL(r)-invariant features
    (singular values, norms, energy shares and canonical SVD factors of ``delta_W = B A``) against the same
-   predictors on the raw ``A``/``B`` entries (``flat``).
+   predictors on the raw ``A``/``B`` entries (``flat``); the rank too.
 2. Merging: for every seed and rank, the three task adapters trained on 800 examples are merged on ``delta_W``
    (mean, task arithmetic, TIES, DARE; :mod:`wslviz.generation.lora_merge`) and by the naive mean of ``A`` and ``B``;
    each merge, each input adapter and the base are evaluated on every task's test split. Means over 4 seeds x 3 ranks.
@@ -44,7 +44,7 @@ def markdown(df: pd.DataFrame) -> str:
 
 def prediction_table(zoo) -> pd.DataFrame:
     rows = []
-    for target, score in (("task", "accuracy"), ("n_train", "kendall_tau")):
+    for target, score in (("task", "accuracy"), ("rank", "kendall_tau"), ("n_train", "kendall_tau")):
         for model in ("linear", "gbm"):
             row = {"target": target, "score": score, "predictor": model}
             for features, label in (("invariant", "invariant (delta_W)"), ("flat", "raw A/B")):
