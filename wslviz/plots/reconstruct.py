@@ -20,8 +20,8 @@ def _display(images: np.ndarray) -> np.ndarray:
 
 def inversion_pairs(inverted: np.ndarray, nearest: np.ndarray, labels: Sequence[int], distances: Sequence[float],
                     columns: int = 10) -> go.Figure:
-    """Inverted images ``[n, H, W]`` in the odd rows of a grid and, under each, its nearest real training example
-    ``[n, H, W]`` with the distance; each image rescaled to its own range."""
+    """Inverted images ``[n, H, W]`` in every other row of a grid, each captioned with its class and the distance to
+    its nearest real training example ``[n, H, W]``, drawn right under it; each image rescaled to its own range."""
     inverted, nearest = np.asarray(inverted, dtype=np.float32), np.asarray(nearest, dtype=np.float32)
     if inverted.shape != nearest.shape or inverted.ndim != 3:
         raise ValueError(f"expected two [n, H, W] arrays of one shape, got {inverted.shape} and {nearest.shape}")
@@ -29,9 +29,11 @@ def inversion_pairs(inverted: np.ndarray, nearest: np.ndarray, labels: Sequence[
     for start in range(0, len(inverted), columns):
         stop = min(start + columns, len(inverted))
         pad = columns - (stop - start)
-        blank = np.zeros((pad, *inverted.shape[1:]), dtype=np.float32)
-        rows += [_display(inverted[start:stop]), blank, _display(nearest[start:stop]), blank]
-        captions += [f"class {int(c)}" for c in labels[start:stop]] + [""] * pad
-        captions += [f"real · {float(d):.2f}" for d in distances[start:stop]] + [""] * pad
+        blank = np.full((pad, *inverted.shape[1:]), np.nan, dtype=np.float32)
+        spacer = np.full((columns, *inverted.shape[1:]), np.nan, dtype=np.float32)  # room for the next captions
+        rows += [_display(inverted[start:stop]), blank, _display(nearest[start:stop]), blank, spacer]
+        captions += [f"{int(c)} · {float(d):.2f}" for c, d in zip(labels[start:stop], distances[start:stop],
+                                                                   strict=True)] + [""] * pad
+        captions += [""] * (2 * columns)
     return image_grid(np.concatenate(rows), captions, columns,
-                      "Inverted inputs (above) and the nearest real training example (below, with its distance)")
+                      "Inverted inputs, captioned class · distance, above their nearest real training example")
