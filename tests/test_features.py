@@ -128,3 +128,15 @@ def test_flat_names_and_errors(random_mlp_zoo, mlp_arch):
 def test_learned_features_shape(random_mlp_zoo):
     x = compute_features(random_mlp_zoo, "learned", latent_dim=4, steps=30)
     assert x.shape == (random_mlp_zoo.n_checkpoints, 4) and np.isfinite(x).all()
+
+
+def test_row_quantiles_match_numpy_and_take_rows_past_torch_quantile_s_limit():
+    from wslviz.represent.features import QUANTILES, row_quantiles
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(3, 1001, generator=g)
+    q = torch.tensor(QUANTILES + (0.1, 0.9))
+    np.testing.assert_allclose(row_quantiles(t, q).numpy(), np.quantile(t.numpy(), q.numpy(), axis=1).T, rtol=1e-6,
+                               atol=1e-6)
+    big = torch.arange(2**24 + 3, dtype=torch.float32)[None]  # more than torch.quantile accepts
+    assert row_quantiles(big, torch.tensor([0.0, 0.5, 1.0])).tolist() == [[0.0, (2**24 + 2) / 2, 2**24 + 2]]
