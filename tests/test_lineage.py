@@ -125,6 +125,15 @@ def test_the_lineage_page_draws_the_recovered_tree(monkeypatch):
 
 
 
+def test_the_lineage_page_runs_on_the_lora_zoo(monkeypatch):
+    at = run_page(monkeypatch, str(ROOT / "pages" / "9_Lineage.py"), str(ROOT / "sample_zoo" / "digits-lora"))
+    at.button(key="lin_go").click().run()
+    assert not at.exception and not at.error
+    fig = chart(at, "lin_chart")
+    rows = {int(r) for trace in fig["data"] if "customdata" in trace for r in arr(trace["customdata"]).ravel()}
+    assert rows == set(range(108))
+
+
 def test_lora_zoos_run_and_an_adapter_in_other_coordinates_joins_its_original():
     zoo = sample_zoo("digits-lora")
     rows = torch.as_tensor([0, 40, 80])  # one adapter of each task
