@@ -39,7 +39,10 @@ defaults = ui.default_rows(zoo, 2)
 defaults += [defaults[-1]] * (2 - len(defaults))
 valid_kinds = [k for k in S.KINDS if any(k in g.kinds for g in spec.groups)]
 # short labels: a multiselect chip truncates long ones (the help says which activations allow which kind)
-KIND_LABELS = {"permutation": "permutation", "scale": "ReLU rescaling", "sign": "sign flip"}
+# a unit scale passes a ReLU-like activation; LoRA's rank units have none (their scale is GL(r)'s diagonal)
+RELU_SCALES = any(g.activation for g in spec.groups if "scale" in g.kinds)
+KIND_LABELS = {"permutation": "permutation", "scale": "ReLU rescaling" if RELU_SCALES else "rescaling",
+               "sign": "sign flip"}
 # undoing every valid kind first: the setting the Landscape page's weight-matched path uses
 KIND_SETTINGS = {"permutations + scale/sign": S.KINDS, "permutations only": ("permutation",)}
 
@@ -58,7 +61,8 @@ def label(r: int) -> str:
     return ui.checkpoint_label(zoo, r)
 
 
-st.caption(f"**{zoo.name}**: {arch.describe()}; {len(spec.groups)} hidden layer(s) with "
+units = "hidden layer(s)" if arch.weight_layers else "groups of units"  # adapters: rank units, no layers
+st.caption(f"**{zoo.name}**: {arch.describe()}; {len(spec.groups)} {units} with "
            f"{', '.join(f'{g.size:,}' for g in spec.groups)} units; symmetries here: "
            f"{', '.join(KIND_LABELS[k] for k in valid_kinds)}.")
 with st.expander(f"The symmetry group: {len(spec.groups)} permutation groups, 10^{S.group_size_log10(arch):.1f} "

@@ -357,3 +357,23 @@ def test_every_page_after_a_box_selection_of_hundreds(server, page):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "browser-selection-failure.png"))
         raise
+
+
+def test_lora_gl_tab_in_a_real_browser(server, page):
+    """The Symmetry page's low-rank tab on the LoRA sample zoo: the GL(r) bars and the distance scatter draw,
+    with adapters re-expressed in random coordinates too (screenshot ``docs/screenshots/symmetry_lora.png``)."""
+    try:
+        open_page(page, server, "Symmetry", query="zoo=digits-lora")
+        page.get_by_role("tab", name="Low rank: any invertible G").click()
+        wait_idle(page)
+        wait_charts(page, 2)
+        assert page.get_by_text("The factors move, the adapter does not").count() >= 1
+        page.get_by_text("each adapter in random coordinates").click()
+        wait_idle(page)
+        wait_charts(page, 2)
+        assert_no_exception(page)
+    except BaseException:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "browser-lora-failure.png"))
+        raise
+    screenshot(page, "symmetry_lora")

@@ -20,16 +20,19 @@ def gl_effect_bars(effects: pd.DataFrame) -> go.Figure:
     floor = 1e-12  # an exact 0 cannot be drawn on a log axis
     labels = [KIND_LABELS.get(k, k) for k in effects["kind"]]
     fig = go.Figure()
-    series = [("factor_change", "A and B: relative change", style.NAIVE_COLOR, ".3g"),
-              ("delta_change", "delta_W = B A: relative change", style.ALIGNED_COLOR, ".1e"),
-              ("invariant_change", "invariant features: relative change", style.CATEGORICAL[0], ".1e"),
-              ("output_difference", "max output difference", style.CATEGORICAL[4], ".1e")]
-    for column, name, color, fmt in series:
+    series = [("factor_change", "A and B: relative change", style.NAIVE_COLOR),
+              ("delta_change", "delta_W = B A: relative change", style.ALIGNED_COLOR),
+              ("invariant_change", "invariant features: relative change", style.CATEGORICAL[0]),
+              ("output_difference", "max output difference", style.CATEGORICAL[4])]
+    for column, name, color in series:
         values = effects[column].to_numpy(float)
         if np.isnan(values).all():
             continue
-        fig.add_trace(go.Bar(x=labels, y=[max(v, floor) for v in values], name=name, marker_color=color,
-                             text=[format(v, fmt) for v in values], textposition="outside"))
+        # only the headline bar is labelled: the three rounding-level bars are too narrow for text (hover shows it)
+        text = [f"{v:.3g}" for v in values] if column == "factor_change" else None
+        fig.add_trace(go.Bar(x=labels, y=[max(v, floor) for v in values], name=name, marker_color=color, text=text,
+                             textposition="outside", hovertemplate=f"{name}: %{{customdata:.2e}}<extra></extra>",
+                             customdata=values))
     fig.update_layout(barmode="group", yaxis_type="log", legend={"orientation": "h", "y": -0.25})
     fig.update_xaxes(title_text="GL(r) element applied to every module")
     fig.update_yaxes(title_text="value (log scale)")
@@ -51,4 +54,4 @@ def distance_disagreement(distances: pd.DataFrame, agreement: dict[str, float]) 
     fig.update_xaxes(title_text="distance between updates ‖ΔW_i − ΔW_j‖")
     fig.update_yaxes(title_text="distance between factors")
     fig.update_layout(legend={"orientation": "h", "y": -0.25})
-    return style.apply(fig, "Which adapters are close: raw factors disagree with the updates")
+    return style.apply(fig, "Which adapters are close: distances between factors against between updates")
