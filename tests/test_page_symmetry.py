@@ -71,7 +71,7 @@ def test_align_two_models(monkeypatch, tmp_path):
     a, b = zoo.weights[1], zoo.weights[4]
     aligned, g = A.weight_matching(zoo.arch, a, b, return_perm=True)  # default: permutations + scale/sign
     moved = chart(at, "sym_moved")["data"][0]
-    assert list(arr(moved["y"])) == [int(n) for n in g.units_moved()]
+    assert list(arr(moved["x"])) == [int(n) for n in g.units_moved()]
     dist = chart(at, "sym_layer_dist")["data"]
     np.testing.assert_allclose(arr(dist[1]["y"]), [v[0] for k, v in S.layer_distances(zoo.arch, a, aligned).items()
                                                    if k != "total"], rtol=1e-5)

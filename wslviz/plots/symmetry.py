@@ -108,13 +108,17 @@ def layer_distance_bars(layer_names: Sequence[str], before: Sequence[float], aft
 
 
 def units_moved_bars(group_names: Sequence[str], moved: Sequence[int], sizes: Sequence[int]) -> go.Figure:
-    """How many units of each layer the alignment moved to a new position."""
-    fig = go.Figure(go.Bar(x=list(group_names), y=list(moved), marker_color=style.CATEGORICAL[0],
-                           text=[f"{m}/{n}" for m, n in zip(moved, sizes, strict=True)], textposition="outside"))
-    fig.update_xaxes(title_text="hidden layer")
-    fig.update_yaxes(title_text="units moved", range=[0, max(list(sizes) + [1]) * 1.15])
-    style.integer_axes(fig, y=max(list(sizes) + [1]))
-    return style.apply(fig, "Units moved by the alignment", height=340)
+    """How many units of each group the alignment moved to a new position: one horizontal bar per group, top to
+    bottom in network order, the figure as tall as the groups need (ResNets and transformers have dozens, with
+    long names that a vertical bar chart would tilt until the plot is squashed)."""
+    names = list(group_names)
+    fig = go.Figure(go.Bar(y=names, x=list(moved), orientation="h", marker_color=style.CATEGORICAL[0],
+                           text=[f"{m}/{n}" for m, n in zip(moved, sizes, strict=True)], textposition="outside",
+                           cliponaxis=False))
+    fig.update_yaxes(title_text="group of units", autorange="reversed", automargin=True)
+    fig.update_xaxes(title_text="units moved", range=[0, max(list(sizes) + [1]) * 1.15])
+    style.integer_axes(fig, x=max(list(sizes) + [1]))
+    return style.apply(fig, "Units moved by the alignment", height=max(300, 26 * len(names) + 140))
 
 
 def distance_distributions(distances: Mapping[str, np.ndarray]) -> go.Figure:
