@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from wslviz import ui
 from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.core.tasks import make_task
+from wslviz.core.weights_only import WeightsOnlyLayout
 from wslviz.formats import save_zoo
 from wslviz.plots import style
 from wslviz.plots import zoo as zplots
@@ -174,6 +175,9 @@ def test_weight_histograms_count_every_weight():
         assert sum(bars[2 * i].y) == p.numel and sum(bars[2 * i + 1].y) == p.numel
     with pytest.raises(ValueError, match="labels"):
         zplots.weight_histograms(arch, w, ["a"])
+    sb3 = WeightsOnlyLayout.from_shapes({"mlp_extractor.policy_net.0.weight": (64, 4), "action_net.weight": (2, 64)})
+    titles = [a.text for a in zplots.weight_histograms(sb3, torch.randn(1, sb3.n_params), ["a"]).layout.annotations]
+    assert titles == ["…actor.policy_net.0.weight [64, 4]", "action_net.weight [2, 64]"]  # each fits its third
 
 
 def test_singular_values_recover_a_planted_spectrum():
@@ -234,6 +238,10 @@ def test_parallel_coordinates_codes_categories_and_colours_by_accuracy(meta):
     wd = zplots.parallel_coordinates(final, ["wd"]).data[0].dimensions[0]  # 12 values: ticks at the decades
     assert list(wd.ticktext) == ["1e-05", "0.0001", "0.001", "0.01"]
     np.testing.assert_allclose(wd.range, [-5, -5 + 11 / 3])  # the values themselves are log10(wd)
+    grid = final.assign(decay=np.resize([0.0, 1e-4, 1e-3], len(final)))  # a zero and decades: crowded when linear
+    decay = zplots.parallel_coordinates(grid, ["decay"]).data[0].dimensions[0]
+    assert decay.label == "decay (ordered)" and list(decay.ticktext) == ["0", "0.0001", "0.001"]
+    assert list(decay.values) == [{0.0: 0, 1e-4: 1, 1e-3: 2}[v] for v in grid["decay"]]
     np.testing.assert_allclose(par.line.color, final["test_acc"])
     np.testing.assert_allclose(dims["test accuracy"].values, final["test_acc"])
     with pytest.raises(ValueError, match="no column 'nope'"):

@@ -79,6 +79,16 @@ def _log_scale(values: pd.Series) -> bool:
     return bool(len(v)) and v.min() > 0 and v.max() / v.min() > 20
 
 
+def _crowded_grid(values: pd.Series) -> bool:
+    """At most :data:`MAX_LEGEND_VALUES` distinct numbers, spaced so unevenly (the smallest gap under a quarter of
+    the largest) that on a linear axis the close ones and their ticks run into each other."""
+    uniq = np.unique(values.dropna().to_numpy(dtype=float))
+    if not 2 < len(uniq) <= MAX_LEGEND_VALUES:
+        return False
+    gaps = np.diff(uniq)
+    return float(gaps.min()) < 0.25 * float(gaps.max())
+
+
 def is_numeric(values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
 
@@ -272,6 +282,13 @@ def parallel_coordinates(final: pd.DataFrame, columns: Sequence[str], metric: st
                 np.arange(np.ceil(lo - 1e-9), np.floor(hi + 1e-9) + 1)
             dims.append({"label": f"{c} (log)", "values": np.log10(v), "range": [lo, hi], "tickvals": list(ticks),
                          "ticktext": [short_label(float(f"{10 ** t:.4g}")) for t in ticks]})
+        elif c != metric and _crowded_grid(values):
+            # a few values, some of them crowded together on a linear axis (weight decays 0, 1e-4, 1e-3): evenly
+            # spaced in their order, each one its tick
+            uniq = np.unique(values.dropna().to_numpy(float))
+            dims.append({"label": f"{c} (ordered)", "values": np.searchsorted(uniq, values.to_numpy(float)),
+                         "tickvals": list(range(len(uniq))), "ticktext": [short_label(float(v)) for v in uniq],
+                         "range": [-0.25, len(uniq) - 0.75]})
         else:
             dims.append({"label": c if c != metric else label(metric).split(" (")[0], "values": values.to_numpy(float)})
     acc = final[metric].to_numpy(float)
@@ -291,6 +308,11 @@ def _weight_tensors(arch: ArchitectureLike) -> list:
     return [p for p in arch.layout if p.trainable]
 
 
+def _tail(text: str, width: int) -> str:
+    """``text`` cut to its last ``width`` characters, marked with an ellipsis where cut."""
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
 def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
     cols = min(n, max_cols)
     return -(-n // cols), cols
@@ -305,8 +327,10 @@ def weight_histograms(arch: ArchitectureLike, weights: torch.Tensor, labels: Seq
         raise ValueError(f"{len(weights)} checkpoints but {len(labels)} labels")
     params = _weight_tensors(arch)
     rows, cols = _grid(len(params))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{p.name} {list(p.shape)}" for p in params],
-                        horizontal_spacing=0.07, vertical_spacing=0.5 / rows)
+    # three panels share a row: a long name (mlp_extractor.policy_net.0.weight) keeps its end, which tells it apart
+    titles = [_tail(f"{p.name} {list(p.shape)}", 34) for p in params]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.07,
+                        vertical_spacing=0.5 / rows)
     w = weights.numpy()
     for i, p in enumerate(params):
         block = w[:, p.slice]
