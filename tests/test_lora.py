@@ -270,3 +270,6 @@ def test_adapters_of_a_hugging_face_gpt2_run_on_its_folder(tmp_path):
     with torch.no_grad():
         expected = wrapped(input_ids=ids).logits[:, -1]
     assert torch.allclose(zoo.arch.forward(zoo.weights, ids.float())[0][0], expected, atol=1e-5)
+    assert zoo.arch.spec["base"]["checkpoint"] == str((tmp_path / "base").resolve())  # referenced, not inlined
+    again = read_zoo(save_zoo(zoo, tmp_path / "saved"))
+    assert torch.equal(again.arch.merged(again.weights), zoo.arch.merged(zoo.weights))

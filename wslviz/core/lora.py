@@ -150,11 +150,15 @@ class LoraArchitecture(ArchitectureBase):
             from wslviz.core.protocol import from_spec
 
             if not isinstance(entry, Mapping) or not isinstance(entry.get("arch"), Mapping):
-                raise ArchitectureError('a LoRA base needs "arch" (its architecture spec) and "weights"')
+                raise ArchitectureError('a LoRA base needs "arch" (its architecture spec) and "weights" or '
+                                        '"checkpoint"')
             arch = from_spec(entry["arch"], allow_code=allow_code, base=base)
-            self._set_base(arch, decode_weights(str(entry.get("weights") or ""), arch.n_params))
+            if entry.get("checkpoint"):
+                self._set_base(arch, read_base(arch, str(entry["checkpoint"])), str(entry["checkpoint"]))
+            else:
+                self._set_base(arch, decode_weights(str(entry.get("weights") or ""), arch.n_params))
 
-    def _set_base(self, arch: ArchitectureBase, weights: torch.Tensor) -> None:
+    def _set_base(self, arch: ArchitectureBase, weights: torch.Tensor, checkpoint: str | None = None) -> None:
         names = {p.name: p.shape for p in arch.layout}
         if weights.shape != (arch.n_params,):
             raise ArchitectureError(f"the base weights have shape {list(weights.shape)}, its architecture "
@@ -167,16 +171,19 @@ class LoraArchitecture(ArchitectureBase):
             if names.get(t["name"]) != tuple(t["shape"]):
                 raise ArchitectureError(f"saved tensor {t['name']}: the base model has none of shape {t['shape']}")
         self.base_arch, self.base_weights = arch, weights.detach().float()
-        self.spec["base"] = {"arch": arch.spec, "weights": encode_weights(weights)}
+        self.spec["base"] = ({"arch": arch.spec, "checkpoint": checkpoint} if checkpoint else
+                             {"arch": arch.spec, "weights": encode_weights(weights)})
         self.has_forward, self.input_shape = arch.has_forward, arch.input_shape
 
     @classmethod
     def with_base(cls, spec: Mapping[str, Any], base_arch: ArchitectureBase, base_weights: torch.Tensor,
-                  ) -> LoraArchitecture:
+                  checkpoint: str | None = None) -> LoraArchitecture:
         """The kind of ``spec`` running on ``base_arch`` (any kind, a module instance's included) with
-        ``base_weights`` [P_base]; both are carried in the spec."""
+        ``base_weights`` [P_base]. The spec carries the weights themselves, or with ``checkpoint`` (the base's
+        ``.safetensors`` file or a folder of them, as :func:`read_base` reads) only that path: a real-size base
+        (GPT-2's 124M parameters) would make every spec, ``zoo.json`` and fingerprint hundreds of megabytes."""
         out = cls({k: v for k, v in spec.items() if k != "base"})
-        out._set_base(base_arch, torch.as_tensor(base_weights))
+        out._set_base(base_arch, torch.as_tensor(base_weights), checkpoint)
         return out
 
     # ---------------------------------------------------------------- the protocol
@@ -389,6 +396,23 @@ class LoraArchitecture(ArchitectureBase):
         return torch.cat(cols, 1).numpy()
 
 
+def read_base(arch: ArchitectureBase, checkpoint: str) -> torch.Tensor:
+    """The base model's weights ``[P]`` from ``checkpoint``: a ``.safetensors`` file, or a folder whose
+    ``.safetensors`` files together hold the state dict (a Hugging Face model folder, shards included)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    where = Path(checkpoint)
+    files = [where] if where.is_file() else sorted(where.glob("*.safetensors")) if where.is_dir() else []
+    if not files:
+        raise ArchitectureError(f"the LoRA base checkpoint {checkpoint} is gone (no .safetensors there)")
+    tensors: dict[str, torch.Tensor] = {}
+    for f in files:
+        tensors.update(load_file(str(f)))
+    return arch.flatten(tensors)
+
+
 def lora_spec(modules: Sequence[Mapping[str, Any]], extra: Sequence[Mapping[str, Any]] = (),
               base_model: str = "") -> dict[str, Any]:
     """A LoRA spec from module entries (``name``, ``a_shape``, ``b_shape``, ``target_shape`` and optionally
@@ -412,4 +436,4 @@ def linear_targets(arch: ArchitectureBase, names: Sequence[str], rank: int) -> l
 
 
 __all__ = ["GL_KINDS", "KIND", "LoraArchitecture", "decode_weights", "encode_weights", "linear_targets",
-           "lora_spec"]
+           "lora_spec", "read_base"]

@@ -237,14 +237,18 @@ def read(path: Path, base: Any = None, check_finite: bool = True, progress: Call
     extra = [{"name": k, "shape": v} for k, v in sorted(chosen[0].extra.items())]
     base_model = str(chosen[0].config.get("base_model_name_or_path") or "")
     spec = lora_spec(modules, extra, base_model)
+    checkpoint = None
     if isinstance(base, str | Path):  # a model folder: the base model's architecture and its (first) weights
         from wslviz.formats import read_zoo
 
-        base_zoo = read_zoo(base)
+        folder = Path(base)
+        base_zoo = read_zoo(folder)
         base = (base_zoo.arch, base_zoo.weights[0])
+        if base_zoo.format == "huggingface" and base_zoo.n_checkpoints == 1:
+            checkpoint = str(folder.resolve())  # referenced, not copied into the spec
     if base is not None:
         b_arch, b_weights = (base["arch"], base["weights"]) if isinstance(base, Mapping) else base
-        arch = LoraArchitecture.with_base(spec, b_arch, torch.as_tensor(b_weights).float())
+        arch = LoraArchitecture.with_base(spec, b_arch, torch.as_tensor(b_weights).float(), checkpoint)
     else:
         arch = LoraArchitecture(spec)
     rows = []
