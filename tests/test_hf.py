@@ -71,8 +71,13 @@ def test_planted_permutation_recovered_and_function_kept(name):
         assert any("rotary" in f.reason for f in spec.fixed)
 
 
-def test_gpt2_evaluates_a_token_task_as_the_per_model_loop_does():
-    arch = _arch("gpt2", length=3)
+@pytest.mark.parametrize("name", ["gpt2", "bert"])
+def test_token_tasks_evaluate_as_the_per_model_loop_does(name):
+    config = CONFIGS[name][0]().to_dict()
+    if name == "bert":
+        config["num_labels"] = 23  # the classes of modular addition
+        config.pop("id2label", None), config.pop("label2id", None)
+    arch = from_spec({"kind": "hf", "config": config, "input_shape": [3]})
     task = make_task({"name": "modadd", "p": 23})
     w = torch.cat([_weights(arch, s) for s in range(3)])
     batched = wv.evaluate(arch, task, w)
