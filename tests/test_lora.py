@@ -273,3 +273,35 @@ def test_adapters_of_a_hugging_face_gpt2_run_on_its_folder(tmp_path):
     assert zoo.arch.spec["base"]["checkpoint"] == str((tmp_path / "base").resolve())  # referenced, not inlined
     again = read_zoo(save_zoo(zoo, tmp_path / "saved"))
     assert torch.equal(again.arch.merged(again.weights), zoo.arch.merged(zoo.weights))
+
+
+def test_broken_adapter_folders_say_what_is_wrong(tmp_path):
+    def folder(name: str, config: object, tensors: dict | None) -> str:
+        f = tmp_path / name
+        f.mkdir()
+        (f / "adapter_config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+        if tensors is not None:
+            save_file(tensors, f / "adapter_model.safetensors")
+        return str(f)
+
+    ok = {"peft_type": "LORA", "r": 2, "lora_alpha": 2}
+    a, b = torch.ones(2, 4), torch.ones(3, 2)
+    cases = {
+        "not json": (folder("c1", "{", {"m.lora_A.weight": a, "m.lora_B.weight": b}), "not valid JSON"),
+        "no weights": (folder("c2", ok, None), "adapter_model.safetensors or adapter_model.bin"),
+        "no factors": (folder("c3", ok, {"m.weight": a}), "no lora_A / lora_B"),
+        "half a pair": (folder("c4", ok, {"m.lora_A.weight": a}), "lora_A and lora_B must both"),
+        "ranks differ": (folder("c5", ok, {"m.lora_A.weight": a, "m.lora_B.weight": torch.ones(3, 5)}),
+                         "does not fit"),
+        "two adapters": (folder("c6", ok, {"m.lora_A.x.weight": a, "m.lora_B.x.weight": b,
+                                           "n.lora_A.y.weight": a.clone(), "n.lora_B.y.weight": b.clone()}),
+                         "several adapters"),
+        "lora bias": (folder("c7", ok, {"m.lora_A.weight": a, "m.lora_B.weight": b, "m.lora_B.bias": torch.ones(3)}),
+                      "lora_bias"),
+    }
+    for path, message in cases.values():
+        with pytest.raises(ZooFormatError, match=message):
+            read_zoo(path)
+    bad = folder("nan", ok, {"m.lora_A.weight": a * float("nan"), "m.lora_B.weight": b})
+    with pytest.raises(ZooFormatError, match="NaN"):
+        read_zoo(bad)
