@@ -4,6 +4,8 @@ the home page's form states the activation and attaches a task, and switches bet
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -112,3 +114,26 @@ def test_a_recognised_stack_has_its_symmetries_without_a_task(tmp_path, monkeypa
     write_named(tmp_path / "lenets", "lenet", n=4)
     at = page(monkeypatch, str(tmp_path / "lenets"), "3_Symmetry.py")
     assert not at.error and "hidden layer(s)" in text(at)
+
+
+def test_form_picks_a_built_in_for_a_folder_that_opened_as_weights_only(tmp_path):
+    from wslviz.core.module_arch import ModuleArchitecture
+
+    kwargs = {"depth": 8, "width": 0.25, "in_channels": 1}
+    net = ModuleArchitecture.builtin("resnet20", input_shape=[1, 8, 8], **kwargs)
+    folder = tmp_path / "resnets"
+    folder.mkdir()
+    for i in range(2):
+        torch.save(net.unflatten(net.initial_weights() + 0.01 * i), folder / f"seed{i}.pt")
+    at = open_folder(str(folder))
+    assert "Weights only" in text(at)
+    at.selectbox(key="home_builtin").set_value("resnet20")
+    at.text_input(key="home_builtin_kwargs").input("{depth: 8")
+    at.button(key="home_state_go").click().run()
+    assert any("keyword arguments are not valid JSON" in e.value for e in at.error)
+    at.text_input(key="home_builtin_kwargs").input(json.dumps(kwargs))
+    at.text_input(key="home_input_shape").input("1,8,8")
+    at.button(key="home_state_go").click().run()
+    assert not at.exception, at.exception
+    shown = text(at)
+    assert "Weights only" not in shown and "resnet20 (depth=8, in_channels=1, width=0.25)" in shown, shown[:2000]

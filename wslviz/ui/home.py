@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from wslviz import ui
+from wslviz.core.builtins import BUILTINS
 from wslviz.core.layout import ACTIVATIONS
 from wslviz.core.protocol import assumed_of, has_forward
 from wslviz.plots import zoo as zplots
@@ -228,9 +229,21 @@ def state_form(zoo, path: str) -> None:
                     "Open one stack as a network", choices, key="home_stack",
                     index=choices.index(current.get("stack")) if current.get("stack") in choices else 0,
                     format_func=lambda i: "(all tensors, weights only)" if i is None else stacks[i])
+            b1, b2 = st.columns([1, 2])
+            stated = current.get("arch") if isinstance(current.get("arch"), dict) else {}
+            names = ["(none)", *BUILTINS]
+            options["builtin"] = b1.selectbox(
+                "Or a built-in architecture", names, key="home_builtin",
+                index=names.index(stated["builtin"]) if stated.get("builtin") in names else 0,
+                help="The network these checkpoints were saved from, if it is one of wslviz's built-ins (ResNets, "
+                     "VGG, MobileNet-V2, LeNet-5, recurrent classifiers, a GPT, SB3 actor-critics, 1-D conv nets).")
+            options["builtin_kwargs"] = b2.text_input(
+                "its keyword arguments (JSON)", key="home_builtin_kwargs",
+                value=json.dumps(stated.get("kwargs") or {}) if stated.get("builtin") else "",
+                placeholder='e.g. {"depth": 18, "n_classes": 10, "in_channels": 1}')
             options["arch"] = st.text_area("Or the whole architecture (JSON spec)", key="home_arch",
                                            value=json.dumps(current["arch"]) if isinstance(current.get("arch"), dict)
-                                           else str(current.get("arch") or ""),
+                                           and not current["arch"].get("builtin") else str(current.get("arch") or ""),
                                            placeholder='{"input_shape": [4], "layers": [{"type": "linear", ...}]}')
         options["task"] = st.text_input("Task: a .npz file with arrays x and y (to evaluate)", key="home_task",
                                         value=str(current.get("task") or ""), placeholder="/path/to/data.npz")
@@ -259,6 +272,18 @@ def _parse(options: dict) -> dict:
         out["arch"] = json.loads(text) if text else None
     except json.JSONDecodeError as e:
         raise ValueError(f"the architecture is not valid JSON ({e})") from None
+    builtin, kwargs = out.pop("builtin", None), str(out.pop("builtin_kwargs", "") or "").strip()
+    if builtin and builtin != "(none)":
+        if out["arch"] is not None:
+            raise ValueError("state one architecture: a built-in or a JSON spec, not both")
+        try:
+            kw = json.loads(kwargs) if kwargs else {}
+        except json.JSONDecodeError as e:
+            raise ValueError(f"the built-in's keyword arguments are not valid JSON ({e})") from None
+        if not isinstance(kw, dict):
+            raise ValueError('the built-in\'s keyword arguments are a JSON object, e.g. {"depth": 18}')
+        out["arch"] = {"kind": "module", "builtin": builtin, "kwargs": kw,
+                       **({"input_shape": out["input_shape"]} if out.get("input_shape") else {})}
     return out
 
 
