@@ -118,3 +118,24 @@ def test_every_page_runs_on_adapter_and_hugging_face_folders(tmp_path, make):
     for name in page_files():
         at.switch_page(f"pages/{name.name}").run()
         assert not at.exception, (name.name, at.exception)
+
+
+def test_the_home_form_runs_adapters_on_a_base_model_folder(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=8, vocab_size=24,
+                                     architectures=["GPT2LMHeadModel"])
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    model.save_pretrained(tmp_path / "base")
+    lora = peft.LoraConfig(r=2, lora_alpha=4, target_modules=["c_attn"], fan_in_fan_out=True, init_lora_weights=False)
+    peft.get_peft_model(model, lora).save_pretrained(tmp_path / "adapters" / "a0")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    at.sidebar.radio(key="zoo_source").set_value("Folder path").run()
+    at.sidebar.text_input(key="zoo_folder").input(str(tmp_path / "adapters")).run()
+    assert "no base model: no forward" in "\n".join(m.value for m in at.markdown)
+    at.text_input(key="home_base").input(str(tmp_path / "base"))
+    at.button(key="home_state_go").click().run()
+    assert not at.exception and not at.error
+    shown = "\n".join(m.value for m in at.markdown)
+    assert "LoRA" in shown and "no base model" not in shown

@@ -100,9 +100,11 @@ def zoo_options(path: str | Path) -> dict:
 
 def set_zoo_options(path: str | Path, options: dict) -> Zoo:
     """Reopen the zoo at ``path`` with ``options`` and keep them for it; raises (changing nothing) when it does
-    not open with them. A task path must be one serve mode shares. The selection is cleared: rows may change."""
-    if options.get("task"):
-        check_zoo_path(options["task"], also=(SAMPLE_DIR,))
+    not open with them. A task path (and an adapter zoo's base model folder) must be one serve mode shares. The
+    selection is cleared: rows may change."""
+    for shared in ("task", "base"):  # files the zoo reads besides itself: only where serve mode shares them
+        if options.get(shared):
+            check_zoo_path(options[shared], also=(SAMPLE_DIR,))
     zoo = open_zoo(path, options)
     key = str(Path(path).expanduser().resolve())
     st.session_state[OPTIONS_KEY] = {**st.session_state.get(OPTIONS_KEY, {}), key: dict(options)}

@@ -205,7 +205,8 @@ def state_form(zoo, path: str) -> None:
     architecture as a JSON spec) and to attach a task (a .npz with x and y); reopens the zoo with them."""
     arch = zoo.arch
     about_arch = zoo.format in CHECKPOINT_FORMATS and (bool(assumed_of(arch)) or not has_forward(arch))
-    if not about_arch and zoo.task is not None:
+    about_base = zoo.format == "peft"  # adapters run once their base model is known
+    if not about_arch and not about_base and zoo.task is not None:
         return
     current = ui.zoo_options(path)
     with st.form("home_state", border=True):
@@ -245,6 +246,10 @@ def state_form(zoo, path: str) -> None:
                                            value=json.dumps(current["arch"]) if isinstance(current.get("arch"), dict)
                                            and not current["arch"].get("builtin") else str(current.get("arch") or ""),
                                            placeholder='{"input_shape": [4], "layers": [{"type": "linear", ...}]}')
+        if about_base:
+            options["base"] = st.text_input("Base model folder (Hugging Face layout: config.json + model.safetensors) "
+                                            "that these adapters adapt, to run them", key="home_base",
+                                            value=str(current.get("base") or ""), placeholder="/path/to/base-model")
         options["task"] = st.text_input("Task: a .npz file with arrays x and y (to evaluate)", key="home_task",
                                         value=str(current.get("task") or ""), placeholder="/path/to/data.npz")
         submitted = st.form_submit_button("Reopen with these", type="primary", key="home_state_go")
