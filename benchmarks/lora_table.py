@@ -26,7 +26,7 @@ import torch
 
 import wslviz as wv
 from wslviz.core.tasks import make_task
-from wslviz.generation.lora_merge import LABELS, LORA_METHODS, delta_vectors, factor_average, merge_adapters
+from wslviz.generation.lora_merge import LABELS, LORA_METHODS, factor_average, merge_adapters
 from wslviz.represent.predict import predict_property
 
 ZOO = Path(__file__).resolve().parent.parent / "sample_zoo" / "digits-lora"
@@ -61,7 +61,7 @@ def merge_table(zoo) -> tuple[pd.DataFrame, float]:
     errors = []
 
     def score(label: str, weights: torch.Tensor, inputs: torch.Tensor) -> None:
-        size = delta_vectors(arch, weights[None]).norm() / delta_vectors(arch, inputs).norm(dim=1).mean()
+        size = arch.flat_deltas(weights[None]).norm() / arch.flat_deltas(inputs).norm(dim=1).mean()
         results.setdefault(label, []).append([float(arch.evaluate(evals[t], weights)["accuracy"]) for t in tasks]
                                              + [float(size)])
 

@@ -247,8 +247,8 @@ if arch.has_invariants:
         gl_row = h1.selectbox("Adapter", options, index=defaults[0], format_func=label, key="sym_gl_row")
         gl_seed = int(h2.number_input("Seed", 0, 10_000, 0, key="sym_gl_seed"))
         x = zoo.task.x_test if zoo.task is not None else None
-        effects = lowrank.gl_effects(arch, zoo.weights[gl_row], ("general", "permutation", "scaling", "orthogonal"),
-                                     gl_seed, x)
+        effects = ui.result(zoo, ("gl effects", gl_row, gl_seed), lambda progress=None: lowrank.gl_effects(
+            arch, zoo.weights[gl_row], ("general", "permutation", "scaling", "orthogonal"), gl_seed, x))
         ui.chart(PL.gl_effect_bars(effects), key="sym_gl_effects")
         st.markdown(
             "**What moves and what stays.** For each kind of `G` (one random element per module), the red bar is "
@@ -261,10 +261,13 @@ if arch.has_invariants:
         scramble = k2.toggle("each adapter in random coordinates", value=False, key="sym_gl_scramble",
                              help="Re-express every adapter by its own random invertible G: the same updates, in "
                                   "the unrelated coordinates adapters from other initialisations or tools have.")
-        adapters = zoo.weights[final].float()
-        if scramble:
-            adapters = lowrank.random_coordinates(arch, adapters, gl_seed)
-        distances = lowrank.pair_distances(arch, adapters, n_pairs, gl_seed)
+        def pairs(progress=None):
+            adapters = zoo.weights[final].float()
+            if scramble:
+                adapters = lowrank.random_coordinates(arch, adapters, gl_seed)
+            return lowrank.pair_distances(arch, adapters, n_pairs, gl_seed)
+
+        distances = ui.result(zoo, ("gl pair distances", n_pairs, gl_seed, scramble), pairs, "Distances between pairs")
         agreement = lowrank.rank_agreement(distances)
         ui.chart(PL.distance_disagreement(distances, agreement), key="sym_gl_distances")
         st.markdown(

@@ -214,18 +214,18 @@ def test_permutation_subgroup_recovered_by_weight_matching(lora_weights):
 
 
 def test_merges_combine_delta_not_factors(lora_weights):
-    from wslviz.generation.lora_merge import LORA_METHODS, delta_vectors, factor_average, merge_adapters
+    from wslviz.generation.lora_merge import LORA_METHODS, factor_average, merge_adapters
 
     arch, w = lora_weights
     same = arch.apply_gl(w[:1], arch.random_gl("general", seed=2))
     pair = torch.cat([w[:1], same])  # one update in two GL(r) coordinate systems
     merged = merge_adapters(arch, pair, "average")
-    assert _relative(delta_vectors(arch, merged.weights[None])[0], delta_vectors(arch, w[:1])[0]) < 1e-5
+    assert _relative(arch.flat_deltas(merged.weights[None])[0], arch.flat_deltas(w[:1])[0]) < 1e-5
     assert max(merged.errors.values()) < 1e-6  # the mean of one rank-4 update has rank 4: nothing truncated
-    naive = delta_vectors(arch, factor_average(arch, pair)[None])[0]
-    assert _relative(naive, delta_vectors(arch, w[:1])[0]) > 0.1  # the wrong way changes the update
+    naive = arch.flat_deltas(factor_average(arch, pair)[None])[0]
+    assert _relative(naive, arch.flat_deltas(w[:1])[0]) > 0.1  # the wrong way changes the update
     summed = merge_adapters(arch, w[:3], "task_arithmetic")
-    full = delta_vectors(arch, w[:3]).sum(0)
+    full = arch.flat_deltas(w[:3]).sum(0)
     assert torch.allclose(torch.cat([d.reshape(-1) for d in summed.deltas.values()]), full)
     assert all(0 < e < 1 for e in summed.errors.values())  # rank 12 truncated to 4: the error is reported
     for method in LORA_METHODS:

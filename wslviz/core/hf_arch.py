@@ -92,8 +92,9 @@ class HuggingFaceArchitecture(ModuleArchitecture):
         self.config = build_config(spec["config"])
         import transformers
 
-        torch.manual_seed(0)  # the built model's initialisation is its `initial_weights`: make it reproducible
-        model = getattr(transformers, HEADS[head]).from_config(self.config)
+        with torch.random.fork_rng(devices=[]):  # a reproducible `initial_weights`, the caller's RNG untouched
+            torch.manual_seed(0)
+            model = getattr(transformers, HEADS[head]).from_config(self.config)
         model.__class__ = _logits_class(type(model), head == "causal-lm", head)
         positions = getattr(self.config, "max_position_embeddings", None) or getattr(self.config, "n_positions", 0)
         shape = spec.get("input_shape") or [min(DEFAULT_LENGTH, positions or DEFAULT_LENGTH)]

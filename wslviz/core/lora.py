@@ -273,6 +273,11 @@ class LoraArchitecture(ArchitectureBase):
             out[m["name"]] = d
         return out
 
+    def flat_deltas(self, weights: torch.Tensor) -> torch.Tensor:
+        """Every adapter's updates ``[N, out, K]`` of all modules, flattened and concatenated: ``[N, D]`` (float64),
+        the vectors merges combine and update distances compare."""
+        return torch.cat([d.reshape(len(weights), -1) for d in self.deltas(weights, oriented=True).values()], 1)
+
     def merged(self, weights: torch.Tensor) -> torch.Tensor:
         """The base model's weights ``[N, P_base]`` with each adapter merged in (float32; differentiable)."""
         base = self._require_base("Merging adapters into the base model")

@@ -38,11 +38,6 @@ class AdapterMerge:
     method: str
 
 
-def delta_vectors(arch: ArchitectureLike, weights: torch.Tensor) -> torch.Tensor:
-    """Every adapter's updates, all modules concatenated: ``[K, sum of out * K_in]`` (float64)."""
-    return torch.cat([d.reshape(len(weights), -1) for d in arch.deltas(weights, oriented=True).values()], 1)
-
-
 def factorise(arch: ArchitectureLike, deltas: dict[str, torch.Tensor], like: torch.Tensor,
               ) -> tuple[torch.Tensor, dict[str, float]]:
     """Factors of each module's ``[out, K]`` update at the layout's rank (``B = U sqrt(S)``, ``A = sqrt(S) V^T``
@@ -76,7 +71,7 @@ def merge_adapters(arch: ArchitectureLike, weights: torch.Tensor, method: str = 
         raise ValueError(f"unknown adapter merge {method!r}; known: {', '.join(LORA_METHODS)} (and factor_average)")
     if weights.dim() != 2 or len(weights) == 0:
         raise ValueError("merging needs adapters as a [K, P] matrix with K >= 1")
-    vectors = delta_vectors(arch, weights)
+    vectors = arch.flat_deltas(weights)
     match method:
         case "average":
             merged = vectors.mean(0)

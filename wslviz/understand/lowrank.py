@@ -3,7 +3,7 @@ distances between raw factors disagree with distances between the updates they c
 
 For a LoRA zoo (:mod:`wslviz.core.lora`) ``(B G, G^-1 A)`` is the same adapter as ``(B, A)`` for every invertible
 ``G``; Putterman et al., "Learning on LoRAs: GL-equivariant processing of low-rank weight spaces" (2024). Any
-architecture with ``has_invariants`` and ``apply_gl`` / ``random_gl`` / ``canonical`` / ``deltas`` works here.
+architecture with ``has_invariants`` and ``apply_gl`` / ``random_gl`` / ``canonical`` / ``flat_deltas`` works here.
 """
 
 from __future__ import annotations
@@ -21,10 +21,6 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).norm()) / scale if scale > 0 else float((a.double()).norm())
 
 
-def _delta_vector(arch: ArchitectureLike, weights: torch.Tensor) -> torch.Tensor:
-    return torch.cat([d.reshape(len(weights), -1) for d in arch.deltas(weights).values()], 1)
-
-
 def gl_effects(arch: ArchitectureLike, weights: torch.Tensor, kinds: tuple[str, ...], seed: int = 0,
                x: torch.Tensor | None = None) -> pd.DataFrame:
     """One random element of each GL(r) kind in ``kinds`` (``general``, ``permutation``, ``scaling``,
@@ -33,14 +29,14 @@ def gl_effects(arch: ArchitectureLike, weights: torch.Tensor, kinds: tuple[str, 
     ``invariant_change`` (largest change of an invariant feature relative to the largest feature) and
     ``output_difference`` (largest output change on ``x``, or NaN without a forward)."""
     theta = weights.detach().float()[None]
-    base = _delta_vector(arch, theta)
+    base = arch.flat_deltas(theta)
     feats = arch.invariant_features(theta)
     rows = []
     for kind in kinds:
         moved = arch.apply_gl(theta, arch.random_gl(kind, seed))
         change = np.abs(arch.invariant_features(moved) - feats).max() / max(np.abs(feats).max(), 1e-300)
         rows.append({"kind": kind, "factor_change": _relative(moved, theta),
-                     "delta_change": _relative(_delta_vector(arch, moved), base), "invariant_change": float(change),
+                     "delta_change": _relative(arch.flat_deltas(moved), base), "invariant_change": float(change),
                      "output_difference": equivalence_gap(arch, theta[0], moved[0], x) if arch.has_forward
                      else float("nan")})
     return pd.DataFrame(rows)
@@ -65,7 +61,7 @@ def pair_distances(arch: ArchitectureLike, weights: torch.Tensor, max_pairs: int
     if len(pairs) > max_pairs:
         pairs = pairs[np.sort(np.random.default_rng(random_state).choice(len(pairs), max_pairs, replace=False))]
     w = weights.detach().double()
-    canon, delta = arch.canonical(w).double(), _delta_vector(arch, w)
+    canon, delta = arch.canonical(w).double(), arch.flat_deltas(w)
     ii, jj = torch.as_tensor(pairs[:, 0]), torch.as_tensor(pairs[:, 1])
 
     def dist(m: torch.Tensor) -> np.ndarray:
