@@ -39,7 +39,9 @@ def cached_features(kind: str) -> np.ndarray:
 
 kinds = features.available_kinds(zoo)
 c1, c2, c3, c4 = st.columns([2, 1, 1, 2])
-kind = c1.selectbox("features", kinds, index=kinds.index("stats"), key="proj_kind",  # short names: not cut off
+# where the kind has a continuous symmetry (LoRA's GL(r)) its invariants are the features that mean something
+default_kind = "invariant" if "invariant" in kinds else "stats"
+kind = c1.selectbox("features", kinds, index=kinds.index(default_kind), key="proj_kind",  # short names: not cut off
                     help=" · ".join(f"**{k}**: {features.DESCRIPTIONS[k]}" for k in kinds))
 method = c2.selectbox("method", projection.METHODS, index=0, key="proj_method", format_func=projection.LABELS.get)
 dim = c3.radio("dimensions", (2, 3), horizontal=True, key="proj_dim")
