@@ -15,7 +15,7 @@ the config (:mod:`wslviz.core.hf_families`: GPT-2, BERT, DistilBERT, Llama). The
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -122,20 +122,21 @@ class HuggingFaceArchitecture(ModuleArchitecture):
             return key[len(prefix):]
         return None
 
-    def unused_keys(self, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
-        """Keys of a checkpoint this model does not hold (another head's tensors, legacy buffers such as GPT-2's
-        ``attn.bias`` causal masks, integer ``position_ids``): :meth:`flatten` leaves them out."""
+    def unused_keys(self, keys: Iterable[str]) -> list[str]:
+        """Checkpoint keys this model does not hold (another head's tensors, legacy buffers such as GPT-2's
+        ``attn.bias`` causal masks): :meth:`flatten` leaves them out. Names only, so a reader can ask before (or
+        without) loading the tensors."""
         names = {p.name for p in self.layout} | set(self.aliases)
-        return [k for k, v in state_dict.items() if not torch.is_floating_point(torch.as_tensor(v))
-                or self._key(k, names) is None]
+        return [k for k in keys if self._key(k, names) is None]
 
     def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False) -> torch.Tensor:
         """A checkpoint of this model -> float32 ``[P]``, names mapped by :meth:`_key`; tensors this model does
-        not hold (:meth:`unused_keys`) are left out, a missing or misshapen one raises ``ArchitectureError``."""
+        not hold (:meth:`unused_keys`, and integer buffers such as ``position_ids``) are left out, a missing or
+        misshapen one raises ``ArchitectureError``."""
         del by_order
         names = {p.name for p in self.layout} | set(self.aliases)
-        unused = set(self.unused_keys(state_dict))
-        mapped = {self._key(k, names): v for k, v in state_dict.items() if k not in unused}
+        mapped = {self._key(k, names): v for k, v in state_dict.items()
+                  if torch.is_floating_point(torch.as_tensor(v)) and self._key(k, names) is not None}
         return self.pack(mapped, self.name, also=set(self.aliases))
 
     @cached_property

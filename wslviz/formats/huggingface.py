@@ -15,7 +15,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
+from wslviz.core.hf_arch import HuggingFaceArchitecture
+from wslviz.core.layout import ArchitectureError
 from wslviz.formats._common import ACTIVATION_NAMES, read_json, require_dir
 from wslviz.formats.errors import ZooFormatError
 from wslviz.formats.folder import read_files
@@ -63,6 +66,19 @@ def model_checkpoint(folder: Path) -> Checkpoint:
     return Checkpoint(out, tuple(notes))
 
 
+def tensor_names(folder: Path) -> list[str]:
+    """The tensor names of one model folder, read from the safetensors header or the shard index (no tensor is
+    loaded)."""
+    if (folder / SINGLE).is_file():
+        try:
+            with safe_open(str(folder / SINGLE), framework="pt") as f:
+                return list(f.keys())
+        except Exception as e:  # a file the safe reader (model_checkpoint) will refuse with its own reason
+            raise ZooFormatError(folder / SINGLE, f"cannot read the safetensors header ({str(e)[:200]})") from None
+    index = read_json(folder / INDEX)
+    return list(index.get("weight_map", {})) if isinstance(index, dict) else []
+
+
 def _activation(folder: Path, default: str | None) -> str | None:
     if not (folder / "config.json").is_file():
         return default
@@ -84,9 +100,6 @@ def config_architecture(folder: Path, input_shape: Sequence[int] | None = None) 
     if config.get("auto_map"):
         raise ZooFormatError(folder / "config.json", "names remote code (auto_map); wslviz never runs code from "
                              "a model folder: state the architecture instead")
-    from wslviz.core.hf_arch import HuggingFaceArchitecture
-    from wslviz.core.layout import ArchitectureError
-
     spec = {"kind": "hf", "config": config, **({"input_shape": list(input_shape)} if input_shape else {})}
     try:
         return HuggingFaceArchitecture(spec), f"built from config.json ({config['model_type']}) by transformers"
@@ -106,20 +119,20 @@ def read(path: Path, arch: Any = None, activation: str | None = None, input_shap
     if not folders:
         raise ZooFormatError(path, f"no {SINGLE} or {INDEX}")
     act = activation or _activation(folders[0], None)
-    note = ""
+    note, built = "", None
     if arch is None and stack is None:
-        arch, note = config_architecture(folders[0], input_shape)
+        built, note = config_architecture(folders[0], input_shape)
+        arch = built
     zoo = read_files(path, folders, "huggingface", arch, act, input_shape, check_finite, loader=model_checkpoint,
                      description="Hugging Face model folder(s)", progress=progress, stack=stack, group=group)
+    notes = dict(zoo.extra.get("notes", {}))
     if note:
-        zoo.extra["notes"] = {**zoo.extra.get("notes", {}), note: len(folders)}
-    unused = getattr(zoo.arch, "unused_keys", None)
-    if unused is not None:
-        left = unused(model_checkpoint(folders[0]).tensors)
+        notes[note] = len(folders)
+    if built is not None:
+        left = built.unused_keys(tensor_names(folders[0]))
         if left:
-            zoo.extra["notes"] = {**zoo.extra.get("notes", {}),
-                                  f"{len(left)} tensor(s) this model does not hold left out (e.g. {left[0]})":
-                                  len(folders)}
+            notes[f"{len(left)} tensor(s) this model does not hold left out (e.g. {left[0]})"] = len(folders)
+    zoo.extra["notes"] = notes
     zoo.metadata = zoo.metadata.rename(columns={"file": "model"})
     if folders == [path]:
         zoo.metadata["model"] = [path.name]
