@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +71,12 @@ def read_config(folder: Path) -> dict[str, Any]:
         from peft import LoraConfig
     except ImportError:
         return raw
-    try:
-        config = LoraConfig.from_pretrained(str(folder))
+    known = {f.name for f in fields(LoraConfig)}
+    try:  # from the dict already read (from_pretrained would read the file again, and may reach for the hub)
+        config = LoraConfig(**{k: v for k, v in raw.items() if k in known and k != "peft_type"})
     except Exception:  # a config this peft version cannot parse: its documented keys still read
         return raw
-    return {**raw, **{k: getattr(config, k) for k in raw if hasattr(config, k)}}
+    return {**raw, **{k: getattr(config, k) for k in raw if k in known}}
 
 
 def _pattern(patterns: Any, module: str) -> Any:
