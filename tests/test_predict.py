@@ -12,7 +12,7 @@ import torch
 from conftest import random_zoo
 
 from wslviz.represent.features import compute_features
-from wslviz.represent.predict import leaderboard, predict_property, target_columns
+from wslviz.represent.predict import MAX_TREE_FEATURES, leaderboard, predict_property, target_columns
 from wslviz.represent.retrieval import function_similarity, nearest_neighbours, precision_at_k, retrieval_benchmark
 
 
@@ -24,6 +24,21 @@ def test_linear_recovers_a_target_that_is_a_feature(cnn_arch):
     r = predict_property(zoo, "target", "stats", "linear")
     assert r["r2"] > 0.99 and r["kendall_tau"] > 0.95
     assert r["predictions"].shape == (zoo.n_checkpoints,) and r["importances"].index[0] == "0.weight.std"
+
+
+def test_boosting_on_wide_features_reads_their_leading_components(mlp_arch):
+    # 600 columns that are noisy mixtures of 3 factors; the target is one factor: trees on the raw columns would
+    # have to find it spread over all of them, the principal components hold it
+    n = 120
+    rng = np.random.default_rng(0)
+    factors = rng.normal(size=(n, 3))
+    x = factors @ rng.normal(size=(3, MAX_TREE_FEATURES + 344)) + 0.05 * rng.normal(size=(n, MAX_TREE_FEATURES + 344))
+    zoo = random_zoo(mlp_arch, None, n_models=n, epochs=(1,))
+    zoo.metadata["target"] = factors[:, 0]
+    r = predict_property(zoo, "target", x, "gbm", importances=False)
+    assert r["r2"] > 0.8 and r["kendall_tau"] > 0.7
+    shuffled = predict_property(zoo, "target", x[rng.permutation(n)], "gbm", importances=False)
+    assert shuffled["r2"] < 0.2  # the rows' own factors, not any structure of the columns, carry the target
 
 
 def test_folds_are_grouped_by_model(mlp_arch):

@@ -8,9 +8,10 @@ are near-duplicates and would otherwise leak the answer into the training folds.
 
 Numeric targets are scored by R² and Kendall's τ of the out-of-fold predictions, categorical ones by
 accuracy (and balanced accuracy). Predictors: ``linear`` (ridge / logistic regression on standardised
-features), ``gbm`` (histogram gradient-boosted trees, which take NaN natively) and ``knn`` (k nearest
-neighbours on standardised features). Unterthiner et al., "Predicting Neural Network Accuracy from
-Weights" (2020) report R² of about 0.98 with gradient boosting on per-layer weight statistics.
+features), ``gbm`` (histogram gradient-boosted trees, which take NaN natively; on sets wider than
+:data:`MAX_TREE_FEATURES` columns, such as raw weights, boosted on the training fold's leading principal components)
+and ``knn`` (k nearest neighbours on standardised features). Unterthiner et al., "Predicting Neural Network
+Accuracy from Weights" (2020) report R² of about 0.98 with gradient boosting on per-layer weight statistics.
 
 Metanetworks (:data:`METANETS`: NFN-NP, DWSNets-style, and MLPs on flat weights with and without permutation
 augmentation; :mod:`wslviz.represent.metanet`) are predictors too: they read the weights themselves
@@ -44,6 +45,9 @@ METANET_OPTIONS: dict[str, Any] = {"hidden": 32, "depth": 3, "max_epochs": 100, 
 """Default settings of the metanetwork predictors (override with ``metanet_options``)."""
 CLASS_LABEL_COLUMNS = ("label",)
 MAX_IMPORTANCE_FEATURES = 200
+MAX_TREE_FEATURES = 256
+"""Gradient boosting on a wider feature set fits its first :data:`TREE_COMPONENTS` principal components."""
+TREE_COMPONENTS = 64
 """Permutation importances are computed for feature sets up to this width (cost grows with it)."""
 MAX_CATEGORIES = 20
 
@@ -73,21 +77,28 @@ def target_columns(meta: pd.DataFrame, model_col: str = "model_id") -> list[str]
     return out
 
 
-def _estimator(model: str, categorical: bool, random_state: int, n_rows: int):
+def _estimator(model: str, categorical: bool, random_state: int, n_rows: int, n_features: int):
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    prep = [SimpleImputer(strategy="mean", keep_empty_features=True), StandardScaler()]
     if model == "gbm":
+        from sklearn.decomposition import PCA
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
         cls = HistGradientBoostingClassifier if categorical else HistGradientBoostingRegressor
         # No early stopping: it would hold out an ungrouped validation split (checkpoints of one model
         # on both sides) and make results depend on it.
         # Leaves of at most 20 rows, fewer on small training sets (sklearn's fixed 20 cannot split 30 rows).
-        return cls(max_iter=200, learning_rate=0.05, early_stopping=False, random_state=random_state,
-                   min_samples_leaf=max(2, min(20, n_rows // 20)))
-    prep = [SimpleImputer(strategy="mean", keep_empty_features=True), StandardScaler()]
+        est = cls(max_iter=200, learning_rate=0.05, early_stopping=False, random_state=random_state,
+                  min_samples_leaf=max(2, min(20, n_rows // 20)))
+        if n_features <= MAX_TREE_FEATURES:
+            return est
+        # Trees cost time in proportion to the columns: on 14k raw weights one leaderboard took over 10
+        # minutes. Wide sets are boosted on their leading principal components (fitted on the training fold).
+        pca = PCA(min(TREE_COMPONENTS, n_rows - 1, n_features), random_state=random_state)
+        return make_pipeline(*prep, pca, est)
     if model == "linear":
         from sklearn.linear_model import LogisticRegression, RidgeCV
 
@@ -274,7 +285,7 @@ def predict_property(
                 est = _metanet(zoo, model, categorical, random_state, metanet_options, progress, i, n_splits)
                 fit_kw = {"groups": groups[train]}
             else:
-                est, fit_kw = _estimator(model, categorical, random_state, len(train)), {}
+                est, fit_kw = _estimator(model, categorical, random_state, len(train), x.shape[1]), {}
             if categorical and len(np.unique(y[train])) < 2:  # a fold that sees one class can only predict it
                 pred[test] = y[train][0]
             else:
