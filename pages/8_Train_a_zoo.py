@@ -65,8 +65,8 @@ with st.container(border=True):
                          help="Models with a shorter budget keep their checkpoints up to it: the same run, stopped "
                               "earlier.")
     batch = e3.select_slider("Batch size", [16, 32, 64, 128], 32, key="train_batch")
-    optimizer = e4.radio("Optimizer", ["sgd", "adam"], horizontal=True, key="train_opt",
-                         format_func={"sgd": "SGD + momentum", "adam": "Adam"}.get)
+    optimizer = e4.radio("Optimizer", ["sgd", "adam", "adamw"], horizontal=True, key="train_opt",
+                         format_func={"sgd": "SGD + momentum", "adam": "Adam", "adamw": "AdamW"}.get)
 
 sweep = Sweep(task=task_spec, model=model, width=width, depth=depth, activation=activation, n_models=n_models,
               first_seed=first_seed, lr=lr, n_lr=n_lr, weight_decay=wd, n_wd=n_wd, epochs=epochs, n_epochs=n_epochs,

@@ -11,6 +11,7 @@ from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.core.evaluation import evaluate
 from wslviz.core.tasks import make_task
 from wslviz.core.training import (
+    ADAMW_BETAS,
     BatchedOptimizer,
     Recipe,
     batched_gradient,
@@ -76,14 +77,14 @@ def test_batched_gradient_rows_equal_each_models_own_gradient(spec):
 def test_batched_optimizer_follows_torch_optim_per_model():
     arch = Architecture(mlp_spec([2, 6, 3], "tanh"))
     task = make_task("spirals")
-    hp = pd.DataFrame({"optimizer": ["sgd", "adam", "sgd", "adam"], "lr": [0.1, 0.01, 0.05, 0.003],
-                       "weight_decay": [0.0, 1e-2, 1e-3, 0.0], "momentum": [0.9, 0.9, 0.5, 0.9]})
-    w0 = init_weights(arch, [1, 2, 3, 4])
+    hp = pd.DataFrame({"optimizer": ["sgd", "adam", "sgd", "adam", "adamw"], "lr": [0.1, 0.01, 0.05, 0.003, 0.01],
+                       "weight_decay": [0.0, 1e-2, 1e-3, 0.0, 0.5], "momentum": [0.9, 0.9, 0.5, 0.9, 0.9]})
+    w0 = init_weights(arch, [1, 2, 3, 4, 5])
     # model 2 sits out step 1 (its subset is used up), so its weights and state must not move then
-    active = [torch.tensor([True, True, True, True]), torch.tensor([True, True, False, True]),
-              torch.tensor([True, True, True, True])]
+    active = [torch.tensor([True, True, True, True, True]), torch.tensor([True, True, False, True, True]),
+              torch.tensor([True, True, True, True, True])]
     g = torch.Generator().manual_seed(0)
-    batches = [torch.randint(0, len(task.x_train), (4, 16), generator=g) for _ in active]
+    batches = [torch.randint(0, len(task.x_train), (5, 16), generator=g) for _ in active]
 
     w = w0.clone()
     opt = BatchedOptimizer(hp, arch.n_params)
@@ -96,8 +97,11 @@ def test_batched_optimizer_follows_torch_optim_per_model():
         if row["optimizer"] == "sgd":
             ref = torch.optim.SGD(model.parameters(), lr=row["lr"], momentum=row["momentum"],
                                   weight_decay=row["weight_decay"])
-        else:
+        elif row["optimizer"] == "adam":
             ref = torch.optim.Adam(model.parameters(), lr=row["lr"], weight_decay=row["weight_decay"])
+        else:
+            ref = torch.optim.AdamW(model.parameters(), lr=row["lr"], weight_decay=row["weight_decay"],
+                                    betas=ADAMW_BETAS)
         for idx, act in zip(batches, active, strict=True):
             if not act[i]:
                 continue
