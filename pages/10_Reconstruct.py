@@ -34,7 +34,9 @@ per_class = c2.slider("Inputs per class", 1, 20, 4, key="rec_per_class")
 steps = c3.select_slider("Optimisation steps", [20, 50, 100, 200, 400, 800], 200, key="rec_steps")
 seed = int(c4.number_input("Seed", 0, 10_000, 0, key="rec_seed"))
 n_classes = arch.output_dim
-run = st.button("Invert the checkpoint", type="primary", key="rec_go")
+# each step a forward and a backward pass (about 3 evaluations) on the batch of inputs
+ok = ui.cost_gate(zoo, "rec", [(3 * steps, per_class * n_classes, False)])
+run = st.button("Invert the checkpoint", type="primary", key="rec_go", disabled=not ok)
 key = ("invert", row, per_class, steps, seed)
 inversion = ui.on_request(zoo, "reconstruct", key,
                           partial(I.invert, arch, zoo.weights[row].float(), per_class * n_classes, steps,
@@ -65,10 +67,13 @@ d1, d2 = st.columns([2, 3])
 epochs = d1.select_slider("Epochs", [10, 30, 50, 100, 150], 30, key="rec_epochs")
 d2.caption("A fresh network of the same architecture learns the checkpoint's softened outputs on these inputs only "
            "(no labels, no real data); a second one learns them on as many noise inputs, the baseline.")
+# each epoch: forward and backward over the inputs in batches of 64, for two students
+batches = -(-len(inversion.images) // 64)
+ok = ui.cost_gate(zoo, "rec_distil", [(2 * 3 * epochs * batches, 64, False), (3, "test")])
 scores = ui.on_request(zoo, "distil", ("distil", *key, epochs),
                        partial(I.distillation_scores, arch, zoo.task, zoo.weights[row].float(), inversion.images,
                                epochs, seed),
-                       "Distilling two students", st.button("Distil", key="rec_distil"))
+                       "Distilling two students", st.button("Distil", key="rec_distil", disabled=not ok))
 if scores is not None:
     st.dataframe(scores.round(4), hide_index=True, key="rec_scores")
     inverted, noise = (float(scores["test accuracy"].iloc[i]) for i in (1, 2))

@@ -15,6 +15,7 @@ from wslviz.plots import lora as PL
 from wslviz.plots import symmetry as P
 from wslviz.ui import texts
 from wslviz.understand import align as A
+from wslviz.understand import landscape as L
 from wslviz.understand import lowrank, summaries
 from wslviz.understand import repair as R
 from wslviz.understand import symmetry as S
@@ -150,7 +151,11 @@ with tabs[1]:
                                                if zoo.task is not None and arch.matches_activations else {})
     method = e1.radio("Method", list(methods), format_func=methods.get, horizontal=True, key="sym_method")
     setting = e2.radio("Symmetries undone", list(KIND_SETTINGS), horizontal=True, key="sym_align_kinds")
-    run = st.button("Align B to A", type="primary", key="sym_align")
+    # the report's barriers: two straight paths of 25 points (with a BatchNorm reset of each point where it applies)
+    reset = min(R.N_SAMPLES, len(zoo.task.x_train)) if zoo.task is not None and arch.has_batchnorm else 0
+    ok = ui.cost_gate(zoo, "sym_align", [(2 * L.BARRIER_STEPS, "test"), (2 * L.BARRIER_STEPS * bool(reset), reset)]
+                      if zoo.task is not None else [], 1)
+    run = st.button("Align B to A", type="primary", key="sym_align", disabled=not ok)
     res = ui.on_request(zoo, "symmetry-pair", ("align", row_a, row_b, method, setting),
                         partial(summaries.alignment_report, arch, zoo.task, zoo.weights[row_a], zoo.weights[row_b],
                                 method, KIND_SETTINGS[setting]), "Aligning B to A", run)
@@ -217,7 +222,8 @@ with tabs[2]:
         f1.caption(f"{n_max:,} final checkpoint(s) in this zoo.")
     f2.caption("The reference is the first included model; every other model is aligned to it.")
     rows = final[:n_models]
-    run = st.button("Align the zoo", type="primary", key="sym_zoo_go", disabled=n_max < 2)
+    ok = n_max < 2 or ui.cost_gate(zoo, "sym_zoo", matchings=2 * (len(rows) - 1))
+    run = st.button("Align the zoo", type="primary", key="sym_zoo_go", disabled=n_max < 2 or not ok)
     if n_max < 2:
         st.info("The spread needs at least two models: this zoo has one final checkpoint.")
     spread = ui.on_request(zoo, "symmetry-spread", ("spread", tuple(rows)),

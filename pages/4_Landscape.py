@@ -44,6 +44,7 @@ SPLITS = {"test": "test split", "train": "training split"}
 MAX_MATRIX = 16  # checkpoints in the barrier matrix: 120 paths
 MAX_SHARP = 24  # checkpoints in the sharpness figure: all iterate together, one double backward per step
 arch, task, W, meta = zoo.arch, zoo.task, zoo.weights, zoo.metadata
+reset_batch = min(R.N_SAMPLES, len(task.x_train))  # a BatchNorm reset runs each point on these training inputs
 options = list(range(zoo.n_checkpoints))
 defaults = ui.default_rows(zoo, 3)
 defaults += [defaults[-1]] * (3 - len(defaults))
@@ -98,7 +99,11 @@ with tabs[0]:
                           help="BatchNorm reset recomputes each point's BatchNorm statistics from training data; "
                                "REPAIR also rescales every channel to the interpolated statistics of A and B "
                                "(Jordan et al. 2023). The default is the Symmetry page's too.")
-    run = st.button("Compute paths", type="primary", key="land_path_go")
+    n_splits, corrected = (2 if both else 1), R.default_method(arch) != "none" and correction != "none"
+    ok = ui.cost_gate(zoo, "land_path", [(steps * len(methods), sp) for sp in (("test", "train") if both else (split,))]
+                      + [(steps * len(methods) * n_splits * corrected, reset_batch)],
+                      sum(m != "naive" for m in methods))
+    run = st.button("Compute paths", type="primary", key="land_path_go", disabled=not ok)
     if run and row_a == row_b:
         st.warning("A and B are the same checkpoint: the path is a single point (its barrier is 0).")
     if run and not methods:
@@ -136,7 +141,12 @@ with tabs[1]:
                            disabled=not arch.matches_activations)
     mat_correction = m3.radio("Correction", R.METHODS, index=R.METHODS.index(R.default_method(arch)),
                               format_func=R.LABELS.get, horizontal=True, key="land_matrix_correction")
-    run = st.button("Compute barrier matrix", type="primary", key="land_matrix_go")
+    n_pairs = len(rows) * (len(rows) - 1) // 2
+    mat_corrected = R.default_method(arch) != "none" and mat_correction != "none"
+    ok = ui.cost_gate(zoo, "land_matrix", [(n_pairs * mat_steps * (3 if with_act else 2), split),
+                                           (n_pairs * mat_steps * (3 if with_act else 2) * mat_corrected,
+                                            reset_batch)], n_pairs * (2 if with_act else 1))
+    run = st.button("Compute barrier matrix", type="primary", key="land_matrix_go", disabled=not ok)
     if run and len(rows) < 2:
         st.warning("Pick at least two checkpoints.")
         run = False
@@ -162,7 +172,8 @@ with tabs[2]:
     resolution, margin, q3 = grid_controls("plane", ("Margin around the models", 0.0, 1.0, 0.25, 0.05,
                                                      "land_plane_margin"))
     log_plane = q3.checkbox("Colour by log10 loss", True, key="land_plane_log")
-    run = st.button("Compute planes", type="primary", key="land_plane_go")
+    ok = ui.cost_gate(zoo, "land_plane", [(2 * resolution ** 2, split)], 2)
+    run = st.button("Compute planes", type="primary", key="land_plane_go", disabled=not ok)
     planes = {m: request(f"plane-{m}", (row_a, row_b, row_c, resolution, margin, split),
                          partial(S.plane, arch, task, W[row_a], W[row_b], W[row_c], resolution, margin, m, split),
                          f"Evaluating the {m} plane", run) for m in ("naive", "weight")}
@@ -177,7 +188,8 @@ with tabs[3]:
     rand_res, span, r3 = grid_controls("rand", ("Half-width (1 = every filter moved by its own norm)", 0.1, 3.0,
                                                 1.0, 0.1, "land_rand_span"))
     seed = int(r3.number_input("Seed", 0, 100_000, 0, key="land_rand_seed"))
-    run = st.button("Compute random directions", type="primary", key="land_rand_go")
+    ok = ui.cost_gate(zoo, "land_rand", [(rand_res ** 2 + 2 * rand_res + 1, split)])
+    run = st.button("Compute random directions", type="primary", key="land_rand_go", disabled=not ok)
     key = (row_a, rand_res, span, seed, split)
     line = request("random-line", key, partial(S.random_line, arch, task, W[row_a], 2 * rand_res + 1, span, seed,
                                                split), "Evaluating the random line", run)
@@ -203,8 +215,14 @@ with tabs[4]:
                                 key="land_traj_model")
         traj_res = s2.slider("Grid resolution", 5, 51, 21, 2, key="land_traj_res")
         traj_rows = S.trajectory_rows(meta, model_id)
-        st.caption(f"{len(traj_rows)} checkpoints of this model.")
-        run = st.button("Compute trajectory", type="primary", key="land_traj_go")
+        enough = len(traj_rows) >= 3
+        if enough:
+            st.caption(f"{len(traj_rows)} checkpoints of this model.")
+        else:
+            st.info(f"Model {model_id} has {len(traj_rows)} checkpoint(s): a trajectory plane needs at least 3. "
+                    "Pick a model saved at more epochs.")
+        ok = enough and ui.cost_gate(zoo, "land_traj", [(traj_res ** 2, split)])
+        run = st.button("Compute trajectory", type="primary", key="land_traj_go", disabled=not ok)
         surf = request("trajectory", (model_id, traj_res, split),
                        partial(S.trajectory, arch, task, W[traj_rows], traj_res, 0.25, split),
                        "Evaluating the trajectory plane", run)
@@ -223,7 +241,9 @@ with tabs[5]:
     n_iter = b1.slider("Training steps", 20, 1000, 200, 20, key="land_bez_iter")
     align_bez = b2.checkbox("Weight-match B to A first", False, key="land_bez_align")
     bez_seed = int(b3.number_input("Seed", 0, 100_000, 0, key="land_bez_seed"))
-    run = st.button("Train curve", type="primary", key="land_bez_go")
+    # each step: 8 points of the curve, forward and backward (about 3 evaluations) on a batch of 128
+    ok = ui.cost_gate(zoo, "land_bez", [(24 * n_iter, 128), (2 * L.BARRIER_STEPS, split)], int(align_bez))
+    run = st.button("Train curve", type="primary", key="land_bez_go", disabled=not ok)
     if run and row_a == row_b:
         st.warning("A and B are the same checkpoint: pick two different models.")
         run = False
@@ -253,7 +273,9 @@ with tabs[6]:
     x_cols = [c for c in ("epoch", "test_acc", "train_acc") if c in meta] or ["row"]
     x_col = h3.radio("Plot against", x_cols, index=0 if own_run or "test_acc" not in x_cols else
                      x_cols.index("test_acc"), horizontal=True, key="land_sharp_x" + ("_run" if own_run else ""))
-    run = st.button("Compute sharpness", type="primary", key="land_sharp_go")
+    # per checkpoint: up to 30 power iterations and the probes, each a Hessian-vector product (about 4 evaluations)
+    ok = ui.cost_gate(zoo, "land_sharp", [(4 * len(picked) * (30 + n_probes), n_examples)])
+    run = st.button("Compute sharpness", type="primary", key="land_sharp_go", disabled=not ok)
     if run and not picked:
         st.warning("Pick at least one checkpoint.")
         run = False

@@ -34,11 +34,13 @@ from wslviz.plots.zoo import file_names
 from wslviz.scale.cache import cache_stamp, load_zoo
 from wslviz.ui import texts
 from wslviz.ui.results import cached_value as cached_value
+from wslviz.ui.results import cost_gate as cost_gate
 from wslviz.ui.results import forget as forget
 from wslviz.ui.results import on_request as on_request
 from wslviz.ui.results import progress_callback as progress_callback
 from wslviz.ui.results import requested_key as requested_key
 from wslviz.ui.results import result as result
+from wslviz.ui.results import unit_costs as unit_costs
 from wslviz.ui.serve import check_zoo_path, public_message
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_zoo"

@@ -17,16 +17,21 @@ called as ``compute(progress=callback)``: a library function with its arguments 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from functools import partial
 from typing import Any, TypeVar
 
+import numpy as np
 import streamlit as st
 
 from wslviz.core.zoo import Zoo
+from wslviz.scale.cost import UnitCosts, Work, describe_seconds, estimate, measure_unit_costs
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
 REQUESTS_KEY = "_requested_results"
 MAX_RESULTS = 256
+ASK_ABOVE = 60.0
+"""Computations estimated to take longer (seconds) ask for a confirmation before their button can be pressed."""
 
 
 def progress_callback(label: str) -> Progress:
@@ -102,3 +107,34 @@ def requested_key(zoo: Zoo, section: str) -> tuple[Hashable, ...] | None:
 def forget(section: str) -> None:
     """Drop this session's request for ``section`` (its result is no longer shown)."""
     st.session_state.get(REQUESTS_KEY, {}).pop(section, None)
+
+
+def unit_costs(zoo: Zoo) -> UnitCosts:
+    """This zoo's measured unit costs (:func:`wslviz.scale.cost.measure_unit_costs` on its final checkpoints),
+    measured once and kept in the result cache."""
+    final = np.sort(zoo.final_index())
+    return result(zoo, ("unit costs",), partial(measure_unit_costs, zoo.arch, zoo.task, zoo.weights[final]),
+                  "Measuring what one evaluation and one matching cost on this zoo")
+
+
+def cost_gate(zoo: Zoo, key: str, evaluations: Work = (), matchings: float = 0) -> bool:
+    """Say before a computation starts what it will cost, from the zoo's measured unit costs: model
+    ``evaluations`` (:data:`wslviz.scale.cost.Work`: counts and what each runs on) and ``matchings`` weight
+    matchings. Returns whether its button may be pressed: always below :data:`ASK_ABOVE` seconds; above, once the
+    user ticks a box that repeats the estimate (keyed ``{key}_ok``)."""
+    costs = unit_costs(zoo)
+    seconds = estimate(costs, evaluations, matchings)
+    if seconds is None:
+        st.caption("Cost not estimated: " + ("no matching is measured on networks this size." if matchings and
+                                              costs.matching is None else "this zoo cannot be evaluated."))
+        return True
+    n_evals = sum(n for n, *_ in evaluations)
+    parts = [f"{n_evals:,.0f} model evaluations"] if n_evals else []
+    parts += [f"{matchings:,.0f} weight matching{'s' if matchings != 1 else ''} at {costs.matching:.2f} s"] \
+        if matchings else []
+    per = f"{1e3 * costs.evaluation_seconds('test'):.1f} ms per model on the test split" if n_evals else ""
+    st.caption(f"Estimated {describe_seconds(seconds)}: " + " + ".join(parts)
+               + (f" ({per})" if per else "") + ", measured on this zoo.")
+    if seconds <= ASK_ABOVE:
+        return True
+    return st.checkbox(f"This takes {describe_seconds(seconds)}: run it anyway", value=False, key=f"{key}_ok")
