@@ -377,3 +377,71 @@ def test_lora_gl_tab_in_a_real_browser(server, page):
         page.screenshot(path=str(ARTIFACTS / "browser-lora-failure.png"))
         raise
     screenshot(page, "symmetry_lora")
+
+
+def write_epoch_runs(folder: Path, runs: int = 4, epochs: tuple = ("init", 1, 2, 5, 10)) -> Path:
+    """Four training runs of a tutorial-style MLP (``fc1``/``fc2`` keys) on scikit-learn's digits, each saved as
+    ``seed{k}_epoch_{e}.pt`` (the start named ``init``, unpadded epoch numbers), and the digits as ``digits.npz``
+    beside the folder: what a practitioner's folder of checkpoints and data look like."""
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = torch.tensor(digits.data / 16.0, dtype=torch.float32), torch.tensor(digits.target)
+    folder.mkdir()
+    np.savez(folder.parent / "digits.npz", x=x.numpy(), y=y.numpy())
+    for k in range(runs):
+        torch.manual_seed(k)
+        net = torch.nn.Sequential()
+        net.add_module("fc1", torch.nn.Linear(64, 16))
+        net.add_module("act", torch.nn.ReLU())
+        net.add_module("fc2", torch.nn.Linear(16, 10))
+        opt = torch.optim.SGD(net.parameters(), lr=0.05 * (k + 1))
+        for epoch in range(max(e for e in epochs if e != "init") + 1):
+            if epoch in epochs or (epoch == 0 and "init" in epochs):
+                torch.save(net.state_dict(), folder / f"seed{k}_epoch_{'init' if epoch == 0 else epoch}.pt")
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x[:1200]), y[:1200]).backward()
+            opt.step()
+    return folder.parent / "digits.npz"
+
+
+def test_epoch_folder_with_a_stated_task_in_a_real_browser(server, page, tmp_path):
+    """A folder of four runs saved every few epochs opens as four models with a numeric epoch axis; the task
+    stated in the home page's form gives every checkpoint its accuracy, which the Zoo page plots, Predict
+    predicts and the Landscape pickers show beside the file names."""
+    from urllib.parse import quote
+
+    folder = tmp_path / "runs"
+    data = write_epoch_runs(folder)
+    try:
+        page.goto(f"{server}/?zoo={quote(str(folder))}")
+        wait_idle(page, settle=1.0)
+        assert page.get_by_text("4 models").count() >= 1, page.locator('[data-testid="stMain"]').inner_text()[:2000]
+        page.get_by_label("Task: a .npz file with arrays x and y (to evaluate)").fill(str(data))
+        click_button(page, "Reopen with these")
+        assert page.get_by_text("Task:").count() >= 1
+        page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Zoo").first.click()
+        wait_idle(page)
+        wait_charts(page)
+        assert "test_acc" in page.locator('[data-testid="stMain"]').inner_text()
+        page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Predict").first.click()
+        wait_idle(page)
+        assert page.get_by_text("Nothing to predict").count() == 0
+        click_button(page, "Fit predictor")  # the default target is the accuracy the task gave
+        wait_charts(page)
+        assert page.get_by_text("Kendall τ").count() >= 1
+        assert page.locator(".gtitle").filter(has_text="Out-of-fold predictions of test_acc").count() == 1
+        page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Landscape").first.click()
+        wait_idle(page)
+        picker = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text("Model A", exact=True))
+        picker.locator("input").first.click()
+        options = page.get_by_role("option").all_inner_texts()
+        page.keyboard.press("Escape")
+        # each checkpoint by its file and its accuracy on the stated task
+        assert len(options) == 20 and all(re.search(r"seed\d_epoch_(init|\d+)\.pt.* 0\.\d{3}$", o) for o in options), options
+    except BaseException:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "browser-epochs-failure.png"))
+        raise
