@@ -119,8 +119,9 @@ board = ui.on_request(zoo, "predict-board", ("board", *board_params),
                               target_transform=transform), "Scoring feature sets x predictors", run)
 if board is None or ui.requested_key(zoo, "predict-board")[1:] != board_params:
     st.info(f"Press **Compute leaderboard** to score {len(board_kinds)} feature sets x {len(predict.MODELS)} "
-            "predictors for this target (a few minutes on the sample CNN zoo: gradient boosting on the raw weights "
-            "dominates).")
+            f"predictors for this target, each with grouped 5-fold cross-validation ({zoo.n_checkpoints:,} "
+            "checkpoints; 15 s on digits-cnn's 1,296 and on digits-resnet's 14,326-weight networks, where "
+            "gradient boosting reads the raw weights' 64 leading principal components).")
 else:
     metric = "accuracy" if "accuracy" in board else "r2"
     ui.chart(pplots.leaderboard_figure(board, metric, title=f"{metric} of {target}, grouped 5-fold CV"),

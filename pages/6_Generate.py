@@ -87,7 +87,10 @@ def run_generator() -> None:
     st.session_state[RUNS_KEY] = runs + [run]
 
 
-if st.button("Generate", type="primary", key="gen_go"):
+# the generated models and their noise baseline evaluated (about ten calibration steps), each matched to the zoo
+ok = zoo.task is None or ui.cost_gate(zoo, "gen", [(11 * int(n), "test")], int(n),
+                                      extra="fitting the generator and, once per zoo, aligning the zoo")
+if st.button("Generate", type="primary", key="gen_go", disabled=not ok):
     try:
         run_generator()
     except (ValueError, TypeError, ImportError, ModuleNotFoundError) as e:
@@ -150,7 +153,9 @@ if zoo.task is not None:
     fr = ui.on_request(zoo, "generate-frontier", ("noise frontier",),
                        lambda progress=None: G.noise_frontier(zoo, novelty_index(), progress=progress),
                        "Adding noise to zoo models at a sweep of amplitudes",
-                       st.button("Compute the noise frontier", key="gen_frontier_go"))
+                       st.button("Compute the noise frontier", key="gen_frontier_go", disabled=not ui.cost_gate(
+                           zoo, "gen_frontier", [(len(G.NOISE_AMPLITUDES) * 8 * 4, "test")],
+                           len(G.NOISE_AMPLITUDES) * 8 * 4)))
     if fr is None:
         st.info("Press **Compute the noise frontier** to measure zoo models plus noise at a sweep of amplitudes "
                 "(once per zoo; kept for every later run).")

@@ -117,11 +117,12 @@ def unit_costs(zoo: Zoo) -> UnitCosts:
                   "Measuring what one evaluation and one matching cost on this zoo")
 
 
-def cost_gate(zoo: Zoo, key: str, evaluations: Work = (), matchings: float = 0) -> bool:
+def cost_gate(zoo: Zoo, key: str, evaluations: Work = (), matchings: float = 0, extra: str = "") -> bool:
     """Say before a computation starts what it will cost, from the zoo's measured unit costs: model
     ``evaluations`` (:data:`wslviz.scale.cost.Work`: counts and what each runs on) and ``matchings`` weight
-    matchings. Returns whether its button may be pressed: always below :data:`ASK_ABOVE` seconds; above, once the
-    user ticks a box that repeats the estimate (keyed ``{key}_ok``)."""
+    matchings; ``extra`` names work the estimate leaves out ("fitting the generator"). Returns whether its button
+    may be pressed: always below :data:`ASK_ABOVE` seconds; above, once the user ticks a box that repeats the
+    estimate (keyed ``{key}_ok``)."""
     costs = unit_costs(zoo)
     seconds = estimate(costs, evaluations, matchings)
     if seconds is None:
@@ -134,7 +135,7 @@ def cost_gate(zoo: Zoo, key: str, evaluations: Work = (), matchings: float = 0) 
         if matchings else []
     per = f"{1e3 * costs.evaluation_seconds('test'):.1f} ms per model on the test split" if n_evals else ""
     st.caption(f"Estimated {describe_seconds(seconds)}: " + " + ".join(parts)
-               + (f" ({per})" if per else "") + ", measured on this zoo.")
+               + (f" ({per})" if per else "") + ", measured on this zoo" + (f"; plus {extra}." if extra else "."))
     if seconds <= ASK_ABOVE:
         return True
     return st.checkbox(f"This takes {describe_seconds(seconds)}: run it anyway", value=False, key=f"{key}_ok")
