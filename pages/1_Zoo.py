@@ -19,7 +19,7 @@ MAX_PILLS = 12  # a filter with more values than this is a multiselect (a wall o
 st.title("Zoo")
 ui.teaching("zoo")
 
-zoo = ui.require_zoo()
+zoo = ui.require_zoo(runs_networks=False)
 meta = zoo.metadata
 hparams = zplots.hyperparameter_columns(meta)
 metrics = zplots.metric_columns(meta)

@@ -101,6 +101,27 @@ def test_form_states_activation_and_task_and_the_zoo_evaluates(tmp_path):
     assert any(".pt · " in label and label.endswith(" · 1.000") for label in labels), labels
 
 
+@pytest.mark.parametrize("name", ["3_Symmetry.py", "4_Landscape.py", "7_Merge.py"])
+def test_pages_that_run_the_networks_mark_the_assumed_activation(tmp_path, monkeypatch, name):
+    """A folder of state dicts does not record its activation: every page whose results depend on it says what
+    was assumed and where to state it; once stated in the form, nothing is marked assumed."""
+    written = write_named(tmp_path / "t", "tutorial", n=4)
+    x = torch.randn(60, 4)
+    with torch.no_grad():
+        y = written[next(iter(written))](x).argmax(1)
+    np.savez(tmp_path / "data.npz", x=x.numpy(), y=y.numpy())
+    assumed = page(monkeypatch, str(tmp_path / "t"), name)
+    note = [c.value for c in assumed.caption if "*(assumed)*" in c.value]
+    assert len(note) == 1 and "activation" in note[0] and "[home page](/)" in note[0], note
+    at = open_folder(str(tmp_path / "t"))  # the form states it: the pages no longer assume
+    at.selectbox(key="home_activation").set_value("relu")
+    at.text_input(key="home_task").input(str(tmp_path / "data.npz"))
+    at.button(key="home_state_go").click().run()
+    at.switch_page(f"pages/{name}").run()
+    assert not at.exception, at.exception
+    assert not [c.value for c in at.caption if "*(assumed)*" in c.value]
+
+
 def test_groups_are_listed_and_switch(folders):
     at = open_folder(folders["folder-mixed"])
     assert "3 architectures in this folder" in text(at)  # the custom-class .ckpt now opens (read inertly)
