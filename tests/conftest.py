@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -18,6 +19,15 @@ warnings.filterwarnings("ignore", category=ImportWarning)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_zoo"
+
+
+@pytest.fixture(autouse=True)
+def restore_main_module():
+    """AppTest leaves ``sys.modules["__main__"]`` pointing at the last page it ran; a process started later by
+    ``spawn`` (a Dask worker) would re-run that page as its main module. Each test gets the real one back."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 SMALL_CNN = {
     "input_shape": [1, 8, 8],
