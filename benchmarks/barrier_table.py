@@ -37,7 +37,7 @@ from wslviz.understand import landscape as L
 from wslviz.understand.repair import default_method
 
 ROOT = Path(__file__).resolve().parents[1]
-ZOOS = ("moons-mlp", "digits-cnn", "digits-resnet", "tiny-transformer")
+ZOOS = ("moons-mlp", "digits-cnn", "digits-resnet", "tiny-transformer", "transformer-max")
 TARGET_REDUCTION = 50.0
 
 

@@ -24,6 +24,16 @@ def test_builtin_tasks_are_deterministic_with_disjoint_splits(name):
     assert a.n_classes == int(torch.cat([a.y_train, a.y_test]).max()) + 1
 
 
+@pytest.mark.parametrize(("name", "rule"), [("modadd", lambda a, b: (a + b) % 7), ("tokenmax", max)])
+def test_two_token_tasks_hold_every_problem_once_with_its_answer(name, rule):
+    task = make_task({"name": name, "p": 7})
+    x = torch.cat([task.x_train, task.x_test]).long()
+    y = torch.cat([task.y_train, task.y_test])
+    assert len(x) == 49 and len({tuple(r) for r in x.tolist()}) == 49 and (x[:, 2] == 7).all()  # "=" token
+    assert all(int(t) == rule(int(a), int(b)) for (a, b, _), t in zip(x.tolist(), y, strict=True))
+    assert len(task.x_test) in (24, 25) and task.n_classes == 7
+
+
 def test_seed_changes_the_data_and_input_shapes():
     assert not torch.equal(make_task({"name": "moons", "seed": 1}).x_test, make_task("moons").x_test)
     digits = make_task("digits")

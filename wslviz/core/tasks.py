@@ -5,8 +5,8 @@ it: ``{"name": "moons", "n_samples": 1000, "noise": 0.2, "seed": 0, "test_fracti
 Built-in names: ``moons``, ``circles``, ``spirals`` (2D, so decision boundaries can be drawn),
 ``digits`` (scikit-learn's 8x8 handwritten digits, shipped with the package, as ``[1, 8, 8]`` images
 scaled to [0, 1]), ``modadd`` (``a + b mod p`` as three tokens, for small transformers; half the ``p^2``
-problems are held out by default) and ``npz`` (user data: a ``.npz`` file with arrays ``x`` and ``y``; integer ``y``
-means classification, float ``y`` regression).
+problems are held out by default), ``tokenmax`` (``max(a, b)`` on the same tokens) and ``npz`` (user data: a
+``.npz`` file with arrays ``x`` and ``y``; integer ``y`` means classification, float ``y`` regression).
 
 Digits come in related variants for fine-tuning and merging (:data:`DIGITS_VARIANTS`):
 ``{"name": "digits", "variant": "rotate90"}`` is the same split of the same images, each rotated; a list of
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-TASK_NAMES = ("moons", "circles", "spirals", "digits", "modadd", "npz")
+TASK_NAMES = ("moons", "circles", "spirals", "digits", "modadd", "tokenmax", "npz")
 DIGITS_VARIANTS = ("original", "rotate90", "mirror", "invert", "noise")
 """Related digit tasks: the images as they are, rotated by 90 degrees, mirrored left to right, inverted
 (``1 - x``), and with Gaussian noise (std 0.3, fixed draw, clipped to [0, 1]). Labels are unchanged."""
@@ -130,6 +130,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "spirals": {"n_samples": 1200, "noise": 0.15, "n_classes": 3},
     "digits": {},
     "modadd": {"p": 23, "test_fraction": 0.5},
+    "tokenmax": {"p": 23, "test_fraction": 0.5},
     "npz": {},
 }
 
@@ -162,8 +163,8 @@ def make_task(spec: dict[str, Any] | str) -> Task:
         d = load_digits()
         x, y = (d.data / 16.0).reshape(-1, 1, 8, 8), d.target
         class_names = [str(c) for c in range(10)]
-    elif name == "modadd":
-        x, y = _modular_addition(int(spec["p"]))
+    elif name in ("modadd", "tokenmax"):
+        x, y = _two_token_problems(int(spec["p"]), name)
     else:
         x, y = load_npz(spec.get("path", ""))
         if y.dtype.kind == "f":
@@ -216,14 +217,15 @@ def _holdout(x: np.ndarray, y: np.ndarray, fraction: float):
     return x[:n], y[:n], x[n:], y[n:]
 
 
-def _modular_addition(p: int) -> tuple[np.ndarray, np.ndarray]:
-    """All ``p * p`` problems ``a + b mod p`` as token sequences ``[a, b, p]`` (``p`` is the "=" token; floats
-    holding integers, ``[N, 3]``) with labels ``(a + b) mod p`` (Power et al., "Grokking", 2022)."""
+def _two_token_problems(p: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """All ``p * p`` problems on two tokens ``a, b < p`` as sequences ``[a, b, p]`` (``p`` is the "=" token;
+    floats holding integers, ``[N, 3]``) with labels ``(a + b) mod p`` for ``modadd`` (Power et al., "Grokking",
+    2022) or ``max(a, b)`` for ``tokenmax``."""
     if p < 2:
-        raise TaskError(f"modadd needs p >= 2, got {p}")
+        raise TaskError(f"{name} needs p >= 2, got {p}")
     a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
     x = np.stack([a.ravel(), b.ravel(), np.full(p * p, p)], 1).astype(np.float32)
-    return x, (a.ravel() + b.ravel()) % p
+    return x, (a.ravel() + b.ravel()) % p if name == "modadd" else np.maximum(a.ravel(), b.ravel())
 
 
 def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
