@@ -40,6 +40,11 @@ from wslviz.core.inr import InrRecipe
 from wslviz.core.lineage_train import TreeRecipe
 from wslviz.core.lora_train import DIGITS_LORA, LoraRecipe
 from wslviz.core.module_train import MODULE_RECIPES
+from wslviz.core.optim import ADAM_BETAS as ADAM_BETAS  # the optimiser lived here: its names stay importable
+from wslviz.core.optim import ADAM_EPS as ADAM_EPS
+from wslviz.core.optim import ADAMW_BETAS as ADAMW_BETAS
+from wslviz.core.optim import OPTIMIZERS as OPTIMIZERS
+from wslviz.core.optim import BatchedOptimizer as BatchedOptimizer
 from wslviz.core.tasks import Task, make_task
 from wslviz.core.trainloop import DATA_STREAM as DATA_STREAM  # part of this module's interface since it began
 from wslviz.core.trainloop import (
@@ -69,15 +74,6 @@ HYPERPARAMETERS: dict[str, Any] = {
 """Every hyper-parameter the trainer understands, with its default. ``momentum`` applies to SGD only;
 Adam uses betas (0.9, 0.999) and eps 1e-8 as ``torch.optim.Adam`` does; AdamW betas (0.9, 0.98)."""
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-ADAM_BETAS = (0.9, 0.999)
-ADAMW_BETAS = (0.9, 0.98)
-"""AdamW's betas: Power et al.'s ("Grokking", 2022); with 0.999 a tiny GPT grokking modular addition spiked back to
-chance late in training."""
-ADAM_EPS = 1e-8
-"""Offset between a model's initialisation seed and the seed of its data-order generator."""
-
-
 # ---------------------------------------------------------------------------------------------- init
 def init_weights(arch: Architecture, seeds: Sequence[int], init_scale: Sequence[float] | float = 1.0) -> torch.Tensor:
     """Freshly initialised weights ``[B, P]``, one row per seed, like PyTorch's layer defaults.
@@ -105,57 +101,6 @@ def init_weights(arch: Architecture, seeds: Sequence[int], init_scale: Sequence[
                 values = torch.zeros(p.numel)
             weights[b, p.slice] = values
     return weights
-
-
-# ---------------------------------------------------------------------------------------------- optimiser
-class BatchedOptimizer:
-    """SGD with momentum, Adam and AdamW for B models at once, with per-model hyper-parameters.
-
-    Each row follows ``torch.optim.SGD(lr, momentum, weight_decay)``, ``torch.optim.Adam(lr, weight_decay)``
-    (Kingma & Ba 2015; weight decay as an L2 term of the gradient) or ``torch.optim.AdamW(lr, weight_decay,
-    betas=ADAMW_BETAS)`` (Loshchilov & Hutter 2019; weight decay applied to the weights, outside the moments)
-    exactly, chosen per model by ``optimizer``. ``step`` leaves the rows of inactive models (and their state)
-    untouched.
-    """
-
-    def __init__(self, hparams: pd.DataFrame, n_params: int):
-        def col(name: str) -> torch.Tensor:
-            return torch.tensor(hparams[name].to_numpy(np.float32, copy=True)).view(-1, 1)
-
-        unknown = set(hparams["optimizer"]) - set(OPTIMIZERS)
-        if unknown:
-            raise ValueError(f"unknown optimizer(s) {sorted(unknown)}; known: {', '.join(OPTIMIZERS)}")
-        b = len(hparams)
-        self.lr, self.weight_decay, self.momentum = col("lr"), col("weight_decay"), col("momentum")
-        self.adamw = torch.tensor((hparams["optimizer"] == "adamw").to_numpy(copy=True)).view(-1, 1)
-        self.adam = torch.tensor(hparams["optimizer"].isin(("adam", "adamw")).to_numpy(copy=True)).view(-1, 1)
-        self.beta2 = torch.where(self.adamw, ADAMW_BETAS[1], ADAM_BETAS[1])
-        self.buf = torch.zeros(b, n_params)  # SGD momentum buffer
-        self.m = torch.zeros(b, n_params)  # Adam first and second moments
-        self.v = torch.zeros(b, n_params)
-        self.t = torch.zeros(b, 1)  # Adam step count per model
-
-    @torch.no_grad()
-    def step(self, weights: torch.Tensor, grad: torch.Tensor, active: torch.Tensor | None = None) -> None:
-        """Update ``weights`` [B, P] in place from ``grad`` [B, P]; ``active`` [B] bool masks models out."""
-        a = torch.ones(len(weights), 1, dtype=torch.bool) if active is None else active.view(-1, 1)
-        decay = self.weight_decay * weights
-        g = torch.where(self.adamw, grad, grad + decay)
-        buf = self.momentum * self.buf + g
-        b1, b2 = ADAM_BETAS[0], self.beta2
-        t = self.t + 1
-        m = b1 * self.m + (1 - b1) * g
-        v = b2 * self.v + (1 - b2) * g * g
-        denom = (v.sqrt() / (1 - b2 ** t).sqrt()) + ADAM_EPS
-        adam_update = (self.lr / (1 - b1 ** t)) * (m / denom) + torch.where(self.adamw, self.lr * decay, 0.0)
-        sgd_update = self.lr * buf
-        update = torch.where(self.adam, adam_update, sgd_update)
-        weights -= torch.where(a, update, torch.zeros(()))
-        sgd_rows, adam_rows = a & ~self.adam, a & self.adam
-        self.buf = torch.where(sgd_rows, buf, self.buf)
-        self.m = torch.where(adam_rows, m, self.m)
-        self.v = torch.where(adam_rows, v, self.v)
-        self.t = torch.where(adam_rows, t, self.t)
 
 
 # ---------------------------------------------------------------------------------------------- losses

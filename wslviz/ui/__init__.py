@@ -210,26 +210,16 @@ def current_zoo_path() -> str | None:
 
 def require_zoo(runs_networks: bool = True) -> Zoo:
     """:func:`current_zoo` for a page that needs one: with no zoo open, says where to pick one and stops. A page
-    that ``runs_networks`` (its results depend on what the networks compute) marks what the architecture assumes
-    (:func:`assumption_note`)."""
+    that ``runs_networks`` (its results depend on what they compute) captions what the architecture assumes (an
+    activation the checkpoints did not record), marked *assumed*, with a link to the home page's form."""
     zoo = current_zoo()
     if zoo is None:
         st.info("No zoo is open: pick one in the sidebar.")
         st.stop()
-    if runs_networks:
-        assumption_note(zoo)
+    if runs_networks and (assumed := assumed_of(zoo.arch)):
+        st.caption("What this page computes rests on " + "; ".join(f"{k}: {v} *(assumed)*" for k, v in assumed.items())
+                   + ": the checkpoints do not record it. If it is wrong, state it in the form on the [home page](/).")
     return zoo
-
-
-def assumption_note(zoo: Zoo) -> None:
-    """A caption naming what the checkpoints did not record and the architecture assumes (an activation, an
-    input size), marked *assumed*, with a link to the home page's form that states it; nothing otherwise."""
-    assumed = assumed_of(zoo.arch)
-    if assumed:
-        st.caption("What this page computes rests on " + "; ".join(f"{what}: {phrase} *(assumed)*"
-                                                                  for what, phrase in assumed.items())
-                   + ": the checkpoints do not record it. If it is wrong, state it in the form on the "
-                     "[home page](/).")
 
 
 def current_zoo(stop_on_error: bool = True) -> Zoo | None:
