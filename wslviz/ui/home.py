@@ -22,7 +22,8 @@ PAGES_DIR = ROOT / "pages"
 ICONS = {"Zoo": ":material/pets:", "Projections": ":material/scatter_plot:", "Symmetry": ":material/flip:",
          "Landscape": ":material/landscape:", "Predict": ":material/query_stats:",
          "Generate": ":material/auto_awesome:", "Merge": ":material/merge:",
-         "Train a zoo": ":material/model_training:", "Lineage": ":material/account_tree:"}
+         "Train a zoo": ":material/model_training:", "Lineage": ":material/account_tree:",
+         "Reconstruct": ":material/image_search:"}
 TOUR_KEY = "tour_step"
 _GOTO_KEY = "_tour_goto"
 
