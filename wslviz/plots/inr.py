@@ -16,6 +16,7 @@ from wslviz.plots import style
 
 GREY = [[0.0, "white"], [1.0, "black"]]  # ink dark on paper, as the digits are drawn
 GAP = 1  # pixels between tiles (NaN: transparent)
+GRID_WIDTH = 820  # pixels: the width an image grid gets on a laptop screen beside the sidebar
 
 
 def _tile(images: np.ndarray, columns: int) -> tuple[np.ndarray, int, int]:
@@ -59,7 +60,9 @@ def image_grid(images: np.ndarray, captions: Sequence[str] | None = None, column
         r, c = divmod(k, cols)
         fig.add_annotation(x=c * (w + GAP) + (w - 1) / 2, y=r * (h + GAP) - 0.5, text=text, showarrow=False,
                            yanchor="bottom", font={"size": 10})
-    return style.apply(fig, title, height=max(160, 110 * rows + 60))
+    # images keep their aspect: the height follows the grid's shape at a typical chart width, so a wide grid of
+    # many rows leaves no empty band above and below it
+    return style.apply(fig, title, height=max(160, int(80 + GRID_WIDTH * rows * (h + GAP) / (cols * (w + GAP)))))
 
 
 def captions(meta: pd.DataFrame, rows: Sequence[int]) -> list[str]:
