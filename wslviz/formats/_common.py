@@ -89,8 +89,9 @@ def architecture_from(state_dict: Mapping[str, torch.Tensor], path: Path, arch: 
             return as_architecture(arch)  # any kind: a spec dict, an Architecture, a ModuleArchitecture
         return infer_architecture(state_dict, activation=activation, input_shape=input_shape)
     except (ArchitectureError, KeyError, TypeError, ValueError, OverflowError) as e:
-        raise ZooFormatError(path, f"cannot work out the architecture: {e}; pass arch=<spec> "
-                             "(and input_shape=[C, H, W] for CNNs)") from None
+        raise ZooFormatError(path, f"cannot work out the architecture: {e}. State it: in the app, in the home "
+                             "page's form (a built-in architecture, the input shape); in Python, arch=<spec> (and "
+                             "input_shape=[C, H, W] for CNNs)") from None
 
 
 def flatten_into(arch: Architecture, state_dict: Mapping[str, torch.Tensor], path: Path,
