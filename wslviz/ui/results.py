@@ -24,7 +24,7 @@ import numpy as np
 import streamlit as st
 
 from wslviz.core.zoo import Zoo
-from wslviz.scale.cost import UnitCosts, Work, describe_seconds, estimate, measure_unit_costs
+from wslviz.scale.cost import BATCH, UnitCosts, Work, describe_seconds, estimate, measure_unit_costs
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
@@ -110,10 +110,11 @@ def forget(section: str) -> None:
 
 
 def unit_costs(zoo: Zoo) -> UnitCosts:
-    """This zoo's measured unit costs (:func:`wslviz.scale.cost.measure_unit_costs` on its final checkpoints),
-    measured once and kept in the result cache."""
+    """This zoo's measured unit costs (:func:`wslviz.scale.cost.measure_unit_costs` on its first final checkpoints
+    and its last one), measured once and kept in the result cache."""
     final = np.sort(zoo.final_index())
-    return result(zoo, ("unit costs",), partial(measure_unit_costs, zoo.arch, zoo.task, zoo.weights[final]),
+    rows = np.r_[final[:BATCH], final[-1:]] if len(final) > BATCH else final  # not a copy of every model
+    return result(zoo, ("unit costs",), partial(measure_unit_costs, zoo.arch, zoo.task, zoo.weights[rows]),
                   "Measuring what one evaluation and one matching cost on this zoo")
 
 
