@@ -14,11 +14,20 @@ from wslviz.core.arch import Architecture, mlp_spec
 from wslviz.core.tasks import make_task
 from wslviz.core.zoo import Zoo
 from wslviz.scale.cache import load_zoo
+from wslviz.ui import results
 
 warnings.filterwarnings("ignore", category=ImportWarning)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_zoo"
+
+
+@pytest.fixture(autouse=True)
+def no_cost_confirmation(request, monkeypatch):
+    """Pages ask before a computation estimated over a minute, and the estimate depends on the machine: a test that
+    presses a button gets no question (it would be flaky) unless it tests the question itself (``asks_first``)."""
+    if "asks_first" not in request.keywords:
+        monkeypatch.setattr(results, "ASK_ABOVE", float("inf"))
 
 
 @pytest.fixture(autouse=True)

@@ -43,3 +43,23 @@ def test_measuring_does_not_touch_the_weights(mlp_arch, moons_task):
     before = zoo.weights.clone()
     measure_unit_costs(zoo.arch, zoo.task, zoo.weights)
     assert torch.equal(zoo.weights, before)
+
+
+@pytest.mark.asks_first
+def test_a_long_computation_asks_first_and_runs_once_confirmed(monkeypatch):
+    from conftest import ROOT
+    from pagetest import run_page
+
+    from wslviz.ui import results
+
+    monkeypatch.setattr(results, "ASK_ABOVE", 0.0)  # every computation counts as long
+    at = run_page(monkeypatch, str(ROOT / "pages" / "9_Lineage.py"), str(ROOT / "sample_zoo" / "digits-lineage"))
+    assert at.button(key="lin_go").disabled
+    estimate = [c.value for c in at.caption if c.value.startswith("Estimated")]
+    assert len(estimate) == 1 and "435 weight matchings" in estimate[0]  # 30 models: every pair
+    box = at.checkbox(key="lin_ok")
+    assert box.label.startswith("This takes") and box.label.endswith("run it anyway") and not box.value
+    box.check().run()
+    assert not at.button(key="lin_go").disabled
+    at.button(key="lin_go").click().run()
+    assert not at.exception and "lin_chart" in str([c.proto.id for c in at.get("plotly_chart")])

@@ -15,6 +15,8 @@ from streamlit.testing.v1 import AppTest
 from wslviz import ui
 from wslviz.ui.home import page_files
 
+pytestmark = pytest.mark.asks_first  # the pages' own threshold: long computations must ask first
+
 TIMEOUT = 600
 MAX_PRESSES = 20
 CASES = [(zoo, page.name) for zoo in sorted(ui.bundled_zoos()) for page in page_files()]
