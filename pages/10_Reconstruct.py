@@ -10,6 +10,7 @@ import streamlit as st
 
 from wslviz import ui
 from wslviz.plots import reconstruct as P
+from wslviz.scale import cost
 from wslviz.understand import inversion as I
 
 st.title("Reconstruct")
@@ -34,8 +35,8 @@ per_class = c2.slider("Inputs per class", 1, 20, 4, key="rec_per_class")
 steps = c3.select_slider("Optimisation steps", [20, 50, 100, 200, 400, 800], 200, key="rec_steps")
 seed = int(c4.number_input("Seed", 0, 10_000, 0, key="rec_seed"))
 n_classes = arch.output_dim
-# each step a forward and a backward pass (about 3 evaluations) on the batch of inputs
-ok = ui.cost_gate(zoo, "rec", [(3 * steps, per_class * n_classes, False)])
+# each step a forward and a backward pass of the network alone on the batch of inputs
+ok = ui.cost_gate(zoo, "rec", [(cost.FORWARD_BACKWARD * steps, per_class * n_classes, False)])
 run = st.button("Invert the checkpoint", type="primary", key="rec_go", disabled=not ok)
 key = ("invert", row, per_class, steps, seed)
 inversion = ui.on_request(zoo, "reconstruct", key,
@@ -69,7 +70,7 @@ d2.caption("A fresh network of the same architecture learns the checkpoint's sof
            "(no labels, no real data); a second one learns them on as many noise inputs, the baseline.")
 # each epoch: forward and backward over the inputs in batches of 64, for two students
 batches = -(-len(inversion.images) // 64)
-ok = ui.cost_gate(zoo, "rec_distil", [(2 * 3 * epochs * batches, 64, False), (3, "test")])
+ok = ui.cost_gate(zoo, "rec_distil", [(2 * cost.FORWARD_BACKWARD * epochs * batches, 64, False), (3, "test")])
 scores = ui.on_request(zoo, "distil", ("distil", *key, epochs),
                        partial(I.distillation_scores, arch, zoo.task, zoo.weights[row].float(), inversion.images,
                                epochs, seed),

@@ -13,6 +13,7 @@ import streamlit as st
 from wslviz import ui
 from wslviz.plots import lora as PL
 from wslviz.plots import symmetry as P
+from wslviz.scale import cost
 from wslviz.ui import texts
 from wslviz.understand import align as A
 from wslviz.understand import landscape as L
@@ -151,10 +152,9 @@ with tabs[1]:
                                                if zoo.task is not None and arch.matches_activations else {})
     method = e1.radio("Method", list(methods), format_func=methods.get, horizontal=True, key="sym_method")
     setting = e2.radio("Symmetries undone", list(KIND_SETTINGS), horizontal=True, key="sym_align_kinds")
-    # the report's barriers: two straight paths of 25 points (with a BatchNorm reset of each point where it applies)
-    reset = min(R.N_SAMPLES, len(zoo.task.x_train)) if zoo.task is not None and arch.has_batchnorm else 0
-    ok = ui.cost_gate(zoo, "sym_align", [(2 * L.BARRIER_STEPS, "test"), (2 * L.BARRIER_STEPS * bool(reset), reset)]
-                      if zoo.task is not None else [], 1)
+    # the report's barriers: two straight paths, corrected as the Landscape page's are by default
+    ok = ui.cost_gate(zoo, "sym_align", cost.path_work(arch, zoo.task, 2 * L.BARRIER_STEPS, ("test",),
+                                                       R.default_method(arch)) if zoo.task is not None else [], 1)
     run = st.button("Align B to A", type="primary", key="sym_align", disabled=not ok)
     res = ui.on_request(zoo, "symmetry-pair", ("align", row_a, row_b, method, setting),
                         partial(summaries.alignment_report, arch, zoo.task, zoo.weights[row_a], zoo.weights[row_b],

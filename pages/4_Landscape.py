@@ -12,6 +12,7 @@ from wslviz import ui
 from wslviz.core import inr
 from wslviz.plots import inr as iplots
 from wslviz.plots import landscape as P
+from wslviz.scale import cost
 from wslviz.ui import texts
 from wslviz.understand import curves as C
 from wslviz.understand import inr_paths
@@ -44,7 +45,6 @@ SPLITS = {"test": "test split", "train": "training split"}
 MAX_MATRIX = 16  # checkpoints in the barrier matrix: 120 paths
 MAX_SHARP = 24  # checkpoints in the sharpness figure: all iterate together, one double backward per step
 arch, task, W, meta = zoo.arch, zoo.task, zoo.weights, zoo.metadata
-reset_batch = min(R.N_SAMPLES, len(task.x_train))  # a BatchNorm reset runs each point on these training inputs
 options = list(range(zoo.n_checkpoints))
 defaults = ui.default_rows(zoo, 3)
 defaults += [defaults[-1]] * (3 - len(defaults))
@@ -99,9 +99,8 @@ with tabs[0]:
                           help="BatchNorm reset recomputes each point's BatchNorm statistics from training data; "
                                "REPAIR also rescales every channel to the interpolated statistics of A and B "
                                "(Jordan et al. 2023). The default is the Symmetry page's too.")
-    n_splits, corrected = (2 if both else 1), R.default_method(arch) != "none" and correction != "none"
-    ok = ui.cost_gate(zoo, "land_path", [(steps * len(methods), sp) for sp in (("test", "train") if both else (split,))]
-                      + [(steps * len(methods) * n_splits * corrected, reset_batch)],
+    ok = ui.cost_gate(zoo, "land_path", cost.path_work(arch, task, steps * len(methods),
+                                                       ("test", "train") if both else (split,), correction),
                       sum(m != "naive" for m in methods))
     run = st.button("Compute paths", type="primary", key="land_path_go", disabled=not ok)
     if run and row_a == row_b:
@@ -142,10 +141,8 @@ with tabs[1]:
     mat_correction = m3.radio("Correction", R.METHODS, index=R.METHODS.index(R.default_method(arch)),
                               format_func=R.LABELS.get, horizontal=True, key="land_matrix_correction")
     n_pairs = len(rows) * (len(rows) - 1) // 2
-    mat_corrected = R.default_method(arch) != "none" and mat_correction != "none"
-    ok = ui.cost_gate(zoo, "land_matrix", [(n_pairs * mat_steps * (3 if with_act else 2), split),
-                                           (n_pairs * mat_steps * (3 if with_act else 2) * mat_corrected,
-                                            reset_batch)], n_pairs * (2 if with_act else 1))
+    ok = ui.cost_gate(zoo, "land_matrix", cost.path_work(arch, task, n_pairs * mat_steps * (3 if with_act else 2),
+                                                         (split,), mat_correction), n_pairs * (2 if with_act else 1))
     run = st.button("Compute barrier matrix", type="primary", key="land_matrix_go", disabled=not ok)
     if run and len(rows) < 2:
         st.warning("Pick at least two checkpoints.")
@@ -241,8 +238,9 @@ with tabs[5]:
     n_iter = b1.slider("Training steps", 20, 1000, 200, 20, key="land_bez_iter")
     align_bez = b2.checkbox("Weight-match B to A first", False, key="land_bez_align")
     bez_seed = int(b3.number_input("Seed", 0, 100_000, 0, key="land_bez_seed"))
-    # each step: 8 points of the curve, forward and backward (about 3 evaluations) on a batch of 128
-    ok = ui.cost_gate(zoo, "land_bez", [(24 * n_iter, 128), (2 * L.BARRIER_STEPS, split)], int(align_bez))
+    # each step trains on 8 points of the curve and a batch of 128
+    ok = ui.cost_gate(zoo, "land_bez", [(8 * cost.FORWARD_BACKWARD * n_iter, 128), (2 * L.BARRIER_STEPS, split)],
+                      int(align_bez))
     run = st.button("Train curve", type="primary", key="land_bez_go", disabled=not ok)
     if run and row_a == row_b:
         st.warning("A and B are the same checkpoint: pick two different models.")
@@ -273,8 +271,8 @@ with tabs[6]:
     x_cols = [c for c in ("epoch", "test_acc", "train_acc") if c in meta] or ["row"]
     x_col = h3.radio("Plot against", x_cols, index=0 if own_run or "test_acc" not in x_cols else
                      x_cols.index("test_acc"), horizontal=True, key="land_sharp_x" + ("_run" if own_run else ""))
-    # per checkpoint: up to 30 power iterations and the probes, each a Hessian-vector product (about 4 evaluations)
-    ok = ui.cost_gate(zoo, "land_sharp", [(4 * len(picked) * (30 + n_probes), n_examples)])
+    # per checkpoint: up to 30 power iterations and the probes, each a Hessian-vector product
+    ok = ui.cost_gate(zoo, "land_sharp", [(cost.HESSIAN_VECTOR * len(picked) * (30 + n_probes), n_examples)])
     run = st.button("Compute sharpness", type="primary", key="land_sharp_go", disabled=not ok)
     if run and not picked:
         st.warning("Pick at least one checkpoint.")

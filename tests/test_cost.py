@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import random_zoo
+from conftest import random_zoo, sample_zoo
 
 from wslviz.scale.cost import UnitCosts, describe_seconds, estimate, measure_unit_costs
 
@@ -63,3 +63,15 @@ def test_a_long_computation_asks_first_and_runs_once_confirmed(monkeypatch):
     assert not at.button(key="lin_go").disabled
     at.button(key="lin_go").click().run()
     assert not at.exception and "lin_chart" in str([c.proto.id for c in at.get("plotly_chart")])
+
+
+def test_path_work_adds_the_batchnorm_correction_only_where_it_applies(mlp_arch, moons_task):
+    from wslviz.scale.cost import path_work
+
+    assert path_work(mlp_arch, moons_task, 50, ("test", "train"), "reset") == [(50, "test"), (50, "train")]
+    resnet = sample_zoo("digits-resnet")
+    n = min(2048, len(resnet.task.x_train))
+    assert path_work(resnet.arch, resnet.task, 50, ("test",), "reset") == [(50, "test"), (50, n)]
+    assert path_work(resnet.arch, resnet.task, 50, ("test", "train"), "repair") == [(50, "test"), (50, "train"),
+                                                                                    (100, n)]
+    assert path_work(resnet.arch, resnet.task, 50, ("test",), "none") == [(50, "test")]

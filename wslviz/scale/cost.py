@@ -18,6 +18,8 @@ import torch
 
 from wslviz.core.protocol import ArchitectureLike
 from wslviz.core.tasks import Task
+from wslviz.understand.align import weight_matching
+from wslviz.understand.repair import N_SAMPLES, default_method
 
 BATCH = 8
 """Models evaluated together when measuring: landscapes evaluate their points in batches too."""
@@ -27,6 +29,10 @@ MAX_MATCHED_PARAMS = 2_000_000
 
 SMALL_BATCH = 16
 """The second batch size evaluated: small batches cost mostly the fixed overhead of a call, which this measures."""
+FORWARD_BACKWARD = 3
+"""Evaluations one training step costs: a forward and a backward pass take about three forward passes."""
+HESSIAN_VECTOR = 4
+"""Evaluations one Hessian-vector product (a double backward) costs, about."""
 
 
 @dataclass(frozen=True)
@@ -66,10 +72,8 @@ def measure_unit_costs(arch: ArchitectureLike, task: Task | None, weights: torch
                        progress=None) -> UnitCosts:
     """Time the forward pass of up to :data:`BATCH` models of ``weights [N, P]`` together on ``task``'s test split
     and on its first :data:`SMALL_BATCH` inputs (best of two each, per model; the line through both gives the
-    per-call and per-example costs), and one default weight matching of the first row against the last (after one
-    untimed warm-up), each only where the zoo allows it. ``progress(done, 2)`` after each."""
-    from wslviz.understand.align import weight_matching
-
+    per-call and per-example costs), and one default weight matching of the first row against the last (best of
+    two), each only where the zoo allows it. ``progress(done, 2)`` after each."""
     per_call = per_example = alone = None
     n_test = n_train = 0
     if task is not None and arch.has_forward:
@@ -95,6 +99,17 @@ def measure_unit_costs(arch: ArchitectureLike, task: Task | None, weights: torch
 Work = Sequence[tuple]
 """Counts of model evaluations and what each runs on: ``[(n, "test"), (n, "train"), (n, batch size), ...]``; a
 third element ``False`` marks evaluations of one model on its own (see :meth:`UnitCosts.evaluation_seconds`)."""
+
+
+def path_work(arch: ArchitectureLike, task: Task | None, points: int, splits: Sequence[str] = ("test",),
+              correction: str = "none") -> Work:
+    """The evaluations of ``points`` points between models on each of ``splits``, plus, where ``correction``
+    recomputes BatchNorm statistics (``"reset"``, ``"repair"`` on a network with BatchNorm), each point run once more
+    on the correction's training inputs (:data:`wslviz.understand.repair.N_SAMPLES` of them at most)."""
+    work: list[tuple] = [(points, split) for split in splits]
+    if task is not None and correction != "none" and default_method(arch) != "none":
+        work.append((points * len(splits), min(N_SAMPLES, len(task.x_train))))
+    return work
 
 
 def estimate(costs: UnitCosts, evaluations: Work = (), matchings: float = 0) -> float | None:

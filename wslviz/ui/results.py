@@ -134,7 +134,7 @@ def cost_gate(zoo: Zoo, key: str, evaluations: Work = (), matchings: float = 0, 
     parts = [f"{n_evals:,.0f} model evaluations"] if n_evals else []
     parts += [f"{matchings:,.0f} weight matching{'s' if matchings != 1 else ''} at {costs.matching:.2f} s"] \
         if matchings else []
-    per = f"{1e3 * costs.evaluation_seconds('test'):.1f} ms per model on the test split" if n_evals else ""
+    per = f"{1e3 * costs.evaluation_seconds('test'):.2g} ms per model on the test split" if n_evals else ""
     st.caption(f"Estimated {describe_seconds(seconds)}: " + " + ".join(parts)
                + (f" ({per})" if per else "") + ", measured on this zoo" + (f"; plus {extra}." if extra else "."))
     if seconds <= ASK_ABOVE:
