@@ -3,14 +3,15 @@
 A folder may hold checkpoints of several architectures (a detector's three nets, a sweep over widths). Each
 readable file's *signature* is its tensor names (wrapper prefixes ``module.``/``model.``/``_orig_mod.``
 stripped) and shapes; files with equal signatures form a :class:`Group`. :func:`read_groups` reads every
-file once (one state dict alive at a time, kept as a flat float32 vector in name order), groups them, and
-stacks one group (the largest by default) into ``[n_files, P]`` in the layout order of its architecture.
+file once, one state dict alive at a time, groups them, and stacks one group (the largest by default) into
+``[n_files, P]`` in the layout order of its architecture.
 Files that cannot be used (unreadable, refused, NaN/Inf, not matching a stated architecture) are returned
 with the reason, never dropped silently; the rest still open.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,6 @@ from wslviz.formats.safeio import Checkpoint
 Signature = tuple[tuple[str, tuple[int, ...]], ...]
 Loader = Callable[[Path], Checkpoint]
 Progress = Callable[[int, int], None] | None
-INDEX_BASE = 4096
-"""Tensor positions are carried through ``flatten`` as three float32 digits of this base (each exact)."""
 
 
 @dataclass
@@ -76,28 +75,35 @@ def signature(tensors: Mapping[str, torch.Tensor]) -> Signature:
     return tuple(sorted((k, tuple(v.shape)) for k, v in tensors.items()))
 
 
-def _flat(tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """The tensors in name order as one float32 vector (the signature's order)."""
-    return torch.cat([tensors[k].detach().reshape(-1).to(torch.float32) for k in sorted(tensors)])
+def _finite(tensors: Mapping[str, torch.Tensor]) -> bool:
+    """Whether every floating-point tensor holds only finite values."""
+    return all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point())
 
 
-def _gather_index(arch: ArchitectureLike, example: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """``idx`` [P] with ``layout_vector = name_order_vector[idx]``: every tensor of ``example`` (those of
-    ``arch.source_keys`` when it was built from some of them: one stack of several) replaced by the positions
-    of its entries (three float32 digits, so positions stay exact) and flattened by ``arch``."""
-    offsets, start = {}, 0
-    for k in sorted(example):
-        offsets[k] = start
-        start += example[k].numel()
-    if start >= INDEX_BASE ** 3:
-        raise ArchitectureError(f"{start:,} parameters per model are more than this reader maps")
-    keys = getattr(arch, "source_keys", None) or list(example)
-    digits = []
-    for scale in (INDEX_BASE ** 2, INDEX_BASE, 1):
-        probe = {k: (torch.arange(offsets[k], offsets[k] + example[k].numel()).reshape(example[k].shape)
-                     // scale % INDEX_BASE).float() for k in keys}
-        digits.append(arch.flatten(probe, by_order=True).long())
-    return digits[0] * INDEX_BASE ** 2 + digits[1] * INDEX_BASE + digits[2]
+@dataclass
+class _Stack:
+    """The rows of one signature, flattened by its architecture as each file is read (``keys``: the tensors
+    the architecture was built from, all of them unless one stack of several was picked)."""
+
+    signature: Signature
+    arch: ArchitectureLike
+    keys: list[str]
+    rows: torch.Tensor
+    count: int = 0
+
+    @classmethod
+    def start(cls, sig: Signature, arch: ArchitectureLike, tensors: Mapping[str, torch.Tensor],
+              capacity: int) -> _Stack:
+        keys = list(getattr(arch, "source_keys", None) or tensors)
+        return cls(sig, arch, keys, torch.empty(capacity, arch.n_params, dtype=torch.float32))
+
+    def add(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        self.rows[self.count] = self.arch.flatten({k: tensors[k] for k in self.keys}, by_order=True)
+        self.count += 1
+
+    def weights(self) -> torch.Tensor:
+        """The rows filled, without a copy when every row was (a skipped file leaves one unused row)."""
+        return self.rows if self.count == len(self.rows) else self.rows[:self.count].clone()
 
 
 def read_groups(files: Sequence[Path], names: Sequence[str], loader: Loader, arch: ArchitectureLike | None = None,
@@ -110,63 +116,99 @@ def read_groups(files: Sequence[Path], names: Sequence[str], loader: Loader, arc
     chosen) else inferred from its first file (:func:`wslviz.core.protocol.infer_layout`:
     a sequential stack, with ``activation``, ``input_shape``, ``stack``, else a weights-only layout).
     ``group`` picks a group by index (0 = most files). Raises :class:`ZooFormatError` when no file can be used.
+
+    One checkpoint is alive at a time: the first signature seen (that fits ``arch``) is flattened into its row
+    as each file is read, so a uniform folder is read once and holds its weight matrix and one checkpoint at
+    most; when another group is chosen in the end (a mixed folder), that group's files are read a second time.
     """
-    vectors: dict[int, torch.Tensor] = {}
-    examples: dict[Signature, dict[str, torch.Tensor]] = {}
     members: dict[Signature, list[int]] = {}
+    described: dict[Signature, str] = {}
+    examples: dict[Signature, dict[str, torch.Tensor]] = {}  # first checkpoint of each signature not stacked
     skipped: dict[str, str] = {}
     notes: dict[str, int] = {}
     scalars: dict[int, dict[str, int | float | str]] = {}
+    first: _Stack | None = None
+    every = 1 if len(files) <= 100 else 100
     for i, f in enumerate(files):
-        try:
-            checkpoint = loader(f)
-        except ZooFormatError as e:
-            skipped[names[i]] = e.problem
+        tensors = _read(f, names[i], loader, check_finite, skipped, notes, scalars, i)
+        if tensors is None:
             continue
-        tensors = normalise(checkpoint.tensors)
-        flat = _flat(tensors)
-        if check_finite and not torch.isfinite(flat).all():
-            skipped[names[i]] = "contains NaN/Inf weights (open with check_finite=False to keep it)"
-            continue
-        for note in checkpoint.notes:
-            notes[note] = notes.get(note, 0) + 1
-        if checkpoint.scalars:
-            scalars[i] = checkpoint.scalars
         sig = signature(tensors)
+        if sig not in members:
+            described[sig] = _describe(tensors, arch)
+            fits = arch is None or not described[sig].startswith("does not fit")
+            if first is None and group is None and fits:
+                try:
+                    first = _start(sig, tensors, arch, activation, input_shape, stack, len(files))
+                except ZooFormatError as e:
+                    raise ZooFormatError(f, e.problem) from None
+            if first is None or first.signature != sig:
+                examples[sig] = tensors
         members.setdefault(sig, []).append(i)
-        examples.setdefault(sig, tensors)
-        vectors[i] = flat
-        if progress is not None and (i + 1) % 100 == 0:
+        if first is not None and first.signature == sig:
+            first.add(tensors)
+        if progress is not None and (i + 1) % every == 0:
             progress(i + 1, len(files))
     if not members:
         shown = "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3])
         raise ZooFormatError(files[0].parent if files else None,
                              f"none of the {len(files)} checkpoint file(s) can be used ({shown})")
     order = sorted(members, key=lambda s: (-len(members[s]), members[s][0]))
-    groups = [Group(j, sig, members[sig], sum(t.numel() for t in examples[sig].values()), names[members[sig][0]])
+    groups = [Group(j, sig, members[sig], _n_values(sig), names[members[sig][0]], described[sig])
               for j, sig in enumerate(order)]
-    stated = arch
-    for g in groups:
-        g.architecture = _describe(examples[g.signature], stated)
-    chosen = _choose(groups, group, stated)
-    example = examples[chosen.signature]
-    try:
-        architecture = stated or infer_layout(example, activation=activation, input_shape=input_shape, stack=stack)
-        index = _gather_index(architecture, example)
-    except (ArchitectureError, KeyError, TypeError, ValueError, OverflowError) as e:
-        raise ZooFormatError(files[chosen.members[0]], f"cannot work out the architecture: {e}") from None
-    weights = torch.empty(len(chosen.members), architecture.n_params, dtype=torch.float32)
-    for row, i in enumerate(chosen.members):
-        weights[row] = vectors.pop(i)[index]
-    if stated is not None:
+    chosen = _choose(groups, group, arch)
+    if first is None or first.signature != chosen.signature:  # read the chosen group's files again
+        example = examples[chosen.signature]
+        try:
+            first = _start(chosen.signature, example, arch, activation, input_shape, stack, len(chosen.members))
+        except ZooFormatError as e:
+            raise ZooFormatError(files[chosen.members[0]], e.problem) from None
+        first.add(example)
+        for i in chosen.members[1:]:
+            first.add(normalise(loader(files[i]).tensors))
+    if arch is not None:
         for g in groups:
             if g is not chosen and g.architecture.startswith("does not fit"):
                 why = g.architecture.removeprefix("does not fit: ")
                 skipped.update({names[i]: f"does not fit the stated architecture ({why})" for i in g.members})
     if progress is not None:
         progress(len(files), len(files))
-    return GroupedCheckpoints(architecture, weights, list(chosen.members), groups, chosen.index, skipped, notes,
-                              scalars)
+    return GroupedCheckpoints(first.arch, first.weights(), list(chosen.members), groups, chosen.index, skipped,
+                              notes, scalars)
+
+
+def _n_values(sig: Signature) -> int:
+    return sum(math.prod(shape) for _, shape in sig)
+
+
+def _read(f: Path, name: str, loader: Loader, check_finite: bool, skipped: dict[str, str], notes: dict[str, int],
+          scalars: dict[int, dict[str, int | float | str]], i: int) -> dict[str, torch.Tensor] | None:
+    """One file's tensors (wrapper prefixes stripped), its notes and scalars recorded; None (and the reason in
+    ``skipped``) for a file that cannot be used."""
+    try:
+        checkpoint = loader(f)
+    except ZooFormatError as e:
+        skipped[name] = e.problem
+        return None
+    tensors = normalise(checkpoint.tensors)
+    if check_finite and not _finite(tensors):
+        skipped[name] = "contains NaN/Inf weights (open with check_finite=False to keep it)"
+        return None
+    for note in checkpoint.notes:
+        notes[note] = notes.get(note, 0) + 1
+    if checkpoint.scalars:
+        scalars[i] = checkpoint.scalars
+    return tensors
+
+
+def _start(sig: Signature, tensors: Mapping[str, torch.Tensor], stated: ArchitectureLike | None,
+           activation: str | None, input_shape: Sequence[int] | None, stack: int | str | None,
+           capacity: int) -> _Stack:
+    try:
+        architecture = stated or infer_layout(tensors, activation=activation, input_shape=input_shape, stack=stack)
+        return _Stack.start(sig, architecture, tensors, capacity)
+    except (ArchitectureError, KeyError, TypeError, ValueError, OverflowError) as e:
+        raise ZooFormatError(None, f"cannot work out the architecture: {e}") from None
 
 
 def _describe(example: Mapping[str, torch.Tensor], stated: ArchitectureLike | None) -> str:
