@@ -187,10 +187,12 @@ def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, ac
                input_shape: Sequence[int] | None = None, check_finite: bool = True, loader: Loader = read_checkpoint,
                description: str = "", progress: Callable[[int, int], None] | None = None,
                stack: int | str | None = None, group: int | None = None, names: Sequence[str] | None = None,
-               parse_names: bool = True, runs: bool = False) -> Zoo:
+               parse_names: bool = True, runs: bool = False, store: Path | None = None) -> Zoo:
     """Stack ``files`` (grouped by signature, see :mod:`wslviz.formats.groups`) into a zoo; its metadata has
     ``model_id``, ``file``, the metadata file's columns or those parsed from names (``parse_names``),
-    ``file_size`` and ``modified``. ``names``: how files are shown (default: their path below ``path``)."""
+    ``file_size`` and ``modified``. ``names``: how files are shown (default: their path below ``path``).
+    ``store``: a file to write the weight matrix into, memory-mapped afterwards (see
+    :func:`wslviz.formats.groups.read_groups`)."""
     if not files:
         raise ZooFormatError(path, f"no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})")
     if names is None:
@@ -206,7 +208,7 @@ def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, ac
     meta = meta.assign(file_size=[s for s, _ in facts], modified=[m for _, m in facts])
     meta = put_first(meta, {"model_id": meta["model_id"], "file": meta["file"]})
     found = read_groups(files, names, loader, parse_arch(arch), activation, input_shape, stack, group,
-                        check_finite, progress)
+                        check_finite, progress, store)
     meta = meta.iloc[found.rows].reset_index(drop=True)
     saved = pd.DataFrame([found.scalars.get(i, {}) for i in found.rows])  # numbers saved beside the weights
     new = [c for c in saved.columns if c not in meta.columns and c not in RESERVED]
@@ -229,12 +231,13 @@ def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, ac
 
 def read(path: Path, arch: Any = None, activation: str | None = None, input_shape: Sequence[int] | None = None,
          stack: int | str | None = None, group: int | None = None, check_finite: bool = True,
-         progress: Callable[[int, int], None] | None = None, **_: Any) -> Zoo:
+         progress: Callable[[int, int], None] | None = None, store: Path | None = None, **_: Any) -> Zoo:
     """Read a folder of checkpoints (see the module docstring). ``arch`` (an architecture, a spec, JSON text or
     a ``.json`` file), ``activation``, ``input_shape`` and ``stack`` state what the state dicts cannot tell;
-    ``group`` picks a group of checkpoints; ``progress(done, total)`` is called while files are read."""
+    ``group`` picks a group of checkpoints; ``progress(done, total)`` is called while files are read; ``store``:
+    a file to write the weight matrix into (memory-mapped afterwards)."""
     path = require_dir(path, "checkpoint folder")
     runs = is_runs(path)
     files = [f for r in run_folders(path) for f in checkpoint_files(r)] if runs else checkpoint_files(path)
     return read_files(path, files, "folder", arch, activation, input_shape, check_finite, progress=progress,
-                      stack=stack, group=group, runs=runs)
+                      stack=stack, group=group, runs=runs, store=store)

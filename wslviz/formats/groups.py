@@ -11,7 +11,9 @@ with the reason, never dropped silently; the rest still open.
 
 from __future__ import annotations
 
+import json
 import math
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from wslviz.core.layout import ArchitectureError
 from wslviz.core.protocol import ArchitectureLike, infer_layout
 from wslviz.core.stacks import strip_wrappers
 from wslviz.formats.errors import ZooFormatError
+from wslviz.formats.native import mmap_safetensor
 from wslviz.formats.safeio import Checkpoint
 
 Signature = tuple[tuple[str, tuple[int, ...]], ...]
@@ -80,22 +83,56 @@ def _finite(tensors: Mapping[str, torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point())
 
 
+class RowFile:
+    """A weight matrix written row by row into a safetensors file holding one float32 tensor ``weights``
+    ``[n, P]`` (the native layout's ``weights.safetensors``), never mapped while it is written, so that the rows
+    written do not stay in this process's memory; :meth:`finish` maps it (copy-on-write) once complete. The header
+    is written first for ``capacity`` rows and rewritten, padded with spaces to the same length, for the rows there
+    are in the end."""
+
+    def __init__(self, path: Path, capacity: int, n_params: int):
+        self.path, self.n_params, self.count = Path(path), n_params, 0
+        self.length = len(self._header(capacity)) + 8 - len(self._header(capacity)) % 8
+        self.file = open(self.path, "wb")  # noqa: SIM115 (closed by finish)
+        self.file.write(struct.pack("<Q", self.length) + self._header(capacity).ljust(self.length))
+
+    def _header(self, rows: int) -> bytes:
+        entry = {"dtype": "F32", "shape": [rows, self.n_params], "data_offsets": [0, 4 * rows * self.n_params]}
+        return json.dumps({"weights": entry}).encode()
+
+    def __setitem__(self, row: int, values: torch.Tensor) -> None:
+        if row != self.count:
+            raise IndexError(f"rows are written in order: row {self.count} next, not {row}")
+        self.file.write(memoryview(values.detach().to(torch.float32).contiguous().numpy()).cast("B"))
+        self.count += 1
+
+    def finish(self) -> torch.Tensor:
+        self.file.seek(8)
+        self.file.write(self._header(self.count).ljust(self.length))
+        self.file.truncate(8 + self.length + 4 * self.count * self.n_params)
+        self.file.close()
+        return mmap_safetensor(self.path)
+
+
 @dataclass
 class _Stack:
     """The rows of one signature, flattened by its architecture as each file is read (``keys``: the tensors
-    the architecture was built from, all of them unless one stack of several was picked)."""
+    the architecture was built from, all of them unless one stack of several was picked); in memory, or in a
+    :class:`RowFile` at ``store``."""
 
     signature: Signature
     arch: ArchitectureLike
     keys: list[str]
-    rows: torch.Tensor
+    rows: torch.Tensor | RowFile
     count: int = 0
 
     @classmethod
     def start(cls, sig: Signature, arch: ArchitectureLike, tensors: Mapping[str, torch.Tensor],
-              capacity: int) -> _Stack:
+              capacity: int, store: Path | None = None) -> _Stack:
         keys = list(getattr(arch, "source_keys", None) or tensors)
-        return cls(sig, arch, keys, torch.empty(capacity, arch.n_params, dtype=torch.float32))
+        rows = (RowFile(store, capacity, arch.n_params) if store is not None else
+                torch.empty(capacity, arch.n_params, dtype=torch.float32))
+        return cls(sig, arch, keys, rows)
 
     def add(self, tensors: Mapping[str, torch.Tensor]) -> None:
         self.rows[self.count] = self.arch.flatten({k: tensors[k] for k in self.keys}, by_order=True)
@@ -103,13 +140,15 @@ class _Stack:
 
     def weights(self) -> torch.Tensor:
         """The rows filled, without a copy when every row was (a skipped file leaves one unused row)."""
+        if isinstance(self.rows, RowFile):
+            return self.rows.finish()
         return self.rows if self.count == len(self.rows) else self.rows[:self.count].clone()
 
 
 def read_groups(files: Sequence[Path], names: Sequence[str], loader: Loader, arch: ArchitectureLike | None = None,
                 activation: str | None = None, input_shape: Sequence[int] | None = None,
                 stack: int | str | None = None, group: int | None = None, check_finite: bool = True,
-                progress: Progress = None) -> GroupedCheckpoints:
+                progress: Progress = None, store: Path | None = None) -> GroupedCheckpoints:
     """Read ``files`` (shown as ``names``), group them by signature and stack one group.
 
     The architecture of the chosen group is ``arch`` when given (any kind; the largest group it fits is
@@ -120,6 +159,8 @@ def read_groups(files: Sequence[Path], names: Sequence[str], loader: Loader, arc
     One checkpoint is alive at a time: the first signature seen (that fits ``arch``) is flattened into its row
     as each file is read, so a uniform folder is read once and holds its weight matrix and one checkpoint at
     most; when another group is chosen in the end (a mixed folder), that group's files are read a second time.
+    With ``store`` (a file path), the weight matrix is written there (:class:`RowFile`) and memory-mapped: one
+    checkpoint in memory whatever the number of files.
     """
     members: dict[Signature, list[int]] = {}
     described: dict[Signature, str] = {}
@@ -139,7 +180,7 @@ def read_groups(files: Sequence[Path], names: Sequence[str], loader: Loader, arc
             fits = arch is None or not described[sig].startswith("does not fit")
             if first is None and group is None and fits:
                 try:
-                    first = _start(sig, tensors, arch, activation, input_shape, stack, len(files))
+                    first = _start(sig, tensors, arch, activation, input_shape, stack, len(files), store)
                 except ZooFormatError as e:
                     raise ZooFormatError(f, e.problem) from None
             if first is None or first.signature != sig:
@@ -159,8 +200,11 @@ def read_groups(files: Sequence[Path], names: Sequence[str], loader: Loader, arc
     chosen = _choose(groups, group, arch)
     if first is None or first.signature != chosen.signature:  # read the chosen group's files again
         example = examples[chosen.signature]
+        if first is not None and isinstance(first.rows, RowFile):
+            first.rows.file.close()
         try:
-            first = _start(chosen.signature, example, arch, activation, input_shape, stack, len(chosen.members))
+            first = _start(chosen.signature, example, arch, activation, input_shape, stack, len(chosen.members),
+                           store)
         except ZooFormatError as e:
             raise ZooFormatError(files[chosen.members[0]], e.problem) from None
         first.add(example)
@@ -203,10 +247,10 @@ def _read(f: Path, name: str, loader: Loader, check_finite: bool, skipped: dict[
 
 def _start(sig: Signature, tensors: Mapping[str, torch.Tensor], stated: ArchitectureLike | None,
            activation: str | None, input_shape: Sequence[int] | None, stack: int | str | None,
-           capacity: int) -> _Stack:
+           capacity: int, store: Path | None) -> _Stack:
     try:
         architecture = stated or infer_layout(tensors, activation=activation, input_shape=input_shape, stack=stack)
-        return _Stack.start(sig, architecture, tensors, capacity)
+        return _Stack.start(sig, architecture, tensors, capacity, store)
     except (ArchitectureError, KeyError, TypeError, ValueError, OverflowError) as e:
         raise ZooFormatError(None, f"cannot work out the architecture: {e}") from None
 

@@ -109,7 +109,7 @@ def config_architecture(folder: Path, input_shape: Sequence[int] | None = None) 
 
 def read(path: Path, arch: Any = None, activation: str | None = None, input_shape: Sequence[int] | None = None,
          check_finite: bool = True, progress: Callable[[int, int], None] | None = None,
-         stack: int | str | None = None, group: int | None = None, **_: Any):
+         stack: int | str | None = None, group: int | None = None, store: Path | None = None, **_: Any):
     """Read one Hugging Face model folder, or a folder of them (options as for
     :func:`wslviz.formats.folder.read`; the activation defaults to the one ``config.json`` names). Without a
     stated ``arch``, a ``config.json`` that ``transformers`` can build gives the network
@@ -124,7 +124,8 @@ def read(path: Path, arch: Any = None, activation: str | None = None, input_shap
         built, note = config_architecture(folders[0], input_shape)
         arch = built
     zoo = read_files(path, folders, "huggingface", arch, act, input_shape, check_finite, loader=model_checkpoint,
-                     description="Hugging Face model folder(s)", progress=progress, stack=stack, group=group)
+                     description="Hugging Face model folder(s)", progress=progress, stack=stack, group=group,
+                     store=store)
     notes = dict(zoo.extra.get("notes", {}))
     if note:
         notes[note] = len(folders)

@@ -36,6 +36,7 @@ from wslviz.formats import read_zoo
 from wslviz.formats.native import mmap_safetensor
 from wslviz.represent.features import FeatureSet
 from wslviz.represent.projection import ProjectionStore
+from wslviz.scale.opened import FOLDER, open_stored
 
 CACHE_VERSION = 1
 CACHE_DIR = ".wslviz-cache"
@@ -285,12 +286,20 @@ def load_zoo(path: str | Path, format: str | None = None, cache: str | Path | bo
     the problem.
 
     ``cache``: a precompute cache folder to attach (``False``: none); by default the cache beside the zoo
-    or the zoo's per-user cache (see :func:`find_cache`) is attached when there is one. ``options`` go to
-    the reader."""
-    zoo = read_zoo(path, format, **options)
+    or the zoo's per-user cache (see :func:`find_cache`) is attached when there is one; with ``cache=False``
+    nothing is written either. ``options`` go to the reader. A folder of large checkpoint files is read once
+    into a row store in the per-user cache and reopened from it while unchanged (:mod:`wslviz.scale.opened`)."""
     root = cache_root()
+    task = options.pop("task", None)
+    zoo = open_stored(Path(path).expanduser(), root, format, **options) if cache is not False else None
+    if zoo is None:
+        zoo = read_zoo(path, format, **options)
+    if task is not None:
+        zoo = zoo.with_task(task)
     # the fingerprint costs a pass over sampled weights: only worth it when a per-user cache may exist
-    fingerprint = zoo.fingerprint if cache in (None, True) and root.is_dir() and any(root.iterdir()) else None
+    # (it samples the whole matrix: on a memory-mapped store, read-ahead brings every page in)
+    caches = root.is_dir() and any(p.name != FOLDER for p in root.iterdir())
+    fingerprint = zoo.fingerprint if cache in (None, True) and caches else None
     found = find_cache(Path(path).expanduser(), cache, fingerprint)
     zoo.cache = CacheLink(found) if found is not None else None
     return zoo
