@@ -1,0 +1,184 @@
+"""Zoos of the networks people hold, at their real size: opening, features and alignment against reading the files.
+
+No download. The fixtures are fine-tuning families made from one seeded initialisation plus independent noise (0.02
+of each tensor's spread) per checkpoint:
+
+- ``resnet18xN``: N torchvision-layout ResNet-18s (11.7M parameters, ImageNet head), ``torch.save``-d state dicts
+  (``.pt``), 45 MB each;
+- ``gpt2xN``: N Hugging Face GPT-2-small folders (``config.json`` + ``model.safetensors``, 124M parameters, 498 MB
+  each), written by ``transformers`` (needs the ``hf`` extra).
+
+Each step runs in a child process of its own, so that its peak resident memory (``ru_maxrss``) is its own; the page
+cache is warm for every step (the fixtures were just written, and ``read`` runs first). Steps:
+
+- ``read``: every file read with its standard loader (``torch.load(weights_only=True)``, ``safetensors``'
+  ``load_file``) and every tensor touched once (summed): the physical limit for opening;
+- ``open``: ``wv.load_zoo(folder)`` with an empty per-user cache (``$WSLVIZ_CACHE``): every file read and written
+  into the row store there (:mod:`wslviz.scale.opened`), the architecture built (for GPT-2 the model is built from
+  ``config.json`` by ``transformers``); the imports are done before the clock starts, as in a running app;
+- ``reopen``: the same again, the folder unchanged: the store is mapped, no checkpoint read;
+- ``stats``, ``spectral``: the feature kinds, timed after a reopen (their peak includes it);
+- ``align``: ``weight_matching`` of the second checkpoint to the first (``--align``; GPT-2 takes minutes).
+
+Prints a table and writes ``benchmarks/results/bench_scale.json``. Usage:
+
+    .venv/bin/python benchmarks/bench_scale.py [--zoos resnet18x16,gpt2x4,gpt2x8] [--align] [--data DIR]
+
+``--data DIR`` keeps the fixtures there (reused when present) instead of a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_scale.json"
+GPT2 = {"n_layer": 12, "n_embd": 768, "n_head": 12, "n_positions": 1024, "vocab_size": 50257}
+STEPS = ("read", "open", "reopen", "stats", "spectral")
+
+
+def perturbed(base: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """``base`` plus noise of 0.02 of each floating tensor's spread (integer buffers and scalars unchanged)."""
+    return {k: (v + 0.02 * v.std() * torch.randn(v.shape, generator=gen)).contiguous()
+            if v.is_floating_point() and v.numel() > 1 else v.clone() for k, v in base.items()}
+
+
+def make_resnet18(folder: Path, n: int) -> None:
+    from wslviz.core.published import TorchvisionResNet
+
+    torch.manual_seed(0)
+    base = TorchvisionResNet(18).state_dict()
+    gen = torch.Generator().manual_seed(1)
+    folder.mkdir(parents=True)
+    for i in range(n):
+        torch.save(perturbed(base, gen), folder / f"resnet18_seed{i}.pt")
+
+
+def make_gpt2(folder: Path, n: int) -> None:
+    from safetensors.torch import save_file
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(**GPT2)
+    base = {k: v for k, v in GPT2LMHeadModel(config).state_dict().items() if k != "lm_head.weight"}  # tied
+    gen = torch.Generator().manual_seed(1)
+    for i in range(n):
+        run = folder / f"finetune{i}"
+        run.mkdir(parents=True)
+        save_file(perturbed(base, gen), str(run / "model.safetensors"), metadata={"format": "pt"})
+        config.to_json_file(str(run / "config.json"))
+
+
+def fixture(data: Path, name: str) -> Path:
+    """The folder of zoo ``name`` (``resnet18x16``, ``gpt2x4``), made when missing."""
+    match = re.fullmatch(r"(resnet18|gpt2)x(\d+)", name)
+    if match is None:
+        raise SystemExit(f"unknown zoo {name!r}: resnet18xN or gpt2xN")
+    folder = data / name
+    if not folder.exists():
+        t = time.perf_counter()
+        (make_resnet18 if match[1] == "resnet18" else make_gpt2)(folder, int(match[2]))
+        print(f"made {name} in {time.perf_counter() - t:.0f} s", flush=True)
+    return folder
+
+
+def files_of(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.pt")) + sorted(folder.glob("*/model.safetensors"))
+
+
+def read_alone(folder: Path) -> float:
+    from safetensors.torch import load_file
+
+    total = 0.0
+    for f in files_of(folder):
+        tensors = load_file(str(f)) if f.suffix == ".safetensors" else torch.load(f, weights_only=True)
+        total += sum(float(v.sum()) for v in tensors.values())
+    return total
+
+
+def run_step(step: str, folder: Path) -> dict:
+    """One step in this process: ``{"seconds", "peak_gib"}`` (the feature steps time only the features)."""
+    torch.set_num_threads(2)
+    from wslviz.scale.cache import load_zoo
+
+    if step != "read" and any(folder.glob("*/config.json")):
+        import transformers  # noqa: F401 (imported before the clock starts, as in a running app)
+    start = time.perf_counter()
+    if step == "read":
+        read_alone(folder)
+    else:
+        zoo = load_zoo(folder)
+        if step in ("stats", "spectral"):
+            from wslviz.represent.features import compute_features
+
+            start = time.perf_counter()
+            compute_features(zoo, step)
+        elif step == "align":
+            from wslviz.understand.align import weight_matching
+
+            start = time.perf_counter()
+            weight_matching(zoo.arch, zoo.weights[0], zoo.weights[1])
+    return {"seconds": time.perf_counter() - start,
+            "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def child(step: str, folder: Path, cache: Path) -> dict:
+    if step == "open":
+        shutil.rmtree(cache, ignore_errors=True)
+    out = subprocess.run([sys.executable, __file__, "--step", step, "--folder", str(folder)], capture_output=True,
+                         text=True, env={**os.environ, "WSLVIZ_CACHE": str(cache)})
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--zoos", default="resnet18x16,gpt2x4,gpt2x8")
+    ap.add_argument("--align", action="store_true", help="also time weight matching of a pair")
+    ap.add_argument("--data", type=Path, help="keep the fixtures in this folder (reused when present)")
+    ap.add_argument("--step", help=argparse.SUPPRESS)
+    ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.step:
+        print(json.dumps(run_step(args.step, args.folder)))
+        return 0
+    steps = STEPS + (("align",) if args.align else ())
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data or Path(tmp)
+        for name in args.zoos.split(","):
+            folder = fixture(data, name)
+            size = sum(f.stat().st_size for f in files_of(folder))
+            results[name] = {"files": len(files_of(folder)), "bytes": size, "largest": max(
+                f.stat().st_size for f in files_of(folder))}
+            for step in steps:
+                results[name][step] = child(step, folder, data / f"cache-{name}")
+                print(name, step, results[name][step], flush=True)
+    print(f"\n| zoo | files (GB) | {' | '.join(steps)} | open / read | memory bound of opening |")
+    print("|---|---|" + "---|" * (len(steps) + 2))
+    for name, r in results.items():
+        cells = [f"{r[s]['seconds']:.1f} s, {r[s]['peak_gib']:.1f} GiB" if "seconds" in r[s] else r[s]["error"]
+                 for s in steps]
+        ratio = (f"{r['open']['seconds'] / r['read']['seconds']:.1f}x" if "seconds" in r["open"]
+                 and "seconds" in r["read"] else "-")
+        bound = 1 + 2 * r["largest"] / 2**30  # GiB: 1 GiB plus twice the largest checkpoint
+        print(f"| {name} | {r['files']} ({r['bytes'] / 1e9:.2f}) | {' | '.join(cells)} | {ratio} | {bound:.2f} GiB |")
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
