@@ -9,7 +9,7 @@ of each tensor's spread) per checkpoint:
   each), written by ``transformers`` (needs the ``hf`` extra).
 
 Each step runs in a child process of its own, so that its peak resident memory (``ru_maxrss``) is its own; the page
-cache is warm for every step (the fixtures were just written, and ``read`` runs first). Steps:
+cache is warm for every step (the files are read once, untimed, before the steps). Steps:
 
 - ``read``: every file read with its standard loader (``torch.load(weights_only=True)``, ``safetensors``'
   ``load_file``) and every tensor touched once (summed): the physical limit for opening;
@@ -163,6 +163,7 @@ def main() -> int:
             size = sum(f.stat().st_size for f in files_of(folder))
             results[name] = {"files": len(files_of(folder)), "bytes": size, "largest": max(
                 f.stat().st_size for f in files_of(folder))}
+            child("read", folder, data)  # the page cache warmed for every step, the first read included
             for step in steps:
                 results[name][step] = child(step, folder, data / f"cache-{name}")
                 print(name, step, results[name][step], flush=True)
