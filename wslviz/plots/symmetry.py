@@ -18,6 +18,11 @@ def _matrix(weight: np.ndarray) -> np.ndarray:
     return weight.reshape(weight.shape[0], -1) if weight.ndim > 1 else weight[:, None]
 
 
+SHOWN_ROWS, SHOWN_COLUMNS = 128, 384
+"""The largest block of a weight matrix a heatmap draws (a ResNet-18's last conv is 512 x 4608, GPT-2's MLP 768 x
+3072: whole, two panels would send the browser tens of megabytes)."""
+
+
 def weight_heatmaps(matrices: Sequence[np.ndarray], titles: Sequence[str], title: str,
                     units: Sequence[Sequence[int] | None] | None = None, shared: bool = True) -> go.Figure:
     """Heatmaps of one layer's weight matrix in several models or bases side by side (rows = output units,
@@ -30,12 +35,17 @@ def weight_heatmaps(matrices: Sequence[np.ndarray], titles: Sequence[str], title
 
     ``units[k][j]`` (optional, per panel) is the original index of the unit drawn in row ``j`` of panel ``k``:
     for a model re-expressed in another's basis it is the matching, and the hover names it, so the permutation
-    the rows were reordered by can be read off."""
-    mats = [_matrix(m) for m in matrices]
+    the rows were reordered by can be read off. A matrix larger than :data:`SHOWN_ROWS` x :data:`SHOWN_COLUMNS` is
+    drawn by its top-left block of that size (the colour range still covers the whole matrix), as the title says."""
+    whole = [_matrix(m) for m in matrices]
+    mats = [m[:SHOWN_ROWS, :SHOWN_COLUMNS] for m in whole]
+    if mats and mats[0].shape != whole[0].shape:
+        title = (f"{title} (first {mats[0].shape[0]} of {whole[0].shape[0]} units, first {mats[0].shape[1]} of "
+                 f"{whole[0].shape[1]} inputs)")
     if len(titles) != len(mats):
         raise ValueError(f"{len(mats)} matrices but {len(titles)} titles")
     units = list(units) if units is not None else [None] * len(mats)
-    own = [float(np.abs(m).max(initial=0.0)) or 1.0 for m in mats]
+    own = [float(np.abs(m).max(initial=0.0)) or 1.0 for m in whole]
     vmaxes = own if not shared else [max(own)] * len(mats)
     if not shared:
         titles = [f"{t} (±{v:.3g})" for t, v in zip(titles, own, strict=True)]
@@ -43,7 +53,7 @@ def weight_heatmaps(matrices: Sequence[np.ndarray], titles: Sequence[str], title
     fig = make_subplots(rows=1, cols=len(mats), subplot_titles=list(titles), horizontal_spacing=spacing)
     width = (1 - spacing * (len(mats) - 1)) / len(mats)
     for col, (m, order, vmax) in enumerate(zip(mats, units, vmaxes, strict=True), start=1):
-        original = np.asarray(order if order is not None else np.arange(m.shape[0]))
+        original = np.asarray(order if order is not None else np.arange(m.shape[0]))[:m.shape[0]]
         bar = {"title": "weight"} if shared else {"x": col * width + (col - 1) * spacing + 0.01, "thickness": 12}
         fig.add_trace(go.Heatmap(z=m, zmin=-vmax, zmax=vmax, zmid=0, colorscale=style.DIVERGING,
                                  showscale=not shared or col == len(mats), colorbar=bar,

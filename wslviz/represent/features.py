@@ -41,7 +41,7 @@ is called after each chunk.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,11 +80,41 @@ class FeatureError(ValueError):
 
 @dataclass
 class FeatureSet:
-    """A feature matrix with its column names: ``values`` float ``[n_checkpoints, n_features]``."""
+    """A feature matrix with its column names: ``values`` float ``[n_checkpoints, n_features]`` (float32 and
+    read-only for ``flat``: the zoo's own weights)."""
 
     kind: str
     values: np.ndarray
-    names: list[str]
+    names: Sequence[str]
+
+
+class ParameterNames(Sequence[str]):
+    """The names ``"{tensor}[{i}]"`` of an architecture's parameters in layout order, each made when asked (as a
+    list, GPT-2-small's would be 124M strings)."""
+
+    def __init__(self, arch: ArchitectureLike):
+        self.tensors = [p.name for p in arch.layout]
+        self.starts = np.cumsum([0] + [p.numel for p in arch.layout])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, index):  # an int or a slice, as for a list
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        i = index + len(self) if index < 0 else index
+        if not 0 <= i < len(self):
+            raise IndexError(f"parameter {index} of {len(self)}")
+        t = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return f"{self.tensors[t]}[{i - int(self.starts[t])}]"
+
+    def __eq__(self, other: object) -> bool:  # equal to the list of the same names, as a list would be
+        if isinstance(other, ParameterNames):
+            return self.tensors == other.tensors and np.array_equal(self.starts, other.starts)
+        return isinstance(other, Sequence) and len(other) == len(self) and all(
+            a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  (mutable-sequence semantics, as a list)
 
 
 def _check_kind(kind: str) -> None:
@@ -282,12 +312,13 @@ def feature_set(zoo: Zoo, kind: str = "stats", progress: Progress = None, **opti
     arch = zoo.arch
     match kind:
         case "flat":
-            values = zoo.weights.double().numpy()
-            names = [f"{p.name}[{i}]" for p in arch.layout for i in range(p.numel)]
+            values = zoo.weights.float().numpy().view()  # no copy: GPT-2's 124M columns stay in the zoo's matrix
+            values.flags.writeable = False
+            names = ParameterNames(arch)
             _report(progress, zoo.n_checkpoints, zoo.n_checkpoints)
         case "aligned":
-            values = aligned_weights(zoo, progress=progress, **options).double().numpy()
-            names = [f"{p.name}[{i}]" for p in arch.layout for i in range(p.numel)]
+            values = aligned_weights(zoo, progress=progress, **options).float().numpy()
+            names = ParameterNames(arch)
         case "stats":
             values, names = weight_stats(arch, zoo.weights, progress), stats_names(arch)
         case "spectral":
@@ -315,12 +346,12 @@ def compute_features(zoo: Zoo, kind: str = "stats", progress: Progress = None, *
     return feature_set(zoo, kind, progress, **options).values
 
 
-def feature_names(zoo: Zoo, kind: str = "stats", **options: Any) -> list[str]:
+def feature_names(zoo: Zoo, kind: str = "stats", **options: Any) -> Sequence[str]:
     """Column names of ``compute_features(zoo, kind)`` (cheap for every kind but ``learned``)."""
     _check_kind(kind)
     match kind:
         case "flat" | "aligned":
-            return [f"{p.name}[{i}]" for p in zoo.arch.layout for i in range(p.numel)]
+            return ParameterNames(zoo.arch)
         case "stats":
             return stats_names(zoo.arch)
         case "spectral":

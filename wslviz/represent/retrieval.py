@@ -41,17 +41,26 @@ def distance_matrix(features: np.ndarray) -> np.ndarray:
     return torch.cdist(z, z).numpy()
 
 
+BLOCK_VALUES = 2**22
+"""Feature values standardised at once by :func:`nearest_neighbours` (the ``flat`` features of 16 ResNet-18s are
+187M: a float64 copy of them all, and its temporaries, took gigabytes; a block of 4M takes tens of megabytes)."""
+
+
 def nearest_neighbours(features: np.ndarray, row: int, k: int = 10, groups: Sequence | np.ndarray | None = None
                        ) -> pd.DataFrame:
     """The ``k`` rows of ``features`` [n, d] closest to row ``row`` (itself excluded), nearest first:
     DataFrame with columns ``row``, ``distance`` (standardised Euclidean). With ``groups`` (one label per
     row, e.g. the model id), rows of the query's own group are excluded too: other epochs of the same
     training run are trivially close and would crowd out the other models."""
-    z = standardise(features)
-    if not 0 <= row < len(z):
-        raise ValueError(f"row {row} is outside the {len(z)} feature rows")
-    d = np.sqrt(((z - z[row]) ** 2).sum(1))
-    excluded = np.zeros(len(z), dtype=bool)
+    if not 0 <= row < len(features):
+        raise ValueError(f"row {row} is outside the {len(features)} feature rows")
+    d = np.zeros(len(features))
+    block = max(1, BLOCK_VALUES // len(features))  # columns standardised at a time: statistics are per column
+    for start in range(0, features.shape[1], block):
+        z = standardise(features[:, start:start + block])
+        d += ((z - z[row]) ** 2).sum(1)
+    d = np.sqrt(d)
+    excluded = np.zeros(len(features), dtype=bool)
     excluded[row] = True
     if groups is not None:
         groups = np.asarray(groups)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from wslviz.core.evaluation import model_outputs
 from wslviz.core.protocol import ArchitectureLike
 from wslviz.core.report import Report
 from wslviz.core.tasks import Task
@@ -27,6 +28,7 @@ from wslviz.understand.symmetry import (
     apply_symmetry,
     equivalence_gap,
     layer_distances,
+    probe_inputs,
     random_symmetry,
 )
 
@@ -39,11 +41,15 @@ def symmetry_effects(arch: ArchitectureLike, weights: torch.Tensor, kinds: Seque
     default random probes; float rounding, since the function is the same)."""
     theta = weights.float()
     subsets = [(k,) for k in kinds] + ([tuple(kinds)] if len(kinds) > 1 else [])
+    own = None
+    if arch.has_forward:  # the model's own outputs once, each moved copy's compared with them
+        x = probe_inputs(arch) if x is None else x
+        own = model_outputs(arch, theta[None], x)
     rows = []
     for subset in subsets:
         moved = apply_symmetry(arch, theta, random_symmetry(arch, seed=seed, kinds=subset))
         rows.append({"kinds": subset, "weight_distance": float((moved - theta).norm()),
-                     "output_difference": equivalence_gap(arch, theta, moved, x)})
+                     "output_difference": equivalence_gap(arch, theta, moved, x, own)})
     return pd.DataFrame(rows)
 
 

@@ -275,22 +275,31 @@ def fixed_table(spec: PermutationSpec) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["tensor", "axis", "reason"])
 
 
-def probe_inputs(arch: ArchitectureLike, n: int = 256, seed: int = 0) -> torch.Tensor:
+def probe_count(arch: ArchitectureLike, most: int = 256) -> int:
+    """How many probe inputs a check of the function uses by default: ``most`` for the networks of the sample zoos,
+    fewer (at least 8) where one input is large (2^20 values in all: 8 ImageNet images) or the network is (2^31
+    parameter-inputs: 17 sequences through GPT-2-small), so that the check takes seconds at any size."""
+    inputs = max(1, math.prod(arch.input_shape))
+    return int(min(most, max(8, min(2**20 // inputs, 2**31 // max(arch.n_params, 1)))))
+
+
+def probe_inputs(arch: ArchitectureLike, n: int | None = None, seed: int = 0) -> torch.Tensor:
     """The architecture's deterministic probe inputs ``[n, *input_shape]`` (standard normal, or token ids for a
-    module taking them)."""
-    return arch.probe_inputs(n, seed)
+    module taking them); ``n`` defaults to :func:`probe_count`."""
+    return arch.probe_inputs(probe_count(arch) if n is None else n, seed)
 
 
-def equivalence_gap(arch: ArchitectureLike, a: torch.Tensor, b: torch.Tensor, x: torch.Tensor | None = None) -> float:
+def equivalence_gap(arch: ArchitectureLike, a: torch.Tensor, b: torch.Tensor, x: torch.Tensor | None = None,
+                    outputs_a: torch.Tensor | None = None) -> float:
     """Max absolute output difference between models ``a`` and ``b`` ([P] or [B, P] each, paired) on
-    probe inputs ``x`` (default: 256 standard-normal inputs); NaN for an architecture that cannot run (a
-    weights-only layout, adapters without their base model)."""
+    probe inputs ``x`` (default: :func:`probe_inputs`); NaN for an architecture that cannot run (a weights-only
+    layout, adapters without their base model). ``outputs_a``: ``a``'s outputs on ``x`` when already computed."""
     if not arch.has_forward:
         return float("nan")
     a, _ = as_batch(a, arch)
     b, _ = as_batch(b, arch)
     x = probe_inputs(arch) if x is None else x
-    diff = model_outputs(arch, a, x) - model_outputs(arch, b, x)
+    diff = (model_outputs(arch, a, x) if outputs_a is None else outputs_a) - model_outputs(arch, b, x)
     return float(diff.abs().max()) if diff.numel() else 0.0
 
 
