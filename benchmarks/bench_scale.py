@@ -19,7 +19,11 @@ cache is warm for every step (the files are read once, untimed, before the steps
   GPT-2, by building a one-block GPT-2 first: ``transformers`` imports most of its modules on first use);
 - ``reopen``: the same again, the folder unchanged: the store is mapped, no checkpoint read;
 - ``stats``, ``spectral``: the feature kinds, timed after a reopen (their peak includes it);
-- ``align``: ``weight_matching`` of the second checkpoint to the first (``--align``; GPT-2 takes minutes).
+- ``align``: ``weight_matching`` of the second checkpoint to the first (``--align``; GPT-2 takes minutes);
+- ``apptest`` (``--pages``): every page of the app run once under Streamlit's AppTest, in one process as a server
+  holds them, on the zoo (``WSLVIZ_ZOO``): exceptions and error boxes counted;
+- ``browser`` (``--pages``): ``streamlit run app.py`` with the zoo, Debian's Chromium through Playwright opening it
+  (``?zoo=<folder>``) and visiting every page from the sidebar; the server's peak RSS (``VmHWM``) at the end.
 
 Prints a table and writes ``benchmarks/results/bench_scale.json``. Usage:
 
@@ -44,7 +48,8 @@ from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results" / "bench_scale.json"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "bench_scale.json"
 GPT2 = {"n_layer": 12, "n_embd": 768, "n_head": 12, "n_positions": 1024, "vocab_size": 50257}
 STEPS = ("read", "open", "reopen", "stats", "spectral")
 
@@ -129,6 +134,11 @@ def run_step(step: str, folder: Path) -> dict:
 
             start = time.perf_counter()
             compute_features(zoo, step)
+        elif step == "apptest":
+            start = time.perf_counter()
+            problems = app_test(folder)
+            return {"seconds": time.perf_counter() - start, "problems": problems,
+                    "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
         elif step == "align":
             from wslviz.understand.align import weight_matching
 
@@ -138,7 +148,70 @@ def run_step(step: str, folder: Path) -> dict:
             "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
+def app_test(folder: Path) -> list[str]:
+    """Every page run once under AppTest on the zoo at ``folder``: the exceptions and error boxes, by page."""
+    from streamlit.testing.v1 import AppTest
+
+    from wslviz.ui.home import page_files
+
+    os.environ["WSLVIZ_ZOO"] = str(folder)
+    problems = []
+    for script in [ROOT / "app.py", *page_files()]:
+        at = AppTest.from_file(str(script), default_timeout=900).run()
+        problems += [f"{script.name}: {e.value}"[:300] for kind in ("exception", "error") for e in getattr(at, kind)]
+    return problems
+
+
+def browser_visit(folder: Path, cache: Path) -> dict:
+    """``streamlit run app.py`` on a free port, every page visited in Chromium with the zoo at ``folder``."""
+    import socket
+    import urllib.request
+    from urllib.parse import quote
+
+    from playwright.sync_api import sync_playwright
+
+    from wslviz.ui.home import page_files, page_title
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**{k: v for k, v in os.environ.items() if k != "WSLVIZ_ZOO"}, "WSLVIZ_CACHE": str(cache)}
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                               "--server.address", "127.0.0.1", "--server.port", str(port),
+                               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base, start, problems = f"http://127.0.0.1:{port}", time.perf_counter(), []
+    idle = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{base}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+            page = chromium.new_page(viewport={"width": 1366, "height": 850})
+            page.goto(f"{base}/?zoo={quote(str(folder))}")
+            for title in ["home", *map(page_title, page_files())]:
+                if title != "home":
+                    page.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).first.click()
+                time.sleep(1.0)
+                page.wait_for_function(idle, timeout=900_000)
+                problems += [f"{title}: {t[:300]}" for t in
+                             page.locator('[data-testid="stException"]').all_inner_texts()]
+            chromium.close()
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        peak = int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) / 2**20
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {"seconds": time.perf_counter() - start, "problems": problems, "peak_gib": peak}
+
+
 def child(step: str, folder: Path, cache: Path) -> dict:
+    if step == "browser":
+        return browser_visit(folder, cache)
     if step == "open":
         shutil.rmtree(cache, ignore_errors=True)
     out = subprocess.run([sys.executable, __file__, "--step", step, "--folder", str(folder)], capture_output=True,
@@ -152,6 +225,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--zoos", default="resnet18x16,gpt2x4,gpt2x8")
     ap.add_argument("--align", action="store_true", help="also time weight matching of a pair")
+    ap.add_argument("--pages", action="store_true", help="also open every page (AppTest, then a real browser)")
     ap.add_argument("--data", type=Path, help="keep the fixtures in this folder (reused when present)")
     ap.add_argument("--step", help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -159,7 +233,7 @@ def main() -> int:
     if args.step:
         print(json.dumps(run_step(args.step, args.folder)))
         return 0
-    steps = STEPS + (("align",) if args.align else ())
+    steps = STEPS + (("align",) if args.align else ()) + (("apptest", "browser") if args.pages else ())
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or Path(tmp)
@@ -175,8 +249,8 @@ def main() -> int:
     print(f"\n| zoo | files (GB) | {' | '.join(steps)} | open / read | memory bound of opening |")
     print("|---|---|" + "---|" * (len(steps) + 2))
     for name, r in results.items():
-        cells = [f"{r[s]['seconds']:.1f} s, {r[s]['peak_gib']:.1f} GiB" if "seconds" in r[s] else r[s]["error"]
-                 for s in steps]
+        cells = [(f"{r[s]['seconds']:.1f} s, {r[s]['peak_gib']:.1f} GiB" if "seconds" in r[s] else r[s]["error"])
+                 + (f", {len(r[s]['problems'])} problems" if "problems" in r[s] else "") for s in steps]
         ratio = (f"{r['open']['seconds'] / r['read']['seconds']:.1f}x" if "seconds" in r["open"]
                  and "seconds" in r["read"] else "-")
         bound = 1 + 2 * r["largest"] / 2**30  # GiB: 1 GiB plus twice the largest checkpoint

@@ -22,6 +22,9 @@ FILE_COLUMNS = ("file", "run", "file_size", "modified", "sha256", "md5", "checks
 """Metadata columns that describe files rather than training (readers write the first four; published folders
 often carry checksums): never hyper-parameters."""
 EPOCH = "epoch"
+FINGERPRINT_BLOCKS, FINGERPRINT_BLOCK = 64, 1024
+"""The weights a fingerprint reads: all of them up to 65,536, else 64 evenly spaced runs of 1,024 (single values
+spread over a memory-mapped matrix made the read-ahead bring in all of it: gigabytes for GPT-2 zoos)."""
 
 
 class ResultCache(Protocol):
@@ -132,8 +135,10 @@ class Zoo:
         h.update(str(tuple(self.weights.shape)).encode())
         h.update(pd.util.hash_pandas_object(self.metadata, index=False).to_numpy().tobytes())
         flat = self.weights.reshape(-1)
-        step = max(1, flat.numel() // 65536)
-        h.update(flat[::step].contiguous().numpy().tobytes())
+        if flat.numel() > FINGERPRINT_BLOCKS * FINGERPRINT_BLOCK:  # blocks: a memory-mapped matrix stays on disk
+            starts = np.linspace(0, flat.numel() - FINGERPRINT_BLOCK, FINGERPRINT_BLOCKS).astype(np.int64)
+            flat = torch.cat([flat[int(a):int(a) + FINGERPRINT_BLOCK] for a in starts])
+        h.update(flat.contiguous().numpy().tobytes())
         h.update(str(self.task.spec if self.task else None).encode())
         return h.hexdigest()[:16]
 

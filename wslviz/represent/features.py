@@ -41,7 +41,7 @@ is called after each chunk.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from wslviz.core.evaluation import model_outputs
+from wslviz.core.memory import is_file_mapped, release
 from wslviz.core.protocol import ArchitectureLike, knows_symmetries
 from wslviz.core.zoo import Zoo, reference_row
 from wslviz.represent.hyperrep import HyperRepresentation
@@ -128,6 +129,16 @@ def _chunks(n_rows: int, row_elements: int) -> list[tuple[int, int]]:
     return [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
 
 
+def _passes(weights: torch.Tensor, row_elements: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """``(start, stop, rows as float32)`` per chunk of :func:`_chunks`; the pages of a memory-mapped matrix are
+    handed back after each chunk (:func:`wslviz.core.memory.release`), so that a pass holds one chunk."""
+    mapped = is_file_mapped(weights)
+    for start, stop in _chunks(len(weights), row_elements):
+        yield start, stop, weights[start:stop].float()
+        if mapped:
+            release(weights[start:stop])
+
+
 def _report(progress: Progress, done: int, total: int) -> None:
     if progress:
         progress(min(done, total), total)
@@ -162,8 +173,7 @@ def weight_stats(arch: ArchitectureLike, weights: torch.Tensor, progress: Progre
     tensors = [p for p in arch.layout if p.trainable]
     out = np.empty((len(weights), len(tensors) * len(STAT_NAMES)))
     q = torch.tensor(QUANTILES, dtype=torch.float32)
-    for start, stop in _chunks(len(weights), arch.n_params):
-        w = weights[start:stop].float()
+    for start, stop, w in _passes(weights, arch.n_params):
         cols = []
         for p in tensors:
             t = w[:, p.slice]
@@ -221,8 +231,7 @@ def spectral_features(arch: ArchitectureLike, weights: torch.Tensor, progress: P
     One batched :func:`singular_values` per layer and chunk on ``[B, out, in*k*k]``."""
     mats = _matrices(arch)
     out = np.empty((len(weights), 4 * len(mats)))
-    for start, stop in _chunks(len(weights), arch.n_params):
-        w = weights[start:stop].float()
+    for start, stop, w in _passes(weights, arch.n_params):
         cols = []
         for p in mats:
             s = singular_values(w[:, p.slice].reshape(len(w), p.shape[0], -1))

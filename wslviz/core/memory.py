@@ -1,0 +1,54 @@
+"""Memory-mapped weight matrices read in passes without staying in memory.
+
+A zoo opened from a row store or the native layout holds its weights as a memory-mapped file; every page a pass
+reads stays mapped, and counted in the process's resident memory, until the OS needs it back: a feature pass over
+eight GPT-2s would hold 4 GB. :func:`release` hands the pages under a block of rows back once it has been read
+(Linux's ``MADV_PAGEOUT``: pages only read are dropped and read from the file again if asked for; pages written
+since they were mapped are kept, so nothing is lost). Elsewhere, or for memory that is not a file's, it does
+nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+import sys
+from functools import cache
+
+import torch
+
+PAGEOUT = 21
+"""``MADV_PAGEOUT`` (Linux 5.4 and later)."""
+
+
+@cache
+def _madvise():
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    return libc.madvise
+
+
+def is_file_mapped(t: torch.Tensor) -> bool:
+    """Whether ``t``'s memory belongs to a file mapping (``/proc/self/maps``; False off Linux)."""
+    if not sys.platform.startswith("linux") or t.numel() == 0:
+        return False
+    address = t.data_ptr()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            low, high = (int(v, 16) for v in fields[0].split("-"))
+            if low <= address < high:
+                return fields[4] != "0" and len(fields) > 5 and fields[5].strip().startswith("/")
+    return False
+
+
+def release(t: torch.Tensor) -> None:
+    """Hand back the whole pages under the contiguous tensor ``t`` (see the module docstring)."""
+    if not sys.platform.startswith("linux") or t.numel() == 0 or not t.is_contiguous():
+        return
+    page = mmap.PAGESIZE
+    start = -(-t.data_ptr() // page) * page
+    end = (t.data_ptr() + t.numel() * t.element_size()) // page * page
+    if end > start:
+        _madvise()(start, end - start, PAGEOUT)  # a kernel without it refuses (EINVAL): nothing to do then
