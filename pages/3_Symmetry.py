@@ -226,8 +226,9 @@ with tabs[2]:
     run = st.button("Align the zoo", type="primary", key="sym_zoo_go", disabled=n_max < 2 or not ok)
     if n_max < 2:
         st.info("The spread needs at least two models: this zoo has one final checkpoint.")
-    spread = ui.on_request(zoo, "symmetry-spread", ("spread", tuple(rows)),
-                           partial(A.symmetry_spread, arch, zoo.weights[rows].float()), "Aligning models", run)
+    spread = ui.on_request(zoo, "symmetry-spread", ("spread", tuple(rows)),  # the rows copied only when run
+                           lambda progress=None: A.symmetry_spread(arch, zoo.weights[rows].float(), progress=progress),
+                           "Aligning models", run)
     if spread is not None:
         ui.chart(P.distance_distributions(spread), key="sym_spread")
         st.dataframe(pd.DataFrame({"setting": list(spread),

@@ -16,6 +16,7 @@ import mmap
 import sys
 from functools import cache
 
+import numpy as np
 import torch
 
 PAGEOUT = 21
@@ -29,26 +30,39 @@ def _madvise():
     return libc.madvise
 
 
-def is_file_mapped(t: torch.Tensor) -> bool:
-    """Whether ``t``'s memory belongs to a file mapping (``/proc/self/maps``; False off Linux)."""
-    if not sys.platform.startswith("linux") or t.numel() == 0:
+def _span(block: torch.Tensor | np.ndarray) -> tuple[int, int] | None:
+    """``(address, bytes)`` of a contiguous tensor or array; None for an empty or strided one."""
+    if isinstance(block, torch.Tensor):
+        if block.numel() == 0 or not block.is_contiguous():
+            return None
+        return block.data_ptr(), block.numel() * block.element_size()
+    if block.size == 0 or not block.flags.c_contiguous:
+        return None
+    return block.ctypes.data, block.nbytes
+
+
+def is_file_mapped(block: torch.Tensor | np.ndarray) -> bool:
+    """Whether the memory of a contiguous tensor or array belongs to a file mapping (``/proc/self/maps``; False
+    off Linux)."""
+    span = _span(block)
+    if not sys.platform.startswith("linux") or span is None:
         return False
-    address = t.data_ptr()
     with open("/proc/self/maps") as maps:
         for line in maps:
             fields = line.split(maxsplit=5)
             low, high = (int(v, 16) for v in fields[0].split("-"))
-            if low <= address < high:
+            if low <= span[0] < high:
                 return fields[4] != "0" and len(fields) > 5 and fields[5].strip().startswith("/")
     return False
 
 
-def release(t: torch.Tensor) -> None:
-    """Hand back the whole pages under the contiguous tensor ``t`` (see the module docstring)."""
-    if not sys.platform.startswith("linux") or t.numel() == 0 or not t.is_contiguous():
+def release(block: torch.Tensor | np.ndarray) -> None:
+    """Hand back the whole pages under a contiguous tensor or array (see the module docstring)."""
+    span = _span(block)
+    if not sys.platform.startswith("linux") or span is None:
         return
     page = mmap.PAGESIZE
-    start = -(-t.data_ptr() // page) * page
-    end = (t.data_ptr() + t.numel() * t.element_size()) // page * page
+    start = -(-span[0] // page) * page
+    end = (span[0] + span[1]) // page * page
     if end > start:
         _madvise()(start, end - start, PAGEOUT)  # a kernel without it refuses (EINVAL): nothing to do then

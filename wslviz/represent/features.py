@@ -81,8 +81,8 @@ class FeatureError(ValueError):
 
 @dataclass
 class FeatureSet:
-    """A feature matrix with its column names: ``values`` float ``[n_checkpoints, n_features]`` (float32 and
-    read-only for ``flat``: the zoo's own weights)."""
+    """A feature matrix with its column names: ``values`` float ``[n_checkpoints, n_features]`` (float32 for
+    ``flat`` and ``aligned``, read-only for ``flat``: the zoo's own weights)."""
 
     kind: str
     values: np.ndarray
@@ -343,7 +343,7 @@ def feature_set(zoo: Zoo, kind: str = "stats", progress: Progress = None, **opti
             model = HyperRepresentation(**options).fit(zoo, progress=progress)
             values = np.asarray(model.transform(zoo.weights), dtype=float)
             names = [f"z{i}" for i in range(values.shape[1])]
-    return FeatureSet(kind, np.asarray(values, dtype=float), names)
+    return FeatureSet(kind, values if values.dtype == np.float32 else np.asarray(values, dtype=float), names)
 
 
 def compute_features(zoo: Zoo, kind: str = "stats", progress: Progress = None, **options: Any) -> np.ndarray:

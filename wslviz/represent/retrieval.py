@@ -25,6 +25,7 @@ import torch
 
 from wslviz.core.evaluation import forward
 from wslviz.core.layout import ACTIVATIONS
+from wslviz.core.memory import is_file_mapped, release
 from wslviz.core.protocol import ArchitectureLike
 from wslviz.core.zoo import Zoo
 from wslviz.represent.features import FeatureError, compute_features
@@ -56,9 +57,12 @@ def nearest_neighbours(features: np.ndarray, row: int, k: int = 10, groups: Sequ
         raise ValueError(f"row {row} is outside the {len(features)} feature rows")
     d = np.zeros(len(features))
     block = max(1, BLOCK_VALUES // len(features))  # columns standardised at a time: statistics are per column
+    mapped = isinstance(features, np.ndarray) and is_file_mapped(features)  # flat features of a mapped zoo
     for start in range(0, features.shape[1], block):
         z = standardise(features[:, start:start + block])
         d += ((z - z[row]) ** 2).sum(1)
+        for r in range(len(features)) if mapped else ():  # each row's part of the block handed back
+            release(features[r, start:start + block])
     d = np.sqrt(d)
     excluded = np.zeros(len(features), dtype=bool)
     excluded[row] = True
