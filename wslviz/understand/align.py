@@ -43,6 +43,7 @@ from wslviz.understand.symmetry import (
     SymmetryElement,
     SymmetryError,
     apply_group,
+    apply_group_,
     apply_symmetry,
     as_batch,
     canonicalize,
@@ -59,11 +60,11 @@ METHODS = ("weight", "activation")
 
 def _normal_form(arch: ArchitectureLike, weights: torch.Tensor, kinds: tuple[str, ...]) -> SymmetryElement:
     """Element (batched over ``weights`` [B, P]) putting every unit in scale/sign normal form, no reordering."""
-    out = weights.double()
+    out = weights.to(torch.float64, copy=True)
     perms, scales = [], []
     for group in arch.perm_spec.groups:
         s = normalising_element(arch, out, group, kinds).to(out.device)  # it builds its factors on the CPU
-        out = apply_group(arch, out, group, None, s)
+        apply_group_(arch, out, group, None, s)
         perms.append(torch.arange(group.size, device=weights.device).expand(weights.shape[0], -1).clone())
         scales.append(s.float())
     return SymmetryElement(perms, scales)
@@ -88,9 +89,10 @@ def _assign(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _permute_all(arch: ArchitectureLike, weights: torch.Tensor, perms: list[torch.Tensor]) -> torch.Tensor:
+    out = weights.clone()
     for group, perm in zip(arch.perm_spec.groups, perms, strict=True):
-        weights = apply_group(arch, weights, group, perm)
-    return weights
+        apply_group_(arch, out, group, perm)
+    return out
 
 
 def _match_batch(arch: ArchitectureLike, reference: torch.Tensor, others: torch.Tensor, seed: int, max_iter: int,
@@ -139,12 +141,12 @@ def _match_batch(arch: ArchitectureLike, reference: torch.Tensor, others: torch.
                                     [spec.groups[m] for m in members])
         return {m: c.to(dev) for m, c in zip(members, cols, strict=True)}, better
 
-    sweep, cur = [p.clone() for p in identity_perms], base
+    sweep, cur = [p.clone() for p in identity_perms], base.clone()
     for gi in range(len(spec.groups)):
         if tied[gi][0] != gi:  # solved with the first group of its tie class
             continue
         for gj, cols in step(cur, gi, incoming_only=True)[0].items():
-            cur = apply_group(arch, cur, spec.groups[gj], cols)
+            apply_group_(arch, cur, spec.groups[gj], cols)
             sweep[gj] = torch.gather(sweep[gj], 1, cols)
     candidates = [identity_perms, sweep] if descend else [sweep]
     states = [_permute_all(arch, base, c) for c in candidates]
@@ -168,7 +170,7 @@ def _match_batch(arch: ArchitectureLike, reference: torch.Tensor, others: torch.
             solved, better = step(cur, gi, incoming_only=False)
             if better.any():
                 for gj, cols in solved.items():
-                    cur = apply_group(arch, cur, spec.groups[gj], cols)
+                    apply_group_(arch, cur, spec.groups[gj], cols)
                     perms[gj] = torch.gather(perms[gj], 1, cols)
                     dirty |= neighbours[gj]
                 improved = True
