@@ -9,7 +9,7 @@ process's peak resident memory), whether the matched model computes what it comp
 difference on 8 sequences of 32 tokens, relative to the largest logit), and how much of the planted permutation
 came back (the share of entries equal to the unpermuted fine-tune's).
 
-    .venv/bin/python benchmarks/bench_align_gpt2.py        # about 2.5 minutes and 7 GB on 2 cores
+    .venv/bin/python benchmarks/bench_align_gpt2.py        # about a minute and 7 GB on 2 cores
 """
 
 from __future__ import annotations
