@@ -109,6 +109,10 @@ class RowFile:
         self.file.write(memoryview(values.detach().to(torch.float32).contiguous().numpy()).cast("B"))
         self.count += 1
 
+    def close(self) -> None:
+        """Stop writing (the file is left as it is, to be replaced or removed)."""
+        self.file.close()
+
     def finish(self) -> torch.Tensor:
         self.file.seek(8)
         self.file.write(self._header(self.count).ljust(self.length))
@@ -204,7 +208,7 @@ def read_groups(files: Sequence[Path], names: Sequence[str], loader: Loader, arc
     if first is None or first.signature != chosen.signature:  # read the chosen group's files again
         example = examples[chosen.signature]
         if first is not None and isinstance(first.rows, RowFile):
-            first.rows.file.close()
+            first.rows.close()  # its file is written again, for the chosen group
         try:
             first = _start(chosen.signature, example, arch, activation, input_shape, stack, len(chosen.members),
                            store)
