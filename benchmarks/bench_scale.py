@@ -19,7 +19,10 @@ cache is warm for every step (the files are read once, untimed, before the steps
   GPT-2, by building a one-block GPT-2 first: ``transformers`` imports most of its modules on first use);
 - ``reopen``: the same again, the folder unchanged: the store is mapped, no checkpoint read;
 - ``stats``, ``spectral``: the feature kinds, timed after a reopen (their peak includes it);
-- ``align``: ``weight_matching`` of the second checkpoint to the first (``--align``; GPT-2 takes minutes);
+- ``evaluate``: ``model_outputs`` of every checkpoint on the default probe inputs (8 images, 17 sequences), against a
+  per-model loop (``arch.build(w)`` and a forward) on the same inputs in the same process; the evaluator's second
+  call (its first chooses between the batched call and its own loop, and is reported too);
+- ``align``: ``weight_matching`` of the second checkpoint to the first (``--align``);
 - ``apptest`` (``--pages``): every page of the app run once under Streamlit's AppTest, in one process as a server
   holds them, on the zoo (``WSLVIZ_ZOO``): exceptions and error boxes counted;
 - ``browser`` (``--pages``): ``streamlit run app.py`` with the zoo, Debian's Chromium through Playwright opening it
@@ -51,7 +54,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_scale.json"
 GPT2 = {"n_layer": 12, "n_embd": 768, "n_head": 12, "n_positions": 1024, "vocab_size": 50257}
-STEPS = ("read", "open", "reopen", "stats", "spectral")
+STEPS = ("read", "open", "reopen", "stats", "spectral", "evaluate")
 
 
 def perturbed(base: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -138,6 +141,23 @@ def run_step(step: str, folder: Path) -> dict:
             start = time.perf_counter()
             problems = app_test(folder)
             return {"seconds": time.perf_counter() - start, "problems": problems,
+                    "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+        elif step == "evaluate":  # the evaluator against the per-model loop, side by side on the same inputs
+            from wslviz.core.evaluation import model_outputs
+            from wslviz.understand.symmetry import probe_inputs
+
+            x = probe_inputs(zoo.arch)
+            start = time.perf_counter()
+            model_outputs(zoo.arch, zoo.weights, x)  # the first call of a shape chooses the formulation
+            first = time.perf_counter() - start
+            start = time.perf_counter()
+            batched = model_outputs(zoo.arch, zoo.weights, x)
+            ours = time.perf_counter() - start
+            start = time.perf_counter()
+            with torch.no_grad():
+                loop = torch.stack([zoo.arch.build(w)(x).reshape(len(x), -1) for w in zoo.weights])
+            return {"seconds": ours, "loop_seconds": time.perf_counter() - start, "first_call_seconds": first,
+                    "max_difference": float((batched - loop).abs().max()),
                     "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
         elif step == "align":
             from wslviz.understand.align import weight_matching
@@ -227,6 +247,7 @@ def main() -> int:
     ap.add_argument("--align", action="store_true", help="also time weight matching of a pair")
     ap.add_argument("--pages", action="store_true", help="also open every page (AppTest, then a real browser)")
     ap.add_argument("--data", type=Path, help="keep the fixtures in this folder (reused when present)")
+    ap.add_argument("--steps", help="run only these steps (comma-separated), e.g. reopen,evaluate")
     ap.add_argument("--step", help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -234,14 +255,16 @@ def main() -> int:
         print(json.dumps(run_step(args.step, args.folder)))
         return 0
     steps = STEPS + (("align",) if args.align else ()) + (("apptest", "browser") if args.pages else ())
+    steps = tuple(args.steps.split(",")) if args.steps else steps
     results: dict[str, dict] = {}
+    previous = json.loads(RESULTS.read_text()) if args.steps and RESULTS.is_file() else {}  # the other steps kept
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or Path(tmp)
         for name in args.zoos.split(","):
             folder = fixture(data, name)
             size = sum(f.stat().st_size for f in files_of(folder))
-            results[name] = {"files": len(files_of(folder)), "bytes": size, "largest": max(
-                f.stat().st_size for f in files_of(folder))}
+            results[name] = {**previous.get(name, {}), "files": len(files_of(folder)), "bytes": size,
+                             "largest": max(f.stat().st_size for f in files_of(folder))}
             child("read", folder, data)  # the page cache warmed for every step, the first read included
             for step in steps:
                 results[name][step] = child(step, folder, data / f"cache-{name}")
@@ -250,9 +273,10 @@ def main() -> int:
     print("|---|---|" + "---|" * (len(steps) + 2))
     for name, r in results.items():
         cells = [(f"{r[s]['seconds']:.1f} s, {r[s]['peak_gib']:.1f} GiB" if "seconds" in r[s] else r[s]["error"])
-                 + (f", {len(r[s]['problems'])} problems" if "problems" in r[s] else "") for s in steps]
-        ratio = (f"{r['open']['seconds'] / r['read']['seconds']:.1f}x" if "seconds" in r["open"]
-                 and "seconds" in r["read"] else "-")
+                 + (f", {len(r[s]['problems'])} problems" if "problems" in r[s] else "")
+                 + (f" (loop {r[s]['loop_seconds']:.1f} s)" if "loop_seconds" in r[s] else "") for s in steps]
+        ratio = (f"{r['open']['seconds'] / r['read']['seconds']:.1f}x" if "seconds" in r.get("open", {})
+                 and "seconds" in r.get("read", {}) else "-")
         bound = 1 + 2 * r["largest"] / 2**30  # GiB: 1 GiB plus twice the largest checkpoint
         print(f"| {name} | {r['files']} ({r['bytes'] / 1e9:.2f}) | {' | '.join(cells)} | {ratio} | {bound:.2f} GiB |")
     RESULTS.parent.mkdir(exist_ok=True)

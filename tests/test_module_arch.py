@@ -93,6 +93,22 @@ def test_evaluate_equals_per_model_loop_and_falls_back_where_vmap_cannot():
                           model_outputs(arch, w, task.x_test), atol=1e-5)
 
 
+def test_formulation_chosen_once_per_shape_both_give_the_same_outputs():
+    """The first eval-mode call of a shape times the batched call against the loop and keeps the faster; later
+    calls of that shape answer the same (exactly), and either formulation gives the per-model outputs."""
+    arch = arch_of("resnet20")
+    w, x = random_weights(arch, 6), arch.probe_inputs(10)
+    first = model_outputs(arch, w, x)
+    assert len(arch.__dict__["_formulations"]) == 1
+    assert torch.equal(model_outputs(arch, w, x), first)
+    key, chosen = next(iter(arch.__dict__["_formulations"].items()))
+    arch.__dict__["_formulations"][key] = "batched" if chosen == "loop" else "loop"
+    other = model_outputs(arch, w, x)
+    ref = torch.stack([arch.build(w[i])(x).reshape(10, -1) for i in range(6)])
+    for out in (first, other):
+        assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5)
+
+
 def test_batched_gradients_are_each_models_own():
     task = make_task("digits")
     arch = arch_of("resnet20")

@@ -39,7 +39,8 @@ tiny-transformer  0.08-0.14 (37) 0.07-0.10 (128) 0.10-0.19 (256)  0.09-0.19 (256
 Unloaded, large chunks lose (the activations of a chunk leave the caches), and on digits-resnet the per-model loop
 wins, presumably because ``vmap`` turns each conv into a grouped conv over the chunk (not profiled). Loaded, the
 loop lost by 14.7x (its kernels wait at every barrier for a descheduled thread). :data:`CHUNK_BYTES` is 256 MiB:
-within the noise of the fastest budget in both states of the machine.
+within the noise of the fastest budget in both states of the machine. Since no formulation wins everywhere,
+:func:`call` times both on the first call of each shape and keeps the faster.
 
 ``device`` (every public function takes one; None is the CPU): the computation runs there (weights and inputs are
 moved chunk by chunk; results come back to the CPU). :func:`resolve_device` checks it once, so that asking for CUDA
@@ -50,6 +51,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -61,6 +63,8 @@ from torch.func import functional_call, vmap
 from wslviz.core.device import Device, resolve_device
 from wslviz.core.kind import ArchitectureBase, chunks, even_chunk
 
+TUNE_MODELS = 4
+"""Models the loop runs on when :func:`call` compares it with the batched call (its cost grows with the models)."""
 CHUNK_BYTES = 2**28
 """Activation bytes one chunk of models may hold (all traced intermediate tensors of the forward); 256 MiB, measured
 in the module docstring."""
@@ -161,7 +165,7 @@ def looped_call(arch: ArchitectureBase, tensors: dict[str, torch.Tensor], x: tor
     return torch.stack(outs)
 
 
-def call(arch: ArchitectureBase, tensors: dict[str, torch.Tensor], x: torch.Tensor, **options: Any) -> Any:
+def _batched(arch: ArchitectureBase, tensors: dict[str, torch.Tensor], x: torch.Tensor, **options: Any) -> Any:
     """:func:`batched_call`, or :func:`looped_call` for a module ``vmap`` cannot run (remembered per architecture)."""
     if getattr(arch, "_vmap_fails", False):
         return looped_call(arch, tensors, x, **options)
@@ -172,6 +176,40 @@ def call(arch: ArchitectureBase, tensors: dict[str, torch.Tensor], x: torch.Tens
             raise
         arch._vmap_fails = True
         return looped_call(arch, tensors, x, **options)
+
+
+def call(arch: ArchitectureBase, tensors: dict[str, torch.Tensor], x: torch.Tensor, **options: Any) -> Any:
+    """:func:`batched_call` or :func:`looped_call`, whichever is faster here. Neither always is: on a quiet 2-core
+    machine the loop ran digits-resnet 1.8x faster than ``vmap`` (which turns each conv into a grouped one) and
+    tiny-transformer 2.6x slower; on a loaded one the loop lost by 15x. So the first eval-mode call of each shape
+    (inputs, options, chunk size to a power of two) runs the batched call and the loop on up to
+    :data:`TUNE_MODELS` of its models, and keeps the formulation that costs less per model; later calls of that shape
+    use it. Train mode (which updates running statistics in place) always runs the batched call; a module ``vmap``
+    cannot run always loops."""
+    if options.get("train") or getattr(arch, "_vmap_fails", False):
+        return _batched(arch, tensors, x, **options)
+    b = next(iter(tensors.values())).shape[0]
+    key = (tuple(x.shape), b.bit_length(), bool(options.get("per_model_inputs")), tuple(options.get("capture", ())),
+           str(options.get("device")))
+    chosen = arch.__dict__.setdefault("_formulations", {})
+    if key not in chosen:
+        capture = tuple(options.get("capture", ()))  # the module copies both use, made before either is timed
+        if capture:
+            _capture_module(arch, capture)
+        else:
+            _module(arch, resolve_device(options.get("device")), False)
+        start = time.perf_counter()
+        out = _batched(arch, tensors, x, **options)
+        batched = (time.perf_counter() - start) / b
+        k = min(b, TUNE_MODELS)
+        start = time.perf_counter()
+        looped_call(arch, {name: t[:k] for name, t in tensors.items()},
+                    x[:k] if options.get("per_model_inputs") else x, **options)
+        chosen[key] = "loop" if (time.perf_counter() - start) / k < batched else "batched"
+        if chosen[key] == "batched":
+            return out
+    # every call of a shape answers by one formulation, so repeated calls agree exactly
+    return (looped_call if chosen[key] == "loop" else _batched)(arch, tensors, x, **options)
 
 
 # ---------------------------------------------------------------------------------------------- public
