@@ -30,9 +30,11 @@ cache is warm for every step (the files are read once, untimed, before the steps
 
 Prints a table and writes ``benchmarks/results/bench_scale.json``. Usage:
 
-    .venv/bin/python benchmarks/bench_scale.py [--zoos resnet18x16,gpt2x4,gpt2x8] [--align] [--data DIR]
+    .venv/bin/python benchmarks/bench_scale.py [--zoos resnet18x16,gpt2x4,gpt2x8] [--align] [--pages] [--data DIR]
+        [--steps reopen,evaluate]
 
-``--data DIR`` keeps the fixtures there (reused when present) instead of a temporary folder.
+``--data DIR`` keeps the fixtures there (reused when present) instead of a temporary folder; ``--steps`` reruns some
+steps and keeps the other steps' results in the JSON.
 """
 
 from __future__ import annotations
