@@ -297,7 +297,7 @@ def load_zoo(path: str | Path, format: str | None = None, cache: str | Path | bo
     if task is not None:
         zoo = zoo.with_task(task)
     # the fingerprint costs a pass over sampled weights: only worth it when a per-user cache may exist
-    # (it samples the whole matrix: on a memory-mapped store, read-ahead brings every page in)
+    # (row stores of opened folders are not such caches)
     caches = root.is_dir() and any(p.name != FOLDER for p in root.iterdir())
     fingerprint = zoo.fingerprint if cache in (None, True) and caches else None
     found = find_cache(Path(path).expanduser(), cache, fingerprint)
