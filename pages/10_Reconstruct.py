@@ -1,5 +1,6 @@
 """Reconstruct: what a checkpoint remembers of its training data. DeepInversion brings back inputs from the weights
-alone; a student distilled from them, against one distilled from noise, measures what they carry."""
+alone (a student distilled from them, against one distilled from noise, measures what they carry); on a homogeneous
+network, the margin (KKT) conditions bring back training examples themselves."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from functools import partial
 
 import numpy as np
 import streamlit as st
+import torch
 
 from wslviz import ui
+from wslviz.core.evaluation import decision_grid
 from wslviz.plots import reconstruct as P
 from wslviz.scale import cost
 from wslviz.understand import inversion as I
+from wslviz.understand import reconstruction as R
 
 st.title("Reconstruct")
 ui.teaching("reconstruct")
@@ -22,15 +26,72 @@ if not arch.has_forward or zoo.task is None:
     st.warning("Reconstruction runs the network and compares with its training data: this zoo needs a forward and "
                "a task (attach one on the home page).")
     st.stop()
+
+METHODS = ("DeepInversion: BatchNorm statistics", "Training examples: margin conditions")
+c1, c2 = st.columns([3, 3])
+row = c1.selectbox("Checkpoint", list(range(zoo.n_checkpoints)), index=ui.default_rows(zoo, 1)[0],
+                   format_func=lambda r: ui.checkpoint_label(zoo, r), key="rec_row")
+method = c2.radio("Method", METHODS, index=0 if arch.has_batchnorm else 1, horizontal=True, key="rec_method")
+
+
+def margin_conditions() -> None:
+    """Candidates and multipliers solved for the KKT conditions of the checkpoint's margin problem, matched to the
+    real training examples, against as many random candidates."""
+    weights = zoo.weights[row].float()
+    problem = R.homogeneity_problem(arch, weights)
+    if problem:
+        st.info(f"The margin conditions do not apply to this checkpoint: {problem}. `benchmarks/"
+                "reconstruction_table.py` trains a bias-free MLP where they do.")
+        st.stop()
+    x_train, y_train = zoo.task.split("train")
+    k1, k2, k3 = st.columns([2, 2, 1])
+    per_example = k1.select_slider("Candidates per training example", [1, 2, 4], 2, key="rec_kkt_per")
+    steps = k2.select_slider("L-BFGS iterations", [25, 100, 300, 1000], 300, key="rec_kkt_steps")
+    seed = int(k3.number_input("Seed", 0, 10_000, 0, key="rec_kkt_seed"))
+    n = per_example * len(x_train)
+    # each iteration: about one forward, one gradient with its graph and one backward through it, on n candidates
+    ok = ui.cost_gate(zoo, "rec_kkt", [(3 * cost.FORWARD_BACKWARD * steps, n, False)])
+    run = st.button("Solve the margin conditions", type="primary", key="rec_kkt_go", disabled=not ok)
+    rec = ui.on_request(zoo, "reconstruct", ("kkt", row, per_example, steps, seed),
+                        partial(R.reconstruct_training_data, arch, weights, zoo.task, n, steps, random_state=seed),
+                        f"Solving for {n} candidates", run)
+    if rec is None:
+        st.info(f"Press **Solve the margin conditions**: {n} candidates and their multipliers are optimised until "
+                "the checkpoint's weights equal the combination of its gradients at them that the conditions ask "
+                f"for; then each of the {len(x_train)} training examples is matched to its nearest candidate.")
+        st.stop()
+    found = R.recovery(rec.inputs, x_train)
+    noise = torch.randn(rec.inputs.shape, generator=torch.Generator().manual_seed(seed + 1))
+    baseline = R.recovery(noise, x_train)
+    st.markdown(f"**{int(found['recovered'].sum())} of {len(found)}** training examples recovered (a candidate "
+                f"within {R.RECOVERY_DISTANCE} of their direction), against {int(baseline['recovered'].sum())} by "
+                f"as many random candidates. Remaining residual {rec.residual:.1e} (0: the conditions hold exactly).")
+    shape = tuple(arch.input_shape)
+    if len(shape) == 3:
+        shown = found.sort_values("distance").head(40)
+        images = rec.inputs[shown["candidate"].tolist()].mean(1).numpy()
+        ui.chart(P.inversion_pairs(images, x_train[shown["example"].tolist()].mean(1).numpy(),
+                                   y_train[shown["example"].tolist()].tolist(), shown["distance"].to_numpy(),
+                                   columns=10, title="Candidates, captioned class · distance, above the training "
+                                                     "example they are nearest to"), key="rec_kkt_pairs")
+    elif shape == (2,):
+        scale = float(x_train.norm(dim=1).median())
+        points = R.directions(rec.inputs).float() * scale
+        xs, ys, classes = decision_grid(arch, weights, torch.cat([x_train, points]))
+        ui.chart(P.candidates_2d(xs, ys, classes[0], x_train.numpy(), y_train.numpy(), points.numpy(),
+                                 rec.labels.numpy(), found["recovered"].to_numpy()), key="rec_kkt_2d")
+    st.dataframe(found.assign(**{"class": y_train.numpy()}), hide_index=True, key="rec_kkt_table")
+
+
+if method == METHODS[1]:
+    margin_conditions()
+    st.stop()
 if not arch.has_batchnorm:
     st.info(f"{arch.describe()} has no BatchNorm layer, so its weights keep no running statistics of the data to "
             "match: DeepInversion has nothing to invert here. Open `digits-resnet` (BatchNorm ResNets) to see it work.")
     st.stop()
 
-options = list(range(zoo.n_checkpoints))
-c1, c2, c3, c4 = st.columns([3, 2, 2, 1])
-row = c1.selectbox("Checkpoint", options, index=ui.default_rows(zoo, 1)[0],
-                   format_func=lambda r: ui.checkpoint_label(zoo, r), key="rec_row")
+c2, c3, c4 = st.columns([2, 2, 1])
 per_class = c2.slider("Inputs per class", 1, 20, 4, key="rec_per_class")
 steps = c3.select_slider("Optimisation steps", [20, 50, 100, 200, 400, 800], 200, key="rec_steps")
 seed = int(c4.number_input("Seed", 0, 10_000, 0, key="rec_seed"))

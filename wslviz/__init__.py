@@ -74,6 +74,7 @@ _API: dict[str, str] = {
     "pair_distances": "wslviz.understand.lowrank",
     "merge_adapters": "wslviz.generation.lora_merge",
     "distil": "wslviz.understand.inversion",
+    "reconstruct_training_data": "wslviz.understand.reconstruction",
     "matching_matrices": "wslviz.understand.align",
     "symmetry_spread": "wslviz.understand.align",
     # landscape

@@ -63,6 +63,8 @@ YIN = Paper("Yin et al., *Dreaming to Distill: Data-free Knowledge Transfer via 
             "https://arxiv.org/abs/1912.08795")
 HINTON = Paper("Hinton, Vinyals & Dean, *Distilling the Knowledge in a Neural Network*, 2015",
                "https://arxiv.org/abs/1503.02531")
+HAIM = Paper("Haim et al., *Reconstructing Training Data from Trained Neural Networks*, NeurIPS 2022",
+             "https://arxiv.org/abs/2206.07758")
 ZENG = Paper("Zeng et al., *Generative Modeling of Weights: Generalization or Memorization?*, 2025")
 
 GLOSSARY: dict[str, str] = {
@@ -229,10 +231,18 @@ EXPLAINERS: dict[str, Explainer] = {
         "each standardised); then the honest test: a fresh student trained only on the inverted inputs (the "
         "teacher's softened outputs on them, no labels, no real data), scored on the real test split, against a "
         "student trained the same way on noise. A network without BatchNorm keeps no such statistics, and the page "
-        "says so.",
+        "says so.\n\n"
+        "**Training examples from the margin conditions** need no BatchNorm but a *homogeneous* network: bias-free "
+        "linear and convolution layers with ReLUs, so that scaling the weights scales the outputs. Trained long "
+        "enough, such a network's weights are a non-negative combination of its gradients at the training examples "
+        "that sit on the margin (the KKT conditions of the max-margin problem that gradient descent solves "
+        "implicitly). Candidates and multipliers optimised until that combination gives the weights back land, "
+        "some of them, on actual training examples, up to a positive factor: only their direction is pinned down. "
+        "Small training sets and long training leak the most; a bias, a normalisation or a smooth activation "
+        "breaks the conditions, and the page says which layer does.",
         "Open `digits-resnet`, invert the best checkpoint with 8 inputs per class, then distil a student from "
         "them: compare it with the student distilled from noise.",
-        (YIN, HINTON),
+        (YIN, HINTON, HAIM),
         ("checkpoint",),
     ),
     "train": Explainer(

@@ -37,6 +37,7 @@ from wslviz.understand.landscape import (
 )
 from wslviz.understand.lineage import Lineage
 from wslviz.understand.lowrank import gl_effects, pair_distances, random_coordinates, rank_agreement
+from wslviz.understand.reconstruction import Reconstruction, reconstruct_training_data
 from wslviz.understand.repair import repair_to, reset_batchnorm
 from wslviz.understand.summaries import AlignmentReport, alignment_report
 from wslviz.understand.surfaces import filter_normalized_directions, plane, random_line, random_plane, trajectory
@@ -55,5 +56,5 @@ __all__ = ["AlignmentReport", "Inversion", "Lineage", "SymmetryElement", "accura
            "barriers", "bezier_curve", "canonicalize", "distil", "equivalence_gap", "filter_normalized_directions",
            "gl_effects", "interpolate", "invert", "layer_distances", "loss_barrier", "matching_matrices",
            "pair_barriers", "pair_distances", "paths", "permutation_spec", "plane", "random_coordinates",
-           "random_line", "random_plane", "random_symmetry", "rank_agreement", "repair_to", "reset_batchnorm",
-           "trajectory", "weight_matching"]
+           "random_line", "random_plane", "random_symmetry", "rank_agreement", "Reconstruction",
+           "reconstruct_training_data", "repair_to", "reset_batchnorm", "trajectory", "weight_matching"]
