@@ -250,3 +250,32 @@ def test_batchnorm_folded_matching_recovers_planted_permutations():
         aligned, g = wv.weight_matching(arch, reference, copy, seed=t, return_perm=True, fold_batchnorm=True)
         assert (aligned - reference).abs().max() <= 1e-5
         assert all(torch.equal(p, q) for p, q in zip(g.perms, inverse(planted).perms, strict=True))
+
+
+def test_the_scale_search_shortlist_keeps_every_true_partner():
+    """In a group of more units than the scale search's shortlist, a rescaled, permuted, slightly moved copy: the
+    shortlisted gains never exceed the full search's nor fall below scale 1's, every true partner is searched (its
+    gain and scale are the full search's), and the assignment on them pairs the units as planted."""
+    from scipy.optimize import linear_sum_assignment
+
+    from wslviz.understand.factors import SHORTLIST, pair_gains, scale_gain
+
+    rng = np.random.default_rng(0)
+    n, b = 4 * SHORTLIST, 2
+    ref_in, ref_out = rng.normal(size=(b, n, 20)), rng.normal(size=(b, n, 30))
+    perm = np.stack([rng.permutation(n) for _ in range(b)])
+    scale = np.exp(rng.uniform(np.log(0.25), np.log(4.0), size=(b, n, 1)))
+    other_in = np.take_along_axis(ref_in, perm[..., None], 1) * scale + 0.05 * rng.normal(size=(b, n, 20))
+    other_out = np.take_along_axis(ref_out, perm[..., None], 1) / scale + 0.05 * rng.normal(size=(b, n, 30))
+    c = {1: ref_in @ other_in.transpose(0, 2, 1), -1: ref_out @ other_out.transpose(0, 2, 1), 0: np.zeros((b, n, n))}
+    norms = {1: (other_in ** 2).sum(-1)[:, None], -1: (other_out ** 2).sum(-1)[:, None], 0: np.zeros((b, 1, n))}
+    gain, factor = pair_gains(c, norms, {"scale"})
+    full, full_scale = scale_gain(c[1], norms[1], c[-1], norms[-1])
+    assert (gain <= full + 1e-9).all()
+    assert (gain >= 2 * c[1] - norms[1] + 2 * c[-1] - norms[-1] - 1e-9).all()
+    partner = np.argsort(perm, 1)  # other's unit partner[j] is the reference's unit j
+    rows = np.arange(n)
+    for i in range(b):
+        np.testing.assert_array_equal(gain[i, rows, partner[i]], full[i, rows, partner[i]])
+        np.testing.assert_array_equal(factor[i, rows, partner[i]], full_scale[i, rows, partner[i]])
+        np.testing.assert_array_equal(linear_sum_assignment(gain[i], maximize=True)[1], partner[i])
