@@ -321,6 +321,9 @@ def visit_reconstruct(pg, base: str) -> None:
     click_button(pg, "Invert the checkpoint")
     wait_charts(pg)
     assert pg.get_by_text("Mean confidence").count() >= 1
+    pg.get_by_text("Training examples: margin conditions").click()  # the other method: biases rule it out here
+    wait_idle(pg)
+    assert pg.get_by_text("The margin conditions do not apply").count() >= 1
 
 
 VISITS: dict[str, Callable] = {"Home": visit_home, "Zoo": visit_zoo, "Projections": visit_projections,
