@@ -9,7 +9,7 @@ import torch
 
 import wslviz as wv
 from wslviz.core import Architecture, Task
-from wslviz.understand.reconstruction import RECOVERY_DISTANCE, homogeneity_problem, reconstruct_training_data, recovery
+from wslviz.understand.reconstruction import homogeneity_problem, reconstruct_training_data, recovery
 
 
 def bias_free_mlp(widths: list[int]) -> Architecture:
@@ -67,18 +67,22 @@ def test_the_planted_network_is_an_exact_kkt_point():
 
 
 def test_the_planted_training_examples_are_recovered():
+    """Three seeded runs of 12 candidates, pooled (one run finds 2-6 of the 6 examples, depending on its start: the
+    conditions also hold for an example split between candidates that fire on the same units)."""
     arch, weights, task = planted()
-    rec = reconstruct_training_data(arch, weights, task, steps=300, random_state=0)
-    assert rec.inputs.shape == (12, 12) and rec.labels.shape == (12,) and rec.multipliers.shape == (12, 1)
-    assert rec.residual < 1e-4
-    found = recovery(rec.inputs, task.x_train)
+    runs = [reconstruct_training_data(arch, weights, task, steps=300, random_state=seed) for seed in range(3)]
+    for rec in runs:
+        assert rec.inputs.shape == (12, 12) and rec.labels.shape == (12,) and rec.multipliers.shape == (12, 1)
+        assert rec.residual < 1e-4
+    found = recovery(torch.cat([r.inputs for r in runs]), task.x_train)
     assert list(found.columns) == ["example", "candidate", "distance", "recovered"]
-    assert found["recovered"].sum() >= 4, found
+    assert found["recovered"].sum() >= 5, found
     # a candidate that found an example carries that example's class
     hits = found[found["recovered"]]
-    assert (rec.labels[hits["candidate"].tolist()] == task.y_train[hits["example"].tolist()]).all()
-    noise = torch.randn(12, 12, generator=torch.Generator().manual_seed(0))
-    assert recovery(noise, task.x_train)["distance"].min() > RECOVERY_DISTANCE
+    labels = torch.cat([r.labels for r in runs])
+    assert (labels[hits["candidate"].tolist()] == task.y_train[hits["example"].tolist()]).all()
+    noise = torch.randn(36, 12, generator=torch.Generator().manual_seed(0))
+    assert not recovery(noise, task.x_train)["recovered"].any()
 
 
 def test_reconstruction_is_seeded_and_reports_progress():
