@@ -34,6 +34,18 @@ row = c1.selectbox("Checkpoint", list(range(zoo.n_checkpoints)), index=ui.defaul
 method = c2.radio("Method", METHODS, index=0 if arch.has_batchnorm else 1, horizontal=True, key="rec_method")
 
 
+FRAMES = 8  # snapshots kept along an optimisation, to watch the inputs form
+
+
+def shown_frame(final: torch.Tensor, frames: torch.Tensor | None, frame_steps: tuple[int, ...], what: str,
+                key: str) -> torch.Tensor:
+    """``final`` or, as the user slides back, the snapshot after an earlier step: the inputs forming."""
+    if frames is None or len(frame_steps) < 2:
+        return final
+    step = st.select_slider(f"Watch them form: the {what} after step", frame_steps, frame_steps[-1], key=key)
+    return frames[frame_steps.index(step)]
+
+
 def margin_conditions() -> None:
     """Candidates and multipliers solved for the KKT conditions of the checkpoint's margin problem, matched to the
     real training examples, against as many random candidates."""
@@ -53,7 +65,8 @@ def margin_conditions() -> None:
     ok = ui.cost_gate(zoo, "rec_kkt", [(3 * cost.FORWARD_BACKWARD * steps, n, False)])
     run = st.button("Solve the margin conditions", type="primary", key="rec_kkt_go", disabled=not ok)
     rec = ui.on_request(zoo, "reconstruct", ("kkt", row, per_example, steps, seed),
-                        partial(R.reconstruct_training_data, arch, weights, zoo.task, n, steps, random_state=seed),
+                        partial(R.reconstruct_training_data, arch, weights, zoo.task, n, steps, random_state=seed,
+                                frames=FRAMES),
                         f"Solving for {n} candidates", run)
     if rec is None:
         st.info(f"Press **Solve the margin conditions**: {n} candidates and their multipliers are optimised until "
@@ -67,19 +80,22 @@ def margin_conditions() -> None:
                 f"within {R.RECOVERY_DISTANCE} of their direction), against {int(baseline['recovered'].sum())} by "
                 f"as many random candidates. Remaining residual {rec.residual:.1e} (0: the conditions hold exactly).")
     shape = tuple(arch.input_shape)
+    if len(shape) == 3 or shape == (2,):
+        candidates = shown_frame(rec.inputs, rec.frames, rec.frame_steps, "candidates", "rec_kkt_frame")
+        near = R.recovery(candidates, x_train)
     if len(shape) == 3:
-        shown = found.sort_values("distance").head(40)
-        images = rec.inputs[shown["candidate"].tolist()].mean(1).numpy()
+        shown = near.sort_values("distance").head(40)
+        images = candidates[shown["candidate"].tolist()].mean(1).numpy()
         ui.chart(P.inversion_pairs(images, x_train[shown["example"].tolist()].mean(1).numpy(),
                                    y_train[shown["example"].tolist()].tolist(), shown["distance"].to_numpy(),
                                    columns=10, title="Candidates, captioned class · distance, above the training "
                                                      "example they are nearest to"), key="rec_kkt_pairs")
     elif shape == (2,):
         scale = float(x_train.norm(dim=1).median())
-        points = R.directions(rec.inputs).float() * scale
+        points = R.directions(candidates).float() * scale
         xs, ys, classes = decision_grid(arch, weights, torch.cat([x_train, points]))
         ui.chart(P.candidates_2d(xs, ys, classes[0], x_train.numpy(), y_train.numpy(), points.numpy(),
-                                 rec.labels.numpy(), found["recovered"].to_numpy()), key="rec_kkt_2d")
+                                 rec.labels.numpy(), near["recovered"].to_numpy()), key="rec_kkt_2d")
     st.dataframe(found.assign(**{"class": y_train.numpy()}), hide_index=True, key="rec_kkt_table")
 
 
@@ -102,7 +118,7 @@ run = st.button("Invert the checkpoint", type="primary", key="rec_go", disabled=
 key = ("invert", row, per_class, steps, seed)
 inversion = ui.on_request(zoo, "reconstruct", key,
                           partial(I.invert, arch, zoo.weights[row].float(), per_class * n_classes, steps,
-                                  random_state=seed),
+                                  random_state=seed, frames=FRAMES),
                           f"Inverting {per_class * n_classes} inputs", run)
 if inversion is None:
     st.info(f"Press **Invert the checkpoint**: {per_class * n_classes} inputs start as noise and are optimised for "
@@ -116,8 +132,10 @@ st.caption(f"Mean confidence of the checkpoint in the classes asked for: {float(
            f"training example {float(np.median(distances)):.2f} (0: the same pattern, about 1.4: unrelated).")
 shape = tuple(arch.input_shape)
 if len(shape) == 3:
+    images = shown_frame(inversion.images, inversion.frames, inversion.frame_steps, "inputs", "rec_frame")
+    nearest, distances = I.nearest_examples(images, x_train)
     order = np.argsort(inversion.labels.numpy(), kind="stable")
-    ui.chart(P.inversion_pairs(inversion.images[order].mean(1).numpy(), x_train[nearest[order]].mean(1).numpy(),
+    ui.chart(P.inversion_pairs(images[order].mean(1).numpy(), x_train[nearest[order]].mean(1).numpy(),
                                inversion.labels[order].tolist(), distances[order],
                                columns=min(10, len(order))), key="rec_pairs")
 else:

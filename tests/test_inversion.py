@@ -9,7 +9,7 @@ from torch import nn
 
 import wslviz as wv
 from wslviz.core import NoForwardError, infer_layout
-from wslviz.understand.inversion import distil, invert
+from wslviz.understand.inversion import distil, frame_marks, invert
 
 
 def planted() -> tuple[wv.core.ArchitectureBase, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -78,3 +78,14 @@ def test_nearest_examples_compare_patterns_whatever_their_scale():
     assert idx.tolist() == picked.tolist() and np.allclose(dist, 0, atol=1e-6)
     _, far = nearest_examples(torch.randn(5, 1, 8, 8, generator=g), examples)
     assert (far > 0.8).all()
+
+
+def test_frames_show_the_inputs_forming():
+    arch, weights, *_ = planted()
+    plain = invert(arch, weights, n=6, steps=10, random_state=2)
+    inv = invert(arch, weights, n=6, steps=10, random_state=2, frames=4)
+    assert plain.frames is None and plain.frame_steps == ()
+    assert inv.frame_steps == (2, 5, 8, 10) and inv.frames.shape == (4, 6, 4)
+    assert torch.equal(inv.frames[-1], inv.images) and torch.equal(inv.images, plain.images)  # watching changes nothing
+    assert not torch.equal(inv.frames[0], inv.frames[-1])
+    assert frame_marks(3, 10) == [1, 2, 3] and frame_marks(10, 0) == []

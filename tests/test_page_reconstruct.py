@@ -40,6 +40,11 @@ def test_inverts_a_resnet_checkpoint_and_distils_students():
     assert sorted(int(c.split(" · ")[0]) for c in captions) == list(range(10))
     distances = [float(c.split(" · ")[1]) for c in captions]
     assert len(distances) == 10 and all(0 <= d <= 2 for d in distances)
+    frame = at.select_slider(key="rec_frame")  # watch them form: the inputs after an earlier step
+    assert frame.value == 20 and frame.options[0] != "20"
+    frame.set_value(int(frame.options[0])).run()
+    earlier = [a["text"] for a in chart(at, "rec_pairs")["layout"]["annotations"] if a["text"]]
+    assert len(earlier) == 10 and earlier != captions
     at.select_slider(key="rec_epochs").set_value(10).run()
     at.button(key="rec_distil").click().run()
     assert not at.exception and not at.error

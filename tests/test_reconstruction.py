@@ -134,3 +134,12 @@ def test_refusals_name_the_problem(random_mlp_zoo, moons_task):
 
 def test_the_function_is_public():
     assert wv.reconstruct_training_data is reconstruct_training_data
+
+
+def test_frames_show_the_candidates_forming():
+    arch, weights, task = planted()
+    rec = reconstruct_training_data(arch, weights, task, n=4, steps=100, random_state=0, frames=3)
+    assert rec.frame_steps == (25, 75, 100) and rec.frames.shape == (3, 4, 12)
+    assert torch.equal(rec.frames[-1], rec.inputs)
+    plain = reconstruct_training_data(arch, weights, task, n=4, steps=100, random_state=0)
+    assert plain.frames is None and torch.equal(plain.inputs, rec.inputs)  # watching changes nothing

@@ -29,12 +29,24 @@ BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 class Inversion:
     """Inputs recovered from a network. ``images`` ``[n, *input_shape]``; ``labels`` ``[n]`` the classes they
     were optimised towards; ``confidence`` ``[n]`` the network's probability of that class on each; ``bn_loss``
-    the final BatchNorm statistics mismatch (sum over layers, 0 when the batch matches training exactly)."""
+    the final BatchNorm statistics mismatch (sum over layers, 0 when the batch matches training exactly);
+    ``frames`` ``[k, n, *input_shape]`` the inputs as they were after the steps ``frame_steps`` (the last frame is
+    ``images``; none unless asked for)."""
 
     images: torch.Tensor
     labels: torch.Tensor
     confidence: torch.Tensor
     bn_loss: float
+    frames: torch.Tensor | None = None
+    frame_steps: tuple[int, ...] = ()
+
+
+def frame_marks(steps: int, frames: int) -> list[int]:
+    """The steps (1-based, in order, the last one ``steps``) after which ``frames`` snapshots of an optimisation of
+    ``steps`` steps are taken, evenly spaced; fewer when there are fewer steps."""
+    if frames < 1:
+        return []
+    return sorted({max(1, int(round(v))) for v in np.linspace(steps / frames, steps, frames)})
 
 
 def _total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -49,12 +61,13 @@ def _total_variation(x: torch.Tensor) -> torch.Tensor:
 
 def invert(arch: ArchitectureLike, weights: torch.Tensor, n: int = 256, steps: int = 1000, lr: float = 0.1,
            bn_weight: float = 1.0, tv_weight: float = 0.05, l2_weight: float = 1e-4, random_state: int = 0,
-           progress: Callable[[int, int], None] | None = None) -> Inversion:
+           progress: Callable[[int, int], None] | None = None, frames: int = 0) -> Inversion:
     """DeepInversion of one classifier with BatchNorm: ``n`` inputs, classes taken in turn, optimised with Adam
     for ``steps`` steps from standard-normal noise (seeded by ``random_state``) to minimise cross-entropy towards
     their class + ``bn_weight`` x (sum over BN layers of the distances between the batch's per-channel mean and
     standard deviation and the layer's running ones) + ``tv_weight`` x total variation + ``l2_weight`` x mean
-    square. ``weights`` is one flat weight vector ``[P]``. Refuses a network without a forward, without BatchNorm
+    square. ``frames`` snapshots of the inputs are kept along the way (:func:`frame_marks`), to watch them form.
+    ``weights`` is one flat weight vector ``[P]``. Refuses a network without a forward, without BatchNorm
     (its weights then keep no statistics of the data to match) or with fewer than two outputs."""
     require_forward(arch, "Inverting a network")
     if weights.dim() != 1 or weights.numel() != arch.n_params:
@@ -84,6 +97,7 @@ def invert(arch: ArchitectureLike, weights: torch.Tensor, n: int = 256, steps: i
 
     hooks = [m.register_forward_hook(match) for m in norms]
     optimiser = torch.optim.Adam([x], lr=lr)
+    marks, snapshots = frame_marks(steps, frames), []
     try:
         for step in range(steps):
             mismatch.clear()
@@ -94,6 +108,8 @@ def invert(arch: ArchitectureLike, weights: torch.Tensor, n: int = 256, steps: i
                     + l2_weight * x.square().mean())
             loss.backward()
             optimiser.step()
+            if step + 1 in marks:
+                snapshots.append(x.detach().clone())
             if progress:
                 progress(step + 1, steps)
         with torch.no_grad():
@@ -104,7 +120,8 @@ def invert(arch: ArchitectureLike, weights: torch.Tensor, n: int = 256, steps: i
         for h in hooks:
             h.remove()
     confidence = probs.gather(1, labels[:, None])[:, 0]
-    return Inversion(x.detach(), labels, confidence, float(bn))
+    return Inversion(x.detach(), labels, confidence, float(bn), torch.stack(snapshots) if snapshots else None,
+                     tuple(marks))
 
 
 def distil(arch: ArchitectureLike, teacher: torch.Tensor, inputs: torch.Tensor, epochs: int = 200,

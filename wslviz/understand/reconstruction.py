@@ -27,6 +27,7 @@ from torch.func import functional_call
 
 from wslviz.core import ArchitectureLike, Task, require_forward
 from wslviz.core.arch import GlobalAvgPool
+from wslviz.understand.inversion import frame_marks
 
 RECOVERY_DISTANCE = 0.5
 """A training example counts as recovered when a candidate's direction lies within this distance of its direction
@@ -43,12 +44,16 @@ _HOMOGENEOUS = (nn.Linear, nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Fl
 class Reconstruction:
     """Candidates found by :func:`reconstruct_training_data`. ``inputs`` ``[m, *input_shape]``; ``labels`` ``[m]``
     the class each was given; ``multipliers`` ``[m, k]`` their lambdas (``k`` = classes - 1, or 1 for one output);
-    ``residual`` the final ``|theta - sum lambda grad|^2 / |theta|^2`` (0 at an exact solution)."""
+    ``residual`` the final ``|theta - sum lambda grad|^2 / |theta|^2`` (0 at an exact solution); ``frames``
+    ``[k, m, *input_shape]`` the candidates as they were after the iterations ``frame_steps`` (none unless asked
+    for; the last frame is ``inputs``)."""
 
     inputs: torch.Tensor
     labels: torch.Tensor
     multipliers: torch.Tensor
     residual: float
+    frames: torch.Tensor | None = None
+    frame_steps: tuple[int, ...] = ()
 
 
 def homogeneity_problem(arch: ArchitectureLike, weights: torch.Tensor) -> str | None:
@@ -87,12 +92,14 @@ class _SmoothStepReLU(nn.Module):
 def reconstruct_training_data(arch: ArchitectureLike, weights: torch.Tensor, task: Task | None = None,
                               n: int | None = None, steps: int = 1000, init_scale: float = 0.1,
                               smoothing: float = 300.0, random_state: int = 0,
-                              progress: Callable[[int, int], None] | None = None) -> Reconstruction:
+                              progress: Callable[[int, int], None] | None = None, frames: int = 0) -> Reconstruction:
     """Candidate training examples of one homogeneous classifier (``weights`` ``[P]``) that satisfy the KKT
     conditions of its margin problem (see the module docstring): ``n`` candidates (default twice the ``task``'s
     training examples, else 100), classes taken in turn, start as Gaussian noise whose norm is ``init_scale`` times
     the typical norm of the task's inputs (1 without a task; seeded by ``random_state``) with multipliers uniform in
-    [0, 1], and are optimised with L-BFGS for up to ``steps`` iterations (in float64) to minimise the residual.
+    [0, 1], and are optimised with L-BFGS for up to ``steps`` iterations (in float64) to minimise the residual;
+    ``frames`` snapshots are kept along the way, at the ends of the chunks of 25 iterations nearest to
+    :func:`~wslviz.understand.inversion.frame_marks`.
     Refuses, with the reason, a network the conditions do not hold for (:func:`homogeneity_problem`)."""
     require_forward(arch, "Reconstructing training data")
     if weights.dim() != 1 or weights.numel() != arch.n_params:
@@ -147,13 +154,19 @@ def reconstruct_training_data(arch: ArchitectureLike, weights: torch.Tensor, tas
         loss.backward()
         return loss
 
-    for done in range(0, steps, _CHUNK):  # L-BFGS keeps its history from one chunk of iterations to the next
-        optimiser.param_groups[0]["max_iter"] = min(_CHUNK, steps - done)
+    ends = [min(done + _CHUNK, steps) for done in range(0, steps, _CHUNK)]
+    marks = sorted({min(ends, key=lambda e: abs(e - m)) for m in frame_marks(steps, frames)})
+    snapshots = []
+    for done, end in zip([0, *ends[:-1]], ends, strict=True):  # L-BFGS keeps its history from chunk to chunk
+        optimiser.param_groups[0]["max_iter"] = end - done
         optimiser.step(closure)
+        if end in marks:
+            snapshots.append(x.detach().float())
         if progress:
-            progress(min(done + _CHUNK, steps), steps)
+            progress(end, steps)
     final = float(residual().detach())
-    return Reconstruction(x.detach().float(), labels, lam.detach().relu().float(), final)
+    return Reconstruction(x.detach().float(), labels, lam.detach().relu().float(), final,
+                          torch.stack(snapshots) if snapshots else None, tuple(marks))
 
 
 def directions(x: torch.Tensor) -> torch.Tensor:
