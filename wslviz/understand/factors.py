@@ -6,9 +6,9 @@ For one permutation group with every other group fixed, the squared distance ``|
 splits over the group's units: putting unit k of ``other`` at position j with factor s costs
 ``s^2 |b_in|^2 - 2 s <a_in, b_in> + |b_out|^2 / s^2 - 2 <a_out, b_out> / s`` plus terms no choice changes
 (``in``: the axes a unit scale multiplies, ``out``: those it divides). :func:`pair_gains` gives, per pair
-(j, k), the best factor (±1 for signs, a 1-D search for positive scales) and its gain; one assignment
-problem then picks the partners, and :func:`refine_factors` repeats this group by group until nothing
-improves: a coordinate descent that never increases the distance.
+(j, k), the best factor (±1 for signs, a 1-D search for positive scales, on a shortlist of partners per unit in
+large groups) and its gain; one assignment problem then picks the partners, and :func:`refine_factors` repeats
+this group by group until no step gains :data:`PROGRESS`: a coordinate descent that never increases the distance.
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ _NEWTON_STEPS = 8
 _GRID_ELEMENTS = 2**23  # entries of [B, n, n, grid] evaluated at once
 _REFINE_TOLERANCE = 1e-4
 PROGRESS = 1e-3
-"""A step of the joint descent over permutations and unit factors counts as progress only if it removes at least
-this fraction of the squared distance the descent started from (see :func:`refine_factors`)."""
+"""A step of weight matching's descents (permutations alone, then :func:`refine_factors`' permutations with unit
+factors) counts as progress only if it removes at least this fraction of the squared distance the descent started
+from."""
 SHORTLIST = 16
 """Partners per unit whose best scale is searched, in groups of more than twice as many units; every other pair
 keeps its gain at scale 1. Chosen by an upper bound of the gain (incoming and outgoing weights scaled apart):
 on the 64-512-512-512-10 pair of ``benchmarks/bench_align.py`` the search over all 262,144 pairs of a group
-was 85% of weight matching's time."""
+was 74% of weight matching's time."""
 
 
 def scale_gain(c1: np.ndarray, n1: np.ndarray, cm: np.ndarray, nm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
