@@ -4,9 +4,9 @@
   Re-Basin: Merging Models modulo Permutation Symmetries", ICLR 2023, Algorithm 1): coordinate descent
   over the permutation groups, each step a linear assignment problem
   (``scipy.optimize.linear_sum_assignment``) maximising the inner product with the reference, groups
-  visited in random order until no step of a full pass removes :data:`~wslviz.understand.factors.PROGRESS`
-  (0.1%) of the squared distance the descent started from. With the scale/sign symmetries a second
-  candidate matches normal forms (unit incoming norm for ReLU units, sign of the largest incoming
+  visited in random order until no step of a full pass removes :data:`PERMUTATION_PROGRESS` (0.01%) of a
+  squared distance that depends only on the model's orbit (see :func:`weight_matching`). With the scale/sign
+  symmetries a second candidate matches normal forms (unit incoming norm for ReLU units, sign of the largest incoming
   weight for odd units), so a permuted *and* rescaled copy is matched exactly; from the closer of the
   two, a second coordinate descent then chooses each group's permutation *and* unit scales or signs
   together, minimising the same distance. Every candidate is kept only where it is closer, so undoing
@@ -37,7 +37,7 @@ from wslviz.core.evaluation import forward
 from wslviz.core.protocol import ArchitectureLike
 from wslviz.core.report import Report
 from wslviz.understand import heads
-from wslviz.understand.factors import PROGRESS, refine_factors
+from wslviz.understand.factors import refine_factors
 from wslviz.understand.repair import reset_batchnorm
 from wslviz.understand.symmetry import (
     KINDS,
@@ -98,13 +98,13 @@ def _permute_all(arch: ArchitectureLike, weights: torch.Tensor, perms: list[torc
 
 
 def _match_batch(arch: ArchitectureLike, reference: torch.Tensor, others: torch.Tensor, seed: int, max_iter: int,
-                 kinds: tuple[str, ...], descend: bool = True, progress: float = 0.0) -> SymmetryElement:
+                 kinds: tuple[str, ...], descend: bool = True, floor: np.ndarray | None = None) -> SymmetryElement:
     """The elements ``[B]`` taking each of ``others`` [B, P] to ``reference`` [P]'s basis (weight matching).
 
     First one sweep in layer order matching only each group's incoming side (whose inputs the previous
     groups have just aligned; for an exact permuted copy this already is the planted answer). With
     ``descend``, coordinate descent follows from the better (on the full objective) of that sweep and the
-    identity.
+    identity; a step counts only where it raises the inner product by more than ``floor`` [B] (default 0).
     """
     spec = arch.perm_spec
     b, dev = others.shape[0], others.device
@@ -123,8 +123,7 @@ def _match_batch(arch: ArchitectureLike, reference: torch.Tensor, others: torch.
                    and {r.name for r in group.refs} & {r.name for r in other.refs}}
                   for gi, group in enumerate(spec.groups)]
     identity_perms = [torch.arange(g.size, device=dev).expand(b, -1).clone() for g in spec.groups]
-    # a step's gain in the inner product removes twice as much of the squared distance
-    floor = (progress / 2 * (base - ref).double().square().sum(1)).cpu().numpy()
+    floor = np.zeros(b) if floor is None else floor
     # attention heads: the groups of a tie class are solved together, block-structured (wslviz.understand.heads)
     tied = {gi: members for members in spec.tie_classes() for gi in members}
 
@@ -242,7 +241,8 @@ def weight_matching(
     ``reference`` [P]; ``other`` [P] (or [B, P]: each row matched independently, in one batched run).
     Coordinate descent over permutation groups in random order (``seed``), each step solving
     ``max_P <W_ref, P W_other>`` summed over every axis the group moves, until no step of a pass removes
-    :data:`~wslviz.understand.factors.PROGRESS` of the squared distance it started from, or ``max_iter`` passes;
+    :data:`PERMUTATION_PROGRESS` of the squared distance after the sweep on normal forms (an orbit invariant; the
+    joint descent below stops at :data:`~wslviz.understand.factors.PROGRESS` of it), or ``max_iter`` passes;
     it starts from the better of the identity and one layer-by-layer sweep matching each unit's incoming weights
     only. Weight matching minimises ``||reference - g·other||`` over
     the parameters (BatchNorm running statistics move with their channels but are left out: they are not
@@ -266,23 +266,44 @@ def weight_matching(
     reference = reference.float()
     dev = resolve_device(device)
     fold = fold_batchnorm_weights if fold_batchnorm else (lambda _, x: x)
-    # the descent stops once a step removes less than PROGRESS of the squared distance (on bench_align's pair, 43 of
-    # its 52 steps came after that point and removed under 1% of it together); with more kinds the same
-    # permutation stage comes first, so the result is never farther than with permutations alone
-    g = _match_batch(arch, fold(arch, reference.unsqueeze(0))[0].to(dev), fold(arch, w.float()).to(dev), seed,
-                     max_iter, ("permutation",), progress=PROGRESS)
+    ref_f, w_f = fold(arch, reference.unsqueeze(0))[0].to(dev), fold(arch, w.float()).to(dev)
+    # Both descents stop at steps that remove less than a fraction (PERMUTATION_PROGRESS, then PROGRESS) of one
+    # squared distance: that of the sweep on normal forms under every symmetry the architecture has (normal forms,
+    # then one assignment per layer), which depends only on the model's orbit. So whichever kinds are asked for, the
+    # permutation stage is the same (more kinds never end farther than permutations alone), and aligning an aligned
+    # model again stops where the first alignment did.
+    swept = _swept_distance(arch, ref_f, w_f, seed, max_iter)
+    g = _match_batch(arch, ref_f, w_f, seed, max_iter, ("permutation",),
+                     floor=(PERMUTATION_PROGRESS / 2 * swept).cpu().numpy())  # a gain removes twice its size
     if dev.type != "cpu":
         g = SymmetryElement([p.cpu() for p in g.perms], [s.cpu() for s in g.scales])
     aligned = apply_symmetry(arch, w, g)
     normalises = any(k in group.kinds for group in arch.perm_spec.groups for k in kinds if k != "permutation")
     if normalises:
         g_norm = _match_batch(arch, reference, w.float(), seed, max_iter, kinds, descend=False)
+        if fold_batchnorm:
+            swept = _swept_distance(arch, reference, w.float(), seed, max_iter)
         aligned, g = _closer(arch, reference, w, (aligned, g), g_norm)
-        refined = compose(refine_factors(arch, reference, aligned, kinds, seed, max_iter), g)
+        refined = compose(refine_factors(arch, reference, aligned, kinds, seed, max_iter,
+                                         progress_scale=swept.cpu()), g)
         aligned, g = _closer(arch, reference, w, (aligned, g), refined)
     if single:
         aligned, g = aligned[0], SymmetryElement([p[0] for p in g.perms], [s[0] for s in g.scales])
     return (aligned, g) if return_perm else aligned
+
+
+PERMUTATION_PROGRESS = 1e-4
+"""The permutation descent's :data:`~wslviz.understand.factors.PROGRESS`: a tenth of the joint descent's, because
+where it stops decides which permutations the joint descent starts from (at 1e-3 the kernel-density generator's
+samples no longer beat the noise baseline on moons-mlp, ``tests/test_generation.py``)."""
+
+
+def _swept_distance(arch: ArchitectureLike, reference: torch.Tensor, weights: torch.Tensor, seed: int,
+                    max_iter: int) -> torch.Tensor:
+    """Per model (``weights`` [B, P]) the squared distance to ``reference`` after the layer-by-layer sweep on normal
+    forms under every kind of symmetry the architecture has: a function of the model's orbit, float64 ``[B]``."""
+    g = _match_batch(arch, reference, weights, seed, max_iter, KINDS, descend=False)
+    return (apply_symmetry(arch, weights, g) - reference).double().square().sum(1)
 
 
 def _closer(arch: ArchitectureLike, reference: torch.Tensor, weights: torch.Tensor,

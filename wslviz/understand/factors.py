@@ -30,9 +30,8 @@ _NEWTON_STEPS = 8
 _GRID_ELEMENTS = 2**23  # entries of [B, n, n, grid] evaluated at once
 _REFINE_TOLERANCE = 1e-4
 PROGRESS = 1e-3
-"""A step of weight matching's descents (permutations alone, then :func:`refine_factors`' permutations with unit
-factors) counts as progress only if it removes at least this fraction of the squared distance the descent started
-from."""
+"""A step of :func:`refine_factors`' descent counts as progress only if it removes at least this fraction of the
+squared distance it is measured against."""
 SHORTLIST = 16
 """Partners per unit whose best scale is searched, in groups of more than twice as many units; every other pair
 keeps its gain at scale 1. Chosen by an upper bound of the gain (incoming and outgoing weights scaled apart):
@@ -117,21 +116,24 @@ def pair_gains(c: dict[int, np.ndarray], n: dict[int, np.ndarray], kinds: set[st
 
 
 def refine_factors(arch: ArchitectureLike, reference: torch.Tensor, start: torch.Tensor, kinds: tuple[str, ...],
-                    seed: int, max_iter: int, permute: bool = True) -> SymmetryElement:
+                    seed: int, max_iter: int, permute: bool = True,
+                    progress_scale: torch.Tensor | None = None) -> SymmetryElement:
     """Coordinate descent on ``||reference - g·start||`` over each group's permutation *and* unit factors
     (scales for ReLU units, signs for odd units, as ``kinds`` and the group allow); returns ``g``
     (batched over ``start`` [B, P]). Each step solves one group exactly given the others (every unit's
     best factor per candidate partner, then one assignment problem), so the distance never grows; a
     step counts as progress only if it gains more than :data:`_REFINE_TOLERANCE` of the current
-    objective and more than :data:`PROGRESS` of the squared distance the descent started from, so the
-    descent on continuous scales stops instead of creeping (on ``benchmarks/bench_align.py``'s pair, steps past
-    that point took 70% of the descent's time for 0.3% of its gain). Without ``permute`` the
+    objective and more than :data:`PROGRESS` of ``progress_scale`` ``[B]`` (default: the squared distance the
+    descent starts from), so the descent on continuous scales stops instead of creeping (on
+    ``benchmarks/bench_align.py``'s pair, steps past that point took 70% of the descent's time for 0.3% of its
+    gain). Without ``permute`` the
     units stay where they are and only their factors are chosen."""
     spec = arch.perm_spec
     b = start.shape[0]
     ref = reference.double().unsqueeze(0)
     cur = start.double()
-    floor = (PROGRESS * (cur - ref).square().sum(1)).numpy()
+    scale = (cur - ref).square().sum(1) if progress_scale is None else progress_scale.double()
+    floor = (PROGRESS * scale).numpy()
     perms = [torch.arange(g.size).expand(b, -1).clone() for g in spec.groups]
     factors = [torch.ones(b, g.size, dtype=torch.float64) for g in spec.groups]
     allowed = [set(kinds) & set(g.kinds) - {"permutation"} for g in spec.groups]
