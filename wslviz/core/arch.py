@@ -256,8 +256,10 @@ class Architecture(ArchitectureBase):
         return model
 
     # ---------------------------------------------------------------- flat vectors
-    def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False) -> torch.Tensor:
-        """A state dict of this architecture -> float32 ``[P]``; names the first missing or misshapen key.
+    def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+        """A state dict of this architecture -> float32 ``[P]`` (into ``out`` when given); names the first missing
+        or misshapen key.
 
         ``by_order=True`` accepts foreign key names (``net.0.weight``, ``fc1.bias``, ``module_list.3.bias``):
         keys are matched to the layout in layer order, as :func:`infer_architecture` chains them.
@@ -265,7 +267,7 @@ class Architecture(ArchitectureBase):
         if by_order:
             state_dict = _rename_by_order(self, state_dict)
         return self.pack({k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")},
-                         "this architecture")
+                         "this architecture", out=out)
 
     # ---------------------------------------------------------------- descriptions
     @property

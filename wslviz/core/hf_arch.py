@@ -10,7 +10,8 @@ the config (:mod:`wslviz.core.hf_families`: GPT-2, BERT, DistilBERT, Llama). The
 
     {"kind": "hf", "config": {...config.json...}, "head": "causal-lm", "input_shape": [3]}
 
-``head``: ``causal-lm`` (``AutoModelForCausalLM``), ``sequence-classification`` or ``base`` (the hidden states).
+``head``: ``causal-lm`` (``AutoModelForCausalLM``), ``sequence-classification`` or ``base`` (the hidden states);
+``order`` as in module specs (the layout in the order of a folder's ``model.safetensors``, for serving its rows).
 """
 
 from __future__ import annotations
@@ -117,11 +118,12 @@ class HuggingFaceArchitecture(ModuleArchitecture):
         model = _model(self.config, head, initialised=False)
         positions = getattr(self.config, "max_position_embeddings", None) or getattr(self.config, "n_positions", 0)
         shape = spec.get("input_shape") or [min(DEFAULT_LENGTH, positions or DEFAULT_LENGTH)]
+        order = {"order": list(spec["order"])} if spec.get("order") else {}
         super().__init__({"kind": "module", "instance": f"transformers.{type(model).__bases__[0].__name__}",
                           "input_shape": list(shape), "input_dtype": "int",
-                          "input_high": int(self.config.vocab_size)}, module=model)
+                          "input_high": int(self.config.vocab_size), **order}, module=model)
         self.head = head
-        self.spec = {"kind": KIND, "config": dict(spec["config"]), "head": head, "input_shape": list(shape)}
+        self.spec = {"kind": KIND, "config": dict(spec["config"]), "head": head, "input_shape": list(shape), **order}
 
     @property
     def name(self) -> str:
@@ -150,6 +152,11 @@ class HuggingFaceArchitecture(ModuleArchitecture):
             return key[len(prefix):]
         return None
 
+    def layout_name(self, key: str) -> str | None:
+        """The layout name a checkpoint key is read into (:meth:`_key`; a tied alias's own name for its copy),
+        None for a tensor this model does not hold."""
+        return self._key(key, {p.name for p in self.layout} | set(self.aliases))
+
     def unused_keys(self, keys: Iterable[str]) -> list[str]:
         """Checkpoint keys this model does not hold (another head's tensors, legacy buffers such as GPT-2's
         ``attn.bias`` causal masks): :meth:`flatten` leaves them out. Names only, so a reader can ask before (or
@@ -157,15 +164,17 @@ class HuggingFaceArchitecture(ModuleArchitecture):
         names = {p.name for p in self.layout} | set(self.aliases)
         return [k for k in keys if self._key(k, names) is None]
 
-    def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False) -> torch.Tensor:
-        """A checkpoint of this model -> float32 ``[P]``, names mapped by :meth:`_key`; tensors this model does
+    def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+        """A checkpoint of this model -> float32 ``[P]`` (into ``out`` when given), names mapped by :meth:`_key`;
+        tensors this model does
         not hold (:meth:`unused_keys`, and integer buffers such as ``position_ids``) are left out, a missing or
         misshapen one raises ``ArchitectureError``."""
         del by_order
         names = {p.name for p in self.layout} | set(self.aliases)
         mapped = {self._key(k, names): v for k, v in state_dict.items()
                   if torch.is_floating_point(torch.as_tensor(v)) and self._key(k, names) is not None}
-        return self.pack(mapped, self.name, also=set(self.aliases))
+        return self.pack(mapped, self.name, also=set(self.aliases), out=out)
 
     @cached_property
     def perm_spec(self) -> PermutationSpec:

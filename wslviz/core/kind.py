@@ -20,7 +20,8 @@ offers the same things; code outside a kind's own module calls these and never a
   typed layers, as metanetworks and INR renderers read them).
 
 A new kind implements ``__init__(spec)``, ``layout``/``n_params``/``layers``/``spec``, ``describe``, ``flatten``
-and, when it can run, ``build``, ``forward`` and ``perm_spec``: everything else has a default here.
+and, when it can run, ``build``, ``forward`` and ``perm_spec``: everything else has a default here. A ``flatten``
+that takes ``out=`` (as :meth:`FlatLayout.pack` does) lets readers pack each checkpoint straight into its row.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -67,6 +67,23 @@ class ParamInfo:
         return slice(self.offset, self.offset + self.numel)
 
 
+def in_order(layout: Sequence[ParamInfo], names: Sequence[str]) -> tuple[ParamInfo, ...]:
+    """``layout`` with its tensors one after the other in the order of ``names`` (each of its names once): the same
+    tensors at new offsets. A zoo whose rows are its files' bytes keeps the files' order (see
+    :mod:`wslviz.formats.served`); raises :class:`ArchitectureError` naming what is missing or unknown."""
+    by_name = {p.name: p for p in layout}
+    missing = [n for n in by_name if n not in set(names)]
+    unknown = [n for n in names if n not in by_name]
+    if missing or unknown or len(set(names)) != len(names):
+        raise ArchitectureError(f"an order must name each tensor of the layout once (missing {missing[:3]}, "
+                                f"unknown {unknown[:3]}, {len(names) - len(set(names))} repeated)")
+    out, offset = [], 0
+    for name in names:
+        out.append(replace(by_name[name], offset=offset))
+        offset += by_name[name].numel
+    return tuple(out)
+
+
 class FlatLayout:
     """The flat-vector side every architecture kind shares: subclasses set ``layout`` (a tuple of
     :class:`ParamInfo`), ``n_params`` and ``spec`` (JSON-serialisable), and define ``describe()``."""
@@ -86,10 +103,11 @@ class FlatLayout:
         return {p.name: weights[..., p.slice].reshape(*lead, *p.shape) for p in self.layout}
 
     def pack(self, tensors: Mapping[str, Any], what: str, also: frozenset[str] | set[str] = frozenset(),
-             ) -> torch.Tensor:
+             out: torch.Tensor | None = None) -> torch.Tensor:
         """``{name: tensor}`` with exactly the layout's names (and any of ``also``, e.g. tied aliases, which are
-        ignored) -> float32 ``[P]``; raises :class:`ArchitectureError` naming the first unexpected, missing or
-        misshapen key (``what`` says whose keys they are, for the message)."""
+        ignored) -> float32 ``[P]`` (written into ``out`` when given: a row of a matrix, a buffer used again);
+        raises :class:`ArchitectureError` naming the first unexpected, missing or misshapen key (``what`` says whose
+        keys they are, for the message)."""
         extra = sorted(set(tensors) - {p.name for p in self.layout} - set(also))
         if extra:
             raise ArchitectureError(f"unexpected keys for {what}: {extra[:5]}")
@@ -101,6 +119,8 @@ class FlatLayout:
             if tuple(t.shape) != p.shape:
                 raise ArchitectureError(f"{p.name}: shape {list(t.shape)}, expected {list(p.shape)}")
             parts.append(t.detach().reshape(-1).to(torch.float32))
+        if out is not None:
+            return torch.cat(parts, out=out) if parts else out
         return torch.cat(parts) if parts else torch.zeros(0)
 
     def to_json(self) -> str:

@@ -193,9 +193,10 @@ class LoraArchitecture(ArchitectureBase):
         return (f"LoRA{on}: {len(self.modules)} modules, rank {'/'.join(map(str, ranks))}, "
                 f"{self.n_params:,} params" + ("" if self.has_forward else " (no base model: no forward)"))
 
-    def flatten(self, state_dict: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``{"<module>.lora_A": ..., "<module>.lora_B": ..., extras}`` -> float32 ``[P]``."""
-        return self.pack(state_dict, "this LoRA layout")
+    def flatten(self, state_dict: Mapping[str, torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
+        """``{"<module>.lora_A": ..., "<module>.lora_B": ..., extras}`` -> float32 ``[P]`` (into ``out`` when
+        given)."""
+        return self.pack(state_dict, "this LoRA layout", out=out)
 
     @property
     def weight_layers(self) -> list[int]:

@@ -11,7 +11,9 @@ in state-dict order. Its spec is JSON-able and stored in ``zoo.json``::
     {"kind": "module", "factory": "package.module:Class", ...}
 
 ``input_dtype: "int"`` with ``input_high`` marks integer inputs (token ids, stored as floats in a task) so
-that probe inputs are drawn from ``[0, input_high)``.
+that probe inputs are drawn from ``[0, input_high)``. ``order`` (a list of every state-dict name) lays the
+tensors out in that order instead of the state dict's: a zoo served from its files' bytes keeps the files' order
+(:mod:`wslviz.formats.served`); names, shapes and everything computed from them are the same.
 
 **A factory runs the user's own Python code** (importing the file or package and calling the function or
 class). It is built only when the caller says so (``allow_code=True``: :func:`wv.load_zoo` passes it only when
@@ -51,7 +53,7 @@ from wslviz.core.builtins import BUILTINS, INPUTS
 from wslviz.core.device import Device
 from wslviz.core.fx_spec import derive
 from wslviz.core.kind import ArchitectureBase, BatchNormFold, RepairLayer
-from wslviz.core.layout import ArchitectureError, ParamInfo
+from wslviz.core.layout import ArchitectureError, ParamInfo, in_order
 from wslviz.core.permutation import PermutationSpec
 
 KIND = "module"
@@ -171,6 +173,9 @@ class ModuleArchitecture(ArchitectureBase):
         if self.assumed:  # what was chosen for what the checkpoints do not record (a recognised family's input size)
             self.spec["assumed"] = dict(self.assumed)
         self.layout, self.layers, self.aliases = self._make_layout()
+        if spec.get("order"):  # the tensors in another order than the state dict's (files served in place)
+            self.layout = in_order(self.layout, [str(n) for n in spec["order"]])
+            self.spec["order"] = [p.name for p in self.layout]
         self.n_params = sum(p.numel for p in self.layout)
 
     @classmethod
@@ -246,8 +251,10 @@ class ModuleArchitecture(ArchitectureBase):
             model.load_state_dict(self.unflatten(weights.detach().float()), strict=False)
         return model
 
-    def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False) -> torch.Tensor:
-        """A state dict of this module -> float32 ``[P]``; names the first missing, unexpected or misshapen key.
+    def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+        """A state dict of this module -> float32 ``[P]`` (into ``out`` when given); names the first missing,
+        unexpected or misshapen key.
 
         Wrapper prefixes shared by every key (``module.``, ``model.``, ``_orig_mod.``) are stripped first;
         tied names may be present or not. ``by_order`` is accepted for the sequential interface and ignored:
@@ -257,7 +264,7 @@ class ModuleArchitecture(ArchitectureBase):
         for prefix in ("module.", "model.", "_orig_mod."):
             if sd and all(k.startswith(prefix) for k in sd) and not any(p.name.startswith(prefix) for p in self.layout):
                 sd = {k[len(prefix):]: v for k, v in sd.items()}
-        return self.pack(sd, self.name, also=set(self.aliases))  # tied names (aliases) may be present or not
+        return self.pack(sd, self.name, also=set(self.aliases), out=out)  # tied names (aliases) may be present or not
 
     def initial_weights(self) -> torch.Tensor:
         """The module's own initialisation as ``[P]`` (what the builder drew)."""

@@ -133,8 +133,9 @@ class WeightsOnlyLayout(ArchitectureBase):
                             "activation= / input_shape= / stack= where the tensors form sequential stacks) to "
                             "derive its symmetries")
 
-    def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False) -> torch.Tensor:
-        """A state dict with exactly these tensors -> float32 ``[P]`` (integer tensors and
+    def flatten(self, state_dict: Mapping[str, torch.Tensor], by_order: bool = False,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+        """A state dict with exactly these tensors -> float32 ``[P]``, into ``out`` when given (integer tensors and
         ``num_batches_tracked`` counters are not weights). ``by_order=True`` matches the floating tensors to
         the layout in order, whatever their names; shapes must agree either way."""
         tensors = {k: torch.as_tensor(v) for k, v in state_dict.items()
@@ -143,7 +144,7 @@ class WeightsOnlyLayout(ArchitectureBase):
             if len(tensors) != len(self.layout):
                 raise ArchitectureError(f"state dict has {len(tensors)} tensors, the layout {len(self.layout)}")
             tensors = {p.name: t for p, t in zip(self.layout, tensors.values(), strict=True)}
-        return self.pack(tensors, "this layout")
+        return self.pack(tensors, "this layout", out=out)
 
     def describe(self) -> str:
         """A one-line summary such as ``"weights only: 9 tensors in 5 modules, 4,610 params"``."""

@@ -38,6 +38,18 @@ class ResultCache(Protocol):
         """The cached ``FeatureSet`` of ``kind`` for exactly this zoo and these options, else None."""
 
 
+def _flat_block(weights: torch.Tensor, start: int, length: int) -> torch.Tensor:
+    """``weights.reshape(-1)[start:start + length]`` of a ``[n, P]`` matrix, read row by row: no copy of the whole
+    matrix when its rows are not contiguous with each other (rows served from several files)."""
+    parts, p = [], weights.shape[-1]
+    while length > 0:
+        row, column = divmod(start, p)
+        take = min(length, p - column)
+        parts.append(weights[row, column:column + take])
+        start, length = start + take, length - take
+    return torch.cat(parts)
+
+
 @dataclass
 class Zoo:
     """A model zoo.
@@ -134,10 +146,12 @@ class Zoo:
         h = hashlib.sha1(self.arch.to_json().encode())
         h.update(str(tuple(self.weights.shape)).encode())
         h.update(pd.util.hash_pandas_object(self.metadata, index=False).to_numpy().tobytes())
-        flat = self.weights.reshape(-1)
-        if flat.numel() > FINGERPRINT_BLOCKS * FINGERPRINT_BLOCK:  # blocks: a memory-mapped matrix stays on disk
-            starts = np.linspace(0, flat.numel() - FINGERPRINT_BLOCK, FINGERPRINT_BLOCKS).astype(np.int64)
-            flat = torch.cat([flat[int(a):int(a) + FINGERPRINT_BLOCK] for a in starts])
+        total = self.weights.numel()
+        if total > FINGERPRINT_BLOCKS * FINGERPRINT_BLOCK:  # blocks: a memory-mapped matrix stays on disk
+            starts = np.linspace(0, total - FINGERPRINT_BLOCK, FINGERPRINT_BLOCKS).astype(np.int64)
+            flat = torch.cat([_flat_block(self.weights, int(a), FINGERPRINT_BLOCK) for a in starts])
+        else:
+            flat = self.weights.reshape(-1)
         h.update(flat.contiguous().numpy().tobytes())
         h.update(str(self.task.spec if self.task else None).encode())
         return h.hexdigest()[:16]
