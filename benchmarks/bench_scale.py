@@ -14,10 +14,12 @@ cache is warm for every step (the files are read once, untimed, before the steps
 - ``read``: every file read with its standard loader (``torch.load(weights_only=True)``, ``safetensors``'
   ``load_file``) and every tensor touched once (summed): the physical limit for opening;
 - ``open``: ``wv.load_zoo(folder)`` with an empty per-user cache (``$WSLVIZ_CACHE``): every file read and written
-  into the row store there (:mod:`wslviz.scale.opened`), the architecture built (for GPT-2 the model is built from
-  ``config.json`` by ``transformers``); the imports are done before the clock starts, as in a running app (for
-  GPT-2, by building a one-block GPT-2 first: ``transformers`` imports most of its modules on first use);
-- ``reopen``: the same again, the folder unchanged: the store is mapped, no checkpoint read;
+  into the row store there (:mod:`wslviz.scale.opened`), or, for the GPT-2 folders, served in place (each file
+  mapped as a row, every value checked for NaN/Inf: :mod:`wslviz.formats.served`), the architecture built (for GPT-2
+  the model is built from ``config.json`` by ``transformers``); the imports are done before the clock starts, as in
+  a running app (for GPT-2, by building a one-block GPT-2 first: ``transformers`` imports most of its modules on
+  first use);
+- ``reopen``: the same again, the folder unchanged: the store (or the files) mapped, no checkpoint read;
 - ``stats``, ``spectral``: the feature kinds, timed after a reopen (their peak includes it);
 - ``evaluate``: ``model_outputs`` of every checkpoint on the default probe inputs (8 images, 17 sequences), against a
   per-model loop (``arch.build(w)`` and a forward) on the same inputs in the same process; the evaluator's second

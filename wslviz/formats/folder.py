@@ -39,9 +39,10 @@ from wslviz.core.protocol import ArchitectureBase, ArchitectureLike, as_architec
 from wslviz.core.zoo import FILE_COLUMNS, Zoo
 from wslviz.formats._common import CHECKPOINT_SUFFIXES, put_first, read_csv, read_json, require_dir
 from wslviz.formats.errors import ZooFormatError
-from wslviz.formats.groups import Loader, read_groups
+from wslviz.formats.groups import GroupedCheckpoints, Loader, read_groups
 from wslviz.formats.names import epoch_of, has_epoch, parse_name, without_epoch
 from wslviz.formats.safeio import read_checkpoint, sniff
+from wslviz.formats.served import serve_again
 
 KEY_COLUMNS = ("file", "filename", "name", "path")
 """Columns that describe the files rather than the models (not hyper-parameters)."""
@@ -187,12 +188,14 @@ def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, ac
                input_shape: Sequence[int] | None = None, check_finite: bool = True, loader: Loader = read_checkpoint,
                description: str = "", progress: Callable[[int, int], None] | None = None,
                stack: int | str | None = None, group: int | None = None, names: Sequence[str] | None = None,
-               parse_names: bool = True, runs: bool = False, store: Path | None = None) -> Zoo:
+               parse_names: bool = True, runs: bool = False, store: Path | None = None,
+               serve: Callable[[Sequence[Path], Sequence[str]], GroupedCheckpoints | None] | None = None) -> Zoo:
     """Stack ``files`` (grouped by signature, see :mod:`wslviz.formats.groups`) into a zoo; its metadata has
     ``model_id``, ``file``, the metadata file's columns or those parsed from names (``parse_names``),
     ``file_size`` and ``modified``. ``names``: how files are shown (default: their path below ``path``).
     ``store``: a file to write the weight matrix into, memory-mapped afterwards (see
-    :func:`wslviz.formats.groups.read_groups`)."""
+    :func:`wslviz.formats.groups.read_groups`). ``serve(files, names)``: the rows read in place from the files
+    (:mod:`wslviz.formats.served`), tried first; where it gives None the files are read."""
     if not files:
         raise ZooFormatError(path, f"no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})")
     if names is None:
@@ -207,8 +210,10 @@ def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, ac
     facts = [_file_facts(f) for f in files]
     meta = meta.assign(file_size=[s for s, _ in facts], modified=[m for _, m in facts])
     meta = put_first(meta, {"model_id": meta["model_id"], "file": meta["file"]})
-    found = read_groups(files, names, loader, parse_arch(arch), activation, input_shape, stack, group,
-                        check_finite, progress, store)
+    found = serve(files, names) if serve is not None else None
+    if found is None:
+        found = read_groups(files, names, loader, parse_arch(arch), activation, input_shape, stack, group,
+                            check_finite, progress, store)
     meta = meta.iloc[found.rows].reset_index(drop=True)
     saved = pd.DataFrame([found.scalars.get(i, {}) for i in found.rows])  # numbers saved beside the weights
     new = [c for c in saved.columns if c not in meta.columns and c not in RESERVED]
@@ -217,9 +222,12 @@ def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, ac
     weights = found.weights
     if "epoch" in meta and pd.api.types.is_numeric_dtype(meta["epoch"]):  # each run's checkpoints in epoch order
         order = np.lexsort((meta["epoch"].fillna(-np.inf).to_numpy(), meta["model_id"].to_numpy()))
-        meta, weights = meta.iloc[order].reset_index(drop=True), weights[torch.as_tensor(order)]
+        if (order != np.arange(len(order))).any():
+            meta, weights = meta.iloc[order].reset_index(drop=True), _reordered(found, weights, order)
     extra = {"groups": [g.summary() for g in found.groups], "group": found.chosen, "skipped": found.skipped,
              "notes": found.notes}
+    if found.served is not None:
+        extra["served"] = found.served
     parts = [description or f"{len(files)} checkpoint files"]
     if len(found.groups) > 1:
         parts.append(f"{len(found.groups)} architectures, group {found.chosen} opened ({len(found.rows)} files)")
@@ -227,6 +235,18 @@ def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, ac
         parts.append(f"{len(found.skipped)} file(s) skipped")
     return Zoo(name=path.name, metadata=meta, weights=weights, arch=found.arch, task=None, path=path,
                format=fmt, description="; ".join(parts), extra=extra)
+
+
+def _reordered(found: GroupedCheckpoints, weights: torch.Tensor, order: np.ndarray) -> torch.Tensor:
+    """The rows in ``order``: served files mapped again in that order (no copy; ``found.served`` says so), else
+    gathered."""
+    if found.served is not None:
+        again = serve_again(found.served, order)
+        if again is not None:
+            found.served = {**found.served, "files": [found.served["files"][i] for i in order]}
+            return again
+        found.served = None
+    return weights[torch.as_tensor(order)]
 
 
 def read(path: Path, arch: Any = None, activation: str | None = None, input_shape: Sequence[int] | None = None,

@@ -11,6 +11,7 @@ with the reason, never dropped silently; the rest still open.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import struct
@@ -66,6 +67,9 @@ class GroupedCheckpoints:
     notes: dict[str, int] = field(default_factory=dict)
     scalars: dict[int, dict[str, int | float | str]] = field(default_factory=dict)
     """Per file position, the numbers saved beside its state dict (``epoch``, ``best_prec1``, ...)."""
+    served: dict[str, Any] | None = None
+    """For rows read in place from the files (:mod:`wslviz.formats.served`): the files, in row order, and where
+    their rows start; plain data, to map them again (a reopen, another row order)."""
 
 
 def normalise(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -78,7 +82,7 @@ def signature(tensors: Mapping[str, torch.Tensor]) -> Signature:
     return tuple(sorted((k, tuple(v.shape)) for k, v in tensors.items()))
 
 
-def _finite(tensors: Mapping[str, torch.Tensor]) -> bool:
+def finite(tensors: Mapping[str, torch.Tensor]) -> bool:
     """Whether every floating-point tensor holds only finite values. A finite sum proves it (NaN and Inf
     propagate), at a fraction of the cost of testing every value; only a sum that is not finite (or overflowed in
     the tensor's own precision) is checked value by value."""
@@ -125,24 +129,36 @@ class RowFile:
 class _Stack:
     """The rows of one signature, flattened by its architecture as each file is read (``keys``: the tensors
     the architecture was built from, all of them unless one stack of several was picked); in memory, or in a
-    :class:`RowFile` at ``store``."""
+    :class:`RowFile` at ``store``. Where the architecture's ``flatten`` takes ``out=``, a row is packed straight
+    into the matrix, or into one buffer used again for every row of a store: no fresh row of memory per file
+    (at 45 MB a row, touching new pages cost as much as reading the file)."""
 
     signature: Signature
     arch: ArchitectureLike
     keys: list[str]
     rows: torch.Tensor | RowFile
+    buffer: torch.Tensor | None = None
     count: int = 0
 
     @classmethod
     def start(cls, sig: Signature, arch: ArchitectureLike, tensors: Mapping[str, torch.Tensor],
               capacity: int, store: Path | None = None) -> _Stack:
         keys = list(getattr(arch, "source_keys", None) or tensors)
-        rows = (RowFile(store, capacity, arch.n_params) if store is not None else
-                torch.empty(capacity, arch.n_params, dtype=torch.float32))
-        return cls(sig, arch, keys, rows)
+        into = "out" in inspect.signature(arch.flatten).parameters
+        if store is not None:
+            buffer = torch.empty(arch.n_params, dtype=torch.float32) if into else None
+            return cls(sig, arch, keys, RowFile(store, capacity, arch.n_params), buffer)
+        rows = torch.empty(capacity, arch.n_params, dtype=torch.float32)
+        return cls(sig, arch, keys, rows, rows if into else None)
 
     def add(self, tensors: Mapping[str, torch.Tensor]) -> None:
-        self.rows[self.count] = self.arch.flatten({k: tensors[k] for k in self.keys}, by_order=True)
+        state = {k: tensors[k] for k in self.keys}
+        if self.buffer is None:
+            self.rows[self.count] = self.arch.flatten(state, by_order=True)
+        elif self.buffer is self.rows:
+            self.arch.flatten(state, by_order=True, out=self.rows[self.count])
+        else:
+            self.rows[self.count] = self.arch.flatten(state, by_order=True, out=self.buffer)
         self.count += 1
 
     def weights(self) -> torch.Tensor:
@@ -242,7 +258,7 @@ def _read(f: Path, name: str, loader: Loader, check_finite: bool, skipped: dict[
         skipped[name] = e.problem
         return None
     tensors = normalise(checkpoint.tensors)
-    if check_finite and not _finite(tensors):
+    if check_finite and not finite(tensors):
         skipped[name] = "contains NaN/Inf weights (open with check_finite=False to keep it)"
         return None
     for note in checkpoint.notes:

@@ -11,6 +11,7 @@ any other), the rest a weights-only layout; the activation is read from ``config
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -22,7 +23,9 @@ from wslviz.core.layout import ArchitectureError
 from wslviz.formats._common import ACTIVATION_NAMES, read_json, require_dir
 from wslviz.formats.errors import ZooFormatError
 from wslviz.formats.folder import read_files
+from wslviz.formats.groups import GroupedCheckpoints
 from wslviz.formats.safeio import Checkpoint, read_checkpoint
+from wslviz.formats.served import serve_files
 
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
@@ -107,6 +110,22 @@ def config_architecture(folder: Path, input_shape: Sequence[int] | None = None) 
         return None, f"config.json not used ({e})"
 
 
+def _in_order(built: HuggingFaceArchitecture, keys: list[str]) -> HuggingFaceArchitecture | None:
+    """``built`` laid out in the order of a file's ``keys``, when they are exactly its tensors (no other head's,
+    no tied copy); else None."""
+    names = [built.layout_name(k) for k in keys]
+    if None in names or sorted(names) != sorted(p.name for p in built.layout):
+        return None
+    return HuggingFaceArchitecture({**built.spec, "order": names})
+
+
+def _served(built: HuggingFaceArchitecture, check_finite: bool, progress: Callable[[int, int], None] | None,
+            folders: Sequence[Path], names: Sequence[str]) -> GroupedCheckpoints | None:
+    """The model folders' rows read in place from their ``model.safetensors`` (:mod:`wslviz.formats.served`), the
+    architecture laid out in the files' order; None where the files do not allow it."""
+    return serve_files([f / SINGLE for f in folders], names, partial(_in_order, built), check_finite, progress)
+
+
 def read(path: Path, arch: Any = None, activation: str | None = None, input_shape: Sequence[int] | None = None,
          check_finite: bool = True, progress: Callable[[int, int], None] | None = None,
          stack: int | str | None = None, group: int | None = None, store: Path | None = None, **_: Any):
@@ -123,12 +142,16 @@ def read(path: Path, arch: Any = None, activation: str | None = None, input_shap
     if arch is None and stack is None:
         built, note = config_architecture(folders[0], input_shape)
         arch = built
+    serve = (partial(_served, built, check_finite, progress) if built is not None and group is None
+             and all((f / SINGLE).is_file() for f in folders) else None)
     zoo = read_files(path, folders, "huggingface", arch, act, input_shape, check_finite, loader=model_checkpoint,
                      description="Hugging Face model folder(s)", progress=progress, stack=stack, group=group,
-                     store=store)
+                     store=store, serve=serve)
     notes = dict(zoo.extra.get("notes", {}))
     if note:
         notes[note] = len(folders)
+    if "served" in zoo.extra:
+        notes["read in place: rows mapped from the files, no copy"] = len(zoo.extra["served"]["files"])
     if built is not None:
         left = built.unused_keys(tensor_names(folders[0]))
         if left:

@@ -49,8 +49,9 @@ LIGHTNING_HINT = ("for a Lightning .ckpt, torch.save(torch.load(path, weights_on
                   "in a Python session you trust")
 
 
-def safe_torch_load(path: str | Path) -> object:
-    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``), on CPU.
+def safe_torch_load(path: str | Path, mmap: bool = False) -> object:
+    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``), on CPU; with ``mmap``, a
+    zip-format file's tensors are mapped from the file (copy-on-write) instead of read into memory.
 
     Raises :class:`ZooFormatError` naming the file: for pickled custom classes or callables it says
     that they are refused because unpickling them could run code, and how to re-save the file.
@@ -63,7 +64,7 @@ def safe_torch_load(path: str | Path) -> object:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols before refusing them
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         message = str(e)
         if "Weights only load failed" in message or "WeightsUnpickler" in message:
@@ -223,14 +224,17 @@ def sniff(path: str | Path) -> str | None:
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """The state dict of a safetensors file (read without any code) or a torch file (loaded with
     :func:`safe_torch_load`), with notes on what was left out; which of the two a file is comes from its content
-    (:func:`sniff`), whatever its name (``final.1.0.3.v2``, ``resnet20-12fca82f.th``)."""
+    (:func:`sniff`), whatever its name (``final.1.0.3.v2``, ``resnet20-12fca82f.th``). Both kinds of file are
+    memory-mapped where they allow it (safetensors, torch's zip format): the tensors are read from the page cache
+    when they are used, without a copy in between."""
     path = Path(path)
     if not path.is_file():
         raise ZooFormatError(path, "no such file")
-    if sniff(path) == "safetensors" or (path.suffix == ".safetensors" and sniff(path) is None):
+    content = sniff(path)
+    if content == "safetensors" or (path.suffix == ".safetensors" and content is None):
         return as_checkpoint(_load_safetensors(path), path)
     try:
-        obj, notes = safe_torch_load(path), ()
+        obj, notes = safe_torch_load(path, mmap=content == "torch"), ()
     except ZooFormatError as refused:
         if not refused.problem.startswith("refused:"):
             raise

@@ -3,10 +3,12 @@
 A folder of checkpoint files (the ``folder`` and ``huggingface`` layouts) is opened by reading every file; above
 :data:`STORE_ABOVE` bytes, :func:`open_stored` has the reader write the weight matrix, row by row, into
 ``<cache root>/opened/<folder hash>/weights.safetensors`` (never into the user's folder) and memory-maps it, so
-that opening holds one checkpoint in memory whatever the number of files. Beside it go the metadata, the
-architecture's spec and what the reader noted; reopening the same folder, unchanged (the same files with the same
-sizes and modification times, the same reader options), maps the store again and reads no checkpoint. A changed
-folder replaces its store; each folder keeps one.
+that opening holds one checkpoint in memory whatever the number of files. Files the reader serves in place
+(:mod:`wslviz.formats.served`: float32 safetensors files of one layout) need no store: their rows are the files'
+own bytes, and only where they are is kept. Beside it go the metadata, the architecture's spec and what the reader
+noted; reopening the same folder, unchanged (the same files with the same sizes and modification times, the same
+reader options), maps the store (or the files) again and reads no checkpoint. A changed folder replaces its store;
+each folder keeps one.
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ from wslviz.core.protocol import from_spec
 from wslviz.core.zoo import Zoo
 from wslviz.formats import detect_format, read_zoo
 from wslviz.formats.native import mmap_safetensor
+from wslviz.formats.served import serve_again
 
 STORE_ABOVE = 256 * 2**20
 """Bytes of files above which a folder's weight matrix goes to a row store (below, it is read into memory)."""
 LAYOUTS = ("folder", "huggingface")
 """The layouts read file by file into a matrix (the native and Model Zoos layouts are memory-mapped already)."""
 FOLDER = "opened"
-FILES = ("weights.safetensors", "zoo.json", "metadata.json")
+FILES = ("zoo.json", "metadata.json")
+WEIGHTS = "weights.safetensors"
 
 
 def _files(path: Path) -> list[tuple[str, int, int]]:
@@ -70,9 +74,18 @@ def _reopen(where: Path, key: str, path: Path) -> Zoo | None:
     if (where / "key.json").read_text() != key:
         return None
     info = json.loads((where / "zoo.json").read_text())
+    served = info["extra"].get("served")
+    if served is not None:
+        weights = serve_again(served)
+    elif (where / WEIGHTS).is_file():
+        weights = mmap_safetensor(where / WEIGHTS)
+    else:
+        weights = None
+    if weights is None:
+        return None
     metadata = pd.read_json(io.StringIO((where / "metadata.json").read_text()), orient="table")
     return Zoo(name=info["name"], metadata=metadata.reset_index(drop=True),
-               weights=mmap_safetensor(where / "weights.safetensors"), arch=from_spec(info["architecture"]),
+               weights=weights, arch=from_spec(info["architecture"]),
                description=info["description"], path=path, format=info["format"], extra=info["extra"])
 
 
@@ -94,7 +107,7 @@ def open_stored(path: Path, root: Path, format: str | None = None, **options: An
     where.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{where.name}-", dir=where.parent))
     try:
-        zoo = read_zoo(path, fmt, store=tmp / "weights.safetensors", **options)
+        zoo = read_zoo(path, fmt, store=tmp / WEIGHTS, **options)
     except OSError:  # no room for the store (or the files cannot be read: the caller's read says which)
         shutil.rmtree(tmp, ignore_errors=True)
         return None
