@@ -24,6 +24,8 @@ cache is warm for every step (the files are read once, untimed, before the steps
 - ``evaluate``: ``model_outputs`` of every checkpoint on the default probe inputs (8 images, 17 sequences), against a
   per-model loop (``arch.build(w)`` and a forward) on the same inputs in the same process; the evaluator's second
   call (its first chooses between the batched call and its own loop, and is reported too);
+- ``write``: as many bytes as the files hold written into a new file beside the store, from one buffer used again
+  (nothing read): what any copy of the weights costs on this machine, the floor of an open that writes a store;
 - ``align``: ``weight_matching`` of the second checkpoint to the first (``--align``);
 - ``apptest`` (``--pages``): every page of the app run once under Streamlit's AppTest, in one process as a server
   holds them, on the zoo (``WSLVIZ_ZOO``): exceptions and error boxes counted;
@@ -32,11 +34,11 @@ cache is warm for every step (the files are read once, untimed, before the steps
 
 Prints a table and writes ``benchmarks/results/bench_scale.json``. Usage:
 
-    .venv/bin/python benchmarks/bench_scale.py [--zoos resnet18x16,gpt2x4,gpt2x8] [--align] [--pages] [--data DIR]
+    .venv/bin/python benchmarks/bench_scale.py [--zoos resnet18x16,resnet18x32,gpt2x4,gpt2x8] [--align] [--pages] [--data DIR]
         [--steps reopen,evaluate]
 
 ``--data DIR`` keeps the fixtures there (reused when present) instead of a temporary folder; ``--steps`` reruns some
-steps and keeps the other steps' results in the JSON.
+steps and keeps the other steps' (and zoos') results in the JSON.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_scale.json"
 GPT2 = {"n_layer": 12, "n_embd": 768, "n_head": 12, "n_positions": 1024, "vocab_size": 50257}
-STEPS = ("read", "open", "reopen", "stats", "spectral", "evaluate")
+STEPS = ("read", "open", "reopen", "stats", "spectral", "evaluate", "write")
 
 
 def perturbed(base: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -120,6 +122,22 @@ def read_alone(folder: Path) -> float:
     return total
 
 
+def write_alone(folder: Path) -> dict:
+    """The files' bytes written into a new file in the per-user cache folder, one file's worth at a time from one
+    buffer (touched before the clock): the cost of new page cache, which every store pays."""
+    sizes = [f.stat().st_size for f in files_of(folder)]
+    buffer = torch.ones(max(sizes) // 4 + 1).numpy()
+    target = Path(os.environ["WSLVIZ_CACHE"]) / "write-floor.bin"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(target, "wb") as out:
+        for size in sizes:
+            out.write(memoryview(buffer).cast("B")[:size])
+    seconds = time.perf_counter() - start
+    target.unlink()
+    return {"seconds": seconds, "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
 def run_step(step: str, folder: Path) -> dict:
     """One step in this process: ``{"seconds", "peak_gib"}`` (the feature steps time only the features)."""
     torch.set_num_threads(2)
@@ -131,6 +149,8 @@ def run_step(step: str, folder: Path) -> dict:
         from_spec({"kind": "hf", "config": {"model_type": "gpt2", "n_layer": 1, "n_embd": 8, "n_head": 2,
                                             "vocab_size": 16, "n_positions": 8, "bos_token_id": 0,
                                             "eos_token_id": 0}})
+    if step == "write":
+        return write_alone(folder)
     start = time.perf_counter()
     if step == "read":
         read_alone(folder)
@@ -247,7 +267,7 @@ def child(step: str, folder: Path, cache: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--zoos", default="resnet18x16,gpt2x4,gpt2x8")
+    ap.add_argument("--zoos", default="resnet18x16,resnet18x32,gpt2x4,gpt2x8")
     ap.add_argument("--align", action="store_true", help="also time weight matching of a pair")
     ap.add_argument("--pages", action="store_true", help="also open every page (AppTest, then a real browser)")
     ap.add_argument("--data", type=Path, help="keep the fixtures in this folder (reused when present)")
@@ -260,8 +280,8 @@ def main() -> int:
         return 0
     steps = STEPS + (("align",) if args.align else ()) + (("apptest", "browser") if args.pages else ())
     steps = tuple(args.steps.split(",")) if args.steps else steps
-    results: dict[str, dict] = {}
     previous = json.loads(RESULTS.read_text()) if args.steps and RESULTS.is_file() else {}  # the other steps kept
+    results: dict[str, dict] = dict(previous)  # and the other zoos
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or Path(tmp)
         for name in args.zoos.split(","):
@@ -278,7 +298,8 @@ def main() -> int:
     for name, r in results.items():
         cells = [(f"{r[s]['seconds']:.1f} s, {r[s]['peak_gib']:.1f} GiB" if "seconds" in r[s] else r[s]["error"])
                  + (f", {len(r[s]['problems'])} problems" if "problems" in r[s] else "")
-                 + (f" (loop {r[s]['loop_seconds']:.1f} s)" if "loop_seconds" in r[s] else "") for s in steps]
+                 + (f" (loop {r[s]['loop_seconds']:.1f} s)" if "loop_seconds" in r[s] else "") if s in r else "-"
+                 for s in steps]
         ratio = (f"{r['open']['seconds'] / r['read']['seconds']:.1f}x" if "seconds" in r.get("open", {})
                  and "seconds" in r.get("read", {}) else "-")
         bound = 1 + 2 * r["largest"] / 2**30  # GiB: 1 GiB plus twice the largest checkpoint
