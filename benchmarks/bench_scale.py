@@ -34,8 +34,8 @@ cache is warm for every step (the files are read once, untimed, before the steps
 
 Prints a table and writes ``benchmarks/results/bench_scale.json``. Usage:
 
-    .venv/bin/python benchmarks/bench_scale.py [--zoos resnet18x16,resnet18x32,gpt2x4,gpt2x8] [--align] [--pages] [--data DIR]
-        [--steps reopen,evaluate]
+    .venv/bin/python benchmarks/bench_scale.py [--zoos resnet18x16,resnet18x32,gpt2x4,gpt2x8] [--align] [--pages]
+        [--data DIR] [--steps reopen,evaluate]
 
 ``--data DIR`` keeps the fixtures there (reused when present) instead of a temporary folder; ``--steps`` reruns some
 steps and keeps the other steps' (and zoos') results in the JSON.
