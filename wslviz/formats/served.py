@@ -124,7 +124,8 @@ def stitch(files: Sequence[Path], start: int, n_values: int) -> torch.Tensor | N
             libc.munmap(base, total)
             return None
     region = (ctypes.c_char * total).from_address(base)
-    weakref.finalize(region, libc.munmap, base, total)  # unmapped once no tensor holds the rows
+    # unmapped once no tensor holds the rows; left to the OS at exit, where a tensor may outlive the finalizer
+    weakref.finalize(region, libc.munmap, base, total).atexit = False
     flat = torch.frombuffer(region, dtype=torch.float32)
     return flat.as_strided((len(files), n_values), (slot // 4, 1), start // 4)
 
