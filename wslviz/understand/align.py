@@ -272,7 +272,7 @@ def weight_matching(
     # then one assignment per layer), which depends only on the model's orbit. So whichever kinds are asked for, the
     # permutation stage is the same (more kinds never end farther than permutations alone), and aligning an aligned
     # model again stops where the first alignment did.
-    swept = _swept_distance(arch, ref_f, w_f, seed, max_iter)
+    swept, g_swept = _swept(arch, ref_f, w_f, seed, max_iter)
     g = _match_batch(arch, ref_f, w_f, seed, max_iter, ("permutation",),
                      floor=(PERMUTATION_PROGRESS / 2 * swept).cpu().numpy())  # a gain removes twice its size
     if dev.type != "cpu":
@@ -280,9 +280,11 @@ def weight_matching(
     aligned = apply_symmetry(arch, w, g)
     normalises = any(k in group.kinds for group in arch.perm_spec.groups for k in kinds if k != "permutation")
     if normalises:
-        g_norm = _match_batch(arch, reference, w.float(), seed, max_iter, kinds, descend=False)
+        # the sweep on normal forms under every kind, on the raw weights on the CPU, is the one just measured
+        same = kinds == KINDS and not fold_batchnorm and dev.type == "cpu"
+        g_norm = g_swept if same else _match_batch(arch, reference, w.float(), seed, max_iter, kinds, descend=False)
         if fold_batchnorm:
-            swept = _swept_distance(arch, reference, w.float(), seed, max_iter)
+            swept, _ = _swept(arch, reference, w.float(), seed, max_iter)
         aligned, g = _closer(arch, reference, w, (aligned, g), g_norm)
         refined = compose(refine_factors(arch, reference, aligned, kinds, seed, max_iter,
                                          progress_scale=swept.cpu()), g)
@@ -298,12 +300,13 @@ where it stops decides which permutations the joint descent starts from (at 1e-3
 samples no longer beat the noise baseline on moons-mlp, ``tests/test_generation.py``)."""
 
 
-def _swept_distance(arch: ArchitectureLike, reference: torch.Tensor, weights: torch.Tensor, seed: int,
-                    max_iter: int) -> torch.Tensor:
+def _swept(arch: ArchitectureLike, reference: torch.Tensor, weights: torch.Tensor, seed: int,
+           max_iter: int) -> tuple[torch.Tensor, SymmetryElement]:
     """Per model (``weights`` [B, P]) the squared distance to ``reference`` after the layer-by-layer sweep on normal
-    forms under every kind of symmetry the architecture has: a function of the model's orbit, float64 ``[B]``."""
+    forms under every kind of symmetry the architecture has (a function of the model's orbit, float64 ``[B]``), and
+    that sweep's element."""
     g = _match_batch(arch, reference, weights, seed, max_iter, KINDS, descend=False)
-    return (apply_symmetry(arch, weights, g) - reference).double().square().sum(1)
+    return (apply_symmetry(arch, weights, g) - reference).double().square().sum(1), g
 
 
 def _closer(arch: ArchitectureLike, reference: torch.Tensor, weights: torch.Tensor,
