@@ -4,6 +4,7 @@ memory-mapped, reopened from there while the folder is unchanged (wslviz.scale.o
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -48,6 +49,20 @@ def test_mixed_folder_choosing_a_later_group_rewrites_the_store(tmp_path):
     for group in (0, 1, None):
         options = {} if group is None else {"group": group}
         same(read_zoo(tmp_path / "m", **options), read_zoo(tmp_path / "m", store=tmp_path / "w", **options))
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_is_said_by_the_reader_and_the_opener_reads_into_memory(tmp_path, store_everything, monkeypatch):
+    """A row that does not fit raises, the store's file closed; the opener then reads the folder into memory
+    instead (nothing kept)."""
+    write_runs(tmp_path / "runs", n_runs=2, epochs=(0, 1))
+    with pytest.raises(OSError):
+        read_zoo(tmp_path / "runs", activation="tanh", store=Path("/dev/full"))
+    real = opened.read_zoo
+    monkeypatch.setattr(opened, "read_zoo", lambda *args, store, **kw: real(*args, store=Path("/dev/full"), **kw))
+    zoo = wv.load_zoo(tmp_path / "runs", activation="tanh")
+    same(zoo, wv.load_zoo(tmp_path / "runs", activation="tanh", cache=False))
+    assert not (store_everything / "opened").exists() or not any((store_everything / "opened").iterdir())
 
 
 def test_reopened_from_the_store_without_reading_a_checkpoint(tmp_path, store_everything, monkeypatch):

@@ -16,6 +16,7 @@ import json
 import math
 import struct
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,14 +115,19 @@ class RowFile:
         self.count += 1
 
     def close(self) -> None:
-        """Stop writing (the file is left as it is, to be replaced or removed)."""
-        self.file.close()
+        """Stop writing, the file left as it is, to be replaced or removed (what writing it raised, a full disk,
+        no longer matters)."""
+        with suppress(OSError):
+            self.file.close()
 
     def finish(self) -> torch.Tensor:
-        self.file.seek(8)
-        self.file.write(self._header(self.count).ljust(self.length))
-        self.file.truncate(8 + self.length + 4 * self.count * self.n_params)
-        self.file.close()
+        try:
+            self.file.seek(8)
+            self.file.write(self._header(self.count).ljust(self.length))
+            self.file.truncate(8 + self.length + 4 * self.count * self.n_params)
+            self.file.flush()
+        finally:
+            self.close()
         return mmap_safetensor(self.path)
 
 
@@ -192,56 +198,61 @@ def read_groups(files: Sequence[Path], names: Sequence[str], loader: Loader, arc
     notes: dict[str, int] = {}
     scalars: dict[int, dict[str, int | float | str]] = {}
     first: _Stack | None = None
-    every = 1 if len(files) <= 100 else 100
-    for i, f in enumerate(files):
-        tensors = _read(f, names[i], loader, check_finite, skipped, notes, scalars, i)
-        if tensors is None:
-            continue
-        sig = signature(tensors)
-        if sig not in members:
-            described[sig] = _describe(tensors, arch)
-            fits = arch is None or not described[sig].startswith("does not fit")
-            if first is None and group is None and fits:
-                try:
-                    first = _start(sig, tensors, arch, activation, input_shape, stack, len(files), store)
-                except ZooFormatError as e:
-                    raise ZooFormatError(f, e.problem) from None
-            if first is None or first.signature != sig:
-                examples[sig] = tensors
-        members.setdefault(sig, []).append(i)
-        if first is not None and first.signature == sig:
-            first.add(tensors)
-        if progress is not None and (i + 1) % every == 0:
-            progress(i + 1, len(files))
-    if not members:
-        shown = "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3])
-        raise ZooFormatError(files[0].parent if files else None,
-                             f"none of the {len(files)} checkpoint file(s) can be used ({shown})")
-    order = sorted(members, key=lambda s: (-len(members[s]), members[s][0]))
-    groups = [Group(j, sig, members[sig], _n_values(sig), names[members[sig][0]], described[sig])
-              for j, sig in enumerate(order)]
-    chosen = _choose(groups, group, arch)
-    if first is None or first.signature != chosen.signature:  # read the chosen group's files again
-        example = examples[chosen.signature]
+    try:
+        every = 1 if len(files) <= 100 else 100
+        for i, f in enumerate(files):
+            tensors = _read(f, names[i], loader, check_finite, skipped, notes, scalars, i)
+            if tensors is None:
+                continue
+            sig = signature(tensors)
+            if sig not in members:
+                found = _describe(tensors, arch, activation, input_shape, stack)
+                described[sig] = found[1]
+                if first is None and group is None and (arch is None or found[0] is not None):
+                    try:
+                        first = _start(sig, tensors, found, len(files), store)
+                    except ZooFormatError as e:
+                        raise ZooFormatError(f, e.problem) from None
+                if first is None or first.signature != sig:
+                    examples[sig] = tensors
+            members.setdefault(sig, []).append(i)
+            if first is not None and first.signature == sig:
+                first.add(tensors)
+            if progress is not None and (i + 1) % every == 0:
+                progress(i + 1, len(files))
+        if not members:
+            shown = "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3])
+            raise ZooFormatError(files[0].parent if files else None,
+                                 f"none of the {len(files)} checkpoint file(s) can be used ({shown})")
+        order = sorted(members, key=lambda s: (-len(members[s]), members[s][0]))
+        groups = [Group(j, sig, members[sig], _n_values(sig), names[members[sig][0]], described[sig])
+                  for j, sig in enumerate(order)]
+        chosen = _choose(groups, group, arch)
+        if first is None or first.signature != chosen.signature:  # read the chosen group's files again
+            example = examples[chosen.signature]
+            if first is not None and isinstance(first.rows, RowFile):
+                first.rows.close()  # its file is written again, for the chosen group
+            try:
+                first = _start(chosen.signature, example, _describe(example, arch, activation, input_shape, stack),
+                               len(chosen.members), store)
+            except ZooFormatError as e:
+                raise ZooFormatError(files[chosen.members[0]], e.problem) from None
+            first.add(example)
+            for i in chosen.members[1:]:
+                first.add(normalise(loader(files[i]).tensors))
+        if arch is not None:
+            for g in groups:
+                if g is not chosen and g.architecture.startswith("does not fit"):
+                    why = g.architecture.removeprefix("does not fit: ")
+                    skipped.update({names[i]: f"does not fit the stated architecture ({why})" for i in g.members})
+        if progress is not None:
+            progress(len(files), len(files))
+        return GroupedCheckpoints(first.arch, first.weights(), list(chosen.members), groups, chosen.index, skipped,
+                                  notes, scalars)
+    except BaseException:  # the store's file closed (to be removed by the caller) before saying what went wrong
         if first is not None and isinstance(first.rows, RowFile):
-            first.rows.close()  # its file is written again, for the chosen group
-        try:
-            first = _start(chosen.signature, example, arch, activation, input_shape, stack, len(chosen.members),
-                           store)
-        except ZooFormatError as e:
-            raise ZooFormatError(files[chosen.members[0]], e.problem) from None
-        first.add(example)
-        for i in chosen.members[1:]:
-            first.add(normalise(loader(files[i]).tensors))
-    if arch is not None:
-        for g in groups:
-            if g is not chosen and g.architecture.startswith("does not fit"):
-                why = g.architecture.removeprefix("does not fit: ")
-                skipped.update({names[i]: f"does not fit the stated architecture ({why})" for i in g.members})
-    if progress is not None:
-        progress(len(files), len(files))
-    return GroupedCheckpoints(first.arch, first.weights(), list(chosen.members), groups, chosen.index, skipped,
-                              notes, scalars)
+            first.rows.close()
+        raise
 
 
 def _n_values(sig: Signature) -> int:
@@ -268,25 +279,31 @@ def _read(f: Path, name: str, loader: Loader, check_finite: bool, skipped: dict[
     return tensors
 
 
-def _start(sig: Signature, tensors: Mapping[str, torch.Tensor], stated: ArchitectureLike | None,
-           activation: str | None, input_shape: Sequence[int] | None, stack: int | str | None,
+def _start(sig: Signature, tensors: Mapping[str, torch.Tensor], found: tuple[ArchitectureLike | None, str],
            capacity: int, store: Path | None) -> _Stack:
+    """The stack of the group ``sig`` with the architecture :func:`_describe` ``found`` for it (raises
+    :class:`ZooFormatError` saying why when there is none)."""
+    architecture, described = found
+    if architecture is None:
+        raise ZooFormatError(None, f"cannot work out the architecture: {described.removeprefix('not inferred: ')}")
     try:
-        architecture = stated or infer_layout(tensors, activation=activation, input_shape=input_shape, stack=stack)
         return _Stack.start(sig, architecture, tensors, capacity, store)
     except (ArchitectureError, KeyError, TypeError, ValueError, OverflowError) as e:
         raise ZooFormatError(None, f"cannot work out the architecture: {e}") from None
 
 
-def _describe(example: Mapping[str, torch.Tensor], stated: ArchitectureLike | None) -> str:
-    """A group's architecture: the stated one when it fits (else why not), else what its first file gives."""
+def _describe(example: Mapping[str, torch.Tensor], stated: ArchitectureLike | None, activation: str | None,
+              input_shape: Sequence[int] | None, stack: int | str | None) -> tuple[ArchitectureLike | None, str]:
+    """A group's architecture and what it is: the stated one when it fits (else None and why not), else what its
+    first file gives with the reader's options (:func:`wslviz.core.protocol.infer_layout`; else None and why)."""
     try:
         if stated is not None:
             stated.flatten(example, by_order=True)
-            return stated.describe()
-        return infer_layout(example).describe()
-    except (ArchitectureError, KeyError, TypeError, ValueError) as e:
-        return f"does not fit: {e}" if stated is not None else f"not inferred: {e}"
+            return stated, stated.describe()
+        inferred = infer_layout(example, activation=activation, input_shape=input_shape, stack=stack)
+        return inferred, inferred.describe()
+    except (ArchitectureError, KeyError, TypeError, ValueError, OverflowError) as e:
+        return None, f"does not fit: {e}" if stated is not None else f"not inferred: {e}"
 
 
 def _choose(groups: list[Group], group: int | None, stated: ArchitectureLike | None) -> Group:
