@@ -5,6 +5,8 @@ of each tensor's spread) per checkpoint:
 
 - ``resnet18xN``: N torchvision-layout ResNet-18s (11.7M parameters, ImageNet head), ``torch.save``-d state dicts
   (``.pt``), 45 MB each;
+- ``resnet18stxN`` (not run by default): the same saved by ``safetensors`` (``save_file``, BatchNorm's int64 counters
+  included), as exported to a model hub without a ``config.json``;
 - ``gpt2xN``: N Hugging Face GPT-2-small folders (``config.json`` + ``model.safetensors``, 124M parameters, 498 MB
   each), written by ``transformers`` (needs the ``hf`` extra).
 
@@ -14,11 +16,11 @@ cache is warm for every step (the files are read once, untimed, before the steps
 - ``read``: every file read with its standard loader (``torch.load(weights_only=True)``, ``safetensors``'
   ``load_file``) and every tensor touched once (summed): the physical limit for opening;
 - ``open``: ``wv.load_zoo(folder)`` with an empty per-user cache (``$WSLVIZ_CACHE``): every file read and written
-  into the row store there (:mod:`wslviz.scale.opened`), or, for the GPT-2 folders, served in place (each file
-  mapped as a row, every value checked for NaN/Inf: :mod:`wslviz.formats.served`), the architecture built (for GPT-2
-  the model is built from ``config.json`` by ``transformers``); the imports are done before the clock starts, as in
-  a running app (for GPT-2, by building a one-block GPT-2 first: ``transformers`` imports most of its modules on
-  first use);
+  into the row store there (:mod:`wslviz.scale.opened`), or, for the safetensors folders, served in place (each
+  file mapped as a row, every value checked for NaN/Inf: :mod:`wslviz.formats.served`), the architecture built
+  (for GPT-2 the model is built from ``config.json`` by ``transformers``); the imports are done before the clock
+  starts, as in a running app (for GPT-2, by building a one-block GPT-2 first: ``transformers`` imports most of its
+  modules on first use);
 - ``reopen``: the same again, the folder unchanged: the store (or the files) mapped, no checkpoint read;
 - ``stats``, ``spectral``: the feature kinds, timed after a reopen (their peak includes it);
 - ``evaluate``: ``model_outputs`` of every checkpoint on the default probe inputs (8 images, 17 sequences), against a
@@ -69,7 +71,9 @@ def perturbed(base: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, 
             if v.is_floating_point() and v.numel() > 1 else v.clone() for k, v in base.items()}
 
 
-def make_resnet18(folder: Path, n: int) -> None:
+def make_resnet18(folder: Path, n: int, safetensors: bool = False) -> None:
+    from safetensors.torch import save_file
+
     from wslviz.core.published import TorchvisionResNet
 
     torch.manual_seed(0)
@@ -77,7 +81,10 @@ def make_resnet18(folder: Path, n: int) -> None:
     gen = torch.Generator().manual_seed(1)
     folder.mkdir(parents=True)
     for i in range(n):
-        torch.save(perturbed(base, gen), folder / f"resnet18_seed{i}.pt")
+        if safetensors:  # as a hub export holds them: BatchNorm's int64 counters included
+            save_file(perturbed(base, gen), str(folder / f"resnet18_seed{i}.safetensors"))
+        else:
+            torch.save(perturbed(base, gen), folder / f"resnet18_seed{i}.pt")
 
 
 def make_gpt2(folder: Path, n: int) -> None:
@@ -96,20 +103,23 @@ def make_gpt2(folder: Path, n: int) -> None:
 
 
 def fixture(data: Path, name: str) -> Path:
-    """The folder of zoo ``name`` (``resnet18x16``, ``gpt2x4``), made when missing."""
-    match = re.fullmatch(r"(resnet18|gpt2)x(\d+)", name)
+    """The folder of zoo ``name`` (``resnet18x16``, ``resnet18stx16``, ``gpt2x4``), made when missing."""
+    match = re.fullmatch(r"(resnet18|resnet18st|gpt2)x(\d+)", name)
     if match is None:
-        raise SystemExit(f"unknown zoo {name!r}: resnet18xN or gpt2xN")
+        raise SystemExit(f"unknown zoo {name!r}: resnet18xN, resnet18stxN or gpt2xN")
     folder = data / name
     if not folder.exists():
         t = time.perf_counter()
-        (make_resnet18 if match[1] == "resnet18" else make_gpt2)(folder, int(match[2]))
+        if match[1] == "gpt2":
+            make_gpt2(folder, int(match[2]))
+        else:
+            make_resnet18(folder, int(match[2]), safetensors=match[1] == "resnet18st")
         print(f"made {name} in {time.perf_counter() - t:.0f} s", flush=True)
     return folder
 
 
 def files_of(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.pt")) + sorted(folder.glob("*/model.safetensors"))
+    return [f for pattern in ("*.pt", "*.safetensors", "*/model.safetensors") for f in sorted(folder.glob(pattern))]
 
 
 def read_alone(folder: Path) -> float:

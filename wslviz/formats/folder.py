@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from wslviz.formats.errors import ZooFormatError
 from wslviz.formats.groups import GroupedCheckpoints, Loader, read_groups
 from wslviz.formats.names import epoch_of, has_epoch, parse_name, without_epoch
 from wslviz.formats.safeio import read_checkpoint, sniff
-from wslviz.formats.served import serve_again
+from wslviz.formats.served import serve_again, serve_inferred
 
 KEY_COLUMNS = ("file", "filename", "name", "path")
 """Columns that describe the files rather than the models (not hyper-parameters)."""
@@ -228,6 +229,7 @@ def read_files(path: Path, files: Sequence[Path], fmt: str, arch: Any = None, ac
              "notes": found.notes}
     if found.served is not None:
         extra["served"] = found.served
+        extra["notes"] = {**found.notes, "read in place: rows mapped from the files, no copy": len(found.rows)}
     parts = [description or f"{len(files)} checkpoint files"]
     if len(found.groups) > 1:
         parts.append(f"{len(found.groups)} architectures, group {found.chosen} opened ({len(found.rows)} files)")
@@ -259,5 +261,8 @@ def read(path: Path, arch: Any = None, activation: str | None = None, input_shap
     path = require_dir(path, "checkpoint folder")
     runs = is_runs(path)
     files = [f for r in run_folders(path) for f in checkpoint_files(r)] if runs else checkpoint_files(path)
+    serve = (partial(serve_inferred, arch=parse_arch(arch), activation=activation, input_shape=input_shape,
+                     check_finite=check_finite, progress=progress)
+             if stack is None and group is None and all(f.suffix == ".safetensors" for f in files) else None)
     return read_files(path, files, "folder", arch, activation, input_shape, check_finite, progress=progress,
-                      stack=stack, group=group, runs=runs, store=store)
+                      stack=stack, group=group, runs=runs, store=store, serve=serve)

@@ -20,12 +20,13 @@ from safetensors import safe_open
 
 from wslviz.core.hf_arch import HuggingFaceArchitecture
 from wslviz.core.layout import ArchitectureError
+from wslviz.core.protocol import ArchitectureLike
 from wslviz.formats._common import ACTIVATION_NAMES, read_json, require_dir
 from wslviz.formats.errors import ZooFormatError
-from wslviz.formats.folder import read_files
+from wslviz.formats.folder import parse_arch, read_files
 from wslviz.formats.groups import GroupedCheckpoints
 from wslviz.formats.safeio import Checkpoint, read_checkpoint
-from wslviz.formats.served import serve_files
+from wslviz.formats.served import laid_out, serve_files, serve_inferred
 
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
@@ -110,13 +111,11 @@ def config_architecture(folder: Path, input_shape: Sequence[int] | None = None) 
         return None, f"config.json not used ({e})"
 
 
-def _in_order(built: HuggingFaceArchitecture, keys: list[str]) -> HuggingFaceArchitecture | None:
+def _in_order(built: HuggingFaceArchitecture, keys: list[str]) -> ArchitectureLike | None:
     """``built`` laid out in the order of a file's ``keys``, when they are exactly its tensors (no other head's,
     no tied copy); else None."""
     names = [built.layout_name(k) for k in keys]
-    if None in names or sorted(names) != sorted(p.name for p in built.layout):
-        return None
-    return HuggingFaceArchitecture({**built.spec, "order": names})
+    return None if None in names else laid_out(built, names)
 
 
 def _served(built: HuggingFaceArchitecture, check_finite: bool, progress: Callable[[int, int], None] | None,
@@ -124,6 +123,15 @@ def _served(built: HuggingFaceArchitecture, check_finite: bool, progress: Callab
     """The model folders' rows read in place from their ``model.safetensors`` (:mod:`wslviz.formats.served`), the
     architecture laid out in the files' order; None where the files do not allow it."""
     return serve_files([f / SINGLE for f in folders], names, partial(_in_order, built), check_finite, progress)
+
+
+def _served_inferred(arch: Any, activation: str | None, input_shape: Sequence[int] | None, check_finite: bool,
+                     progress: Callable[[int, int], None] | None, folders: Sequence[Path],
+                     names: Sequence[str]) -> GroupedCheckpoints | None:
+    """The model folders' rows read in place where no architecture was built from ``config.json``: the stated one
+    or the one their tensors give (:func:`wslviz.formats.served.serve_inferred`)."""
+    return serve_inferred([f / SINGLE for f in folders], names, parse_arch(arch), activation, input_shape,
+                          check_finite, progress)
 
 
 def read(path: Path, arch: Any = None, activation: str | None = None, input_shape: Sequence[int] | None = None,
@@ -142,16 +150,16 @@ def read(path: Path, arch: Any = None, activation: str | None = None, input_shap
     if arch is None and stack is None:
         built, note = config_architecture(folders[0], input_shape)
         arch = built
-    serve = (partial(_served, built, check_finite, progress) if built is not None and group is None
-             and all((f / SINGLE).is_file() for f in folders) else None)
+    serve = None
+    if group is None and stack is None and all((f / SINGLE).is_file() for f in folders):
+        serve = (partial(_served, built, check_finite, progress) if built is not None else
+                 partial(_served_inferred, arch, act, input_shape, check_finite, progress))
     zoo = read_files(path, folders, "huggingface", arch, act, input_shape, check_finite, loader=model_checkpoint,
                      description="Hugging Face model folder(s)", progress=progress, stack=stack, group=group,
                      store=store, serve=serve)
     notes = dict(zoo.extra.get("notes", {}))
     if note:
         notes[note] = len(folders)
-    if "served" in zoo.extra:
-        notes["read in place: rows mapped from the files, no copy"] = len(zoo.extra["served"]["files"])
     if built is not None:
         left = built.unused_keys(tensor_names(folders[0]))
         if left:

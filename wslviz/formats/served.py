@@ -2,14 +2,16 @@
 
 Opening a folder by reading its files into a matrix copies every byte once more, and on the files people hold (a
 498 MB GPT-2-small per folder) that copy is most of the time of opening, ten times what reading them takes. Where
-every file is a safetensors file holding the same float32 tensors at the same offsets (files one library wrote for
-one architecture), file ``i``'s data region *is* row ``i`` of the matrix, in the files' tensor order:
+every file is a safetensors file holding the same float32 tensors at the same offsets, one after the other (files
+one library wrote for one architecture; int64 counters and other tensors may lie before or after them), file
+``i``'s float32 bytes *are* row ``i`` of the matrix, in the files' tensor order:
 :func:`stitch` maps each file (copy-on-write: writing to a row never reaches the file) into its own slot of one
 reserved range of addresses, and returns the ``[n, P]`` float32 rows with the slot as row stride (a strided tensor;
-each row is contiguous). The architecture is laid out in the files' order (``order`` in module specs,
-:func:`wslviz.core.layout.in_order`). :func:`serve_files` checks the files, checks each row for NaN/Inf as the
-readers do (reading every byte once, the pages handed back after each row), and returns what
-:func:`wslviz.formats.groups.read_groups` would.
+each row is contiguous). The architecture is laid out in the files' order (:func:`laid_out`: ``order`` in module and
+Hugging Face specs, :func:`wslviz.core.layout.in_order`), the one ``config.json`` builds or, in a folder of
+checkpoint files, the one the first file gives (:func:`serve_inferred`). :func:`serve_files` checks the files,
+checks each row for NaN/Inf as the readers do (reading every byte once, the pages handed back after each row), and
+returns what :func:`wslviz.formats.groups.read_groups` would.
 
 Linux only (``mmap`` at a fixed address through libc); elsewhere, or where a file cannot be mapped, :func:`stitch`
 returns None and the files are read as before. As with any memory-mapped file, a file rewritten while it is served
@@ -33,9 +35,13 @@ from pathlib import Path
 
 import torch
 
+from wslviz.core.layout import ArchitectureError
 from wslviz.core.memory import drop
-from wslviz.core.protocol import ArchitectureLike
-from wslviz.formats.groups import Group, GroupedCheckpoints, finite
+from wslviz.core.protocol import ArchitectureLike, from_spec, infer_layout
+from wslviz.core.stacks import strip_wrappers
+from wslviz.formats.errors import ZooFormatError
+from wslviz.formats.groups import Group, GroupedCheckpoints, finite, normalise
+from wslviz.formats.safeio import read_checkpoint
 
 PROT = mmap.PROT_READ | mmap.PROT_WRITE
 PRIVATE, FIXED, ANONYMOUS, NORESERVE = 0x02, 0x10, 0x20, 0x4000
@@ -58,8 +64,10 @@ def _libc() -> ctypes.CDLL:
 
 
 def float_rows(path: Path) -> tuple[int, list[tuple[str, tuple[int, ...]]]] | None:
-    """``(byte where the data starts, [(name, shape)] in byte order)`` of a safetensors file whose tensors are all
-    float32 and fill its data region; None for any other file (or one that cannot be read)."""
+    """``(byte where the float32 tensors start, [(name, shape)] in byte order)`` of a safetensors file whose float32
+    tensors lie one after the other; None for any other file (or one that cannot be read). Tensors of other types
+    may come before or after them: ``safetensors`` writes tensors by type, the widest first, so the int64
+    counters of BatchNorm layers (``num_batches_tracked``) or position ids precede the float32 weights."""
     try:
         with open(path, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
@@ -71,17 +79,29 @@ def float_rows(path: Path) -> tuple[int, list[tuple[str, tuple[int, ...]]]] | No
         return None
     if not isinstance(header, dict):
         return None
-    entries = sorted((v.get("data_offsets", [-1])[0], k, v) for k, v in header.items()
-                     if k != "__metadata__" and isinstance(v, dict))
-    end = 0
-    for begin, _, v in entries:
+    entries = [v for k, v in header.items() if k != "__metadata__"]
+    if not all(isinstance(v, dict) and _offsets(v.get("data_offsets")) for v in entries):
+        return None
+    floats = sorted((v["data_offsets"][0], k, v) for k, v in header.items()
+                    if k != "__metadata__" and v.get("dtype") == "F32")
+    if not floats:
+        return None
+    first = end = floats[0][0]
+    for begin, _, v in floats:
         count = _count(v.get("shape"))
-        if v.get("dtype") != "F32" or begin != end or count < 0 or v.get("data_offsets") != [begin, begin + 4 * count]:
+        if begin != end or count < 0 or v["data_offsets"][1] != begin + 4 * count:
             return None
         end = begin + 4 * count
-    if not entries or 8 + n + end != size:
+    others = [v["data_offsets"] for v in entries if v.get("dtype") != "F32"]
+    if any(b < end and e > first for b, e in others) or 8 + n + max(e for _, e in [*others, (0, end)]) > size:
         return None
-    return 8 + n, [(k, tuple(v["shape"])) for _, k, v in entries]
+    return 8 + n + first, [(k, tuple(v["shape"])) for _, k, v in floats]
+
+
+def _offsets(offsets: object) -> bool:
+    """Whether ``offsets`` is a ``[begin, end]`` pair of byte positions."""
+    return (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) and not isinstance(o, bool)
+                                                                    for o in offsets) and 0 <= offsets[0] <= offsets[1])
 
 
 def _count(shape: object) -> int:
@@ -134,10 +154,11 @@ def serve_files(files: Sequence[Path], names: Sequence[str], ordered: Callable[[
                 check_finite: bool = True, progress: Callable[[int, int], None] | None = None,
                 ) -> GroupedCheckpoints | None:
     """The files as rows read in place (see the module docstring), or None where they cannot be: not every file a
-    float32 safetensors file with the same tensors at the same offsets, ``ordered`` (the tensor names in byte order
-    -> the architecture laid out in that order, None when the names are not exactly its tensors) refuses, or no
-    mapping; also for rows of at most :data:`SERVE_ABOVE` bytes and more than :data:`MAX_FILES` files. Rows with
-    NaN/Inf are left out with the reason, as the readers do (``check_finite``)."""
+    safetensors file with the same float32 tensors at the same offsets (:func:`float_rows`), ``ordered`` (the
+    float32 tensors' names in byte order -> the architecture laid out in that order, None when the names are not
+    exactly its tensors: :func:`laid_out`) refuses, or no mapping; also for rows of at most :data:`SERVE_ABOVE`
+    bytes and more than :data:`MAX_FILES` files. Rows with NaN/Inf are left out with the reason, as the readers do
+    (``check_finite``)."""
     first = float_rows(files[0]) if 0 < len(files) <= MAX_FILES else None
     if first is None:
         return None
@@ -166,11 +187,48 @@ def serve_files(files: Sequence[Path], names: Sequence[str], ordered: Callable[[
             return None
         if len(good) < len(files):
             rows = stitch([files[i] for i in good], start, n_values)
+    elif progress is not None:
+        progress(len(files), len(files))
     if rows is None:
         return None
     group = Group(0, tuple(sorted(tensors)), good, n_values, names[good[0]], arch.describe())
     served = {"files": [str(files[i]) for i in good], "start": start, "values": n_values}
     return GroupedCheckpoints(arch, rows, good, [group], 0, skipped, served=served)
+
+
+def laid_out(arch: ArchitectureLike, names: Sequence[str]) -> ArchitectureLike | None:
+    """``arch`` with its tensors laid out in the order of ``names`` (each of its layout names once): itself when
+    that is its order, else the same spec with that ``order`` where its kind takes one (module and Hugging Face
+    architectures); None otherwise, or when ``names`` are not exactly its tensors."""
+    names = list(names)
+    if [p.name for p in arch.layout] == names:
+        return arch
+    try:
+        ordered = from_spec({**arch.spec, "order": names})
+    except ArchitectureError:
+        return None
+    return ordered if [p.name for p in ordered.layout] == names else None
+
+
+def serve_inferred(files: Sequence[Path], names: Sequence[str], arch: ArchitectureLike | None = None,
+                   activation: str | None = None, input_shape: Sequence[int] | None = None, check_finite: bool = True,
+                   progress: Callable[[int, int], None] | None = None) -> GroupedCheckpoints | None:
+    """Safetensors ``files`` served in place (:func:`serve_files`) as a folder of checkpoints is read: ``arch``,
+    else the architecture the first file gives (:func:`wslviz.core.protocol.infer_layout` of its tensors, wrapper
+    prefixes stripped, as :func:`wslviz.formats.groups.read_groups` infers it), laid out in the files' order
+    (:func:`laid_out`: a recognised family's module or a weights-only layout; a sequential stack keeps its own
+    order, and its files are read). None where the files do not allow it."""
+
+    def ordered(keys: list[str]) -> ArchitectureLike | None:
+        try:
+            tensors = read_checkpoint(files[0]).tensors
+            chosen = arch or infer_layout(normalise(tensors), activation=activation, input_shape=input_shape)
+        except (ZooFormatError, ArchitectureError, KeyError, TypeError, ValueError, OverflowError):
+            return None  # the files are read, and the reader says what is wrong
+        renamed = {old: new for new, old in strip_wrappers(tensors).items()}
+        return laid_out(chosen, [renamed[k] for k in keys])
+
+    return serve_files(files, names, ordered, check_finite, progress)
 
 
 def serve_again(served: dict, order: Sequence[int] | None = None) -> torch.Tensor | None:
